@@ -1,0 +1,3 @@
+from hbfork.cli import main
+
+raise SystemExit(main())
