@@ -19,6 +19,7 @@ from typing import Protocol
 READ = select.EPOLLIN | select.EPOLLRDHUP
 WRITE = select.EPOLLOUT
 ERROR = select.EPOLLERR | select.EPOLLHUP
+HANGUP = select.EPOLLHUP
 
 
 class Timed(Protocol):
@@ -42,7 +43,9 @@ class Loop:
         self.masks[fd] = mask
 
     def set_mask(self, fd: int, mask: int) -> None:
-        if self.masks.get(fd) != mask:
+        """Change the interest of a registered fd (a no-op for one that was removed)."""
+        current = self.masks.get(fd)
+        if current is not None and current != mask:
             self.epoll.modify(fd, mask)
             self.masks[fd] = mask
 

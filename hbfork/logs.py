@@ -1,0 +1,52 @@
+"""Error log setup shared by master and workers: one format, a role per process, reopenable."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+FORMAT = "%(asctime)s %(levelname)s hbfork[%(process)d] %(role)s: %(message)s"
+
+log = logging.getLogger("hbfork")
+
+
+class _RoleFilter(logging.Filter):
+    role = "main"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.role = self.role
+        return True
+
+
+_role = _RoleFilter()
+_path: str | None = None
+
+
+def setup(level: str = "info", path: str | None = None, role: str = "main") -> None:
+    """(Re)configure the hbfork logger: to `path` (appending) or stderr."""
+    global _path
+    _path = path
+    _role.role = role
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    handler: logging.Handler
+    if path:
+        handler = logging.FileHandler(path, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(_role)
+    log.addHandler(handler)
+    log.setLevel(level.upper())
+    log.propagate = False
+
+
+def set_role(role: str) -> None:
+    _role.role = role
+
+
+def reopen() -> None:
+    """SIGUSR1: reopen the log file (after logrotate moved it)."""
+    if _path:
+        setup(logging.getLevelName(log.level).lower(), _path, _role.role)

@@ -1,0 +1,484 @@
+"""The master process: owns the sockets and the table, supervises the workers.
+
+Theory of operation
+-------------------
+The master binds every socket once (client listeners, the heartbeat socket, the status
+listener), creates the shared table, forks the workers, and then waits in ONE selector on: the
+heartbeat socket, the signal wake-up pipe and each worker's report socket. Signal handlers only
+record the signal; everything happens in the loop, which never blocks for long: the select
+timeout is the nearest member deadline (staleness, end of error) capped at half a second.
+
+Workers come in generations. A reload (SIGHUP) with a valid config starts a new generation;
+once all of its workers say "ready", the older generations are told to drain. Listeners live in
+the master for its whole life, so connections queued during a reload are accepted by whichever
+generation is serving; nothing is reset. The heartbeat socket, table and member state survive
+reloads.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+
+import setproctitle
+
+from hbfork import config as config_module
+from hbfork import logs
+from hbfork.addresses import Endpoint
+from hbfork.config import MAX_WORKERS, Config
+from hbfork.errors import ConfigError, HbforkError, HeartbeatError
+from hbfork.keyfile import read_keys
+from hbfork.members import NS, Registry, Rules
+from hbfork.monitor import Monitor
+from hbfork.pidfile import claim, release
+from hbfork.pool import Pool, WorkerProcess
+from hbfork.sockets import bind_listener, open_heartbeat_socket
+from hbfork.table import (
+    STATE_READY,
+    W_CONFIG_GENERATION,
+    W_CONFIG_LOADED_US,
+    WK_STATE,
+    WK_TICK_NS,
+    Table,
+)
+
+log = logs.log
+WORKER_RECORDS = 2 * MAX_WORKERS  # two generations overlap during a reload
+READY_TIMEOUT = 30.0
+
+
+@dataclass(eq=False)
+class Generation:
+    number: int
+    config: Config
+    listeners: list[socket.socket]
+    size: int
+    started: float = field(default_factory=time.monotonic)
+
+
+class Master:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.pid = os.getpid()
+        self.selector = selectors.DefaultSelector()
+        self.listeners: dict[Endpoint, socket.socket] = {}
+        self.status_listener: socket.socket | None = None
+        self.status_endpoint: Endpoint | None = None
+        self.heartbeat_sock: socket.socket | None = None
+        self.heartbeat_endpoint: Endpoint | None = None
+        self.table: Table | None = None
+        self.registry: Registry | None = None
+        self.monitor: Monitor | None = None
+        self.pool: Pool | None = None
+        self.generations: dict[int, Generation] = {}
+        self.current: Generation | None = None
+        self.pending: Generation | None = None   # reload waiting for its workers to be ready
+        self.reload_again = False
+        self.stopping: str | None = None         # None, "graceful" or "fast"
+        self.stop_deadline = 0.0
+        self.signals: list[int] = []
+        self._death_read = self._death_write = -1
+        self._wakeup_read = self._wakeup_write = -1
+        self._last_watchdog = 0.0
+
+    # --- start
+
+    def run(self) -> int:
+        logs.setup(self.config.log.level, self.config.resolve(self.config.log.error), "master")
+        setproctitle.setproctitle("hbfork: master")
+        pidfile = self.config.pidfile
+        try:
+            if pidfile:
+                claim(pidfile, self.pid)
+            self._open()
+        except (OSError, HbforkError) as err:
+            log.error("cannot start: %s", _describe(err))
+            self._cleanup()
+            return 1
+        try:
+            self._spawn_generation(self.config)
+            self._loop()
+        finally:
+            self._cleanup()
+        log.info("master stopped")
+        return 0
+
+    def _open(self) -> None:
+        config = self.config
+        keys = read_keys(config.resolve(config.heartbeat.key_file)) \
+            if config.heartbeat.key_file else ()
+        self._bind_listeners(config)
+        self._bind_status(config)
+        self._bind_heartbeat(config)
+        self.table = Table.create(config.heartbeat.max_members, WORKER_RECORDS, self.pid)
+        self.registry = Registry.from_config(config, keys)
+        self.monitor = Monitor(self.registry, self.table, config.heartbeat.allow,
+                               config.heartbeat.rate_limit)
+        self.monitor.sock = self.heartbeat_sock
+        self.monitor.publish()
+        self._set_config_generation(1)
+        self._death_read, self._death_write = os.pipe2(os.O_CLOEXEC)
+        self._wakeup_read, self._wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wakeup_write, warn_on_full_buffer=False)
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
+                       signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD):
+            signal.signal(signum, self._record_signal)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self.selector.register(self._wakeup_read, selectors.EVENT_READ, self._on_wakeup)
+        self.selector.register(self.heartbeat_sock, selectors.EVENT_READ,
+                               self.monitor.on_readable)
+        self.pool = Pool(self.table, self._death_read, self._master_only_fds,
+                         self._on_worker_message, self._register_worker, self._unregister)
+        log.info("hbfork %s master started: listening on %s (mode %s), heartbeats on %s%s",
+                 _version(), ", ".join(map(str, config.proxy.listen)), config.proxy.mode,
+                 config.heartbeat.listen,
+                 f", status on {config.status.listen}" if config.status.listen else "")
+
+    def _bind_listeners(self, config: Config) -> None:
+        for endpoint in config.proxy.listen:
+            if endpoint not in self.listeners:
+                try:
+                    self.listeners[endpoint] = bind_listener(endpoint, config.proxy.backlog)
+                except OSError as err:
+                    raise HbforkError(f"cannot listen on {endpoint}: {err.strerror}") from None
+
+    def _bind_status(self, config: Config) -> None:
+        wanted = config.status.listen
+        if wanted == self.status_endpoint:
+            return
+        new = None
+        if wanted is not None:
+            try:
+                new = bind_listener(wanted, 128)
+            except OSError as err:
+                raise HbforkError(f"cannot listen on {wanted} (status): {err.strerror}") from None
+        if self.status_listener is not None:
+            self.status_listener.close()
+        self.status_listener, self.status_endpoint = new, wanted
+
+    def _bind_heartbeat(self, config: Config) -> None:
+        hb = config.heartbeat
+        if hb.listen == self.heartbeat_endpoint:
+            return
+        try:
+            sock = open_heartbeat_socket(hb.listen, hb.interface)
+        except OSError as err:
+            raise HbforkError(f"cannot receive heartbeats on {hb.listen}: {err.strerror}") \
+                from None
+        if self.heartbeat_sock is not None:
+            self.selector.unregister(self.heartbeat_sock)
+            self.heartbeat_sock.close()
+            self.selector.register(sock, selectors.EVENT_READ, self.monitor.on_readable)
+            self.monitor.sock = sock
+        self.heartbeat_sock, self.heartbeat_endpoint = sock, hb.listen
+
+    def _master_only_fds(self) -> list[int]:
+        fds = [self.selector.fileno(), self._death_write, self._wakeup_read, self._wakeup_write]
+        if self.heartbeat_sock is not None:
+            fds.append(self.heartbeat_sock.fileno())
+        return fds
+
+    def _set_config_generation(self, number: int) -> None:
+        assert self.table is not None
+        self.table.set_header(W_CONFIG_GENERATION, number)
+        self.table.set_header(W_CONFIG_LOADED_US, int(time.time() * 1e6))
+
+    # --- generations
+
+    def _spawn_generation(self, config: Config) -> Generation:
+        number = max(self.generations, default=0) + 1
+        listeners = [self.listeners[e] for e in config.proxy.listen]
+        generation = Generation(number, config, listeners, config.proxy.workers)
+        self.generations[number] = generation
+        if self.current is None:
+            self.current = generation
+        else:
+            self.pending = generation
+        self._fill(generation)
+        return generation
+
+    def _fill(self, generation: Generation) -> None:
+        """Fork the workers a generation is missing (numbers 1..size)."""
+        assert self.pool is not None
+        have = {w.number for w in self.pool.serving(generation.number)}
+        for number in range(1, generation.size + 1):
+            if number not in have and not self.pool.spawn(
+                    generation.config, generation.listeners, self.status_listener, number,
+                    generation.number):
+                return
+
+    def _maintain(self) -> None:
+        """Keep the serving generation at its size; finish a reload once its workers are up."""
+        assert self.pool is not None
+        if self.stopping:
+            return
+        self.pool.healthy()
+        for generation in (self.current, self.pending):
+            if generation is not None:
+                self._fill(generation)
+        current = self.current
+        if current is not None:
+            for worker in sorted(self.pool.serving(current.number), key=lambda w: w.number):
+                if worker.number > current.size:  # SIGTTOU
+                    self.pool.drain(worker, current.config.proxy.shutdown_timeout)
+        pending = self.pending
+        if pending is not None:
+            ready = [w for w in self.pool.serving(pending.number) if w.ready]
+            if len(ready) >= pending.size:
+                self._finish_reload(pending)
+            elif time.monotonic() - pending.started > READY_TIMEOUT:
+                log.error("reload: the new workers are not ready after %.0fs; the old ones keep "
+                          "serving and the new ones keep being retried", READY_TIMEOUT)
+                pending.started = time.monotonic()
+        self._close_unused_listeners()
+
+    def _finish_reload(self, pending: Generation) -> None:
+        assert self.pool is not None and self.current is not None
+        for worker in list(self.pool.workers.values()):
+            if worker.generation != pending.number:
+                self.pool.drain(worker, self.generations[worker.generation].config
+                                .proxy.shutdown_timeout)
+        self.current, self.pending = pending, None
+        log.info("reload complete: generation %d serving, older workers draining",
+                 pending.number)
+        if self.reload_again:
+            self.reload_again = False
+            self._reload()
+
+    def _close_unused_listeners(self) -> None:
+        assert self.pool is not None
+        live = {w.generation for w in self.pool.workers.values()}
+        live.update(g.number for g in (self.current, self.pending) if g is not None)
+        for number in list(self.generations):
+            if number not in live:
+                del self.generations[number]
+        used = {id(s) for g in self.generations.values() for s in g.listeners}
+        for endpoint, sock in list(self.listeners.items()):
+            if id(sock) not in used:
+                log.info("closed listener %s (no longer configured)", endpoint)
+                sock.close()
+                del self.listeners[endpoint]
+
+    # --- reload
+
+    def _reload(self) -> None:
+        if self.pending is not None:
+            self.reload_again = True  # finish this one first, then read the file again
+            return
+        path = self.config.path
+        try:
+            new = config_module.load(path)
+            keys = read_keys(new.resolve(new.heartbeat.key_file)) \
+                if new.heartbeat.key_file else ()
+            self._check_reloadable(new)
+            self._bind_listeners(new)
+            self._bind_status(new)
+            self._bind_heartbeat(new)
+        except (ConfigError, HbforkError, HeartbeatError, OSError) as err:
+            log.error("reload failed, still running the previous config: %s", _describe(err))
+            return
+        assert self.registry is not None and self.monitor is not None
+        self.registry.reconfigure(Rules.from_config(new), new.members, keys, time.monotonic_ns())
+        self.monitor.configure(new.heartbeat.allow, new.heartbeat.rate_limit)
+        self.monitor.publish()
+        logs.setup(new.log.level, new.resolve(new.log.error), "master")
+        self.config = new
+        generation = self._spawn_generation(new)
+        self._set_config_generation(generation.number)
+        log.info("reloading %s: generation %d starting %d workers", path, generation.number,
+                 generation.size)
+
+    def _check_reloadable(self, new: Config) -> None:
+        if new.heartbeat.max_members != self.config.heartbeat.max_members:
+            raise ConfigError(new.path, "[heartbeat] max_members",
+                              f"cannot change from {self.config.heartbeat.max_members} on "
+                              "reload (the table is sized at start); restart to change it")
+        if new.pidfile != self.config.pidfile:
+            raise ConfigError(new.path, "[proxy] pidfile", "cannot change on reload")
+
+    # --- the loop
+
+    def _loop(self) -> None:
+        assert self.pool is not None and self.monitor is not None and self.registry is not None
+        while True:
+            timeout = self._timeout()
+            for key, _ in self.selector.select(timeout):
+                try:
+                    key.data(key.fileobj)
+                except Exception:
+                    log.exception("error in the master loop (continuing)")
+            self._handle_signals()
+            for worker in self.pool.reap():
+                if self.pending is not None and worker.generation == self.pending.number \
+                        and not worker.draining:
+                    log.warning("reload: a new worker died before it was ready")
+            self.pool.kill_overdue()
+            self.monitor.publish()
+            self._watchdog()
+            if self.stopping:
+                if not self.pool.workers:
+                    return
+                if time.monotonic() >= self.stop_deadline:
+                    for worker in self.pool.workers.values():
+                        os.kill(worker.pid, signal.SIGKILL)
+                    self.stop_deadline = time.monotonic() + 5
+            else:
+                self._maintain()
+
+    def _timeout(self) -> float:
+        assert self.registry is not None and self.pool is not None
+        timeout = 0.5
+        deadline = self.registry.next_deadline
+        if deadline:
+            timeout = min(timeout, max(0.0, (deadline - time.monotonic_ns()) / NS + 0.001))
+        if self.pool.next_spawn_at:
+            timeout = min(timeout, max(0.01, self.pool.next_spawn_at - time.monotonic()))
+        return timeout
+
+    def _watchdog(self) -> None:
+        """Kill workers whose loop stopped ticking for worker_timeout (they get replaced)."""
+        assert self.pool is not None and self.table is not None
+        now = time.monotonic()
+        if now - self._last_watchdog < 1.0:
+            return
+        self._last_watchdog = now
+        now_ns = time.monotonic_ns()
+        for worker in self.pool.workers.values():
+            record = self.table.worker_words(worker.index)
+            tick, state = record[WK_TICK_NS], record[WK_STATE]
+            record.release()
+            limit = self.generations[worker.generation].config.proxy.worker_timeout \
+                if worker.generation in self.generations else self.config.proxy.worker_timeout
+            if state == STATE_READY and tick and now_ns - tick > limit * NS:
+                log.error("%s has not ticked for %.0fs; killing it", worker.label,
+                          (now_ns - tick) / NS)
+                os.kill(worker.pid, signal.SIGKILL)
+
+    # --- worker messages
+
+    def _register_worker(self, sock: socket.socket, worker: WorkerProcess) -> None:
+        self.selector.register(sock, selectors.EVENT_READ, lambda s: self._read_worker(worker))
+
+    def _unregister(self, sock: socket.socket) -> None:
+        try:
+            self.selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+
+    def _read_worker(self, worker: WorkerProcess) -> None:
+        for _ in range(64):
+            try:
+                message = worker.sock.recv(512)
+            except BlockingIOError:
+                return
+            except OSError:
+                message = b""
+            if not message:
+                self._unregister(worker.sock)  # it exited; SIGCHLD and reap() do the rest
+                return
+            self._on_worker_message(worker, message)
+
+    def _on_worker_message(self, worker: WorkerProcess, message: bytes) -> None:
+        assert self.registry is not None and self.monitor is not None
+        parts = message.split()
+        if parts[:1] == [b"ready"]:
+            worker.ready = True
+        elif parts[:1] == [b"error"] and len(parts) >= 3:
+            member = self.registry.mark_error(int(parts[1]), int(parts[2]), time.monotonic_ns())
+            if member is not None:
+                reason = parts[3].decode(errors="replace") if len(parts) > 3 else "?"
+                log.warning("member %s in error for %gs: connect failed (%s)", member.label,
+                            self.config.proxy.retry, reason)
+                self.monitor.publish()
+
+    # --- signals
+
+    def _record_signal(self, signum: int, frame: object) -> None:
+        self.signals.append(signum)
+
+    def _on_wakeup(self, fileobj: object) -> None:
+        try:
+            os.read(self._wakeup_read, 4096)
+        except BlockingIOError:
+            pass
+
+    def _handle_signals(self) -> None:
+        signals, self.signals = self.signals, []
+        for signum in signals:
+            if signum == signal.SIGHUP:
+                if not self.stopping:
+                    self._reload()
+            elif signum == signal.SIGTERM:
+                self._stop("fast" if self.stopping == "graceful" else "graceful")
+            elif signum in (signal.SIGINT, signal.SIGQUIT):
+                self._stop("fast")
+            elif signum == signal.SIGUSR1:
+                logs.reopen()
+                for worker in self.pool.workers.values() if self.pool else ():
+                    os.kill(worker.pid, signal.SIGUSR1)
+                log.info("log files reopened")
+            elif signum in (signal.SIGTTIN, signal.SIGTTOU):
+                self._resize(+1 if signum == signal.SIGTTIN else -1)
+
+    def _resize(self, delta: int) -> None:
+        generation = self.pending or self.current
+        if generation is None or self.stopping:
+            return
+        size = max(1, min(MAX_WORKERS, generation.size + delta))
+        if size != generation.size:
+            generation.size = size
+            log.info("workers: now %d (SIG%s)", size, "TTIN" if delta > 0 else "TTOU")
+
+    def _stop(self, how: str) -> None:
+        assert self.pool is not None
+        if self.stopping == "fast":
+            return
+        first = self.stopping is None
+        self.stopping = how
+        timeout = self.config.proxy.shutdown_timeout
+        if how == "graceful":
+            log.info("graceful stop: draining %d workers (up to %gs)", len(self.pool.workers),
+                     timeout)
+            for worker in self.pool.workers.values():
+                self.pool.drain(worker, timeout)
+            self.stop_deadline = time.monotonic() + timeout + 1.0
+        else:
+            log.info("fast stop%s", "" if first else " (second signal)")
+            for worker in self.pool.workers.values():
+                self.pool.stop_fast(worker)
+            self.stop_deadline = time.monotonic() + 2.0
+        for sock in self.listeners.values():
+            sock.close()  # new connections are refused from now on, not queued
+        self.listeners.clear()
+
+    # --- end
+
+    def _cleanup(self) -> None:
+        if self.table is not None:
+            self.table.unlink()
+            try:
+                self.table.close()
+            except BufferError:
+                pass  # a view is still exported; the mapping goes away with the process
+        if self.config.pidfile:
+            release(self.config.pidfile, self.pid)
+        for sock in self.listeners.values():
+            sock.close()
+        if self.heartbeat_sock is not None:
+            self.heartbeat_sock.close()
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.filename + ': ' if err.filename else ''}{err.strerror}"
+    return str(err)
+
+
+def _version() -> str:
+    from hbfork import __version__
+
+    return __version__

@@ -1,0 +1,114 @@
+"""The master's heartbeat monitor: datagrams in, member state into the table.
+
+Every datagram is checked in order of cost: source allow-list, per-source rate limit, parse,
+then the member rules (identity, signature). Each outcome is counted in the table header
+(hbfork_heartbeats_total{result}); rejections are logged, at most once per source and reason
+every 10 s. Nothing a datagram contains can raise out of here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+
+from hbfork import heartbeat, logs
+from hbfork.addresses import IPAddress, IPNetwork, ip_allowed, normalize_ip
+from hbfork.errors import HeartbeatError
+from hbfork.members import Change, Registry
+from hbfork.ratelimit import KeyedRateLimiter, LogLimiter
+from hbfork.table import Table
+
+BATCH = 256  # datagrams per wake-up: the master loop must still see signals under a flood
+log = logs.log
+
+
+class Monitor:
+    def __init__(self, registry: Registry, table: Table, allow: tuple[IPNetwork, ...],
+                 rate_limit: float) -> None:
+        self.registry = registry
+        self.table = table
+        self.allow = allow
+        self.limiter = KeyedRateLimiter(rate_limit, max(2.0, rate_limit * 2))
+        self.log_limiter = LogLimiter(10.0)
+        self.sock: socket.socket | None = None
+
+    def configure(self, allow: tuple[IPNetwork, ...], rate_limit: float) -> None:
+        self.allow = allow
+        self.limiter = KeyedRateLimiter(rate_limit, max(2.0, rate_limit * 2))
+
+    def on_readable(self, mask: int = 0) -> None:
+        """Read up to BATCH datagrams, apply them, publish what changed."""
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(BATCH):
+            try:
+                data, _, flags, address = sock.recvmsg(heartbeat.MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as err:
+                log.warning("heartbeat socket: %s", err)
+                break
+            if flags & socket.MSG_TRUNC:
+                self.table.count_heartbeat("truncated")
+            self.receive(data, address[0])
+        self.publish()
+
+    def receive(self, data: bytes, host: str, now_ns: int | None = None,
+                wall: float | None = None) -> str:
+        """Handle one datagram from `host`; returns the result it was counted under."""
+        now_ns = time.monotonic_ns() if now_ns is None else now_ns
+        try:
+            source = normalize_ip(ipaddress.ip_address(host.split("%", 1)[0]))
+            result = self._receive(data, source, now_ns, time.time() if wall is None else wall)
+        except Exception:  # a bug must cost one datagram, never the master
+            log.exception("internal error handling a heartbeat from %s", host)
+            result = "internal_error"
+        self.table.count_heartbeat(result)
+        return result
+
+    def _receive(self, data: bytes, source: IPAddress, now_ns: int, wall: float) -> str:
+        if not ip_allowed(source, self.allow):
+            self._reject(source, "not_allowed", "source not in [heartbeat] allow", now_ns)
+            return "not_allowed"
+        if not self.limiter.allow(source, now_ns / 1e9):
+            self._reject(source, "rate_limited", "over [heartbeat] rate_limit", now_ns)
+            return "rate_limited"
+        try:
+            beat = heartbeat.parse(data)
+            self.registry.apply(source, beat, now_ns, wall)
+        except HeartbeatError as err:
+            self._reject(source, err.reason, err.detail, now_ns)
+            return err.reason
+        return "accepted"
+
+    def _reject(self, source: IPAddress, reason: str, detail: str, now_ns: int) -> None:
+        suppressed = self.log_limiter.should_log((source, reason), now_ns / 1e9)
+        if suppressed is None:
+            return
+        more = f" ({suppressed} more since the last report)" if suppressed else ""
+        log.warning("heartbeat from %s rejected: %s: %s%s", source, reason, detail, more)
+
+    def publish(self) -> None:
+        """Write dirty members to the table; bump the generation if a pick could change."""
+        registry, table = self.registry, self.table
+        registry.expire(time.monotonic_ns())
+        changed = False
+        for slot, member in registry.take_dirty():
+            changed |= table.write_member(slot, member)
+        if changed:
+            table.bump_generation()
+        for change in registry.take_changes():
+            _log_change(change)
+
+
+def _log_change(change: Change) -> None:
+    member = change.member
+    if change.after == "eligible":
+        log.info("member %s is eligible (ready %d, lbset %d; was %s)", member.label,
+                 member.ready, member.lbset, change.before)
+    elif change.before == "eligible" or change.after == "forgotten":
+        log.warning("member %s is no longer eligible: %s", member.label, change.after)
+    else:
+        log.info("member %s: %s (was %s)", member.label, change.after, change.before)

@@ -1,0 +1,328 @@
+"""A worker process: one epoll loop that accepts client connections and relays them to members.
+
+The master forks workers after binding every socket; a worker inherits the listeners, the
+mapping of the shared table, its end of a report socketpair and the read end of the master's
+death pipe. It accepts with EPOLLEXCLUSIVE and re-registers the listener every ACCEPT_REARM
+accepts, which moves it to the back of the kernel's wake-up queue so connections spread over
+workers (plain EPOLLEXCLUSIVE wakes the same worker nearly every time).
+
+Messages on the report socket: to the master "ready", "error SLOT UID REASON"; from the master
+"drain" (stop accepting, finish what is in flight) and "stop" (close everything now).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import select
+import signal
+import socket
+import time
+from typing import Protocol
+
+import setproctitle
+
+from hbfork import logs
+from hbfork.config import Config
+from hbfork.loop import READ, Loop
+from hbfork.table import (
+    STATE_DRAINING,
+    STATE_READY,
+    WK_ACCEPTED,
+    WK_BYTES_IN,
+    WK_BYTES_OUT,
+    WK_CONNECT_FAILURES,
+    WK_CONNECTIONS,
+    WK_NO_MEMBER,
+    WK_RETRIES,
+    WK_STATE,
+    WK_TICK_NS,
+    Table,
+)
+from hbfork.upstreams import Target, Upstreams
+
+ACCEPT_REARM = 16
+ACCEPT_BATCH = 16
+EMFILE_BACKOFF = 0.1
+PR_SET_PDEATHSIG = 1
+EXIT_BOOT_FAILURE = 3
+log = logs.log
+
+
+class Session(Protocol):
+    def drain(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class Worker:
+    def __init__(self, config: Config, table: Table, index: int, number: int, generation: int,
+                 listeners: list[socket.socket], report: socket.socket, death_fd: int,
+                 master_pid: int, status_listener: socket.socket | None = None) -> None:
+        self.config = config
+        self.table = table
+        self.index = index
+        self.number = number
+        self.generation = generation
+        self.listeners = listeners
+        self.report = report
+        self.death_fd = death_fd
+        self.master_pid = master_pid
+        self.status_listener = status_listener
+        self.record = table.worker_words(index)
+        self.upstreams = Upstreams(table, self.record)
+        self.loop = Loop()
+        self.buffer = memoryview(bytearray(256 * 1024))
+        self.sessions: set[Session] = set()
+        self.log = log
+        self.draining = False
+        self.drain_deadline = 0.0
+        self.stopping = False
+        self.accepting = False
+        self.accepts_since_rearm = 0
+        self.accept_resume_at = 0.0
+        self._signals: list[int] = []
+        self._title = ""
+        self._title_at = 0.0
+        self._session_class = _session_class(config.proxy.mode)
+
+    # --- process setup
+
+    def run(self) -> int:
+        try:
+            self._setup()
+        except Exception:
+            log.exception("worker %d failed to start", self.number)
+            return EXIT_BOOT_FAILURE
+        self._send(b"ready")
+        log.debug("worker %d gen %d ready", self.number, self.generation)
+        while not self._finished():
+            self.loop.run_once(0.5)
+            self._housekeeping()
+        return 0
+
+    def _setup(self) -> None:
+        logs.set_role(f"worker {self.number}")
+        _set_parent_death_signal(signal.SIGUSR2)
+        if os.getppid() != self.master_pid:
+            self._master_gone()
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wakeup = (read_end, write_end)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
+                       signal.SIGUSR2):
+            signal.signal(signum, self._record_signal)
+        for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_IGN if signum != signal.SIGCHLD else signal.SIG_DFL)
+        self.loop.add(read_end, READ, self._on_wakeup)
+        self.loop.add(self.death_fd, READ, self._on_death_pipe)
+        self.loop.add(self.report.fileno(), READ, self._on_master_message)
+        self._start_accepting()
+        if self.status_listener is not None:
+            from hbfork.status import StatusServer
+
+            StatusServer(self, self.status_listener)
+        self.record[WK_STATE] = STATE_READY
+        self._update_title()
+
+    def _record_signal(self, signum: int, frame: object) -> None:
+        self._signals.append(signum)
+
+    # --- accepting
+
+    def _start_accepting(self) -> None:
+        if self.accepting or self.draining:
+            return
+        self.accepting = True
+        for listener in self.listeners:
+            self.loop.add(listener.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE,
+                          self._acceptor(listener))
+
+    def _stop_accepting(self) -> None:
+        if self.accepting:
+            self.accepting = False
+            for listener in self.listeners:
+                self.loop.remove(listener.fileno())
+
+    def _acceptor(self, listener: socket.socket):
+        def on_readable(mask: int) -> None:
+            self._accept(listener)
+        return on_readable
+
+    def _accept(self, listener: socket.socket) -> None:
+        limit = self.config.proxy.max_connections
+        for _ in range(ACCEPT_BATCH):
+            if len(self.sessions) >= limit:
+                self._stop_accepting()  # resumed when a connection closes
+                return
+            try:
+                client, _ = listener.accept()
+            except BlockingIOError:
+                break
+            except OSError as err:
+                if err.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._accept_backoff(err)
+                    return
+                if err.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                    continue
+                raise
+            self.record[WK_ACCEPTED] += 1
+            self.accepts_since_rearm += 1
+            self._open_session(client)
+        if self.accepts_since_rearm >= ACCEPT_REARM and self.accepting:
+            # Go to the back of the exclusive wake-up queue so the next wake-up is another
+            # worker's (EPOLL_CTL_MOD cannot be used with EPOLLEXCLUSIVE).
+            self.accepts_since_rearm = 0
+            self._stop_accepting()
+            self._start_accepting()
+
+    def _accept_backoff(self, err: OSError) -> None:
+        """Out of file descriptors: stop accepting for a moment instead of spinning."""
+        self._stop_accepting()
+        self.accept_resume_at = self.loop.now + EMFILE_BACKOFF
+        log.warning("accept failed (%s); pausing accepts for %.1fs with %d connections open",
+                    os.strerror(err.errno), EMFILE_BACKOFF, len(self.sessions))
+
+    def _open_session(self, client: socket.socket) -> None:
+        client.setblocking(False)
+        session = self._session_class(self, client)
+        if not getattr(session, "closed", False):
+            self.sessions.add(session)
+            self.record[WK_CONNECTIONS] = len(self.sessions)
+
+    # --- callbacks used by sessions
+
+    def session_closed(self, session: Session) -> None:
+        self.sessions.discard(session)
+        self.record[WK_CONNECTIONS] = len(self.sessions)
+        if (not self.accepting and not self.draining and not self.accept_resume_at
+                and len(self.sessions) < self.config.proxy.max_connections):
+            self._start_accepting()
+
+    def member_failed(self, target: Target, reason: str) -> None:
+        """A connect to `target` failed: count it and have the master mark it in error."""
+        self.record[WK_CONNECT_FAILURES] += 1
+        self.upstreams.connect_failed(target)
+        log.warning("member %s: connect failed (%s)", target.label, reason)
+        self._send(b"error %d %d %s" % (target.slot, target.uid, reason.encode()))
+
+    def count_no_member(self) -> None:
+        self.record[WK_NO_MEMBER] += 1
+
+    def count_retry(self) -> None:
+        self.record[WK_RETRIES] += 1
+
+    def count_bytes(self, from_client: bool, n: int) -> None:
+        self.record[WK_BYTES_IN if from_client else WK_BYTES_OUT] += n
+
+    # --- master and signals
+
+    def _send(self, message: bytes) -> None:
+        try:
+            self.report.send(message)
+        except (BlockingIOError, OSError):
+            pass  # the master is busy or gone; errors are advisory, a dead master is noticed
+
+    def _on_master_message(self, mask: int) -> None:
+        while True:
+            try:
+                message = self.report.recv(256)
+            except BlockingIOError:
+                return
+            except OSError:
+                message = b""
+            if not message:
+                self._master_gone()
+            if message == b"drain":
+                self._begin_drain()
+            elif message == b"stop":
+                self._stop_now()
+
+    def _on_death_pipe(self, mask: int) -> None:
+        self._master_gone()
+
+    def _master_gone(self) -> None:
+        """The master died without stopping us: unlink the table it can no longer unlink."""
+        self.table.unlink()
+        os._exit(0)
+
+    def _on_wakeup(self, mask: int) -> None:
+        try:
+            os.read(self._wakeup[0], 512)
+        except BlockingIOError:
+            pass
+        signals, self._signals = self._signals, []
+        for signum in signals:
+            if signum == signal.SIGTERM:
+                self._begin_drain()
+            elif signum in (signal.SIGINT, signal.SIGQUIT):
+                self._stop_now()
+            elif signum == signal.SIGUSR1:
+                logs.reopen()
+            elif signum == signal.SIGUSR2:
+                self._master_gone()
+
+    def _begin_drain(self) -> None:
+        if self.draining:
+            return
+        self._stop_accepting()
+        self.draining = True
+        self.drain_deadline = self.loop.now + self.config.proxy.shutdown_timeout
+        self.record[WK_STATE] = STATE_DRAINING
+        for listener in self.listeners:
+            listener.close()  # our copy only: the master and newer workers keep theirs
+        for session in list(self.sessions):
+            session.drain()
+        self._update_title()
+
+    def _stop_now(self) -> None:
+        self.stopping = True
+        for session in list(self.sessions):
+            session.close()
+
+    def _finished(self) -> bool:
+        if self.stopping:
+            return True
+        if self.draining:
+            return not self.sessions or self.loop.now >= self.drain_deadline
+        return False
+
+    # --- periodic
+
+    def _housekeeping(self) -> None:
+        now = self.loop.now
+        self.record[WK_TICK_NS] = time.monotonic_ns()
+        if self.accept_resume_at and now >= self.accept_resume_at:
+            self.accept_resume_at = 0.0
+            if not self.draining:
+                self._start_accepting()
+        if now - self._title_at >= 1.0:
+            self._update_title()
+
+    def _update_title(self) -> None:
+        self._title_at = self.loop.now
+        state = "draining" if self.draining else "ready"
+        title = (f"hbfork: worker {self.number} gen {self.generation} {state} "
+                 f"conns={len(self.sessions)}")
+        if title != self._title:
+            self._title = title
+            setproctitle.setproctitle(title)
+
+
+def _session_class(mode: str) -> type:
+    if mode == "tcp":
+        from hbfork.tcp import TcpSession
+
+        return TcpSession
+    from hbfork.http_proxy import HttpSession
+
+    return HttpSession
+
+
+def _set_parent_death_signal(signum: int) -> None:
+    """Have the kernel signal us when the master dies (PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+    except (OSError, AttributeError):
+        log.warning("PR_SET_PDEATHSIG unavailable; relying on the death pipe alone")
