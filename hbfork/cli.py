@@ -83,9 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="omit port= from heartbeats, as Apache's mod_heartbeat does")
     backend.set_defaults(func=cmd_backend)
 
-    from hbfork import beat_cli
+    from hbfork import apache_import, beat_cli
 
     beat_cli.add_parser(sub).set_defaults(func=cmd_beat)
+    apache_import.add_parser(sub).set_defaults(func=apache_import.run)
 
     demo = sub.add_parser("demo", help="proxy + three backends on loopback, with a sample")
     demo.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
