@@ -93,7 +93,8 @@ def _split_host_port(raw: str) -> tuple[str, str | None]:
 
 
 def parse_port(text: str, whole: str | None = None) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    # isascii: str.isdigit() also accepts digits such as "\u0663", which int() would take.
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise ValueError(f"{whole or text!r}: port must be a number from 1 to 65535")
     return int(text)
 

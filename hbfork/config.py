@@ -18,7 +18,7 @@ from typing import Any
 from hbfork.addresses import Endpoint, IPNetwork, parse_endpoint, parse_network
 from hbfork.errors import ConfigError
 
-if sys.version_info >= (3, 11):
+if sys.version_info >= (3, 11):  # noqa: UP036 - tomli where tomllib is missing
     import tomllib
 else:  # pragma: no cover - only where tomllib is missing
     import tomli as tomllib
@@ -202,7 +202,8 @@ class MemberSettings:
                              "cap on this member's ready; 0 = the [heartbeat] max_ready")
     require_signature: bool = setting(False, _boolean,
                                       "reject this member's unsigned heartbeats")
-    disabled: bool = setting(False, _boolean, "start disabled (no traffic until `hbfork ctl enable`)")
+    disabled: bool = setting(False, _boolean,
+                             "start disabled (no traffic until `hbfork ctl enable`)")
 
     @property
     def label(self) -> str:

@@ -20,6 +20,7 @@ READ = select.EPOLLIN | select.EPOLLRDHUP
 WRITE = select.EPOLLOUT
 ERROR = select.EPOLLERR | select.EPOLLHUP
 HANGUP = select.EPOLLHUP
+RDHUP = select.EPOLLRDHUP  # alone: told when the peer half-closes, without reading
 
 
 class Timed(Protocol):

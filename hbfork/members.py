@@ -10,8 +10,8 @@ above 0, and it is not drained, disabled or in error. Its weight is its ready, c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
 import heapq
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from hbfork.addresses import Endpoint, IPAddress
@@ -173,7 +173,9 @@ class Registry:
             member.first_seen = member.first_seen or now
             member.last_seen = now
             member.heartbeats += 1
-            if heartbeat.signed:
+            if heartbeat.signed and self.keys:
+                # Only a verified ts may raise the replay bar: with signing off, an unchecked
+                # far-future ts would make every real signed heartbeat a "replay" once it is on.
                 member.last_ts = heartbeat.ts
             self._reevaluate(member, now)
             self.dirty.add(member.slot)
@@ -302,7 +304,8 @@ class Registry:
         wanted = {m.address: m for m in static}
         for member in list(self.members.values()):
             if member.static and member.endpoint not in wanted:
-                if self.rules.discover:
+                # A member never heard from would never be forgotten: remove it now.
+                if self.rules.discover and member.first_seen:
                     member.static = False
                 else:
                     self._remove(member)

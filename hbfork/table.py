@@ -34,9 +34,8 @@ import struct
 import sys
 import time
 from dataclasses import dataclass
-from multiprocessing import shared_memory
-
 from ipaddress import IPv4Address, IPv6Address
+from multiprocessing import shared_memory
 
 from hbfork.addresses import IPAddress, normalize_ip
 from hbfork.balancer import pack_word

@@ -41,8 +41,20 @@ class Pipe:
 
 
 class TcpSession:
-    __slots__ = ("client", "client_fd", "connecting", "deadline", "down", "tried", "up",
-                 "upstream", "upstream_fd", "target", "worker", "closed")
+    __slots__ = (
+        "client",
+        "client_fd",
+        "closed",
+        "connecting",
+        "deadline",
+        "down",
+        "target",
+        "tried",
+        "up",
+        "upstream",
+        "upstream_fd",
+        "worker",
+    )
 
     def __init__(self, worker: Worker, client: socket.socket) -> None:
         self.worker = worker

@@ -25,6 +25,7 @@ import setproctitle
 
 from hbfork import logs
 from hbfork.config import Config
+from hbfork.http11 import Limits
 from hbfork.loop import READ, Loop
 from hbfork.table import (
     STATE_DRAINING,
@@ -32,12 +33,16 @@ from hbfork.table import (
     WK_ACCEPTED,
     WK_BYTES_IN,
     WK_BYTES_OUT,
+    WK_CLIENT_ERRORS,
     WK_CONNECT_FAILURES,
     WK_CONNECTIONS,
     WK_NO_MEMBER,
+    WK_REQUESTS,
     WK_RETRIES,
     WK_STATE,
+    WK_STATUS_CLASS,
     WK_TICK_NS,
+    WK_UPSTREAM_TIMEOUTS,
     Table,
 )
 from hbfork.upstreams import Target, Upstreams
@@ -85,6 +90,12 @@ class Worker:
         self._title = ""
         self._title_at = 0.0
         self._session_class = _session_class(config.proxy.mode)
+        self.http_mode = config.proxy.mode == "http"
+        http = config.http
+        self.limits = Limits(http.max_request_line, http.max_header_size, http.max_body_size)
+        from hbfork.keepalive import ConnectionPool
+
+        self.conn_pool = ConnectionPool(self)
 
     # --- process setup
 
@@ -185,6 +196,9 @@ class Worker:
 
     def _open_session(self, client: socket.socket) -> None:
         client.setblocking(False)
+        if self.http_mode:
+            # Responses end in small writes; Nagle + delayed ACK would hold them for 40 ms.
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session = self._session_class(self, client)
         if not getattr(session, "closed", False):
             self.sessions.add(session)
@@ -214,6 +228,23 @@ class Worker:
 
     def count_bytes(self, from_client: bool, n: int) -> None:
         self.record[WK_BYTES_IN if from_client else WK_BYTES_OUT] += n
+
+    def count_upstream_timeout(self) -> None:
+        self.record[WK_UPSTREAM_TIMEOUTS] += 1
+
+    def count_client_error(self) -> None:
+        self.record[WK_CLIENT_ERRORS] += 1
+
+    def request_done(self, session: object, status: int, target: Target | None,
+                     aborted: bool = False) -> None:
+        """One HTTP request ended (status 0: the client left before any response)."""
+        record = self.record
+        record[WK_REQUESTS] += 1
+        if 100 <= status < 600:
+            record[WK_STATUS_CLASS + status // 100 - 1] += 1
+        started = getattr(session, "exchange_started", 0.0)
+        if started:
+            self.upstreams.observe_latency(time.monotonic() - started)
 
     # --- master and signals
 
@@ -273,12 +304,14 @@ class Worker:
             listener.close()  # our copy only: the master and newer workers keep theirs
         for session in list(self.sessions):
             session.drain()
+        self.conn_pool.close_all()
         self._update_title()
 
     def _stop_now(self) -> None:
         self.stopping = True
         for session in list(self.sessions):
             session.close()
+        self.conn_pool.close_all()
 
     def _finished(self) -> bool:
         if self.stopping:

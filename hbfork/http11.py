@@ -1,0 +1,418 @@
+"""HTTP/1.1 message framing and validation for a proxy. Pure: bytes in, heads and counts out.
+
+Theory of operation
+-------------------
+A proxy needs less than a server: it must find where each message's head ends, decide exactly
+how long the body is (RFC 9112 §6.3), refuse anything ambiguous, and rewrite a few headers.
+Bodies are never copied into objects: a body scanner is told how many bytes are available and
+answers how many belong to the current message, so the I/O layer forwards raw bytes as they
+are (chunked framing included) and knows when the message ended.
+
+Everything here raises ProtocolError(status, detail) for bad input, and nothing else:
+
+* 400 malformed request line or header, obsolete line folding, a bare CR or LF, control bytes,
+  invalid header names, Content-Length with Transfer-Encoding, conflicting or invalid
+  Content-Length, a Transfer-Encoding whose final coding is not chunked, Transfer-Encoding in
+  an HTTP/1.0 request, a missing or repeated Host in HTTP/1.1, bad chunk framing;
+* 414 request line longer than the limit; 431 head larger than the limit; 413 body over the
+  limit; 505 an HTTP version other than 1.0 and 1.1.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hbfork.errors import ProtocolError
+
+CRLF = b"\r\n"
+HEAD_END = b"\r\n\r\n"
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TARGET = re.compile(rb"[\x21-\x7e]+")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_DIGITS = re.compile(rb"[0-9]{1,18}")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
+
+HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+                        b"upgrade", b"transfer-encoding"))
+IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+REASONS = {100: "Continue", 101: "Switching Protocols", 200: "OK", 400: "Bad Request",
+           408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+           504: "Gateway Timeout", 505: "HTTP Version Not Supported"}
+
+Header = tuple[bytes, bytes, bytes]  # (name as sent, lower-case name, value)
+
+
+@dataclass(slots=True)
+class Limits:
+    max_request_line: int = 8192
+    max_header_size: int = 16384
+    max_body_size: int = 0  # 0 = none
+
+
+@dataclass(slots=True)
+class RequestHead:
+    method: bytes
+    target: bytes
+    version: int                   # 10 or 11
+    headers: list[Header]
+    content_length: int            # body length when not chunked
+    chunked: bool
+    keep_alive: bool
+    connection_tokens: frozenset[bytes]
+    host: bytes
+    upgrade: bytes                 # b"" unless the client asks to switch protocols
+    expect_continue: bool
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or self.content_length > 0
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method in IDEMPOTENT
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    version: int
+    status: int
+    reason: bytes
+    headers: list[Header]
+    content_length: int | None     # None: chunked or read until close
+    chunked: bool
+    keep_alive: bool               # the member will keep the connection open afterwards
+    connection_tokens: frozenset[bytes]
+
+    @property
+    def interim(self) -> bool:
+        return 100 <= self.status < 200 and self.status != 101
+
+
+# --- heads
+
+
+def find_head(buf: bytes | bytearray, start: int, line_limit: int, head_limit: int,
+              request: bool = True) -> int:
+    """End offset of a complete head starting at `start`, or -1 when more bytes are needed.
+
+    Raises 414/431 as soon as the bytes seen prove a limit is exceeded."""
+    end = buf.find(HEAD_END, start, start + head_limit + 4)
+    if end >= 0:
+        line_end = buf.find(CRLF, start, end + 2)
+        if request and line_end - start > line_limit:
+            raise ProtocolError(414, "request line too long")
+        return end + 4
+    available = len(buf) - start
+    if request and buf.find(b"\n", start, start + line_limit + 2) < 0 and available > line_limit:
+        raise ProtocolError(414, "request line too long")
+    if available > head_limit:
+        raise ProtocolError(431 if request else 502, "header section too large")
+    return -1
+
+
+def skip_empty_lines(buf: bytes | bytearray, start: int) -> int:
+    """RFC 9112 §2.2: a server should ignore empty lines before a request line."""
+    while buf[start:start + 2] == CRLF:
+        start += 2
+    return start
+
+
+def _lines(head: bytes) -> list[bytes]:
+    body = head[:-4]
+    if b"\r" in body.replace(CRLF, b"") or b"\n" in body.replace(CRLF, b""):
+        raise ProtocolError(400, "bare CR or LF in the head")
+    return body.split(CRLF)
+
+
+def _headers(lines: list[bytes]) -> list[Header]:
+    headers = []
+    for line in lines:
+        if not line or line[0] in b" \t":
+            raise ProtocolError(400, "obsolete line folding or empty header line")
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.fullmatch(name):
+            raise ProtocolError(400, "invalid header name")
+        value = value.strip(b" \t")
+        if _CONTROL.search(value):
+            raise ProtocolError(400, "control character in a header value")
+        headers.append((name, name.lower(), value))
+    return headers
+
+
+def _tokens(headers: list[Header], name: bytes) -> list[bytes]:
+    out = []
+    for _, lower, value in headers:
+        if lower == name:
+            out.extend(t.strip(b" \t").lower() for t in value.split(b",") if t.strip(b" \t"))
+    return out
+
+
+def _framing(headers: list[Header], version: int, request: bool) -> tuple[int | None, bool]:
+    """(content_length, chunked) per RFC 9112 §6.3, refusing every ambiguous combination."""
+    codings = _tokens(headers, b"transfer-encoding")
+    lengths = [value for _, lower, value in headers if lower == b"content-length"]
+    if codings:
+        if lengths:
+            raise ProtocolError(400 if request else 502,
+                                "both Content-Length and Transfer-Encoding")
+        if request and version == 10:
+            raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
+            raise ProtocolError(400 if request else 502, "Transfer-Encoding must end in chunked")
+        return None, True
+    if not lengths:
+        return None, False
+    values = {v.strip() for item in lengths for v in item.split(b",")}
+    if len(values) != 1:
+        raise ProtocolError(400 if request else 502, "conflicting Content-Length values")
+    value = values.pop()
+    if not _DIGITS.fullmatch(value):
+        raise ProtocolError(400 if request else 502, "invalid Content-Length")
+    return int(value), False
+
+
+def parse_request_head(head: bytes, limits: Limits) -> RequestHead:
+    """Parse a complete request head (as delimited by find_head)."""
+    lines = _lines(head)
+    parts = lines[0].split(b" ")
+    if len(parts) != 3:
+        raise ProtocolError(400, "malformed request line")
+    method, target, version_text = parts
+    if not _TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
+        raise ProtocolError(400, "malformed request line")
+    if version_text == b"HTTP/1.1":
+        version = 11
+    elif version_text == b"HTTP/1.0":
+        version = 10
+    elif re.fullmatch(rb"HTTP/[0-9]\.[0-9]", version_text):
+        raise ProtocolError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
+    else:
+        raise ProtocolError(400, "malformed request line")
+    headers = _headers(lines[1:])
+    length, chunked = _framing(headers, version, request=True)
+    if limits.max_body_size and length is not None and length > limits.max_body_size:
+        raise ProtocolError(413, "request body too large")
+    hosts = [value for _, lower, value in headers if lower == b"host"]
+    if len(hosts) > 1 or (version == 11 and not hosts):
+        raise ProtocolError(400, "an HTTP/1.1 request needs exactly one Host header")
+    connection = frozenset(_tokens(headers, b"connection"))
+    keep_alive = b"close" not in connection if version == 11 else b"keep-alive" in connection
+    upgrade = b""
+    if b"upgrade" in connection:
+        upgrade = next((v for _, lower, v in headers if lower == b"upgrade"), b"")
+    expect = b"100-continue" in _tokens(headers, b"expect") and version == 11
+    return RequestHead(method, target, version, headers, length or 0, chunked, keep_alive,
+                       connection, hosts[0] if hosts else b"", upgrade, expect)
+
+
+def parse_response_head(head: bytes, request_method: bytes) -> ResponseHead:
+    """Parse a member's response head; malformed answers raise ProtocolError(502)."""
+    try:
+        lines = _lines(head)
+        headers = _headers(lines[1:])
+    except ProtocolError as err:
+        raise ProtocolError(502, f"bad response from member: {err.detail}") from None
+    match = _STATUS_LINE.fullmatch(lines[0])
+    if not match:
+        raise ProtocolError(502, "bad status line from member")
+    version, status = 10 + int(match.group(1)), int(match.group(2))
+    reason = lines[0][13:]
+    connection = frozenset(_tokens(headers, b"connection"))
+    if status < 200 or status in (204, 304) or request_method == b"HEAD":
+        length, chunked = 0, False
+        if status >= 200:
+            try:  # framing headers are meaningless here but must still be unambiguous
+                _framing(headers, version, request=False)
+            except ProtocolError as err:
+                raise ProtocolError(502, f"bad response from member: {err.detail}") from None
+    else:
+        length, chunked = _framing(headers, version, request=False)
+    keep_alive = (b"close" not in connection if version == 11 else
+                  b"keep-alive" in connection) and (length is not None or chunked)
+    return ResponseHead(version, status, reason, headers, length, chunked, keep_alive,
+                        connection)
+
+
+# --- bodies
+
+
+class LengthBody:
+    """A body of known length: `take(n)` says how many of n available bytes are body."""
+
+    __slots__ = ("remaining",)
+
+    def __init__(self, length: int) -> None:
+        self.remaining = length
+
+    @property
+    def done(self) -> bool:
+        return self.remaining == 0
+
+    def scan(self, buf: bytes | bytearray | memoryview, start: int, end: int) -> int:
+        take = min(self.remaining, end - start)
+        self.remaining -= take
+        return take
+
+
+class UntilClose:
+    """A response body delimited by the member closing the connection."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def scan(self, buf: bytes | bytearray | memoryview, start: int, end: int) -> int:
+        return end - start
+
+
+_SIZE, _DATA, _DATA_CRLF, _TRAILER, _DONE = range(5)
+MAX_CHUNK_LINE = 4096
+
+
+class ChunkedBody:
+    """Validates chunked framing while it streams past; counts bytes, copies none.
+
+    scan() consumes whole framing lines only, so a size line split across reads is left for
+    the next call (the caller keeps unconsumed bytes). With `decode`, the data ranges are
+    collected in `pieces` for a client that cannot take chunked (HTTP/1.0)."""
+
+    __slots__ = ("decode", "limit", "pieces", "remaining", "state", "status", "total")
+
+    def __init__(self, limit: int = 0, decode: bool = False, status: int = 400) -> None:
+        self.state = _SIZE
+        self.remaining = 0
+        self.total = 0
+        self.limit = limit
+        self.decode = decode
+        self.pieces: list[tuple[int, int]] = []
+        self.status = status  # 400 for a client's body, 502 for a member's
+
+    @property
+    def done(self) -> bool:
+        return self.state == _DONE
+
+    def scan(self, buf: bytes | bytearray, start: int, end: int) -> int:
+        position = start
+        self.pieces = []
+        while position < end and self.state != _DONE:
+            if self.state == _DATA:
+                take = min(self.remaining, end - position)
+                if self.decode:
+                    self.pieces.append((position, position + take))
+                position += take
+                self.remaining -= take
+                if not self.remaining:
+                    self.state = _DATA_CRLF
+                continue
+            line_end = buf.find(CRLF, position, min(end, position + MAX_CHUNK_LINE))
+            if line_end < 0:
+                if end - position >= MAX_CHUNK_LINE:
+                    raise ProtocolError(self.status, "chunk line too long")
+                break  # wait for the rest of the line
+            line = bytes(buf[position:line_end])
+            position = line_end + 2
+            self._line(line)
+        return position - start
+
+    def _line(self, line: bytes) -> None:
+        if self.state == _DATA_CRLF:
+            if line:
+                raise ProtocolError(self.status, "chunk data longer than its size")
+            self.state = _SIZE
+        elif self.state == _SIZE:
+            size_text = line.split(b";", 1)[0].rstrip(b" \t")
+            if not _HEX.fullmatch(size_text) or _CONTROL.search(line) or b"\r" in line:
+                raise ProtocolError(self.status, "invalid chunk size")
+            size = int(size_text, 16)
+            self.total += size
+            if self.limit and self.total > self.limit:
+                raise ProtocolError(413, "request body too large")
+            self.remaining = size
+            self.state = _DATA if size else _TRAILER
+        elif self.state == _TRAILER:
+            if not line:
+                self.state = _DONE
+            elif line[0] in b" \t" or b":" not in line or _CONTROL.search(line):
+                raise ProtocolError(self.status, "invalid trailer field")
+
+
+# --- writing heads
+
+
+def request_head_for_member(head: RequestHead, client_ip: str, forwarded: bool,
+                            proto: bytes = b"http") -> bytes:
+    """The request head to send upstream: hop-by-hop headers removed, X-Forwarded-* added."""
+    drop = HOP_BY_HOP | head.connection_tokens
+    out = [b"%s %s HTTP/1.1" % (head.method, head.target)]
+    prior_for = b""
+    for name, lower, value in head.headers:
+        if lower in drop or lower.startswith(b"proxy-"):
+            if lower == b"transfer-encoding":
+                out.append(name + b": " + value)  # the body is forwarded as it came
+            continue
+        if forwarded and lower.startswith(b"x-forwarded-"):
+            if lower == b"x-forwarded-for":
+                prior_for = value if not prior_for else prior_for + b", " + value
+            continue  # replaced below: a client must not choose what the member believes
+        out.append(name + b": " + value)
+    if head.upgrade:
+        out.append(b"Connection: Upgrade")
+        out.append(b"Upgrade: " + head.upgrade)
+    if forwarded:
+        ip = client_ip.encode()
+        out.append(b"X-Forwarded-For: " + (prior_for + b", " + ip if prior_for else ip))
+        out.append(b"X-Forwarded-Proto: " + proto)
+        if head.host:
+            out.append(b"X-Forwarded-Host: " + head.host)
+    out.append(b"")
+    out.append(b"")
+    return CRLF.join(out)
+
+
+def response_head_for_client(response: ResponseHead, keep_alive: bool, dechunk: bool,
+                             client_version: int) -> bytes:
+    """The member's response head as the client gets it: hop-by-hop headers removed and
+    our own Connection header set."""
+    drop = HOP_BY_HOP | response.connection_tokens
+    version = b"HTTP/1.1" if client_version == 11 else b"HTTP/1.0"
+    out = [b"%s %d %s" % (version, response.status, response.reason or
+                          REASONS.get(response.status, "Status").encode())]
+    for name, lower, value in response.headers:
+        if lower in drop:
+            if lower == b"transfer-encoding" and not dechunk:
+                out.append(name + b": " + value)
+            continue
+        out.append(name + b": " + value)
+    if response.status == 101:
+        out.append(b"Connection: Upgrade")
+        upgrade = next((v for _, lower, v in response.headers if lower == b"upgrade"), b"")
+        if upgrade:
+            out.append(b"Upgrade: " + upgrade)
+    elif not keep_alive:
+        out.append(b"Connection: close")
+    elif client_version == 10:
+        out.append(b"Connection: keep-alive")
+    out.append(b"")
+    out.append(b"")
+    return CRLF.join(out)
+
+
+def error_response(status: int, detail: str = "", *, keep_alive: bool = False,
+                   extra: tuple[tuple[str, str], ...] = (), head_only: bool = False) -> bytes:
+    """A short response the proxy itself sends (4xx for the client's mistakes, 5xx for ours)."""
+    reason = REASONS.get(status, "Error")
+    body = f"{status} {reason}{': ' + detail if detail else ''}\n".encode()
+    lines = [f"HTTP/1.1 {status} {reason}", "Content-Type: text/plain; charset=utf-8",
+             f"Content-Length: {len(body)}", "Cache-Control: no-store",
+             "Connection: keep-alive" if keep_alive else "Connection: close"]
+    lines.extend(f"{name}: {value}" for name, value in extra)
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return head if head_only else head + body
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

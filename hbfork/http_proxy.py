@@ -1,0 +1,614 @@
+"""HTTP mode: every request on a client connection is balanced on its own.
+
+Theory of operation
+-------------------
+An HttpSession owns one client connection and, while a request is in flight, one member
+connection (fresh, or taken from the worker's keep-alive pool). Requests are served one at a
+time in arrival order; pipelined requests wait in the input buffer, which keeps responses in
+order. Bytes move with back-pressure: a side is read only while what is queued for the other
+side is below HIGH_WATER, so a slow client holds at most a buffer or two of a large response
+in memory, never the response.
+
+States: HEAD (reading a request head) -> CONNECT (dialing a member) -> FORWARD (sending the
+request, receiving the response) -> HEAD again for keep-alive, or CLOSING (flush, then close).
+Upgrade requests that get 101 switch to TUNNEL, a plain byte relay.
+
+Failures: a refused or timed-out connect marks the member in error and the request goes to
+another member, up to `retries`. A pooled connection the member closed before answering is
+retried once on a fresh connection, if the request is idempotent and has no body. Anything
+else that fails before the response head reached the client is answered 502 (or 504 for a
+response timeout); after that, the client connection is closed, which is the only honest
+signal left.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from hbfork import http11
+from hbfork.errors import ProtocolError
+from hbfork.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHead, UntilClose
+from hbfork.keepalive import MemberConnection
+from hbfork.loop import ERROR, RDHUP, READ, WRITE
+from hbfork.tcp import start_connect
+from hbfork.upstreams import Target
+
+if TYPE_CHECKING:
+    from hbfork.worker import Worker
+
+HEAD, CONNECT, FORWARD, TUNNEL, CLOSING = range(5)
+HIGH_WATER = 256 * 1024
+# While draining, a connection with no request in progress is closed after this idle time; a
+# request arriving before then is still served (with Connection: close). Closing at once would
+# race requests already on their way, which clients see as a reset.
+DRAIN_IDLE_GRACE = 2.0
+MAX_RESPONSE_HEAD = 64 * 1024
+_GONE = (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNABORTED)
+
+
+class HttpSession:
+    __slots__ = (
+        "accounted", "body", "bytes_to_client", "client", "client_eof", "client_fd",
+        "client_ip", "client_out", "closed", "conn", "deadline", "drain_requested",
+        "exchange_started", "fresh_retry", "inbuf", "inflight_target", "keep_alive",
+        "member_started", "request", "request_done", "response", "response_body",
+        "sent_to_client", "state", "status", "target", "tried", "upbuf", "upstream_out",
+        "worker",
+    )
+
+    def __init__(self, worker: Worker, client: socket.socket) -> None:
+        self.worker = worker
+        self.client = client
+        self.client_fd = client.fileno()
+        try:
+            self.client_ip = client.getpeername()[0]
+        except OSError:
+            self.client_ip = "-"
+        self.inbuf = bytearray()
+        self.upbuf = bytearray()
+        self.client_out = bytearray()
+        self.upstream_out = bytearray()
+        self.client_eof = False
+        self.closed = False
+        self.drain_requested = False
+        self.deadline: float | None = None
+        self.conn: MemberConnection | None = None
+        self.inflight_target: Target | None = None
+        self._reset_exchange()
+        self.state = HEAD
+        worker.loop.add(self.client_fd, READ, self._on_client)
+        self._set_deadline(worker.config.http.header_timeout)
+
+    def _reset_exchange(self) -> None:
+        self.request: RequestHead | None = None
+        self.response: ResponseHead | None = None
+        self.body: LengthBody | ChunkedBody | None = None
+        self.response_body: LengthBody | ChunkedBody | UntilClose | None = None
+        self.target: Target | None = None
+        self.tried: set[int] = set()
+        self.request_done = False       # the whole request body was read
+        self.sent_to_client = False     # the response head (ours or the member's) went out
+        self.keep_alive = False
+        self.status = 0
+        self.bytes_to_client = 0
+        self.exchange_started = 0.0
+        self.member_started = 0.0       # when the request went to the member that answered
+        self.fresh_retry = False
+        self.accounted = False          # request_done() was reported for this request
+
+    # --- timing
+
+    def _set_deadline(self, seconds: float) -> None:
+        loop = self.worker.loop
+        loop.set_deadline(self, loop.now + seconds)
+
+    def on_deadline(self, now: float) -> None:
+        if self.state == HEAD:
+            if self.inbuf:
+                self._fail(408, "request head not received in time")
+            else:
+                self.close()  # an idle keep-alive connection: close quietly
+        elif self.state == CONNECT:
+            self._connect_failed(errno.ETIMEDOUT)
+        elif self.state == FORWARD and self.response is None and self.request_done:
+            self.worker.count_upstream_timeout()
+            self._fail(504, "the member did not answer in time")
+        else:
+            self.close()  # no progress in either direction for client_timeout
+
+    # --- client side
+
+    def _on_client(self, mask: int) -> None:
+        if mask & WRITE:
+            if not self._flush(self.client, self.client_out, True):
+                return
+        if mask & ~WRITE:
+            if self._wants_client_read():
+                if not self._read_client():
+                    return
+            elif mask & ERROR:
+                return self.close()  # reset by the client: nothing can reach it any more
+            elif mask & RDHUP:
+                self.client_eof = True  # half-closed: finish this response, then close
+        self._advance()
+
+    def _wants_client_read(self) -> bool:
+        if self.client_eof or self.state == CLOSING:
+            return False
+        if self.state == HEAD:
+            return True
+        if self.state == TUNNEL:
+            return len(self.upstream_out) < HIGH_WATER
+        return (self.request is not None and not self.request_done and self.conn is not None
+                and self.state == FORWARD and len(self.upstream_out) < HIGH_WATER)
+
+    def _read_client(self) -> bool:
+        buffer = self.worker.buffer
+        try:
+            n = self.client.recv_into(buffer)
+        except BlockingIOError:
+            return True
+        except OSError:
+            self.close()
+            return False
+        if n == 0:
+            self.client_eof = True
+            return True
+        self.worker.count_bytes(True, n)
+        if self.state == HEAD:
+            if not self.inbuf:
+                # The whole head must arrive within header_timeout of its first byte; later
+                # bytes do not extend it (slowloris sends one byte at a time).
+                self._set_deadline(self.worker.config.http.header_timeout)
+        elif self.state != FORWARD or self.response is not None or not self.request_done:
+            self._set_deadline(self.worker.config.http.client_timeout)
+        self.inbuf += buffer[:n]
+        return True
+
+    # --- the state machine
+
+    def _advance(self) -> None:
+        """Make all progress the buffers allow, then set epoll interest to match."""
+        try:
+            if self.state == HEAD and self.inbuf:
+                self._parse_head()
+            if self.state == FORWARD:
+                self._forward_request_body()
+                self._process_response()
+            elif self.state == TUNNEL:
+                self._tunnel()
+        except ProtocolError as err:
+            self._fail(err.status, err.detail)
+        if self.closed:
+            return
+        # Output is queued by the steps above and written here, so a response head and the
+        # body bytes that came with it leave in one send().
+        if self.upstream_out and self.conn is not None and self.state in (FORWARD, TUNNEL):
+            if not self._flush(self.conn.sock, self.upstream_out, False):
+                return
+        if self.client_out and not self._flush(self.client, self.client_out, True):
+            return
+        if self.state == CLOSING and not self.client_out:
+            return self.close()
+        if self.state == HEAD and self.client_eof and not self.inbuf:
+            if not self.client_out:
+                return self.close()
+            self.state = CLOSING
+        self._update_interest()
+
+    def _parse_head(self) -> None:
+        config = self.worker.config.http
+        start = http11.skip_empty_lines(self.inbuf, 0)
+        end = http11.find_head(self.inbuf, start, config.max_request_line,
+                               config.max_header_size)
+        if end < 0:
+            if self.client_eof:
+                raise ProtocolError(400, "connection closed inside a request head")
+            return
+        head = bytes(self.inbuf[start:end])
+        del self.inbuf[:end]
+        self.exchange_started = time.monotonic()
+        self.request = request = http11.parse_request_head(head, self.worker.limits)
+        self.keep_alive = request.keep_alive
+        if request.chunked:
+            self.body = ChunkedBody(limit=config.max_body_size)
+        elif request.content_length:
+            self.body = LengthBody(request.content_length)
+        else:
+            self.request_done = True
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Pick a member for the current request and get a connection to it."""
+        worker = self.worker
+        if len(self.tried) > worker.config.http.retries:
+            return self._fail(502, "no member accepted the connection")
+        target = worker.upstreams.choose(self.tried)
+        if target is None:
+            if self.tried:
+                return self._fail(502, "no member accepted the connection")
+            worker.count_no_member()
+            return self._fail(503, "no member is available", (("Retry-After", "1"),))
+        if self.tried:
+            worker.count_retry()
+        self.tried.add(target.slot)
+        self.target = target
+        assert self.request is not None
+        conn = None if self.request.upgrade else worker.conn_pool.checkout(target)
+        if conn is not None:
+            return self._attached(conn)
+        self._connect(target)
+
+    def _connect(self, target: Target) -> None:
+        sock, err = start_connect(target)
+        self.conn = MemberConnection(sock, target, self.worker.conn_pool)
+        self.state = CONNECT
+        self.worker.loop.add(self.conn.fd, WRITE, self._on_member)
+        if err not in (0, errno.EINPROGRESS):
+            return self._connect_failed(err)
+        self._set_deadline(self.worker.config.http.connect_timeout)
+
+    def _connect_failed(self, err: int) -> None:
+        assert self.conn is not None
+        self.worker.member_failed(self.conn.target, errno.errorcode.get(err, str(err)))
+        self.conn.close()
+        self.conn = None
+        self.state = FORWARD  # between members; _dispatch decides what is next
+        self._dispatch()
+
+    def _attached(self, conn: MemberConnection) -> None:
+        """`conn` is connected: send the request head (and the body bytes already here)."""
+        assert self.request is not None
+        worker = self.worker
+        self.conn = conn
+        self.state = FORWARD
+        worker.loop.handlers[conn.fd] = self._on_member
+        self._member_done(0)
+        worker.upstreams.started(conn.target)
+        self.inflight_target = conn.target
+        self.member_started = worker.loop.now
+        self.upstream_out += http11.request_head_for_member(
+            self.request, self.client_ip, worker.config.http.forwarded_headers)
+        self._set_deadline(worker.config.http.response_timeout)
+
+    # --- request body
+
+    def _forward_request_body(self) -> None:
+        if self.request_done or self.body is None or self.conn is None:
+            return
+        if self.inbuf and len(self.upstream_out) < HIGH_WATER:
+            taken = self.body.scan(self.inbuf, 0, len(self.inbuf))
+            self.upstream_out += self.inbuf[:taken]
+            del self.inbuf[:taken]
+        if self.body.done:
+            self.request_done = True
+            self._set_deadline(self.worker.config.http.response_timeout)
+        elif self.client_eof:
+            raise ProtocolError(400, "connection closed inside a request body")
+
+    # --- member side
+
+    def _on_member(self, mask: int) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        if self.state == CONNECT:
+            err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                return self._connect_failed(err)
+            self._attached(conn)
+            return self._advance()
+        if mask & WRITE and self.upstream_out:
+            if not self._flush(conn.sock, self.upstream_out, False):
+                return
+        if mask & ~WRITE and self._wants_member_read():
+            if not self._read_member():
+                return
+        self._advance()
+
+    def _wants_member_read(self) -> bool:
+        if self.conn is None or self.state not in (FORWARD, TUNNEL):
+            return False
+        return len(self.client_out) < HIGH_WATER
+
+    def _read_member(self) -> bool:
+        assert self.conn is not None
+        buffer = self.worker.buffer
+        try:
+            n = self.conn.sock.recv_into(buffer)
+        except BlockingIOError:
+            return True
+        except OSError:
+            n = 0
+        if n == 0:
+            return self._member_closed()
+        self.upbuf += buffer[:n]
+        self._set_deadline(self.worker.config.http.client_timeout
+                           if self.response is not None else
+                           self.worker.config.http.response_timeout)
+        return True
+
+    def _member_closed(self) -> bool:
+        """EOF (or an error) from the member. Returns False when the session is finished."""
+        conn = self.conn
+        assert conn is not None
+        if self.state == TUNNEL:
+            self.client_out += self.upbuf
+            self.upbuf.clear()
+            self._release_member(reusable=False)
+            self.state = CLOSING
+            return True
+        body = self.response_body
+        if isinstance(body, UntilClose):
+            body.done = True
+            self._process_response()
+            return not self.closed
+        if self.response is None and not self.upbuf:
+            request = self.request
+            assert request is not None
+            if conn.reused and request.idempotent and not request.has_body \
+                    and not self.fresh_retry:
+                # The keep-alive race: the member closed an idle connection as we reused it.
+                target = conn.target
+                self._release_member(reusable=False)
+                self.upstream_out.clear()
+                self.fresh_retry = True
+                self._connect(target)
+                return False
+            self._fail(502, "the member closed the connection without answering")
+            return False
+        if self.response is None:
+            self._fail(502, "the member closed the connection mid-answer")
+            return False
+        self.close()  # the head went out already: closing is the only signal left
+        return False
+
+    def _process_response(self) -> None:
+        while self.state == FORWARD and self.response is None and self.upbuf:
+            if not self._parse_response_head():
+                return
+        if self.state == FORWARD and self.response_body is not None:
+            if self.upbuf:
+                self._forward_response_body()
+            if self.response_body.done:
+                self._finish_exchange()
+
+    def _parse_response_head(self) -> bool:
+        end = http11.find_head(self.upbuf, 0, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEAD,
+                               request=False)
+        if end < 0:
+            return False
+        assert self.request is not None
+        head = bytes(self.upbuf[:end])
+        del self.upbuf[:end]
+        response = http11.parse_response_head(head, self.request.method)
+        if response.interim:
+            if self.request.version == 11 and (response.status != 100
+                                               or self.request.expect_continue):
+                self._to_client(head)
+            return True
+        if response.status == 101:
+            return self._switch_protocols(response)
+        self.response = response
+        self.status = response.status
+        self._start_response(response)
+        return True
+
+    def _start_response(self, response: ResponseHead) -> None:
+        request = self.request
+        assert request is not None
+        dechunk = response.chunked and request.version == 10
+        if response.chunked:
+            self.response_body = ChunkedBody(decode=dechunk, status=502)
+        elif response.content_length is None:
+            self.response_body = UntilClose()
+        else:
+            self.response_body = LengthBody(response.content_length)
+        framed = response.chunked or response.content_length is not None
+        self.keep_alive = (self.keep_alive and framed and not dechunk and self.request_done
+                           and not self.client_eof and not self.worker.draining
+                           and not self.drain_requested)
+        self._to_client(http11.response_head_for_client(response, self.keep_alive, dechunk,
+                                                        request.version))
+        self.sent_to_client = True
+        self._set_deadline(self.worker.config.http.client_timeout)
+
+    def _forward_response_body(self) -> None:
+        body = self.response_body
+        assert body is not None
+        if len(self.client_out) >= HIGH_WATER:
+            return
+        taken = body.scan(self.upbuf, 0, len(self.upbuf))
+        if isinstance(body, ChunkedBody) and body.decode:
+            for start, end in body.pieces:
+                self._to_client(self.upbuf[start:end])
+        else:
+            self._to_client(self.upbuf[:taken])
+        del self.upbuf[:taken]
+        self.bytes_to_client += taken
+
+    def _switch_protocols(self, response: ResponseHead) -> bool:
+        assert self.request is not None
+        if not self.request.upgrade:
+            raise ProtocolError(502, "101 from the member without an upgrade request")
+        self.response, self.status = response, 101
+        self._to_client(http11.response_head_for_client(response, True, False,
+                                                        self.request.version))
+        self.sent_to_client = True
+        self.state = TUNNEL
+        self.request_done = True
+        self._account()
+        return False
+
+    def _finish_exchange(self) -> None:
+        """The response is complete: pool the member connection, then next request or close."""
+        reusable = bool(self.response and self.response.keep_alive and self.request_done
+                        and not self.upbuf)
+        self._account()
+        self._release_member(reusable=reusable)
+        if self.keep_alive and not self.client_eof:
+            self._reset_exchange()
+            self.state = HEAD
+            self._idle_deadline()
+            if self.inbuf:
+                self._parse_head()  # a pipelined request is already here
+        else:
+            self.state = CLOSING
+
+    def _release_member(self, reusable: bool) -> None:
+        self._member_done(0)
+        conn = self.conn
+        if conn is None:
+            return
+        self.conn = None
+        if reusable:
+            self.worker.conn_pool.checkin(conn)
+        else:
+            conn.close()
+
+    def _member_done(self, status: int) -> None:
+        """End the member's in-flight count for this request (status 0: no response)."""
+        target = self.inflight_target
+        if target is not None:
+            self.inflight_target = None
+            self.worker.upstreams.finished(target, status)
+
+    def _account(self) -> None:
+        """Report the request once: counters, latency, access log."""
+        self._member_done(self.status)
+        if not self.accounted:
+            self.accounted = True
+            self.worker.request_done(self, self.status, self.target)
+
+    # --- tunnel (after 101 Switching Protocols)
+
+    def _tunnel(self) -> None:
+        if self.inbuf and len(self.upstream_out) < HIGH_WATER:
+            self.upstream_out += self.inbuf
+            self.inbuf.clear()
+        if self.upbuf and len(self.client_out) < HIGH_WATER:
+            self._to_client(self.upbuf)
+            self.upbuf.clear()
+        if self.client_eof and not self.upstream_out and self.conn is not None:
+            try:
+                self.conn.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    # --- output
+
+    def _to_client(self, data: bytes | bytearray | memoryview) -> None:
+        self.client_out += data
+
+    def _flush(self, sock: socket.socket, pending: bytearray, to_client: bool) -> bool:
+        """Write what is queued for `sock`; False if the session ended."""
+        try:
+            sent = sock.send(pending)
+        except BlockingIOError:
+            return True
+        except OSError:
+            if to_client:
+                self.close()
+                return False
+            self._member_write_failed()
+            return False
+        del pending[:sent]
+        if to_client:
+            self.worker.count_bytes(False, sent)
+        return True
+
+    def _member_write_failed(self) -> None:
+        """The member reset the connection while we were sending the request."""
+        request = self.request
+        conn = self.conn
+        if conn is not None and conn.reused and request is not None and request.idempotent \
+                and not request.has_body and self.response is None and not self.fresh_retry:
+            target = conn.target
+            self._release_member(reusable=False)
+            self.upstream_out.clear()
+            self.fresh_retry = True
+            self._connect(target)
+            return
+        if self.response is None:
+            self._fail(502, "the member reset the connection")
+        else:
+            self.close()
+
+    def _update_interest(self) -> None:
+        loop = self.worker.loop
+        client_mask = READ if self._wants_client_read() else (
+            RDHUP if self.state == FORWARD and not self.client_eof else 0)
+        if self.client_out:
+            client_mask |= WRITE
+        loop.set_mask(self.client_fd, client_mask)
+        conn = self.conn
+        if conn is not None and self.state != CONNECT:
+            mask = READ if self._wants_member_read() else 0
+            if self.upstream_out:
+                mask |= WRITE
+            loop.set_mask(conn.fd, mask)
+
+    # --- endings
+
+    def _fail(self, status: int, detail: str,
+              extra: tuple[tuple[str, str], ...] = ()) -> None:
+        """Answer `status` ourselves, if the client has not seen a response head yet."""
+        if self.sent_to_client:
+            return self.close()
+        request = self.request
+        self._release_member(reusable=False)
+        # The connection can carry on only if the request was read whole and was sound.
+        keep = (status in (502, 503, 504) and request is not None and self.request_done
+                and self.keep_alive and not self.client_eof and not self.worker.draining)
+        if status < 500:
+            self.worker.count_client_error()
+        head_only = request is not None and request.method == b"HEAD"
+        self._to_client(http11.error_response(status, detail, keep_alive=keep, extra=extra,
+                                              head_only=head_only))
+        self.status = status
+        self.sent_to_client = True
+        if not self.accounted:
+            self.accounted = True
+            self.worker.request_done(self, status, None)
+        if keep:
+            self._reset_exchange()
+            self.state = HEAD
+            self._idle_deadline()
+            if self.inbuf:
+                self._advance()
+        else:
+            self.state = CLOSING
+            self.inbuf.clear()
+            if not self.client_out:
+                self.close()
+
+    def drain(self) -> None:
+        """Graceful stop: every connection closes after its current (or next) response;
+        one with no request in progress closes after DRAIN_IDLE_GRACE."""
+        self.drain_requested = True
+        if self.state == HEAD and not self.inbuf:
+            self._idle_deadline()
+
+    def _idle_deadline(self) -> None:
+        http = self.worker.config.http
+        if self.drain_requested:
+            self._set_deadline(min(DRAIN_IDLE_GRACE, http.keepalive_timeout))
+        else:
+            self._set_deadline(http.keepalive_timeout)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.deadline = None
+        self._release_member(reusable=False)
+        if self.request is not None and not self.accounted:
+            self.accounted = True
+            self.worker.request_done(self, self.status, self.target, aborted=True)
+        self.worker.loop.remove(self.client_fd)
+        self.client.close()
+        self.worker.session_closed(self)
+
