@@ -1,0 +1,105 @@
+"""Client-side helpers the interop tests run INSIDE a lab namespace (never in the root one).
+
+    python labclient.py fetch URL COUNT [--wait S]   COUNT GETs, one connection each
+    python labclient.py sniff GROUP:PORT SECONDS      what heartbeats arrive, per source IP
+
+Each prints one JSON document on stdout. Standard library only; no hbfork import, so it also
+shows what an outside observer sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import sys
+import time
+from collections import Counter
+from urllib.parse import urlsplit
+
+
+def fetch_once(url: str, timeout: float) -> tuple[int, str]:
+    """One GET on a fresh connection: (status, who answered) from X-Backend, else the body."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    try:
+        conn.request("GET", parts.path or "/", headers={"Connection": "close"})
+        response = conn.getresponse()
+        body = response.read().decode("utf-8", "replace").strip()
+        return response.status, response.getheader("X-Backend") or body[:40]
+    finally:
+        conn.close()
+
+
+def fetch(url: str, count: int, wait: float, timeout: float = 5.0) -> dict:
+    """`count` requests; connection refusals are retried for up to `wait` seconds in total
+    (the proxy may still be starting), other failures are counted as errors."""
+    backends: Counter[str] = Counter()
+    statuses: Counter[int] = Counter()
+    errors: Counter[str] = Counter()
+    deadline = time.monotonic() + wait
+    done = 0
+    while done < count:
+        try:
+            status, who = fetch_once(url, timeout)
+        except ConnectionRefusedError:
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            errors["refused"] += 1
+        except (OSError, http.client.HTTPException) as err:
+            errors[type(err).__name__] += 1
+        else:
+            statuses[status] += 1
+            if status == 200:
+                backends[who] += 1
+        done += 1
+    return {"backends": dict(backends), "statuses": {str(k): v for k, v in statuses.items()},
+            "errors": dict(errors)}
+
+
+def sniff(group: str, seconds: float) -> dict:
+    """Join `group` (as a second listener beside the proxy; SO_REUSEADDR lets both receive)
+    and report, per source IP, the datagram count and the last payload."""
+    host, port = group.rsplit(":", 1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, int(port)))
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                    socket.inet_aton(host) + bytes(4))
+    seen: dict[str, dict] = {}
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data, (source, _) = sock.recvfrom(2048)
+        except TimeoutError:
+            break
+        entry = seen.setdefault(source, {"count": 0, "payloads": []})
+        entry["count"] += 1
+        entry["payloads"].append(data.decode("latin-1"))
+    return seen
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="labclient")
+    sub = parser.add_subparsers(dest="command", required=True)
+    get = sub.add_parser("fetch")
+    get.add_argument("url")
+    get.add_argument("count", type=int)
+    get.add_argument("--wait", type=float, default=5.0)
+    listen = sub.add_parser("sniff")
+    listen.add_argument("group")
+    listen.add_argument("seconds", type=float)
+    args = parser.parse_args(argv)
+    if args.command == "fetch":
+        result = fetch(args.url, args.count, args.wait)
+    else:
+        result = sniff(args.group, args.seconds)
+    json.dump(result, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
