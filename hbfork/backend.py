@@ -42,11 +42,13 @@ class Backend:
         self.requests = 0
         self.beating = True
         self.beacon: Beacon | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
 
     def load(self) -> tuple[int, int]:
         return max(0, self.capacity - self.inflight), self.inflight
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
         try:
             while await self._one_request(reader, writer):
                 pass
@@ -54,6 +56,7 @@ class Backend:
                 ValueError):
             pass
         finally:
+            self.writers.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -183,9 +186,13 @@ async def _main(host: str, port: int, backend: Backend) -> None:
     loop.add_signal_handler(signal.SIGUSR1, lambda: setattr(backend, "beating", False))
     loop.add_signal_handler(signal.SIGUSR2, lambda: setattr(backend, "beating", True))
     beat_task = asyncio.create_task(_beat(backend))
-    async with server:
-        await stop.wait()
+    await stop.wait()
     beat_task.cancel()
+    server.close()
+    for writer in list(backend.writers):
+        writer.transport.abort()  # connection tasks see EOF and end on their own
+    await asyncio.sleep(0)
+    await server.wait_closed()
 
 
 async def _beat(backend: Backend) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import setproctitle
 
 from hbfork import config as config_module
-from hbfork import logs
+from hbfork import logs, privileges
 from hbfork.addresses import Endpoint
 from hbfork.config import MAX_WORKERS, Config
 from hbfork.errors import ConfigError, HbforkError, HeartbeatError
@@ -115,6 +115,7 @@ class Master:
         self._bind_status(config)
         self._bind_heartbeat(config)
         self.table = Table.create(config.heartbeat.max_members, WORKER_RECORDS, self.pid)
+        self._drop_privileges(config)
         self.registry = Registry.from_config(config, keys)
         self.monitor = Monitor(self.registry, self.table, config.heartbeat.allow,
                                config.heartbeat.rate_limit)
@@ -137,6 +138,21 @@ class Master:
                  _version(), ", ".join(map(str, config.proxy.listen)), config.proxy.mode,
                  config.heartbeat.listen,
                  f", status on {config.status.listen}" if config.status.listen else "")
+
+    def _drop_privileges(self, config: Config) -> None:
+        assert self.table is not None
+        if config.proxy.user:
+            uid, gid = privileges.resolve(config.proxy.user, config.proxy.group)
+            if os.geteuid() == 0:
+                paths = [p for p in (config.pidfile,) if p]
+                privileges.drop(uid, gid, [self.table.shm._fd], paths)
+                log.info("running as uid %d gid %d", uid, gid)
+            elif os.geteuid() != uid:
+                raise HbforkError(f"[proxy] user {config.proxy.user!r}: cannot switch to it "
+                                  "without starting as root")
+        elif os.geteuid() == 0 and not config.proxy.allow_root:
+            raise HbforkError("refusing to serve as root: set [proxy] user (privileges are "
+                              "dropped after binding), or allow_root = true")
 
     def _bind_listeners(self, config: Config) -> None:
         for endpoint in config.proxy.listen:
