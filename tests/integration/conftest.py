@@ -1,0 +1,51 @@
+"""Fixtures that start real hbfork processes on loopback and stop every one of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import Backend, Process, Proxy, shm_exists
+
+
+class Cluster:
+    """Processes of one test: backends and proxies, stopped in reverse order at teardown."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.processes: list[Process] = []
+        self.segments: list[str] = []
+        self._next_ip = 2
+
+    def backend(self, name: str, capacity: int = 10, heartbeat: str | None = None,
+                ip: str | None = None, **kwargs: Any) -> Backend:
+        if ip is None:
+            ip = f"127.0.0.{self._next_ip}"
+            self._next_ip += 1
+        backend = Backend(self.tmp, name, ip, heartbeat, capacity, **kwargs)
+        self.processes.append(backend)
+        return backend
+
+    def proxy(self, members: list[dict[str, Any]], **sections: dict[str, Any]) -> Proxy:
+        proxy = Proxy(self.tmp, members, **sections)
+        self.processes.append(proxy)
+        self.segments.append(proxy.segment())
+        return proxy
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.stop()
+    leftovers = [name for name in c.segments if shm_exists(name)]
+    assert not leftovers, f"shared-memory segments left behind: {leftovers}"
