@@ -213,6 +213,16 @@ class Table:
         self.words.release()
         self.shm.close()
 
+    def __del__(self) -> None:
+        # Release our view before SharedMemory.__del__ closes the mapping: otherwise a process
+        # that exits without close() prints "BufferError: cannot close exported pointers exist".
+        words = getattr(self, "words", None)
+        if words is not None:
+            try:
+                words.release()
+            except BufferError:
+                pass
+
     def unlink(self) -> None:
         unlink_segment(self.name)
 
@@ -281,9 +291,13 @@ class Table:
         at = self.members_at + slot * MEMBER_SIZE
         seq_index = at // 8
         buf = self.shm.buf
-        for _ in range(10_000):
+        for attempt in range(10_000):
             before = self.words[seq_index]
             if before & 1 or before == 0:
+                if attempt >= 100:
+                    # The writer was preempted mid-write (busy workers on every CPU make that
+                    # common): let it run instead of spinning through the budget in ~1 ms.
+                    time.sleep(0.0001)
                 continue
             raw = bytes(buf[at + 8:at + 8 + MEMBER_FORMAT.size])
             if self.words[seq_index] == before:
