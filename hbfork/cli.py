@@ -83,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="omit port= from heartbeats, as Apache's mod_heartbeat does")
     backend.set_defaults(func=cmd_backend)
 
-    from hbfork import apache_import, beat_cli
+    from hbfork import apache_import, beat_cli, status_cli
+
+    status_cli.add_parsers(sub)
 
     beat_cli.add_parser(sub).set_defaults(func=cmd_beat)
     apache_import.add_parser(sub).set_defaults(func=apache_import.run)

@@ -30,6 +30,7 @@ from hbfork import config as config_module
 from hbfork import logs, privileges
 from hbfork.addresses import Endpoint
 from hbfork.config import MAX_WORKERS, Config
+from hbfork.control import ControlServer, execute
 from hbfork.errors import ConfigError, HbforkError, HeartbeatError
 from hbfork.keyfile import read_keys
 from hbfork.members import NS, Registry, Rules
@@ -37,6 +38,7 @@ from hbfork.monitor import Monitor
 from hbfork.pidfile import claim, release
 from hbfork.pool import Pool, WorkerProcess
 from hbfork.sockets import bind_listener, open_heartbeat_socket
+from hbfork.storage import StorageWriter, format_storage
 from hbfork.table import (
     STATE_READY,
     W_CONFIG_GENERATION,
@@ -81,6 +83,10 @@ class Master:
         self.stopping: str | None = None         # None, "graceful" or "fast"
         self.stop_deadline = 0.0
         self.signals: list[int] = []
+        self.control: ControlServer | None = None
+        self.storage: StorageWriter | None = None
+        self._storage_written = 0.0
+        self._source_read = 0.0
         self._death_read = self._death_write = -1
         self._wakeup_read = self._wakeup_write = -1
         self._last_watchdog = 0.0
@@ -115,7 +121,10 @@ class Master:
         self._bind_status(config)
         self._bind_heartbeat(config)
         self.table = Table.create(config.heartbeat.max_members, WORKER_RECORDS, self.pid)
+        if config.control_socket:
+            self.control = ControlServer(config.control_socket, self.selector, self._control)
         self._drop_privileges(config)
+        self._configure_storage(config)
         self.registry = Registry.from_config(config, keys)
         self.monitor = Monitor(self.registry, self.table, config.heartbeat.allow,
                                config.heartbeat.rate_limit)
@@ -144,7 +153,7 @@ class Master:
         if config.proxy.user:
             uid, gid = privileges.resolve(config.proxy.user, config.proxy.group)
             if os.geteuid() == 0:
-                paths = [p for p in (config.pidfile,) if p]
+                paths = [p for p in (config.pidfile, config.control_socket) if p]
                 privileges.drop(uid, gid, [self.table.shm._fd], paths)
                 log.info("running as uid %d gid %d", uid, gid)
             elif os.geteuid() != uid:
@@ -153,6 +162,44 @@ class Master:
         elif os.geteuid() == 0 and not config.proxy.allow_root:
             raise HbforkError("refusing to serve as root: set [proxy] user (privileges are "
                               "dropped after binding), or allow_root = true")
+
+    def _configure_storage(self, config: Config) -> None:
+        path = config.resolve(config.heartbeat.storage)
+        if self.storage is not None and self.storage.path != path:
+            self.storage.stop()
+            self.storage = None
+        if path and self.storage is None:
+            self.storage = StorageWriter(path, lambda err: log.error(
+                "cannot write the storage file: %s", _describe(err)))
+            self._storage_written = 0.0
+
+    def _storage_and_source(self) -> None:
+        """Write hb.dat every storage_interval, and within a second of a change; read a
+        source file once a second."""
+        assert self.monitor is not None and self.registry is not None
+        now = time.monotonic()
+        hb = self.config.heartbeat
+        if self.storage is not None:
+            due = self._storage_written + hb.storage_interval
+            if self.monitor.changed_at > self._storage_written:
+                due = min(due, self._storage_written + 1.0)
+            if now >= due:
+                self._storage_written = now
+                self.storage.submit(format_storage(self.registry, time.monotonic_ns()))
+        if hb.source and now - self._source_read >= 1.0:
+            self._source_read = now
+            path = self.config.resolve(hb.source.removeprefix("file:"))
+            try:
+                self.monitor.read_source_file(path, time.monotonic_ns(), time.time())
+            except OSError as err:
+                log.error("cannot read the source file: %s", _describe(err))
+
+    def _control(self, line: str) -> str:
+        assert self.registry is not None and self.monitor is not None
+        reply = execute(self.registry, line, time.monotonic_ns())
+        self.monitor.publish()
+        log.info("control: %s -> %s", line.strip()[:80], reply[:200])
+        return reply
 
     def _bind_listeners(self, config: Config) -> None:
         for endpoint in config.proxy.listen:
@@ -301,6 +348,7 @@ class Master:
         self.registry.reconfigure(Rules.from_config(new), new.members, keys, time.monotonic_ns())
         self.monitor.configure(new.heartbeat.allow, new.heartbeat.rate_limit)
         self.monitor.publish()
+        self._configure_storage(new)
         logs.setup(new.log.level, new.resolve(new.log.error), "master")
         self.config = new
         generation = self._spawn_generation(new)
@@ -334,6 +382,9 @@ class Master:
                     log.warning("reload: a new worker died before it was ready")
             self.pool.kill_overdue()
             self.monitor.publish()
+            self._storage_and_source()
+            if self.control is not None:
+                self.control.expire()
             self._watchdog()
             if self.stopping:
                 if not self.pool.workers:
@@ -353,6 +404,8 @@ class Master:
             timeout = min(timeout, max(0.0, (deadline - time.monotonic_ns()) / NS + 0.001))
         if self.pool.next_spawn_at:
             timeout = min(timeout, max(0.01, self.pool.next_spawn_at - time.monotonic()))
+        if self.storage is not None:
+            timeout = min(timeout, 0.25)
         return timeout
 
     def _watchdog(self) -> None:
@@ -474,6 +527,10 @@ class Master:
     # --- end
 
     def _cleanup(self) -> None:
+        if self.control is not None:
+            self.control.close()
+        if self.storage is not None:
+            self.storage.stop()
         if self.table is not None:
             self.table.unlink()
             try:

@@ -159,19 +159,24 @@ class Registry:
     # --- heartbeats
 
     def apply(self, source: IPAddress, heartbeat: Heartbeat, now: int,
-              wall: float) -> list[Member]:
+              wall: float, seen: int | None = None) -> list[Member]:
         """Record a heartbeat from `source`; returns the members it updated.
 
-        Raises HeartbeatError with reason unknown_source, unknown_port, table_full or a
-        signature reason; the registry is unchanged then."""
+        `seen` is when the heartbeat was really received, for heartbeats relayed through
+        another monitor's storage file (default: now); older news than a member already has
+        is ignored. Raises HeartbeatError with reason unknown_source, unknown_port,
+        table_full or a signature reason; the registry is unchanged then."""
+        at = now if seen is None else min(seen, now)
         targets = self._targets(source, heartbeat)
         self._check_signature(targets, heartbeat, wall)
         if not targets:
             targets = [self._discover(source, heartbeat.port or self.rules.default_port, now)]
+        elif seen is not None:
+            targets = [m for m in targets if at > m.last_seen]
         for member in targets:
             member.ready, member.busy = heartbeat.ready, heartbeat.busy
-            member.first_seen = member.first_seen or now
-            member.last_seen = now
+            member.first_seen = member.first_seen or at
+            member.last_seen = at
             member.heartbeats += 1
             if heartbeat.signed and self.keys:
                 # Only a verified ts may raise the replay bar: with signing off, an unchecked
@@ -179,8 +184,8 @@ class Registry:
                 member.last_ts = heartbeat.ts
             self._reevaluate(member, now)
             self.dirty.add(member.slot)
-        self.next_deadline = min(self.next_deadline or now + self.rules.max_age,
-                                 now + self.rules.max_age)
+        self.next_deadline = min(self.next_deadline or at + self.rules.max_age,
+                                 at + self.rules.max_age)
         return targets
 
     def _targets(self, source: IPAddress, heartbeat: Heartbeat) -> list[Member]:

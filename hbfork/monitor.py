@@ -9,6 +9,7 @@ every 10 s. Nothing a datagram contains can raise out of here.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import time
 
@@ -17,6 +18,7 @@ from hbfork.addresses import IPAddress, IPNetwork, ip_allowed, normalize_ip
 from hbfork.errors import HeartbeatError
 from hbfork.members import Change, Registry
 from hbfork.ratelimit import KeyedRateLimiter, LogLimiter
+from hbfork.storage import parse_storage
 from hbfork.table import Table
 
 BATCH = 256  # datagrams per wake-up: the master loop must still see signals under a flood
@@ -32,6 +34,8 @@ class Monitor:
         self.limiter = KeyedRateLimiter(rate_limit, max(2.0, rate_limit * 2))
         self.log_limiter = LogLimiter(10.0)
         self.sock: socket.socket | None = None
+        self._source_mtime = 0
+        self.changed_at = 0.0  # monotonic seconds of the last pick-relevant change
 
     def configure(self, allow: tuple[IPNetwork, ...], rate_limit: float) -> None:
         self.allow = allow
@@ -83,6 +87,39 @@ class Monitor:
             return err.reason
         return "accepted"
 
+    def read_source_file(self, path: str, now_ns: int, wall: float) -> None:
+        """Apply another monitor's hb.dat (`[heartbeat] source = "file:PATH"`).
+
+        Apache's lbmethod_heartbeat trusts `lastseen` as written, so a dead monitor's frozen
+        file keeps every member alive forever; here the file's own age is added to it."""
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            return
+        if info.st_mtime_ns == self._source_mtime:
+            return  # unchanged: the members it named age on their own
+        self._source_mtime = info.st_mtime_ns
+        with open(path, encoding="latin-1") as handle:
+            servers, problems = parse_storage(handle.read())
+        file_age = max(0.0, wall - info.st_mtime)
+        for problem in problems:
+            self._reject_file(path, problem, now_ns)
+        for server in servers:
+            seen = now_ns - int((server.lastseen + file_age) * 1e9)
+            beat = heartbeat.Heartbeat(server.ready, server.busy, server.port)
+            try:
+                self.registry.apply(server.ip, beat, now_ns, wall, seen=seen)
+                result = "accepted"
+            except HeartbeatError as err:
+                self._reject(server.ip, err.reason, err.detail, now_ns)
+                result = err.reason
+            self.table.count_heartbeat(result)
+
+    def _reject_file(self, path: str, problem: str, now_ns: int) -> None:
+        if self.log_limiter.should_log((path, problem), now_ns / 1e9) is not None:
+            log.warning("storage file %s: %s", path, problem)
+        self.table.count_heartbeat("malformed")
+
     def _reject(self, source: IPAddress, reason: str, detail: str, now_ns: int) -> None:
         suppressed = self.log_limiter.should_log((source, reason), now_ns / 1e9)
         if suppressed is None:
@@ -99,6 +136,7 @@ class Monitor:
             changed |= table.write_member(slot, member)
         if changed:
             table.bump_generation()
+            self.changed_at = time.monotonic()
         for change in registry.take_changes():
             _log_change(change)
 

@@ -63,11 +63,12 @@ class _Metrics:
 
     def family(self, name: str, kind: str, help_text: str,
                samples: list[tuple[dict[str, object], float | int | None]]) -> None:
+        if kind == "counter":
+            name += "_total"  # the text format names counters in full, TYPE line included
         self.lines.append(f"# HELP {name} {help_text}")
         self.lines.append(f"# TYPE {name} {kind}")
-        suffix = "_total" if kind == "counter" else ""
         for labels, value in samples:
-            self.lines.append(f"{name}{suffix}{_labels(**labels)} {_number(value)}")
+            self.lines.append(f"{name}{_labels(**labels)} {_number(value)}")
 
     def text(self) -> bytes:
         return ("\n".join(self.lines) + "\n").encode()

@@ -24,6 +24,7 @@ from typing import Protocol
 import setproctitle
 
 from hbfork import logs
+from hbfork.accesslog import AccessLog
 from hbfork.config import Config
 from hbfork.http11 import Limits
 from hbfork.loop import READ, Loop
@@ -96,6 +97,7 @@ class Worker:
         from hbfork.keepalive import ConnectionPool
 
         self.conn_pool = ConnectionPool(self)
+        self.access_log: AccessLog | None = None
 
     # --- process setup
 
@@ -110,6 +112,8 @@ class Worker:
         while not self._finished():
             self.loop.run_once(0.5)
             self._housekeeping()
+        if self.access_log is not None:
+            self.access_log.close()
         return 0
 
     def _setup(self) -> None:
@@ -128,6 +132,9 @@ class Worker:
         self.loop.add(read_end, READ, self._on_wakeup)
         self.loop.add(self.death_fd, READ, self._on_death_pipe)
         self.loop.add(self.report.fileno(), READ, self._on_master_message)
+        if self.config.log.access and self.http_mode:
+            self.access_log = AccessLog(self.config.resolve(self.config.log.access),
+                                        self.config.log.access_format)
         self._start_accepting()
         if self.status_listener is not None:
             from hbfork.status import StatusServer
@@ -243,8 +250,11 @@ class Worker:
         if 100 <= status < 600:
             record[WK_STATUS_CLASS + status // 100 - 1] += 1
         started = getattr(session, "exchange_started", 0.0)
+        now = time.monotonic()
         if started:
-            self.upstreams.observe_latency(time.monotonic() - started)
+            self.upstreams.observe_latency(now - started)
+        if self.access_log is not None:
+            self.access_log.log(_access_fields(session, status, target, now))
 
     # --- master and signals
 
@@ -290,6 +300,8 @@ class Worker:
                 self._stop_now()
             elif signum == signal.SIGUSR1:
                 logs.reopen()
+                if self.access_log is not None:
+                    self.access_log.reopen()
             elif signum == signal.SIGUSR2:
                 self._master_gone()
 
@@ -325,6 +337,8 @@ class Worker:
     def _housekeeping(self) -> None:
         now = self.loop.now
         self.record[WK_TICK_NS] = time.monotonic_ns()
+        if self.access_log is not None:
+            self.access_log.tick(now)
         if self.accept_resume_at and now >= self.accept_resume_at:
             self.accept_resume_at = 0.0
             if not self.draining:
@@ -340,6 +354,35 @@ class Worker:
         if title != self._title:
             self._title = title
             setproctitle.setproctitle(title)
+
+
+def _access_fields(session: object, status: int, target: Target | None,
+                   now: float) -> dict[str, object]:
+    """What the access log records of one finished request."""
+    request = getattr(session, "request", None)
+    referer = agent = b""
+    line = "-"
+    if request is not None:
+        line = f"{request.method.decode()} {request.target.decode('latin-1')} HTTP/" \
+               f"{'1.1' if request.version == 11 else '1.0'}"
+        for _, lower, value in request.headers:
+            if lower == b"referer":
+                referer = value
+            elif lower == b"user-agent":
+                agent = value
+    member_started = getattr(session, "member_started", 0.0)
+    started = getattr(session, "exchange_started", 0.0) or now
+    return {
+        "client": getattr(session, "client_ip", "-"),
+        "request": line,
+        "status": status,
+        "bytes": getattr(session, "bytes_to_client", 0),
+        "referer": referer.decode("latin-1"),
+        "user_agent": agent.decode("latin-1"),
+        "member": f"{target.sockaddr[0]}:{target.sockaddr[1]}" if target else "",
+        "upstream_seconds": (now - member_started) if member_started and target else None,
+        "total_seconds": now - started,
+    }
 
 
 def _session_class(mode: str) -> type:

@@ -30,7 +30,9 @@ class Cluster:
         return backend
 
     def proxy(self, members: list[dict[str, Any]], **sections: dict[str, Any]) -> Proxy:
-        proxy = Proxy(self.tmp, members, **sections)
+        home = self.tmp / f"proxy{sum(isinstance(p, Proxy) for p in self.processes) + 1}"
+        home.mkdir()
+        proxy = Proxy(home, members, **sections)
         self.processes.append(proxy)
         self.segments.append(proxy.segment())
         return proxy
