@@ -1,0 +1,399 @@
+"""`hbfork import-apache`: Apache syntax, include walking, translation, and the command."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hbfork import apache_import as ai
+from hbfork import config as config_module
+from hbfork.cli import main
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "apache"
+DEBIAN = Path("/etc/apache2/apache2.conf")
+NOTE = re.compile(r"^# not translated: .+ \(.+:\d+\) — .+$")
+LAB_ENV = {  # what tests/interop gives the lab configs (they use ${VAR}s, as Apache allows)
+    "HB_DIR": "/srv/lab/front", "HB_ADDR": "10.213.0.1", "HB_GROUP": "239.0.0.1:27999",
+    "HB_STORAGE": "/srv/lab/hb/hb.dat", "HB_MEMBER1": "10.213.0.11:8080",
+    "HB_MEMBER2": "10.213.0.12:8080", "HB_MEMBER3": "10.213.0.13:8080", "HB_NAME": "b1",
+    "HB_THREADS": "5", "HB_USER": "www-data", "HB_GROUP_NAME": "www-data",
+}
+
+
+class DictSource:
+    """Files from a dict: the walker's file access, without a disk."""
+
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files = files
+
+    def expand(self, pattern: str) -> list[str]:
+        import fnmatch
+
+        if pattern in self.files:
+            return [pattern]
+        prefix = pattern.rstrip("/") + "/"
+        below = sorted(p for p in self.files if p.startswith(prefix))
+        return below or sorted(p for p in self.files if fnmatch.fnmatch(p, pattern))
+
+    def read(self, path: str) -> str:
+        if path not in self.files:
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return self.files[path]
+
+
+def walk(files: dict[str, str], main_file: str = "/etc/httpd/httpd.conf",
+         env: dict[str, str] | None = None, defines: tuple[str, ...] = ()) -> ai.Walked:
+    return ai.Walker(DictSource(files), "/etc/httpd", env or {}, defines).walk(main_file)
+
+
+def translate_text(text: str, **kwargs) -> tuple[str, ai.Translation]:
+    walked = walk({"/etc/httpd/httpd.conf": text}, **kwargs)
+    translation = ai.translate(walked)
+    return ai.render(translation, "httpd.conf", walked), translation
+
+
+def translate_file(path: Path, server_root: Path | None = None,
+                   env: dict[str, str] | None = None) -> tuple[str, config_module.Config]:
+    root = str(server_root or path.parent)
+    walked = ai.Walker(ai.DiskSource(), root, env or {}).walk(str(path))
+    text = ai.render(ai.translate(walked), str(path), walked)
+    return text, config_module.loads(text, str(path))
+
+
+def notes(text: str) -> list[str]:
+    found = [line for line in text.splitlines() if line.startswith("# not translated:")]
+    assert all(NOTE.match(line) for line in found), found
+    return found
+
+
+# --- syntax
+
+
+def test_continuations_and_comments() -> None:
+    text = "# comment\n\nListen \\\n  80\n  # indented comment \\\nHidden by the comment\nA b\n"
+    assert list(ai.logical_lines(text)) == [(3, "Listen   80"), (7, "A b")]
+
+
+def test_a_trailing_backslash_at_the_end_of_the_file() -> None:
+    assert list(ai.logical_lines("Listen 80 \\")) == [(1, "Listen 80")]
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('a "b c" d', ["a", "b c", "d"]),
+    ("'x y' z", ["x y", "z"]),
+    (r'"say \"hi\"" next', ['say "hi"', "next"]),
+    ('"unterminated value', ["unterminated value"]),
+    ("  spaced\tout  ", ["spaced", "out"]),
+    ('""', [""]),
+])
+def test_split_args(text: str, words: list[str]) -> None:
+    assert ai.split_args(text) == words
+
+
+def test_sections_nest_and_names_are_case_insensitive() -> None:
+    tree = ai.parse("<virtualhost *:80>\n<PROXY balancer://x>\nbalancermember http://1.2.3.4\n"
+                    "</proxy>\n</VirtualHost>\n", "f")
+    (vhost,) = tree
+    assert vhost.key == "virtualhost" and vhost.args == ("*:80",)
+    (proxy,) = vhost.children
+    assert proxy.key == "proxy" and proxy.line == 2
+    assert proxy.children[0].key == "balancermember"
+    assert proxy.children[0].args == ("http://1.2.3.4",)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("<Proxy x>\n</Location>\n", "expected </Proxy> but saw </Location>"),
+    ("<Proxy x>\nA b\n", "<Proxy> is never closed"),
+    ("</Proxy>\n", "without a matching"),
+    ("<Proxy x\n</Proxy>\n", "missing closing '>'"),
+])
+def test_bad_sections_are_refused_with_file_and_line(text: str, message: str) -> None:
+    with pytest.raises(ai.ApacheConfigError, match=re.escape(message)) as caught:
+        ai.parse(text, "front.conf")
+    assert caught.value.file == "front.conf" and caught.value.line >= 1
+
+
+@given(st.text(alphabet=st.sampled_from(list("<>/\\\"' \n#abcPXY=:.")), max_size=200))
+def test_any_text_parses_or_raises_the_config_error(text: str) -> None:
+    try:
+        ai.parse(text, "fuzz")
+    except ai.ApacheConfigError:
+        pass
+
+
+# --- includes, variables, conditions
+
+
+def test_includes_are_relative_to_server_root_and_sorted() -> None:
+    walked = walk({
+        "/etc/httpd/httpd.conf": "Include conf.d/*.conf\nIncludeOptional none/*.conf\n"
+                                 "Include extra/\nListen 1\n",
+        "/etc/httpd/conf.d/b.conf": "Listen 3\n",
+        "/etc/httpd/conf.d/a.conf": "Listen 2\n",
+        "/etc/httpd/extra/sub/z.conf": "Listen 4\n",
+    })
+    assert [d.args[0] for d in walked.directives] == ["2", "3", "4", "1"]
+    assert walked.files[0] == "/etc/httpd/httpd.conf" and len(walked.files) == 4
+    assert walked.notes == []  # IncludeOptional matching nothing is fine
+
+
+def test_server_root_directive_moves_later_includes() -> None:
+    walked = walk({"/etc/httpd/httpd.conf": 'ServerRoot "/opt/web"\nInclude site.conf\n',
+                   "/opt/web/site.conf": "Listen 9\n"})
+    assert walked.server_root == "/opt/web"
+    assert walked.directives[-1].args == ("9",)
+
+
+def test_include_problems_become_notes() -> None:
+    walked = walk({"/etc/httpd/httpd.conf": "Include missing.conf\nInclude loop.conf\n",
+                   "/etc/httpd/loop.conf": "Include loop.conf\n"})
+    reasons = [note.reason for note in walked.notes]
+    assert "nothing matches (Apache would refuse to start)" in reasons[0]
+    assert "includes itself" in reasons[1]
+
+
+def test_variables_from_define_then_environment() -> None:
+    walked = walk({"/etc/httpd/httpd.conf": "Define PORT 81\nListen ${PORT}\nListen ${ENVPORT}\n"
+                   "Listen ${NOWHERE}\nUndefine PORT\nListen ${PORT}\n"},
+                  env={"ENVPORT": "82", "PORT": "99"})
+    listens = [d.args[0] for d in walked.directives if d.key == "listen"]
+    assert listens == ["81", "82", "${NOWHERE}", "99"]
+
+
+def test_ifmodule_follows_loadmodule_in_order() -> None:
+    walked = walk({"/etc/httpd/httpd.conf": (
+        "<IfModule proxy_module>\nA 1\n</IfModule>\n"        # no LoadModule yet: assumed
+        "LoadModule proxy_module modules/mod_proxy.so\n"
+        "<IfModule mod_proxy.c>\nB 1\n</IfModule>\n"
+        "<IfModule !proxy_module>\nC 1\n</IfModule>\n"
+        "<IfModule ssl_module>\nD 1\n</IfModule>\n"
+        "<IfModule mod_watchdog.c>\nE 1\n</IfModule>\n"      # compiled in
+        "<IfModule !ssl_module>\n<IfModule proxy_module>\nF 1\n</IfModule>\n</IfModule>\n")})
+    assert [d.name for d in walked.directives if d.key != "loadmodule"] == ["A", "B", "E", "F"]
+    assert walked.skipped == 2
+
+
+def test_ifdefine_and_ifversion() -> None:
+    walked = walk({"/etc/httpd/httpd.conf": (
+        "<IfDefine SSL>\nA 1\n</IfDefine>\n<IfDefine !SSL>\nB 1\n</IfDefine>\n"
+        "Define LOCAL\n<IfDefine LOCAL>\nC 1\n</IfDefine>\n"
+        "<IfVersion >= 2.4>\nD 1\n</IfVersion>\n<IfVersion < 2.4>\nE 1\n</IfVersion>\n"
+        "<IfVersion ~ ^2>\nF 1\n</IfVersion>\n")}, defines=("SSL",))
+    assert [d.name for d in walked.directives if d.key != "define"] == ["A", "C", "D", "F"]
+
+
+def test_debian_envvars() -> None:
+    text = ('unset HOME\nif [ x ]; then\n\tSUFFIX="-x"\nfi\nexport APACHE_RUN_USER=www-data\n'
+            "export APACHE_RUN_DIR=/var/run/apache2$SUFFIX\nexport LANG\n")
+    assert ai.parse_envvars(text) == {"APACHE_RUN_USER": "www-data",
+                                      "APACHE_RUN_DIR": "/var/run/apache2"}
+
+
+def test_module_key_spellings() -> None:
+    assert {ai.module_key(n) for n in ("proxy_module", "mod_proxy.c",
+                                       "/usr/lib/apache2/modules/mod_proxy.so")} == {"proxy"}
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("5", 5), ("500ms", 0.5), ("2mi", 120),
+                                                ("1h", 3600), ("x", None)])
+def test_durations(text: str, seconds: float | None) -> None:
+    assert ai.parse_duration(text) == seconds
+
+
+# --- translation of the sample configs
+
+
+def test_documentation_front() -> None:
+    text, config = translate_file(DATA / "front-docs.conf")
+    assert [str(e) for e in config.proxy.listen] == ["10.0.0.1:8080", "[::1]:8080"]
+    assert config.proxy.mode == "http"
+    assert config.proxy.retry == 30
+    assert (config.proxy.user, config.proxy.group) == ("apache", "apache")
+    assert str(config.heartbeat.listen) == "239.0.0.1:27999"
+    # relative HeartbeatStorage is under DefaultRuntimeDir, as mod_heartmonitor resolves it
+    assert config.heartbeat.storage == "/run/httpd/hb/hb.dat"
+    assert config.http.retries == 2
+    assert config.http.response_timeout == 30   # the vhost's ProxyTimeout beats Timeout
+    assert config.http.client_timeout == 120 and config.http.keepalive_timeout == 7
+    members = {str(m.address): m for m in config.members}
+    assert list(members) == ["10.0.0.11:8080", "10.0.0.12:8080", "10.0.0.13:8080",
+                             "10.0.0.14:8080"]
+    assert members["10.0.0.11:8080"].name == "web1"
+    assert members["10.0.0.13:8080"].lbset == 1          # +H: hot standby -> higher lbset
+    assert "hot standby: lbset 1" in text
+    assert members["10.0.0.14:8080"].disabled            # +D
+    assert not any(m.disabled for a, m in members.items() if a != "10.0.0.14:8080")
+    found = notes(text)
+    assert any("ProxyPass /static !" in n for n in found)
+    assert any("SetHandler balancer-manager" in n for n in found)
+    assert not any("Listen 443" in n for n in found)     # inside an unloaded <IfModule>
+    assert "do not concern a heartbeat front" in text
+
+
+def test_split_front_with_includes() -> None:
+    root = DATA / "front-split"
+    text, config = translate_file(root / "main.conf", server_root=root)
+    assert [str(e) for e in config.proxy.listen] == ["0.0.0.0:80"]
+    assert str(config.heartbeat.listen) == "239.0.0.2:27998"
+    assert config.heartbeat.max_members == 20
+    assert config.http.forwarded_headers is False
+    assert [(str(m.address), m.lbset) for m in config.members] == [
+        ("10.1.0.11:8001", 1), ("10.1.0.12:8001", 1), ("10.1.0.13:8001", 0)]
+    assert config.proxy.retry == 60                      # Apache's default retry
+    assert "10.9.9.9" not in text                        # README.txt is not *.conf
+    assert "lbmethod=heartbeat ignored lbset" in text    # set on the ProxyPass line
+    assert notes(text) == []
+
+
+def test_byrequests_front_notes_what_does_not_carry_over() -> None:
+    text, config = translate_file(DATA / "front-byrequests.conf")
+    assert [str(m.address) for m in config.members] == [
+        "192.168.1.10:9000", "192.168.1.11:9000", "192.168.1.12:9000"]
+    assert config.proxy.retry == 5
+    assert config.http.connect_timeout == 0.5 and config.http.response_timeout == 20
+    assert "lbmethod=byrequests" in text
+    joined = "\n".join(notes(text))
+    for expected in ("Listen localhost:8001", "app3.internal", "https scheme", "ajp scheme",
+                     "stickysession=JSESSIONID", "ProxyPass /api", "<Proxy balancer://other>",
+                     "the path /app is dropped", "max=20", "ttl=60", "ProxyRequests On",
+                     "ProxyPreserveHost Off", "retry=5/15"):
+        assert expected in joined, expected
+    assert "192.168.2.10" not in "\n".join(line for line in text.splitlines()
+                                          if not line.startswith("#"))
+
+
+def test_lab_heartmonitor_front() -> None:
+    text, config = translate_file(DATA / "lab-front-heartmonitor.conf", env=LAB_ENV)
+    assert [str(e) for e in config.proxy.listen] == ["10.213.0.1:80"]
+    assert str(config.heartbeat.listen) == "239.0.0.1:27999"
+    assert config.heartbeat.storage == "/srv/lab/hb/hb.dat"
+    assert [str(m.address) for m in config.members] == ["10.213.0.11:8080", "10.213.0.12:8080"]
+    assert config.proxy.user == "www-data"
+    assert notes(text) == []
+
+
+def test_lab_lbmethod_front_reads_the_file_as_a_source() -> None:
+    _, config = translate_file(DATA / "lab-front-lbmethod.conf", env=LAB_ENV)
+    assert config.heartbeat.source == "file:/srv/lab/hb/hb.dat"
+    assert len(config.members) == 3
+
+
+def test_lab_backend_is_recognised_as_a_backend() -> None:
+    text, config = translate_file(DATA / "lab-backend.conf", env=LAB_ENV)
+    assert config.heartbeat.discover and not config.members
+    assert any("HeartbeatAddress 239.0.0.1:27999" in n and "hbfork beat --to" in n
+               for n in notes(text))
+
+
+def test_unresolved_variables_are_noted_not_guessed() -> None:
+    text, config = translate_file(DATA / "lab-front-heartmonitor.conf", env={})
+    assert config.heartbeat.discover and not config.members
+    assert any("${HB_MEMBER1}" in n for n in notes(text))
+
+
+def test_status_flags_accumulate_like_apache() -> None:
+    text, translation = translate_text(
+        "<Proxy balancer://b>\nBalancerMember http://10.0.0.1 status=+H-D\n"
+        "BalancerMember http://10.0.0.2 lbset=2\nBalancerMember http://10.0.0.3 status=-D+S\n"
+        "BalancerMember http://10.0.0.4 status=+R+E\n</Proxy>\nProxyPass / balancer://b/\n")
+    members = {m.address: m for m in translation.members}
+    assert members["10.0.0.1:80"].lbset == 3 and not members["10.0.0.1:80"].disabled
+    assert members["10.0.0.3:80"].disabled
+    assert members["10.0.0.4:80"].lbset == 3 and "hot spare" in text
+    assert any("flag E" in n for n in notes(text))
+    config_module.loads(text)
+
+
+def test_balancer_member_outside_a_proxy_section() -> None:
+    text, translation = translate_text(
+        "BalancerMember balancer://b http://10.0.0.1:81\nProxySet balancer://b lbmethod=heartbeat"
+        "\nBalancerMember http://10.0.0.2\nProxyPass / balancer://b/\n")
+    assert [m.address for m in translation.members] == ["10.0.0.1:81"]
+    assert any("not inside <Proxy balancer://" in n for n in notes(text))
+
+
+def test_proxypass_in_a_location_and_a_direct_member() -> None:
+    text, translation = translate_text(
+        '<Location "/">\nProxyPass http://[fd00::5]:8080/\n</Location>\n')
+    assert [m.address for m in translation.members] == ["[fd00::5]:8080"]
+    assert "names one server" in text
+    config_module.loads(text)
+
+
+def test_nothing_to_translate_still_loads() -> None:
+    text, translation = translate_text("ServerName example.com\nDocumentRoot /srv\n")
+    config = config_module.loads(text)
+    assert config.heartbeat.discover and translation.unrelated == 2
+    assert "2 other directive(s)" in text
+
+
+def test_strings_are_escaped_for_toml() -> None:
+    text, _ = translate_text('User "we\\"ird"\nGroup "tab\there"\n'
+                             "BalancerMember balancer://b http://10.0.0.1 route=a\"b\n"
+                             "ProxyPass / balancer://b/\n")
+    config = config_module.loads(text)
+    assert config.proxy.user == 'we"ird' and config.members[0].name == 'a"b'
+
+
+# --- Debian's stock tree
+
+
+@pytest.mark.skipif(not DEBIAN.exists(), reason="no /etc/apache2/apache2.conf (Debian's apache2)")
+def test_debian_stock_config() -> None:
+    text, config = translate_file(DEBIAN)
+    walked = ai.Walker(ai.DiskSource(), str(DEBIAN.parent), {}).walk(str(DEBIAN))
+    assert len(walked.files) > 5                        # mods-enabled, conf-enabled, sites...
+    assert any(f.endswith("ports.conf") for f in walked.files)
+    assert "0.0.0.0:80" in [str(e) for e in config.proxy.listen]
+    assert config.heartbeat.discover                     # the stock config balances nothing
+    if (DEBIAN.parent / "envvars").exists():
+        env = ai.parse_envvars((DEBIAN.parent / "envvars").read_text())
+        text, config = translate_file(DEBIAN, env=env)
+        assert config.proxy.user == env.get("APACHE_RUN_USER")
+    assert "${" not in "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+
+
+# --- the command
+
+
+def test_command_prints_toml_that_loads(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["import-apache", str(DATA / "front-docs.conf")]) == 0
+    out, err = capsys.readouterr()
+    assert config_module.loads(out).members and "4 member(s)" in err
+
+
+def test_command_server_root_option(capsys: pytest.CaptureFixture[str]) -> None:
+    root = DATA / "front-split"
+    assert main(["import-apache", "-d", str(root), str(root / "main.conf")]) == 0
+    assert len(config_module.loads(capsys.readouterr().out).members) == 3
+
+
+def test_command_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["import-apache", str(tmp_path / "missing.conf")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.conf" in err and "No such file or directory" in err
+    assert main(["import-apache", str(tmp_path)]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_command_syntax_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.conf"
+    bad.write_text("<Proxy balancer://x>\nBalancerMember http://10.0.0.1\n")
+    assert main(["import-apache", str(bad)]) == 2
+    assert f"{bad}:1: <Proxy> is never closed" in capsys.readouterr().err
+
+
+def test_command_envvars_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "front.conf"
+    conf.write_text("User ${RUN_AS}\nListen ${ADDR}:80\n")
+    envvars = tmp_path / "vars.sh"
+    envvars.write_text("export RUN_AS=proxyuser\nexport ADDR=10.1.2.3\n")
+    os.chmod(envvars, 0o644)
+    assert main(["import-apache", "--envvars", str(envvars), str(conf)]) == 0
+    config = config_module.loads(capsys.readouterr().out)
+    assert config.proxy.user == "proxyuser" and str(config.proxy.listen[0]) == "10.1.2.3:80"
