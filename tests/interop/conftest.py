@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import labkit
@@ -72,7 +72,7 @@ def module_launcher(lab: netlab.Lab, workdir: Path, request: pytest.FixtureReque
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) \
-        -> Iterator[None]:
+        -> Generator[None, pytest.TestReport, pytest.TestReport]:
     # Remember each phase's report on the item, so fixtures can tell a failed test.
     report = yield
     setattr(item, f"rep_{report.when}", report)

@@ -2,6 +2,7 @@
 
     python labclient.py fetch URL COUNT [--wait S]   COUNT GETs, one connection each
     python labclient.py sniff GROUP:PORT SECONDS      what heartbeats arrive, per source IP
+    python labclient.py send GROUP:PORT PAYLOAD COUNT INTERVAL   multicast PAYLOAD repeatedly
 
 Each prints one JSON document on stdout. Standard library only; no hbfork import, so it also
 shows what an outside observer sees.
@@ -82,6 +83,17 @@ def sniff(group: str, seconds: float) -> dict:
     return seen
 
 
+def send(group: str, payload: str, count: int, interval: float) -> dict:
+    """Send like mod_heartbeat: a UDP datagram to the group, TTL 1, routed out of eth0."""
+    host, port = group.rsplit(":", 1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+    for _ in range(count):
+        sock.sendto(payload.encode(), (host, int(port)))
+        time.sleep(interval)
+    return {"sent": count}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="labclient")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,11 +104,18 @@ def main(argv: list[str]) -> int:
     listen = sub.add_parser("sniff")
     listen.add_argument("group")
     listen.add_argument("seconds", type=float)
+    out = sub.add_parser("send")
+    out.add_argument("group")
+    out.add_argument("payload")
+    out.add_argument("count", type=int)
+    out.add_argument("interval", type=float)
     args = parser.parse_args(argv)
     if args.command == "fetch":
         result = fetch(args.url, args.count, args.wait)
-    else:
+    elif args.command == "sniff":
         result = sniff(args.group, args.seconds)
+    else:
+        result = send(args.group, args.payload, args.count, args.interval)
     json.dump(result, sys.stdout)
     return 0
 

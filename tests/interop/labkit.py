@@ -39,13 +39,15 @@ APACHE_MODULES = Path("/usr/lib/apache2/modules")
 NEEDED_MODULES = ("mpm_event", "authz_core", "headers", "heartbeat", "heartmonitor",
                   "slotmem_shm", "proxy", "proxy_http", "proxy_balancer", "lbmethod_heartbeat")
 LABCLIENT = Path(__file__).resolve().parent / "labclient.py"
+# Root's PATH has /usr/sbin; other callers' may not, while Debian installs apache2 there.
+APACHE_BIN = shutil.which("apache2") or shutil.which("apache2", path="/usr/sbin:/sbin")
 STOP_TIMEOUT = 10.0
 T = TypeVar("T")
 
 
 def apache_unavailable_reason() -> str | None:
     """Why real-Apache tests cannot run here (Debian's apache2 package provides it all)."""
-    if shutil.which("apache2") is None:
+    if APACHE_BIN is None:
         return "apache2 is not installed (apt-get install apache2)"
     missing = [m for m in NEEDED_MODULES if not (APACHE_MODULES / f"mod_{m}.so").exists()]
     if missing:
@@ -152,7 +154,8 @@ class Apache(Service):
         (self.dir / "run").mkdir(exist_ok=True)
         env = {"HB_DIR": str(self.dir), "HB_NAME": self.name, "HB_USER": user,
                "HB_GROUP_NAME": group, **variables}
-        self.spawn(["apache2", "-f", str(template), "-DFOREGROUND"], env)
+        assert APACHE_BIN is not None
+        self.spawn([APACHE_BIN, "-f", str(template), "-DFOREGROUND"], env)
         wait_for(self._started, 10, lambda: f"{self.name} did not start\n{self.output()}")
         return self
 

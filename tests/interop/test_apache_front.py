@@ -83,7 +83,7 @@ def test_hbfork_beat_to_apache_heartmonitor(apache: None, launcher: Launcher) ->
     entries = wait_for(
         lambda: all(_matches(read_hb_dat(storage).get(a), expected) for a in beaters.values())
         and read_hb_dat(storage),
-        15, lambda: f"hb.dat: {read_hb_dat(storage)}\n{launcher.output()}")
+        20, lambda: f"hb.dat: {read_hb_dat(storage)}\n{launcher.output()}")
     assert all(entry["lastseen"] < 10 for entry in entries.values()), entries
     result = launcher.client("b3", "fetch", f"http://{front}/who", "60")
     assert result["errors"] == {} and result["statuses"] == {"200": 60}, \
