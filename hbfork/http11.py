@@ -13,9 +13,15 @@ Everything here raises ProtocolError(status, detail) for bad input, and nothing 
 * 400 malformed request line or header, obsolete line folding, a bare CR or LF, control bytes,
   invalid header names, Content-Length with Transfer-Encoding, conflicting or invalid
   Content-Length, a Transfer-Encoding whose final coding is not chunked, Transfer-Encoding in
-  an HTTP/1.0 request, a missing or repeated Host in HTTP/1.1, bad chunk framing;
+  an HTTP/1.0 request, a missing or repeated Host in HTTP/1.1 or one that is no authority,
+  bad chunk framing or trailer fields;
 * 414 request line longer than the limit; 431 head larger than the limit; 413 body over the
-  limit; 505 an HTTP version other than 1.0 and 1.1.
+  limit; 501 CONNECT (a reverse proxy tunnels nowhere); 505 an HTTP version other than 1.0
+  and 1.1.
+
+Rewritten heads never let a Connection header remove what frames the message or names its
+host: a client sending `Connection: Content-Length` must not make the member see a body-less
+request followed by a second one (the body).
 """
 
 from __future__ import annotations
@@ -32,13 +38,18 @@ _TARGET = re.compile(rb"[\x21-\x7e]+")
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-5][0-9]{2})(?: [^\r\n]*)?")
+_HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*")  # RFC 3986 authority, no userinfo
 
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
                         b"upgrade", b"transfer-encoding"))
+# Headers a Connection token must not remove: dropping them would change the framing or the
+# target the member sees.
+END_TO_END = frozenset((b"content-length", b"transfer-encoding", b"host"))
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
-REASONS = {100: "Continue", 101: "Switching Protocols", 200: "OK", 400: "Bad Request",
-           408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
+REASONS = {100: "Continue", 101: "Switching Protocols", 200: "OK", 204: "No Content",
+           304: "Not Modified", 400: "Bad Request", 408: "Request Timeout",
+           413: "Content Too Large", 414: "URI Too Long",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
            501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
            504: "Gateway Timeout", 505: "HTTP Version Not Supported"}
@@ -99,7 +110,12 @@ def find_head(buf: bytes | bytearray, start: int, line_limit: int, head_limit: i
               request: bool = True) -> int:
     """End offset of a complete head starting at `start`, or -1 when more bytes are needed.
 
-    Raises 414/431 as soon as the bytes seen prove a limit is exceeded."""
+    Raises 414/431 as soon as the bytes seen prove a limit is exceeded, and 400 for a first
+    line ended by a bare LF (HTTP/0.9 or a sloppy client would otherwise wait for a blank line
+    that never comes in the form we need)."""
+    newline = buf.find(b"\n", start, start + line_limit + 2)
+    if newline >= 0 and (newline == start or buf[newline - 1] != 13):
+        raise ProtocolError(400 if request else 502, "bare LF ending the first line")
     end = buf.find(HEAD_END, start, start + head_limit + 4)
     if end >= 0:
         line_end = buf.find(CRLF, start, end + 2)
@@ -107,7 +123,7 @@ def find_head(buf: bytes | bytearray, start: int, line_limit: int, head_limit: i
             raise ProtocolError(414, "request line too long")
         return end + 4
     available = len(buf) - start
-    if request and buf.find(b"\n", start, start + line_limit + 2) < 0 and available > line_limit:
+    if request and newline < 0 and available > line_limit:
         raise ProtocolError(414, "request line too long")
     if available > head_limit:
         raise ProtocolError(431 if request else 502, "header section too large")
@@ -155,6 +171,9 @@ def _framing(headers: list[Header], version: int, request: bool) -> tuple[int | 
     """(content_length, chunked) per RFC 9112 §6.3, refusing every ambiguous combination."""
     codings = _tokens(headers, b"transfer-encoding")
     lengths = [value for _, lower, value in headers if lower == b"content-length"]
+    if not codings and any(lower == b"transfer-encoding" for _, lower, _ in headers):
+        # An empty Transfer-Encoding: some servers take its mere presence as chunked.
+        raise ProtocolError(400 if request else 502, "empty Transfer-Encoding")
     if codings:
         if lengths:
             raise ProtocolError(400 if request else 502,
@@ -192,6 +211,8 @@ def parse_request_head(head: bytes, limits: Limits) -> RequestHead:
         raise ProtocolError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
     else:
         raise ProtocolError(400, "malformed request line")
+    if method == b"CONNECT":
+        raise ProtocolError(501, "CONNECT is not supported")
     headers = _headers(lines[1:])
     length, chunked = _framing(headers, version, request=True)
     if limits.max_body_size and length is not None and length > limits.max_body_size:
@@ -199,10 +220,12 @@ def parse_request_head(head: bytes, limits: Limits) -> RequestHead:
     hosts = [value for _, lower, value in headers if lower == b"host"]
     if len(hosts) > 1 or (version == 11 and not hosts):
         raise ProtocolError(400, "an HTTP/1.1 request needs exactly one Host header")
+    if hosts and not _HOST.fullmatch(hosts[0]):
+        raise ProtocolError(400, "invalid Host header")
     connection = frozenset(_tokens(headers, b"connection"))
     keep_alive = b"close" not in connection if version == 11 else b"keep-alive" in connection
     upgrade = b""
-    if b"upgrade" in connection:
+    if b"upgrade" in connection and version == 11:  # RFC 9110 §7.8: ignored in HTTP/1.0
         upgrade = next((v for _, lower, v in headers if lower == b"upgrade"), b"")
     expect = b"100-continue" in _tokens(headers, b"expect") and version == 11
     return RequestHead(method, target, version, headers, length or 0, chunked, keep_alive,
@@ -337,7 +360,8 @@ class ChunkedBody:
         elif self.state == _TRAILER:
             if not line:
                 self.state = _DONE
-            elif line[0] in b" \t" or b":" not in line or _CONTROL.search(line):
+            elif (line[0] in b" \t" or not _TOKEN.fullmatch(line.partition(b":")[0])
+                  or b":" not in line or _CONTROL.search(line)):
                 raise ProtocolError(self.status, "invalid trailer field")
 
 
@@ -345,40 +369,57 @@ class ChunkedBody:
 
 
 def request_head_for_member(head: RequestHead, client_ip: str, forwarded: bool,
-                            proto: bytes = b"http") -> bytes:
-    """The request head to send upstream: hop-by-hop headers removed, X-Forwarded-* added."""
-    drop = HOP_BY_HOP | head.connection_tokens
+                            proto: bytes = b"http", member_host: bytes = b"") -> bytes:
+    """The request head to send upstream, always as HTTP/1.1: hop-by-hop headers removed,
+    Content-Length sent once as a plain number, Expect: 100-continue answered by us (so
+    removed), a Host added for an HTTP/1.0 client that sent none, X-Forwarded-* added."""
+    drop = HOP_BY_HOP | (head.connection_tokens - END_TO_END)
     out = [b"%s %s HTTP/1.1" % (head.method, head.target)]
     prior_for = b""
+    length_sent = False
     for name, lower, value in head.headers:
-        if lower in drop or lower.startswith(b"proxy-"):
-            if lower == b"transfer-encoding":
-                out.append(name + b": " + value)  # the body is forwarded as it came
+        if lower == b"content-length":
+            if not length_sent:  # "5, 5" and repeated headers become one unambiguous value
+                out.append(b"Content-Length: %d" % head.content_length)
+                length_sent = True
+        elif lower == b"transfer-encoding":
+            out.append(name + b": " + value)  # the body is forwarded as it came, chunked
+        elif lower in drop or lower.startswith(b"proxy-") or (
+                lower == b"expect" and head.expect_continue):
             continue
-        if forwarded and lower.startswith(b"x-forwarded-"):
-            if lower == b"x-forwarded-for":
+        elif forwarded and lower.startswith(b"x-forwarded-"):
+            if lower == b"x-forwarded-for":  # a prior hop's claim, kept ahead of ours
                 prior_for = value if not prior_for else prior_for + b", " + value
-            continue  # replaced below: a client must not choose what the member believes
-        out.append(name + b": " + value)
+            # the rest are replaced below: a client must not choose what the member believes
+        else:
+            out.append(name + b": " + value)
+    if member_host and not any(lower == b"host" for _, lower, _ in head.headers):
+        out.append(b"Host: " + member_host)
     if head.upgrade:
         out.append(b"Connection: Upgrade")
         out.append(b"Upgrade: " + head.upgrade)
     if forwarded:
-        ip = client_ip.encode()
-        out.append(b"X-Forwarded-For: " + (prior_for + b", " + ip if prior_for else ip))
-        out.append(b"X-Forwarded-Proto: " + proto)
-        if head.host:
-            out.append(b"X-Forwarded-Host: " + head.host)
+        out.extend(_forwarded(head, client_ip, prior_for, proto))
     out.append(b"")
     out.append(b"")
     return CRLF.join(out)
+
+
+def _forwarded(head: RequestHead, client_ip: str, prior_for: bytes,
+               proto: bytes) -> list[bytes]:
+    ip = client_ip.encode()
+    out = [b"X-Forwarded-For: " + (prior_for + b", " + ip if prior_for else ip),
+           b"X-Forwarded-Proto: " + proto]
+    if head.host:
+        out.append(b"X-Forwarded-Host: " + head.host)
+    return out
 
 
 def response_head_for_client(response: ResponseHead, keep_alive: bool, dechunk: bool,
                              client_version: int) -> bytes:
     """The member's response head as the client gets it: hop-by-hop headers removed and
     our own Connection header set."""
-    drop = HOP_BY_HOP | response.connection_tokens
+    drop = HOP_BY_HOP | (response.connection_tokens - END_TO_END)
     version = b"HTTP/1.1" if client_version == 11 else b"HTTP/1.0"
     out = [b"%s %d %s" % (version, response.status, response.reason or
                           REASONS.get(response.status, "Status").encode())]

@@ -47,6 +47,13 @@ def set_role(role: str) -> None:
 
 
 def reopen() -> None:
-    """SIGUSR1: reopen the log file (after logrotate moved it)."""
-    if _path:
-        setup(logging.getLevelName(log.level).lower(), _path, _role.role)
+    """SIGUSR1: reopen the log file (after logrotate moved it). On failure the old file is
+    kept, and the failure is logged to it."""
+    if not _path:
+        return
+    try:
+        open(_path, "a").close()
+    except OSError as err:
+        log.error("cannot reopen the error log %s: %s", _path, err.strerror)
+        return
+    setup(logging.getLevelName(log.level).lower(), _path, _role.role)

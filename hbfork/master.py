@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import setproctitle
 
+from hbfork import __version__, logs, privileges
 from hbfork import config as config_module
-from hbfork import logs, privileges
 from hbfork.addresses import Endpoint
 from hbfork.config import MAX_WORKERS, Config
 from hbfork.control import ControlServer, execute
@@ -123,6 +123,7 @@ class Master:
         self.table = Table.create(config.heartbeat.max_members, WORKER_RECORDS, self.pid)
         if config.control_socket:
             self.control = ControlServer(config.control_socket, self.selector, self._control)
+        self._prepare_access_log(config)
         self._drop_privileges(config)
         self._configure_storage(config)
         self.registry = Registry.from_config(config, keys)
@@ -147,6 +148,21 @@ class Master:
                  _version(), ", ".join(map(str, config.proxy.listen)), config.proxy.mode,
                  config.heartbeat.listen,
                  f", status on {config.status.listen}" if config.status.listen else "")
+
+    def _prepare_access_log(self, config: Config) -> None:
+        """Create the access log now (workers open it by path, perhaps unprivileged), so a bad
+        path is a clear error here rather than workers dying at boot."""
+        path = config.resolve(config.log.access)
+        if not path or config.proxy.mode != "http":
+            return
+        try:
+            with open(path, "a", encoding="utf-8"):
+                pass
+        except OSError as err:
+            raise HbforkError(f"[log] access: cannot open {path}: {err.strerror}") from None
+        if config.proxy.user and os.geteuid() == 0:
+            uid, gid = privileges.resolve(config.proxy.user, config.proxy.group)
+            os.chown(path, uid, gid)
 
     def _drop_privileges(self, config: Config) -> None:
         assert self.table is not None
@@ -338,6 +354,7 @@ class Master:
             keys = read_keys(new.resolve(new.heartbeat.key_file)) \
                 if new.heartbeat.key_file else ()
             self._check_reloadable(new)
+            self._prepare_access_log(new)
             self._bind_listeners(new)
             self._bind_status(new)
             self._bind_heartbeat(new)
@@ -552,6 +569,4 @@ def _describe(err: BaseException) -> str:
 
 
 def _version() -> str:
-    from hbfork import __version__
-
     return __version__

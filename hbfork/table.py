@@ -29,13 +29,14 @@ the generation after any change that alters a pick, and workers rebuild their pi
 
 from __future__ import annotations
 
+import _posixshmem  # shm_unlink without the resource tracker; imported before any setuid
 import os
 import struct
 import sys
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker, shared_memory
 
 from hbfork.addresses import IPAddress, normalize_ip
 from hbfork.balancer import pack_word
@@ -106,8 +107,6 @@ def _open(name: str, create: bool, size: int = 0) -> shared_memory.SharedMemory:
     """Open a segment without the resource tracker (see the module docstring)."""
     if sys.version_info >= (3, 13):
         return shared_memory.SharedMemory(name, create, size, track=False)
-    from multiprocessing import resource_tracker
-
     original = resource_tracker.register
     resource_tracker.register = lambda *args, **kwargs: None
     try:
@@ -118,8 +117,6 @@ def _open(name: str, create: bool, size: int = 0) -> shared_memory.SharedMemory:
 
 def unlink_segment(name: str) -> bool:
     """Remove a segment by name; False if it was already gone. Never starts a tracker."""
-    import _posixshmem
-
     try:
         _posixshmem.shm_unlink("/" + name)
         return True

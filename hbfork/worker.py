@@ -27,7 +27,10 @@ from hbfork import logs
 from hbfork.accesslog import AccessLog
 from hbfork.config import Config
 from hbfork.http11 import Limits
+from hbfork.http_proxy import HttpSession
+from hbfork.keepalive import ConnectionPool
 from hbfork.loop import READ, Loop
+from hbfork.status import StatusServer
 from hbfork.table import (
     STATE_DRAINING,
     STATE_READY,
@@ -46,6 +49,7 @@ from hbfork.table import (
     WK_UPSTREAM_TIMEOUTS,
     Table,
 )
+from hbfork.tcp import TcpSession
 from hbfork.upstreams import Target, Upstreams
 
 ACCEPT_REARM = 16
@@ -94,8 +98,6 @@ class Worker:
         self.http_mode = config.proxy.mode == "http"
         http = config.http
         self.limits = Limits(http.max_request_line, http.max_header_size, http.max_body_size)
-        from hbfork.keepalive import ConnectionPool
-
         self.conn_pool = ConnectionPool(self)
         self.access_log: AccessLog | None = None
 
@@ -137,8 +139,6 @@ class Worker:
                                         self.config.log.access_format)
         self._start_accepting()
         if self.status_listener is not None:
-            from hbfork.status import StatusServer
-
             StatusServer(self, self.status_listener)
         self.record[WK_STATE] = STATE_READY
         self._update_title()
@@ -386,13 +386,7 @@ def _access_fields(session: object, status: int, target: Target | None,
 
 
 def _session_class(mode: str) -> type:
-    if mode == "tcp":
-        from hbfork.tcp import TcpSession
-
-        return TcpSession
-    from hbfork.http_proxy import HttpSession
-
-    return HttpSession
+    return TcpSession if mode == "tcp" else HttpSession
 
 
 def _set_parent_death_signal(signum: int) -> None:
