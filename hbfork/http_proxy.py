@@ -118,6 +118,8 @@ class HttpSession:
             self._fail(504, "the member did not answer in time")
         else:
             self.close()  # no progress in either direction for client_timeout
+        if not self.closed:
+            self._advance()  # write what the timeout queued (a 408/504, a request retried)
 
     # --- client side
 
