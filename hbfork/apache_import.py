@@ -44,6 +44,8 @@ STATIC_MODULES = frozenset({"core", "so", "watchdog", "http_core", "log_config",
                             "version", "unixd"})
 ASSUMED_TRUE = frozenset({"iffile", "ifdirective", "ifsection"})
 APACHE_DEFAULT_RETRY = 60
+MAX_LBSET = 99                          # Apache refuses lbset outside 0-99
+MAX_MEMBERS, MAX_RETRIES = 65535, 100   # hbfork's limits: [heartbeat] max_members, [http] retries
 DEFAULT_RUNTIME_DIR = "logs"            # Apache's DEFAULT_REL_RUNTIMEDIR, under ServerRoot
 RELATED_PREFIXES = ("proxy", "balancer", "heartbeat")
 CORE_SETTINGS = frozenset({"timeout", "keepalivetimeout", "keepalive", "user", "group"})
@@ -152,6 +154,8 @@ def parse(text: str, filename: str) -> tuple[Directive, ...]:
             if not line.endswith(">"):
                 raise ApacheConfigError(filename, number,
                                         f"{line.split()[0]} directive missing closing '>'")
+            if not line[1:-1].strip():
+                raise ApacheConfigError(filename, number, "a section with no name: <>")
             name, raw = _name_and_rest(line[1:-1])
             stack.append((name, raw, number, []))
         else:
@@ -803,8 +807,10 @@ class Translator:
     def _balancer_param(self, key: str, value: str, d: Directive) -> None:
         if key == "lbmethod":
             return  # read by _check_lbmethod
-        if key == "maxattempts" and value.isdigit() and int(value) <= 100:
-            self.set("http", "retries", int(value), f"maxattempts={value} ({d.where})")
+        if key == "maxattempts" and value.isdigit():
+            retries = min(int(value), MAX_RETRIES)
+            self.set("http", "retries", retries, f"maxattempts={value} ({d.where})"
+                     + (f" (hbfork's limit is {MAX_RETRIES})" if retries < int(value) else ""))
             return
         reasons = {
             "stickysession": "hbfork has no sticky sessions",
@@ -853,8 +859,12 @@ class Translator:
         return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
 
     def _member_param(self, member: Member, key: str, value: str) -> None:
-        if key == "lbset" and value.isdigit():
-            member.lbset = int(value)
+        if key == "lbset":
+            if value.isdigit() and int(value) <= MAX_LBSET:
+                member.lbset = int(value)
+            else:
+                self.notes.append(Note.of(member.source, f"lbset must be 0-{MAX_LBSET} "
+                                          "(Apache refuses it too)", f"lbset={value}"))
         elif key == "status":
             self._status(member, value)
         elif key == "route" and value:
@@ -937,8 +947,9 @@ class Translator:
                          "writing it (same format) for anything else that reads it. Remove "
                          "this line if nothing does.")
         else:
-            slots = max(int(d.args[0]), len(self.members))
-            self.set("heartbeat", "max_members", slots, f"{d.text} ({d.where}): table slots")
+            slots = min(max(int(d.args[0]), len(self.members)), MAX_MEMBERS)
+            self.set("heartbeat", "max_members", slots, f"{d.text} ({d.where}): table slots"
+                     + (f" (hbfork's limit is {MAX_MEMBERS})" if slots == MAX_MEMBERS else ""))
 
     def _storage_path(self) -> str | None:
         """Where Apache's heartbeat file is: HeartbeatStorage, relative to the runtime dir."""

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hbfork import apache_import as ai
@@ -111,6 +111,7 @@ def test_sections_nest_and_names_are_case_insensitive() -> None:
     ("<Proxy x>\nA b\n", "<Proxy> is never closed"),
     ("</Proxy>\n", "without a matching"),
     ("<Proxy x\n</Proxy>\n", "missing closing '>'"),
+    ("< >\n", "a section with no name"),
 ])
 def test_bad_sections_are_refused_with_file_and_line(text: str, message: str) -> None:
     with pytest.raises(ai.ApacheConfigError, match=re.escape(message)) as caught:
@@ -124,6 +125,59 @@ def test_any_text_parses_or_raises_the_config_error(text: str) -> None:
         ai.parse(text, "fuzz")
     except ai.ApacheConfigError:
         pass
+
+
+DIRECTIVES = st.sampled_from([
+    "Listen", "BalancerMember", "ProxyPass", "ProxyPassReverse", "ProxySet", "HeartbeatListen",
+    "HeartbeatMaxServers", "HeartbeatStorage", "User", "Timeout", "KeepAliveTimeout",
+    "ProxyTimeout", "SetHandler", "Define A", "<Proxy balancer://a>", "</Proxy>",
+    "<VirtualHost *:80>", "</VirtualHost>", "<Location />", "</Location>", "<IfModule x>",
+    "</IfModule>"])
+ARGUMENTS = st.sampled_from([
+    "80", "/", "balancer://a/", "http://10.0.0.1:8080", "http://[::1]", "http://host", "!",
+    "status=+H", "status=-D+E", "lbset=70000", "retry=99999", "retry=5", "timeout=0",
+    "connectiontimeout=1ms", "lbmethod=heartbeat", "maxattempts=500", "1.2.3.4:99", "0",
+    "${A}", "x=y", '"a b"', "balancer-manager", "#1"])
+
+
+MEMBER_PARAMETERS = st.sampled_from([
+    "lbset=0", "lbset=1", "lbset=99", "lbset=100", "status=+H", "status=+R", "status=D",
+    "status=-D+E", "retry=0", "retry=99999", "timeout=0", "timeout=100000",
+    "connectiontimeout=1ms", "connectiontimeout=700", "route=r1", "loadfactor=3", "max=5"])
+SERVER_LINES = st.sampled_from([
+    "HeartbeatListen 239.0.0.1:27999", "HeartbeatListen 10.0.0.1:5000", "HeartbeatMaxServers 0",
+    "HeartbeatMaxServers 99999", "HeartbeatStorage hb.dat", "Timeout 0", "Timeout 99999",
+    "KeepAliveTimeout 100ms", "ProxyTimeout 5", "Listen 80", "Listen [::]:8080",
+    "ProxyAddHeaders Off", "User nobody", "ProxySet balancer://a maxattempts=500"])
+
+
+def apache_front(members: list, route: list, server: list) -> str:
+    body = "".join(f"  BalancerMember http://10.0.{n // 250}.{n % 250 + 1}:80 {' '.join(p)}\n"
+                   for n, p in enumerate(members))
+    return (f"<Proxy balancer://a>\n{body}</Proxy>\n"
+            f"ProxyPass / balancer://a/ {' '.join(route)}\n" + "\n".join(server) + "\n")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(MEMBER_PARAMETERS, max_size=3), max_size=6),
+       st.lists(st.sampled_from(["lbmethod=heartbeat", "maxattempts=1000", "nofailover=On"]),
+                max_size=2),
+       st.lists(SERVER_LINES, max_size=6))
+def test_any_front_translates_to_toml_that_loads(members: list, route: list,
+                                                 server: list) -> None:
+    rendered, _ = translate_text(apache_front(members, route, server))
+    config_module.loads(rendered)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(DIRECTIVES, st.lists(ARGUMENTS, max_size=3)), max_size=15))
+def test_any_config_that_parses_translates_to_toml_that_loads(lines: list) -> None:
+    text = "\n".join(f"{name} {' '.join(args)}" for name, args in lines)
+    try:
+        rendered, _ = translate_text(text)
+    except ai.ApacheConfigError:
+        return
+    config_module.loads(rendered)
 
 
 # --- includes, variables, conditions
