@@ -43,6 +43,7 @@ APACHE_VERSION = (2, 4, 999)            # <IfVersion> is decided for "any 2.4"
 STATIC_MODULES = frozenset({"core", "so", "watchdog", "http_core", "log_config", "logio",
                             "version", "unixd"})
 ASSUMED_TRUE = frozenset({"iffile", "ifdirective", "ifsection"})
+CONDITIONAL_SECTIONS = frozenset({"ifmodule", "ifdefine", "ifversion"}) | ASSUMED_TRUE
 APACHE_DEFAULT_RETRY = 60
 MAX_LBSET = 99                          # Apache refuses lbset outside 0-99
 MAX_MEMBERS, MAX_RETRIES = 65535, 100   # hbfork's limits: [heartbeat] max_members, [http] retries
@@ -284,7 +285,7 @@ class Walker:
             directive = self._substitute(original)
             if directive.children is None:
                 out.extend(self._plain(directive, chain))
-            elif directive.key in CONDITIONS or directive.key in ASSUMED_TRUE:
+            elif directive.key in CONDITIONAL_SECTIONS:
                 if self._holds(directive):
                     out.extend(self._walk(directive.children, chain))
                 else:
@@ -361,28 +362,19 @@ class Walker:
     def _holds(self, d: Directive) -> bool:
         if d.key in ASSUMED_TRUE or not d.args:
             return True
+        if d.key == "ifversion":
+            return version_matches(d.args)  # its "!" belongs to the operator
         word = d.args[0]
         negate = word.startswith("!")
         name = word[1:] if negate else word
-        return CONDITIONS[d.key](self, name, d.args) != negate
+        held = self._module_loaded(name) if d.key == "ifmodule" else name in self.defines
+        return held != negate
 
-    def _module_loaded(self, name: str, args: tuple[str, ...]) -> bool:
+    def _module_loaded(self, name: str) -> bool:
         key = module_key(name)
         # A fragment with no LoadModule at all (yet) is read as if every module were loaded.
         return key in STATIC_MODULES or key in self.modules or not self.saw_load_module
 
-    def _defined(self, name: str, args: tuple[str, ...]) -> bool:
-        return name in self.defines
-
-    def _version(self, name: str, args: tuple[str, ...]) -> bool:
-        return version_matches(args)
-
-
-CONDITIONS = {
-    "ifmodule": Walker._module_loaded,
-    "ifdefine": Walker._defined,
-    "ifversion": Walker._version,
-}
 
 
 def module_key(name: str) -> str:
@@ -396,6 +388,8 @@ def module_key(name: str) -> str:
 def version_matches(args: tuple[str, ...]) -> bool:
     """<IfVersion [op] version> against APACHE_VERSION; undecidable forms count as true."""
     op, wanted = ("=", args[0]) if len(args) == 1 else (args[0], args[1])
+    if op.startswith("!") and op != "!":
+        return not version_matches((op[1:], wanted))
     if op == "~" or wanted.startswith("/"):
         return True  # a regular expression: assume it is meant for 2.4
     try:

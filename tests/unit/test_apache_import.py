@@ -237,8 +237,9 @@ def test_ifdefine_and_ifversion() -> None:
         "<IfDefine SSL>\nA 1\n</IfDefine>\n<IfDefine !SSL>\nB 1\n</IfDefine>\n"
         "Define LOCAL\n<IfDefine LOCAL>\nC 1\n</IfDefine>\n"
         "<IfVersion >= 2.4>\nD 1\n</IfVersion>\n<IfVersion < 2.4>\nE 1\n</IfVersion>\n"
-        "<IfVersion ~ ^2>\nF 1\n</IfVersion>\n")}, defines=("SSL",))
-    assert [d.name for d in walked.directives if d.key != "define"] == ["A", "C", "D", "F"]
+        "<IfVersion ~ ^2>\nF 1\n</IfVersion>\n<IfVersion != 2.2>\nG 1\n</IfVersion>\n"
+        "<IfVersion !>= 2.4>\nH 1\n</IfVersion>\n")}, defines=("SSL",))
+    assert [d.name for d in walked.directives if d.key != "define"] == ["A", "C", "D", "F", "G"]
 
 
 def test_debian_envvars() -> None:
