@@ -26,15 +26,17 @@ class Cluster:
             ip = f"127.0.0.{self._next_ip}"
             self._next_ip += 1
         backend = Backend(self.tmp, name, ip, heartbeat, capacity, **kwargs)
-        self.processes.append(backend)
+        self.processes.append(backend)  # before waiting: a failed start is still stopped
+        backend.wait_ready()
         return backend
 
     def proxy(self, members: list[dict[str, Any]], **sections: dict[str, Any]) -> Proxy:
         home = self.tmp / f"proxy{sum(isinstance(p, Proxy) for p in self.processes) + 1}"
         home.mkdir()
         proxy = Proxy(home, members, **sections)
-        self.processes.append(proxy)
+        self.processes.append(proxy)  # before waiting: a failed start is still stopped
         self.segments.append(proxy.segment())
+        proxy.wait_ready()
         return proxy
 
     def stop(self) -> None:

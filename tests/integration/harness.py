@@ -125,7 +125,9 @@ class Backend(Process):
         if heartbeat:
             args += ["--heartbeat", heartbeat]
         super().__init__(args, tmp / f"backend-{name}.log")
-        wait_until(self._listening, 10, message=f"backend {name} to listen")
+
+    def wait_ready(self) -> None:
+        wait_until(self._listening, 10, message=f"backend {self.name} to listen")
 
     @property
     def address(self) -> str:
@@ -168,6 +170,8 @@ class Proxy(Process):
         self.config_path = tmp / "hbfork.toml"
         self.write_config()
         super().__init__([*HBFORK, "run", "-c", str(self.config_path)], tmp / "hbfork.log")
+
+    def wait_ready(self) -> None:
         wait_until(self._serving, 15, message="hbfork to serve its status page")
 
     @property

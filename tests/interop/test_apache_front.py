@@ -95,7 +95,6 @@ def _matches(entry: dict[str, int] | None, expected: dict[str, int]) -> bool:
     return entry is not None and all(entry[k] == v for k, v in expected.items())
 
 
-@pytest.mark.xfail(reason="storage file: issue 5", strict=False)
 def test_apache_lbmethod_reads_hbfork_storage(apache: None, launcher: Launcher) -> None:
     lab = launcher.lab
     # >= 4 each: Apache weighs an idle member (busy 0) at ready/4, so 3 would never be picked.
