@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from hbfork.logs import log
+
 READ = select.EPOLLIN | select.EPOLLRDHUP
 WRITE = select.EPOLLOUT
 ERROR = select.EPOLLERR | select.EPOLLHUP
@@ -77,8 +79,24 @@ class Loop:
         for fd, mask in events:
             handler = handlers.get(fd)
             if handler is not None:  # an earlier handler in this batch may have closed it
-                handler(mask)
+                try:
+                    handler(mask)
+                except Exception:
+                    self._contain(handler)
         self._run_deadlines()
+
+    @staticmethod
+    def _contain(callback: Callable[..., object]) -> None:
+        """A bug in one connection's code must cost that connection, not the worker and
+        every connection it holds: log it and close the object the callback belongs to."""
+        log.exception("internal error in %r; closing it", callback)
+        owner = getattr(callback, "__self__", None)
+        close = getattr(owner, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                log.exception("and closing it failed too")
 
     def _run_deadlines(self) -> None:
         now = self.now = time.monotonic()
@@ -92,7 +110,10 @@ class Loop:
                 heapq.heappush(heap, (current, next(self._order), obj))
             elif current == when:
                 obj.deadline = None
-                obj.on_deadline(now)
+                try:
+                    obj.on_deadline(now)
+                except Exception:
+                    self._contain(obj.on_deadline)
 
     def close(self) -> None:
         self.epoll.close()

@@ -62,6 +62,9 @@ class Upstreams:
         target = self.targets.get(slot)
         if target is None or target.uid != table.uid(slot):
             target = self._load(slot)
+            if target is None:
+                # The master freed the slot after this picker was built: pick again without it.
+                return self.choose({*(excluded or ()), slot})
         return target
 
     def _load(self, slot: int) -> Target | None:

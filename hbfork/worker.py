@@ -30,6 +30,7 @@ from hbfork.http11 import Limits
 from hbfork.http_proxy import HttpSession
 from hbfork.keepalive import ConnectionPool
 from hbfork.loop import READ, Loop
+from hbfork.ratelimit import LogLimiter
 from hbfork.status import StatusServer
 from hbfork.table import (
     STATE_DRAINING,
@@ -100,6 +101,7 @@ class Worker:
         self.limits = Limits(http.max_request_line, http.max_header_size, http.max_body_size)
         self.conn_pool = ConnectionPool(self)
         self.access_log: AccessLog | None = None
+        self._log_limiter = LogLimiter(5.0)
 
     # --- process setup
 
@@ -183,7 +185,8 @@ class Worker:
                     return
                 if err.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue
-                raise
+                self._accept_backoff(err)  # unexpected: pause rather than spin or crash
+                return
             self.record[WK_ACCEPTED] += 1
             self.accepts_since_rearm += 1
             self._open_session(client)
@@ -224,7 +227,10 @@ class Worker:
         """A connect to `target` failed: count it and have the master mark it in error."""
         self.record[WK_CONNECT_FAILURES] += 1
         self.upstreams.connect_failed(target)
-        log.warning("member %s: connect failed (%s)", target.label, reason)
+        suppressed = self._log_limiter.should_log((target.slot, target.uid), self.loop.now)
+        if suppressed is not None:
+            more = f" ({suppressed} more since the last report)" if suppressed else ""
+            log.warning("member %s: connect failed (%s)%s", target.label, reason, more)
         self._send(b"error %d %d %s" % (target.slot, target.uid, reason.encode()))
 
     def count_no_member(self) -> None:

@@ -1,0 +1,65 @@
+"""The worker's epoll loop on real pipes: dispatch, deadlines, and containment of bugs."""
+
+from __future__ import annotations
+
+import os
+
+from hbfork.loop import READ, Loop
+
+
+class Owner:
+    def __init__(self, loop: Loop, fd: int) -> None:
+        self.loop, self.fd = loop, fd
+        self.closed = False
+        self.deadline: float | None = None
+        self.fired = 0
+        loop.add(fd, READ, self.on_readable)
+
+    def on_readable(self, mask: int) -> None:
+        raise RuntimeError("a bug in one connection")
+
+    def on_deadline(self, now: float) -> None:
+        self.fired += 1
+
+    def close(self) -> None:
+        self.closed = True
+        self.loop.remove(self.fd)
+
+
+def test_a_failing_handler_closes_its_owner_and_the_loop_goes_on():
+    loop = Loop()
+    bad_r, bad_w = os.pipe()
+    good_r, good_w = os.pipe()
+    seen = []
+    try:
+        owner = Owner(loop, bad_r)
+        loop.add(good_r, READ, lambda mask: seen.append(os.read(good_r, 10)))
+        os.write(bad_w, b"x")
+        os.write(good_w, b"y")
+        loop.run_once(1.0)
+        assert owner.closed
+        assert seen == [b"y"]
+        assert bad_r not in loop.handlers
+    finally:
+        for fd in (bad_r, bad_w, good_r, good_w):
+            os.close(fd)
+        loop.close()
+
+
+def test_deadlines_fire_once_and_move_later_for_free():
+    loop = Loop()
+    r, w = os.pipe()
+    try:
+        owner = Owner(loop, r)
+        loop.set_deadline(owner, loop.now + 0.01)
+        loop.set_deadline(owner, loop.now + 0.03)  # later: no new heap entry needed
+        assert len(loop._heap) == 1
+        while owner.fired == 0:
+            loop.run_once(0.05)
+        assert owner.fired == 1 and owner.deadline is None
+        loop.run_once(0.05)
+        assert owner.fired == 1
+    finally:
+        os.close(r)
+        os.close(w)
+        loop.close()
