@@ -5,7 +5,8 @@ address with ready = capacity - requests in flight and busy = requests in flight
 SIGUSR1 pauses the heartbeats, SIGUSR2 resumes them (tests use this to make a member go stale).
 
 Query parameters shape the answer (handy for tests and load tests):
-  size=N     respond with N bytes (streamed, so 50 MB costs no memory)
+  size=N     respond with N bytes of "hbfork-" repeated (streamed, so 50 MB costs no memory;
+             the pattern runs on across writes, so a client can check every byte)
   chunked=1  use chunked transfer coding for the response
   delay=MS   wait MS milliseconds before answering (added to --delay-ms)
   status=NNN respond with that status code
@@ -159,10 +160,10 @@ class Backend:
             writer.write(data)
 
     async def _stream(self, writer: asyncio.StreamWriter, size: int, chunked: bool) -> None:
-        block = (b"hbfork-" * (CHUNK // 7 + 1))[:CHUNK]
+        block = b"hbfork-" * (CHUNK // 7)  # a whole number of patterns: no seams
         remaining = size
         while remaining:
-            piece = block[:min(CHUNK, remaining)]
+            piece = block[:min(len(block), remaining)]
             self._write(writer, piece, chunked)
             remaining -= len(piece)
             await writer.drain()

@@ -10,8 +10,13 @@ side is below HIGH_WATER, so a slow client holds at most a buffer or two of a la
 in memory, never the response.
 
 States: HEAD (reading a request head) -> CONNECT (dialing a member) -> FORWARD (sending the
-request, receiving the response) -> HEAD again for keep-alive, or CLOSING (flush, then close).
+request, receiving the response) -> HEAD again for keep-alive, or CLOSING (flush) -> LINGER
+(half-closed, discarding what the client still sends for a moment, so that unread bytes do not
+make the kernel reset the connection and destroy our last response in transit) -> closed.
 Upgrade requests that get 101 switch to TUNNEL, a plain byte relay.
+
+A client that half-closes after pipelining requests gets every complete request answered: a
+FIN is only taken as the end once the bytes before it are read.
 
 Failures: a refused or timed-out connect marks the member in error and the request goes to
 another member, up to `retries`. A pooled connection the member closed before answering is
@@ -39,24 +44,26 @@ from hbfork.upstreams import Target
 if TYPE_CHECKING:
     from hbfork.worker import Worker
 
-HEAD, CONNECT, FORWARD, TUNNEL, CLOSING = range(5)
+HEAD, CONNECT, FORWARD, TUNNEL, CLOSING, LINGER = range(6)
 HIGH_WATER = 256 * 1024
 # While draining, a connection with no request in progress is closed after this idle time; a
 # request arriving before then is still served (with Connection: close). Closing at once would
 # race requests already on their way, which clients see as a reset.
 DRAIN_IDLE_GRACE = 2.0
 MAX_RESPONSE_HEAD = 64 * 1024
-_GONE = (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNABORTED)
+LINGER_QUIET = 0.5   # close once a half-closed client has sent nothing for this long
+LINGER_MAX = 5.0     # and in any case after this long
+LINGER_BYTES = 4 << 20  # or after discarding this much
 
 
 class HttpSession:
     __slots__ = (
         "accounted", "body", "bytes_to_client", "client", "client_eof", "client_fd",
-        "client_ip", "client_out", "closed", "conn", "deadline", "drain_requested",
-        "exchange_started", "fresh_retry", "inbuf", "inflight_target", "keep_alive",
-        "member_started", "request", "request_done", "response", "response_body",
-        "sent_to_client", "state", "status", "target", "tried", "upbuf", "upstream_out",
-        "worker",
+        "client_hup", "client_ip", "client_out", "closed", "conn", "deadline",
+        "drain_requested", "exchange_started", "fresh_retry", "inbuf", "inflight_target",
+        "keep_alive", "linger_left", "linger_until", "member_started", "request",
+        "request_done", "response", "response_body", "sent_to_client", "state", "status",
+        "target", "tried", "upbuf", "upstream_out", "worker",
     )
 
     def __init__(self, worker: Worker, client: socket.socket) -> None:
@@ -71,7 +78,10 @@ class HttpSession:
         self.upbuf = bytearray()
         self.client_out = bytearray()
         self.upstream_out = bytearray()
-        self.client_eof = False
+        self.client_eof = False  # the client sends nothing more (the bytes before its FIN read)
+        self.client_hup = False  # it half-closed, but bytes before the FIN are still unread
+        self.linger_until = 0.0
+        self.linger_left = LINGER_BYTES
         self.closed = False
         self.drain_requested = False
         self.deadline: float | None = None
@@ -106,6 +116,11 @@ class HttpSession:
         loop.set_deadline(self, loop.now + seconds)
 
     def on_deadline(self, now: float) -> None:
+        self._on_deadline()
+        if not self.closed:
+            self._advance()  # a 408/504 or a failover queued by the timeout goes out now
+
+    def _on_deadline(self) -> None:
         if self.state == HEAD:
             if self.inbuf:
                 self._fail(408, "request head not received in time")
@@ -124,8 +139,10 @@ class HttpSession:
     # --- client side
 
     def _on_client(self, mask: int) -> None:
+        if self.state == LINGER:
+            return self._linger()
         if mask & WRITE:
-            if not self._flush(self.client, self.client_out, True):
+            if not self._flush_client():
                 return
         if mask & ~WRITE:
             if self._wants_client_read():
@@ -134,13 +151,29 @@ class HttpSession:
             elif mask & ERROR:
                 return self.close()  # reset by the client: nothing can reach it any more
             elif mask & RDHUP:
-                self.client_eof = True  # half-closed: finish this response, then close
+                self._client_half_closed()
+                if self.closed:
+                    return
         self._advance()
+
+    def _client_half_closed(self) -> None:
+        """RDHUP while the client is not being read. Its FIN ends the stream only if no bytes
+        precede it: pipelined requests or body bytes still queued are read in their turn."""
+        try:
+            pending = self.client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pending = b"?"
+        except OSError:
+            return self.close()
+        if pending:
+            self.client_hup = True  # stop watching; the EOF is read after the bytes
+        else:
+            self.client_eof = True
 
     def _wants_client_read(self) -> bool:
         if self.client_eof or self.state == CLOSING:
             return False
-        if self.state == HEAD:
+        if self.state in (HEAD, LINGER):
             return True
         if self.state == TUNNEL:
             return len(self.upstream_out) < HIGH_WATER
@@ -175,13 +208,7 @@ class HttpSession:
     def _advance(self) -> None:
         """Make all progress the buffers allow, then set epoll interest to match."""
         try:
-            if self.state == HEAD and self.inbuf:
-                self._parse_head()
-            if self.state == FORWARD:
-                self._forward_request_body()
-                self._process_response()
-            elif self.state == TUNNEL:
-                self._tunnel()
+            self._step()
         except ProtocolError as err:
             self._fail(err.status, err.detail)
         if self.closed:
@@ -189,28 +216,44 @@ class HttpSession:
         # Output is queued by the steps above and written here, so a response head and the
         # body bytes that came with it leave in one send().
         if self.upstream_out and self.conn is not None and self.state in (FORWARD, TUNNEL):
-            if not self._flush(self.conn.sock, self.upstream_out, False):
+            self._flush_member()
+            if self.closed:
                 return
-        if self.client_out and not self._flush(self.client, self.client_out, True):
+        if self.client_out and not self._flush_client():
             return
-        if self.state == CLOSING and not self.client_out:
-            return self.close()
         if self.state == HEAD and self.client_eof and not self.inbuf:
-            if not self.client_out:
-                return self.close()
             self.state = CLOSING
-        self._update_interest()
+        if self.state == CLOSING and not self.client_out:
+            self._start_linger()
+        if not self.closed:
+            self._update_interest()
+
+    def _step(self) -> None:
+        if self.state == HEAD and self.inbuf:
+            self._parse_head()
+        while self.state == FORWARD:
+            request = self.request
+            self._forward_request_body()
+            self._process_response()
+            if self.request is request:
+                break  # no pipelined request started meanwhile: wait for I/O
+        if self.state == TUNNEL:
+            self._tunnel()
 
     def _parse_head(self) -> None:
         config = self.worker.config.http
         start = http11.skip_empty_lines(self.inbuf, 0)
-        end = http11.find_head(self.inbuf, start, config.max_request_line,
+        if start:
+            del self.inbuf[:start]  # else a stream of CRLFs would grow the buffer forever
+            if not self.inbuf:
+                return
+        end = http11.find_head(self.inbuf, 0, config.max_request_line,
                                config.max_header_size)
         if end < 0:
             if self.client_eof:
                 raise ProtocolError(400, "connection closed inside a request head")
             return
-        head = bytes(self.inbuf[start:end])
+        head = bytes(self.inbuf[:end])
         del self.inbuf[:end]
         self.exchange_started = time.monotonic()
         self.request = request = http11.parse_request_head(head, self.worker.limits)
@@ -273,7 +316,12 @@ class HttpSession:
         self.inflight_target = conn.target
         self.member_started = worker.loop.now
         self.upstream_out += http11.request_head_for_member(
-            self.request, self.client_ip, worker.config.http.forwarded_headers)
+            self.request, self.client_ip, worker.config.http.forwarded_headers,
+            member_host=_authority(conn.target))
+        if self.request.expect_continue and not self.request_done and not self.inbuf:
+            # We answer the expectation ourselves (and do not forward it), now that a member
+            # is ready to take the body: members that ignore Expect would make the client wait.
+            self._to_client(http11.CONTINUE)
         self._set_deadline(worker.config.http.response_timeout)
 
     # --- request body
@@ -300,29 +348,29 @@ class HttpSession:
         if self.state == CONNECT:
             err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
-                return self._connect_failed(err)
-            self._attached(conn)
-            return self._advance()
-        if mask & WRITE and self.upstream_out:
-            if not self._flush(conn.sock, self.upstream_out, False):
-                return
-        if mask & ~WRITE and self._wants_member_read():
-            if not self._read_member():
-                return
-        self._advance()
+                self._connect_failed(err)
+            else:
+                self._attached(conn)
+        else:
+            if mask & WRITE and self.upstream_out:
+                self._flush_member()
+            if mask & ~WRITE and self.conn is conn and self._wants_member_read():
+                self._read_member()
+        if not self.closed:
+            self._advance()
 
     def _wants_member_read(self) -> bool:
         if self.conn is None or self.state not in (FORWARD, TUNNEL):
             return False
         return len(self.client_out) < HIGH_WATER
 
-    def _read_member(self) -> bool:
+    def _read_member(self) -> None:
         assert self.conn is not None
         buffer = self.worker.buffer
         try:
             n = self.conn.sock.recv_into(buffer)
         except BlockingIOError:
-            return True
+            return
         except OSError:
             n = 0
         if n == 0:
@@ -331,10 +379,9 @@ class HttpSession:
         self._set_deadline(self.worker.config.http.client_timeout
                            if self.response is not None else
                            self.worker.config.http.response_timeout)
-        return True
 
-    def _member_closed(self) -> bool:
-        """EOF (or an error) from the member. Returns False when the session is finished."""
+    def _member_closed(self) -> None:
+        """EOF (or an error) from the member."""
         conn = self.conn
         assert conn is not None
         if self.state == TUNNEL:
@@ -342,40 +389,45 @@ class HttpSession:
             self.upbuf.clear()
             self._release_member(reusable=False)
             self.state = CLOSING
-            return True
-        body = self.response_body
-        if isinstance(body, UntilClose):
-            body.done = True
-            self._process_response()
-            return not self.closed
-        if self.response is None and not self.upbuf:
-            request = self.request
-            assert request is not None
-            if conn.reused and request.idempotent and not request.has_body \
-                    and not self.fresh_retry:
-                # The keep-alive race: the member closed an idle connection as we reused it.
-                target = conn.target
-                self._release_member(reusable=False)
-                self.upstream_out.clear()
-                self.fresh_retry = True
-                self._connect(target)
-                return False
-            self._fail(502, "the member closed the connection without answering")
-            return False
+            return
+        if isinstance(self.response_body, UntilClose):
+            self.response_body.done = True  # finished once upbuf has gone to the client
+            return
+        if self.response is None and not self.upbuf and self._may_retry_fresh():
+            # The keep-alive race: the member closed an idle connection as we reused it.
+            return self._retry_fresh()
         if self.response is None:
-            self._fail(502, "the member closed the connection mid-answer")
-            return False
+            return self._fail(502, "the member closed the connection without answering"
+                              if not self.upbuf else "the member closed the connection "
+                              "mid-answer")
         self.close()  # the head went out already: closing is the only signal left
-        return False
+
+    def _may_retry_fresh(self) -> bool:
+        """A request may be sent again only if nothing of it can have had an effect: it came on
+        a reused connection, is idempotent, has no body, and was not retried already."""
+        request, conn = self.request, self.conn
+        return (conn is not None and conn.reused and request is not None
+                and request.idempotent and not request.has_body and self.response is None
+                and not self.fresh_retry)
+
+    def _retry_fresh(self) -> None:
+        assert self.conn is not None
+        target = self.conn.target
+        self._release_member(reusable=False)
+        self.upstream_out.clear()
+        self.upbuf.clear()
+        self.fresh_retry = True
+        self._connect(target)
 
     def _process_response(self) -> None:
         while self.state == FORWARD and self.response is None and self.upbuf:
             if not self._parse_response_head():
                 return
-        if self.state == FORWARD and self.response_body is not None:
+        body = self.response_body
+        if self.state == FORWARD and body is not None:
             if self.upbuf:
                 self._forward_response_body()
-            if self.response_body.done:
+            if body.done and not (self.upbuf and isinstance(body, UntilClose)):
                 self._finish_exchange()
 
     def _parse_response_head(self) -> bool:
@@ -388,8 +440,8 @@ class HttpSession:
         del self.upbuf[:end]
         response = http11.parse_response_head(head, self.request.method)
         if response.interim:
-            if self.request.version == 11 and (response.status != 100
-                                               or self.request.expect_continue):
+            # 100 answers an Expect we never forward (the client had ours); 102/103 pass.
+            if self.request.version == 11 and response.status != 100:
                 self._to_client(head)
             return True
         if response.status == 101:
@@ -411,8 +463,8 @@ class HttpSession:
             self.response_body = LengthBody(response.content_length)
         framed = response.chunked or response.content_length is not None
         self.keep_alive = (self.keep_alive and framed and not dechunk and self.request_done
-                           and not self.client_eof and not self.worker.draining
-                           and not self.drain_requested)
+                           and (not self.client_eof or bool(self.inbuf))
+                           and not self.worker.draining and not self.drain_requested)
         self._to_client(http11.response_head_for_client(response, self.keep_alive, dechunk,
                                                         request.version))
         self.sent_to_client = True
@@ -451,7 +503,7 @@ class HttpSession:
                         and not self.upbuf)
         self._account()
         self._release_member(reusable=reusable)
-        if self.keep_alive and not self.client_eof:
+        if self.keep_alive:  # even after a client EOF: pipelined requests may be in inbuf
             self._reset_exchange()
             self.state = HEAD
             self._idle_deadline()
@@ -505,35 +557,34 @@ class HttpSession:
     def _to_client(self, data: bytes | bytearray | memoryview) -> None:
         self.client_out += data
 
-    def _flush(self, sock: socket.socket, pending: bytearray, to_client: bool) -> bool:
-        """Write what is queued for `sock`; False if the session ended."""
+    def _flush_client(self) -> bool:
+        """Write what is queued for the client; False if the session ended."""
         try:
-            sent = sock.send(pending)
+            sent = self.client.send(self.client_out)
         except BlockingIOError:
             return True
         except OSError:
-            if to_client:
-                self.close()
-                return False
-            self._member_write_failed()
+            self.close()
             return False
-        del pending[:sent]
-        if to_client:
-            self.worker.count_bytes(False, sent)
+        del self.client_out[:sent]
+        self.worker.count_bytes(False, sent)
         return True
+
+    def _flush_member(self) -> None:
+        """Write what is queued for the member; a failure is handled (retry, 502 or close)."""
+        assert self.conn is not None
+        try:
+            sent = self.conn.sock.send(self.upstream_out)
+        except BlockingIOError:
+            return
+        except OSError:
+            return self._member_write_failed()
+        del self.upstream_out[:sent]
 
     def _member_write_failed(self) -> None:
         """The member reset the connection while we were sending the request."""
-        request = self.request
-        conn = self.conn
-        if conn is not None and conn.reused and request is not None and request.idempotent \
-                and not request.has_body and self.response is None and not self.fresh_retry:
-            target = conn.target
-            self._release_member(reusable=False)
-            self.upstream_out.clear()
-            self.fresh_retry = True
-            self._connect(target)
-            return
+        if self._may_retry_fresh():
+            return self._retry_fresh()
         if self.response is None:
             self._fail(502, "the member reset the connection")
         else:
@@ -542,7 +593,8 @@ class HttpSession:
     def _update_interest(self) -> None:
         loop = self.worker.loop
         client_mask = READ if self._wants_client_read() else (
-            RDHUP if self.state == FORWARD and not self.client_eof else 0)
+            RDHUP if self.state == FORWARD and not self.client_eof and not self.client_hup
+            else 0)
         if self.client_out:
             client_mask |= WRITE
         loop.set_mask(self.client_fd, client_mask)
@@ -564,7 +616,8 @@ class HttpSession:
         self._release_member(reusable=False)
         # The connection can carry on only if the request was read whole and was sound.
         keep = (status in (502, 503, 504) and request is not None and self.request_done
-                and self.keep_alive and not self.client_eof and not self.worker.draining)
+                and self.keep_alive and (not self.client_eof or bool(self.inbuf))
+                and not self.worker.draining and not self.drain_requested)
         if status < 500:
             self.worker.count_client_error()
         head_only = request is not None and request.method == b"HEAD"
@@ -582,10 +635,37 @@ class HttpSession:
             if self.inbuf:
                 self._advance()
         else:
-            self.state = CLOSING
+            self.state = CLOSING  # _advance flushes the answer, then lingers
             self.inbuf.clear()
-            if not self.client_out:
-                self.close()
+            self._set_deadline(self.worker.config.http.client_timeout)
+
+    def _start_linger(self) -> None:
+        """Everything is flushed: half-close, then discard what the client still sends until
+        it closes too or goes quiet. Closing with its bytes unread would make the kernel send
+        a reset, and a reset can destroy our last response before the client reads it."""
+        if self.client_eof:
+            return self.close()
+        try:
+            self.client.shutdown(socket.SHUT_WR)
+        except OSError:
+            return self.close()
+        self.state = LINGER
+        self.inbuf.clear()
+        self.linger_until = self.worker.loop.now + LINGER_MAX
+        self._set_deadline(LINGER_QUIET)
+
+    def _linger(self) -> None:
+        try:
+            n = self.client.recv_into(self.worker.buffer)
+        except BlockingIOError:
+            return
+        except OSError:
+            n = 0
+        self.linger_left -= n
+        left = self.linger_until - self.worker.loop.now
+        if n == 0 or self.linger_left <= 0 or left <= 0:
+            return self.close()
+        self._set_deadline(min(LINGER_QUIET, left))
 
     def drain(self) -> None:
         """Graceful stop: every connection closes after its current (or next) response;
@@ -614,3 +694,8 @@ class HttpSession:
         self.client.close()
         self.worker.session_closed(self)
 
+
+def _authority(target: Target) -> bytes:
+    """host:port of a member, for the Host header of a request that came without one."""
+    host, port = target.sockaddr[0], target.sockaddr[1]
+    return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode()
