@@ -1,4 +1,5 @@
-"""`hbfork import-apache`: Apache syntax, include walking, translation, and the command."""
+"""`hbfork import-apache`: translation of whole configs (hbfork.apache_collect,
+hbfork.apache_translate), TOML rendering and the command."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from hypothesis import strategies as st
 
 from hbfork import apache_import as ai
 from hbfork import config as config_module
+from hbfork.apache_conf import ApacheConfigError, parse_envvars
+from hbfork.apache_include import DiskSource, Walker
+from hbfork.apache_translate import Translation, translate
 from hbfork.cli import main
+from tests.unit.test_apache_import_include import walk
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "apache"
 DEBIAN = Path("/etc/apache2/apache2.conf")
@@ -25,43 +30,17 @@ LAB_ENV = {  # what tests/interop gives the lab configs (they use ${VAR}s, as Ap
 }
 
 
-class DictSource:
-    """Files from a dict: the walker's file access, without a disk."""
-
-    def __init__(self, files: dict[str, str]) -> None:
-        self.files = files
-
-    def expand(self, pattern: str) -> list[str]:
-        import fnmatch
-
-        if pattern in self.files:
-            return [pattern]
-        prefix = pattern.rstrip("/") + "/"
-        below = sorted(p for p in self.files if p.startswith(prefix))
-        return below or sorted(p for p in self.files if fnmatch.fnmatch(p, pattern))
-
-    def read(self, path: str) -> str:
-        if path not in self.files:
-            raise FileNotFoundError(2, "No such file or directory", path)
-        return self.files[path]
-
-
-def walk(files: dict[str, str], main_file: str = "/etc/httpd/httpd.conf",
-         env: dict[str, str] | None = None, defines: tuple[str, ...] = ()) -> ai.Walked:
-    return ai.Walker(DictSource(files), "/etc/httpd", env or {}, defines).walk(main_file)
-
-
-def translate_text(text: str, **kwargs) -> tuple[str, ai.Translation]:
+def translate_text(text: str, **kwargs) -> tuple[str, Translation]:
     walked = walk({"/etc/httpd/httpd.conf": text}, **kwargs)
-    translation = ai.translate(walked)
+    translation = translate(walked)
     return ai.render(translation, "httpd.conf", walked), translation
 
 
 def translate_file(path: Path, server_root: Path | None = None,
                    env: dict[str, str] | None = None) -> tuple[str, config_module.Config]:
     root = str(server_root or path.parent)
-    walked = ai.Walker(ai.DiskSource(), root, env or {}).walk(str(path))
-    text = ai.render(ai.translate(walked), str(path), walked)
+    walked = Walker(DiskSource(), root, env or {}).walk(str(path))
+    text = ai.render(translate(walked), str(path), walked)
     return text, config_module.loads(text, str(path))
 
 
@@ -71,60 +50,7 @@ def notes(text: str) -> list[str]:
     return found
 
 
-# --- syntax
-
-
-def test_continuations_and_comments() -> None:
-    text = "# comment\n\nListen \\\n  80\n  # indented comment \\\nHidden by the comment\nA b\n"
-    assert list(ai.logical_lines(text)) == [(3, "Listen   80"), (7, "A b")]
-
-
-def test_a_trailing_backslash_at_the_end_of_the_file() -> None:
-    assert list(ai.logical_lines("Listen 80 \\")) == [(1, "Listen 80")]
-
-
-@pytest.mark.parametrize(("text", "words"), [
-    ('a "b c" d', ["a", "b c", "d"]),
-    ("'x y' z", ["x y", "z"]),
-    (r'"say \"hi\"" next', ['say "hi"', "next"]),
-    ('"unterminated value', ["unterminated value"]),
-    ("  spaced\tout  ", ["spaced", "out"]),
-    ('""', [""]),
-])
-def test_split_args(text: str, words: list[str]) -> None:
-    assert ai.split_args(text) == words
-
-
-def test_sections_nest_and_names_are_case_insensitive() -> None:
-    tree = ai.parse("<virtualhost *:80>\n<PROXY balancer://x>\nbalancermember http://1.2.3.4\n"
-                    "</proxy>\n</VirtualHost>\n", "f")
-    (vhost,) = tree
-    assert vhost.key == "virtualhost" and vhost.args == ("*:80",)
-    (proxy,) = vhost.children
-    assert proxy.key == "proxy" and proxy.line == 2
-    assert proxy.children[0].key == "balancermember"
-    assert proxy.children[0].args == ("http://1.2.3.4",)
-
-
-@pytest.mark.parametrize(("text", "message"), [
-    ("<Proxy x>\n</Location>\n", "expected </Proxy> but saw </Location>"),
-    ("<Proxy x>\nA b\n", "<Proxy> is never closed"),
-    ("</Proxy>\n", "without a matching"),
-    ("<Proxy x\n</Proxy>\n", "missing closing '>'"),
-    ("< >\n", "a section with no name"),
-])
-def test_bad_sections_are_refused_with_file_and_line(text: str, message: str) -> None:
-    with pytest.raises(ai.ApacheConfigError, match=re.escape(message)) as caught:
-        ai.parse(text, "front.conf")
-    assert caught.value.file == "front.conf" and caught.value.line >= 1
-
-
-@given(st.text(alphabet=st.sampled_from(list("<>/\\\"' \n#abcPXY=:.")), max_size=200))
-def test_any_text_parses_or_raises_the_config_error(text: str) -> None:
-    try:
-        ai.parse(text, "fuzz")
-    except ai.ApacheConfigError:
-        pass
+# --- any input
 
 
 DIRECTIVES = st.sampled_from([
@@ -175,89 +101,9 @@ def test_any_config_that_parses_translates_to_toml_that_loads(lines: list) -> No
     text = "\n".join(f"{name} {' '.join(args)}" for name, args in lines)
     try:
         rendered, _ = translate_text(text)
-    except ai.ApacheConfigError:
+    except ApacheConfigError:
         return
     config_module.loads(rendered)
-
-
-# --- includes, variables, conditions
-
-
-def test_includes_are_relative_to_server_root_and_sorted() -> None:
-    walked = walk({
-        "/etc/httpd/httpd.conf": "Include conf.d/*.conf\nIncludeOptional none/*.conf\n"
-                                 "Include extra/\nListen 1\n",
-        "/etc/httpd/conf.d/b.conf": "Listen 3\n",
-        "/etc/httpd/conf.d/a.conf": "Listen 2\n",
-        "/etc/httpd/extra/sub/z.conf": "Listen 4\n",
-    })
-    assert [d.args[0] for d in walked.directives] == ["2", "3", "4", "1"]
-    assert walked.files[0] == "/etc/httpd/httpd.conf" and len(walked.files) == 4
-    assert walked.notes == []  # IncludeOptional matching nothing is fine
-
-
-def test_server_root_directive_moves_later_includes() -> None:
-    walked = walk({"/etc/httpd/httpd.conf": 'ServerRoot "/opt/web"\nInclude site.conf\n',
-                   "/opt/web/site.conf": "Listen 9\n"})
-    assert walked.server_root == "/opt/web"
-    assert walked.directives[-1].args == ("9",)
-
-
-def test_include_problems_become_notes() -> None:
-    walked = walk({"/etc/httpd/httpd.conf": "Include missing.conf\nInclude loop.conf\n",
-                   "/etc/httpd/loop.conf": "Include loop.conf\n"})
-    reasons = [note.reason for note in walked.notes]
-    assert "nothing matches (Apache would refuse to start)" in reasons[0]
-    assert "includes itself" in reasons[1]
-
-
-def test_variables_from_define_then_environment() -> None:
-    walked = walk({"/etc/httpd/httpd.conf": "Define PORT 81\nListen ${PORT}\nListen ${ENVPORT}\n"
-                   "Listen ${NOWHERE}\nUndefine PORT\nListen ${PORT}\n"},
-                  env={"ENVPORT": "82", "PORT": "99"})
-    listens = [d.args[0] for d in walked.directives if d.key == "listen"]
-    assert listens == ["81", "82", "${NOWHERE}", "99"]
-
-
-def test_ifmodule_follows_loadmodule_in_order() -> None:
-    walked = walk({"/etc/httpd/httpd.conf": (
-        "<IfModule proxy_module>\nA 1\n</IfModule>\n"        # no LoadModule yet: assumed
-        "LoadModule proxy_module modules/mod_proxy.so\n"
-        "<IfModule mod_proxy.c>\nB 1\n</IfModule>\n"
-        "<IfModule !proxy_module>\nC 1\n</IfModule>\n"
-        "<IfModule ssl_module>\nD 1\n</IfModule>\n"
-        "<IfModule mod_watchdog.c>\nE 1\n</IfModule>\n"      # compiled in
-        "<IfModule !ssl_module>\n<IfModule proxy_module>\nF 1\n</IfModule>\n</IfModule>\n")})
-    assert [d.name for d in walked.directives if d.key != "loadmodule"] == ["A", "B", "E", "F"]
-    assert walked.skipped == 2
-
-
-def test_ifdefine_and_ifversion() -> None:
-    walked = walk({"/etc/httpd/httpd.conf": (
-        "<IfDefine SSL>\nA 1\n</IfDefine>\n<IfDefine !SSL>\nB 1\n</IfDefine>\n"
-        "Define LOCAL\n<IfDefine LOCAL>\nC 1\n</IfDefine>\n"
-        "<IfVersion >= 2.4>\nD 1\n</IfVersion>\n<IfVersion < 2.4>\nE 1\n</IfVersion>\n"
-        "<IfVersion ~ ^2>\nF 1\n</IfVersion>\n<IfVersion != 2.2>\nG 1\n</IfVersion>\n"
-        "<IfVersion !>= 2.4>\nH 1\n</IfVersion>\n")}, defines=("SSL",))
-    assert [d.name for d in walked.directives if d.key != "define"] == ["A", "C", "D", "F", "G"]
-
-
-def test_debian_envvars() -> None:
-    text = ('unset HOME\nif [ x ]; then\n\tSUFFIX="-x"\nfi\nexport APACHE_RUN_USER=www-data\n'
-            "export APACHE_RUN_DIR=/var/run/apache2$SUFFIX\nexport LANG\n")
-    assert ai.parse_envvars(text) == {"APACHE_RUN_USER": "www-data",
-                                      "APACHE_RUN_DIR": "/var/run/apache2"}
-
-
-def test_module_key_spellings() -> None:
-    assert {ai.module_key(n) for n in ("proxy_module", "mod_proxy.c",
-                                       "/usr/lib/apache2/modules/mod_proxy.so")} == {"proxy"}
-
-
-@pytest.mark.parametrize(("text", "seconds"), [("5", 5), ("500ms", 0.5), ("2mi", 120),
-                                                ("1h", 3600), ("x", None)])
-def test_durations(text: str, seconds: float | None) -> None:
-    assert ai.parse_duration(text) == seconds
 
 
 # --- translation of the sample configs
@@ -401,13 +247,13 @@ def test_strings_are_escaped_for_toml() -> None:
 @pytest.mark.skipif(not DEBIAN.exists(), reason="no /etc/apache2/apache2.conf (Debian's apache2)")
 def test_debian_stock_config() -> None:
     text, config = translate_file(DEBIAN)
-    walked = ai.Walker(ai.DiskSource(), str(DEBIAN.parent), {}).walk(str(DEBIAN))
+    walked = Walker(DiskSource(), str(DEBIAN.parent), {}).walk(str(DEBIAN))
     assert len(walked.files) > 5                        # mods-enabled, conf-enabled, sites...
     assert any(f.endswith("ports.conf") for f in walked.files)
     assert "0.0.0.0:80" in [str(e) for e in config.proxy.listen]
     assert config.heartbeat.discover                     # the stock config balances nothing
     if (DEBIAN.parent / "envvars").exists():
-        env = ai.parse_envvars((DEBIAN.parent / "envvars").read_text())
+        env = parse_envvars((DEBIAN.parent / "envvars").read_text())
         text, config = translate_file(DEBIAN, env=env)
         assert config.proxy.user == env.get("APACHE_RUN_USER")
     assert "${" not in "\n".join(line for line in text.splitlines() if not line.startswith("#"))
