@@ -16,6 +16,13 @@ from hbfork.apache_conf import Directive, Note, key_values
 
 RELATED_PREFIXES = ("proxy", "balancer", "heartbeat")
 CORE_SETTINGS = frozenset({"timeout", "keepalivetimeout", "keepalive", "user", "group"})
+# Related directives with no setting to translate to, but something else in hbfork instead.
+REPLACED = {
+    "proxystatus": "hbfork's status page ([status] listen) always shows every member",
+    "proxyhcexpr": "health checks: a member that stops beating leaves after [heartbeat] max_age",
+    "proxyhctemplate": "health checks: a member that stops beating leaves after "
+                       "[heartbeat] max_age",
+}
 
 
 @dataclass
@@ -87,7 +94,7 @@ class Collector:
 
     def _other(self, d: Directive, ctx: Context) -> None:
         if d.key.startswith(RELATED_PREFIXES):
-            self.notes.append(Note.of(d, "no hbfork equivalent"))
+            self.notes.append(Note.of(d, REPLACED.get(d.key, "no hbfork equivalent")))
         else:
             self.unrelated += 1
 

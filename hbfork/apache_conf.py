@@ -198,6 +198,15 @@ def count_directives(directives: Sequence[Directive]) -> int:
     return sum(1 + count_directives(d.children or ()) for d in directives)
 
 
+def resolve_path(base: str, path: str) -> str:
+    """`path` taken relative to `base` (ServerRoot, DefaultRuntimeDir), as Apache does. A path
+    that still starts with an undefined ${VAR} is left alone: the variable most likely held an
+    absolute path (Debian's ${APACHE_RUN_DIR}), and putting it under `base` would mislead."""
+    if path.startswith("${"):
+        return path
+    return posixpath.normpath(posixpath.join(base, path))
+
+
 # --- argument values
 
 
@@ -219,6 +228,11 @@ def parse_duration(text: str) -> float | None:
 
 
 # --- variables and conditions
+
+
+def undefined_variables(text: str) -> list[str]:
+    """The ${NAME}s left in a value after substitution, once each: nothing defined them."""
+    return list(dict.fromkeys(VARIABLE.findall(text)))
 
 
 @dataclass

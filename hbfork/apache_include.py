@@ -24,6 +24,7 @@ from hbfork.apache_conf import (
     Scope,
     count_directives,
     parse,
+    resolve_path,
 )
 
 MAX_INCLUDE_DEPTH = 128                 # Apache's AP_MAX_INCLUDE_DEPTH
@@ -103,7 +104,7 @@ class Walker:
                       self.skipped)
 
     def resolve(self, path: str) -> str:
-        return posixpath.normpath(posixpath.join(self.server_root, path))
+        return resolve_path(self.server_root, path)
 
     def _walk(self, directives: Sequence[Directive], chain: tuple[str, ...]) -> list[Directive]:
         out: list[Directive] = []

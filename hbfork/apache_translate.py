@@ -11,21 +11,31 @@ Values are kept inside hbfork's own limits, so the result always loads.
 
 from __future__ import annotations
 
-import posixpath
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from hbfork.addresses import parse_endpoint, parse_ip
+from hbfork.addresses import Endpoint, parse_endpoint, parse_ip
 from hbfork.apache_collect import Balancer, Collector, Route, balancer_name
-from hbfork.apache_conf import Directive, Note, key_values, parse_duration
+from hbfork.apache_conf import (
+    Directive,
+    Note,
+    key_values,
+    parse_duration,
+    resolve_path,
+    undefined_variables,
+)
 from hbfork.apache_include import Walked
+from hbfork.config import StatusSettings
 
 APACHE_DEFAULT_RETRY = 60
 MAX_LBSET = 99                          # Apache refuses lbset outside 0-99
 MAX_MEMBERS, MAX_RETRIES = 65535, 100   # hbfork's limits: [heartbeat] max_members, [http] retries
+# Where a front that read another monitor's file (no HeartbeatListen) takes heartbeats: hbfork
+# always opens a heartbeat socket, and its default, a multicast group, needs a route.
+LOOPBACK_HEARTBEAT = "127.0.0.1:27999"
 
 
 @dataclass
@@ -73,7 +83,8 @@ class Translator:
         self.collected.visit(walked.directives)
         self.notes: list[Note] = list(walked.notes)
         self.remarks: list[str] = []
-        self.sections: dict[str, list[Setting]] = {"proxy": [], "heartbeat": [], "http": []}
+        self.sections: dict[str, list[Setting]] = {"proxy": [], "heartbeat": [], "http": [],
+                                                   "status": []}
         self.members: list[Member] = []
         self.lbmethod = "byrequests"  # mod_proxy_balancer's default
 
@@ -97,10 +108,19 @@ class Translator:
     def server(self, key: str) -> Directive | None:
         return self.collected.server.get(key)
 
+    def _defined(self, d: Directive, value: str) -> bool:
+        """False, with a note, when `value` still holds a ${NAME} that nothing defined."""
+        names = undefined_variables(value)
+        if names:
+            listed = ", ".join("${" + name + "}" for name in names)
+            self.notes.append(Note.of(d, f"{listed} not defined here: export it, or give a "
+                                         "file of `export NAME=VALUE` lines with --envvars"))
+        return not names
+
     # --- [proxy] listen, mode, user
 
     def _listen(self) -> None:
-        endpoints: list[str] = []
+        endpoints: list[Endpoint] = []
         sources: list[str] = []
         for d in self.collected.listens:
             endpoint = self._listen_endpoint(d)
@@ -108,13 +128,14 @@ class Translator:
                 endpoints.append(endpoint)
                 sources.append(f"{d.text} ({d.where})")
         if endpoints:
-            self.set("proxy", "listen", endpoints, "from " + "; ".join(sources))
+            self.set("proxy", "listen", [str(e) for e in endpoints], "from " + "; ".join(sources))
+            self._status_listen(endpoints)
         else:
             self.remarks.append("No usable Listen directive: hbfork's default listen address "
                                 "is kept.")
         self.set("proxy", "mode", "http", "mod_proxy_http: every request is balanced")
 
-    def _listen_endpoint(self, d: Directive) -> str | None:
+    def _listen_endpoint(self, d: Directive) -> Endpoint | None:
         if not d.args:
             self.notes.append(Note.of(d, "no address"))
             return None
@@ -122,6 +143,8 @@ class Translator:
             self.notes.append(Note.of(d, f"protocol {d.args[1]}: hbfork does not terminate TLS"))
             return None
         text = d.args[0]
+        if not self._defined(d, text):
+            return None
         if text.isdigit():
             self.remarks.append(f"{d.text} ({d.where}) listens on every address; translated "
                                 f"to 0.0.0.0:{text}; add \"[::]:{text}\" to [proxy] listen "
@@ -130,10 +153,24 @@ class Translator:
         elif text.startswith("*:"):
             text = "0.0.0.0:" + text[2:]
         try:
-            return str(parse_endpoint(text))
+            return parse_endpoint(text)
         except ValueError as err:
             self.notes.append(Note.of(d, f"{err}"))
             return None
+
+    def _status_listen(self, endpoints: list[Endpoint]) -> None:
+        """Move hbfork's status page off a port Apache served on: it would fail to bind."""
+        status = StatusSettings().listen
+        assert status is not None
+        clash = [e for e in endpoints if e.port == status.port and e.family == status.family
+                 and (e.ip == status.ip or e.ip.is_unspecified)]
+        if not clash:
+            return
+        used = {e.port for e in endpoints}
+        port = next(p for p in range(status.port + 1, 65536) if p not in used)
+        self.set("status", "listen", str(Endpoint(status.ip, port)),
+                 f"hbfork's default status address {status} is taken by [proxy] listen "
+                 f"{clash[0]}")
 
     def _user(self) -> None:
         for key in ("user", "group"):
@@ -141,10 +178,10 @@ class Translator:
             if d is None or not d.args:
                 continue
             value = d.args[0]
-            if value.startswith("#") or "${" in value:
-                self.notes.append(Note.of(d, "hbfork needs a user or group name"
-                                          + (" (the variable is not defined here)"
-                                             if "${" in value else "")))
+            if not self._defined(d, value):
+                continue
+            if value.startswith("#"):
+                self.notes.append(Note.of(d, "hbfork needs a user or group name"))
                 continue
             self.set("proxy", key, value, f"{d.text} ({d.where}): hbfork drops to it after "
                                           "binding (Apache's children ran as it)")
@@ -170,7 +207,11 @@ class Translator:
             if route.target == "!":
                 self.notes.append(Note.of(d, f"hbfork forwards every path; it cannot keep "
                                              f"{route.path} out of the proxy"))
-            elif route.path.rstrip("/") != "" or chosen is not None:
+            elif chosen is not None and route.path.rstrip("/") == "":
+                self.notes.append(Note.of(d, "hbfork forwards everything to one set of members:"
+                                             f" the first ProxyPass / ({chosen.directive.where})"
+                                             " was translated"))
+            elif route.path.rstrip("/") != "":
                 self.notes.append(Note.of(d, "hbfork forwards every path to one set of members;"
                                              " only ProxyPass / is translated"))
             else:
@@ -262,6 +303,8 @@ class Translator:
         self.members.append(member)
 
     def _member_address(self, d: Directive, url: str) -> str | None:
+        if not self._defined(d, url):
+            return None
         parts = urlsplit(url)
         if parts.scheme.lower() != "http":
             self.notes.append(Note.of(d, f"{parts.scheme or 'no'} scheme: hbfork talks plain "
@@ -343,13 +386,29 @@ class Translator:
             self._heartbeat_listen(listen)
             self._max_servers()
         elif self.lbmethod == "heartbeat" and (storage := self._storage_path()):
-            self.set("heartbeat", "source", f"file:{storage}",
-                     "no HeartbeatListen: this front read heartbeats from a file another "
-                     "monitor writes (lbmethod_heartbeat's HeartbeatStorage)")
+            self._file_source(storage)
         if len(self.members) > 256:
             self.set("heartbeat", "max_members", len(self.members))
 
+    def _file_source(self, storage: str) -> None:
+        self.set("heartbeat", "source", f"file:{storage}",
+                 "no HeartbeatListen: this front read heartbeats from a file another "
+                 "monitor writes (lbmethod_heartbeat's HeartbeatStorage)")
+        self.set("heartbeat", "listen", LOOPBACK_HEARTBEAT,
+                 "this front received no heartbeats itself: loopback only (hbfork's default, "
+                 "a multicast group, needs a route)")
+        others = [m.address for m in self.members if not m.address.endswith(":80")]
+        if others:
+            self.remarks.append(
+                "If mod_heartmonitor writes the heartbeat file: it writes port=80 for every "
+                "backend that sends no port= (Apache's mod_heartbeat never does), and hbfork "
+                "matches a line to a member by IP and port, so the lines for "
+                f"{', '.join(others)} would be rejected (unknown_port). Better: point the "
+                "backends' HeartbeatAddress at hbfork's [heartbeat] listen and drop source.")
+
     def _heartbeat_listen(self, d: Directive) -> None:
+        if not self._defined(d, d.args[0]):
+            return
         try:
             endpoint = parse_endpoint(d.args[0])
         except ValueError as err:
@@ -366,9 +425,10 @@ class Translator:
         elif int(d.args[0]) == 0:
             if storage := self._storage_path():
                 self.set("heartbeat", "storage", storage,
-                         f"{d.text} ({d.where}): Apache kept heartbeats in this file; hbfork keeps "
-                         "writing it (same format) for anything else that reads it. Remove "
-                         "this line if nothing does.")
+                         f"{d.text} ({d.where}): Apache kept heartbeats in this file. hbfork "
+                         "needs none, but writes it (same format) for anything else that "
+                         "reads it, as [proxy] user, who must be able to write there. Remove "
+                         "this line if nothing reads it.")
         else:
             slots = min(max(int(d.args[0]), len(self.members)), MAX_MEMBERS)
             self.set("heartbeat", "max_members", slots, f"{d.text} ({d.where}): table slots"
@@ -378,8 +438,8 @@ class Translator:
         """Where Apache's heartbeat file is: HeartbeatStorage, relative to the runtime dir."""
         d = self.server("heartbeatstorage")
         path = d.args[0] if d is not None and d.args else "hb.dat"
-        full = posixpath.normpath(posixpath.join(self.walked.runtime_dir, path))
-        if "${" in full:
+        full = resolve_path(self.walked.runtime_dir, path)
+        if undefined_variables(full):
             self.remarks.append(f"The heartbeat file {full} uses a variable not defined here "
                                 "(see --envvars): [heartbeat] storage/source left out.")
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,11 @@ def translate_file(path: Path, server_root: Path | None = None,
     return text, config_module.loads(text, str(path))
 
 
+def comments(text: str) -> str:
+    """The comment lines joined into one line, so wrapped sentences can be matched."""
+    return " ".join(line[2:] for line in text.splitlines() if line.startswith("# "))
+
+
 def notes(text: str) -> list[str]:
     found = [line for line in text.splitlines() if line.startswith("# not translated:")]
     assert all(NOTE.match(line) for line in found), found
@@ -74,7 +80,8 @@ SERVER_LINES = st.sampled_from([
     "HeartbeatListen 239.0.0.1:27999", "HeartbeatListen 10.0.0.1:5000", "HeartbeatMaxServers 0",
     "HeartbeatMaxServers 99999", "HeartbeatStorage hb.dat", "Timeout 0", "Timeout 99999",
     "KeepAliveTimeout 100ms", "ProxyTimeout 5", "Listen 80", "Listen [::]:8080",
-    "ProxyAddHeaders Off", "User nobody", "ProxySet balancer://a maxattempts=500"])
+    "ProxyAddHeaders Off", "User nobody", "ProxySet balancer://a maxattempts=500",
+    "Listen 8081", "Listen 127.0.0.1:8081", "User ${UNDEFINED}", "HeartbeatStorage ${X}/hb"])
 
 
 def apache_front(members: list, route: list, server: list) -> str:
@@ -179,9 +186,13 @@ def test_lab_heartmonitor_front() -> None:
 
 
 def test_lab_lbmethod_front_reads_the_file_as_a_source() -> None:
-    _, config = translate_file(DATA / "lab-front-lbmethod.conf", env=LAB_ENV)
+    text, config = translate_file(DATA / "lab-front-lbmethod.conf", env=LAB_ENV)
     assert config.heartbeat.source == "file:/srv/lab/hb/hb.dat"
     assert len(config.members) == 3
+    # Apache received no heartbeats here: no multicast join (it would need a route)
+    assert str(config.heartbeat.listen) == "127.0.0.1:27999"
+    # mod_heartmonitor's file says port=80 for Apache backends; these members are on 8080
+    assert "10.213.0.13:8080 would be rejected (unknown_port)" in comments(text)
 
 
 def test_lab_backend_is_recognised_as_a_backend() -> None:
@@ -194,7 +205,37 @@ def test_lab_backend_is_recognised_as_a_backend() -> None:
 def test_unresolved_variables_are_noted_not_guessed() -> None:
     text, config = translate_file(DATA / "lab-front-heartmonitor.conf", env={})
     assert config.heartbeat.discover and not config.members
-    assert any("${HB_MEMBER1}" in n for n in notes(text))
+    found = notes(text)
+    for name in ("HB_MEMBER1", "HB_ADDR", "HB_GROUP", "HB_USER"):
+        assert any(f"${{{name}}} not defined here" in n and "--envvars" in n for n in found)
+    # the variable held an absolute path: it is not put under ServerRoot or the runtime dir
+    assert "The heartbeat file ${HB_STORAGE} uses a variable" in comments(text)
+
+
+@pytest.mark.parametrize(("listen", "status"), [
+    ("Listen 8081", "127.0.0.1:8082"), ("Listen 127.0.0.1:8081", "127.0.0.1:8082"),
+    ("Listen 8081\nListen 127.0.0.1:8082", "127.0.0.1:8083"),
+    ("Listen [::]:8081", None), ("Listen 10.0.0.1:8081", None)])
+def test_status_page_moves_off_a_port_apache_served(listen: str, status: str | None) -> None:
+    text, _ = translate_text(f"{listen}\nBalancerMember balancer://b http://10.0.0.1\n"
+                             "ProxyPass / balancer://b/\n")
+    config = config_module.loads(text)
+    if status is None:
+        assert "[status]" not in text
+    else:
+        assert str(config.status.listen) == status
+        assert "is taken by [proxy] listen" in comments(text)
+
+
+def test_a_second_proxypass_slash_is_noted_with_the_first() -> None:
+    text, translation = translate_text(
+        "BalancerMember balancer://a http://10.0.0.1\nBalancerMember balancer://b http://10.0.0.2"
+        "\nProxyPass / balancer://a/\n<VirtualHost *:81>\nProxyPass / balancer://b/\n"
+        "</VirtualHost>\nProxyStatus On\n")
+    assert [m.address for m in translation.members] == ["10.0.0.1:80"]
+    found = "\n".join(notes(text))
+    assert "the first ProxyPass / (/etc/httpd/httpd.conf:3) was translated" in found
+    assert "ProxyStatus On (/etc/httpd/httpd.conf:7) — hbfork's status page" in found
 
 
 def test_status_flags_accumulate_like_apache() -> None:
@@ -241,7 +282,27 @@ def test_strings_are_escaped_for_toml() -> None:
     assert config.proxy.user == 'we"ird' and config.members[0].name == 'a"b'
 
 
-# --- Debian's stock tree
+# --- Debian's stock tree, as installed and as a heartbeat front
+
+
+def debian_front(tmp_path: Path) -> Path:
+    """Debian's /etc/apache2 turned into a heartbeat front the way an operator does it:
+    a2enmod proxy_http proxy_balancer heartmonitor lbmethod_heartbeat, a conf, a site."""
+    root = tmp_path / "apache2"
+    shutil.copytree(DEBIAN.parent, root, symlinks=True)
+    for module in ("proxy", "proxy_http", "proxy_balancer", "slotmem_shm", "heartmonitor",
+                   "lbmethod_heartbeat"):
+        for kind in ("load", "conf"):
+            link = root / "mods-enabled" / f"{module}.{kind}"
+            if (root / "mods-available" / link.name).exists() and not link.exists():
+                link.symlink_to(f"../mods-available/{link.name}")
+    (root / "sites-enabled" / "000-default.conf").unlink(missing_ok=True)
+    for kind, name, enabled in (("conf", "heartmonitor.conf", "conf-enabled"),
+                                ("sites", "hb-front.conf", "sites-enabled")):
+        shutil.copy(DATA / "debian-front" / f"{kind}-available" / name,
+                    root / f"{kind}-available" / name)
+        (root / enabled / name).symlink_to(f"../{kind}-available/{name}")
+    return root
 
 
 @pytest.mark.skipif(not DEBIAN.exists(), reason="no /etc/apache2/apache2.conf (Debian's apache2)")
@@ -256,6 +317,24 @@ def test_debian_stock_config() -> None:
         env = parse_envvars((DEBIAN.parent / "envvars").read_text())
         text, config = translate_file(DEBIAN, env=env)
         assert config.proxy.user == env.get("APACHE_RUN_USER")
+    assert "${" not in "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+
+
+@pytest.mark.skipif(not DEBIAN.exists(), reason="no /etc/apache2/apache2.conf (Debian's apache2)")
+def test_debian_heartbeat_front(tmp_path: Path) -> None:
+    root = debian_front(tmp_path)
+    env = parse_envvars((root / "envvars").read_text())
+    text, config = translate_file(root / "apache2.conf", env=env)
+    assert [str(e) for e in config.proxy.listen] == ["0.0.0.0:80"]
+    assert str(config.heartbeat.listen) == "239.0.0.1:27999"
+    assert config.heartbeat.storage == "/var/lib/apache2/heartbeat/hb.dat"
+    assert [(str(m.address), m.name, m.lbset) for m in config.members] == [
+        ("10.0.0.11:8080", "web1", 0), ("10.0.0.12:8080", "web2", 0),
+        ("10.0.0.13:8080", "web3", 0), ("10.0.0.14:8080", "spare", 1)]
+    assert (config.proxy.retry, config.http.retries, config.http.response_timeout) == (60, 2, 30)
+    assert config.proxy.user == env["APACHE_RUN_USER"]
+    found = "\n".join(notes(text))
+    assert "ProxyPass /balancer-manager !" in found and "SetHandler balancer-manager" in found
     assert "${" not in "\n".join(line for line in text.splitlines() if not line.startswith("#"))
 
 
