@@ -235,6 +235,17 @@ def undefined_variables(text: str) -> list[str]:
     return list(dict.fromkeys(VARIABLE.findall(text)))
 
 
+def undefined_note(d: Directive, value: str) -> Note | None:
+    """A note for a value that still holds a ${NAME} nothing defined (else None): reported
+    as such rather than as whatever parse error the literal "${NAME}" would cause."""
+    names = undefined_variables(value)
+    if not names:
+        return None
+    listed = ", ".join("${" + name + "}" for name in names)
+    return Note.of(d, f"{listed} not defined here: export it, or give a file of "
+                      "`export NAME=VALUE` lines with --envvars")
+
+
 @dataclass
 class Scope:
     """What the lines read so far decide about the next ones. Apache reads its config top to

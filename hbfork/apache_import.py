@@ -5,7 +5,8 @@ The pipeline, one module per stage:
     hbfork.apache_conf       [pure] Apache syntax: directives, sections, ${VAR}, conditions
     hbfork.apache_include    Include/IncludeOptional followed (file access injected)
     hbfork.apache_collect    [pure] the directives that matter to a heartbeat front, sorted out
-    hbfork.apache_translate  [pure] those directives -> hbfork settings, members and notes
+    hbfork.apache_members    [pure] the one route hbfork takes over -> [[member]]s
+    hbfork.apache_translate  [pure] everything else -> hbfork settings; notes on what is left
     this module              [pure] TOML rendering; the command (the only disk and stdout use)
 
 Anything about proxying or heartbeats that is not translated gets a
@@ -23,7 +24,8 @@ from typing import Any
 
 from hbfork.apache_conf import ApacheConfigError, parse_envvars
 from hbfork.apache_include import DiskSource, Walked, Walker
-from hbfork.apache_translate import Member, Translation, translate
+from hbfork.apache_members import Member
+from hbfork.apache_translate import Translation, translate
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 COMMENT_WIDTH = 99
