@@ -54,7 +54,10 @@ def render(translation: Translation, source: str, walked: Walked) -> str:
     """The TOML file: a header, remarks, [sections], [[member]]s, then the notes."""
     lines = [f"# hbfork configuration translated from {source} by `hbfork import-apache`.",
              f"# ServerRoot {walked.server_root}; {len(walked.files)} file(s) read.",
-             "# Review it, then: hbfork check -c THIS_FILE", ""]
+             "# Review it, then: hbfork check -c THIS_FILE",
+             "# `hbfork status` and `hbfork ctl` find the master by its pid file: with "
+             "conf/hbfork.service,",
+             '# add pidfile = "/run/hbfork/hbfork.pid" to [proxy].', ""]
     for remark in translation.remarks:
         lines += _comment(remark)
     if translation.remarks:
@@ -118,19 +121,27 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Print the translation; 2 if the Apache config cannot be read, 1 if the result would
     not load (a bug: the translator keeps every value inside hbfork's limits)."""
-    from hbfork import config as config_module
-    from hbfork.errors import ConfigError
-
-    server_root = os.path.abspath(args.server_root or os.path.dirname(args.file) or ".")
     try:
-        env = {**os.environ, **_envvars(args.envvars, server_root)}
-        walked = Walker(DiskSource(), server_root, env, args.defines).walk(args.file)
+        walked = _walk(args)
     except ApacheConfigError as err:
         print(f"hbfork import-apache: {err}", file=sys.stderr)
         return EXIT_USAGE
     translation = translate(walked)
     text = render(translation, args.file, walked)
     sys.stdout.write(text)
+    return _verify(text, translation)
+
+
+def _walk(args: argparse.Namespace) -> Walked:
+    server_root = os.path.abspath(args.server_root or os.path.dirname(args.file) or ".")
+    env = {**os.environ, **_envvars(args.envvars, server_root)}
+    return Walker(DiskSource(), server_root, env, args.defines).walk(args.file)
+
+
+def _verify(text: str, translation: Translation) -> int:
+    from hbfork import config as config_module
+    from hbfork.errors import ConfigError
+
     try:
         config_module.loads(text, "<import-apache output>")
     except ConfigError as err:
