@@ -125,21 +125,22 @@ class Translator:
         if len(d.args) > 1 and d.args[1].lower() != "http":
             self.notes.append(Note.of(d, f"protocol {d.args[1]}: hbfork does not terminate TLS"))
             return None
-        text = d.args[0]
-        if not self._defined(d, text):
+        if not self._defined(d, d.args[0]):
             return None
+        try:
+            return parse_endpoint(self._every_address(d, d.args[0]))
+        except ValueError as err:
+            self.notes.append(Note.of(d, f"{err}"))
+            return None
+
+    def _every_address(self, d: Directive, text: str) -> str:
+        """Apache's `Listen 80` and `Listen *:80` as hbfork's IPv4 wildcard."""
         if text.isdigit():
             self.remarks.append(f"{d.text} ({d.where}) listens on every address; translated "
                                 f"to 0.0.0.0:{text}; add \"[::]:{text}\" to [proxy] listen "
                                 "for IPv6 too.")
-            text = f"0.0.0.0:{text}"
-        elif text.startswith("*:"):
-            text = "0.0.0.0:" + text[2:]
-        try:
-            return parse_endpoint(text)
-        except ValueError as err:
-            self.notes.append(Note.of(d, f"{err}"))
-            return None
+            return f"0.0.0.0:{text}"
+        return "0.0.0.0:" + text[2:] if text.startswith("*:") else text
 
     def _status_listen(self, endpoints: list[Endpoint]) -> None:
         """Move hbfork's status page off a port Apache served on: it would fail to bind."""
