@@ -1,0 +1,57 @@
+"""Short runs of the load-test kit (scripts/loadtest) so CI keeps it working.
+
+Each run starts its own hbfork and three backends on loopback, drives them with Locust for a
+few seconds and checks the scenario's failure allowance (scripts/loadtest's exit status):
+reload allows 0 failures; member-down allows at most one per user (the requests in flight on
+the member when it is killed). Speed is not asserted here; that is scripts/bench's job.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+USERS = 8
+DURATION = 6
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("locust") is None,
+                       reason="locust is not installed (pip install -e '.[loadtest]')"),
+]
+
+
+def run_loadtest(tmp_path: Path, scenario: str) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "loadtest"), "--scenario", scenario,
+         "--duration", str(DURATION), "--users", str(USERS), "--results", str(tmp_path),
+         "--download-size", "65536"],
+        cwd=ROOT, capture_output=True, text=True, timeout=90, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def failures(output: str) -> int:
+    match = re.search(r"^requests (\d+) \(.*\), failures (\d+)$", output, re.MULTILINE)
+    assert match, f"no summary in the output:\n{output}"
+    assert int(match.group(1)) > 0, output
+    return int(match.group(2))
+
+
+def test_reload_loses_nothing(tmp_path: Path) -> None:
+    code, output = run_loadtest(tmp_path, "reload")
+    assert code == 0, output
+    assert failures(output) == 0, output
+    assert output.count("SIGHUP pid=") >= 2, output
+
+
+def test_member_down_within_allowance(tmp_path: Path) -> None:
+    code, output = run_loadtest(tmp_path, "member-down")
+    assert code == 0, output
+    assert failures(output) <= USERS, output
+    assert "SIGKILL member" in output, output
