@@ -18,7 +18,7 @@ from hbfork.addresses import IPAddress, IPNetwork, ip_allowed, normalize_ip
 from hbfork.errors import HeartbeatError
 from hbfork.members import Change, Registry
 from hbfork.ratelimit import KeyedRateLimiter, LogLimiter
-from hbfork.storage import parse_storage
+from hbfork.storage import StoredServer, parse_storage
 from hbfork.table import Table
 
 BATCH = 256  # datagrams per wake-up: the master loop must still see signals under a flood
@@ -106,14 +106,24 @@ class Monitor:
             self._reject_file(path, problem, now_ns)
         for server in servers:
             seen = now_ns - int((server.lastseen + file_age) * 1e9)
-            beat = heartbeat.Heartbeat(server.ready, server.busy, server.port)
+            self.table.count_heartbeat(self._apply_stored(server, now_ns, wall, seen))
+
+    def _apply_stored(self, server: StoredServer, now_ns: int, wall: float, seen: int) -> str:
+        beat = heartbeat.Heartbeat(server.ready, server.busy, server.port)
+        try:
             try:
                 self.registry.apply(server.ip, beat, now_ns, wall, seen=seen)
-                result = "accepted"
             except HeartbeatError as err:
-                self._reject(server.ip, err.reason, err.detail, now_ns)
-                result = err.reason
-            self.table.count_heartbeat(result)
+                if err.reason != "unknown_port":
+                    raise
+                # mod_heartmonitor writes port=80 for every sender that did not say (Apache's
+                # mod_heartbeat never does): then the IP alone names the member, as over UDP.
+                beat = heartbeat.Heartbeat(server.ready, server.busy, None)
+                self.registry.apply(server.ip, beat, now_ns, wall, seen=seen)
+        except HeartbeatError as err:
+            self._reject(server.ip, err.reason, err.detail, now_ns)
+            return err.reason
+        return "accepted"
 
     def _reject_file(self, path: str, problem: str, now_ns: int) -> None:
         if self.log_limiter.should_log((path, problem), now_ns / 1e9) is not None:

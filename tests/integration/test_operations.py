@@ -249,3 +249,16 @@ def test_frozen_storage_file_ages_out(cluster, tmp_path):
     assert member["heartbeat_age_seconds"] >= 59
     storage.write_text(f"{backend.ip} &ready=5&busy=0&lastseen=0&port={backend.port}\n")
     reader.wait_eligible(backend.address)
+
+
+def test_apache_hb_dat_port_80_matches_members_by_ip(cluster, tmp_path):
+    # mod_heartmonitor writes port=80 for senders that gave none (all Apache backends): a
+    # member on another port must still be found by its IP, as a port-less UDP beat would be.
+    storage = tmp_path / "apache-hb.dat"
+    backend = cluster.backend("apache-like", 5)
+    storage.write_text(f"{backend.ip} &ready=6&busy=1&lastseen=0&port=80\n")
+    reader = cluster.proxy([{"address": backend.address}],
+                           heartbeat={"source": f"file:{storage}", "max_age": 30})
+    reader.wait_eligible(backend.address)
+    assert reader.member(backend.address)["ready"] == 6
+    assert reader.status()["heartbeats"]["unknown_port"] == 0
