@@ -59,7 +59,7 @@ LINGER_BYTES = 4 << 20  # or after discarding this much
 class HttpSession:
     __slots__ = (
         "accounted", "body", "bytes_to_client", "client", "client_eof", "client_fd",
-        "client_hup", "client_ip", "client_out", "closed", "conn", "deadline",
+        "client_hup", "client_ip", "client_out", "client_parked", "closed", "conn", "deadline",
         "drain_requested", "due", "exchange_started", "fresh_retry", "head_started", "inbuf",
         "inflight_target", "keep_alive", "linger_left", "linger_until", "member_started",
         "request", "request_done", "response", "response_body", "sent_to_client", "state",
@@ -80,6 +80,7 @@ class HttpSession:
         self.upstream_out = bytearray()
         self.client_eof = False  # the client sends nothing more (the bytes before its FIN read)
         self.client_hup = False  # it half-closed, but bytes before the FIN are still unread
+        self.client_parked = False  # it sent what we cannot take yet: watch for RDHUP only
         self.linger_until = 0.0
         self.linger_left = LINGER_BYTES
         self.closed = False
@@ -145,13 +146,15 @@ class HttpSession:
                 self.close()  # an idle keep-alive connection: close quietly
         elif self.state == CONNECT:
             self._connect_failed(errno.ETIMEDOUT)
-        elif self.state == FORWARD and self.response is None and self.request_done:
+        elif self.state == FORWARD and self.response is None and (
+                self.request_done or self.upstream_out):
+            # The member has not answered, or stopped taking the request body.
             self.worker.count_upstream_timeout()
             self._fail(504, "the member did not answer in time")
+        elif self.state == FORWARD and self.response is None:
+            self._fail(408, "request body not received in time")
         else:
             self.close()  # no progress in either direction for client_timeout
-        if not self.closed:
-            self._advance()  # write what the timeout queued (a 408/504, a request retried)
 
     # --- client side
 
@@ -167,10 +170,12 @@ class HttpSession:
                     return
             elif mask & ERROR:
                 return self.close()  # reset by the client: nothing can reach it any more
-            elif mask & RDHUP:
-                self._client_half_closed()
-                if self.closed:
-                    return
+            else:
+                self.client_parked = True  # bytes or a FIN we cannot take yet
+                if mask & RDHUP:
+                    self._client_half_closed()
+                    if self.closed:
+                        return
         self._advance()
 
     def _client_half_closed(self) -> None:
@@ -342,7 +347,9 @@ class HttpSession:
             # We answer the expectation ourselves (and do not forward it), now that a member
             # is ready to take the body: members that ignore Expect would make the client wait.
             self._to_client(http11.CONTINUE)
-        self._set_deadline(worker.config.http.response_timeout)
+        http = worker.config.http
+        # Until the body is all here we wait on the client, not the member.
+        self._set_deadline(http.response_timeout if self.request_done else http.client_timeout)
 
     # --- request body
 
@@ -612,9 +619,15 @@ class HttpSession:
 
     def _update_interest(self) -> None:
         loop = self.worker.loop
-        client_mask = READ if self._wants_client_read() else (
-            RDHUP if self.state == FORWARD and not self.client_eof and not self.client_hup
-            else 0)
+        if self._wants_client_read():
+            self.client_parked = False
+            client_mask = READ
+        elif self.state in (CONNECT, FORWARD) and not (self.client_eof or self.client_hup):
+            # Left readable until the client sends something we cannot take yet (a pipelined
+            # request): parking it at once would cost two epoll_ctl calls per request.
+            client_mask = RDHUP if self.client_parked else READ
+        else:
+            client_mask = 0
         if self.client_out:
             client_mask |= WRITE
         loop.set_mask(self.client_fd, client_mask)

@@ -570,6 +570,15 @@ def test_slow_request_head_is_408_and_close(cluster):
     assert 0.8 < waited < 5, waited
 
 
+def test_a_request_body_that_stops_coming_is_408(cluster):
+    proxy, _ = one_member(cluster, http={"client_timeout": 1})
+    with client(proxy) as c:
+        c.send(request("POST", "/", "Content-Length: 1000", body=b"only ten b"))
+        response = c.read_response()
+        assert response.status == 408 and b"body" in response.body
+        assert c.closed_by_peer()
+
+
 def test_idle_keep_alive_connection_is_closed_after_keepalive_timeout(cluster):
     proxy, _ = one_member(cluster, http={"keepalive_timeout": 1})
     with client(proxy) as c:
