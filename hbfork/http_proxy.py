@@ -23,7 +23,10 @@ another member, up to `retries`. A pooled connection the member closed before an
 retried once on a fresh connection, if the request is idempotent and has no body. Anything
 else that fails before the response head reached the client is answered 502 (or 504 for a
 response timeout); after that, the client connection is closed, which is the only honest
-signal left.
+signal left. A client that stops sending its request body gets 408.
+
+Expect: 100-continue is answered by the proxy itself once a member connection is ready for the
+body, and not forwarded: members that ignore Expect would otherwise leave the client waiting.
 """
 
 from __future__ import annotations
