@@ -63,10 +63,10 @@ class HttpSession:
     __slots__ = (
         "accounted", "body", "bytes_to_client", "client", "client_eof", "client_fd",
         "client_hup", "client_ip", "client_out", "client_parked", "closed", "conn",
-        "drain_requested", "due", "exchange_started", "fresh_retry", "head_started", "inbuf",
+        "drain_requested", "exchange_started", "fresh_retry", "head_started", "inbuf",
         "inflight_target", "keep_alive", "linger_left", "linger_until", "member_started",
         "request", "request_done", "response", "response_body", "sent_to_client", "state",
-        "status", "target", "tried", "upbuf", "upstream_out", "wakeup", "worker",
+        "status", "target", "timer", "tried", "upbuf", "upstream_out", "worker",
     )
 
     def __init__(self, worker: Worker, client: socket.socket) -> None:
@@ -88,8 +88,7 @@ class HttpSession:
         self.linger_left = LINGER_BYTES
         self.closed = False
         self.drain_requested = False
-        self.wakeup = _Wakeup(self)           # what the loop's deadline heap holds
-        self.due = 0.0                        # when the current timeout really expires
+        self.timer = worker.loop.timer(self.on_deadline)
         self.head_started = worker.loop.now   # the first byte of the head being read
         self.conn: MemberConnection | None = None
         self.inflight_target: Target | None = None
@@ -119,24 +118,11 @@ class HttpSession:
     # --- timing
 
     def _set_deadline(self, seconds: float) -> None:
-        """Time out `seconds` from now.
-
-        The loop's heap gains an entry whenever a deadline moves earlier, and entries stay
-        until they come due, so a keep-alive exchange that went idle timeout -> response
-        timeout -> idle timeout would add one per request (tens of MB at 20k requests/s).
-        So the loop is asked for a wake-up at most the idle timeout ahead: within an exchange
-        deadlines then only move later, and a wake-up before `due` just re-arms."""
+        """Time out `seconds` from now (the one timer of this session moves)."""
         loop = self.worker.loop
-        self.due = loop.now + seconds
-        loop.set_deadline(self.wakeup, loop.now + min(seconds, self._wake_cap()))
-
-    def _wake_cap(self) -> float:
-        return max(1.0, self.worker.config.http.keepalive_timeout)
+        loop.set_timer(self.timer, loop.now + seconds)
 
     def on_deadline(self, now: float) -> None:
-        if now < self.due:  # an early wake-up (see _set_deadline)
-            self.worker.loop.set_deadline(self.wakeup, min(self.due, now + self._wake_cap()))
-            return
         self._on_deadline()
         if not self.closed:
             self._advance()  # a 408/504 or a failover queued by the timeout goes out now
@@ -721,8 +707,7 @@ class HttpSession:
         if self.closed:
             return
         self.closed = True
-        self.wakeup.session = None  # the heap entry outlives us; it must not keep us alive
-        self.wakeup.deadline = None
+        self.worker.loop.cancel(self.timer)  # its heap entry may outlive us; it drops us
         self._release_member(reusable=False)
         if self.request is not None and not self.accounted:
             self.accounted = True
@@ -736,19 +721,3 @@ def _authority(target: Target) -> bytes:
     """host:port of a member, for the Host header of a request that came without one."""
     host, port = target.sockaddr[0], target.sockaddr[1]
     return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode()
-
-
-class _Wakeup:
-    """A session's entry in the loop's deadline heap. Heap entries stay until they come due
-    (seconds after a short connection closed), so they hold this small object rather than the
-    session with its buffers and parsed heads: at 10k connections/s that was ~250 MB."""
-
-    __slots__ = ("deadline", "session")
-
-    def __init__(self, session: HttpSession) -> None:
-        self.session: HttpSession | None = session
-        self.deadline: float | None = None
-
-    def on_deadline(self, now: float) -> None:
-        if self.session is not None:
-            self.session.on_deadline(now)

@@ -2,10 +2,6 @@
 
 An idle connection stays registered for reading: if the member closes it (or sends anything,
 which it must not), it is dropped at once instead of failing the next request that takes it.
-
-A connection taken from the pool keeps its idle deadline and ignores it when it comes due:
-clearing it would make every return to the pool a new entry in the loop's deadline heap,
-while a deadline that only moves later costs nothing there.
 """
 
 from __future__ import annotations
@@ -21,7 +17,7 @@ if TYPE_CHECKING:
 
 
 class MemberConnection:
-    __slots__ = ("closed", "deadline", "fd", "idle", "pool", "reused", "sock", "target")
+    __slots__ = ("closed", "fd", "pool", "reused", "sock", "target", "timer")
 
     def __init__(self, sock: socket.socket, target: Target, pool: ConnectionPool) -> None:
         self.sock = sock
@@ -30,18 +26,17 @@ class MemberConnection:
         self.pool = pool
         self.reused = False      # True once it served a request and came back to the pool
         self.closed = False
-        self.idle = False        # in the pool, waiting for a request
-        self.deadline: float | None = None
+        self.timer = pool.worker.loop.timer(self.on_deadline)
 
     def on_deadline(self, now: float) -> None:
-        if self.idle:
-            self.pool.discard(self)  # idle for pool_idle_timeout
+        self.pool.discard(self)  # idle in the pool for pool_idle_timeout
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.deadline = None
-            self.pool.worker.loop.remove(self.fd)
+            loop = self.pool.worker.loop
+            loop.cancel(self.timer)
+            loop.remove(self.fd)
             self.sock.close()
 
 
@@ -57,7 +52,7 @@ class ConnectionPool:
         conns = self.idle.get(target.slot)
         while conns:
             conn = conns.pop()
-            conn.idle = False
+            self.worker.loop.set_timer(conn.timer, None)
             if conn.target.uid != target.uid or not _still_open(conn.sock):
                 conn.close()
                 continue
@@ -71,15 +66,13 @@ class ConnectionPool:
             conn.close()
             return
         conn.reused = True
-        conn.idle = True
         loop = self.worker.loop
         loop.handlers[conn.fd] = lambda mask, conn=conn: self.discard(conn)
         loop.set_mask(conn.fd, READ)
-        loop.set_deadline(conn, loop.now + self.idle_timeout)
+        loop.set_timer(conn.timer, loop.now + self.idle_timeout)
         conns.append(conn)
 
     def discard(self, conn: MemberConnection) -> None:
-        conn.idle = False
         conns = self.idle.get(conn.target.slot)
         if conns and conn in conns:
             conns.remove(conn)

@@ -1,10 +1,15 @@
-"""A small epoll loop for workers: fd handlers, interest masks, and lazy deadlines.
+"""A small epoll loop for workers: fd handlers, interest masks, and timers.
 
 Handlers are callables `handler(events)` stored per fd. Masks are changed only when they differ
 from what epoll already has, so a connection toggling interest costs no syscall when nothing
-changes. Deadlines are kept in a heap with lazy invalidation: an object exposes `deadline`
-(monotonic seconds or None) and `on_deadline(now)`; moving a deadline later costs nothing, the
-heap entry is re-pushed when it comes due.
+changes.
+
+Timers are cheap to move, because connections move theirs on every request (idle -> head ->
+response -> idle). A Timer is a small handle: the heap holds (time, timer) entries, never the
+connection. Moving a timer later costs nothing (its entry fires early and is re-pushed);
+moving it earlier pushes a new entry and leaves the old one stale. Stale entries are skipped
+when they surface, and the heap is rebuilt from the live timers whenever stale ones outnumber
+them, so memory stays proportional to the connections, not to the requests they served.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import itertools
 import select
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from hbfork.logs import log
 
@@ -25,10 +29,15 @@ HANGUP = select.EPOLLHUP
 RDHUP = select.EPOLLRDHUP  # alone: told when the peer half-closes, without reading
 
 
-class Timed(Protocol):
-    deadline: float | None
+class Timer:
+    """A deadline handle owned by a connection; `callback(now)` runs when it expires."""
 
-    def on_deadline(self, now: float) -> None: ...
+    __slots__ = ("callback", "queued", "when")
+
+    def __init__(self, callback: Callable[[float], object]) -> None:
+        self.callback: Callable[[float], object] | None = callback
+        self.when: float | None = None    # when it expires (None: not set)
+        self.queued: float | None = None  # the time of its one valid heap entry
 
 
 class Loop:
@@ -36,8 +45,9 @@ class Loop:
         self.epoll = select.epoll()
         self.handlers: dict[int, Callable[[int], None]] = {}
         self.masks: dict[int, int] = {}
-        self._heap: list[tuple[float, int, Timed]] = []
+        self._heap: list[tuple[float, int, Timer]] = []
         self._order = itertools.count()
+        self._live = 0  # timers that are set
         self.now = time.monotonic()
 
     def add(self, fd: int, mask: int, handler: Callable[[int], None]) -> None:
@@ -60,12 +70,37 @@ class Loop:
             except (OSError, ValueError):
                 pass  # already closed: the kernel dropped it from the set
 
-    def set_deadline(self, obj: Timed, when: float | None) -> None:
-        """Set `obj.deadline`; only an earlier deadline needs a new heap entry."""
-        previous = obj.deadline
-        obj.deadline = when
-        if when is not None and (previous is None or when < previous):
-            heapq.heappush(self._heap, (when, next(self._order), obj))
+    def timer(self, callback: Callable[[float], object]) -> Timer:
+        return Timer(callback)
+
+    def set_timer(self, timer: Timer, when: float | None) -> None:
+        """Expire `timer` at `when` (monotonic seconds), or never (None)."""
+        if (timer.when is None) != (when is None):
+            self._live += 1 if when is not None else -1
+        timer.when = when
+        if when is not None and (timer.queued is None or when < timer.queued):
+            timer.queued = when
+            heapq.heappush(self._heap, (when, next(self._order), timer))
+            if len(self._heap) > 2 * self._live + 256:
+                self._compact()
+
+    def cancel(self, timer: Timer) -> None:
+        """Stop `timer` for good and drop its reference to the owner."""
+        self.set_timer(timer, None)
+        timer.callback = None
+
+    def _compact(self) -> None:
+        """Rebuild the heap with one entry per live timer."""
+        live: dict[int, Timer] = {}
+        for _, _, timer in self._heap:
+            if timer.when is not None:
+                live[id(timer)] = timer
+        entries = []
+        for timer in live.values():
+            timer.queued = timer.when
+            entries.append((timer.when, next(self._order), timer))
+        heapq.heapify(entries)
+        self._heap = entries
 
     def next_timeout(self, cap: float) -> float:
         if not self._heap:
@@ -102,18 +137,25 @@ class Loop:
         now = self.now = time.monotonic()
         heap = self._heap
         while heap and heap[0][0] <= now:
-            when, _, obj = heapq.heappop(heap)
-            current = obj.deadline
-            if current is None:
+            queued, _, timer = heapq.heappop(heap)
+            if timer.queued != queued:
+                continue  # stale: the timer was moved earlier and has a newer entry
+            timer.queued = None
+            when = timer.when
+            if when is None:
                 continue
-            if current > when:
-                heapq.heappush(heap, (current, next(self._order), obj))
-            elif current == when:
-                obj.deadline = None
+            if when > now:  # moved later since this entry was pushed
+                timer.queued = when
+                heapq.heappush(heap, (when, next(self._order), timer))
+                continue
+            timer.when = None
+            self._live -= 1
+            callback = timer.callback
+            if callback is not None:
                 try:
-                    obj.on_deadline(now)
+                    callback(now)
                 except Exception:
-                    self._contain(obj.on_deadline)
+                    self._contain(callback)
 
     def close(self) -> None:
         self.epoll.close()

@@ -260,19 +260,19 @@ class StatusServer:
 
 
 class _StatusConnection:
-    __slots__ = ("deadline", "inbuf", "out", "sock", "worker")
+    __slots__ = ("inbuf", "out", "sock", "timer", "worker")
 
     def __init__(self, worker: Worker, sock: socket.socket) -> None:
         self.worker = worker
         self.sock = sock
         self.inbuf = bytearray()
         self.out = b""
-        self.deadline: float | None = None
+        self.timer = worker.loop.timer(self.on_deadline)
         worker.loop.add(sock.fileno(), READ, self._on_event)
-        worker.loop.set_deadline(self, worker.loop.now + STATUS_TIMEOUT)
+        worker.loop.set_timer(self.timer, worker.loop.now + STATUS_TIMEOUT)
 
     def on_deadline(self, now: float) -> None:
-        self._close()
+        self.close()
 
     def _on_event(self, mask: int) -> None:
         try:
@@ -280,7 +280,7 @@ class _StatusConnection:
                 return self._write()
             data = self.sock.recv(8192)
             if not data:
-                return self._close()
+                return self.close()
             self.inbuf += data
             end = http11.find_head(self.inbuf, 0, 8192, 16384)
             if end < 0:
@@ -290,7 +290,7 @@ class _StatusConnection:
         except ProtocolError as err:
             self.out = http11.error_response(err.status, err.detail)
         except OSError:
-            return self._close()
+            return self.close()
         self._write()
 
     def _write(self) -> None:
@@ -299,14 +299,14 @@ class _StatusConnection:
         except BlockingIOError:
             sent = 0
         except OSError:
-            return self._close()
+            return self.close()
         self.out = self.out[sent:]
         if self.out:
             self.worker.loop.set_mask(self.sock.fileno(), WRITE)
         else:
-            self._close()
+            self.close()
 
-    def _close(self) -> None:
-        self.deadline = None
+    def close(self) -> None:
+        self.worker.loop.cancel(self.timer)
         self.worker.loop.remove(self.sock.fileno())
         self.sock.close()

@@ -46,9 +46,9 @@ class TcpSession:
         "client_fd",
         "closed",
         "connecting",
-        "deadline",
         "down",
         "target",
+        "timer",
         "tried",
         "up",
         "upstream",
@@ -66,7 +66,7 @@ class TcpSession:
         self.tried: set[int] = set()
         self.connecting = False
         self.closed = False
-        self.deadline: float | None = None
+        self.timer = worker.loop.timer(self.on_deadline)
         self.up = Pipe()    # client -> member
         self.down = Pipe()  # member -> client
         worker.loop.add(self.client_fd, 0, self._on_client)
@@ -91,7 +91,7 @@ class TcpSession:
             return self._connect_failed(err)
         self.connecting = True
         worker.loop.add(self.upstream_fd, WRITE, self._on_upstream)
-        worker.loop.set_deadline(self, worker.loop.now + worker.config.http.connect_timeout)
+        worker.loop.set_timer(self.timer, worker.loop.now + worker.config.http.connect_timeout)
 
     def _connect_failed(self, err: int) -> None:
         assert self.target is not None and self.upstream is not None
@@ -116,7 +116,7 @@ class TcpSession:
 
     def _touch(self) -> None:
         loop = self.worker.loop
-        loop.set_deadline(self, loop.now + self.worker.config.http.client_timeout)
+        loop.set_timer(self.timer, loop.now + self.worker.config.http.client_timeout)
 
     # --- events
 
@@ -212,7 +212,7 @@ class TcpSession:
             return
         self.closed = True
         loop = self.worker.loop
-        self.deadline = None
+        loop.cancel(self.timer)
         if self.upstream is not None:
             loop.remove(self.upstream_fd)
             self.upstream.close()

@@ -11,7 +11,7 @@ class Owner:
     def __init__(self, loop: Loop, fd: int) -> None:
         self.loop, self.fd = loop, fd
         self.closed = False
-        self.deadline: float | None = None
+        self.timer = loop.timer(self.on_deadline)
         self.fired = 0
         loop.add(fd, READ, self.on_readable)
 
@@ -46,20 +46,40 @@ def test_a_failing_handler_closes_its_owner_and_the_loop_goes_on():
         loop.close()
 
 
-def test_deadlines_fire_once_and_move_later_for_free():
+def test_timers_fire_once_and_move_later_for_free():
     loop = Loop()
     r, w = os.pipe()
     try:
         owner = Owner(loop, r)
-        loop.set_deadline(owner, loop.now + 0.01)
-        loop.set_deadline(owner, loop.now + 0.03)  # later: no new heap entry needed
+        loop.set_timer(owner.timer, loop.now + 0.01)
+        loop.set_timer(owner.timer, loop.now + 0.03)  # later: no new heap entry needed
         assert len(loop._heap) == 1
         while owner.fired == 0:
             loop.run_once(0.05)
-        assert owner.fired == 1 and owner.deadline is None
+        assert owner.fired == 1 and owner.timer.when is None
         loop.run_once(0.05)
         assert owner.fired == 1
     finally:
         os.close(r)
         os.close(w)
         loop.close()
+
+
+def test_heap_stays_proportional_to_live_timers():
+    # A keep-alive connection moves its timer earlier on every request; closed connections
+    # cancel theirs. Neither may make the heap grow with the number of requests.
+    loop = Loop()
+    timers = [loop.timer(lambda now: None) for _ in range(100)]
+    for request in range(5_000):
+        for timer in timers[:10]:
+            loop.set_timer(timer, loop.now + 60 - request * 0.001)  # earlier each time
+        short = loop.timer(lambda now: None)
+        loop.set_timer(short, loop.now + 30)
+        loop.cancel(short)  # a connection that came and went
+    assert len(loop._heap) <= 2 * 10 + 256 + 1
+    fired = []
+    keep = loop.timer(fired.append)
+    loop.set_timer(keep, loop.now)
+    loop.run_once(0.01)
+    assert len(fired) == 1
+    loop.close()
