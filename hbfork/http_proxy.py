@@ -296,7 +296,11 @@ class HttpSession:
         self.tried.add(target.slot)
         self.target = target
         assert self.request is not None
-        conn = None if self.request.upgrade else worker.conn_pool.checkout(target)
+        request = self.request
+        # A request that may be replayed survives a connection the member just closed (it is
+        # retried on a fresh one), so only the others pay a syscall to check it first.
+        conn = None if request.upgrade else worker.conn_pool.checkout(
+            target, verify=not (request.idempotent and not request.has_body))
         if conn is not None:
             return self._attached(conn)
         self._connect(target)

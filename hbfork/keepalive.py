@@ -47,13 +47,14 @@ class ConnectionPool:
         self.size = worker.config.http.pool_size
         self.idle_timeout = worker.config.http.pool_idle_timeout
 
-    def checkout(self, target: Target) -> MemberConnection | None:
-        """An idle connection to `target` that still looks open, or None."""
+    def checkout(self, target: Target, verify: bool = True) -> MemberConnection | None:
+        """An idle connection to `target`, or None. With `verify`, one that still looks open
+        (a MSG_PEEK syscall); without, a close that epoll has not reported yet is possible."""
         conns = self.idle.get(target.slot)
         while conns:
             conn = conns.pop()
             self.worker.loop.set_timer(conn.timer, None)
-            if conn.target.uid != target.uid or not _still_open(conn.sock):
+            if conn.target.uid != target.uid or (verify and not _still_open(conn.sock)):
                 conn.close()
                 continue
             return conn
