@@ -69,6 +69,9 @@ def parse_wrk(text: str) -> dict[str, Any]:
                                         map(int, match.groups()), strict=True))
     if match := re.search(r"Non-2xx or 3xx responses: (\d+)", text):
         out["non2xx"] = int(match.group(1))
+    if out.get("requests") and "rps" in out:
+        # wrk counts error responses (a front's fast 503s) as requests; these do not.
+        out["ok_rps"] = out["rps"] * (out["requests"] - out["non2xx"]) / out["requests"]
     return out
 
 

@@ -52,7 +52,8 @@ class Table:
         values = self.values(name, level, key)
         return statistics.median(values) if values else None
 
-    def ratio(self, name: str, reference: str, level: int, key: str = "rps") -> float | None:
+    def ratio(self, name: str, reference: str, level: int, key: str = "ok_rps"
+              ) -> float | None:
         """Median over rounds of the same-round ratio (drift on a shared machine cancels)."""
         mine, theirs = self.by[(name, level)], self.by[(reference, level)]
         ratios = [mine[r][key] / theirs[r][key] for r in mine
@@ -108,6 +109,7 @@ def write_report(results: dict[str, Any], output: Path, chart: Path, raw: Path) 
         _throughput(results, table),
         _latency(results, table),
         _cpu(results, table),
+        _members_seen(results),
         _workers(results),
         _memory(results),
         _idle(results),
@@ -187,9 +189,9 @@ def _throughput(results: dict[str, Any], table: Table) -> str:
     for name in table.contenders:
         cells = []
         for level in table.levels:
-            values = table.values(name, level, "rps")
+            values = table.values(name, level, "ok_rps")
             errors = table.errors(name, level)
-            cells.append(f"{_f(table.median(name, level, 'rps'), ',.0f')} "
+            cells.append(f"{_f(table.median(name, level, 'ok_rps'), ',.0f')} "
                          f"({_f(min(values, default=None), ',.0f')}-"
                          f"{_f(max(values, default=None), ',.0f')})"
                          + (f" ⚠ {errors} errors" if errors else ""))
@@ -201,9 +203,20 @@ def _throughput(results: dict[str, Any], table: Table) -> str:
              f"(summed over the rounds)"
              for name in table.contenders for level in table.levels
              if table.errors(name, level)]
-    return ("## Requests per second\n\nwrk -t2, keep-alive, a 604-byte file; median of the "
-            "rounds (min-max), and same-round ratios.\n\n" + head + "\n" + sep + "\n"
-            + "\n".join(rows)
+    apache = results.get("apache_log") or {}
+    if apache.get("ah01170"):
+        notes.append(f"* Apache's error log has {apache['ah01170']:,} `AH01170: balancer://members:"
+                     f" All workers are in error state` lines (each a 503) from "
+                     f"{apache['children']} child process(es) during the rounds "
+                     f"({apache.get('new_children', '?')} of them started by mpm_event during "
+                     "the rounds, as it reaps idle children between this front's runs and "
+                     "starts new ones under load), while the members' heartbeats were fresh "
+                     "(next section).")
+    return ("## Requests per second\n\nSuccessful (2xx/3xx) responses per second: wrk -t2, "
+            "keep-alive, a 604-byte file; median of the rounds (min-max), and same-round "
+            "ratios. wrk's own Requests/sec also counts error responses, which a front that "
+            "answers 503 quickly would profit from; these numbers do not.\n\n"
+            + head + "\n" + sep + "\n" + "\n".join(rows)
             + ("\n\nErrors wrk saw (a socket read error is a connection the front closed; wrk "
                "reconnects):\n\n" + "\n".join(notes) if notes else ""))
 
@@ -232,14 +245,41 @@ def _cpu(results: dict[str, Any], table: Table) -> str:
             "other load on the machine.\n\n" + head + "\n" + sep + "\n" + "\n".join(rows))
 
 
+def _members_seen(results: dict[str, Any]) -> str:
+    runs = [r for r in results["runs"] if r.get("members_eligible_min") is not None]
+    if not runs:
+        return ""
+    expected = len(results.get("members") or [0, 0, 0])
+    short = [r for r in runs if r["members_eligible_min"] < expected]
+    lows = defaultdict(list)
+    for run in runs:
+        for address, low in (run.get("ready_min") or {}).items():
+            lows[address].append(low)
+    rows = [f"| {address} | {min(values)} | {statistics.median(values):.0f} |"
+            for address, values in sorted(lows.items())]
+    text = ("## The members' heartbeats during the rounds\n\nhbfork-http's /status.json was "
+            "sampled every 0.5 s through all rounds: the backends' reported ready (idle "
+            "threads, mod_heartbeat) as every heartbeat front saw it. Per member: the lowest "
+            "ready seen during any run, and the median over runs of each run's lowest.\n\n"
+            "| member | lowest ready | median of per-run lowest |\n|---|---|---|\n"
+            + "\n".join(rows))
+    if short:
+        text += ("\n\nRuns during which fewer members were eligible: " + ", ".join(
+            f"{r['contender']} c={r['connections']} round {r['round'] + 1} "
+            f"({r['members_eligible_min']} eligible)" for r in short) + ".")
+    else:
+        text += "\n\nEvery member stayed eligible throughout every run."
+    return text
+
+
 def _workers(results: dict[str, Any]) -> str:
     runs = results.get("workers") or []
     if not runs:
         return ""
     by: dict[int, list[float]] = defaultdict(list)
     for run in runs:
-        if run.get("rps"):
-            by[run["workers"]].append(run["rps"])
+        if run.get("ok_rps"):
+            by[run["workers"]].append(run["ok_rps"])
     base = statistics.median(by[min(by)]) if by else None
     rows = [f"| {w} | {statistics.median(v):,.0f} | {statistics.median(v) / base:.2f} |"
             for w, v in sorted(by.items())]
@@ -362,7 +402,7 @@ def make_chart(results: dict[str, Any], table: Table, path: Path) -> None:
     levels = table.levels
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=80)
     width = 0.8 / len(names)
-    for metric, ax, title in (("rps", axes[0], "requests/s (median)"),
+    for metric, ax, title in (("ok_rps", axes[0], "successful responses/s (median)"),
                               ("p99", axes[1], "p99 latency, ms (median; lower is better)")):
         for i, name in enumerate(names):
             values = [table.median(name, c, metric) or 0 for c in levels]

@@ -177,13 +177,15 @@ LoadModule authz_core_module {MODULES}/mod_authz_core.so
 LoadModule headers_module {MODULES}/mod_headers.so
 LoadModule dir_module {MODULES}/mod_dir.so
 LoadModule heartbeat_module {MODULES}/mod_heartbeat.so
-# Two children of 50 threads that are never reaped: ready = idle threads, about 100.
-StartServers 2
-ServerLimit 2
-ThreadsPerChild 50
-MaxRequestWorkers 100
+# Three children of 64 threads that are never reaped (ready = idle threads, up to 192):
+# more threads than the 128 connections of the largest direct run, so no backend ever has
+# to close keep-alive connections for lack of threads.
+StartServers 3
+ServerLimit 3
+ThreadsPerChild 64
+MaxRequestWorkers 192
 MinSpareThreads 1
-MaxSpareThreads 100
+MaxSpareThreads 192
 MaxConnectionsPerChild 0
 KeepAlive On
 MaxKeepAliveRequests 0
