@@ -342,6 +342,8 @@ every 0.5 s. Sender and master share the machine.
 |---|---|
 | sent | {hb['sent'] or 0:,} ({hb['sent_per_second'] or 0:,.0f}/s) |
 | applied (accepted) | {hb['accepted']:,} ({(hb['applied_fraction'] or 0):.0%} of sent) |
+| not applied | the rest: dropped by the kernel while the socket's receive buffer was full \
+(the master counts every datagram it reads, valid or not) |
 | applied per second | median {hb['accepted_per_second_median']:,.0f}/s, \
 best 0.5 s window {hb['accepted_per_second_max']:,.0f}/s |
 | outcomes | {outcomes} |
