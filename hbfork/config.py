@@ -24,6 +24,7 @@ else:  # pragma: no cover - only where tomllib is missing
     import tomli as tomllib
 
 MAX_WORKERS = 64
+UNIX_PATH_MAX = 107  # sun_path holds 108 bytes, NUL included
 INT32_MAX = 2**31 - 1
 
 
@@ -291,10 +292,14 @@ class Config:
 
     @property
     def control_socket(self) -> str | None:
+        """The control socket's path: as configured, else next to the pidfile (if that path
+        fits a Unix socket address; the master then says why there is none)."""
         if self.proxy.control_socket:
             return self.resolve(self.proxy.control_socket)
         pid = self.pidfile
-        return pid + ".ctl" if pid else None
+        if pid and len(os.fsencode(pid + ".ctl")) <= UNIX_PATH_MAX:
+            return pid + ".ctl"
+        return None
 
 
 # --- loading
@@ -409,6 +414,11 @@ def _check(config: Config) -> None:
         raise ConfigError(path, "[heartbeat] require_signature", "needs [heartbeat] key_file")
     if any(m.require_signature for m in config.members) and not hb.key_file:
         raise ConfigError(path, "[[member]] require_signature", "needs [heartbeat] key_file")
+    control = config.control_socket
+    if config.proxy.control_socket and control and len(os.fsencode(control)) > UNIX_PATH_MAX:
+        raise ConfigError(path, "[proxy] control_socket",
+                          f"{control} is longer than a Unix socket path may be "
+                          f"({UNIX_PATH_MAX} bytes); choose a shorter path")
     if hb.source and not hb.source.startswith("file:"):
         raise ConfigError(path, "[heartbeat] source", f"expected \"file:PATH\", got {hb.source!r}")
 

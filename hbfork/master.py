@@ -123,6 +123,9 @@ class Master:
         self.table = Table.create(config.heartbeat.max_members, WORKER_RECORDS, self.pid)
         if config.control_socket:
             self.control = ControlServer(config.control_socket, self.selector, self._control)
+        elif config.pidfile:
+            log.warning("no control socket (`hbfork ctl` will not work): %s.ctl would be too "
+                        "long for a Unix socket; set [proxy] control_socket", config.pidfile)
         self._prepare_access_log(config)
         self._drop_privileges(config)
         self._configure_storage(config)

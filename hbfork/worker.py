@@ -206,9 +206,9 @@ class Worker:
 
     def _open_session(self, client: socket.socket) -> None:
         client.setblocking(False)
-        if self.http_mode:
-            # Responses end in small writes; Nagle + delayed ACK would hold them for 40 ms.
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Responses end in small writes (in TCP mode: whatever pieces the member sent); Nagle
+        # plus the client's delayed ACK would hold each such tail for 40 ms.
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session = self._session_class(self, client)
         if not getattr(session, "closed", False):
             self.sessions.add(session)

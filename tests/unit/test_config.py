@@ -507,3 +507,25 @@ def test_describe_unicast_no_status() -> None:
     assert "multicast" not in text and "discover off" in text
     assert "status:     off" in text
     assert "members:    1 static\n" in text + "\n"
+
+
+def test_default_control_socket_is_skipped_when_its_path_is_too_long():
+    from hbfork.config import loads
+
+    deep = "/tmp/" + "d" * 120 + "/hbfork.pid"
+    config = loads(f'[proxy]\npidfile = "{deep}"\n[heartbeat]\ndiscover = true\n', "c.toml")
+    assert config.control_socket is None
+    short = loads('[proxy]\npidfile = "/run/h.pid"\n[heartbeat]\ndiscover = true\n', "c.toml")
+    assert short.control_socket == "/run/h.pid.ctl"
+
+
+def test_configured_control_socket_too_long_is_a_config_error():
+    import pytest
+
+    from hbfork.config import loads
+    from hbfork.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        loads(f'[proxy]\ncontrol_socket = "/tmp/{"x" * 120}.sock"\n'
+              '[heartbeat]\ndiscover = true\n', "c.toml")
+    assert "[proxy] control_socket" in str(err.value) and "c.toml" in str(err.value)
