@@ -34,7 +34,7 @@ from hbfork.control import ControlServer, execute
 from hbfork.errors import ConfigError, HbforkError, HeartbeatError
 from hbfork.keyfile import read_keys
 from hbfork.members import NS, Registry, Rules
-from hbfork.monitor import Monitor
+from hbfork.monitor import BUMP_INTERVAL, Monitor
 from hbfork.pidfile import claim, release
 from hbfork.pool import Pool, WorkerProcess
 from hbfork.sockets import bind_listener, open_heartbeat_socket
@@ -426,6 +426,8 @@ class Master:
             timeout = min(timeout, max(0.01, self.pool.next_spawn_at - time.monotonic()))
         if self.storage is not None:
             timeout = min(timeout, 0.25)
+        if self.monitor is not None and self.monitor.bump_pending:
+            timeout = min(timeout, BUMP_INTERVAL)
         return timeout
 
     def _watchdog(self) -> None:

@@ -15,6 +15,7 @@ import time
 
 from hbfork import heartbeat, logs
 from hbfork.addresses import IPAddress, IPNetwork, ip_allowed, normalize_ip
+from hbfork.balancer import WEIGHT_MASK
 from hbfork.errors import HeartbeatError
 from hbfork.members import Change, Registry
 from hbfork.ratelimit import KeyedRateLimiter, LogLimiter
@@ -22,6 +23,7 @@ from hbfork.storage import StoredServer, parse_storage
 from hbfork.table import Table
 
 BATCH = 256  # datagrams per wake-up: the master loop must still see signals under a flood
+BUMP_INTERVAL = 0.02  # seconds a mere change of ready may wait to be seen by workers
 log = logs.log
 
 
@@ -35,6 +37,8 @@ class Monitor:
         self.log_limiter = LogLimiter(10.0)
         self.sock: socket.socket | None = None
         self._source_mtime = 0
+        self.bump_pending = False  # weights changed, generation not yet bumped
+        self.bumped_at = 0.0
         self.changed_at = 0.0  # monotonic seconds of the last pick-relevant change
 
     def configure(self, allow: tuple[IPNetwork, ...], rate_limit: float) -> None:
@@ -137,16 +141,28 @@ class Monitor:
         more = f" ({suppressed} more since the last report)" if suppressed else ""
         log.warning("heartbeat from %s rejected: %s: %s%s", source, reason, detail, more)
 
-    def publish(self) -> None:
-        """Write dirty members to the table; bump the generation if a pick could change."""
+    def publish(self, now: float | None = None) -> None:
+        """Write dirty members to the table and bump the generation when a pick could change.
+
+        A member joining or leaving the pick (or changing lbset) is published at once. A new
+        ready value of a member that stays eligible waits up to BUMP_INTERVAL: with a thousand
+        members beating every second, a bump per heartbeat would have each worker rebuilding
+        its picker a thousand times a second."""
         registry, table = self.registry, self.table
         registry.expire(time.monotonic_ns())
-        changed = False
+        urgent = False
         for slot, member in registry.take_dirty():
-            changed |= table.write_member(slot, member)
-        if changed:
+            before = table.weight_word(slot)
+            if table.write_member(slot, member):
+                self.bump_pending = True
+                after = table.weight_word(slot)
+                urgent |= not (before & WEIGHT_MASK and after & WEIGHT_MASK
+                               and before >> 32 == after >> 32)
+        now = time.monotonic() if now is None else now
+        if self.bump_pending and (urgent or now - self.bumped_at >= BUMP_INTERVAL):
             table.bump_generation()
-            self.changed_at = time.monotonic()
+            self.bump_pending = False
+            self.bumped_at = self.changed_at = now
         for change in registry.take_changes():
             _log_change(change)
 

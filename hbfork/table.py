@@ -250,6 +250,10 @@ class Table:
     def weight_words(self) -> list[int]:
         return self.words[self.weights_at:self.weights_at + self.capacity].tolist()
 
+    def weight_word(self, slot: int) -> int:
+        """The weight word of one slot (weight | lbset << 32)."""
+        return self.words[self.weights_at + slot]
+
     def uid(self, slot: int) -> int:
         return self.words[self.uids_at + slot]
 
