@@ -107,10 +107,13 @@ class AccessLog:
                 return
             try:
                 if item == "reopen":
+                    # Open the new file before letting go of the old one: if it cannot be
+                    # opened, lines keep going to the old file instead of nowhere.
+                    new = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
                     self._file.close()
-                    self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+                    self._file = new
                 else:
                     self._file.write("".join(item))
                     self._file.flush()
-            except OSError as err:
+            except Exception as err:  # the writer thread must outlive any one failure
                 os.write(2, f"hbfork: access log {self.path}: {err}\n".encode())

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from hbfork.addresses import Endpoint, IPNetwork, parse_endpoint, parse_network
+from hbfork.addresses import Endpoint, IPNetwork, parse_endpoint, parse_ip, parse_network
 from hbfork.errors import ConfigError
 
 if sys.version_info >= (3, 11):  # noqa: UP036 - tomli where tomllib is missing
@@ -414,6 +414,11 @@ def _check(config: Config) -> None:
         raise ConfigError(path, "[heartbeat] require_signature", "needs [heartbeat] key_file")
     if any(m.require_signature for m in config.members) and not hb.key_file:
         raise ConfigError(path, "[[member]] require_signature", "needs [heartbeat] key_file")
+    if hb.interface:
+        try:
+            parse_ip(hb.interface)
+        except ValueError as err:
+            raise ConfigError(path, "[heartbeat] interface", str(err)) from None
     control = config.control_socket
     if config.proxy.control_socket and control and len(os.fsencode(control)) > UNIX_PATH_MAX:
         raise ConfigError(path, "[proxy] control_socket",

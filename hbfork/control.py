@@ -64,6 +64,7 @@ class ControlServer:
         self.selector = selector
         self.handle = handle
         self.clients: dict[socket.socket, tuple[bytearray, float]] = {}
+        self.paused_until = 0.0
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # a stale socket: the pidfile already proved no master owns it
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -82,6 +83,12 @@ class ControlServer:
             try:
                 client, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # Out of fds: the listener stays readable, so stop watching it for a second
+                # rather than spin the master loop.
+                self.selector.unregister(self.sock)
+                self.paused_until = time.monotonic() + 1.0
                 return
             client.setblocking(False)
             self.clients[client] = (bytearray(), time.monotonic() + CLIENT_TIMEOUT)
@@ -105,6 +112,9 @@ class ControlServer:
 
     def expire(self) -> None:
         now = time.monotonic()
+        if self.paused_until and now >= self.paused_until:
+            self.paused_until = 0.0
+            self.selector.register(self.sock, selectors.EVENT_READ, self._on_accept)
         for client, (_, deadline) in list(self.clients.items()):
             if now >= deadline:
                 self._drop(client)

@@ -306,7 +306,11 @@ class HttpSession:
         self._connect(target)
 
     def _connect(self, target: Target) -> None:
-        sock, err = start_connect(target)
+        try:
+            sock, err = start_connect(target)
+        except OSError as error:  # out of fds or memory: our problem, not the member's
+            self.worker.resource_error(error)
+            return self._fail(503, "the proxy is out of resources", (("Retry-After", "1"),))
         self.conn = MemberConnection(sock, target, self.worker.conn_pool)
         self.state = CONNECT
         self.worker.loop.add(self.conn.fd, WRITE, self._on_member)

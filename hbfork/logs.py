@@ -22,14 +22,8 @@ _role = _RoleFilter()
 _path: str | None = None
 
 
-def setup(level: str = "info", path: str | None = None, role: str = "main") -> None:
-    """(Re)configure the hbfork logger: to `path` (appending) or stderr."""
-    global _path
-    _path = path
-    _role.role = role
-    for handler in list(log.handlers):
-        log.removeHandler(handler)
-        handler.close()
+def make_handler(path: str | None) -> logging.Handler:
+    """A handler writing to `path` (appending) or stderr; raises OSError if it cannot open."""
     handler: logging.Handler
     if path:
         handler = logging.FileHandler(path, encoding="utf-8")
@@ -37,9 +31,29 @@ def setup(level: str = "info", path: str | None = None, role: str = "main") -> N
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(_role)
+    return handler
+
+
+def install(handler: logging.Handler, level: str, path: str | None) -> None:
+    """Make `handler` the hbfork logger's only handler (closing the previous one)."""
+    global _path
+    _path = path
+    for old in list(log.handlers):
+        log.removeHandler(old)
+        old.close()
     log.addHandler(handler)
     log.setLevel(level.upper())
     log.propagate = False
+
+
+def setup(level: str = "info", path: str | None = None, role: str = "main") -> None:
+    """(Re)configure the hbfork logger: to `path` (appending) or stderr."""
+    _role.role = role
+    install(make_handler(path), level, path)
+
+
+def current_path() -> str | None:
+    return _path
 
 
 def set_role(role: str) -> None:
@@ -52,8 +66,8 @@ def reopen() -> None:
     if not _path:
         return
     try:
-        open(_path, "a").close()
+        handler = make_handler(_path)
     except OSError as err:
         log.error("cannot reopen the error log %s: %s", _path, err.strerror)
         return
-    setup(logging.getLevelName(log.level).lower(), _path, _role.role)
+    install(handler, logging.getLevelName(log.level).lower(), _path)

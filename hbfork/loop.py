@@ -48,6 +48,7 @@ class Loop:
         self._heap: list[tuple[float, int, Timer]] = []
         self._order = itertools.count()
         self._live = 0  # timers that are set
+        self._removed: set[int] = set()  # fds removed while dispatching the current batch
         self.now = time.monotonic()
 
     def add(self, fd: int, mask: int, handler: Callable[[int], None]) -> None:
@@ -63,6 +64,7 @@ class Loop:
             self.masks[fd] = mask
 
     def remove(self, fd: int) -> None:
+        self._removed.add(fd)
         if self.handlers.pop(fd, None) is not None:
             del self.masks[fd]
             try:
@@ -111,9 +113,15 @@ class Loop:
         events = self.epoll.poll(self.next_timeout(cap), 512)
         self.now = time.monotonic()
         handlers = self.handlers
+        removed = self._removed
+        removed.clear()
         for fd, mask in events:
+            if fd in removed:
+                # Closed by an earlier handler in this batch, and its number may already
+                # belong to a new socket: this event was for the old one.
+                continue
             handler = handlers.get(fd)
-            if handler is not None:  # an earlier handler in this batch may have closed it
+            if handler is not None:
                 try:
                     handler(mask)
                 except Exception:

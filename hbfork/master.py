@@ -17,6 +17,7 @@ reloads.
 
 from __future__ import annotations
 
+import logging
 import os
 import selectors
 import signal
@@ -28,7 +29,7 @@ import setproctitle
 
 from hbfork import __version__, logs, privileges
 from hbfork import config as config_module
-from hbfork.addresses import Endpoint
+from hbfork.bindings import Bindings, Plan
 from hbfork.config import MAX_WORKERS, Config
 from hbfork.control import ControlServer, execute
 from hbfork.errors import ConfigError, HbforkError, HeartbeatError
@@ -37,7 +38,6 @@ from hbfork.members import NS, Registry, Rules
 from hbfork.monitor import BUMP_INTERVAL, Monitor
 from hbfork.pidfile import claim, release
 from hbfork.pool import Pool, WorkerProcess
-from hbfork.sockets import bind_listener, open_heartbeat_socket
 from hbfork.storage import StorageWriter, format_storage
 from hbfork.table import (
     STATE_READY,
@@ -49,6 +49,8 @@ from hbfork.table import (
 )
 
 log = logs.log
+HANDLED_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
+                   signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
 WORKER_RECORDS = 2 * MAX_WORKERS  # two generations overlap during a reload
 READY_TIMEOUT = 30.0
 
@@ -67,11 +69,7 @@ class Master:
         self.config = config
         self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
-        self.listeners: dict[Endpoint, socket.socket] = {}
-        self.status_listener: socket.socket | None = None
-        self.status_endpoint: Endpoint | None = None
-        self.heartbeat_sock: socket.socket | None = None
-        self.heartbeat_endpoint: Endpoint | None = None
+        self.bindings = Bindings()
         self.table: Table | None = None
         self.registry: Registry | None = None
         self.monitor: Monitor | None = None
@@ -79,7 +77,6 @@ class Master:
         self.generations: dict[int, Generation] = {}
         self.current: Generation | None = None
         self.pending: Generation | None = None   # reload waiting for its workers to be ready
-        self.reload_again = False
         self.stopping: str | None = None         # None, "graceful" or "fast"
         self.stop_deadline = 0.0
         self.signals: list[int] = []
@@ -94,10 +91,14 @@ class Master:
     # --- start
 
     def run(self) -> int:
-        logs.setup(self.config.log.level, self.config.resolve(self.config.log.error), "master")
+        # Until the handlers are installed, a TERM or Ctrl-C would kill us between creating
+        # the table and being able to remove it: hold those signals until then.
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         setproctitle.setproctitle("hbfork: master")
         pidfile = self.config.pidfile
         try:
+            logs.setup(self.config.log.level, self.config.resolve(self.config.log.error),
+                       "master")
             if pidfile:
                 claim(pidfile, self.pid)
             self._open()
@@ -105,6 +106,8 @@ class Master:
             log.error("cannot start: %s", _describe(err))
             self._cleanup()
             return 1
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         try:
             self._spawn_generation(self.config)
             self._loop()
@@ -115,11 +118,8 @@ class Master:
 
     def _open(self) -> None:
         config = self.config
-        keys = read_keys(config.resolve(config.heartbeat.key_file)) \
-            if config.heartbeat.key_file else ()
-        self._bind_listeners(config)
-        self._bind_status(config)
-        self._bind_heartbeat(config)
+        keys = self._read_keys(config)
+        self.bindings.commit(self.bindings.prepare(config))
         self.table = Table.create(config.heartbeat.max_members, WORKER_RECORDS, self.pid)
         if config.control_socket:
             self.control = ControlServer(config.control_socket, self.selector, self._control)
@@ -127,23 +127,23 @@ class Master:
             log.warning("no control socket (`hbfork ctl` will not work): %s.ctl would be too "
                         "long for a Unix socket; set [proxy] control_socket", config.pidfile)
         self._prepare_access_log(config)
+        self._check_owned_by_user(config)
         self._drop_privileges(config)
         self._configure_storage(config)
         self.registry = Registry.from_config(config, keys)
         self.monitor = Monitor(self.registry, self.table, config.heartbeat.allow,
                                config.heartbeat.rate_limit)
-        self.monitor.sock = self.heartbeat_sock
+        self.monitor.sock = self.bindings.heartbeat_sock
         self.monitor.publish()
         self._set_config_generation(1)
         self._death_read, self._death_write = os.pipe2(os.O_CLOEXEC)
         self._wakeup_read, self._wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._wakeup_write, warn_on_full_buffer=False)
-        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
-                       signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD):
+        for signum in HANDLED_SIGNALS:
             signal.signal(signum, self._record_signal)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.selector.register(self._wakeup_read, selectors.EVENT_READ, self._on_wakeup)
-        self.selector.register(self.heartbeat_sock, selectors.EVENT_READ,
+        self.selector.register(self.bindings.heartbeat_sock, selectors.EVENT_READ,
                                self.monitor.on_readable)
         self.pool = Pool(self.table, self._death_read, self._master_only_fds,
                          self._on_worker_message, self._register_worker, self._unregister)
@@ -166,6 +166,26 @@ class Master:
         if config.proxy.user and os.geteuid() == 0:
             uid, gid = privileges.resolve(config.proxy.user, config.proxy.group)
             os.chown(path, uid, gid)
+
+    @staticmethod
+    def _read_keys(config: Config) -> tuple[bytes, ...]:
+        path = config.resolve(config.heartbeat.key_file)
+        return read_keys(path) if path else ()
+
+    def _check_owned_by_user(self, config: Config) -> None:
+        """Files re-read after privileges are dropped (reload, USR1) must be the user's: the
+        error log is handed over; a key file must already be (hbfork does not change the
+        owner of a secret), or every reload would fail."""
+        if not (config.proxy.user and os.geteuid() == 0):
+            return
+        uid, gid = privileges.resolve(config.proxy.user, config.proxy.group)
+        error_log = config.resolve(config.log.error)
+        if error_log:
+            os.chown(error_log, uid, gid)
+        key_file = config.resolve(config.heartbeat.key_file)
+        if key_file and os.stat(key_file).st_uid != uid:
+            raise HbforkError(f"[heartbeat] key_file {key_file} must be owned by [proxy] user "
+                              f"{config.proxy.user!r} (mode 0600), so reloads can read it")
 
     def _drop_privileges(self, config: Config) -> None:
         assert self.table is not None
@@ -220,48 +240,10 @@ class Master:
         log.info("control: %s -> %s", line.strip()[:80], reply[:200])
         return reply
 
-    def _bind_listeners(self, config: Config) -> None:
-        for endpoint in config.proxy.listen:
-            if endpoint not in self.listeners:
-                try:
-                    self.listeners[endpoint] = bind_listener(endpoint, config.proxy.backlog)
-                except OSError as err:
-                    raise HbforkError(f"cannot listen on {endpoint}: {err.strerror}") from None
-
-    def _bind_status(self, config: Config) -> None:
-        wanted = config.status.listen
-        if wanted == self.status_endpoint:
-            return
-        new = None
-        if wanted is not None:
-            try:
-                new = bind_listener(wanted, 128)
-            except OSError as err:
-                raise HbforkError(f"cannot listen on {wanted} (status): {err.strerror}") from None
-        if self.status_listener is not None:
-            self.status_listener.close()
-        self.status_listener, self.status_endpoint = new, wanted
-
-    def _bind_heartbeat(self, config: Config) -> None:
-        hb = config.heartbeat
-        if hb.listen == self.heartbeat_endpoint:
-            return
-        try:
-            sock = open_heartbeat_socket(hb.listen, hb.interface)
-        except OSError as err:
-            raise HbforkError(f"cannot receive heartbeats on {hb.listen}: {err.strerror}") \
-                from None
-        if self.heartbeat_sock is not None:
-            self.selector.unregister(self.heartbeat_sock)
-            self.heartbeat_sock.close()
-            self.selector.register(sock, selectors.EVENT_READ, self.monitor.on_readable)
-            self.monitor.sock = sock
-        self.heartbeat_sock, self.heartbeat_endpoint = sock, hb.listen
-
     def _master_only_fds(self) -> list[int]:
         fds = [self.selector.fileno(), self._death_write, self._wakeup_read, self._wakeup_write]
-        if self.heartbeat_sock is not None:
-            fds.append(self.heartbeat_sock.fileno())
+        if self.bindings.heartbeat_sock is not None:
+            fds.append(self.bindings.heartbeat_sock.fileno())
         return fds
 
     def _set_config_generation(self, number: int) -> None:
@@ -273,7 +255,7 @@ class Master:
 
     def _spawn_generation(self, config: Config) -> Generation:
         number = max(self.generations, default=0) + 1
-        listeners = [self.listeners[e] for e in config.proxy.listen]
+        listeners = [self.bindings.listeners[e] for e in config.proxy.listen]
         generation = Generation(number, config, listeners, config.proxy.workers)
         self.generations[number] = generation
         if self.current is None:
@@ -289,8 +271,8 @@ class Master:
         have = {w.number for w in self.pool.serving(generation.number)}
         for number in range(1, generation.size + 1):
             if number not in have and not self.pool.spawn(
-                    generation.config, generation.listeners, self.status_listener, number,
-                    generation.number):
+                    generation.config, generation.listeners, self.bindings.status_listener,
+                    number, generation.number):
                 return
 
     def _maintain(self) -> None:
@@ -327,94 +309,130 @@ class Master:
         self.current, self.pending = pending, None
         log.info("reload complete: generation %d serving, older workers draining",
                  pending.number)
-        if self.reload_again:
-            self.reload_again = False
-            self._reload()
 
     def _close_unused_listeners(self) -> None:
+        """Forget generations without workers, and close listeners no serving generation
+        uses: draining workers closed their copies already, so a listener kept only for them
+        would complete handshakes nobody accepts."""
         assert self.pool is not None
         live = {w.generation for w in self.pool.workers.values()}
-        live.update(g.number for g in (self.current, self.pending) if g is not None)
+        serving = [g for g in (self.current, self.pending) if g is not None]
+        live.update(g.number for g in serving)
         for number in list(self.generations):
             if number not in live:
                 del self.generations[number]
-        used = {id(s) for g in self.generations.values() for s in g.listeners}
-        for endpoint, sock in list(self.listeners.items()):
-            if id(sock) not in used:
-                log.info("closed listener %s (no longer configured)", endpoint)
-                sock.close()
-                del self.listeners[endpoint]
+        keep = {id(sock) for g in serving for sock in g.listeners}
+        for endpoint in self.bindings.close_listeners_except(keep):
+            log.info("closed listener %s (no longer configured)", endpoint)
 
     # --- reload
 
     def _reload(self) -> None:
-        if self.pending is not None:
-            self.reload_again = True  # finish this one first, then read the file again
-            return
         path = self.config.path
+        handler = None
         try:
             new = config_module.load(path)
-            keys = read_keys(new.resolve(new.heartbeat.key_file)) \
-                if new.heartbeat.key_file else ()
+            keys = self._read_keys(new)
             self._check_reloadable(new)
             self._prepare_access_log(new)
-            self._bind_listeners(new)
-            self._bind_status(new)
-            self._bind_heartbeat(new)
+            error_log = new.resolve(new.log.error)
+            if error_log != logs.current_path():
+                handler = logs.make_handler(error_log)
+            plan = self.bindings.prepare(new)
         except (ConfigError, HbforkError, HeartbeatError, OSError) as err:
+            if handler is not None:
+                handler.close()
             log.error("reload failed, still running the previous config: %s", _describe(err))
             return
+        if self.pending is not None:
+            # A newer config supersedes a reload whose workers are not ready yet.
+            log.warning("reload: abandoning generation %d for a newer config",
+                        self.pending.number)
+            self._abandon(self.pending)
+        self._apply(new, keys, plan, handler)
+
+    def _apply(self, new: Config, keys: tuple[bytes, ...], plan: Plan,
+               handler: logging.Handler | None) -> None:
+        """Commit a validated config: everything below cannot fail on bad input."""
         assert self.registry is not None and self.monitor is not None
+        replaced = self.bindings.commit(plan)
+        if replaced is not None:
+            self._unregister(replaced)
+            replaced.close()
+            self.selector.register(self.bindings.heartbeat_sock, selectors.EVENT_READ,
+                                   self.monitor.on_readable)
+            self.monitor.sock = self.bindings.heartbeat_sock
+        if handler is not None:
+            logs.install(handler, new.log.level, new.resolve(new.log.error))
+        else:
+            logs.log.setLevel(new.log.level.upper())
         self.registry.reconfigure(Rules.from_config(new), new.members, keys, time.monotonic_ns())
         self.monitor.configure(new.heartbeat.allow, new.heartbeat.rate_limit)
         self.monitor.publish()
         self._configure_storage(new)
-        logs.setup(new.log.level, new.resolve(new.log.error), "master")
         self.config = new
         generation = self._spawn_generation(new)
         self._set_config_generation(generation.number)
-        log.info("reloading %s: generation %d starting %d workers", path, generation.number,
-                 generation.size)
+        log.info("reloading %s: generation %d starting %d workers", new.path,
+                 generation.number, generation.size)
+
+    def _abandon(self, generation: Generation) -> None:
+        assert self.pool is not None
+        for worker in self.pool.generation(generation.number):
+            self.pool.stop_fast(worker)
+        self.pending = None
 
     def _check_reloadable(self, new: Config) -> None:
         if new.heartbeat.max_members != self.config.heartbeat.max_members:
             raise ConfigError(new.path, "[heartbeat] max_members",
                               f"cannot change from {self.config.heartbeat.max_members} on "
                               "reload (the table is sized at start); restart to change it")
-        if new.pidfile != self.config.pidfile:
-            raise ConfigError(new.path, "[proxy] pidfile", "cannot change on reload")
+        old = self.config
+        for key, before, after in (("[proxy] pidfile", old.pidfile, new.pidfile),
+                                   ("[proxy] control_socket", old.control_socket,
+                                    new.control_socket),
+                                   ("[proxy] user", old.proxy.user, new.proxy.user),
+                                   ("[proxy] group", old.proxy.group, new.proxy.group)):
+            if before != after:
+                raise ConfigError(new.path, key, "cannot change on reload; restart to change it")
 
     # --- the loop
 
     def _loop(self) -> None:
-        assert self.pool is not None and self.monitor is not None and self.registry is not None
-        while True:
-            timeout = self._timeout()
-            for key, _ in self.selector.select(timeout):
-                try:
-                    key.data(key.fileobj)
-                except Exception:
-                    log.exception("error in the master loop (continuing)")
-            self._handle_signals()
-            for worker in self.pool.reap():
-                if self.pending is not None and worker.generation == self.pending.number \
-                        and not worker.draining:
-                    log.warning("reload: a new worker died before it was ready")
-            self.pool.kill_overdue()
-            self.monitor.publish()
-            self._storage_and_source()
-            if self.control is not None:
-                self.control.expire()
-            self._watchdog()
-            if self.stopping:
-                if not self.pool.workers:
-                    return
-                if time.monotonic() >= self.stop_deadline:
-                    for worker in self.pool.workers.values():
-                        os.kill(worker.pid, signal.SIGKILL)
-                    self.stop_deadline = time.monotonic() + 5
-            else:
-                self._maintain()
+        assert self.pool is not None
+        while not (self.stopping and not self.pool.workers):
+            try:
+                self._iterate()
+            except Exception:
+                # A bug or an unexpected OS error must not take the master (and with it every
+                # worker) down: log it, and the next iteration starts from a consistent state.
+                log.exception("error in the master loop (continuing)")
+                time.sleep(0.1)
+
+    def _iterate(self) -> None:
+        assert self.pool is not None and self.monitor is not None
+        for key, _ in self.selector.select(self._timeout()):
+            try:
+                key.data(key.fileobj)
+            except Exception:
+                log.exception("error in the master loop (continuing)")
+        self._handle_signals()
+        for worker in self.pool.reap():
+            if self.pending is not None and worker.generation == self.pending.number \
+                    and not worker.draining:
+                log.warning("reload: a new worker died before it was ready")
+        self.pool.kill_overdue()
+        self.monitor.publish()
+        self._storage_and_source()
+        if self.control is not None:
+            self.control.expire()
+        self._watchdog()
+        if not self.stopping:
+            self._maintain()
+        elif time.monotonic() >= self.stop_deadline:
+            for worker in self.pool.workers.values():
+                _kill(worker.pid, signal.SIGKILL)
+            self.stop_deadline = time.monotonic() + 5
 
     def _timeout(self) -> float:
         assert self.registry is not None and self.pool is not None
@@ -447,7 +465,11 @@ class Master:
             if state == STATE_READY and tick and now_ns - tick > limit * NS:
                 log.error("%s has not ticked for %.0fs; killing it", worker.label,
                           (now_ns - tick) / NS)
-                os.kill(worker.pid, signal.SIGKILL)
+                _kill(worker.pid, signal.SIGKILL)
+            elif not worker.ready and not worker.draining and now - worker.born > READY_TIMEOUT:
+                log.error("%s is not ready after %.0fs; killing it", worker.label,
+                          now - worker.born)
+                _kill(worker.pid, signal.SIGKILL)
 
     # --- worker messages
 
@@ -510,7 +532,7 @@ class Master:
             elif signum == signal.SIGUSR1:
                 logs.reopen()
                 for worker in self.pool.workers.values() if self.pool else ():
-                    os.kill(worker.pid, signal.SIGUSR1)
+                    _kill(worker.pid, signal.SIGUSR1)
                 log.info("log files reopened")
             elif signum in (signal.SIGTTIN, signal.SIGTTOU):
                 self._resize(+1 if signum == signal.SIGTTIN else -1)
@@ -542,9 +564,8 @@ class Master:
             for worker in self.pool.workers.values():
                 self.pool.stop_fast(worker)
             self.stop_deadline = time.monotonic() + 2.0
-        for sock in self.listeners.values():
-            sock.close()  # new connections are refused from now on, not queued
-        self.listeners.clear()
+        # New connections are refused from now on, not queued where nobody will accept them.
+        self.bindings.close_listeners_except(set())
 
     # --- end
 
@@ -561,10 +582,14 @@ class Master:
                 pass  # a view is still exported; the mapping goes away with the process
         if self.config.pidfile:
             release(self.config.pidfile, self.pid)
-        for sock in self.listeners.values():
-            sock.close()
-        if self.heartbeat_sock is not None:
-            self.heartbeat_sock.close()
+        self.bindings.close_all()
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # already gone; reap() collects it
 
 
 def _describe(err: BaseException) -> str:

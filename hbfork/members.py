@@ -75,6 +75,7 @@ class Member:
     errors: int = 0
     drained: bool = False
     disabled: bool = False
+    configured_disabled: bool = False  # what the config last said (operators may override)
     last_ts: float | None = None
     weight: int = 0          # as published in the table; 0 = not picked
     reason: str = NEVER_SEEN  # why weight is what it is
@@ -321,6 +322,9 @@ class Registry:
                     self._evict_one()
                 member = self._add(settings.address.ip, settings.address.port, static=True)
                 member.disabled = settings.disabled
+            elif settings.disabled != member.configured_disabled:
+                member.disabled = settings.disabled  # the file changed: it wins over `ctl`
+            member.configured_disabled = settings.disabled
             member.static = True
             member.lbset, member.name = settings.lbset, settings.name
             member.max_ready, member.require_signature = (settings.max_ready,
@@ -333,6 +337,9 @@ class Registry:
         self.rules = replace(rules, capacity=self.rules.capacity)  # the table cannot grow
         self.keys = keys
         self.set_static(static, now)
+        if not self.rules.discover:
+            for member in [m for m in self.members.values() if not m.static]:
+                self._remove(member)  # discovery turned off: only listed members remain
         self.next_deadline = 0  # re-evaluate everyone under the new rules
         self.expire(now)
 

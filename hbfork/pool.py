@@ -57,6 +57,7 @@ class Pool:
     workers: dict[int, WorkerProcess] = field(default_factory=dict)
     failures: int = 0
     next_spawn_at: float = 0.0
+    last_failure_at: float = 0.0
 
     # --- queries
 
@@ -80,13 +81,25 @@ class Pool:
             log.error("no free worker record in the table (%d in use); not forking",
                       len(taken))
             return False
+        try:
+            parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError as err:
+            self._fork_failed(err)
+            return False
         self.table.reset_worker(index)
         record = self.table.worker_words(index)
         record[WK_NUMBER], record[WK_GENERATION] = number, generation
         record[WK_STATE] = STATE_BOOTING
-        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         master_pid = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as err:  # EAGAIN/ENOMEM: out of processes or memory, for now
+            record.release()
+            self.table.reset_worker(index)
+            parent_end.close()
+            child_end.close()
+            self._fork_failed(err)
+            return False
         if pid == 0:  # pragma: no cover - runs in the child, measured by integration tests
             code = 1
             try:
@@ -116,6 +129,17 @@ class Pool:
         self.register(parent_end, worker)
         log.info("%s started", worker.label)
         return True
+
+    def _fork_failed(self, err: OSError) -> None:
+        self.last_failure_at = time.monotonic()
+        delay = self._back_off()
+        log.error("cannot fork a worker (%s); next try in %.1fs", os.strerror(err.errno), delay)
+
+    def _back_off(self) -> float:
+        delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** self.failures)
+        self.failures += 1
+        self.next_spawn_at = time.monotonic() + delay
+        return delay
 
     # --- death
 
@@ -150,18 +174,17 @@ class Pool:
         boot_failure = lived < BOOT_GRACE or (os.WIFEXITED(status)
                                               and os.WEXITSTATUS(status) == EXIT_BOOT_FAILURE)
         if boot_failure:
-            delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** self.failures)
-            self.failures += 1
-            self.next_spawn_at = time.monotonic() + delay
+            self.last_failure_at = time.monotonic()
+            delay = self._back_off()
             log.error("workers are dying at boot (%d in a row); next fork in %.1fs",
                       self.failures, delay)
-        else:
-            self.failures = 0
 
     def healthy(self) -> None:
-        """Reset the backoff once some worker has been ready for BOOT_GRACE seconds."""
+        """Reset the backoff once a worker forked after the last failure has been ready for
+        BOOT_GRACE seconds (a healthy older worker proves nothing about new ones)."""
         now = time.monotonic()
-        if self.failures and any(w.ready and now - w.born >= BOOT_GRACE
+        if self.failures and any(w.ready and w.born > self.last_failure_at
+                                 and now - w.born >= BOOT_GRACE
                                  for w in self.workers.values()):
             log.info("workers are starting normally again")
             self.failures = 0

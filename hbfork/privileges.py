@@ -25,8 +25,10 @@ def resolve(user: str, group: str | None) -> tuple[int, int]:
 
 
 def drop(uid: int, gid: int, owned_fds: list[int], owned_paths: list[str]) -> None:
-    """Give `owned_*` to uid:gid (so the unprivileged master can still unlink them), then
-    switch the process to uid:gid for good."""
+    """Give `owned_*` to uid:gid, then switch the process to uid:gid for good.
+
+    Owning a file is not enough to remove it later: that takes write permission on its
+    directory, so the pid file and control socket belong in a directory the user may write."""
     for fd in owned_fds:
         os.fchown(fd, uid, gid)
     for path in owned_paths:

@@ -57,13 +57,18 @@ NS = 1e9
 def snapshot(table: Table) -> dict[str, Any]:
     now_ns = time.monotonic_ns()
     members = table.members()
-    for _ in range(100):  # retry while the master folds an exited worker into the totals
+    for attempt in range(200):  # retry while the master folds an exited worker into totals
         seq = table.header(W_STATS_SEQ)
         if seq & 1:
+            if attempt > 20:
+                time.sleep(0.0001)  # the master may be descheduled mid-fold
             continue
         workers, totals, per_member = _workers(table, now_ns)
         if table.header(W_STATS_SEQ) == seq:
             break
+    else:
+        # Never quiet: counters from mid-fold may count one worker twice for this one read.
+        workers, totals, per_member = _workers(table, now_ns)
     started = table.header(W_STARTED_US) / 1e6
     return {
         "schema": SCHEMA_VERSION,

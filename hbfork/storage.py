@@ -82,12 +82,19 @@ def write_atomically(path: str, text: str, mode: int = 0o444) -> None:
     temp = f"{path}.tmp.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temp)
+    data = memoryview(text.encode())
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, text.encode())
+        while data:
+            written = os.write(fd, data)  # short on a full disk: loop, then ENOSPC raises
+            data = data[written:]
         os.fchmod(fd, mode)
-    finally:
+        os.fsync(fd)
+    except BaseException:
         os.close(fd)
+        os.unlink(temp)  # never publish half a file
+        raise
+    os.close(fd)
     os.replace(temp, path)
 
 

@@ -24,9 +24,13 @@ _RESET = (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.EHOSTUNREACH, er
 def start_connect(target: Target) -> tuple[socket.socket, int]:
     """A non-blocking connect to `target`: (socket, 0 or EINPROGRESS or an errno)."""
     sock = socket.socket(target.family, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock, sock.connect_ex(target.sockaddr)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock, sock.connect_ex(target.sockaddr)
+    except OSError:
+        sock.close()
+        raise
 
 
 class Pipe:
@@ -85,7 +89,11 @@ class TcpSession:
         if self.tried:
             worker.count_retry()
         self.tried.add(target.slot)
-        sock, err = start_connect(target)
+        try:
+            sock, err = start_connect(target)
+        except OSError as error:  # out of fds or memory: our problem, not the member's
+            worker.resource_error(error)
+            return self.close()
         self.target, self.upstream, self.upstream_fd = target, sock, sock.fileno()
         if err not in (0, errno.EINPROGRESS):
             return self._connect_failed(err)

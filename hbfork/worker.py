@@ -91,7 +91,7 @@ class Worker:
         self.stopping = False
         self.accepting = False
         self.accepts_since_rearm = 0
-        self.accept_resume_at = 0.0
+        self.accept_paused = False  # out of fds: accepting resumes when resume_timer fires
         self._signals: list[int] = []
         self._title = ""
         self._title_at = 0.0
@@ -102,6 +102,7 @@ class Worker:
         self.conn_pool = ConnectionPool(self)
         self.access_log: AccessLog | None = None
         self._log_limiter = LogLimiter(5.0)
+        self.resume_timer = self.loop.timer(self._resume_accepting)
 
     # --- process setup
 
@@ -200,16 +201,35 @@ class Worker:
     def _accept_backoff(self, err: OSError) -> None:
         """Out of file descriptors: stop accepting for a moment instead of spinning."""
         self._stop_accepting()
-        self.accept_resume_at = self.loop.now + EMFILE_BACKOFF
-        log.warning("accept failed (%s); pausing accepts for %.1fs with %d connections open",
-                    os.strerror(err.errno), EMFILE_BACKOFF, len(self.sessions))
+        self.accept_paused = True
+        self.loop.set_timer(self.resume_timer, self.loop.now + EMFILE_BACKOFF)
+        suppressed = self._log_limiter.should_log("accept", self.loop.now)
+        if suppressed is not None:
+            log.warning("accept failed (%s); pausing accepts for %.1fs with %d connections "
+                        "open%s", os.strerror(err.errno), EMFILE_BACKOFF, len(self.sessions),
+                        f" ({suppressed} more pauses since the last report)" if suppressed
+                        else "")
+
+    def _resume_accepting(self, now: float) -> None:
+        self.accept_paused = False
+        if not self.draining and len(self.sessions) < self.config.proxy.max_connections:
+            self._start_accepting()
 
     def _open_session(self, client: socket.socket) -> None:
-        client.setblocking(False)
-        # Responses end in small writes (in TCP mode: whatever pieces the member sent); Nagle
-        # plus the client's delayed ACK would hold each such tail for 40 ms.
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        session = self._session_class(self, client)
+        try:
+            client.setblocking(False)
+            # Responses end in small writes (in TCP mode: whatever pieces the member sent);
+            # Nagle plus the client's delayed ACK would hold each such tail for 40 ms.
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            session = self._session_class(self, client)
+        except Exception as err:
+            # Never leave an accepted connection open and unowned.
+            log.exception("cannot start a session for a new connection; closing it")
+            self.loop.remove(client.fileno())
+            client.close()
+            if isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE):
+                self._accept_backoff(err)
+            return
         if not getattr(session, "closed", False):
             self.sessions.add(session)
             self.record[WK_CONNECTIONS] = len(self.sessions)
@@ -219,7 +239,7 @@ class Worker:
     def session_closed(self, session: Session) -> None:
         self.sessions.discard(session)
         self.record[WK_CONNECTIONS] = len(self.sessions)
-        if (not self.accepting and not self.draining and not self.accept_resume_at
+        if (not self.accepting and not self.draining and not self.accept_paused
                 and len(self.sessions) < self.config.proxy.max_connections):
             self._start_accepting()
 
@@ -232,6 +252,13 @@ class Worker:
             more = f" ({suppressed} more since the last report)" if suppressed else ""
             log.warning("member %s: connect failed (%s)%s", target.label, reason, more)
         self._send(b"error %d %d %s" % (target.slot, target.uid, reason.encode()))
+
+    def resource_error(self, err: OSError) -> None:
+        """A local resource ran out (fds, memory) while serving a connection."""
+        suppressed = self._log_limiter.should_log("resources", self.loop.now)
+        if suppressed is not None:
+            log.error("cannot open a connection to a member: %s%s", os.strerror(err.errno),
+                      f" ({suppressed} more since the last report)" if suppressed else "")
 
     def count_no_member(self) -> None:
         self.record[WK_NO_MEMBER] += 1
@@ -319,11 +346,23 @@ class Worker:
         self.drain_deadline = self.loop.now + self.config.proxy.shutdown_timeout
         self.record[WK_STATE] = STATE_DRAINING
         for listener in self.listeners:
+            # EPOLLEXCLUSIVE may have woken only us for connections still queued: take them
+            # (they are served, then closed) rather than leave them to the next arrival.
+            self._accept_queued(listener)
             listener.close()  # our copy only: the master and newer workers keep theirs
         for session in list(self.sessions):
             session.drain()
         self.conn_pool.close_all()
         self._update_title()
+
+    def _accept_queued(self, listener: socket.socket) -> None:
+        for _ in range(self.config.proxy.backlog):
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # empty (EAGAIN), or out of fds: the new generation takes the rest
+            self.record[WK_ACCEPTED] += 1
+            self._open_session(client)
 
     def _stop_now(self) -> None:
         self.stopping = True
@@ -345,10 +384,6 @@ class Worker:
         self.record[WK_TICK_NS] = time.monotonic_ns()
         if self.access_log is not None:
             self.access_log.tick(now)
-        if self.accept_resume_at and now >= self.accept_resume_at:
-            self.accept_resume_at = 0.0
-            if not self.draining:
-                self._start_accepting()
         if now - self._title_at >= 1.0:
             self._update_title()
 

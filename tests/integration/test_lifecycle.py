@@ -251,15 +251,49 @@ def test_workers_dying_at_boot_back_off(cluster, tmp_path):
     logs.mkdir()
     proxy = cluster.proxy([{"address": "127.0.0.9:9"}], log={"access": str(logs / "a.log")})
     shutil.rmtree(logs)  # from now on a new worker cannot open its access log
-    for worker in proxy.workers():
-        os.kill(worker["pid"], signal.SIGKILL)
+    healthy, doomed = proxy.workers()
+    os.kill(doomed["pid"], signal.SIGKILL)  # the other worker stays up and healthy
     wait_until(lambda: "dying at boot" in proxy.output(), 10, message="the backoff message")
     time.sleep(3)  # behaviour under test: how many forks happen in 3 s
     forks = proxy.output().count(") started")
-    assert forks < 20, f"{forks} forks: a fork loop"
-    assert proxy.alive()
-    logs.mkdir()  # the cause goes away: workers come back
+    assert forks < 12, f"{forks} forks: a fork loop"
+    assert proxy.alive() and pid_alive(healthy["pid"])
+    logs.mkdir()  # the cause goes away: the worker comes back
     wait_until(lambda: len(_serving_workers(proxy)) == 2, 40, message="workers to recover")
+
+
+def test_failed_reload_keeps_every_socket_as_it_was(cluster):
+    from tests.integration.harness import free_port
+
+    # One worker: after it is replaced, only the new worker can answer on the status port.
+    proxy = cluster.proxy([{"address": "127.0.0.9:9"}], proxy={"workers": 1})
+    good = proxy.config_path.read_text()
+    # 1: an error log that cannot be opened (valid to `hbfork check`)
+    proxy.config["log"]["error"] = str(proxy.tmp / "missing-dir" / "error.log")
+    proxy.write_config()
+    proxy.send_signal(signal.SIGHUP)
+    wait_until(lambda: proxy.output().count("reload failed") == 1, 10, message="reload error 1")
+    # 2: a new status address (bindable) with a heartbeat address that is taken
+    proxy.config_path.write_text(good)
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blocker.bind(("127.0.0.1", 0))
+    try:
+        proxy.config["log"].pop("error")
+        proxy.config["status"]["listen"] = f"127.0.0.1:{free_port()}"
+        proxy.config["heartbeat"]["listen"] = f"127.0.0.1:{blocker.getsockname()[1]}"
+        proxy.write_config()
+        proxy.send_signal(signal.SIGHUP)
+        wait_until(lambda: proxy.output().count("reload failed") == 2, 10,
+                   message="reload error 2")
+    finally:
+        blocker.close()
+    assert proxy.alive() and _generation(proxy) == 1
+    victim = proxy.workers()[0]["pid"]
+    os.kill(victim, signal.SIGKILL)  # its replacement must serve the same status address
+    wait_until(lambda: victim not in {w["pid"] for w in _serving_workers(proxy)}
+               and len(_serving_workers(proxy)) == 1, 10,
+               message="the replacement to serve the original status address")
+    assert proxy.status()["master"]["pid"] == proxy.pid
 
 
 def test_stuck_worker_is_killed_and_replaced(cluster):

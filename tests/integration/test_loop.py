@@ -83,3 +83,32 @@ def test_heap_stays_proportional_to_live_timers():
     loop.run_once(0.01)
     assert len(fired) == 1
     loop.close()
+
+
+def test_an_event_for_a_closed_fd_never_reaches_a_socket_that_reused_its_number():
+    loop = Loop()
+    a_r, a_w = os.pipe()
+    b_r, b_w = os.pipe()
+    calls = []
+    new_fds = []
+
+    def close_b_and_reuse(mask: int) -> None:
+        calls.append("a")
+        loop.remove(b_r)
+        os.close(b_r)
+        r, w = os.pipe()  # the lowest free number: b_r's
+        new_fds.extend((r, w))
+        loop.add(r, READ, lambda mask: calls.append("new"))
+
+    try:
+        loop.add(a_r, READ, close_b_and_reuse)
+        loop.add(b_r, READ, lambda mask: calls.append("b"))
+        os.write(a_w, b"x")
+        os.write(b_w, b"y")  # b's event is in the same batch as a's
+        loop.run_once(1.0)
+        assert new_fds[0] == b_r  # the number really was reused
+        assert calls == ["a"] or calls == ["b", "a"]  # never "new" for b's old event
+    finally:
+        for fd in (a_r, a_w, b_w, *new_fds):
+            os.close(fd)
+        loop.close()

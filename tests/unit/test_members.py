@@ -548,3 +548,32 @@ def test_next_deadline_includes_forgetting_discovered_members() -> None:
     assert reg.next_deadline == T0 + 30 * S
     reg.expire(T0 + 30 * S)
     assert list(reg) == []
+
+
+def test_reload_with_discovery_off_removes_discovered_members():
+    from hbfork.config import loads
+    from hbfork.heartbeat import Heartbeat
+    from hbfork.members import Registry, Rules
+
+    on = loads('[heartbeat]\ndiscover = true\n[[member]]\naddress = "10.0.0.1:80"\n', "c.toml")
+    off = loads('[[member]]\naddress = "10.0.0.1:80"\n', "c.toml")
+    registry = Registry.from_config(on)
+    registry.apply(parse_ip("10.0.0.9"), Heartbeat(5, 0, 80), now=1, wall=0.0)
+    assert {str(m.ip) for m in registry} == {"10.0.0.1", "10.0.0.9"}
+    registry.reconfigure(Rules.from_config(off), off.members, (), now=2)
+    assert {str(m.ip) for m in registry} == {"10.0.0.1"}
+
+
+def test_reload_applies_a_changed_disabled_flag_but_keeps_operator_state_otherwise():
+    from hbfork.config import loads
+    from hbfork.members import Registry, Rules
+
+    enabled = loads('[[member]]\naddress = "10.0.0.1:80"\n', "c.toml")
+    disabled = loads('[[member]]\naddress = "10.0.0.1:80"\ndisabled = true\n', "c.toml")
+    registry = Registry.from_config(enabled)
+    member = next(iter(registry))
+    registry.set_admin(member, drained=True, now=1)
+    registry.reconfigure(Rules.from_config(enabled), enabled.members, (), now=2)
+    assert member.drained and not member.disabled  # unchanged file: operator state kept
+    registry.reconfigure(Rules.from_config(disabled), disabled.members, (), now=3)
+    assert member.disabled
