@@ -156,13 +156,20 @@ def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str,
     latency_sum = latency_count = 0
     per_member: dict[int, list[int]] = {}
     uids = [table.uid(slot) for slot in range(table.capacity)]
+    used = [(slot, uid) for slot, uid in enumerate(uids) if uid]
     for index in range(table.worker_capacity + 1):
         words = table.worker_words(index)
-        values = words.tolist()
-        words.release()
         retired = index == table.worker_capacity
-        if not retired and values[WK_STATE] == STATE_FREE:
+        if not retired and words[WK_STATE] == STATE_FREE:
+            words.release()
             continue
+        # Copy the fixed part, and the counters of occupied slots only: a record holds
+        # max_members x 8 words, most of them for empty slots.
+        values = words[:WK_MEMBERS].tolist()
+        member_words = {slot: words[WK_MEMBERS + slot * MEMBER_COUNTERS:
+                                    WK_MEMBERS + (slot + 1) * MEMBER_COUNTERS].tolist()
+                        for slot, _ in used}
+        words.release()
         if not retired:
             workers.append({
                 "pid": values[WK_PID], "number": values[WK_NUMBER],
@@ -187,12 +194,12 @@ def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str,
             buckets[i] += values[WK_HISTOGRAM + i]
         latency_sum += values[WK_LATENCY_SUM]
         latency_count += values[WK_LATENCY_COUNT]
-        for slot, uid in enumerate(uids):
-            at = WK_MEMBERS + slot * MEMBER_COUNTERS
-            if uid and values[at + MC_UID] == uid:
+        for slot, uid in used:
+            mine = member_words[slot]
+            if mine[MC_UID] == uid:
                 counters = per_member.setdefault(slot, [0] * MEMBER_COUNTERS)
                 for k in range(1, MEMBER_COUNTERS):
-                    counters[k] += values[at + k]
+                    counters[k] += mine[k]
     cumulative, running = [], 0
     for bound, count in zip((*LATENCY_BUCKETS, "+Inf"), buckets, strict=True):
         running += count
