@@ -409,6 +409,9 @@ def test_all_members_refusing_is_502(cluster):
         c.send(request("GET", "/"))
         response = c.read_response()
         assert response.status == 502 and b"no member" in response.body
+        # The workers' reports reach the master, which marks both in error for everyone.
+        wait_until(lambda: all(proxy.member(b.address)["state"] == "in error"
+                               for b in backends), 5, message="both members in error")
         c.send(request("GET", "/"))  # now both are in error: nobody to ask
         response = c.read_response()
     assert response.status == 503 and response.header("Retry-After") == "1"
