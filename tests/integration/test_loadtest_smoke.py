@@ -8,8 +8,11 @@ the member when it is killed). Speed is not asserted here; that is scripts/bench
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,12 +31,27 @@ pytestmark = [
 
 
 def run_loadtest(tmp_path: Path, scenario: str) -> tuple[int, str]:
-    done = subprocess.run(
+    # Its own session, so that if it hangs, the kit and everything it started (hbfork,
+    # backends, Locust processes) can be stopped together and nothing outlives the test.
+    proc = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "loadtest"), "--scenario", scenario,
          "--duration", str(DURATION), "--users", str(USERS), "--results", str(tmp_path),
          "--download-size", "65536"],
-        cwd=ROOT, capture_output=True, text=True, timeout=90, check=False)
-    return done.returncode, done.stdout + done.stderr
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signum)
+            try:
+                output, _ = proc.communicate(timeout=15)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        raise AssertionError(f"scripts/loadtest --scenario {scenario} did not finish in 90 s")
+    return proc.returncode, output
 
 
 def failures(output: str) -> int:
