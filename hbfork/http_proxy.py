@@ -727,5 +727,4 @@ class HttpSession:
 
 def _authority(target: Target) -> bytes:
     """host:port of a member, for the Host header of a request that came without one."""
-    host, port = target.sockaddr[0], target.sockaddr[1]
-    return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode()
+    return target.address.encode()

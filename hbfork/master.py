@@ -37,7 +37,7 @@ from hbfork.keyfile import read_keys
 from hbfork.members import NS, Registry, Rules
 from hbfork.monitor import BUMP_INTERVAL, Monitor
 from hbfork.pidfile import claim, release
-from hbfork.pool import Pool, WorkerProcess
+from hbfork.pool import Pool, WorkerProcess, signal_quietly
 from hbfork.storage import StorageWriter, format_storage
 from hbfork.table import (
     STATE_READY,
@@ -146,7 +146,7 @@ class Master:
         self.selector.register(self.bindings.heartbeat_sock, selectors.EVENT_READ,
                                self.monitor.on_readable)
         self.pool = Pool(self.table, self._death_read, self._master_only_fds,
-                         self._on_worker_message, self._register_worker, self._unregister)
+                         self._register_worker, self._unregister)
         log.info("hbfork %s master started: listening on %s (mode %s), heartbeats on %s%s",
                  _version(), ", ".join(map(str, config.proxy.listen)), config.proxy.mode,
                  config.heartbeat.listen,
@@ -431,7 +431,7 @@ class Master:
             self._maintain()
         elif time.monotonic() >= self.stop_deadline:
             for worker in self.pool.workers.values():
-                _kill(worker.pid, signal.SIGKILL)
+                signal_quietly(worker.pid, signal.SIGKILL)
             self.stop_deadline = time.monotonic() + 5
 
     def _timeout(self) -> float:
@@ -465,11 +465,11 @@ class Master:
             if state == STATE_READY and tick and now_ns - tick > limit * NS:
                 log.error("%s has not ticked for %.0fs; killing it", worker.label,
                           (now_ns - tick) / NS)
-                _kill(worker.pid, signal.SIGKILL)
+                signal_quietly(worker.pid, signal.SIGKILL)
             elif not worker.ready and not worker.draining and now - worker.born > READY_TIMEOUT:
                 log.error("%s is not ready after %.0fs; killing it", worker.label,
                           now - worker.born)
-                _kill(worker.pid, signal.SIGKILL)
+                signal_quietly(worker.pid, signal.SIGKILL)
 
     # --- worker messages
 
@@ -532,7 +532,7 @@ class Master:
             elif signum == signal.SIGUSR1:
                 logs.reopen()
                 for worker in self.pool.workers.values() if self.pool else ():
-                    _kill(worker.pid, signal.SIGUSR1)
+                    signal_quietly(worker.pid, signal.SIGUSR1)
                 log.info("log files reopened")
             elif signum in (signal.SIGTTIN, signal.SIGTTOU):
                 self._resize(+1 if signum == signal.SIGTTIN else -1)
@@ -583,13 +583,6 @@ class Master:
         if self.config.pidfile:
             release(self.config.pidfile, self.pid)
         self.bindings.close_all()
-
-
-def _kill(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass  # already gone; reap() collects it
 
 
 def _describe(err: BaseException) -> str:

@@ -135,11 +135,9 @@ class Monitor:
         self.table.count_heartbeat("malformed")
 
     def _reject(self, source: IPAddress, reason: str, detail: str, now_ns: int) -> None:
-        suppressed = self.log_limiter.should_log((source, reason), now_ns / 1e9)
-        if suppressed is None:
-            return
-        more = f" ({suppressed} more since the last report)" if suppressed else ""
-        log.warning("heartbeat from %s rejected: %s: %s%s", source, reason, detail, more)
+        more = self.log_limiter.note((source, reason), now_ns / 1e9)
+        if more is not None:
+            log.warning("heartbeat from %s rejected: %s: %s%s", source, reason, detail, more)
 
     def publish(self, now: float | None = None) -> None:
         """Write dirty members to the table and bump the generation when a pick could change.

@@ -51,7 +51,6 @@ class Pool:
     table: Table
     death_fd: int
     master_only_fds: Callable[[], list[int]]  # closed in every child after fork
-    on_message: Callable[[WorkerProcess, bytes], None]
     register: Callable[[socket.socket, WorkerProcess], None]
     unregister: Callable[[socket.socket], None]
     workers: dict[int, WorkerProcess] = field(default_factory=dict)
@@ -203,7 +202,7 @@ class Pool:
         worker.draining = True
         worker.kill_at = time.monotonic() + 2.0
         self.send(worker, b"stop")
-        _signal(worker.pid, signal.SIGQUIT)
+        signal_quietly(worker.pid, signal.SIGQUIT)
 
     def send(self, worker: WorkerProcess, message: bytes) -> None:
         try:
@@ -216,11 +215,12 @@ class Pool:
         for worker in list(self.workers.values()):
             if worker.kill_at and now >= worker.kill_at:
                 log.warning("%s did not finish in time; killing it", worker.label)
-                _signal(worker.pid, signal.SIGKILL)
+                signal_quietly(worker.pid, signal.SIGKILL)
                 worker.kill_at = 0.0
 
 
-def _signal(pid: int, signum: int) -> None:
+def signal_quietly(pid: int, signum: int) -> None:
+    """Signal a worker that may have exited already (reap() collects it)."""
     try:
         os.kill(pid, signum)
     except ProcessLookupError:

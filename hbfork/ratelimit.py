@@ -46,3 +46,11 @@ class LogLimiter:
         if len(self._last) > self.max_keys:
             self._last.popitem(last=False)
         return suppressed
+
+    def note(self, key: Hashable, now: float) -> str | None:
+        """None: stay quiet. Otherwise the text to end the log line with ("" or a count of
+        the lines held back since the last one)."""
+        suppressed = self.should_log(key, now)
+        if suppressed is None:
+            return None
+        return f" ({suppressed} more since the last report)" if suppressed else ""

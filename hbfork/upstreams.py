@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import socket
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from hbfork.balancer import Picker
@@ -36,6 +37,12 @@ class Target:
     sockaddr: tuple[str, int]
     label: str
     counters: int  # index of this member's counters in the worker record
+
+    @property
+    def address(self) -> str:
+        """host:port, IPv6 bracketed."""
+        host, port = self.sockaddr
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Upstreams:
@@ -104,11 +111,7 @@ class Upstreams:
 
     def observe_latency(self, seconds: float) -> None:
         record = self.record
-        for i, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                record[WK_HISTOGRAM + i] += 1
-                break
-        else:
-            record[WK_HISTOGRAM + len(LATENCY_BUCKETS)] += 1
+        # The first bucket whose bound is >= seconds (the last index is +Inf).
+        record[WK_HISTOGRAM + bisect_left(LATENCY_BUCKETS, seconds)] += 1
         record[WK_LATENCY_SUM] += int(seconds * 1e6)
         record[WK_LATENCY_COUNT] += 1

@@ -203,12 +203,11 @@ class Worker:
         self._stop_accepting()
         self.accept_paused = True
         self.loop.set_timer(self.resume_timer, self.loop.now + EMFILE_BACKOFF)
-        suppressed = self._log_limiter.should_log("accept", self.loop.now)
-        if suppressed is not None:
+        more = self._log_limiter.note("accept", self.loop.now)
+        if more is not None:
             log.warning("accept failed (%s); pausing accepts for %.1fs with %d connections "
                         "open%s", os.strerror(err.errno), EMFILE_BACKOFF, len(self.sessions),
-                        f" ({suppressed} more pauses since the last report)" if suppressed
-                        else "")
+                        more)
 
     def _resume_accepting(self, now: float) -> None:
         self.accept_paused = False
@@ -247,18 +246,17 @@ class Worker:
         """A connect to `target` failed: count it and have the master mark it in error."""
         self.record[WK_CONNECT_FAILURES] += 1
         self.upstreams.connect_failed(target)
-        suppressed = self._log_limiter.should_log((target.slot, target.uid), self.loop.now)
-        if suppressed is not None:
-            more = f" ({suppressed} more since the last report)" if suppressed else ""
+        more = self._log_limiter.note((target.slot, target.uid), self.loop.now)
+        if more is not None:
             log.warning("member %s: connect failed (%s)%s", target.label, reason, more)
         self._send(b"error %d %d %s" % (target.slot, target.uid, reason.encode()))
 
     def resource_error(self, err: OSError) -> None:
         """A local resource ran out (fds, memory) while serving a connection."""
-        suppressed = self._log_limiter.should_log("resources", self.loop.now)
-        if suppressed is not None:
+        more = self._log_limiter.note("resources", self.loop.now)
+        if more is not None:
             log.error("cannot open a connection to a member: %s%s", os.strerror(err.errno),
-                      f" ({suppressed} more since the last report)" if suppressed else "")
+                      more)
 
     def count_no_member(self) -> None:
         self.record[WK_NO_MEMBER] += 1
@@ -420,7 +418,7 @@ def _access_fields(session: object, status: int, target: Target | None,
         "bytes": getattr(session, "bytes_to_client", 0),
         "referer": referer.decode("latin-1"),
         "user_agent": agent.decode("latin-1"),
-        "member": f"{target.sockaddr[0]}:{target.sockaddr[1]}" if target else "",
+        "member": target.address if target else "",
         "upstream_seconds": (now - member_started) if member_started and target else None,
         "total_seconds": now - started,
     }
