@@ -1,3 +1,3 @@
-from hbfork.cli import main
+from hbfork.cli.main import main
 
 raise SystemExit(main())

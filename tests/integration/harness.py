@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hbfork.table import Table, segment_name
+from hbfork.table.layout import segment_name
+from hbfork.table.table import Table
 
 HBFORK = [sys.executable, "-m", "hbfork"]
 

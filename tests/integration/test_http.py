@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from hbfork.beat import Beacon
+from hbfork.beat.beacon import Beacon
 from tests.integration.harness import free_port, get, wait_until
 
 PATTERN = b"hbfork-"  # what the test backend streams for ?size=N

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from hbfork.loop import READ, Loop
+from hbfork.proxy.loop import READ, Loop
 
 
 class Owner:

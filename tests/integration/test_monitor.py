@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from hbfork.config import loads
-from hbfork.members import Registry
-from hbfork.monitor import BUMP_INTERVAL, Monitor
-from hbfork.table import Table
+from hbfork.core.config import loads
+from hbfork.core.members import Registry
+from hbfork.master.monitor import BUMP_INTERVAL, Monitor
+from hbfork.table.table import Table
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hbfork.storage import parse_storage
+from hbfork.ops.hbdat import parse_storage
 from tests.integration.harness import HBFORK, get, spread, wait_until
 
 COMBINED_PLUS = re.compile(

@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from hbfork import heartbeat
+from hbfork.core import heartbeat
 from tests.integration.harness import HBFORK, children_of, get, spread, wait_until
 
 

@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import netlab  # noqa: E402  (scripts/ is not a package)
 
-from hbfork.table import MemberRecord, Table, segment_name, unlink_segment  # noqa: E402
+from hbfork.table.layout import MemberRecord, segment_name  # noqa: E402
+from hbfork.table.table import Table, unlink_segment  # noqa: E402
 
 # The proxy mode every interop test runs hbfork in: the one constant to switch to "http".
 MODE = "tcp"

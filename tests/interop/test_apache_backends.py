@@ -12,7 +12,7 @@ import time
 import pytest
 from labkit import BACKEND_CONF, GROUP, Hbfork, Launcher, hbfork_config, wait_for
 
-from hbfork.members import ELIGIBLE, STALE
+from hbfork.core.members import ELIGIBLE, STALE
 
 pytestmark = [pytest.mark.netns, pytest.mark.apache]
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 from labkit import GROUP, Launcher, hbfork_config, wait_for
 
-from hbfork.members import ELIGIBLE
+from hbfork.core.members import ELIGIBLE
 
 pytestmark = [pytest.mark.netns]
 

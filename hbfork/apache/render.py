@@ -1,0 +1,96 @@
+"""The TOML that `hbfork import-apache FILE` prints for an Apache heartbeat front.
+
+The pipeline, one module per stage:
+
+    hbfork.apache.conf       [pure] Apache syntax: directives, sections, ${VAR}, conditions
+    hbfork.apache.include    Include/IncludeOptional followed (file access injected)
+    hbfork.apache.collect    [pure] the directives that matter to a heartbeat front, sorted out
+    hbfork.apache.members    [pure] the one route hbfork takes over -> [[member]]s
+    hbfork.apache.translate  [pure] everything else -> hbfork settings; notes on what is left
+    this module              [pure] TOML rendering
+    hbfork.cli.import_apache the command (the only disk and stdout use)
+
+Anything about proxying or heartbeats that is not translated gets a
+`# not translated: ... (file:line) - reason` comment; the rest is only counted.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import Any
+
+from hbfork.apache.include import Walked
+from hbfork.apache.members import Member
+from hbfork.apache.translate import Translation
+
+COMMENT_WIDTH = 99
+
+
+# --- rendering (pure)
+
+
+def toml_value(value: Any) -> str:
+    """A TOML literal for a setting's value (str, bool, int, float or a list of those)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a valid TOML basic string
+
+
+def _comment(text: str) -> list[str]:
+    return textwrap.wrap(text, COMMENT_WIDTH, initial_indent="# ", subsequent_indent="# ",
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def render(translation: Translation, source: str, walked: Walked) -> str:
+    """The TOML file: a header, remarks, [sections], [[member]]s, then the notes."""
+    lines = [f"# hbfork configuration translated from {source} by `hbfork import-apache`.",
+             f"# ServerRoot {walked.server_root}; {len(walked.files)} file(s) read.",
+             "# Review it, then: hbfork check -c THIS_FILE",
+             "# `hbfork status` and `hbfork ctl` find the master by its pid file: with "
+             "conf/hbfork.service,",
+             '# add pidfile = "/run/hbfork/hbfork.pid" to [proxy].', ""]
+    for remark in translation.remarks:
+        lines += _comment(remark)
+    if translation.remarks:
+        lines.append("")
+    for section, settings in translation.sections.items():
+        if settings:
+            lines.append(f"[{section}]")
+            for setting in settings:
+                lines += _comment(setting.comment)
+                lines.append(f"{setting.key} = {toml_value(setting.value)}")
+            lines.append("")
+    for member in translation.members:
+        lines += _render_member(member)
+    lines += _render_notes(translation)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _render_member(member: Member) -> list[str]:
+    lines = [*_comment(f"{member.source.text} ({member.source.where})"), "[[member]]",
+             f"address = {toml_value(member.address)}"]
+    if member.name:
+        lines.append(f"name = {toml_value(member.name)}")
+    for comment in member.comments:
+        lines += _comment(comment)
+    if member.lbset:
+        lines.append(f"lbset = {member.lbset}")
+    if member.disabled:
+        lines.append("disabled = true")
+    return [*lines, ""]
+
+
+def _render_notes(translation: Translation) -> list[str]:
+    lines = [note.render() for note in translation.notes]
+    summary = (f"# {translation.unrelated} other directive(s) (logging, MIME, directory "
+               "access, MPM tuning, ...) do not concern a heartbeat front and were skipped.")
+    lines.append(summary)
+    if translation.skipped:
+        lines.append(f"# {translation.skipped} directive(s) inside <IfModule>/<IfDefine> "
+                     "conditions that do not hold were skipped, as Apache skips them.")
+    return lines

@@ -1,0 +1,322 @@
+"""Translate a walked Apache config into hbfork settings [pure].
+
+`translate(walked)` runs hbfork.apache_collect's Collector over the directives, takes the
+members from hbfork.apache.members, then decides each hbfork setting: [proxy] listen, user,
+group and retry; [status] listen when Apache's ports need its default; [heartbeat] listen,
+storage, source and max_members from HeartbeatListen/MaxServers/Storage; [http] timeouts,
+retries and forwarded_headers from Timeout, KeepAliveTimeout, ProxyTimeout, ProxyAddHeaders and
+the members' parameters. Every choice is written down next to the setting it made; a directive
+nothing could be made of becomes a Note. Values are kept inside hbfork's own limits, so the
+result always loads.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from hbfork.apache.collect import Collector
+from hbfork.apache.conf import (
+    Directive,
+    Note,
+    key_values,
+    parse_duration,
+    resolve_path,
+    undefined_note,
+    undefined_variables,
+)
+from hbfork.apache.include import Walked
+from hbfork.apache.members import Member, choose_members
+from hbfork.core.addresses import Endpoint, parse_endpoint
+from hbfork.core.settings import StatusSettings
+
+APACHE_DEFAULT_RETRY = 60
+MAX_MEMBERS = 65535                     # hbfork's limit on [heartbeat] max_members
+# Where a front that read another monitor's file (no HeartbeatListen) takes heartbeats: hbfork
+# always opens a heartbeat socket, and its default, a multicast group, needs a route.
+LOOPBACK_HEARTBEAT = "127.0.0.1:27999"
+
+
+@dataclass
+class Setting:
+    """One hbfork setting and the comment saying which Apache directive it came from."""
+
+    key: str
+    value: Any
+    comment: str = ""
+
+
+@dataclass
+class Translation:
+    """Everything render() needs: settings by section, members, and what was left out."""
+
+    sections: dict[str, list[Setting]]
+    members: list[Member]
+    notes: list[Note]
+    remarks: list[str]
+    unrelated: int
+    skipped: int
+
+
+class Translator:
+    """Collected directives -> hbfork settings. Every choice it makes is written down as a
+    comment next to the setting, or as a note when nothing could be made of a directive."""
+
+    def __init__(self, walked: Walked) -> None:
+        self.walked = walked
+        self.collected = Collector()
+        self.collected.visit(walked.directives)
+        self.notes: list[Note] = list(walked.notes)
+        self.remarks: list[str] = []
+        self.sections: dict[str, list[Setting]] = {"proxy": [], "heartbeat": [], "http": [],
+                                                   "status": []}
+        self.members: list[Member] = []
+        self.lbmethod = ""            # the chosen balancer's, set by _members
+
+    def translate(self) -> Translation:
+        self._listen()
+        self._members()
+        self._heartbeat()
+        self._timeouts()
+        self._user()
+        self.notes.extend(self.collected.notes)
+        order = {path: index for index, path in enumerate(self.walked.files)}
+        self.notes.sort(key=lambda n: (order.get(n.file, len(order)), n.line))
+        return Translation(self.sections, self.members, self.notes, self.remarks,
+                           self.collected.unrelated, self.walked.skipped)
+
+    def set(self, section: str, key: str, value: Any, comment: str = "") -> None:
+        settings = self.sections[section]
+        settings[:] = [s for s in settings if s.key != key]
+        settings.append(Setting(key, value, comment))
+
+    def server(self, key: str) -> Directive | None:
+        return self.collected.server.get(key)
+
+    def _defined(self, d: Directive, value: str) -> bool:
+        note = undefined_note(d, value)
+        if note is not None:
+            self.notes.append(note)
+        return note is None
+
+    # --- [proxy] listen, mode, user
+
+    def _listen(self) -> None:
+        endpoints: list[Endpoint] = []
+        sources: list[str] = []
+        for d in self.collected.listens:
+            endpoint = self._listen_endpoint(d)
+            if endpoint and endpoint not in endpoints:
+                endpoints.append(endpoint)
+                sources.append(f"{d.text} ({d.where})")
+        if endpoints:
+            self.set("proxy", "listen", [str(e) for e in endpoints], "from " + "; ".join(sources))
+            self._status_listen(endpoints)
+        else:
+            self.remarks.append("No usable Listen directive: hbfork's default listen address "
+                                "is kept.")
+        self.set("proxy", "mode", "http", "mod_proxy_http: every request is balanced")
+
+    def _listen_endpoint(self, d: Directive) -> Endpoint | None:
+        if not d.args:
+            self.notes.append(Note.of(d, "no address"))
+            return None
+        if len(d.args) > 1 and d.args[1].lower() != "http":
+            self.notes.append(Note.of(d, f"protocol {d.args[1]}: hbfork does not terminate TLS"))
+            return None
+        if not self._defined(d, d.args[0]):
+            return None
+        try:
+            return parse_endpoint(self._every_address(d, d.args[0]))
+        except ValueError as err:
+            self.notes.append(Note.of(d, f"{err}"))
+            return None
+
+    def _every_address(self, d: Directive, text: str) -> str:
+        """Apache's `Listen 80` and `Listen *:80` as hbfork's IPv4 wildcard."""
+        if text.isdigit():
+            self.remarks.append(f"{d.text} ({d.where}) listens on every address; translated "
+                                f"to 0.0.0.0:{text}; add \"[::]:{text}\" to [proxy] listen "
+                                "for IPv6 too.")
+            return f"0.0.0.0:{text}"
+        return "0.0.0.0:" + text[2:] if text.startswith("*:") else text
+
+    def _status_listen(self, endpoints: list[Endpoint]) -> None:
+        """Move hbfork's status page off a port Apache served on: it would fail to bind."""
+        status = StatusSettings().listen
+        assert status is not None
+        clash = [e for e in endpoints if e.port == status.port and e.family == status.family
+                 and (e.ip == status.ip or e.ip.is_unspecified)]
+        if not clash:
+            return
+        used = {e.port for e in endpoints}
+        port = next(p for p in range(status.port + 1, 65536) if p not in used)
+        self.set("status", "listen", str(Endpoint(status.ip, port)),
+                 f"hbfork's default status address {status} is taken by [proxy] listen "
+                 f"{clash[0]}")
+
+    def _user(self) -> None:
+        for key in ("user", "group"):
+            d = self.server(key)
+            if d is None or not d.args:
+                continue
+            value = d.args[0]
+            if not self._defined(d, value):
+                continue
+            if value.startswith("#"):
+                self.notes.append(Note.of(d, "hbfork needs a user or group name"))
+                continue
+            self.set("proxy", key, value, f"{d.text} ({d.where}): hbfork drops to it after "
+                                          "binding (Apache's children ran as it)")
+
+    # --- routes, balancers, members
+    # --- members
+
+    def _members(self) -> None:
+        balanced = choose_members(self.collected)
+        self.members, self.lbmethod = balanced.members, balanced.lbmethod
+        self.notes.extend(balanced.notes)
+        self.remarks.extend(balanced.remarks)
+        for section, key, value, comment in balanced.settings:
+            self.set(section, key, value, comment)
+        if not self.members:
+            self.set("heartbeat", "discover", True,
+                     "no members translated: admit any heartbeat sender (list [[member]]s and "
+                     "remove this to restrict)")
+
+    # --- [heartbeat]
+
+    def _heartbeat(self) -> None:
+        listen = self.server("heartbeatlisten")
+        if listen is not None and listen.args:
+            self._heartbeat_listen(listen)
+            self._max_servers()
+        elif self.lbmethod == "heartbeat" and (storage := self._storage_path()):
+            self._file_source(storage)
+        if len(self.members) > 256:
+            self.set("heartbeat", "max_members", len(self.members))
+
+    def _file_source(self, storage: str) -> None:
+        self.set("heartbeat", "source", f"file:{storage}",
+                 "no HeartbeatListen: this front read heartbeats from a file another "
+                 "monitor writes (lbmethod_heartbeat's HeartbeatStorage)")
+        self.set("heartbeat", "listen", LOOPBACK_HEARTBEAT,
+                 "this front received no heartbeats itself: loopback only (hbfork's default, "
+                 "a multicast group, needs a route)")
+        others = [m.address for m in self.members if not m.address.endswith(":80")]
+        if others:
+            self.remarks.append(
+                "If mod_heartmonitor writes the heartbeat file: it writes port=80 for every "
+                "backend that sends no port= (Apache's mod_heartbeat never does), and hbfork "
+                "matches a line to a member by IP and port, so the lines for "
+                f"{', '.join(others)} would be rejected (unknown_port). Better: point the "
+                "backends' HeartbeatAddress at hbfork's [heartbeat] listen and drop source.")
+
+    def _heartbeat_listen(self, d: Directive) -> None:
+        if not self._defined(d, d.args[0]):
+            return
+        try:
+            endpoint = parse_endpoint(d.args[0])
+        except ValueError as err:
+            self.notes.append(Note.of(d, str(err)))
+            return
+        self.set("heartbeat", "listen", str(endpoint), f"{d.text} ({d.where})")
+
+    def _max_servers(self) -> None:
+        d = self.server("heartbeatmaxservers")
+        if d is None:
+            return
+        if not (d.args and d.args[0].isdigit()):
+            self.notes.append(Note.of(d, "not a number"))
+        elif int(d.args[0]) == 0:
+            if storage := self._storage_path():
+                self.set("heartbeat", "storage", storage,
+                         f"{d.text} ({d.where}): Apache kept heartbeats in this file. hbfork "
+                         "needs none, but writes it (same format) for anything else that "
+                         "reads it, as [proxy] user, who must be able to write there. Remove "
+                         "this line if nothing reads it.")
+        else:
+            slots = min(max(int(d.args[0]), len(self.members)), MAX_MEMBERS)
+            self.set("heartbeat", "max_members", slots, f"{d.text} ({d.where}): table slots"
+                     + (f" (hbfork's limit is {MAX_MEMBERS})" if slots == MAX_MEMBERS else ""))
+
+    def _storage_path(self) -> str | None:
+        """Where Apache's heartbeat file is: HeartbeatStorage, relative to the runtime dir."""
+        d = self.server("heartbeatstorage")
+        path = d.args[0] if d is not None and d.args else "hb.dat"
+        full = resolve_path(self.walked.runtime_dir, path)
+        if undefined_variables(full):
+            self.remarks.append(f"The heartbeat file {full} uses a variable not defined here "
+                                "(see --envvars): [heartbeat] storage/source left out.")
+            return None
+        return full
+
+    # --- [http] and [proxy] timing
+
+    def _timeouts(self) -> None:
+        self._server_duration("timeout", "client_timeout")
+        self._server_duration("keepalivetimeout", "keepalive_timeout")
+        self._server_flags()
+        if self.members:
+            self._member_timeouts()
+
+    def _member_timeouts(self) -> None:
+        """Per-member values in Apache; one value for all members in hbfork."""
+        params = [(k, v, m.source) for m in self.members for k, v in key_values(m.params)]
+        retry = self._agreed("retry", params)
+        if retry is None:
+            self.set("proxy", "retry", APACHE_DEFAULT_RETRY,
+                     "Apache's default retry=60 (hbfork's own default is 10)")
+        else:
+            self.set("proxy", "retry", min(retry, 3600), f"BalancerMember retry={retry}"
+                     + (" (hbfork's limit is 3600)" if retry > 3600 else ""))
+        connect = self._agreed("connectiontimeout", params)
+        self._http_timeout("connect_timeout", connect,
+                           f"BalancerMember connectiontimeout={connect}", 600)
+        response = self._agreed("timeout", params)
+        label = f"BalancerMember timeout={response}"
+        for key in ("proxytimeout", "timeout"):
+            d = self.server(key)
+            if response is None and d is not None and d.args:
+                response, label = parse_duration(d.args[0]), f"{d.text} ({d.where})"
+        self._http_timeout("response_timeout", response, label, 86400)
+
+    def _agreed(self, key: str, params: list[tuple[str, str, Directive]]) -> float | None:
+        """One server-wide value from per-member ones: the most common (noted if they differ)."""
+        values = [(parse_duration(v), d) for k, v, d in params if k == key]
+        valid = Counter(v for v, _ in values if v is not None)
+        if not valid:
+            return None
+        chosen = valid.most_common(1)[0][0]
+        if len(valid) > 1:
+            self.notes.append(Note.of(values[0][1], f"members differ; hbfork has one value: "
+                                      f"used {chosen}", f"{key}={'/'.join(map(str, valid))}"))
+        return chosen
+
+    def _http_timeout(self, key: str, value: float | None, label: str, high: float) -> None:
+        if value is not None and 0 < value <= high:
+            self.set("http", key, value, label)
+
+    def _server_duration(self, directive: str, key: str) -> None:
+        d = self.server(directive)
+        if d is not None and d.args:
+            self._http_timeout(key, parse_duration(d.args[0]), f"{d.text} ({d.where})", 86400)
+
+    def _server_flags(self) -> None:
+        adds = self.server("proxyaddheaders")
+        if adds is not None and adds.args and adds.args[0].lower() == "off":
+            self.set("http", "forwarded_headers", False, f"{adds.text} ({adds.where})")
+        for key, value, reason in (
+                ("proxyrequests", "on", "hbfork is a reverse proxy only"),
+                ("keepalive", "off", "hbfork keeps client connections alive "
+                                     "(see [http] keepalive_timeout)"),
+                ("proxypreservehost", "off", "hbfork always passes the client's Host on")):
+            d = self.server(key)
+            if d is not None and d.args and d.args[0].lower() == value:
+                self.notes.append(Note.of(d, reason))
+
+
+def translate(walked: Walked) -> Translation:
+    """The hbfork settings, members and notes for a walked Apache config."""
+    return Translator(walked).translate()

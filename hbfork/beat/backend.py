@@ -1,0 +1,223 @@
+"""`hbfork backend`: a small HTTP/1.1 server for demos and tests that beats its real load.
+
+Every response carries `X-Backend: NAME`. It sends a heartbeat every second from its listen
+address with ready = capacity - requests in flight and busy = requests in flight, plus port=.
+SIGUSR1 pauses the heartbeats, SIGUSR2 resumes them (tests use this to make a member go stale).
+
+Query parameters shape the answer (handy for tests and load tests):
+  size=N     respond with N bytes of "hbfork-" repeated (streamed, so 50 MB costs no memory;
+             the pattern runs on across writes, so a client can check every byte)
+  chunked=1  use chunked transfer coding for the response
+  delay=MS   wait MS milliseconds before answering (added to --delay-ms)
+  status=NNN respond with that status code
+  close=1    close the connection after the response
+  headers=1  respond with the request head as received (JSON), to check forwarding
+A request body (Content-Length or chunked) is read whole; the answer then reports its length and
+SHA-256. `Connection: Upgrade` gets 101 and the connection echoes bytes from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import signal
+from urllib.parse import parse_qs, urlsplit
+
+from hbfork.beat.beacon import Beacon
+
+MAX_HEAD = 64 * 1024
+CHUNK = 256 * 1024
+REASONS = {200: "OK", 101: "Switching Protocols", 204: "No Content", 304: "Not Modified",
+           400: "Bad Request", 404: "Not Found", 500: "Internal Server Error",
+           503: "Service Unavailable"}
+
+
+class Backend:
+    def __init__(self, name: str, capacity: int, delay_ms: float) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.delay_ms = delay_ms
+        self.inflight = 0
+        self.requests = 0
+        self.beating = True
+        self.beacon: Beacon | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    def load(self) -> tuple[int, int]:
+        return max(0, self.capacity - self.inflight), self.inflight
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        try:
+            while await self._one_request(reader, writer):
+                pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError,
+                ValueError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _one_request(self, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> bool:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return False
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, version = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                key, _, value = line.partition(":")
+                headers[key.strip().lower()] = value.strip()
+        self.inflight += 1
+        self.requests += 1
+        try:
+            body_len, digest = await self._read_body(reader, headers)
+            query = {k: v[-1] for k, v in parse_qs(urlsplit(target).query).items()}
+            delay = self.delay_ms + float(query.get("delay", 0))
+            if delay:
+                await asyncio.sleep(delay / 1000)
+            if "upgrade" in headers.get("connection", "").lower():
+                await self._upgrade(reader, writer)
+                return False
+            keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "") \
+                and query.get("close") != "1"
+            await self._respond(writer, method, query, headers, head, body_len, digest, keep)
+            return keep
+        finally:
+            self.inflight -= 1
+
+    async def _read_body(self, reader: asyncio.StreamReader,
+                         headers: dict[str, str]) -> tuple[int, str]:
+        digest = hashlib.sha256()
+        total = 0
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            while True:
+                size_line = await reader.readuntil(b"\r\n")
+                size = int(size_line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                        pass  # trailers
+                    break
+                data = await reader.readexactly(size)
+                await reader.readexactly(2)
+                digest.update(data)
+                total += size
+        else:
+            remaining = int(headers.get("content-length", "0") or 0)
+            while remaining:
+                data = await reader.read(min(CHUNK, remaining))
+                if not data:
+                    raise asyncio.IncompleteReadError(b"", remaining)
+                digest.update(data)
+                total += len(data)
+                remaining -= len(data)
+        return total, digest.hexdigest()
+
+    async def _respond(self, writer: asyncio.StreamWriter, method: str, query: dict[str, str],
+                       headers: dict[str, str], head: bytes, body_len: int, digest: str,
+                       keep: bool) -> None:
+        status = int(query.get("status", 200))
+        size = int(query["size"]) if "size" in query else None
+        if query.get("headers") == "1":
+            body = json.dumps({"backend": self.name, "head": head.decode("latin-1")}).encode()
+        elif body_len or method in ("POST", "PUT", "PATCH"):
+            body = json.dumps({"backend": self.name, "bytes": body_len,
+                               "sha256": digest}).encode()
+        else:
+            body = f"{self.name}\n".encode()
+        length = size if size is not None else len(body)
+        chunked = query.get("chunked") == "1"
+        out = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}",
+               f"X-Backend: {self.name}", "Content-Type: application/octet-stream"
+               if size is not None else "Content-Type: text/plain"]
+        no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
+        if status not in (204, 304):
+            out.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}")
+        out.append("Connection: keep-alive" if keep else "Connection: close")
+        writer.write(("\r\n".join(out) + "\r\n\r\n").encode())
+        if not no_body:
+            if size is None:
+                self._write(writer, body, chunked)
+            else:
+                await self._stream(writer, size, chunked)
+            if chunked:
+                writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    @staticmethod
+    def _write(writer: asyncio.StreamWriter, data: bytes, chunked: bool) -> None:
+        if chunked:
+            if data:
+                writer.write(b"%x\r\n" % len(data) + data + b"\r\n")
+        else:
+            writer.write(data)
+
+    async def _stream(self, writer: asyncio.StreamWriter, size: int, chunked: bool) -> None:
+        block = b"hbfork-" * (CHUNK // 7)  # a whole number of patterns: no seams
+        remaining = size
+        while remaining:
+            piece = block[:min(len(block), remaining)]
+            self._write(writer, piece, chunked)
+            remaining -= len(piece)
+            await writer.drain()
+
+    async def _upgrade(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: echo\r\nX-Backend: " + self.name.encode() + b"\r\n\r\n")
+        await writer.drain()
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+
+
+async def _main(host: str, port: int, backend: Backend) -> None:
+    server = await asyncio.start_server(backend.serve, host, port, limit=MAX_HEAD,
+                                        backlog=1024, reuse_address=True)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: setattr(backend, "beating", False))
+    loop.add_signal_handler(signal.SIGUSR2, lambda: setattr(backend, "beating", True))
+    beat_task = asyncio.create_task(_beat(backend))
+    await stop.wait()
+    beat_task.cancel()
+    server.close()
+    for writer in list(backend.writers):
+        writer.transport.abort()  # connection tasks see EOF and end on their own
+    await asyncio.sleep(0)
+    await server.wait_closed()
+
+
+async def _beat(backend: Backend) -> None:
+    beacon = backend.beacon
+    if beacon is None:
+        return
+    while True:
+        if backend.beating:
+            beacon.send(*backend.load())
+        await asyncio.sleep(beacon.interval)
+
+
+def run(listen: str, heartbeat_to: str | None, capacity: int, delay_ms: float, name: str,
+        interval: float = 1.0, send_port: bool = True, key: bytes | None = None) -> int:
+    from hbfork.core.addresses import parse_endpoint
+
+    endpoint = parse_endpoint(listen)
+    backend = Backend(name or str(endpoint), capacity, delay_ms)
+    if heartbeat_to:
+        target = parse_endpoint(heartbeat_to)
+        backend.beacon = Beacon(target.sockaddr, port=endpoint.port if send_port else None,
+                                source=endpoint.host, interval=interval, key=key)
+    try:
+        asyncio.run(_main(endpoint.host, endpoint.port, backend))
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,114 @@
+"""Command line: `hbfork run|check|status|ctl|beat|backend|demo|import-apache`.
+
+Exit codes: 0 success; 1 runtime failure (cannot bind, no master running, ...); 2 bad
+configuration or bad arguments (nothing was started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hbfork import __version__
+from hbfork.core.errors import ConfigError, HbforkError
+from hbfork.system.configfile import load
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    # The master forks; what a worker runs is the proxy's, wired in here so that the master
+    # and the proxy never import each other.
+    from hbfork.master.master import Master
+    from hbfork.proxy.worker import run_worker
+
+    return Master(load(args.config), run_worker).run()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from hbfork.core.config import describe
+
+    config = load(args.config)
+    if config.heartbeat.key_file:
+        from hbfork.system.keyfile import read_keys
+
+        read_keys(config.resolve(config.heartbeat.key_file))
+    print(describe(config))
+    print("configuration OK")
+    return EXIT_OK
+
+
+def cmd_backend(args: argparse.Namespace) -> int:
+    from hbfork.beat import backend
+
+    return backend.run(args.listen, args.heartbeat, args.capacity, args.delay_ms, args.name,
+                       args.interval, send_port=not args.no_port)
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    from hbfork.cli import beat
+
+    return beat.run(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hbfork.cli import demo
+
+    return demo.run(port=args.port, requests=args.requests, once=args.once,
+                    mode=args.mode)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hbfork", description="Heartbeat-balanced pre-forking front proxy.")
+    parser.add_argument("--version", action="version", version=f"hbfork {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the proxy in the foreground")
+    run.add_argument("-c", "--config", required=True, help="TOML config file")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate a config file and summarise it")
+    check.add_argument("-c", "--config", required=True)
+    check.set_defaults(func=cmd_check)
+
+    backend = sub.add_parser("backend", help="a demo/test HTTP backend that sends heartbeats")
+    backend.add_argument("--listen", required=True, help="ADDR:PORT to serve on")
+    backend.add_argument("--heartbeat", help="ADDR:PORT to send heartbeats to")
+    backend.add_argument("--capacity", type=int, default=10,
+                         help="ready = capacity - requests in flight (default 10)")
+    backend.add_argument("--delay-ms", type=float, default=0.0, help="added to every response")
+    backend.add_argument("--name", default="", help="X-Backend value (default: the address)")
+    backend.add_argument("--interval", type=float, default=1.0, help="seconds between beats")
+    backend.add_argument("--no-port", action="store_true",
+                         help="omit port= from heartbeats, as Apache's mod_heartbeat does")
+    backend.set_defaults(func=cmd_backend)
+
+    from hbfork.cli import beat, import_apache, status
+
+    status.add_parsers(sub)
+    beat.add_parser(sub).set_defaults(func=cmd_beat)
+    import_apache.add_parser(sub).set_defaults(func=import_apache.run)
+
+    demo = sub.add_parser("demo", help="proxy + three backends on loopback, with a sample")
+    demo.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
+    demo.add_argument("--requests", type=int, default=600, help="sample size (default 600)")
+    demo.add_argument("--mode", choices=("http", "tcp"), default="http")
+    demo.add_argument("--once", action="store_true",
+                      help="run the sample, print the split and exit (no waiting for Ctrl-C)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"hbfork: configuration error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except HbforkError as err:
+        print(f"hbfork: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE

@@ -1,0 +1,497 @@
+"""HTTP/1.1 message framing and validation for a proxy. Pure: bytes in, heads and counts out.
+
+Theory of operation
+-------------------
+A proxy needs less than a server: it must find where each message's head ends, decide exactly
+how long the body is (RFC 9112 §6.3), refuse anything ambiguous, and rewrite a few headers.
+Bodies are never copied into objects: a body scanner is told how many bytes are available and
+answers how many belong to the current message, so the I/O layer forwards raw bytes as they
+are (chunked framing included) and knows when the message ended.
+
+Everything here raises ProtocolError(status, detail) for bad input, and nothing else:
+
+* 400 malformed request line or header, obsolete line folding, a bare CR or LF, control bytes,
+  invalid header names, Content-Length with Transfer-Encoding, conflicting or invalid
+  Content-Length, a Transfer-Encoding whose final coding is not chunked, Transfer-Encoding in
+  an HTTP/1.0 request, a missing or repeated Host in HTTP/1.1 or one that is no authority,
+  bad chunk framing or trailer fields;
+* 414 request line longer than the limit; 431 head larger than the limit; 413 body over the
+  limit; 501 CONNECT (a reverse proxy tunnels nowhere); 505 an HTTP version other than 1.0
+  and 1.1.
+
+Rewritten heads never let a Connection header remove what frames the message or names its
+host: a client sending `Connection: Content-Length` must not make the member see a body-less
+request followed by a second one (the body).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hbfork.core.errors import ProtocolError
+
+CRLF = b"\r\n"
+HEAD_END = b"\r\n\r\n"
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TARGET = re.compile(rb"[\x21-\x7e]+")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_DIGITS = re.compile(rb"[0-9]{1,18}")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-5][0-9]{2})(?: [^\r\n]*)?")
+# One field: the value is taken greedily (a lazy match costs twice as much) and trailing
+# whitespace, which is rare, is stripped afterwards.
+_FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[\t ]*([^\x00-\x08\x0a-\x1f\x7f]*)\r\n")
+_TRAILING_SPACE = re.compile(rb"[\t ]\r\n")
+_FIELDS = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
+_SELECTED = frozenset((b"content-length", b"transfer-encoding", b"host", b"connection",
+                       b"upgrade", b"expect"))
+_HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*")  # RFC 3986 authority, no userinfo
+
+HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+                        b"upgrade", b"transfer-encoding"))
+# Headers a Connection token must not remove: dropping them would change the framing or the
+# target the member sees.
+END_TO_END = frozenset((b"content-length", b"transfer-encoding", b"host"))
+IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+REASONS = {100: "Continue", 101: "Switching Protocols", 200: "OK", 204: "No Content",
+           304: "Not Modified", 400: "Bad Request", 408: "Request Timeout",
+           413: "Content Too Large", 414: "URI Too Long",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+           504: "Gateway Timeout", 505: "HTTP Version Not Supported"}
+
+Header = tuple[bytes, bytes, bytes]  # (name as sent, lower-case name, value)
+
+
+@dataclass(slots=True)
+class Limits:
+    max_request_line: int = 8192
+    max_header_size: int = 16384
+    max_body_size: int = 0  # 0 = none
+
+
+@dataclass(slots=True)
+class RequestHead:
+    method: bytes
+    target: bytes
+    version: int                   # 10 or 11
+    headers: list[Header]
+    content_length: int            # body length when not chunked
+    chunked: bool
+    keep_alive: bool
+    connection_tokens: frozenset[bytes]
+    host: bytes
+    upgrade: bytes                 # b"" unless the client asks to switch protocols
+    expect_continue: bool
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or self.content_length > 0
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method in IDEMPOTENT
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    version: int
+    status: int
+    reason: bytes
+    headers: list[Header]
+    content_length: int | None     # None: chunked or read until close
+    chunked: bool
+    keep_alive: bool               # the member will keep the connection open afterwards
+    connection_tokens: frozenset[bytes]
+
+    @property
+    def interim(self) -> bool:
+        return 100 <= self.status < 200 and self.status != 101
+
+
+# --- heads
+
+
+def find_head(buf: bytes | bytearray, start: int, line_limit: int, head_limit: int,
+              request: bool = True) -> int:
+    """End offset of a complete head starting at `start`, or -1 when more bytes are needed.
+
+    Raises 414/431 as soon as the bytes seen prove a limit is exceeded, and 400 for a first
+    line ended by a bare LF (HTTP/0.9 or a sloppy client would otherwise wait for a blank line
+    that never comes in the form we need)."""
+    newline = buf.find(b"\n", start, start + line_limit + 2)
+    if newline >= 0 and (newline == start or buf[newline - 1] != 13):
+        raise ProtocolError(400 if request else 502, "bare LF ending the first line")
+    end = buf.find(HEAD_END, start, start + head_limit + 4)
+    if end >= 0:
+        line_end = buf.find(CRLF, start, end + 2)
+        if request and line_end - start > line_limit:
+            raise ProtocolError(414, "request line too long")
+        return end + 4
+    available = len(buf) - start
+    if request and newline < 0 and available > line_limit:
+        raise ProtocolError(414, "request line too long")
+    if available > head_limit:
+        raise ProtocolError(431 if request else 502, "header section too large")
+    return -1
+
+
+def skip_empty_lines(buf: bytes | bytearray, start: int) -> int:
+    """RFC 9112 §2.2: a server should ignore empty lines before a request line."""
+    while buf[start:start + 2] == CRLF:
+        start += 2
+    return start
+
+
+def _fields(block: bytes) -> list[Header]:
+    """The header fields of a head, given the bytes between the first line's CRLF and the
+    final blank line (every field ends in CRLF).
+
+    The common case is one regex pass in C; only a section it refuses goes through the
+    line-by-line check, which says what is wrong."""
+    if _FIELDS.fullmatch(block) is None:
+        _explain_fields(block)
+        raise ProtocolError(400, "malformed header section")
+    if _TRAILING_SPACE.search(block):
+        return [(name, name.lower(), value.rstrip(b" \t"))
+                for name, value in _FIELD.findall(block)]
+    return [(name, name.lower(), value) for name, value in _FIELD.findall(block)]
+
+
+def _explain_fields(block: bytes) -> None:
+    """Raise the reason `block` is not a valid header section."""
+    if b"\r" in block.replace(CRLF, b"") or b"\n" in block.replace(CRLF, b""):
+        raise ProtocolError(400, "bare CR or LF in the head")
+    for line in block.split(CRLF)[:-1]:
+        if not line or line[0] in b" \t":
+            raise ProtocolError(400, "obsolete line folding or empty header line")
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.fullmatch(name):
+            raise ProtocolError(400, "invalid header name")
+        if _CONTROL.search(value.strip(b" \t")):
+            raise ProtocolError(400, "control character in a header value")
+
+
+def _split_head(head: bytes) -> tuple[bytes, list[Header]]:
+    """(first line, header fields) of a complete head."""
+    if not head.endswith(HEAD_END):
+        raise ProtocolError(400, "incomplete head")
+    first = head.find(CRLF)
+    return head[:first], _fields(head[first + 2:-2])
+
+
+def _select(headers: list[Header]) -> dict[bytes, list[bytes]]:
+    """The values of the few fields that framing and routing depend on, in one pass."""
+    found: dict[bytes, list[bytes]] = {}
+    for _, lower, value in headers:
+        if lower in _SELECTED:
+            if lower in found:
+                found[lower].append(value)
+            else:
+                found[lower] = [value]
+    return found
+
+
+def _tokens(values: list[bytes] | None) -> list[bytes]:
+    out = []
+    for value in values or ():
+        out.extend(t.strip(b" \t").lower() for t in value.split(b",") if t.strip(b" \t"))
+    return out
+
+
+def _framing(found: dict[bytes, list[bytes]], version: int,
+             request: bool) -> tuple[int | None, bool]:
+    """(content_length, chunked) per RFC 9112 §6.3, refusing every ambiguous combination."""
+    status = 400 if request else 502
+    lengths = found.get(b"content-length")
+    encodings = found.get(b"transfer-encoding")
+    if encodings is not None:
+        codings = _tokens(encodings)
+        if not codings:  # some servers take the mere presence of the field as chunked
+            raise ProtocolError(status, "empty Transfer-Encoding")
+        if lengths:
+            raise ProtocolError(status, "both Content-Length and Transfer-Encoding")
+        if request and version == 10:
+            raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
+            raise ProtocolError(status, "Transfer-Encoding must end in chunked")
+        return None, True
+    if not lengths:
+        return None, False
+    if len(lengths) == 1 and _DIGITS.fullmatch(lengths[0]):
+        return int(lengths[0]), False
+    values = {v.strip() for item in lengths for v in item.split(b",")}
+    if len(values) != 1:
+        raise ProtocolError(status, "conflicting Content-Length values")
+    value = values.pop()
+    if not _DIGITS.fullmatch(value):
+        raise ProtocolError(status, "invalid Content-Length")
+    return int(value), False
+
+
+def _request_line(line: bytes) -> tuple[bytes, bytes, int]:
+    parts = line.split(b" ")
+    if len(parts) != 3:
+        raise ProtocolError(400, "malformed request line")
+    method, target, version_text = parts
+    if not _TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
+        raise ProtocolError(400, "malformed request line")
+    if version_text == b"HTTP/1.1":
+        version = 11
+    elif version_text == b"HTTP/1.0":
+        version = 10
+    elif re.fullmatch(rb"HTTP/[0-9]\.[0-9]", version_text):
+        raise ProtocolError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
+    else:
+        raise ProtocolError(400, "malformed request line")
+    if method == b"CONNECT":
+        raise ProtocolError(501, "CONNECT is not supported")
+    return method, target, version
+
+
+def parse_request_head(head: bytes, limits: Limits) -> RequestHead:
+    """Parse a complete request head (as delimited by find_head)."""
+    line, headers = _split_head(head)
+    method, target, version = _request_line(line)
+    found = _select(headers)
+    length, chunked = _framing(found, version, request=True)
+    if limits.max_body_size and length is not None and length > limits.max_body_size:
+        raise ProtocolError(413, "request body too large")
+    hosts = found.get(b"host", ())
+    if len(hosts) > 1 or (version == 11 and not hosts):
+        raise ProtocolError(400, "an HTTP/1.1 request needs exactly one Host header")
+    if hosts and not _HOST.fullmatch(hosts[0]):
+        raise ProtocolError(400, "invalid Host header")
+    connection = frozenset(_tokens(found.get(b"connection")))
+    keep_alive = b"close" not in connection if version == 11 else b"keep-alive" in connection
+    upgrade = b""
+    if b"upgrade" in connection and version == 11:  # RFC 9110 §7.8: ignored in HTTP/1.0
+        upgrade = found.get(b"upgrade", (b"",))[0]
+    expect = version == 11 and b"100-continue" in _tokens(found.get(b"expect"))
+    return RequestHead(method, target, version, headers, length or 0, chunked, keep_alive,
+                       connection, hosts[0] if hosts else b"", upgrade, expect)
+
+
+def parse_response_head(head: bytes, request_method: bytes) -> ResponseHead:
+    """Parse a member's response head; malformed answers raise ProtocolError(502)."""
+    try:
+        line, headers = _split_head(head)
+    except ProtocolError as err:
+        raise ProtocolError(502, f"bad response from member: {err.detail}") from None
+    match = _STATUS_LINE.fullmatch(line)
+    if not match:
+        raise ProtocolError(502, "bad status line from member")
+    version, status = 10 + int(match.group(1)), int(match.group(2))
+    reason = line[13:]
+    found = _select(headers)
+    connection = frozenset(_tokens(found.get(b"connection")))
+    if status < 200 or status in (204, 304) or request_method == b"HEAD":
+        length, chunked = 0, False
+        if status >= 200:  # framing fields mean nothing here but must still be unambiguous
+            _framing(found, version, request=False)
+    else:
+        length, chunked = _framing(found, version, request=False)
+    keep_alive = (b"close" not in connection if version == 11 else
+                  b"keep-alive" in connection) and (length is not None or chunked)
+    return ResponseHead(version, status, reason, headers, length, chunked, keep_alive,
+                        connection)
+
+
+# --- bodies
+
+
+class LengthBody:
+    """A body of known length: `take(n)` says how many of n available bytes are body."""
+
+    __slots__ = ("remaining",)
+
+    def __init__(self, length: int) -> None:
+        self.remaining = length
+
+    @property
+    def done(self) -> bool:
+        return self.remaining == 0
+
+    def scan(self, buf: bytes | bytearray | memoryview, start: int, end: int) -> int:
+        take = min(self.remaining, end - start)
+        self.remaining -= take
+        return take
+
+
+class UntilClose:
+    """A response body delimited by the member closing the connection."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def scan(self, buf: bytes | bytearray | memoryview, start: int, end: int) -> int:
+        return end - start
+
+
+_SIZE, _DATA, _DATA_CRLF, _TRAILER, _DONE = range(5)
+MAX_CHUNK_LINE = 4096
+
+
+class ChunkedBody:
+    """Validates chunked framing while it streams past; counts bytes, copies none.
+
+    scan() consumes whole framing lines only, so a size line split across reads is left for
+    the next call (the caller keeps unconsumed bytes). With `decode`, the data ranges are
+    collected in `pieces` for a client that cannot take chunked (HTTP/1.0)."""
+
+    __slots__ = ("decode", "limit", "pieces", "remaining", "state", "status", "total")
+
+    def __init__(self, limit: int = 0, decode: bool = False, status: int = 400) -> None:
+        self.state = _SIZE
+        self.remaining = 0
+        self.total = 0
+        self.limit = limit
+        self.decode = decode
+        self.pieces: list[tuple[int, int]] = []
+        self.status = status  # 400 for a client's body, 502 for a member's
+
+    @property
+    def done(self) -> bool:
+        return self.state == _DONE
+
+    def scan(self, buf: bytes | bytearray, start: int, end: int) -> int:
+        position = start
+        self.pieces = []
+        while position < end and self.state != _DONE:
+            if self.state == _DATA:
+                take = min(self.remaining, end - position)
+                if self.decode:
+                    self.pieces.append((position, position + take))
+                position += take
+                self.remaining -= take
+                if not self.remaining:
+                    self.state = _DATA_CRLF
+                continue
+            line_end = buf.find(CRLF, position, min(end, position + MAX_CHUNK_LINE))
+            if line_end < 0:
+                if end - position >= MAX_CHUNK_LINE:
+                    raise ProtocolError(self.status, "chunk line too long")
+                break  # wait for the rest of the line
+            line = bytes(buf[position:line_end])
+            position = line_end + 2
+            self._line(line)
+        return position - start
+
+    def _line(self, line: bytes) -> None:
+        if self.state == _DATA_CRLF:
+            if line:
+                raise ProtocolError(self.status, "chunk data longer than its size")
+            self.state = _SIZE
+        elif self.state == _SIZE:
+            size_text = line.split(b";", 1)[0].rstrip(b" \t")
+            if not _HEX.fullmatch(size_text) or _CONTROL.search(line) or b"\r" in line:
+                raise ProtocolError(self.status, "invalid chunk size")
+            size = int(size_text, 16)
+            self.total += size
+            if self.limit and self.total > self.limit:
+                raise ProtocolError(413, "request body too large")
+            self.remaining = size
+            self.state = _DATA if size else _TRAILER
+        elif self.state == _TRAILER:
+            if not line:
+                self.state = _DONE
+            elif (line[0] in b" \t" or not _TOKEN.fullmatch(line.partition(b":")[0])
+                  or b":" not in line or _CONTROL.search(line)):
+                raise ProtocolError(self.status, "invalid trailer field")
+
+
+# --- writing heads
+
+
+def request_head_for_member(head: RequestHead, client_ip: str, forwarded: bool,
+                            proto: bytes = b"http", member_host: bytes = b"") -> bytes:
+    """The request head to send upstream, always as HTTP/1.1: hop-by-hop headers removed,
+    Content-Length sent once as a plain number, Expect: 100-continue answered by us (so
+    removed), a Host added for an HTTP/1.0 client that sent none, X-Forwarded-* added."""
+    drop = HOP_BY_HOP | (head.connection_tokens - END_TO_END)
+    out = [b"%s %s HTTP/1.1" % (head.method, head.target)]
+    prior_for = b""
+    length_sent = False
+    for name, lower, value in head.headers:
+        if lower == b"content-length":
+            if not length_sent:  # "5, 5" and repeated headers become one unambiguous value
+                out.append(b"Content-Length: %d" % head.content_length)
+                length_sent = True
+        elif lower == b"transfer-encoding":
+            out.append(name + b": " + value)  # the body is forwarded as it came, chunked
+        elif lower in drop or lower.startswith(b"proxy-") or (
+                lower == b"expect" and head.expect_continue):
+            continue
+        elif forwarded and lower.startswith(b"x-forwarded-"):
+            if lower == b"x-forwarded-for":  # a prior hop's claim, kept ahead of ours
+                prior_for = value if not prior_for else prior_for + b", " + value
+            # the rest are replaced below: a client must not choose what the member believes
+        else:
+            out.append(name + b": " + value)
+    if member_host and not any(lower == b"host" for _, lower, _ in head.headers):
+        out.append(b"Host: " + member_host)
+    if head.upgrade:
+        out.append(b"Connection: Upgrade")
+        out.append(b"Upgrade: " + head.upgrade)
+    if forwarded:
+        out.extend(_forwarded(head, client_ip, prior_for, proto))
+    out.append(b"")
+    out.append(b"")
+    return CRLF.join(out)
+
+
+def _forwarded(head: RequestHead, client_ip: str, prior_for: bytes,
+               proto: bytes) -> list[bytes]:
+    ip = client_ip.encode()
+    out = [b"X-Forwarded-For: " + (prior_for + b", " + ip if prior_for else ip),
+           b"X-Forwarded-Proto: " + proto]
+    if head.host:
+        out.append(b"X-Forwarded-Host: " + head.host)
+    return out
+
+
+def response_head_for_client(response: ResponseHead, keep_alive: bool, dechunk: bool,
+                             client_version: int) -> bytes:
+    """The member's response head as the client gets it: hop-by-hop headers removed and
+    our own Connection header set."""
+    drop = HOP_BY_HOP | (response.connection_tokens - END_TO_END)
+    version = b"HTTP/1.1" if client_version == 11 else b"HTTP/1.0"
+    out = [b"%s %d %s" % (version, response.status, response.reason or
+                          REASONS.get(response.status, "Status").encode())]
+    for name, lower, value in response.headers:
+        if lower in drop:
+            if lower == b"transfer-encoding" and not dechunk:
+                out.append(name + b": " + value)
+            continue
+        out.append(name + b": " + value)
+    if response.status == 101:
+        out.append(b"Connection: Upgrade")
+        upgrade = next((v for _, lower, v in response.headers if lower == b"upgrade"), b"")
+        if upgrade:
+            out.append(b"Upgrade: " + upgrade)
+    elif not keep_alive:
+        out.append(b"Connection: close")
+    elif client_version == 10:
+        out.append(b"Connection: keep-alive")
+    out.append(b"")
+    out.append(b"")
+    return CRLF.join(out)
+
+
+def error_response(status: int, detail: str = "", *, keep_alive: bool = False,
+                   extra: tuple[tuple[str, str], ...] = (), head_only: bool = False) -> bytes:
+    """A short response the proxy itself sends (4xx for the client's mistakes, 5xx for ours)."""
+    reason = REASONS.get(status, "Error")
+    body = f"{status} {reason}{': ' + detail if detail else ''}\n".encode()
+    lines = [f"HTTP/1.1 {status} {reason}", "Content-Type: text/plain; charset=utf-8",
+             f"Content-Length: {len(body)}", "Cache-Control: no-store",
+             "Connection: keep-alive" if keep_alive else "Connection: close"]
+    lines.extend(f"{name}: {value}" for name, value in extra)
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return head if head_only else head + body
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -1,0 +1,392 @@
+"""The master process: owns the sockets and the table, supervises the workers.
+
+Theory of operation
+-------------------
+The master binds every socket once (client listeners, the heartbeat socket, the status
+listener), creates the shared table, forks the workers, and then waits in ONE selector on: the
+heartbeat socket, the signal wake-up pipe and each worker's report socket. Signal handlers only
+record the signal; everything happens in the loop, which never blocks for long: the select
+timeout is the nearest member deadline (staleness, end of error) capped at half a second.
+
+Workers come in generations (master.generations); a reload is prepared completely (config,
+keys, files, sockets: master.setup, master.bindings) before anything is committed, so an
+invalid one changes nothing. The heartbeat socket, table and member state survive reloads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import time
+
+import setproctitle
+
+from hbfork import __version__
+from hbfork.core.config import Config
+from hbfork.core.errors import ConfigError, HbforkError, HeartbeatError
+from hbfork.core.members import NS, Registry, Rules
+from hbfork.core.settings import MAX_WORKERS
+from hbfork.master import setup
+from hbfork.master.bindings import Bindings, Plan
+from hbfork.master.generations import READY_TIMEOUT, Generations
+from hbfork.master.monitor import BUMP_INTERVAL, Monitor
+from hbfork.master.storage import StorageFiles
+from hbfork.master.workers import RunWorker, WorkerProcess, Workers, signal_quietly
+from hbfork.ops.control import ControlServer, execute
+from hbfork.system import logs
+from hbfork.system.configfile import load
+from hbfork.system.logs import describe_error
+from hbfork.system.pidfile import claim, release
+from hbfork.table.layout import (
+    STATE_READY,
+    W_CONFIG_GENERATION,
+    W_CONFIG_LOADED_US,
+    WK_STATE,
+    WK_TICK_NS,
+)
+from hbfork.table.table import Table
+
+log = logs.log
+HANDLED_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
+                   signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
+WORKER_RECORDS = 2 * MAX_WORKERS  # two generations overlap during a reload
+
+
+class Master:
+    def __init__(self, config: Config, run_worker: RunWorker) -> None:
+        self.config = config
+        self.run_worker = run_worker
+        self.pid = os.getpid()
+        self.selector = selectors.DefaultSelector()
+        self.bindings = Bindings()
+        self.table: Table | None = None
+        self.registry: Registry | None = None
+        self.monitor: Monitor | None = None
+        self.workers: Workers | None = None
+        self.generations: Generations | None = None
+        self.stopping: str | None = None         # None, "graceful" or "fast"
+        self.stop_deadline = 0.0
+        self.signals: list[int] = []
+        self.control: ControlServer | None = None
+        self.storage = StorageFiles()
+        self._death_read = self._death_write = -1
+        self._wakeup_read = self._wakeup_write = -1
+        self._last_watchdog = 0.0
+
+    # --- start
+
+    def run(self) -> int:
+        # Until the handlers are installed, a TERM or Ctrl-C would kill us between creating
+        # the table and being able to remove it: hold those signals until then.
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        setproctitle.setproctitle("hbfork: master")
+        pidfile = self.config.pidfile
+        try:
+            logs.setup(self.config.log.level, self.config.resolve(self.config.log.error),
+                       "master")
+            if pidfile:
+                claim(pidfile, self.pid)
+            self._open()
+        except (OSError, HbforkError) as err:
+            log.error("cannot start: %s", describe_error(err))
+            self._cleanup()
+            return 1
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+        assert self.generations is not None
+        try:
+            self.generations.spawn(self.config)
+            self._loop()
+        finally:
+            self._cleanup()
+        log.info("master stopped")
+        return 0
+
+    def _open(self) -> None:
+        config = self.config
+        keys = setup.keys_of(config)
+        self.bindings.commit(self.bindings.prepare(config))
+        self.table = Table.create(config.heartbeat.max_members, WORKER_RECORDS, self.pid)
+        if config.control_socket:
+            self.control = ControlServer(config.control_socket, self.selector, self._control)
+        elif config.pidfile:
+            log.warning("no control socket (`hbfork ctl` will not work): %s.ctl would be too "
+                        "long for a Unix socket; set [proxy] control_socket", config.pidfile)
+        setup.prepare_access_log(config)
+        setup.check_owned_by_user(config)
+        setup.drop_privileges(config, [self.table.shm._fd])
+        self.storage.configure(config)
+        self.registry = Registry.from_config(config, keys)
+        self.monitor = Monitor(self.registry, self.table, config.heartbeat.allow,
+                               config.heartbeat.rate_limit)
+        self.monitor.sock = self.bindings.heartbeat_sock
+        self.monitor.publish()
+        self._set_config_generation(1)
+        self._death_read, self._death_write = os.pipe2(os.O_CLOEXEC)
+        self._wakeup_read, self._wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wakeup_write, warn_on_full_buffer=False)
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, self._record_signal)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self.selector.register(self._wakeup_read, selectors.EVENT_READ, self._on_wakeup)
+        self.selector.register(self.bindings.heartbeat_sock, selectors.EVENT_READ,
+                               self.monitor.on_readable)
+        self.workers = Workers(self.table, self.run_worker, self._death_read,
+                               self._master_only_fds, self._register_worker, self._unregister)
+        self.generations = Generations(self.workers, self.bindings)
+        log.info("hbfork %s master started: listening on %s (mode %s), heartbeats on %s%s",
+                 __version__, ", ".join(map(str, config.proxy.listen)), config.proxy.mode,
+                 config.heartbeat.listen,
+                 f", status on {config.status.listen}" if config.status.listen else "")
+
+    def _control(self, line: str) -> str:
+        assert self.registry is not None and self.monitor is not None
+        reply = execute(self.registry, line, time.monotonic_ns())
+        self.monitor.publish()
+        log.info("control: %s -> %s", line.strip()[:80], reply[:200])
+        return reply
+
+    def _master_only_fds(self) -> list[int]:
+        fds = [self.selector.fileno(), self._death_write, self._wakeup_read, self._wakeup_write]
+        if self.bindings.heartbeat_sock is not None:
+            fds.append(self.bindings.heartbeat_sock.fileno())
+        return fds
+
+    def _set_config_generation(self, number: int) -> None:
+        assert self.table is not None
+        self.table.set_header(W_CONFIG_GENERATION, number)
+        self.table.set_header(W_CONFIG_LOADED_US, int(time.time() * 1e6))
+
+    # --- reload
+
+    def _reload(self) -> None:
+        handler = None
+        try:
+            new = load(self.config.path)
+            keys = setup.keys_of(new)
+            setup.check_reloadable(self.config, new)
+            setup.prepare_access_log(new)
+            error_log = new.resolve(new.log.error)
+            if error_log != logs.current_path():
+                handler = logs.make_handler(error_log)
+            plan = self.bindings.prepare(new)
+        except (ConfigError, HbforkError, HeartbeatError, OSError) as err:
+            if handler is not None:
+                handler.close()
+            log.error("reload failed, still running the previous config: %s",
+                      describe_error(err))
+            return
+        assert self.generations is not None
+        self.generations.abandon_pending()
+        self._apply(new, keys, plan, handler)
+
+    def _apply(self, new: Config, keys: tuple[bytes, ...], plan: Plan,
+               handler: logging.Handler | None) -> None:
+        """Commit a validated config: everything below cannot fail on bad input."""
+        assert self.registry is not None and self.monitor is not None
+        assert self.generations is not None
+        replaced = self.bindings.commit(plan)
+        if replaced is not None:
+            self._unregister(replaced)
+            replaced.close()
+            self.selector.register(self.bindings.heartbeat_sock, selectors.EVENT_READ,
+                                   self.monitor.on_readable)
+            self.monitor.sock = self.bindings.heartbeat_sock
+        if handler is not None:
+            logs.install(handler, new.log.level, new.resolve(new.log.error))
+        else:
+            logs.log.setLevel(new.log.level.upper())
+        self.registry.reconfigure(Rules.from_config(new), new.members, keys, time.monotonic_ns())
+        self.monitor.configure(new.heartbeat.allow, new.heartbeat.rate_limit)
+        self.monitor.publish()
+        self.storage.configure(new)
+        self.config = new
+        generation = self.generations.spawn(new)
+        self._set_config_generation(generation.number)
+        log.info("reloading %s: generation %d starting %d workers", new.path,
+                 generation.number, generation.size)
+
+    # --- the loop
+
+    def _loop(self) -> None:
+        assert self.workers is not None
+        while not (self.stopping and not self.workers.processes):
+            try:
+                self._iterate()
+            except Exception:
+                # A bug or an unexpected OS error must not take the master (and with it every
+                # worker) down: log it, and the next iteration starts from a consistent state.
+                log.exception("error in the master loop (continuing)")
+                time.sleep(0.1)
+
+    def _iterate(self) -> None:
+        assert self.workers is not None and self.monitor is not None
+        assert self.registry is not None and self.generations is not None
+        for key, _ in self.selector.select(self._timeout()):
+            try:
+                key.data(key.fileobj)
+            except Exception:
+                log.exception("error in the master loop (continuing)")
+        self._handle_signals()
+        pending = self.generations.pending
+        for worker in self.workers.reap():
+            if pending is not None and worker.generation == pending.number \
+                    and not worker.draining:
+                log.warning("reload: a new worker died before it was ready")
+        self.workers.kill_overdue()
+        self.monitor.publish()
+        self.storage.tick(self.config, self.registry, self.monitor)
+        if self.control is not None:
+            self.control.expire()
+        self._watchdog()
+        if not self.stopping:
+            self.workers.healthy()
+            self.generations.maintain()
+        elif time.monotonic() >= self.stop_deadline:
+            for worker in self.workers.processes.values():
+                signal_quietly(worker.pid, signal.SIGKILL)
+            self.stop_deadline = time.monotonic() + 5
+
+    def _timeout(self) -> float:
+        assert self.registry is not None and self.workers is not None
+        timeout = 0.5
+        deadline = self.registry.next_deadline
+        if deadline:
+            timeout = min(timeout, max(0.0, (deadline - time.monotonic_ns()) / NS + 0.001))
+        if self.workers.next_spawn_at:
+            timeout = min(timeout, max(0.01, self.workers.next_spawn_at - time.monotonic()))
+        if self.storage.active:
+            timeout = min(timeout, 0.25)
+        if self.monitor is not None and self.monitor.bump_pending:
+            timeout = min(timeout, BUMP_INTERVAL)
+        return timeout
+
+    def _watchdog(self) -> None:
+        """Kill workers whose loop stopped ticking for worker_timeout (they get replaced)."""
+        assert self.workers is not None and self.table is not None
+        assert self.generations is not None
+        now = time.monotonic()
+        if now - self._last_watchdog < 1.0:
+            return
+        self._last_watchdog = now
+        now_ns = time.monotonic_ns()
+        for worker in self.workers.processes.values():
+            record = self.table.worker_words(worker.index)
+            tick, state = record[WK_TICK_NS], record[WK_STATE]
+            record.release()
+            limit = self.generations.config_of(worker, self.config).proxy.worker_timeout
+            if state == STATE_READY and tick and now_ns - tick > limit * NS:
+                log.error("%s has not ticked for %.0fs; killing it", worker.label,
+                          (now_ns - tick) / NS)
+                signal_quietly(worker.pid, signal.SIGKILL)
+            elif not worker.ready and not worker.draining and now - worker.born > READY_TIMEOUT:
+                log.error("%s is not ready after %.0fs; killing it", worker.label,
+                          now - worker.born)
+                signal_quietly(worker.pid, signal.SIGKILL)
+
+    # --- worker messages
+
+    def _register_worker(self, sock: socket.socket, worker: WorkerProcess) -> None:
+        self.selector.register(sock, selectors.EVENT_READ, lambda s: self._read_worker(worker))
+
+    def _unregister(self, sock: socket.socket) -> None:
+        try:
+            self.selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+
+    def _read_worker(self, worker: WorkerProcess) -> None:
+        for _ in range(64):
+            try:
+                message = worker.sock.recv(512)
+            except BlockingIOError:
+                return
+            except OSError:
+                message = b""
+            if not message:
+                self._unregister(worker.sock)  # it exited; SIGCHLD and reap() do the rest
+                return
+            self._on_worker_message(worker, message)
+
+    def _on_worker_message(self, worker: WorkerProcess, message: bytes) -> None:
+        assert self.registry is not None and self.monitor is not None
+        parts = message.split()
+        if parts[:1] == [b"ready"]:
+            worker.ready = True
+        elif parts[:1] == [b"error"] and len(parts) >= 3:
+            member = self.registry.mark_error(int(parts[1]), int(parts[2]), time.monotonic_ns())
+            if member is not None:
+                reason = parts[3].decode(errors="replace") if len(parts) > 3 else "?"
+                log.warning("member %s in error for %gs: connect failed (%s)", member.label,
+                            self.config.proxy.retry, reason)
+                self.monitor.publish()
+
+    # --- signals
+
+    def _record_signal(self, signum: int, frame: object) -> None:
+        self.signals.append(signum)
+
+    def _on_wakeup(self, fileobj: object) -> None:
+        try:
+            os.read(self._wakeup_read, 4096)
+        except BlockingIOError:
+            pass
+
+    def _handle_signals(self) -> None:
+        assert self.workers is not None and self.generations is not None
+        signals, self.signals = self.signals, []
+        for signum in signals:
+            if signum == signal.SIGHUP:
+                if not self.stopping:
+                    self._reload()
+            elif signum == signal.SIGTERM:
+                self._stop("fast" if self.stopping == "graceful" else "graceful")
+            elif signum in (signal.SIGINT, signal.SIGQUIT):
+                self._stop("fast")
+            elif signum == signal.SIGUSR1:
+                logs.reopen()
+                for worker in self.workers.processes.values():
+                    signal_quietly(worker.pid, signal.SIGUSR1)
+                log.info("log files reopened")
+            elif signum in (signal.SIGTTIN, signal.SIGTTOU) and not self.stopping:
+                self.generations.resize(+1 if signum == signal.SIGTTIN else -1)
+
+    def _stop(self, how: str) -> None:
+        assert self.workers is not None
+        if self.stopping == "fast":
+            return
+        first = self.stopping is None
+        self.stopping = how
+        timeout = self.config.proxy.shutdown_timeout
+        if how == "graceful":
+            log.info("graceful stop: draining %d workers (up to %gs)",
+                     len(self.workers.processes), timeout)
+            for worker in self.workers.processes.values():
+                self.workers.drain(worker, timeout)
+            self.stop_deadline = time.monotonic() + timeout + 1.0
+        else:
+            log.info("fast stop%s", "" if first else " (second signal)")
+            for worker in self.workers.processes.values():
+                self.workers.stop_fast(worker)
+            self.stop_deadline = time.monotonic() + 2.0
+        # New connections are refused from now on, not queued where nobody will accept them.
+        self.bindings.close_listeners_except(set())
+
+    # --- end
+
+    def _cleanup(self) -> None:
+        if self.control is not None:
+            self.control.close()
+        self.storage.stop()
+        if self.table is not None:
+            self.table.unlink()
+            try:
+                self.table.close()
+            except BufferError:
+                pass  # a view is still exported; the mapping goes away with the process
+        if self.config.pidfile:
+            release(self.config.pidfile, self.pid)
+        self.bindings.close_all()

@@ -1,0 +1,158 @@
+"""The control socket: `hbfork ctl drain|enable|disable MEMBER` talks to the running master.
+
+A Unix stream socket, mode 0600, owned by the master. One request line per connection
+("drain 10.0.0.11:8080\\n"), one reply line ("ok ..." or "error ..."). The master applies the
+change to its registry and publishes it in the table at once; the state is per member and
+survives reloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import socket
+import time
+from collections.abc import Callable
+
+from hbfork.core.errors import HbforkError
+from hbfork.core.members import Member, Registry
+
+VERBS = ("drain", "enable", "disable", "list")
+MAX_REQUEST = 4096
+CLIENT_TIMEOUT = 5.0
+
+
+def select_members(registry: Registry, selector: str) -> list[Member]:
+    """Members named by `selector`: "IP:PORT", "[IPv6]:PORT", a bare IP (every member on it),
+    or a member's name."""
+    found = [m for m in registry if selector in (str(m.endpoint), m.name)]
+    if not found:
+        found = [m for m in registry if str(m.ip) == selector.strip("[]")]
+    return found
+
+
+def execute(registry: Registry, line: str, now: int) -> str:
+    """Carry out one request line; returns the reply line. Pure apart from the registry."""
+    parts = line.split()
+    if not parts or parts[0] not in VERBS:
+        return f"error unknown command {line.strip()[:40]!r}; expected one of {', '.join(VERBS)}"
+    verb = parts[0]
+    if verb == "list":
+        return "ok " + "; ".join(f"{m.endpoint} {m.reason}" for m in registry)
+    if len(parts) != 2:
+        return f"error usage: {verb} MEMBER (address, IP or name)"
+    members = select_members(registry, parts[1])
+    if not members:
+        return f"error no member matches {parts[1]!r}"
+    for member in members:
+        if verb == "drain":
+            registry.set_admin(member, drained=True, now=now)
+        elif verb == "disable":
+            registry.set_admin(member, disabled=True, now=now)
+        else:
+            registry.set_admin(member, drained=False, disabled=False, now=now)
+    return "ok " + "; ".join(f"{m.endpoint} {m.reason}" for m in members)
+
+
+class ControlServer:
+    """The master's side: accept, read one line, answer, close. Never blocks the loop."""
+
+    def __init__(self, path: str, selector: selectors.BaseSelector,
+                 handle: Callable[[str], str]) -> None:
+        self.path = path
+        self.selector = selector
+        self.handle = handle
+        self.clients: dict[socket.socket, tuple[bytearray, float]] = {}
+        self.paused_until = 0.0
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a stale socket: the pidfile already proved no master owns it
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            self.sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+        selector.register(self.sock, selectors.EVENT_READ, self._on_accept)
+
+    def _on_accept(self, _: object) -> None:
+        for _ in range(16):
+            try:
+                client, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # Out of fds: the listener stays readable, so stop watching it for a second
+                # rather than spin the master loop.
+                self.selector.unregister(self.sock)
+                self.paused_until = time.monotonic() + 1.0
+                return
+            client.setblocking(False)
+            self.clients[client] = (bytearray(), time.monotonic() + CLIENT_TIMEOUT)
+            self.selector.register(client, selectors.EVENT_READ, self._on_client)
+
+    def _on_client(self, client: socket.socket) -> None:
+        buffer = self.clients[client][0]
+        try:
+            data = client.recv(MAX_REQUEST)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        buffer += data
+        if b"\n" in buffer or not data or len(buffer) >= MAX_REQUEST:
+            line = bytes(buffer).split(b"\n", 1)[0].decode("utf-8", "replace")
+            reply = self.handle(line) if line.strip() else "error empty request"
+            with contextlib.suppress(OSError):
+                client.send(reply.encode()[:MAX_REQUEST - 1] + b"\n")
+            self._drop(client)
+
+    def expire(self) -> None:
+        now = time.monotonic()
+        if self.paused_until and now >= self.paused_until:
+            self.paused_until = 0.0
+            self.selector.register(self.sock, selectors.EVENT_READ, self._on_accept)
+        for client, (_, deadline) in list(self.clients.items()):
+            if now >= deadline:
+                self._drop(client)
+
+    def _drop(self, client: socket.socket) -> None:
+        self.clients.pop(client, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(client)
+        client.close()
+
+    def close(self) -> None:
+        for client in list(self.clients):
+            self._drop(client)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(self.sock)
+        self.sock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+def request(path: str, line: str, timeout: float = 5.0) -> str:
+    """The client side: send one request line to the master, return its reply."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except FileNotFoundError:
+        raise HbforkError(f"no control socket at {path}: is the master running?") from None
+    except ConnectionRefusedError:
+        raise HbforkError(f"{path}: nobody is listening (a master that died?)") from None
+    except PermissionError:
+        raise HbforkError(f"{path}: permission denied (run as the master's user)") from None
+    with sock:
+        sock.sendall(line.encode() + b"\n")
+        reply = bytearray()
+        while b"\n" not in reply:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    return reply.decode("utf-8", "replace").strip()

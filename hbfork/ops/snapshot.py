@@ -1,0 +1,211 @@
+"""A consistent read of the whole table as plain data: what the status page, /status.json,
+/metrics and `hbfork status` show. Reads only; safe from any process attached to the table.
+
+The dict returned by snapshot() is the documented /status.json schema (SCHEMA_VERSION); add
+fields, never rename or remove them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from hbfork.core.members import ELIGIBLE
+from hbfork.table.layout import (
+    LATENCY_BUCKETS,
+    MC_CONNECT_FAILURES,
+    MC_INFLIGHT,
+    MC_STATUS_CLASS,
+    MC_UID,
+    MEMBER_COUNTERS,
+    STATE_FREE,
+    W_CONFIG_GENERATION,
+    W_CONFIG_LOADED_US,
+    W_MASTER_PID,
+    W_STARTED_US,
+    W_STATS_SEQ,
+    WK_ACCEPTED,
+    WK_BYTES_IN,
+    WK_BYTES_OUT,
+    WK_CLIENT_ERRORS,
+    WK_CONNECT_FAILURES,
+    WK_CONNECTIONS,
+    WK_GENERATION,
+    WK_HISTOGRAM,
+    WK_LATENCY_COUNT,
+    WK_LATENCY_SUM,
+    WK_MEMBERS,
+    WK_NO_MEMBER,
+    WK_NUMBER,
+    WK_PID,
+    WK_REQUESTS,
+    WK_RETRIES,
+    WK_STATE,
+    WK_STATUS_CLASS,
+    WK_TICK_NS,
+    WK_UPSTREAM_TIMEOUTS,
+    WORKER_STATES,
+    MemberRecord,
+)
+from hbfork.table.table import Table
+
+SCHEMA_VERSION = 1
+CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+NS = 1e9
+
+
+def snapshot(table: Table) -> dict[str, Any]:
+    now_ns = time.monotonic_ns()
+    members = table.members()
+    for attempt in range(200):  # retry while the master folds an exited worker into totals
+        seq = table.header(W_STATS_SEQ)
+        if seq & 1:
+            if attempt > 20:
+                time.sleep(0.0001)  # the master may be descheduled mid-fold
+            continue
+        workers, totals, per_member = _workers(table, now_ns)
+        if table.header(W_STATS_SEQ) == seq:
+            break
+    else:
+        # Never quiet: counters from mid-fold may count one worker twice for this one read.
+        workers, totals, per_member = _workers(table, now_ns)
+    started = table.header(W_STARTED_US) / 1e6
+    return {
+        "schema": SCHEMA_VERSION,
+        "time": time.time(),
+        "master": {
+            "pid": table.header(W_MASTER_PID),
+            "started": started,
+            "uptime_seconds": max(0.0, time.time() - started),
+            "config_generation": table.header(W_CONFIG_GENERATION),
+            "config_loaded": table.header(W_CONFIG_LOADED_US) / 1e6,
+            "table": table.name,
+            "member_capacity": table.capacity,
+        },
+        "heartbeats": table.heartbeat_counters(),
+        "members": _members(members, per_member, now_ns),
+        "workers": workers,
+        "totals": totals,
+    }
+
+
+def _members(records: list[MemberRecord], per_member: dict[int, list[int]],
+             now_ns: int) -> list[dict[str, Any]]:
+    eligible = [r for r in records if r.weight > 0]
+    active_set = min((r.lbset for r in eligible), default=None)
+    total = sum(r.weight for r in eligible if r.lbset == active_set)
+    out = []
+    for r in records:
+        counters = per_member.get(r.slot, [0] * MEMBER_COUNTERS)
+        responses = dict(zip(CLASSES, counters[MC_STATUS_CLASS:MC_STATUS_CLASS + 5],
+                             strict=True))
+        share = r.weight / total if total and r.weight and r.lbset == active_set else 0.0
+        out.append({
+            "address": r.address,
+            "name": r.name,
+            "lbset": r.lbset,
+            "state": r.reason,
+            "why": _why(r, now_ns, active_set),
+            "eligible": r.reason == ELIGIBLE,
+            "picked": share > 0,
+            "ready": r.ready,
+            "busy": r.busy,
+            "weight": r.weight,
+            "share": share,
+            "heartbeat_age_seconds": (now_ns - r.last_seen) / NS if r.first_seen else None,
+            "heartbeats": r.heartbeats,
+            "errors": r.errors,
+            "error_seconds_left": max(0.0, (r.error_until - now_ns) / NS)
+            if r.error_until > now_ns else 0.0,
+            "static": r.static,
+            "drained": r.drained,
+            "disabled": r.disabled,
+            "requests": sum(responses.values()),
+            "responses": responses,
+            "connect_failures": counters[MC_CONNECT_FAILURES],
+            "in_flight": counters[MC_INFLIGHT],
+        })
+    return out
+
+
+def _why(r: MemberRecord, now_ns: int, active_set: int | None) -> str:
+    """A sentence an operator can act on."""
+    if r.reason == ELIGIBLE:
+        if active_set is not None and r.lbset != active_set:
+            return f"eligible, but standing by: lbset {active_set} has eligible members"
+        return f"fresh heartbeat, ready {r.ready}"
+    if r.reason == "stale":
+        return f"no heartbeat for {(now_ns - r.last_seen) / NS:.1f}s"
+    if r.reason == "in error":
+        return f"connect failed; in error for {(r.error_until - now_ns) / NS:.1f}s more"
+    if r.reason == "ready 0":
+        return "reports no idle capacity (ready=0)"
+    if r.reason == "never seen":
+        return "no heartbeat received yet"
+    return {"drained": "drained by an operator: no new requests",
+            "disabled": "disabled by an operator"}.get(r.reason, r.reason)
+
+
+def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str, Any],
+                                                 dict[int, list[int]]]:
+    workers = []
+    sums = {"connections": 0, "accepted": 0, "requests": 0, "no_member": 0, "retries": 0,
+            "connect_failures": 0, "upstream_timeouts": 0, "client_errors": 0,
+            "bytes_in": 0, "bytes_out": 0, "responses": dict.fromkeys(CLASSES, 0)}
+    buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+    latency_sum = latency_count = 0
+    per_member: dict[int, list[int]] = {}
+    uids = [table.uid(slot) for slot in range(table.capacity)]
+    used = [(slot, uid) for slot, uid in enumerate(uids) if uid]
+    for index in range(table.worker_capacity + 1):
+        words = table.worker_words(index)
+        retired = index == table.worker_capacity
+        if not retired and words[WK_STATE] == STATE_FREE:
+            words.release()
+            continue
+        # Copy the fixed part, and the counters of occupied slots only: a record holds
+        # max_members x 8 words, most of them for empty slots.
+        values = words[:WK_MEMBERS].tolist()
+        member_words = {slot: words[WK_MEMBERS + slot * MEMBER_COUNTERS:
+                                    WK_MEMBERS + (slot + 1) * MEMBER_COUNTERS].tolist()
+                        for slot, _ in used}
+        words.release()
+        if not retired:
+            workers.append({
+                "pid": values[WK_PID], "number": values[WK_NUMBER],
+                "generation": values[WK_GENERATION],
+                "state": WORKER_STATES[values[WK_STATE]] if values[WK_STATE] < 5 else "?",
+                "connections": values[WK_CONNECTIONS], "accepted": values[WK_ACCEPTED],
+                "requests": values[WK_REQUESTS],
+                "tick_age_seconds": (now_ns - values[WK_TICK_NS]) / NS
+                if values[WK_TICK_NS] else None,
+            })
+            sums["connections"] += values[WK_CONNECTIONS]
+        for key, word in (("accepted", WK_ACCEPTED), ("requests", WK_REQUESTS),
+                          ("no_member", WK_NO_MEMBER), ("retries", WK_RETRIES),
+                          ("connect_failures", WK_CONNECT_FAILURES),
+                          ("upstream_timeouts", WK_UPSTREAM_TIMEOUTS),
+                          ("client_errors", WK_CLIENT_ERRORS), ("bytes_in", WK_BYTES_IN),
+                          ("bytes_out", WK_BYTES_OUT)):
+            sums[key] += values[word]
+        for i, name in enumerate(CLASSES):
+            sums["responses"][name] += values[WK_STATUS_CLASS + i]
+        for i in range(len(buckets)):
+            buckets[i] += values[WK_HISTOGRAM + i]
+        latency_sum += values[WK_LATENCY_SUM]
+        latency_count += values[WK_LATENCY_COUNT]
+        for slot, uid in used:
+            mine = member_words[slot]
+            if mine[MC_UID] == uid:
+                counters = per_member.setdefault(slot, [0] * MEMBER_COUNTERS)
+                for k in range(1, MEMBER_COUNTERS):
+                    counters[k] += mine[k]
+    cumulative, running = [], 0
+    for bound, count in zip((*LATENCY_BUCKETS, "+Inf"), buckets, strict=True):
+        running += count
+        cumulative.append([bound, running])
+    sums["latency"] = {"buckets": cumulative, "sum_seconds": latency_sum / 1e6,
+                       "count": latency_count}
+    workers.sort(key=lambda w: (w["generation"], w["number"]))
+    return workers, sums, per_member
+

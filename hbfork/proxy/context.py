@@ -1,0 +1,80 @@
+"""What a session may ask of the process that runs it: the interface between sessions and the
+worker.
+
+Sessions (HTTP, TCP, status) never import the worker. They get a SessionContext: the event loop
+(register, modify and unregister sockets; timers; the loop's clock), a scratch buffer, the
+settings they need, the member picker, the keep-alive pool, a way to dial a member, and the
+events the worker counts or reports to the master. The worker implements it; unit tests pass a
+fake one with socket pairs instead of members.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Protocol
+
+from hbfork.core.http11 import Limits
+from hbfork.core.settings import HttpSettings
+from hbfork.proxy.loop import Loop
+
+if TYPE_CHECKING:
+    from hbfork.proxy.keepalive import ConnectionPool
+    from hbfork.proxy.upstreams import Target
+
+
+class Picker(Protocol):
+    """Member selection and the per-member in-flight accounting that goes with it."""
+
+    def choose(self, excluded: set[int] | None = None) -> Target | None: ...
+    def started(self, target: Target) -> None: ...
+    def finished(self, target: Target, status: int) -> None: ...
+
+
+class Session(Protocol):
+    """What the worker asks of every session it holds."""
+
+    closed: bool
+
+    def drain(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class Exchange(Protocol):
+    """One HTTP request/response as the worker accounts for it."""
+
+    exchange_started: float
+
+    def log_fields(self, status: int, target: Target | None, now: float) -> dict[str, object]:
+        ...
+
+
+class SessionContext(Protocol):
+    loop: Loop
+    buffer: memoryview       # scratch space for recv_into; its contents never outlive a call
+    http: HttpSettings
+    limits: Limits
+    upstreams: Picker
+    conn_pool: ConnectionPool
+    draining: bool           # the worker is shutting down gracefully
+
+    def connect(self, target: Target) -> tuple[socket.socket, int]:
+        """Start a non-blocking connect: (socket, 0 or EINPROGRESS or an errno). Raises
+        OSError when the proxy itself is out of resources (fds, memory)."""
+        ...
+
+    def member_failed(self, target: Target, reason: str) -> None:
+        """A connect to `target` failed: count it and have the member put in error."""
+        ...
+
+    def resource_error(self, err: OSError) -> None: ...
+    def count_no_member(self) -> None: ...
+    def count_retry(self) -> None: ...
+    def count_bytes(self, from_client: bool, n: int) -> None: ...
+    def count_upstream_timeout(self) -> None: ...
+    def count_client_error(self) -> None: ...
+
+    def request_done(self, exchange: Exchange, status: int, target: Target | None) -> None:
+        """One HTTP request ended (status 0: the client left before any response)."""
+        ...
+
+    def session_closed(self, session: Session) -> None: ...

@@ -1,0 +1,160 @@
+"""The client side of an HTTP session: reading requests, writing responses, epoll interest,
+half-closes, and lingering after the last response.
+
+A client that half-closes after pipelining requests gets every complete request answered: a
+FIN is only taken as the end once the bytes before it are read. After the last response the
+connection is half-closed and what the client still sends is discarded for a moment (LINGER),
+so unread bytes do not make the kernel reset the connection and destroy that response in transit.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from hbfork.proxy.http.state import (
+    CLOSING,
+    CONNECT,
+    FORWARD,
+    HEAD,
+    HIGH_WATER,
+    LINGER,
+    LINGER_MAX,
+    LINGER_QUIET,
+    TUNNEL,
+    ExchangeState,
+)
+from hbfork.proxy.loop import ERROR, RDHUP, READ, WRITE
+
+
+class ClientSide(ExchangeState):
+    __slots__ = ()
+
+    def _on_client(self, mask: int) -> None:
+        if self.state == LINGER:
+            return self._linger()
+        if mask & WRITE:
+            if not self._flush_client():
+                return
+        if mask & ~WRITE:
+            if self._wants_client_read():
+                if not self._read_client():
+                    return
+            elif mask & ERROR:
+                return self.close()  # reset by the client: nothing can reach it any more
+            else:
+                self.client_parked = True  # bytes or a FIN we cannot take yet
+                if mask & RDHUP:
+                    self._client_half_closed()
+                    if self.closed:
+                        return
+        self._advance()
+
+    def _client_half_closed(self) -> None:
+        """RDHUP while the client is not being read. Its FIN ends the stream only if no bytes
+        precede it: pipelined requests or body bytes still queued are read in their turn."""
+        try:
+            pending = self.client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pending = b"?"
+        except OSError:
+            return self.close()
+        if pending:
+            self.client_hup = True  # stop watching; the EOF is read after the bytes
+        else:
+            self.client_eof = True
+
+    def _wants_client_read(self) -> bool:
+        if self.client_eof or self.state == CLOSING:
+            return False
+        if self.state in (HEAD, LINGER):
+            return True
+        if self.state == TUNNEL:
+            return len(self.upstream_out) < HIGH_WATER
+        return (self.request is not None and not self.request_done and self.conn is not None
+                and self.state == FORWARD and len(self.upstream_out) < HIGH_WATER)
+
+    def _read_client(self) -> bool:
+        buffer = self.ctx.buffer
+        try:
+            n = self.client.recv_into(buffer)
+        except BlockingIOError:
+            return True
+        except OSError:
+            self.close()
+            return False
+        if n == 0:
+            self.client_eof = True
+            return True
+        self.ctx.count_bytes(True, n)
+        if self.state == HEAD:
+            if not self.inbuf:
+                self.head_started = self.ctx.loop.now  # see _parse_head
+        elif self.state != FORWARD or self.response is not None or not self.request_done:
+            self._set_deadline(self.ctx.http.client_timeout)
+        self.inbuf += buffer[:n]
+        return True
+
+    def _to_client(self, data: bytes | bytearray | memoryview) -> None:
+        self.client_out += data
+
+    def _flush_client(self) -> bool:
+        """Write what is queued for the client; False if the session ended."""
+        try:
+            sent = self.client.send(self.client_out)
+        except BlockingIOError:
+            return True
+        except OSError:
+            self.close()
+            return False
+        del self.client_out[:sent]
+        self.ctx.count_bytes(False, sent)
+        return True
+
+    def _update_interest(self) -> None:
+        loop = self.ctx.loop
+        if self._wants_client_read():
+            self.client_parked = False
+            client_mask = READ
+        elif self.state in (CONNECT, FORWARD) and not (self.client_eof or self.client_hup):
+            # Left readable until the client sends something we cannot take yet (a pipelined
+            # request): parking it at once would cost two epoll_ctl calls per request.
+            client_mask = RDHUP if self.client_parked else READ
+        else:
+            client_mask = 0
+        if self.client_out:
+            client_mask |= WRITE
+        loop.set_mask(self.client_fd, client_mask)
+        conn = self.conn
+        if conn is not None and self.state != CONNECT:
+            mask = READ if self._wants_member_read() else 0
+            if self.upstream_out:
+                mask |= WRITE
+            loop.set_mask(conn.fd, mask)
+
+    def _start_linger(self) -> None:
+        """Everything is flushed: half-close, then discard what the client still sends until
+        it closes too or goes quiet. Closing with its bytes unread would make the kernel send
+        a reset, and a reset can destroy our last response before the client reads it."""
+        if self.client_eof:
+            return self.close()
+        try:
+            self.client.shutdown(socket.SHUT_WR)
+        except OSError:
+            return self.close()
+        self.state = LINGER
+        self.inbuf.clear()
+        self.linger_until = self.ctx.loop.now + LINGER_MAX
+        self._set_deadline(LINGER_QUIET)
+
+    def _linger(self) -> None:
+        try:
+            n = self.client.recv_into(self.ctx.buffer)
+        except BlockingIOError:
+            return
+        except OSError:
+            n = 0
+        self.linger_left -= n
+        left = self.linger_until - self.ctx.loop.now
+        if n == 0 or self.linger_left <= 0 or left <= 0:
+            return self.close()
+        self._set_deadline(min(LINGER_QUIET, left))

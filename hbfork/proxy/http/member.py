@@ -1,0 +1,208 @@
+"""The member side of an HTTP session: dialing (with failover), sending the request head and
+body, reading the response bytes, and what to do when the member closes or resets.
+
+A refused or timed-out connect marks the member in error and the request goes to another
+member, up to `retries`. A pooled connection the member closed before answering is retried once
+on a fresh connection, if the request is idempotent and has no body (the keep-alive race).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from hbfork.core import http11
+from hbfork.core.errors import ProtocolError
+from hbfork.core.http11 import UntilClose
+from hbfork.proxy.http.state import (
+    CLOSING,
+    CONNECT,
+    FORWARD,
+    HIGH_WATER,
+    TUNNEL,
+    ExchangeState,
+)
+from hbfork.proxy.keepalive import MemberConnection
+from hbfork.proxy.loop import WRITE
+from hbfork.proxy.upstreams import Target
+
+
+class MemberSide(ExchangeState):
+    __slots__ = ()
+
+    def _connect(self, target: Target) -> None:
+        try:
+            sock, err = self.ctx.connect(target)
+        except OSError as error:  # out of fds or memory: our problem, not the member's
+            self.ctx.resource_error(error)
+            return self._fail(503, "the proxy is out of resources", (("Retry-After", "1"),))
+        self.conn = MemberConnection(sock, target, self.ctx.conn_pool)
+        self.state = CONNECT
+        self.ctx.loop.add(self.conn.fd, WRITE, self._on_member)
+        if err not in (0, errno.EINPROGRESS):
+            return self._connect_failed(err)
+        self._set_deadline(self.ctx.http.connect_timeout)
+
+    def _connect_failed(self, err: int) -> None:
+        assert self.conn is not None
+        self.ctx.member_failed(self.conn.target, errno.errorcode.get(err, str(err)))
+        self.conn.close()
+        self.conn = None
+        self.state = FORWARD  # between members; _dispatch decides what is next
+        self._dispatch()
+
+    def _attached(self, conn: MemberConnection) -> None:
+        """`conn` is connected: send the request head (and the body bytes already here)."""
+        assert self.request is not None
+        ctx = self.ctx
+        self.conn = conn
+        self.state = FORWARD
+        ctx.loop.handlers[conn.fd] = self._on_member
+        self._member_done(0)
+        ctx.upstreams.started(conn.target)
+        self.inflight_target = conn.target
+        self.member_started = ctx.loop.now
+        self.upstream_out += http11.request_head_for_member(
+            self.request, self.client_ip, ctx.http.forwarded_headers,
+            member_host=_authority(conn.target))
+        if self.request.expect_continue and not self.request_done and not self.inbuf:
+            # We answer the expectation ourselves (and do not forward it), now that a member
+            # is ready to take the body: members that ignore Expect would make the client wait.
+            self._to_client(http11.CONTINUE)
+        http = ctx.http
+        # Until the body is all here we wait on the client, not the member.
+        self._set_deadline(http.response_timeout if self.request_done else http.client_timeout)
+
+    def _forward_request_body(self) -> None:
+        if self.request_done or self.body is None or self.conn is None:
+            return
+        if self.inbuf and len(self.upstream_out) < HIGH_WATER:
+            taken = self.body.scan(self.inbuf, 0, len(self.inbuf))
+            self.upstream_out += self.inbuf[:taken]
+            del self.inbuf[:taken]
+        if self.body.done:
+            self.request_done = True
+            self._set_deadline(self.ctx.http.response_timeout)
+        elif self.client_eof:
+            raise ProtocolError(400, "connection closed inside a request body")
+
+    def _on_member(self, mask: int) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        if self.state == CONNECT:
+            err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self._connect_failed(err)
+            else:
+                self._attached(conn)
+        else:
+            if mask & WRITE and self.upstream_out:
+                self._flush_member()
+            if mask & ~WRITE and self.conn is conn and self._wants_member_read():
+                self._read_member()
+        if not self.closed:
+            self._advance()
+
+    def _wants_member_read(self) -> bool:
+        if self.conn is None or self.state not in (FORWARD, TUNNEL):
+            return False
+        return len(self.client_out) < HIGH_WATER
+
+    def _read_member(self) -> None:
+        assert self.conn is not None
+        buffer = self.ctx.buffer
+        try:
+            n = self.conn.sock.recv_into(buffer)
+        except BlockingIOError:
+            return
+        except OSError:
+            n = 0
+        if n == 0:
+            return self._member_closed()
+        self.upbuf += buffer[:n]
+        self._set_deadline(self.ctx.http.client_timeout
+                           if self.response is not None else
+                           self.ctx.http.response_timeout)
+
+    def _member_closed(self) -> None:
+        """EOF (or an error) from the member."""
+        conn = self.conn
+        assert conn is not None
+        if self.state == TUNNEL:
+            self.client_out += self.upbuf
+            self.upbuf.clear()
+            self._release_member(reusable=False)
+            self.state = CLOSING
+            return
+        if isinstance(self.response_body, UntilClose):
+            self.response_body.done = True  # finished once upbuf has gone to the client
+            return
+        if self.response is None and not self.upbuf and self._may_retry_fresh():
+            # The keep-alive race: the member closed an idle connection as we reused it.
+            return self._retry_fresh()
+        if self.response is None:
+            return self._fail(502, "the member closed the connection without answering"
+                              if not self.upbuf else "the member closed the connection "
+                              "mid-answer")
+        self.close()  # the head went out already: closing is the only signal left
+
+    def _may_retry_fresh(self) -> bool:
+        """A request may be sent again only if nothing of it can have had an effect: it came on
+        a reused connection, is idempotent, has no body, and was not retried already."""
+        request, conn = self.request, self.conn
+        return (conn is not None and conn.reused and request is not None
+                and request.idempotent and not request.has_body and self.response is None
+                and not self.fresh_retry)
+
+    def _retry_fresh(self) -> None:
+        assert self.conn is not None
+        target = self.conn.target
+        self._release_member(reusable=False)
+        self.upstream_out.clear()
+        self.upbuf.clear()
+        self.fresh_retry = True
+        self._connect(target)
+
+    def _flush_member(self) -> None:
+        """Write what is queued for the member; a failure is handled (retry, 502 or close)."""
+        assert self.conn is not None
+        try:
+            sent = self.conn.sock.send(self.upstream_out)
+        except BlockingIOError:
+            return
+        except OSError:
+            return self._member_write_failed()
+        del self.upstream_out[:sent]
+
+    def _member_write_failed(self) -> None:
+        """The member reset the connection while we were sending the request."""
+        if self._may_retry_fresh():
+            return self._retry_fresh()
+        if self.response is None:
+            self._fail(502, "the member reset the connection")
+        else:
+            self.close()
+
+    def _release_member(self, reusable: bool) -> None:
+        self._member_done(0)
+        conn = self.conn
+        if conn is None:
+            return
+        self.conn = None
+        if reusable:
+            self.ctx.conn_pool.checkin(conn)
+        else:
+            conn.close()
+
+    def _member_done(self, status: int) -> None:
+        """End the member's in-flight count for this request (status 0: no response)."""
+        target = self.inflight_target
+        if target is not None:
+            self.inflight_target = None
+            self.ctx.upstreams.finished(target, status)
+
+
+def _authority(target: Target) -> bytes:
+    """host:port of a member, for the Host header of a request that came without one."""
+    return target.address.encode()

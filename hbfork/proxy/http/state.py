@@ -1,0 +1,71 @@
+"""The state every part of an HTTP session shares: the states, the buffer limits, and the
+attributes (declared here so each part can be read on its own; HttpSession holds them in
+__slots__).
+"""
+
+from __future__ import annotations
+
+import socket
+
+from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHead, UntilClose
+from hbfork.proxy.context import SessionContext
+from hbfork.proxy.keepalive import MemberConnection
+from hbfork.proxy.loop import Timer
+from hbfork.proxy.upstreams import Target
+
+HEAD, CONNECT, FORWARD, TUNNEL, CLOSING, LINGER = range(6)
+HIGH_WATER = 256 * 1024
+# While draining, a connection with no request in progress is closed after this idle time; a
+# request arriving before then is still served (with Connection: close). Closing at once would
+# race requests already on their way, which clients see as a reset.
+DRAIN_IDLE_GRACE = 2.0
+MAX_RESPONSE_HEAD = 64 * 1024
+LINGER_QUIET = 0.5   # close once a half-closed client has sent nothing for this long
+LINGER_MAX = 5.0     # and in any case after this long
+LINGER_BYTES = 4 << 20  # or after discarding this much
+
+
+class ExchangeState:
+    """Attribute declarations only; the parts of HttpSession derive from it."""
+
+    __slots__ = ()
+
+    ctx: SessionContext
+    client: socket.socket
+    client_fd: int
+    client_ip: str
+    state: int
+    closed: bool
+    timer: Timer
+    # buffers: what was read from each side, and what waits to be written to each side
+    inbuf: bytearray
+    upbuf: bytearray
+    client_out: bytearray
+    upstream_out: bytearray
+    # the client connection
+    client_eof: bool      # the client sends nothing more (the bytes before its FIN read)
+    client_hup: bool      # it half-closed, but bytes before the FIN are still unread
+    client_parked: bool   # it sent what we cannot take yet: watch for RDHUP only
+    linger_until: float
+    linger_left: int
+    drain_requested: bool
+    head_started: float   # the first byte of the head being read
+    # the member connection, and the member counted as having this request in flight
+    conn: MemberConnection | None
+    inflight_target: Target | None
+    # the current exchange (reset for each request)
+    request: RequestHead | None
+    response: ResponseHead | None
+    body: LengthBody | ChunkedBody | None
+    response_body: LengthBody | ChunkedBody | UntilClose | None
+    target: Target | None
+    tried: set[int]
+    request_done: bool      # the whole request body was read
+    sent_to_client: bool    # the response head (ours or the member's) went out
+    keep_alive: bool
+    status: int
+    bytes_to_client: int
+    exchange_started: float
+    member_started: float   # when the request went to the member that answered
+    fresh_retry: bool
+    accounted: bool         # request_done() was reported for this request

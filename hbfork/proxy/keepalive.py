@@ -1,0 +1,95 @@
+"""Per-worker pools of idle keep-alive connections to members, bounded and idle-timed-out.
+
+An idle connection stays registered for reading: if the member closes it (or sends anything,
+which it must not), it is dropped at once instead of failing the next request that takes it.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from hbfork.proxy.loop import READ, Loop
+from hbfork.proxy.upstreams import Target
+
+
+class MemberConnection:
+    __slots__ = ("closed", "fd", "pool", "reused", "sock", "target", "timer")
+
+    def __init__(self, sock: socket.socket, target: Target, pool: ConnectionPool) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.target = target
+        self.pool = pool
+        self.reused = False      # True once it served a request and came back to the pool
+        self.closed = False
+        self.timer = pool.loop.timer(self.on_deadline)
+
+    def on_deadline(self, now: float) -> None:
+        self.pool.discard(self)  # idle in the pool for pool_idle_timeout
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            loop = self.pool.loop
+            loop.cancel(self.timer)
+            loop.remove(self.fd)
+            self.sock.close()
+
+
+class ConnectionPool:
+    def __init__(self, loop: Loop, size: int, idle_timeout: float) -> None:
+        self.loop = loop
+        self.idle: dict[int, list[MemberConnection]] = {}
+        self.size = size
+        self.idle_timeout = idle_timeout
+        self.closed = False  # after close_all(): connections checked in are closed
+
+    def checkout(self, target: Target, verify: bool = True) -> MemberConnection | None:
+        """An idle connection to `target`, or None. With `verify`, one that still looks open
+        (a MSG_PEEK syscall); without, a close that epoll has not reported yet is possible."""
+        conns = self.idle.get(target.slot)
+        while conns:
+            conn = conns.pop()
+            self.loop.set_timer(conn.timer, None)
+            if conn.target.uid != target.uid or (verify and not _still_open(conn.sock)):
+                conn.close()
+                continue
+            return conn
+        return None
+
+    def checkin(self, conn: MemberConnection) -> None:
+        """Keep `conn` for the next request to its member, or close it if the pool is full."""
+        conns = self.idle.setdefault(conn.target.slot, [])
+        if self.closed or len(conns) >= self.size or conn.closed:
+            conn.close()
+            return
+        conn.reused = True
+        loop = self.loop
+        loop.handlers[conn.fd] = lambda mask, conn=conn: self.discard(conn)
+        loop.set_mask(conn.fd, READ)
+        loop.set_timer(conn.timer, loop.now + self.idle_timeout)
+        conns.append(conn)
+
+    def discard(self, conn: MemberConnection) -> None:
+        conns = self.idle.get(conn.target.slot)
+        if conns and conn in conns:
+            conns.remove(conn)
+        conn.close()
+
+    def close_all(self) -> None:
+        """Close every idle connection, and from now on every connection checked in."""
+        self.closed = True
+        for conns in self.idle.values():
+            for conn in conns:
+                conn.close()
+        self.idle.clear()
+
+
+def _still_open(sock: socket.socket) -> bool:
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True  # nothing to read: open and idle, as it should be
+    except OSError:
+        return False
+    return False  # EOF, or bytes a member must not send unasked

@@ -1,0 +1,97 @@
+"""The status listener's I/O in a worker: one short request per connection, answered from the
+shared table (hbfork.ops.status_pages renders it) and closed."""
+
+from __future__ import annotations
+
+import socket
+
+from hbfork.core import http11
+from hbfork.core.addresses import IPNetwork, ip_allowed, parse_ip
+from hbfork.core.errors import ProtocolError
+from hbfork.core.http11 import Limits
+from hbfork.ops.status_pages import respond
+from hbfork.proxy.loop import READ, WRITE, Loop
+from hbfork.table.table import Table
+
+STATUS_TIMEOUT = 5.0
+
+
+class StatusServer:
+    def __init__(self, loop: Loop, table: Table, listener: socket.socket,
+                 allow: tuple[IPNetwork, ...], limits: Limits) -> None:
+        self.loop = loop
+        self.table = table
+        self.listener = listener
+        self.allow = allow
+        self.limits = limits
+        loop.add(listener.fileno(), READ, self._on_accept)
+
+    def _on_accept(self, mask: int) -> None:
+        for _ in range(8):
+            try:
+                sock, address = self.listener.accept()
+            except OSError:
+                return  # nothing queued (EAGAIN), or out of fds: the next wake-up retries
+            sock.setblocking(False)
+            if not ip_allowed(parse_ip(address[0].split("%")[0]), self.allow):
+                sock.close()
+                continue
+            _StatusConnection(self, sock)
+
+    def close(self) -> None:
+        self.loop.remove(self.listener.fileno())
+        self.listener.close()
+
+
+class _StatusConnection:
+    __slots__ = ("inbuf", "loop", "out", "server", "sock", "timer")
+
+    def __init__(self, server: StatusServer, sock: socket.socket) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.sock = sock
+        self.inbuf = bytearray()
+        self.out = b""
+        self.timer = self.loop.timer(self.on_deadline)
+        self.loop.add(sock.fileno(), READ, self._on_event)
+        self.loop.set_timer(self.timer, self.loop.now + STATUS_TIMEOUT)
+
+    def on_deadline(self, now: float) -> None:
+        self.close()
+
+    def _on_event(self, mask: int) -> None:
+        try:
+            if self.out:
+                return self._write()
+            data = self.sock.recv(8192)
+            if not data:
+                return self.close()
+            self.inbuf += data
+            end = http11.find_head(self.inbuf, 0, 8192, 16384)
+            if end < 0:
+                return
+            head = http11.parse_request_head(bytes(self.inbuf[:end]), self.server.limits)
+            self.out = respond(self.server.table, head.target, head.method)
+        except ProtocolError as err:
+            self.out = http11.error_response(err.status, err.detail)
+        except OSError:
+            return self.close()
+        self._write()
+
+    def _write(self) -> None:
+        try:
+            sent = self.sock.send(self.out)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return self.close()
+        self.out = self.out[sent:]
+        if self.out:
+            self.loop.set_mask(self.sock.fileno(), WRITE)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        self.loop.cancel(self.timer)
+        self.loop.remove(self.sock.fileno())
+        self.sock.close()

@@ -1,0 +1,217 @@
+"""TCP mode: each client connection is relayed, byte for byte, to one member picked for it.
+
+A connect that is refused or times out marks the member in error (through the master) and the
+next member is tried, up to `retries` others. Once connected, bytes flow both ways with
+back-pressure (a side is read only when what was read from it before has been fully written)
+and half-close (one side's EOF becomes a shutdown(SHUT_WR) of the other once flushed).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from hbfork.proxy.context import SessionContext
+from hbfork.proxy.loop import ERROR, HANGUP, READ, WRITE
+from hbfork.proxy.upstreams import Target
+from hbfork.system.logs import log
+
+_RESET = (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH)
+
+
+class Pipe:
+    """One direction of a relay: bytes read from `source` waiting to be written to `sink`."""
+
+    __slots__ = ("eof", "pending", "shut")
+
+    def __init__(self) -> None:
+        self.pending = b""   # read but not yet written
+        self.eof = False     # the source will send no more
+        self.shut = False    # the sink has been shut down for writing
+
+
+class TcpSession:
+    __slots__ = (
+        "client",
+        "client_fd",
+        "closed",
+        "connecting",
+        "ctx",
+        "down",
+        "target",
+        "timer",
+        "tried",
+        "up",
+        "upstream",
+        "upstream_fd",
+    )
+
+    def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str = "-") -> None:
+        self.ctx = ctx
+        self.client = client
+        self.client_fd = client.fileno()
+        self.upstream: socket.socket | None = None
+        self.upstream_fd = -1
+        self.target: Target | None = None
+        self.tried: set[int] = set()
+        self.connecting = False
+        self.closed = False
+        self.timer = ctx.loop.timer(self.on_deadline)
+        self.up = Pipe()    # client -> member
+        self.down = Pipe()  # member -> client
+        ctx.loop.add(self.client_fd, 0, self._on_client)
+        self._connect_next()
+
+    # --- connecting, with failover
+
+    def _connect_next(self) -> None:
+        ctx = self.ctx
+        if len(self.tried) > ctx.http.retries:
+            return self.close()
+        target = ctx.upstreams.choose(self.tried)
+        if target is None:
+            ctx.count_no_member()
+            return self.close()
+        if self.tried:
+            ctx.count_retry()
+        self.tried.add(target.slot)
+        try:
+            sock, err = ctx.connect(target)
+        except OSError as error:  # out of fds or memory: our problem, not the member's
+            ctx.resource_error(error)
+            return self.close()
+        self.target, self.upstream, self.upstream_fd = target, sock, sock.fileno()
+        if err not in (0, errno.EINPROGRESS):
+            return self._connect_failed(err)
+        self.connecting = True
+        ctx.loop.add(self.upstream_fd, WRITE, self._on_upstream)
+        ctx.loop.set_timer(self.timer, ctx.loop.now + ctx.http.connect_timeout)
+
+    def _connect_failed(self, err: int) -> None:
+        assert self.target is not None and self.upstream is not None
+        self.ctx.member_failed(self.target, errno.errorcode.get(err, str(err)))
+        self.ctx.loop.remove(self.upstream_fd)
+        self.upstream.close()
+        self.upstream, self.upstream_fd, self.connecting = None, -1, False
+        self._connect_next()
+
+    def _connected(self) -> None:
+        assert self.target is not None
+        self.connecting = False
+        self.ctx.upstreams.started(self.target)
+        self._touch()
+        self._update_interest()
+
+    def on_deadline(self, now: float) -> None:
+        if self.connecting:
+            self._connect_failed(errno.ETIMEDOUT)
+        else:
+            self.close()  # idle for client_timeout in both directions
+
+    def _touch(self) -> None:
+        loop = self.ctx.loop
+        loop.set_timer(self.timer, loop.now + self.ctx.http.client_timeout)
+
+    # --- events
+
+    def _on_client(self, mask: int) -> None:
+        if self.connecting or self.upstream is None:
+            if mask & ERROR:  # the client went away while we dial: give up
+                self.close()
+            return
+        self._pump(mask, self.client, self.up, self.upstream, self.down)
+
+    def _on_upstream(self, mask: int) -> None:
+        assert self.upstream is not None
+        if self.connecting:
+            err = self.upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            return self._connect_failed(err) if err else self._connected()
+        self._pump(mask, self.upstream, self.down, self.client, self.up)
+
+    def _pump(self, mask: int, sock: socket.socket, inbound: Pipe, peer: socket.socket,
+              outbound: Pipe) -> None:
+        """`sock` is readable and/or writable: read into `inbound`, flush `outbound` to it."""
+        try:
+            if mask & WRITE and outbound.pending:
+                self._flush(outbound, sock)
+            if mask & ~WRITE and not inbound.eof and not inbound.pending:
+                self._read(sock, inbound, peer)
+        except OSError as err:
+            if err.errno not in _RESET:
+                log.debug("tcp relay error: %s", err)
+            return self.close()
+        self._touch()
+        if self.up.shut and self.down.shut:
+            return self.close()
+        if mask & HANGUP and inbound.eof and outbound.shut:
+            # Nothing more to read from or write to this socket, yet epoll reports HUP on
+            # every wait: stop watching it while the other direction finishes.
+            self.ctx.loop.remove(sock.fileno())
+        self._update_interest()
+
+    def _read(self, source: socket.socket, pipe: Pipe, sink: socket.socket) -> None:
+        buffer = self.ctx.buffer
+        try:
+            n = source.recv_into(buffer)
+        except BlockingIOError:
+            return
+        if n == 0:
+            pipe.eof = True
+        else:
+            self.ctx.count_bytes(source is self.client, n)
+            try:
+                sent = sink.send(buffer[:n])
+            except BlockingIOError:
+                sent = 0
+            if sent < n:
+                pipe.pending = bytes(buffer[sent:n])
+        if pipe.eof and not pipe.pending:
+            self._shut(pipe, sink)
+
+    def _flush(self, pipe: Pipe, sink: socket.socket) -> None:
+        try:
+            sent = sink.send(pipe.pending)
+        except BlockingIOError:
+            return
+        pipe.pending = pipe.pending[sent:]
+        if pipe.eof and not pipe.pending:
+            self._shut(pipe, sink)
+
+    @staticmethod
+    def _shut(pipe: Pipe, sink: socket.socket) -> None:
+        if not pipe.shut:
+            pipe.shut = True
+            try:
+                sink.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def _update_interest(self) -> None:
+        loop = self.ctx.loop
+        up, down = self.up, self.down
+        client_mask = (READ if not up.eof and not up.pending else 0) | \
+            (WRITE if down.pending else 0)
+        upstream_mask = (READ if not down.eof and not down.pending else 0) | \
+            (WRITE if up.pending else 0)
+        loop.set_mask(self.client_fd, client_mask)
+        loop.set_mask(self.upstream_fd, upstream_mask)
+
+    # --- end
+
+    def drain(self) -> None:
+        """Graceful stop: a relayed connection is left to finish (or to hit the deadline)."""
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        loop = self.ctx.loop
+        loop.cancel(self.timer)
+        if self.upstream is not None:
+            loop.remove(self.upstream_fd)
+            self.upstream.close()
+            if self.target is not None and not self.connecting:
+                self.ctx.upstreams.finished(self.target, 0)
+        loop.remove(self.client_fd)
+        self.client.close()
+        self.ctx.session_closed(self)

@@ -1,0 +1,30 @@
+"""Reading the config file: the only place the TOML file is opened."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from hbfork.core.config import Config, from_document
+from hbfork.core.errors import ConfigError
+
+if sys.version_info >= (3, 11):  # noqa: UP036 - tomli where tomllib is missing
+    import tomllib
+else:  # pragma: no cover - only where tomllib is missing
+    import tomli as tomllib
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; raises ConfigError naming file, key and problem."""
+    name = str(path)
+    try:
+        with open(name, "rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(name, "", "no such file") from None
+    except OSError as err:
+        raise ConfigError(name, "", f"cannot read: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(name, "", f"not valid TOML: {err}") from None
+    return from_document(document, name, str(Path(name).resolve().parent))

@@ -1,0 +1,139 @@
+"""The table's layout: word indexes, record formats and sizes, and member record coding.
+
+Layout of the segment (little-endian; every offset is a multiple of 8, so each u64 is one
+aligned store):
+
+    header        HEADER_SIZE bytes: magic, layout version, capacities and record sizes, then
+                  u64 words: pick generation, master pid, start times, config generation,
+                  heartbeat result counters, and the stats seqlock
+    weights       capacity x u64   weight (bits 0-31) | lbset (bits 32-47); 0 = not picked
+    uids          capacity x u64   the member's uid; changes when a slot is reused
+    members       capacity x MEMBER_SIZE, each a seqlocked record (MEMBER_FORMAT)
+    workers       (worker_capacity + 1) x worker record; the extra last one holds the totals of
+                  workers that have exited ("retired"), so counters never go backwards
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from hbfork.core.addresses import IPAddress, normalize_ip
+from hbfork.core.members import (
+    DISABLED,
+    DRAINED,
+    ELIGIBLE,
+    IN_ERROR,
+    NEVER_SEEN,
+    READY_ZERO,
+    STALE,
+    Member,
+)
+
+MAGIC = b"HBFORK\x00\x01"
+LAYOUT_VERSION = 1
+HEADER_SIZE = 1024
+NAME_PREFIX = "hbfork-"
+
+# Header u64 word indexes (byte offset = index * 8).
+W_GENERATION = 6
+W_MASTER_PID = 7
+W_STARTED_US = 8        # wall clock, µs since the epoch
+W_STARTED_NS = 9        # time.monotonic_ns() at start: one clock for every process on the host
+W_CONFIG_GENERATION = 10
+W_CONFIG_LOADED_US = 11
+W_STATS_SEQ = 12        # seqlock over "fold an exited worker into the retired record"
+W_HEARTBEAT_COUNTERS = 32
+HEARTBEAT_RESULTS = (
+    "accepted", "malformed", "bad_number", "bad_port", "bad_signature", "unsigned", "stale",
+    "replay", "not_allowed", "rate_limited", "unknown_source", "unknown_port", "table_full",
+    "internal_error", "truncated",
+)
+
+MEMBER_FORMAT = struct.Struct("<Q16sBBHHHiiIIQQQQQ48s")
+MEMBER_SIZE = 8 + ((MEMBER_FORMAT.size + 7) // 8) * 8
+REASONS = (NEVER_SEEN, ELIGIBLE, STALE, READY_ZERO, IN_ERROR, DRAINED, DISABLED)
+FLAG_STATIC, FLAG_DRAINED, FLAG_DISABLED = 1, 2, 4
+
+# Worker record u64 word indexes.
+WK_PID, WK_NUMBER, WK_GENERATION, WK_STATE, WK_TICK_NS, WK_STARTED_US = range(6)
+WK_CONNECTIONS, WK_ACCEPTED, WK_REQUESTS = 6, 7, 8
+WK_STATUS_CLASS = 9     # 9..13: responses 1xx..5xx sent to clients
+WK_BYTES_IN, WK_BYTES_OUT = 14, 15
+WK_CONNECT_FAILURES, WK_NO_MEMBER, WK_RETRIES, WK_UPSTREAM_TIMEOUTS = 16, 17, 18, 19
+WK_CLIENT_ERRORS = 20   # malformed requests answered 4xx by the proxy itself
+WK_HISTOGRAM = 32       # LATENCY_BUCKETS counts, then +Inf, then sum (µs) and count
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0, 60.0)
+WK_LATENCY_SUM = WK_HISTOGRAM + len(LATENCY_BUCKETS) + 1
+WK_LATENCY_COUNT = WK_LATENCY_SUM + 1
+WK_MEMBERS = 64         # then capacity x MEMBER_COUNTERS words
+MEMBER_COUNTERS = 8
+MC_UID, MC_INFLIGHT, MC_STATUS_CLASS, MC_CONNECT_FAILURES = 0, 1, 2, 7  # 2..6: 1xx..5xx
+STATE_FREE, STATE_BOOTING, STATE_READY, STATE_DRAINING, STATE_EXITED = range(5)
+WORKER_STATES = ("free", "booting", "ready", "draining", "exited")
+WORKER_TOTALS = (WK_ACCEPTED, WK_REQUESTS, *range(WK_STATUS_CLASS, WK_STATUS_CLASS + 5),
+                 WK_BYTES_IN, WK_BYTES_OUT, WK_CONNECT_FAILURES, WK_NO_MEMBER, WK_RETRIES,
+                 WK_UPSTREAM_TIMEOUTS, WK_CLIENT_ERRORS,
+                 *range(WK_HISTOGRAM, WK_LATENCY_COUNT + 1))
+
+
+def segment_name(master_pid: int) -> str:
+    return f"{NAME_PREFIX}{master_pid}"
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """A member as a reader sees it."""
+    slot: int
+    uid: int
+    ip: IPAddress
+    port: int
+    static: bool
+    drained: bool
+    disabled: bool
+    lbset: int
+    reason: str
+    ready: int
+    busy: int
+    weight: int
+    first_seen: int
+    last_seen: int
+    error_until: int
+    heartbeats: int
+    errors: int
+    name: str
+
+    @property
+    def address(self) -> str:
+        return f"[{self.ip}]:{self.port}" if self.ip.version == 6 else f"{self.ip}:{self.port}"
+
+    @property
+    def label(self) -> str:
+        return self.name or self.address
+
+
+def encode_member(m: Member) -> bytes:
+    """A member's record bytes (MEMBER_FORMAT), as the master publishes it."""
+    flags = (FLAG_STATIC if m.static else 0) | (FLAG_DRAINED if m.drained else 0) \
+        | (FLAG_DISABLED if m.disabled else 0)
+    packed = m.ip.packed
+    return MEMBER_FORMAT.pack(
+        m.uid, packed.ljust(16, b"\0"), m.ip.version, flags, m.port, m.lbset,
+        REASONS.index(m.reason), m.ready, m.busy, m.weight, 0, m.first_seen, m.last_seen,
+        m.error_until, m.heartbeats, m.errors, m.name.encode()[:48])
+
+
+def decode_member(slot: int, raw: bytes) -> MemberRecord | None:
+    """The record bytes of one slot as a MemberRecord (None: the slot is free)."""
+    (uid, packed, version, flags, port, lbset, reason, ready, busy, weight, _pad, first_seen,
+     last_seen, error_until, heartbeats, errors, name) = MEMBER_FORMAT.unpack(raw)
+    if not uid:
+        return None
+    ip = IPv4Address(packed[:4]) if version == 4 else IPv6Address(packed)
+    return MemberRecord(
+        slot=slot, uid=uid, ip=normalize_ip(ip), port=port, static=bool(flags & FLAG_STATIC),
+        drained=bool(flags & FLAG_DRAINED), disabled=bool(flags & FLAG_DISABLED), lbset=lbset,
+        reason=REASONS[reason] if reason < len(REASONS) else "?", ready=ready, busy=busy,
+        weight=weight, first_seen=first_seen, last_seen=last_seen, error_until=error_until,
+        heartbeats=heartbeats, errors=errors, name=name.rstrip(b"\0").decode(errors="replace"))
