@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
 from dataclasses import dataclass
+from socket import AF_INET, AF_INET6  # constants only: nothing here opens a socket
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -19,7 +19,7 @@ class Endpoint:
 
     @property
     def family(self) -> int:
-        return socket.AF_INET6 if self.ip.version == 6 else socket.AF_INET
+        return AF_INET6 if self.ip.version == 6 else AF_INET
 
     @property
     def host(self) -> str:

@@ -1,0 +1,186 @@
+"""HttpSession against a fake context: socket pairs for the client and the members, no worker.
+
+These drive the state machine through its real I/O paths: the request/response relay, connect
+failover, 503 with no member, keep-alive reuse of member connections (and the keep-alive race),
+pipelining, and a member that closes without answering.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from hbfork.proxy.http.session import HttpSession
+from tests.unit.proxy.fakes import FakeContext, Reader, member
+
+GET = b"GET /x HTTP/1.1\r\nHost: front.example\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+
+
+def start(ctx: FakeContext) -> tuple[HttpSession, socket.socket]:
+    ours, client = socket.socketpair()
+    ours.setblocking(False)
+    return HttpSession(ctx, ours, "198.51.100.7"), client
+
+
+def serve_one(ctx: FakeContext, slot: int, answer: bytes, got: list[bytes]):
+    """A member side that answers the first complete request head on its newest connection."""
+    def serve() -> None:
+        peers = ctx.members[slot].peers
+        if peers and not got:
+            reader = Reader(peers[-1])
+            data = reader.poll()
+            if b"\r\n\r\n" in data:
+                got.append(data)
+                peers[-1].sendall(answer)
+    return serve
+
+
+def test_relays_a_request_and_its_response() -> None:
+    ctx = FakeContext([member(1)])
+    session, client = start(ctx)
+    client.sendall(GET)
+    got: list[bytes] = []
+    reply = Reader(client)
+    ctx.run_until(lambda: reply.poll().endswith(b"hello"), serve=serve_one(ctx, 1, OK, got))
+    head = got[0].decode()
+    assert head.startswith("GET /x HTTP/1.1\r\n")
+    assert "Host: front.example\r\n" in head
+    assert "X-Forwarded-For: 198.51.100.7\r\n" in head
+    assert "X-Forwarded-Host: front.example\r\n" in head
+    assert reply.data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert ctx.done == [(200, 1)]
+    assert ctx.upstreams.in_flight == {1: 0}
+    assert ctx.upstreams.finished_statuses == [(1, 200)]
+    assert not session.closed  # keep-alive: waiting for the next request
+
+
+def test_a_refused_connect_fails_over_to_another_member() -> None:
+    ctx = FakeContext([member(1, refuse=True), member(2)])
+    _, client = start(ctx)
+    client.sendall(GET)
+    got: list[bytes] = []
+    reply = Reader(client)
+    ctx.run_until(lambda: reply.poll().endswith(b"hello"), serve=serve_one(ctx, 2, OK, got))
+    assert ctx.connects == [1, 2]
+    assert ctx.failed == [(1, "ECONNREFUSED")]
+    assert ctx.counts.get("retry") == 1
+    assert ctx.done == [(200, 2)]
+
+
+def test_every_member_refusing_is_502() -> None:
+    ctx = FakeContext([member(1, refuse=True), member(2, refuse=True)], retries=5)
+    _, client = start(ctx)
+    client.sendall(GET)
+    reply = Reader(client)
+    ctx.run_until(lambda: b"\r\n\r\n" in reply.poll())
+    assert reply.data.startswith(b"HTTP/1.1 502 ")
+    assert [slot for slot, _ in ctx.failed] == [1, 2]
+
+
+def test_no_member_is_503_with_retry_after_and_keeps_the_connection() -> None:
+    ctx = FakeContext([])
+    session, client = start(ctx)
+    client.sendall(GET)
+    reply = Reader(client)
+    ctx.run_until(lambda: b"no member" in reply.poll())
+    assert reply.data.startswith(b"HTTP/1.1 503 ")
+    assert b"Retry-After: 1\r\n" in reply.data
+    assert b"Connection: keep-alive" in reply.data
+    assert ctx.counts["no_member"] == 1
+    assert not session.closed
+
+
+def test_keep_alive_reuses_the_member_connection() -> None:
+    ctx = FakeContext([member(1)])
+    _, client = start(ctx)
+    reply = Reader(client)
+    for n in (1, 2):
+        client.sendall(GET)
+        got: list[bytes] = []
+        ctx.run_until(lambda n=n: reply.poll().count(b"hello") == n,
+                      serve=serve_one(ctx, 1, OK, got))
+        assert got and got[0].startswith(b"GET /x")
+    assert ctx.connects == [1]  # one member connection served both requests
+    assert ctx.done == [(200, 1), (200, 1)]
+
+
+def test_a_pooled_connection_closed_by_the_member_is_retried_fresh() -> None:
+    ctx = FakeContext([member(1)])
+    _, client = start(ctx)
+    reply = Reader(client)
+    client.sendall(GET)
+    ctx.run_until(lambda: reply.poll().endswith(b"hello"), serve=serve_one(ctx, 1, OK, []))
+    # The member closes the idle pooled connection just as the next request takes it.
+    ctx.members[1].peers[-1].close()
+    client.sendall(GET)
+    got: list[bytes] = []
+
+    def serve() -> None:
+        if len(ctx.members[1].peers) == 2:
+            serve_one(ctx, 1, OK, got)()
+
+    ctx.run_until(lambda: reply.poll().count(b"hello") == 2, serve=serve)
+    assert ctx.connects == [1, 1]
+    assert ctx.done == [(200, 1), (200, 1)]
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    ctx = FakeContext([member(1)])
+    _, client = start(ctx)
+    client.sendall(GET.replace(b"/x", b"/a") + GET.replace(b"/x", b"/b"))
+    seen: list[bytes] = []
+    buffered = b""
+
+    def serve() -> None:
+        nonlocal buffered
+        peers = ctx.members[1].peers
+        if not peers:
+            return
+        buffered += Reader(peers[-1]).poll()
+        while b"\r\n\r\n" in buffered:
+            head, _, buffered = buffered.partition(b"\r\n\r\n")
+            path = head.split(b" ")[1]
+            seen.append(path)
+            body = b"was " + path
+            peers[-1].sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                              % (len(body), body))
+
+    reply = Reader(client)
+    ctx.run_until(lambda: reply.poll().endswith(b"was /b"), serve=serve)
+    assert seen == [b"/a", b"/b"]
+    assert reply.data.index(b"was /a") < reply.data.index(b"was /b")
+
+
+@pytest.mark.parametrize("method", [b"POST", b"GET"])
+def test_a_member_that_closes_without_answering_is_502(method: bytes) -> None:
+    ctx = FakeContext([member(1)])
+    _, client = start(ctx)
+    body = b"x=1" if method == b"POST" else b""
+    client.sendall(method + b" /x HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s"
+                   % (len(body), body))
+
+    def serve() -> None:
+        peers = ctx.members[1].peers
+        if peers and peers[-1].fileno() >= 0 and b"\r\n\r\n" in Reader(peers[-1]).poll():
+            peers[-1].close()
+
+    reply = Reader(client)
+    ctx.run_until(lambda: b"\r\n\r\n" in reply.poll(), serve=serve)
+    assert reply.data.startswith(b"HTTP/1.1 502 ")
+    assert ctx.done == [(502, None)]
+
+
+def test_a_malformed_request_is_400_and_the_connection_closes() -> None:
+    ctx = FakeContext([member(1)])
+    session, client = start(ctx)
+    client.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: "
+                   b"chunked\r\n\r\n")
+    reply = Reader(client)
+    ctx.run_until(lambda: b"\r\n\r\n" in reply.poll())
+    assert reply.data.startswith(b"HTTP/1.1 400 ")
+    assert ctx.connects == []  # nothing reached a member
+    client.close()
+    ctx.run_until(lambda: session.closed)
+    assert ctx.closed_sessions == [session]
