@@ -1,0 +1,104 @@
+"""Value parsers for settings, and `setting()`, the one way a setting is declared.
+
+Each parser takes the raw TOML value and returns the typed value or raises ValueError with a
+readable message; the loader turns that into a ConfigError naming file, key and problem.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import field
+from typing import Any
+
+from hbfork.core.addresses import Endpoint, IPNetwork, parse_endpoint, parse_network
+
+MAX_WORKERS = 64
+
+
+def integer(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer from {low} to {high}, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def seconds(low: float = 0.0, high: float = 86400.0, *, allow_zero: bool = False):
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number of seconds, got {value!r}")
+        if value == 0 and allow_zero:
+            return 0.0
+        if not low < value <= high:
+            raise ValueError(f"must be more than {low:g} and at most {high:g} seconds, got {value}")
+        return float(value)
+
+    return parse
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def text_value(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+def optional_text(value: Any) -> str | None:
+    return text_value(value) or None
+
+
+def choice(*options: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(map(repr, options))}, got {value!r}")
+        return value
+
+    return parse
+
+
+def endpoint(value: Any) -> Endpoint:
+    return parse_endpoint(text_value(value))
+
+
+def optional_endpoint(value: Any) -> Endpoint | None:
+    return parse_endpoint(value) if text_value(value) else None
+
+
+def endpoint_list(value: Any) -> tuple[Endpoint, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a non-empty list of addresses like [\"127.0.0.1:8080\"]")
+    endpoints = tuple(endpoint(item) for item in value)
+    if len(set(endpoints)) != len(endpoints):
+        raise ValueError("lists the same address twice")
+    return endpoints
+
+
+def network_list(value: Any) -> tuple[IPNetwork, ...]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list of CIDRs like [\"10.0.0.0/8\"]")
+    return tuple(parse_network(item) for item in value)
+
+
+def worker_count(value: Any) -> int:
+    if value == "auto":
+        return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+    return integer(1, MAX_WORKERS)(value)
+
+
+def setting(default: Any, parse: Callable[[Any], Any], help: str, shown: str = "") -> Any:
+    """Declare one setting: its default (already typed), its parser and its help text.
+
+    `shown` is the default as the README and `hbfork check` print it, when repr would mislead.
+    """
+    return field(default=default, metadata={"parse": parse, "help": help, "shown": shown})
