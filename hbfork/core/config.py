@@ -17,6 +17,19 @@ from typing import Any
 
 from hbfork.core.addresses import Endpoint, parse_endpoint, parse_ip
 from hbfork.core.errors import ConfigError
+from hbfork.core.pool_settings import (
+    DEFAULT_POOL,
+    PoolMemberSettings,
+    PoolSettings,
+    RouteSettings,
+)
+from hbfork.core.pools import (
+    check_pools,
+    check_routes,
+    parse_pools,
+    parse_routes,
+    static_members,
+)
 from hbfork.core.settings import (
     SECTIONS,
     UNIX_PATH_MAX,
@@ -28,6 +41,7 @@ from hbfork.core.settings import (
     StatusSettings,
     text_value,
 )
+from hbfork.core.values import BadSetting, build, key_of
 
 if sys.version_info >= (3, 11):  # noqa: UP036 - tomli where tomllib is missing
     import tomllib
@@ -44,7 +58,31 @@ class Config:
     http: HttpSettings
     status: StatusSettings
     log: LogSettings
+    pools: tuple[PoolSettings, ...] = ()
+    routes: tuple[RouteSettings, ...] = ()
     base_dir: str = "."  # the config file's directory (absolute when read from a file)
+
+    @property
+    def discovering(self) -> bool:
+        """Members found by their heartbeats are admitted (to the pool that takes them)."""
+        return self.heartbeat.discover or any(p.discover for p in self.pools)
+
+    @property
+    def discover_pool(self) -> str:
+        return next((p.name for p in self.pools if p.discover), DEFAULT_POOL)
+
+    @property
+    def static_members(self) -> tuple[MemberSettings, ...]:
+        """Every member the file lists, once (a member in several pools is one member)."""
+        return static_members(self.pools, self.members)
+
+    def pool(self, name: str) -> PoolSettings:
+        return next(p for p in self.pools if p.name == name)
+
+    @property
+    def tcp_pool(self) -> PoolSettings:
+        """The pool TCP mode balances over (checked: "default", or the only one)."""
+        return next((p for p in self.pools if p.name == DEFAULT_POOL), self.pools[0])
 
     def resolve(self, maybe_relative: str | None) -> str | None:
         """A path from the file, taken relative to the file's directory."""
@@ -85,13 +123,17 @@ def loads(text: str, path: str = "<string>", base_dir: str | None = None) -> Con
 
 def from_document(document: dict[str, Any], path: str, base_dir: str = ".") -> Config:
     """A validated Config from a parsed TOML document; raises ConfigError."""
-    _reject_unknown(document, [*SECTIONS, "member"], path, "")
+    _reject_unknown(document, [*SECTIONS, "member", "pool", "route"], path, "")
     sections = {
         name: _build(cls, _table(document, name, path), path, f"[{name}]")
         for name, cls in SECTIONS.items()
     }
-    members = _members(document.get("member", []), path, sections["heartbeat"])
-    config = Config(path=path, members=members, base_dir=base_dir, **sections)
+    heartbeat = sections["heartbeat"]
+    members = _members(document.get("member", []), path, heartbeat)
+    pools = parse_pools(document.get("pool", []), path, heartbeat, members)
+    routes = parse_routes(document.get("route", []), path)
+    config = Config(path=path, members=members, pools=pools, routes=routes, base_dir=base_dir,
+                    **sections)
     _check(config)
     return config
 
@@ -103,16 +145,11 @@ def _table(document: dict[str, Any], name: str, path: str) -> dict[str, Any]:
     return value
 
 
-def _build(cls: type, table: dict[str, Any], path: str, where: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
-    _reject_unknown(table, list(known), path, where)
-    values = {}
-    for key, raw in table.items():
-        try:
-            values[key] = known[key].metadata["parse"](raw)
-        except ValueError as err:
-            raise ConfigError(path, f"{where} {key}", str(err)) from None
-    return cls(**values)
+def _build(cls: type, table: dict[str, Any], path: str, where: str, **fixed: Any) -> Any:
+    try:
+        return build(cls, table, **fixed)
+    except BadSetting as err:
+        raise ConfigError(path, f"{where} {err.key}", err.problem) from None
 
 
 def _reject_unknown(table: dict[str, Any], known: list[str], path: str, where: str) -> None:
@@ -154,12 +191,18 @@ def _check(config: Config) -> None:
             raise ConfigError(path, f"[[member]] #{index + 1} address",
                               f"{member.address} is already member #{seen[member.address] + 1}")
         seen[member.address] = index
-    if len(config.members) > hb.max_members:
+    listed = config.static_members
+    if len(listed) > hb.max_members:
         raise ConfigError(path, "[heartbeat] max_members",
-                          f"is {hb.max_members} but {len(config.members)} members are listed")
-    if not config.members and not hb.discover:
+                          f"is {hb.max_members} but {len(listed)} members are listed")
+    if not listed and not config.discovering:
         raise ConfigError(path, "[[member]]",
                           "no members and [heartbeat] discover = false: nothing to balance over")
+    check_pools(path, config.pools, config.discovering)
+    check_routes(path, config.routes, config.pools, config.proxy.mode)
+    if config.proxy.mode == "tcp" and len(config.pools) > 1 and \
+            all(p.name != DEFAULT_POOL for p in config.pools):
+        raise ConfigError(path, "[[pool]]", "TCP mode balances one pool: name one \"default\"")
     if hb.forget_after < hb.max_age:
         raise ConfigError(path, "[heartbeat] forget_after",
                           f"({hb.forget_after:g}) must not be less than max_age ({hb.max_age:g})")
@@ -168,7 +211,7 @@ def _check(config: Config) -> None:
         raise ConfigError(path, "[status] listen", f"{status} is also a [proxy] listen address")
     if hb.require_signature and not hb.key_file:
         raise ConfigError(path, "[heartbeat] require_signature", "needs [heartbeat] key_file")
-    if any(m.require_signature for m in config.members) and not hb.key_file:
+    if any(m.require_signature for m in listed) and not hb.key_file:
         raise ConfigError(path, "[[member]] require_signature", "needs [heartbeat] key_file")
     if hb.interface:
         try:
@@ -209,10 +252,12 @@ def describe(config: Config) -> str:
 def reference_rows() -> list[tuple[str, str, str, str]]:
     """(section, key, default, help) for every setting: the README's configuration reference."""
     rows = []
-    for name, cls in [*SECTIONS.items(), ("member", MemberSettings)]:
+    tables = [*SECTIONS.items(), ("member", MemberSettings), ("pool", PoolSettings),
+              ("pool.member", PoolMemberSettings), ("route", RouteSettings)]
+    for name, cls in tables:
         for f in fields(cls):
             shown = f.metadata["shown"] or _show(f.default)
-            rows.append((name, f.name, shown, f.metadata["help"]))
+            rows.append((name, key_of(f), shown, f.metadata["help"]))
     return rows
 
 

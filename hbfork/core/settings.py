@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from hbfork.core.addresses import Endpoint, IPNetwork, parse_endpoint
 from hbfork.core.values import (
+    INT32_MAX,
     MAX_WORKERS,
     boolean,
     choice,
@@ -18,16 +19,16 @@ from hbfork.core.values import (
     network_list,
     optional_endpoint,
     optional_text,
+    route_token,
     seconds,
     setting,
     text_value,
     worker_count,
 )
 
-__all__ = ["MAX_WORKERS", "text_value"]
+__all__ = ["INT32_MAX", "MAX_WORKERS", "text_value"]
 
 UNIX_PATH_MAX = 107  # sun_path holds 108 bytes, NUL included
-INT32_MAX = 2**31 - 1
 
 
 # --- the sections
@@ -116,6 +117,9 @@ class MemberSettings:
                                       "reject this member's unsigned heartbeats")
     disabled: bool = setting(False, boolean,
                              "start disabled (no traffic until `hbfork ctl enable`)")
+    route: str = setting("", route_token,
+                         "sticky-session route of this member in the pool \"default\" "
+                         "(Apache route=)")
 
     @property
     def label(self) -> str:

@@ -6,14 +6,18 @@ readable message; the loader turns that into a ConfigError naming file, key and 
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from collections.abc import Callable
-from dataclasses import field
+from dataclasses import field, fields
 from typing import Any
 
 from hbfork.core.addresses import Endpoint, IPNetwork, parse_endpoint, parse_network
 
 MAX_WORKERS = 64
+INT32_MAX = 2**31 - 1
+ROUTE_TOKEN = re.compile(r"[\x21-\x7e]{1,64}")  # printable, no space: it travels in cookies
 
 
 def integer(low: int, high: int) -> Callable[[Any], int]:
@@ -96,9 +100,51 @@ def worker_count(value: Any) -> int:
     return integer(1, MAX_WORKERS)(value)
 
 
-def setting(default: Any, parse: Callable[[Any], Any], help: str, shown: str = "") -> Any:
+def setting(default: Any, parse: Callable[[Any], Any], help: str, shown: str = "",
+            key: str = "") -> Any:
     """Declare one setting: its default (already typed), its parser and its help text.
 
-    `shown` is the default as the README and `hbfork check` print it, when repr would mislead.
+    `shown` is the default as the README and `hbfork check` print it, when repr would mislead;
+    `key` is its name in the file when that is not the field's (a Python keyword, say).
     """
-    return field(default=default, metadata={"parse": parse, "help": help, "shown": shown})
+    return field(default=default,
+                 metadata={"parse": parse, "help": help, "shown": shown, "key": key})
+
+
+def key_of(declared: Any) -> str:
+    """The file's name for a declared field."""
+    return declared.metadata["key"] or declared.name
+
+
+class BadSetting(ValueError):
+    """A value in a table that cannot be taken; the loader adds file and section."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}")
+
+
+def build(cls: type, table: dict[str, Any], **fixed: Any) -> Any:
+    """A settings object from one TOML table; `fixed` fields are given, not read. Raises
+    BadSetting for the first unknown key or bad value."""
+    declared = {key_of(f): f for f in fields(cls) if f.name not in fixed}
+    values = dict(fixed)
+    for key, raw in table.items():
+        if key not in declared:
+            close = difflib.get_close_matches(key, list(declared), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise BadSetting(key, f"unknown key{hint}")
+        try:
+            values[declared[key].name] = declared[key].metadata["parse"](raw)
+        except ValueError as err:
+            raise BadSetting(key, str(err)) from None
+    return cls(**values)
+
+
+def route_token(value: Any) -> str:
+    text = text_value(value)
+    if text and not ROUTE_TOKEN.fullmatch(text):
+        raise ValueError(f"a route is up to 64 printable characters without spaces, got "
+                         f"{text!r}")
+    return text

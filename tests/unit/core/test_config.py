@@ -9,11 +9,12 @@ from dataclasses import fields
 
 import pytest
 
-from hbfork.core import config, settings
+from hbfork.core import config, pool_settings, settings
 from hbfork.core.addresses import Endpoint, parse_endpoint
 from hbfork.core.config import describe, loads, reference_rows
 from hbfork.core.errors import ConfigError
 from hbfork.core.settings import MAX_WORKERS
+from hbfork.core.values import key_of
 
 PATH = "/etc/hbfork/front.toml"
 MEMBER = '[[member]]\naddress = "10.0.0.11:8080"\n'
@@ -406,8 +407,12 @@ def test_source_must_be_a_file() -> None:
 
 def _all_settings() -> set[tuple[str, str]]:
     out = set()
-    for name, cls in [*settings.SECTIONS.items(), ("member", settings.MemberSettings)]:
-        out |= {(name, f.name) for f in fields(cls)}
+    tables = [*settings.SECTIONS.items(), ("member", settings.MemberSettings),
+              ("pool", pool_settings.PoolSettings), ("pool.member",
+                                                      pool_settings.PoolMemberSettings),
+              ("route", pool_settings.RouteSettings)]
+    for name, cls in tables:
+        out |= {(name, key_of(f)) for f in fields(cls)}
     return out
 
 
@@ -434,11 +439,25 @@ def test_reference_rows_show_design_defaults() -> None:
     assert shown["status", "listen"] == '"127.0.0.1:8081"'
 
 
+POOL = '[[pool]]\nname = "p"\nmembers = ["10.0.0.12:8080"]\n'
+ROUTE = '[[route]]\npath = "/"\npool = "p"\n'
+TABLES = {"pool": (POOL, lambda c: c.pool("p")),
+          "pool.member": ('[[pool]]\nname = "p"\n[[pool.member]]\naddress = "10.0.0.12:8080"\n',
+                          lambda c: c.pool("p").members[0]),
+          "route": (POOL + ROUTE, lambda c: c.routes[0])}
+
+
 @pytest.mark.parametrize(("section", "key", "shown"),
-                         [(s, k, d) for s, k, d, _ in reference_rows() if d != "(required)"])
+                         [(s, k, d) for s, k, d, _ in reference_rows() if not d.startswith("(")])
 def test_shown_default_loads_as_the_default(section: str, key: str, shown: str) -> None:
-    """Writing the README's default into a file gives the same value as leaving the key out."""
-    if section == "member":
+    """Writing the README's default into a file gives the same value as leaving the key out.
+    (A default shown in parentheses describes where the value comes from.)"""
+    if section in TABLES:
+        base, part = TABLES[section]
+        explicit = part(load(MEMBER + base + f"{key} = {shown}\n"))
+        implicit = part(load(MEMBER + base))
+        key = "passes" if key == "pass" else key
+    elif section == "member":
         explicit = load(MEMBER + f"{key} = {shown}\n").members[0]
         implicit = load(MEMBER).members[0]
     else:
