@@ -241,18 +241,6 @@ class RouteSettings:
 # --- host names
 
 
-def normalize_host(host: str) -> str:
-    """The form hosts are compared in: lower case, no port, no trailing dot."""
-    host = host.lower()
-    if host.startswith("["):
-        end = host.find("]")
-        return host[:end + 1] if end > 0 else host
-    colon = host.rfind(":")
-    if colon >= 0:
-        host = host[:colon]
-    return host[:-1] if host.endswith(".") else host
-
-
 def normalize_host_pattern(pattern: str) -> str:
     """A route's host: "name.example.com" or "*.example.com", checked and normalised."""
     text = pattern.strip().lower()

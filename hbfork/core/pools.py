@@ -222,6 +222,11 @@ def _check_route(path: str, where: str, route: RouteSettings, pools: set[str]) -
     if route.strip_prefix and (route.rewrite is not None or route.regex):
         raise ConfigError(path, f"{where} strip_prefix",
                           "cannot be combined with rewrite or regex")
-    if route.rewrite is not None and route.path and route.rewrite and \
-            not route.rewrite.startswith("/"):
-        raise ConfigError(path, f"{where} rewrite", f"{route.rewrite!r} must start with /")
+    if route.rewrite is not None and route.path:
+        if route.rewrite and not route.rewrite.startswith("/"):
+            raise ConfigError(path, f"{where} rewrite", f"{route.rewrite!r} must start with /")
+        if route.rewrite and route.rewrite.endswith("/") != route.path.endswith("/"):
+            # Apache warns of the same: /app/x would become //x or /xx.
+            raise ConfigError(path, f"{where} rewrite",
+                              f"{route.rewrite!r} and path {route.path!r} must both end in / "
+                              "or both not")
