@@ -103,7 +103,8 @@ def test_discover_pool() -> None:
     ('[[pool]]\nname = "p"\nmembers = ["10.0.0.11:1"]\nsticky_cookie = "R"\n'
      'stickysession = "JSESSIONID"\n', "[[pool]] 'p' sticky_cookie", "must read it"),
     ('[[pool]]\nname = "p"\nmembers = ["10.0.0.11:1"]\nsticky_cookie = "R"\n'
-     'sticky_cookie_samesite = "None"\n', "[[pool]] 'p' sticky_cookie_samesite", "sticky_cookie_secure"),
+     'sticky_cookie_samesite = "None"\n', "[[pool]] 'p' sticky_cookie_samesite",
+     "sticky_cookie_secure"),
     ('[[pool]]\nname = "a"\n[[pool.member]]\naddress = "10.0.0.11:1"\nname = "x"\n'
      '[[pool]]\nname = "b"\n[[pool.member]]\naddress = "10.0.0.11:1"\nname = "y"\n',
      "[[pool]] 'b' member 10.0.0.11:1 name", "one address is one member"),
