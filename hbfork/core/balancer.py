@@ -1,9 +1,11 @@
 """Ready-weighted random selection over the table's weight words. Pure: no clock, no I/O.
 
 The table publishes one 64-bit word per slot: the member's weight (its ready, 0 when it must not
-be picked) in the low 32 bits and its lbset in the next 16. A worker rebuilds a Picker only when
-the table's generation moved; a pick is then one random number and one bisect:
-P(member) = weight / sum of weights, over the lowest lbset that has any weight.
+be picked) in the low 32 bits, its lbset in the next 16, and the USABLE bit (it may still serve
+its sticky sessions: drained or ready 0 members are usable, stale, in-error and disabled ones
+are not). A worker rebuilds a Picker only when the table's generation moved (one per pool, over
+that pool's members and tiers); a pick is then one random number and one bisect:
+P(member) = weight / sum of weights, over the lowest tier that has any weight.
 (Apache draws from [0, total] inclusive, giving the last member an extra outcome; this does not.)
 """
 
@@ -13,10 +15,11 @@ from bisect import bisect_right
 from collections.abc import Collection, Sequence
 
 WEIGHT_MASK = 0xFFFFFFFF
+USABLE = 1 << 48  # the member may serve its sticky sessions (fresh, not in error or disabled)
 
 
-def pack_word(weight: int, lbset: int) -> int:
-    return (lbset & 0xFFFF) << 32 | (weight & WEIGHT_MASK)
+def pack_word(weight: int, lbset: int, usable: bool = False) -> int:
+    return (USABLE if usable else 0) | (lbset & 0xFFFF) << 32 | (weight & WEIGHT_MASK)
 
 
 def unpack_word(word: int) -> tuple[int, int]:
@@ -39,8 +42,13 @@ class Picker:
         self.everyone: list[tuple[int, int, int]] = []  # (lbset, slot, weight), every set
 
     def rebuild(self, words: Sequence[int], generation: int) -> None:
-        everyone = sorted((word >> 32 & 0xFFFF, slot, word & WEIGHT_MASK)
-                          for slot, word in enumerate(words) if word & WEIGHT_MASK)
+        """From the table's weight words, tiered by the lbset they carry."""
+        self.load([(word >> 32 & 0xFFFF, slot, word & WEIGHT_MASK)
+                   for slot, word in enumerate(words) if word & WEIGHT_MASK], generation)
+
+    def load(self, entries: list[tuple[int, int, int]], generation: int) -> None:
+        """From (tier, slot, weight) entries (weight > 0), e.g. one pool's members."""
+        everyone = sorted(entries)
         best_set = everyone[0][0] if everyone else 0
         slots, weights, cumulative = [], [], []
         total = 0

@@ -49,7 +49,7 @@ class Rules:
         hb = config.heartbeat
         return cls(
             max_age=int(hb.max_age * NS), forget_after=int(hb.forget_after * NS),
-            retry=int(config.proxy.retry * NS), discover=hb.discover,
+            retry=int(config.proxy.retry * NS), discover=config.discovering,
             default_port=hb.default_port, max_ready=hb.max_ready,
             require_signature=hb.require_signature, signature_window=hb.signature_window,
             capacity=hb.max_members,
@@ -80,6 +80,7 @@ class Member:
     last_ts: float | None = None
     weight: int = 0          # as published in the table; 0 = not picked
     reason: str = NEVER_SEEN  # why weight is what it is
+    usable: bool = False     # may serve its sticky sessions (see usable())
 
     @property
     def endpoint(self) -> Endpoint:
@@ -108,6 +109,14 @@ def evaluate(member: Member, now: int, rules: Rules) -> tuple[int, str]:
     return (min(member.ready, cap) if cap else member.ready), ELIGIBLE
 
 
+def usable(member: Member, now: int, rules: Rules) -> bool:
+    """May the member serve requests that stick to it? Fresh, not in error, not disabled:
+    drained members and members reporting ready 0 still serve their sessions, as Apache's
+    drain mode does."""
+    return (not member.disabled and bool(member.first_seen)
+            and now - member.last_seen < rules.max_age and now >= member.error_until)
+
+
 @dataclass(slots=True)
 class Change:
     """A member whose pick state changed: logged by the master."""
@@ -134,7 +143,7 @@ class Registry:
     @classmethod
     def from_config(cls, config: Config, keys: tuple[bytes, ...] = ()) -> Registry:
         registry = cls(Rules.from_config(config), keys)
-        registry.set_static(config.members, now=0)
+        registry.set_static(config.static_members, now=0)
         return registry
 
     # --- queries
@@ -247,20 +256,22 @@ class Registry:
 
     def _reevaluate(self, member: Member, now: int) -> None:
         weight, reason = evaluate(member, now, self.rules)
+        sticky = usable(member, now, self.rules)
         if reason != member.reason:
             self.changes.append(Change(member, member.reason, reason))
-        if weight != member.weight or reason != member.reason:
-            member.weight, member.reason = weight, reason
+        if weight != member.weight or reason != member.reason or sticky != member.usable:
+            member.weight, member.reason, member.usable = weight, reason, sticky
             self.dirty.add(member.slot)
 
     # --- passive health and operator actions
 
-    def mark_error(self, slot: int, uid: int, now: int) -> Member | None:
-        """A worker could not connect to the member in `slot`: keep it out for `retry`."""
+    def mark_error(self, slot: int, uid: int, now: int, retry: int | None = None) -> Member | None:
+        """A worker could not connect to the member in `slot`: keep it out for `retry` ns
+        (default: the rules'; a pool may have its own)."""
         member = self.members.get(slot)
         if member is None or member.uid != uid or now < member.error_until:
             return None  # forgotten since, or already in error (several workers report it)
-        member.error_until = now + self.rules.retry
+        member.error_until = now + (self.rules.retry if retry is None else retry)
         member.errors += 1
         self._reevaluate(member, now)
         self.dirty.add(slot)

@@ -28,6 +28,7 @@ from hbfork import __version__
 from hbfork.core.config import Config
 from hbfork.core.errors import ConfigError, HbforkError, HeartbeatError
 from hbfork.core.members import NS, Registry, Rules
+from hbfork.core.pool_admin import PoolAdmin
 from hbfork.core.settings import MAX_WORKERS
 from hbfork.master import setup
 from hbfork.master.bindings import Bindings, Plan
@@ -64,6 +65,7 @@ class Master:
         self.bindings = Bindings()
         self.table: Table | None = None
         self.registry: Registry | None = None
+        self.admin = PoolAdmin()
         self.monitor: Monitor | None = None
         self.workers: Workers | None = None
         self.generations: Generations | None = None
@@ -120,8 +122,9 @@ class Master:
         setup.drop_privileges(config, [self.table.shm._fd])
         self.storage.configure(config)
         self.registry = Registry.from_config(config, keys)
+        self.admin.configure(config.pools)
         self.monitor = Monitor(self.registry, self.table, config.heartbeat.allow,
-                               config.heartbeat.rate_limit)
+                               config.heartbeat.rate_limit, self.admin)
         self.monitor.sock = self.bindings.heartbeat_sock
         self.monitor.publish()
         self._set_config_generation(1)
@@ -144,7 +147,8 @@ class Master:
 
     def _control(self, line: str) -> str:
         assert self.registry is not None and self.monitor is not None
-        reply = execute(self.registry, line, time.monotonic_ns())
+        reply = execute(self.registry, line, time.monotonic_ns(), self.admin, self.config.pools,
+                        self.config.discover_pool)
         self.monitor.publish()
         log.info("control: %s -> %s", line.strip()[:80], reply[:200])
         return reply
@@ -199,7 +203,9 @@ class Master:
             logs.install(handler, new.log.level, new.resolve(new.log.error))
         else:
             logs.log.setLevel(new.log.level.upper())
-        self.registry.reconfigure(Rules.from_config(new), new.members, keys, time.monotonic_ns())
+        self.registry.reconfigure(Rules.from_config(new), new.static_members, keys,
+                                  time.monotonic_ns())
+        self.admin.configure(new.pools)
         self.monitor.configure(new.heartbeat.allow, new.heartbeat.rate_limit)
         self.monitor.publish()
         self.storage.configure(new)
@@ -317,11 +323,15 @@ class Master:
         if parts[:1] == [b"ready"]:
             worker.ready = True
         elif parts[:1] == [b"error"] and len(parts) >= 3:
-            member = self.registry.mark_error(int(parts[1]), int(parts[2]), time.monotonic_ns())
+            # "error SLOT UID REASON [RETRY_MS]": the pool's retry, if it has its own
+            retry = int(parts[4]) * 1_000_000 if len(parts) > 4 and parts[4].isdigit() else None
+            member = self.registry.mark_error(int(parts[1]), int(parts[2]), time.monotonic_ns(),
+                                              retry)
             if member is not None:
                 reason = parts[3].decode(errors="replace") if len(parts) > 3 else "?"
                 log.warning("member %s in error for %gs: connect failed (%s)", member.label,
-                            self.config.proxy.retry, reason)
+                            (retry if retry is not None else self.registry.rules.retry) / NS,
+                            reason)
                 self.monitor.publish()
 
     # --- signals

@@ -18,6 +18,7 @@ from hbfork.core.addresses import IPAddress, IPNetwork, ip_allowed, normalize_ip
 from hbfork.core.balancer import WEIGHT_MASK
 from hbfork.core.errors import HeartbeatError
 from hbfork.core.members import Change, Registry
+from hbfork.core.pool_admin import PoolAdmin
 from hbfork.core.ratelimit import KeyedRateLimiter, LogLimiter
 from hbfork.ops.hbdat import StoredServer, parse_storage
 from hbfork.system import logs
@@ -30,9 +31,10 @@ log = logs.log
 
 class Monitor:
     def __init__(self, registry: Registry, table: Table, allow: tuple[IPNetwork, ...],
-                 rate_limit: float) -> None:
+                 rate_limit: float, admin: PoolAdmin | None = None) -> None:
         self.registry = registry
         self.table = table
+        self.admin = admin or PoolAdmin()
         self.allow = allow
         self.limiter = KeyedRateLimiter(rate_limit, max(2.0, rate_limit * 2))
         self.log_limiter = LogLimiter(10.0)
@@ -152,11 +154,20 @@ class Monitor:
         urgent = False
         for slot, member in registry.take_dirty():
             before = table.weight_word(slot)
+            if table.uid(slot) != (member.uid if member else 0):
+                self.admin.dirty = True  # pool states are published by uid
             if table.write_member(slot, member):
                 self.bump_pending = True
                 after = table.weight_word(slot)
                 urgent |= not (before & WEIGHT_MASK and after & WEIGHT_MASK
                                and before >> 32 == after >> 32)
+        if self.admin.dirty:
+            self.admin.dirty = False
+            entries = self.admin.entries(registry.find)
+            if table.write_admin(entries) < len(entries):
+                log.error("%d pool states do not fit in the table; the rest are ignored",
+                          len(entries) - table.admin_capacity)
+            self.bump_pending = urgent = True
         now = time.monotonic() if now is None else now
         if self.bump_pending and (urgent or now - self.bumped_at >= BUMP_INTERVAL):
             table.bump_generation()

@@ -2,8 +2,9 @@
 
 A Unix stream socket, mode 0600, owned by the master. One request line per connection
 ("drain 10.0.0.11:8080\\n"), one reply line ("ok ..." or "error ..."). The master applies the
-change to its registry and publishes it in the table at once; the state is per member and
-survives reloads.
+change to its registry and publishes it in the table at once; the state survives reloads.
+MEMBER alone (an address, an IP or a name) changes the member in every pool; POOL/MEMBER
+changes it in that pool only (drained there: only its sticky sessions; disabled: nothing).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Callable
 
 from hbfork.core.errors import HbforkError
 from hbfork.core.members import Member, Registry
+from hbfork.core.pool_admin import POOL_DISABLED, POOL_DRAINED, PoolAdmin
+from hbfork.core.pool_settings import PoolSettings
 
 VERBS = ("drain", "enable", "disable", "list")
 MAX_REQUEST = 4096
@@ -32,16 +35,22 @@ def select_members(registry: Registry, selector: str) -> list[Member]:
     return found
 
 
-def execute(registry: Registry, line: str, now: int) -> str:
-    """Carry out one request line; returns the reply line. Pure apart from the registry."""
+def execute(registry: Registry, line: str, now: int, admin: PoolAdmin | None = None,
+            pools: tuple[PoolSettings, ...] = (), discover_pool: str = "") -> str:
+    """Carry out one request line; returns the reply line. Pure apart from the registry and
+    the pool states."""
     parts = line.split()
     if not parts or parts[0] not in VERBS:
         return f"error unknown command {line.strip()[:40]!r}; expected one of {', '.join(VERBS)}"
     verb = parts[0]
     if verb == "list":
-        return "ok " + "; ".join(f"{m.endpoint} {m.reason}" for m in registry)
+        states = [f"{pool}/{address} {_flags(flags)}" for (pool, address), flags
+                  in sorted((admin.states if admin else {}).items(), key=str) if flags]
+        return "ok " + "; ".join([f"{m.endpoint} {m.reason}" for m in registry] + states)
     if len(parts) != 2:
-        return f"error usage: {verb} MEMBER (address, IP or name)"
+        return f"error usage: {verb} MEMBER or POOL/MEMBER (address, IP or name)"
+    if "/" in parts[1] and admin is not None:
+        return _execute_in_pool(registry, admin, pools, discover_pool, verb, parts[1])
     members = select_members(registry, parts[1])
     if not members:
         return f"error no member matches {parts[1]!r}"
@@ -53,6 +62,35 @@ def execute(registry: Registry, line: str, now: int) -> str:
         else:
             registry.set_admin(member, drained=False, disabled=False, now=now)
     return "ok " + "; ".join(f"{m.endpoint} {m.reason}" for m in members)
+
+
+def _execute_in_pool(registry: Registry, admin: PoolAdmin, pools: tuple[PoolSettings, ...],
+                     discover_pool: str, verb: str, selector: str) -> str:
+    pool_name, _, member_selector = selector.partition("/")
+    pool = next((p for p in pools if p.name == pool_name), None)
+    if pool is None:
+        return f"error no pool is named {pool_name!r}"
+    listed = {m.address for m in pool.members}
+    members = [m for m in select_members(registry, member_selector)
+               if m.endpoint in listed or (not m.static and pool.name == discover_pool)]
+    if not members:
+        return f"error no member of pool {pool_name!r} matches {member_selector!r}"
+    replies = []
+    for member in members:
+        if verb == "drain":
+            flags = admin.set(pool.name, member.endpoint, drained=True)
+        elif verb == "disable":
+            flags = admin.set(pool.name, member.endpoint, disabled=True)
+        else:
+            flags = admin.set(pool.name, member.endpoint, drained=False, disabled=False)
+        replies.append(f"{pool.name}/{member.endpoint} {_flags(flags)}")
+    return "ok " + "; ".join(replies)
+
+
+def _flags(flags: int) -> str:
+    if flags & POOL_DISABLED:
+        return "disabled"
+    return "drained" if flags & POOL_DRAINED else "enabled"
 
 
 class ControlServer:

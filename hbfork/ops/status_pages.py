@@ -15,7 +15,7 @@ import json
 import math
 from typing import Any
 
-from hbfork.core import http11
+from hbfork.core import http_heads
 from hbfork.ops.snapshot import CLASSES, snapshot
 from hbfork.table.table import Table
 
@@ -210,10 +210,10 @@ def respond(table: Table, target: bytes, method: bytes) -> bytes:
     path = target.split(b"?", 1)[0]
     page = PAGES.get(path)
     if page is None:
-        return http11.error_response(404 if method in (b"GET", b"HEAD") else 405,
+        return http_heads.error_response(404 if method in (b"GET", b"HEAD") else 405,
                                      "try /, /status.json or /metrics")
     if method not in (b"GET", b"HEAD"):
-        return http11.error_response(405, "status pages are read-only",
+        return http_heads.error_response(405, "status pages are read-only",
                                      extra=(("Allow", "GET, HEAD"),))
     content_type, render = page
     body = render(snapshot(table))

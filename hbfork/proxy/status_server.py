@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from hbfork.core import http11
+from hbfork.core import http11, http_heads
 from hbfork.core.addresses import IPNetwork, ip_allowed, parse_ip
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import Limits
@@ -73,7 +73,7 @@ class _StatusConnection:
             head = http11.parse_request_head(bytes(self.inbuf[:end]), self.server.limits)
             self.out = respond(self.server.table, head.target, head.method)
         except ProtocolError as err:
-            self.out = http11.error_response(err.status, err.detail)
+            self.out = http_heads.error_response(err.status, err.detail)
         except OSError:
             return self.close()
         self._write()

@@ -9,8 +9,15 @@ aligned store):
     weights       capacity x u64   weight (bits 0-31) | lbset (bits 32-47); 0 = not picked
     uids          capacity x u64   the member's uid; changes when a slot is reused
     members       capacity x MEMBER_SIZE, each a seqlocked record (MEMBER_FORMAT)
+    admin         ADMIN_SIZE x admin_capacity: per-pool operator states (pool name, member uid,
+                  drained/disabled), seqlocked as a whole (W_ADMIN_SEQ, W_ADMIN_COUNT)
     workers       (worker_capacity + 1) x worker record; the extra last one holds the totals of
                   workers that have exited ("retired"), so counters never go backwards
+
+A worker record: fixed words (WK_*), then per member MEMBER_COUNTERS words, then the counters
+of its generation's pools (MAX_POOLS x POOL_COUNTERS) and routes (MAX_ROUTES x ROUTE_COUNTERS),
+indexed by their place in that generation's config; the retired record keeps those of the
+generation in WK_SCOPE_GENERATION only.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from hbfork.core.members import (
 )
 
 MAGIC = b"HBFORK\x00\x01"
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 HEADER_SIZE = 1024
 NAME_PREFIX = "hbfork-"
 
@@ -44,6 +51,9 @@ W_STARTED_NS = 9        # time.monotonic_ns() at start: one clock for every proc
 W_CONFIG_GENERATION = 10
 W_CONFIG_LOADED_US = 11
 W_STATS_SEQ = 12        # seqlock over "fold an exited worker into the retired record"
+W_ADMIN_SEQ = 13        # seqlock over the admin region
+W_ADMIN_COUNT = 14      # admin entries in use
+W_ADMIN_CAPACITY = 15
 W_HEARTBEAT_COUNTERS = 32
 HEARTBEAT_RESULTS = (
     "accepted", "malformed", "bad_number", "bad_port", "bad_signature", "unsigned", "stale",
@@ -71,6 +81,16 @@ WK_LATENCY_COUNT = WK_LATENCY_SUM + 1
 WK_MEMBERS = 64         # then capacity x MEMBER_COUNTERS words
 MEMBER_COUNTERS = 8
 MC_UID, MC_INFLIGHT, MC_STATUS_CLASS, MC_CONNECT_FAILURES = 0, 1, 2, 7  # 2..6: 1xx..5xx
+WK_SCOPE_GENERATION = 21  # the generation whose pool and route counters a record holds
+MAX_POOLS = 64
+POOL_COUNTERS = 8
+PC_STATUS_CLASS, PC_NO_MEMBER, PC_STICKY, PC_STICKY_LOST = 0, 5, 6, 7  # 0..4: 1xx..5xx
+MAX_ROUTES = 1024
+ROUTE_COUNTERS = 2
+RC_REQUESTS, RC_ERRORS = 0, 1  # errors: 5xx answers
+ADMIN_FORMAT = struct.Struct("<32sQQ")  # pool name, member uid, flags
+ADMIN_SIZE = ADMIN_FORMAT.size
+ADMIN_DRAINED, ADMIN_DISABLED = 1, 2
 STATE_FREE, STATE_BOOTING, STATE_READY, STATE_DRAINING, STATE_EXITED = range(5)
 WORKER_STATES = ("free", "booting", "ready", "draining", "exited")
 WORKER_TOTALS = (WK_ACCEPTED, WK_REQUESTS, *range(WK_STATUS_CLASS, WK_STATUS_CLASS + 5),
@@ -81,6 +101,24 @@ WORKER_TOTALS = (WK_ACCEPTED, WK_REQUESTS, *range(WK_STATUS_CLASS, WK_STATUS_CLA
 
 def segment_name(master_pid: int) -> str:
     return f"{NAME_PREFIX}{master_pid}"
+
+
+def worker_words(capacity: int) -> int:
+    """The size of one worker record, in u64 words."""
+    return members_end(capacity) + MAX_POOLS * POOL_COUNTERS + MAX_ROUTES * ROUTE_COUNTERS
+
+
+def members_end(capacity: int) -> int:
+    return WK_MEMBERS + capacity * MEMBER_COUNTERS
+
+
+def pool_counters_at(capacity: int, pool: int) -> int:
+    return members_end(capacity) + pool * POOL_COUNTERS
+
+
+def route_counters_at(capacity: int, route: int) -> int:
+    return members_end(capacity) + MAX_POOLS * POOL_COUNTERS + route * ROUTE_COUNTERS
+
 
 @dataclass(frozen=True, slots=True)
 class MemberRecord:

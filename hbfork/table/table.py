@@ -30,30 +30,43 @@ from multiprocessing import resource_tracker, shared_memory
 from hbfork.core.balancer import pack_word
 from hbfork.core.members import Member
 from hbfork.table.layout import (
+    ADMIN_FORMAT,
+    ADMIN_SIZE,
     HEADER_SIZE,
     HEARTBEAT_RESULTS,
     LAYOUT_VERSION,
     MAGIC,
+    MAX_POOLS,
+    MAX_ROUTES,
     MC_STATUS_CLASS,
     MC_UID,
     MEMBER_COUNTERS,
     MEMBER_FORMAT,
     MEMBER_SIZE,
+    POOL_COUNTERS,
+    ROUTE_COUNTERS,
     STATE_EXITED,
     STATE_FREE,
+    W_ADMIN_CAPACITY,
+    W_ADMIN_COUNT,
+    W_ADMIN_SEQ,
     W_GENERATION,
     W_HEARTBEAT_COUNTERS,
     W_MASTER_PID,
     W_STARTED_NS,
     W_STARTED_US,
     W_STATS_SEQ,
+    WK_GENERATION,
     WK_MEMBERS,
+    WK_SCOPE_GENERATION,
     WK_STATE,
     WORKER_TOTALS,
     MemberRecord,
     decode_member,
     encode_member,
+    members_end,
     segment_name,
+    worker_words,
 )
 
 
@@ -96,16 +109,19 @@ class Table:
         self.weights_at = HEADER_SIZE // 8
         self.uids_at = self.weights_at + self.capacity
         self.members_at = (self.uids_at + self.capacity) * 8
-        self.workers_at = self.members_at + self.capacity * MEMBER_SIZE
+        self.admin_at = self.members_at + self.capacity * MEMBER_SIZE
+        self.admin_capacity = self.words[W_ADMIN_CAPACITY]
+        self.workers_at = self.admin_at + _round8(self.admin_capacity * ADMIN_SIZE)
 
     # --- lifetime
 
     @classmethod
     def create(cls, capacity: int, worker_capacity: int, master_pid: int | None = None) -> Table:
         pid = master_pid or os.getpid()
-        worker_size = (WK_MEMBERS + capacity * MEMBER_COUNTERS) * 8
+        worker_size = worker_words(capacity) * 8
+        admin_capacity = admin_capacity_for(capacity)
         size = HEADER_SIZE + capacity * 16 + capacity * MEMBER_SIZE \
-            + (worker_capacity + 1) * worker_size
+            + _round8(admin_capacity * ADMIN_SIZE) + (worker_capacity + 1) * worker_size
         name = segment_name(pid)
         unlink_segment(name)  # a leftover of an earlier master with our pid cannot be live
         shm = _open(name, True, size)
@@ -114,7 +130,9 @@ class Table:
         buf[:8] = MAGIC
         struct.pack_into("<IIIIIII", buf, 8, LAYOUT_VERSION, HEADER_SIZE, capacity, MEMBER_SIZE,
                          worker_capacity, worker_size, MEMBER_COUNTERS)
+        buf.cast("Q")[W_ADMIN_CAPACITY] = admin_capacity
         table = cls(shm, owner=True)
+        table.words[W_ADMIN_SEQ] = 2
         table.words[W_MASTER_PID] = pid
         table.words[W_STARTED_US] = int(time.time() * 1e6)
         table.words[W_STARTED_NS] = time.monotonic_ns()
@@ -180,12 +198,18 @@ class Table:
     def uid(self, slot: int) -> int:
         return self.words[self.uids_at + slot]
 
+    def uid_words(self) -> list[int]:
+        return self.words[self.uids_at:self.uids_at + self.capacity].tolist()
+
+    def admin_count(self) -> int:
+        return self.words[W_ADMIN_COUNT]
+
     def write_member(self, slot: int, member: Member | None) -> bool:
         """Publish one slot (None frees it). True when its weight word changed.
 
         Order matters to lock-free readers: a freed slot loses its weight first; a filled slot
         gets its record and uid before its weight, so a picked slot always has an address."""
-        word = pack_word(member.weight, member.lbset) if member else 0
+        word = pack_word(member.weight, member.lbset, member.usable) if member else 0
         changed = self.words[self.weights_at + slot] != word
         if member is None:
             self.words[self.weights_at + slot] = 0
@@ -221,6 +245,39 @@ class Table:
     def members(self) -> list[MemberRecord]:
         return [r for slot in range(self.capacity) if (r := self.read_member(slot)) is not None]
 
+    # --- per-pool operator states
+
+    def write_admin(self, entries: list[tuple[str, int, int]]) -> int:
+        """Publish (pool name, member uid, flags) entries; returns how many fitted."""
+        kept = entries[:self.admin_capacity]
+        blob = b"".join(ADMIN_FORMAT.pack(name.encode()[:32], uid, flags)
+                        for name, uid, flags in kept)
+        seq = self.words[W_ADMIN_SEQ]
+        self.words[W_ADMIN_SEQ] = seq + 1
+        self.shm.buf[self.admin_at:self.admin_at + len(blob)] = blob
+        self.words[W_ADMIN_COUNT] = len(kept)
+        self.words[W_ADMIN_SEQ] = seq + 2
+        return len(kept)
+
+    def read_admin(self) -> dict[tuple[str, int], int]:
+        """{(pool name, member uid): flags}, read consistently."""
+        buf = self.shm.buf
+        for attempt in range(10_000):
+            before = self.words[W_ADMIN_SEQ]
+            if before & 1 or before == 0:
+                if attempt >= 100:
+                    time.sleep(0.0001)  # the master is descheduled mid-write
+                continue
+            count = min(self.words[W_ADMIN_COUNT], self.admin_capacity)
+            raw = bytes(buf[self.admin_at:self.admin_at + count * ADMIN_SIZE])
+            if self.words[W_ADMIN_SEQ] == before:
+                out = {}
+                for at in range(0, len(raw), ADMIN_SIZE):
+                    name, uid, flags = ADMIN_FORMAT.unpack_from(raw, at)
+                    out[(name.rstrip(b"\0").decode(errors="replace"), uid)] = flags
+                return out
+        raise RuntimeError("the admin region kept changing while being read")
+
     # --- workers
 
     def worker_words(self, index: int) -> memoryview:
@@ -255,7 +312,31 @@ class Table:
                     retired[at + MC_UID] = uid
                 for k in range(MC_STATUS_CLASS, MEMBER_COUNTERS):
                     retired[at + k] += record[at + k]
+        self._retire_scope(record, retired)
         record.release()
         retired.release()
         self.reset_worker(index)
         self.words[W_STATS_SEQ] += 1
+
+    def _retire_scope(self, record: memoryview, retired: memoryview) -> None:
+        """Pool and route counters belong to one generation: fold those of the newest."""
+        generation = record[WK_GENERATION]
+        start = members_end(self.capacity)
+        end = start + MAX_POOLS * POOL_COUNTERS + MAX_ROUTES * ROUTE_COUNTERS
+        if generation < retired[WK_SCOPE_GENERATION]:
+            return  # an old generation's worker: its pools and routes are gone
+        if generation > retired[WK_SCOPE_GENERATION]:
+            retired[start:end] = memoryview(bytes((end - start) * 8)).cast("Q")
+            retired[WK_SCOPE_GENERATION] = generation
+        for word in range(start, end):
+            if record[word]:
+                retired[word] += record[word]
+
+
+def admin_capacity_for(capacity: int) -> int:
+    """Admin entries: enough for every member to be drained or disabled in a few pools."""
+    return max(256, 4 * capacity)
+
+
+def _round8(size: int) -> int:
+    return (size + 7) // 8 * 8

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 
-from hbfork.core import http11
+from hbfork.core import http_heads
 from hbfork.proxy.http.state import CLOSING, CONNECT, FORWARD, HEAD, ExchangeState
 
 
@@ -49,7 +49,7 @@ class Failures(ExchangeState):
         if status < 500:
             self.ctx.count_client_error()
         head_only = request is not None and request.method == b"HEAD"
-        self._to_client(http11.error_response(status, detail, keep_alive=keep, extra=extra,
+        self._to_client(http_heads.error_response(status, detail, keep_alive=keep, extra=extra,
                                               head_only=head_only))
         self.status = status
         self.sent_to_client = True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from hbfork.core import http11
+from hbfork.core import http_heads
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import UntilClose
 from hbfork.proxy.http.state import (
@@ -62,13 +62,13 @@ class MemberSide(ExchangeState):
         ctx.upstreams.started(conn.target)
         self.inflight_target = conn.target
         self.member_started = ctx.loop.now
-        self.upstream_out += http11.request_head_for_member(
+        self.upstream_out += http_heads.request_head_for_member(
             self.request, self.client_ip, ctx.http.forwarded_headers,
             member_host=_authority(conn.target))
         if self.request.expect_continue and not self.request_done and not self.inbuf:
             # We answer the expectation ourselves (and do not forward it), now that a member
             # is ready to take the body: members that ignore Expect would make the client wait.
-            self._to_client(http11.CONTINUE)
+            self._to_client(http_heads.CONTINUE)
         http = ctx.http
         # Until the body is all here we wait on the client, not the member.
         self._set_deadline(http.response_timeout if self.request_done else http.client_timeout)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 
-from hbfork.core import http11
+from hbfork.core import http11, http_heads
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import ChunkedBody, LengthBody, ResponseHead, UntilClose
 from hbfork.proxy.http.state import (
@@ -71,7 +71,7 @@ class ResponseRelay(ExchangeState):
         self.keep_alive = (self.keep_alive and framed and not dechunk and self.request_done
                            and (not self.client_eof or bool(self.inbuf))
                            and not self.ctx.draining and not self.drain_requested)
-        self._to_client(http11.response_head_for_client(response, self.keep_alive, dechunk,
+        self._to_client(http_heads.response_head_for_client(response, self.keep_alive, dechunk,
                                                         request.version))
         self.sent_to_client = True
         self._set_deadline(self.ctx.http.client_timeout)
@@ -95,7 +95,7 @@ class ResponseRelay(ExchangeState):
         if not self.request.upgrade:
             raise ProtocolError(502, "101 from the member without an upgrade request")
         self.response, self.status = response, 101
-        self._to_client(http11.response_head_for_client(response, True, False,
+        self._to_client(http_heads.response_head_for_client(response, True, False,
                                                         self.request.version))
         self.sent_to_client = True
         self.state = TUNNEL

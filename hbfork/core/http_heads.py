@@ -1,0 +1,105 @@
+"""The heads hbfork writes: the request as the member gets it, the response as the client gets
+it, and the proxy's own short answers. Pure.
+
+Rewritten heads never let a Connection header remove what frames the message or names its
+host: a client sending `Connection: Content-Length` must not make the member see a body-less
+request followed by a second one (the body).
+"""
+
+from __future__ import annotations
+
+from hbfork.core.http11 import CRLF, HOP_BY_HOP, REASONS, RequestHead, ResponseHead
+
+# Headers a Connection token must not remove: dropping them would change the framing or the
+# target the member sees.
+END_TO_END = frozenset((b"content-length", b"transfer-encoding", b"host"))
+
+def request_head_for_member(head: RequestHead, client_ip: str, forwarded: bool,
+                            proto: bytes = b"http", member_host: bytes = b"") -> bytes:
+    """The request head to send upstream, always as HTTP/1.1: hop-by-hop headers removed,
+    Content-Length sent once as a plain number, Expect: 100-continue answered by us (so
+    removed), a Host added for an HTTP/1.0 client that sent none, X-Forwarded-* added."""
+    drop = HOP_BY_HOP | (head.connection_tokens - END_TO_END)
+    out = [b"%s %s HTTP/1.1" % (head.method, head.target)]
+    prior_for = b""
+    length_sent = False
+    for name, lower, value in head.headers:
+        if lower == b"content-length":
+            if not length_sent:  # "5, 5" and repeated headers become one unambiguous value
+                out.append(b"Content-Length: %d" % head.content_length)
+                length_sent = True
+        elif lower == b"transfer-encoding":
+            out.append(name + b": " + value)  # the body is forwarded as it came, chunked
+        elif lower in drop or lower.startswith(b"proxy-") or (
+                lower == b"expect" and head.expect_continue):
+            continue
+        elif forwarded and lower.startswith(b"x-forwarded-"):
+            if lower == b"x-forwarded-for":  # a prior hop's claim, kept ahead of ours
+                prior_for = value if not prior_for else prior_for + b", " + value
+            # the rest are replaced below: a client must not choose what the member believes
+        else:
+            out.append(name + b": " + value)
+    if member_host and not any(lower == b"host" for _, lower, _ in head.headers):
+        out.append(b"Host: " + member_host)
+    if head.upgrade:
+        out.append(b"Connection: Upgrade")
+        out.append(b"Upgrade: " + head.upgrade)
+    if forwarded:
+        out.extend(_forwarded(head, client_ip, prior_for, proto))
+    out.append(b"")
+    out.append(b"")
+    return CRLF.join(out)
+
+
+def _forwarded(head: RequestHead, client_ip: str, prior_for: bytes,
+               proto: bytes) -> list[bytes]:
+    ip = client_ip.encode()
+    out = [b"X-Forwarded-For: " + (prior_for + b", " + ip if prior_for else ip),
+           b"X-Forwarded-Proto: " + proto]
+    if head.host:
+        out.append(b"X-Forwarded-Host: " + head.host)
+    return out
+
+
+def response_head_for_client(response: ResponseHead, keep_alive: bool, dechunk: bool,
+                             client_version: int) -> bytes:
+    """The member's response head as the client gets it: hop-by-hop headers removed and
+    our own Connection header set."""
+    drop = HOP_BY_HOP | (response.connection_tokens - END_TO_END)
+    version = b"HTTP/1.1" if client_version == 11 else b"HTTP/1.0"
+    out = [b"%s %d %s" % (version, response.status, response.reason or
+                          REASONS.get(response.status, "Status").encode())]
+    for name, lower, value in response.headers:
+        if lower in drop:
+            if lower == b"transfer-encoding" and not dechunk:
+                out.append(name + b": " + value)
+            continue
+        out.append(name + b": " + value)
+    if response.status == 101:
+        out.append(b"Connection: Upgrade")
+        upgrade = next((v for _, lower, v in response.headers if lower == b"upgrade"), b"")
+        if upgrade:
+            out.append(b"Upgrade: " + upgrade)
+    elif not keep_alive:
+        out.append(b"Connection: close")
+    elif client_version == 10:
+        out.append(b"Connection: keep-alive")
+    out.append(b"")
+    out.append(b"")
+    return CRLF.join(out)
+
+
+def error_response(status: int, detail: str = "", *, keep_alive: bool = False,
+                   extra: tuple[tuple[str, str], ...] = (), head_only: bool = False) -> bytes:
+    """A short response the proxy itself sends (4xx for the client's mistakes, 5xx for ours)."""
+    reason = REASONS.get(status, "Error")
+    body = f"{status} {reason}{': ' + detail if detail else ''}\n".encode()
+    lines = [f"HTTP/1.1 {status} {reason}", "Content-Type: text/plain; charset=utf-8",
+             f"Content-Length: {len(body)}", "Cache-Control: no-store",
+             "Connection: keep-alive" if keep_alive else "Connection: close"]
+    lines.extend(f"{name}: {value}" for name, value in extra)
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return head if head_only else head + body
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
