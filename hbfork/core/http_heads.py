@@ -8,19 +8,27 @@ request followed by a second one (the body).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hbfork.core.http11 import CRLF, HOP_BY_HOP, REASONS, RequestHead, ResponseHead
 
 # Headers a Connection token must not remove: dropping them would change the framing or the
 # target the member sees.
 END_TO_END = frozenset((b"content-length", b"transfer-encoding", b"host"))
 
+
 def request_head_for_member(head: RequestHead, client_ip: str, forwarded: bool,
-                            proto: bytes = b"http", member_host: bytes = b"") -> bytes:
+                            proto: bytes = b"http", member_host: bytes = b"",
+                            target: bytes | None = None, replace_host: bool = False) -> bytes:
     """The request head to send upstream, always as HTTP/1.1: hop-by-hop headers removed,
     Content-Length sent once as a plain number, Expect: 100-continue answered by us (so
-    removed), a Host added for an HTTP/1.0 client that sent none, X-Forwarded-* added."""
+    removed), a Host added for an HTTP/1.0 client that sent none (or, with `replace_host`,
+    the member's Host instead of the client's), X-Forwarded-* added. `target` replaces the
+    request-target (a routed, rewritten path)."""
     drop = HOP_BY_HOP | (head.connection_tokens - END_TO_END)
-    out = [b"%s %s HTTP/1.1" % (head.method, head.target)]
+    if replace_host:
+        drop = drop | {b"host"}
+    out = [b"%s %s HTTP/1.1" % (head.method, head.target if target is None else target)]
     prior_for = b""
     length_sent = False
     for name, lower, value in head.headers:
@@ -39,7 +47,8 @@ def request_head_for_member(head: RequestHead, client_ip: str, forwarded: bool,
             # the rest are replaced below: a client must not choose what the member believes
         else:
             out.append(name + b": " + value)
-    if member_host and not any(lower == b"host" for _, lower, _ in head.headers):
+    if member_host and (replace_host or not any(lower == b"host" for _, lower, _ in
+                                                head.headers)):
         out.append(b"Host: " + member_host)
     if head.upgrade:
         out.append(b"Connection: Upgrade")
@@ -61,10 +70,16 @@ def _forwarded(head: RequestHead, client_ip: str, prior_for: bytes,
     return out
 
 
+# Maps a response header (lower-case name, value) to the value the client gets.
+HeaderMap = Callable[[bytes, bytes], bytes]
+
+
 def response_head_for_client(response: ResponseHead, keep_alive: bool, dechunk: bool,
-                             client_version: int) -> bytes:
-    """The member's response head as the client gets it: hop-by-hop headers removed and
-    our own Connection header set."""
+                             client_version: int, rewrite: HeaderMap | None = None,
+                             extra: tuple[bytes, ...] = ()) -> bytes:
+    """The member's response head as the client gets it: hop-by-hop headers removed, our own
+    Connection header set, values passed through `rewrite` (ProxyPassReverse), `extra` header
+    lines added (a sticky-session Set-Cookie)."""
     drop = HOP_BY_HOP | (response.connection_tokens - END_TO_END)
     version = b"HTTP/1.1" if client_version == 11 else b"HTTP/1.0"
     out = [b"%s %d %s" % (version, response.status, response.reason or
@@ -74,7 +89,10 @@ def response_head_for_client(response: ResponseHead, keep_alive: bool, dechunk: 
             if lower == b"transfer-encoding" and not dechunk:
                 out.append(name + b": " + value)
             continue
+        if rewrite is not None:
+            value = rewrite(lower, value)
         out.append(name + b": " + value)
+    out.extend(extra)
     if response.status == 101:
         out.append(b"Connection: Upgrade")
         upgrade = next((v for _, lower, v in response.headers if lower == b"upgrade"), b"")

@@ -18,14 +18,21 @@ from hbfork.core.settings import HttpSettings
 from hbfork.proxy.loop import Loop
 
 if TYPE_CHECKING:
+    from hbfork.proxy.http.router import Decision, Router
     from hbfork.proxy.keepalive import ConnectionPool
-    from hbfork.proxy.upstreams import Target
+    from hbfork.proxy.upstreams import PoolView, Target
 
 
 class Picker(Protocol):
     """Member selection and the per-member in-flight accounting that goes with it."""
 
-    def choose(self, excluded: set[int] | None = None) -> Target | None: ...
+    pools: dict[str, PoolView]
+    default: PoolView
+
+    def choose(self, excluded: set[int] | None = None,
+               pool: PoolView | None = None) -> Target | None: ...
+    def sticky(self, pool: PoolView, route: str) -> Target | str | None: ...
+    def route_of(self, pool: PoolView, target: Target) -> str: ...
     def started(self, target: Target) -> None: ...
     def finished(self, target: Target, status: int) -> None: ...
 
@@ -43,6 +50,8 @@ class Exchange(Protocol):
     """One HTTP request/response as the worker accounts for it."""
 
     exchange_started: float
+    decision: Decision | None    # where it was routed (None: it never was)
+    sticky_outcome: int          # 0, or whether it reached its session's member (1) or not (2)
 
     def log_fields(self, status: int, target: Target | None, now: float) -> dict[str, object]:
         ...
@@ -54,6 +63,7 @@ class SessionContext(Protocol):
     http: HttpSettings
     limits: Limits
     upstreams: Picker
+    router: Router           # HTTP mode: which pool and path each request goes to
     conn_pool: ConnectionPool
     draining: bool           # the worker is shutting down gracefully
 
@@ -62,12 +72,13 @@ class SessionContext(Protocol):
         OSError when the proxy itself is out of resources (fds, memory)."""
         ...
 
-    def member_failed(self, target: Target, reason: str) -> None:
-        """A connect to `target` failed: count it and have the member put in error."""
+    def member_failed(self, target: Target, reason: str, retry_ms: int | None = None) -> None:
+        """A connect to `target` failed: count it and have the member put in error (for the
+        pool's own retry, when it has one)."""
         ...
 
     def resource_error(self, err: OSError) -> None: ...
-    def count_no_member(self) -> None: ...
+    def count_no_member(self, pool: PoolView | None = None) -> None: ...
     def count_retry(self) -> None: ...
     def count_bytes(self, from_client: bool, n: int) -> None: ...
     def count_upstream_timeout(self) -> None: ...

@@ -66,7 +66,8 @@ class TcpSession:
 
     def _connect_next(self) -> None:
         ctx = self.ctx
-        if len(self.tried) > ctx.http.retries:
+        pool = ctx.upstreams.default
+        if len(self.tried) > pool.retries:
             return self.close()
         target = ctx.upstreams.choose(self.tried)
         if target is None:
@@ -85,11 +86,12 @@ class TcpSession:
             return self._connect_failed(err)
         self.connecting = True
         ctx.loop.add(self.upstream_fd, WRITE, self._on_upstream)
-        ctx.loop.set_timer(self.timer, ctx.loop.now + ctx.http.connect_timeout)
+        ctx.loop.set_timer(self.timer, ctx.loop.now + pool.connect_timeout)
 
     def _connect_failed(self, err: int) -> None:
         assert self.target is not None and self.upstream is not None
-        self.ctx.member_failed(self.target, errno.errorcode.get(err, str(err)))
+        self.ctx.member_failed(self.target, errno.errorcode.get(err, str(err)),
+                               self.ctx.upstreams.default.retry_ms)
         self.ctx.loop.remove(self.upstream_fd)
         self.upstream.close()
         self.upstream, self.upstream_fd, self.connecting = None, -1, False

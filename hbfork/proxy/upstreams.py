@@ -20,6 +20,7 @@ from hbfork.core.balancer import USABLE, WEIGHT_MASK, Picker
 from hbfork.core.config import Config
 from hbfork.core.pool_admin import POOL_DISABLED, POOL_DRAINED
 from hbfork.core.pool_settings import PoolSettings
+from hbfork.core.settings import HttpSettings
 from hbfork.table.layout import (
     LATENCY_BUCKETS,
     MC_CONNECT_FAILURES,
@@ -58,11 +59,17 @@ class Target:
 class PoolView:
     """One pool as the worker picks from it (its settings, and a picker over its members)."""
 
-    __slots__ = ("built", "cookie_name", "discover", "index", "members", "name", "param_name",
-                 "picker", "routes", "separator", "settings", "sticky")
+    __slots__ = ("built", "connect_timeout", "cookie_name", "discover", "index", "members",
+                 "name", "param_name", "picker", "response_timeout", "retries", "retry_ms",
+                 "routes", "separator", "settings", "sticky")
 
-    def __init__(self, index: int, settings: PoolSettings) -> None:
+    def __init__(self, index: int, settings: PoolSettings, http: HttpSettings) -> None:
         self.index = index
+        # The pool's own timeouts, or [http]'s; retry_ms None: the master's [proxy] retry.
+        self.connect_timeout = _or(settings.connect_timeout, http.connect_timeout)
+        self.response_timeout = _or(settings.response_timeout, http.response_timeout)
+        self.retries = _or(settings.retries, http.retries)
+        self.retry_ms = None if settings.retry is None else int(settings.retry * 1000)
         self.name = settings.name
         self.settings = settings
         self.members = [(m.address, m.tier) for m in settings.members]
@@ -75,6 +82,10 @@ class PoolView:
         self.built = -1
 
 
+def _or(value: float | int | None, default: float | int) -> float | int:
+    return default if value is None else value
+
+
 class Upstreams:
     def __init__(self, table: Table, record: memoryview, config: Config | None = None,
                  rng: random.Random | None = None) -> None:
@@ -83,7 +94,8 @@ class Upstreams:
         self.targets: dict[int, Target] = {}
         self.random = (rng or random.Random()).random
         pools = config.pools if config is not None else (PoolSettings(name="default"),)
-        self.pools = {p.name: PoolView(i, p) for i, p in enumerate(pools)}
+        http = config.http if config is not None else HttpSettings()
+        self.pools = {p.name: PoolView(i, p, http) for i, p in enumerate(pools)}
         self.default = next(iter(self.pools.values()))
         if config is not None:
             self.default = self.pools.get("default", self.default)

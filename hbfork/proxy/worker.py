@@ -27,15 +27,24 @@ from hbfork.ops.accesslog import AccessLog
 from hbfork.proxy.acceptor import Acceptor
 from hbfork.proxy.connect import start_connect
 from hbfork.proxy.context import Exchange, Session
+from hbfork.proxy.http.router import Decision, Router
 from hbfork.proxy.http.session import HttpSession
+from hbfork.proxy.http.state import STICKY_HIT
 from hbfork.proxy.keepalive import ConnectionPool
 from hbfork.proxy.loop import READ, Loop
 from hbfork.proxy.status_server import StatusServer
 from hbfork.proxy.tcp import TcpSession
-from hbfork.proxy.upstreams import Target, Upstreams
+from hbfork.proxy.upstreams import PoolView, Target, Upstreams
 from hbfork.system import logs
 from hbfork.system.process import EXIT_BOOT_FAILURE, set_parent_death_signal
 from hbfork.table.layout import (
+    MAX_ROUTES,
+    PC_NO_MEMBER,
+    PC_STATUS_CLASS,
+    PC_STICKY,
+    PC_STICKY_LOST,
+    RC_ERRORS,
+    RC_REQUESTS,
     STATE_DRAINING,
     STATE_READY,
     WK_ACCEPTED,
@@ -51,6 +60,8 @@ from hbfork.table.layout import (
     WK_STATUS_CLASS,
     WK_TICK_NS,
     WK_UPSTREAM_TIMEOUTS,
+    pool_counters_at,
+    route_counters_at,
 )
 from hbfork.table.table import Table
 
@@ -75,7 +86,8 @@ class Worker:
         self.master_pid = master_pid
         self.status_listener = status_listener
         self.record = table.worker_words(index)
-        self.upstreams = Upstreams(table, self.record)
+        self.upstreams = Upstreams(table, self.record, config)
+        self.router = Router(config, self.upstreams)
         self.loop = Loop()
         self.buffer = memoryview(bytearray(256 * 1024))
         self.sessions: set[Session] = set()
@@ -177,14 +189,17 @@ class Worker:
         self.record[WK_CONNECTIONS] = len(self.sessions)
         self.acceptor.connection_closed()
 
-    def member_failed(self, target: Target, reason: str) -> None:
+    def member_failed(self, target: Target, reason: str, retry_ms: int | None = None) -> None:
         """A connect to `target` failed: count it and have the master mark it in error."""
         self.record[WK_CONNECT_FAILURES] += 1
         self.upstreams.connect_failed(target)
         more = self._log_limiter.note((target.slot, target.uid), self.loop.now)
         if more is not None:
             log.warning("member %s: connect failed (%s)%s", target.label, reason, more)
-        self._send(b"error %d %d %s" % (target.slot, target.uid, reason.encode()))
+        message = b"error %d %d %s" % (target.slot, target.uid, reason.encode())
+        if retry_ms is not None:
+            message += b" %d" % retry_ms
+        self._send(message)
 
     def resource_error(self, err: OSError) -> None:
         """A local resource ran out (fds, memory) while serving a connection."""
@@ -193,8 +208,10 @@ class Worker:
             log.error("cannot open a connection to a member: %s%s",
                       os.strerror(err.errno or 0), more)
 
-    def count_no_member(self) -> None:
+    def count_no_member(self, pool: PoolView | None = None) -> None:
         self.record[WK_NO_MEMBER] += 1
+        if pool is not None:
+            self.record[pool_counters_at(self.table.capacity, pool.index) + PC_NO_MEMBER] += 1
 
     def count_retry(self) -> None:
         self.record[WK_RETRIES] += 1
@@ -214,12 +231,31 @@ class Worker:
         record[WK_REQUESTS] += 1
         if 100 <= status < 600:
             record[WK_STATUS_CLASS + status // 100 - 1] += 1
+        decision = exchange.decision
+        if decision is not None:
+            self._count_routed(decision, status, exchange.sticky_outcome)
         started = exchange.exchange_started
         now = time.monotonic()
         if started:
             self.upstreams.observe_latency(now - started)
         if self.access_log is not None:
             self.access_log.log(exchange.log_fields(status, target, now))
+
+    def _count_routed(self, decision: Decision, status: int, sticky: int) -> None:
+        """Per-pool and per-route counters (indexed by their place in this config)."""
+        record, capacity = self.record, self.table.capacity
+        if decision.pool is not None:
+            at = pool_counters_at(capacity, decision.pool.index)
+            if 100 <= status < 600:
+                record[at + PC_STATUS_CLASS + status // 100 - 1] += 1
+            if sticky:
+                record[at + (PC_STICKY if sticky == STICKY_HIT else PC_STICKY_LOST)] += 1
+        route = decision.route
+        if route is not None and route.index < MAX_ROUTES:
+            at = route_counters_at(capacity, route.index)
+            record[at + RC_REQUESTS] += 1
+            if status >= 500:
+                record[at + RC_ERRORS] += 1
 
     # --- master and signals
 

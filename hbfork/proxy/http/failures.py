@@ -36,17 +36,19 @@ class Failures(ExchangeState):
             self.close()  # no progress in either direction for client_timeout
 
     def _fail(self, status: int, detail: str,
-              extra: tuple[tuple[str, str], ...] = ()) -> None:
-        """Answer `status` ourselves, if the client has not seen a response head yet."""
+              extra: tuple[tuple[str, str], ...] = (), sound: bool = False) -> None:
+        """Answer `status` ourselves, if the client has not seen a response head yet.
+        `sound`: the request itself was fine (a route keeps it out, say), so an answer below
+        500 is not a client error and the connection may carry on."""
         if self.sent_to_client:
             return self.close()
         request = self.request
         self._release_member(reusable=False)
         # The connection can carry on only if the request was read whole and was sound.
-        keep = (status in (502, 503, 504) and request is not None and self.request_done
+        keep = ((status >= 500 or sound) and request is not None and self.request_done
                 and self.keep_alive and (not self.client_eof or bool(self.inbuf))
                 and not self.ctx.draining and not self.drain_requested)
-        if status < 500:
+        if status < 500 and not sound:
             self.ctx.count_client_error()
         head_only = request is not None and request.method == b"HEAD"
         self._to_client(http_heads.error_response(status, detail, keep_alive=keep, extra=extra,

@@ -41,11 +41,12 @@ class MemberSide(ExchangeState):
         self.ctx.loop.add(self.conn.fd, WRITE, self._on_member)
         if err not in (0, errno.EINPROGRESS):
             return self._connect_failed(err)
-        self._set_deadline(self.ctx.http.connect_timeout)
+        self._set_deadline(self.pool.connect_timeout)
 
     def _connect_failed(self, err: int) -> None:
         assert self.conn is not None
-        self.ctx.member_failed(self.conn.target, errno.errorcode.get(err, str(err)))
+        self.ctx.member_failed(self.conn.target, errno.errorcode.get(err, str(err)),
+                              self.pool.retry_ms)
         self.conn.close()
         self.conn = None
         self.state = FORWARD  # between members; _dispatch decides what is next
@@ -62,16 +63,19 @@ class MemberSide(ExchangeState):
         ctx.upstreams.started(conn.target)
         self.inflight_target = conn.target
         self.member_started = ctx.loop.now
+        decision = self.decision
+        assert decision is not None
         self.upstream_out += http_heads.request_head_for_member(
             self.request, self.client_ip, ctx.http.forwarded_headers,
-            member_host=_authority(conn.target))
+            member_host=_authority(conn.target), target=decision.target,
+            replace_host=not decision.preserve_host)
         if self.request.expect_continue and not self.request_done and not self.inbuf:
             # We answer the expectation ourselves (and do not forward it), now that a member
             # is ready to take the body: members that ignore Expect would make the client wait.
             self._to_client(http_heads.CONTINUE)
-        http = ctx.http
         # Until the body is all here we wait on the client, not the member.
-        self._set_deadline(http.response_timeout if self.request_done else http.client_timeout)
+        self._set_deadline(self.pool.response_timeout if self.request_done
+                           else ctx.http.client_timeout)
 
     def _forward_request_body(self) -> None:
         if self.request_done or self.body is None or self.conn is None:
@@ -82,7 +86,7 @@ class MemberSide(ExchangeState):
             del self.inbuf[:taken]
         if self.body.done:
             self.request_done = True
-            self._set_deadline(self.ctx.http.response_timeout)
+            self._set_deadline(self.pool.response_timeout)
         elif self.client_eof:
             raise ProtocolError(400, "connection closed inside a request body")
 
@@ -123,7 +127,7 @@ class MemberSide(ExchangeState):
         self.upbuf += buffer[:n]
         self._set_deadline(self.ctx.http.client_timeout
                            if self.response is not None else
-                           self.ctx.http.response_timeout)
+                           self.pool.response_timeout)
 
     def _member_closed(self) -> None:
         """EOF (or an error) from the member."""

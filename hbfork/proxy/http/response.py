@@ -11,6 +11,8 @@ import socket
 from hbfork.core import http11, http_heads
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import ChunkedBody, LengthBody, ResponseHead, UntilClose
+from hbfork.core.http_heads import HeaderMap
+from hbfork.core.reverse import LOCATION_HEADERS, map_location, map_set_cookie
 from hbfork.proxy.http.state import (
     CLOSING,
     FORWARD,
@@ -71,10 +73,31 @@ class ResponseRelay(ExchangeState):
         self.keep_alive = (self.keep_alive and framed and not dechunk and self.request_done
                            and (not self.client_eof or bool(self.inbuf))
                            and not self.ctx.draining and not self.drain_requested)
-        self._to_client(http_heads.response_head_for_client(response, self.keep_alive, dechunk,
-                                                        request.version))
+        self._to_client(http_heads.response_head_for_client(
+            response, self.keep_alive, dechunk, request.version, self._header_map(),
+            (b"Set-Cookie: " + self.set_cookie,) if self.set_cookie else ()))
         self.sent_to_client = True
         self._set_deadline(self.ctx.http.client_timeout)
+
+    def _header_map(self) -> HeaderMap | None:
+        """ProxyPassReverse for this request's route, if it has one."""
+        decision = self.decision
+        rmap = decision.reverse if decision is not None else None
+        if rmap is None:
+            return None
+        assert self.request is not None
+        scheme = "http"
+        host = self.request.host.decode("latin-1")
+
+        def rewrite(lower: bytes, value: bytes) -> bytes:
+            if lower in LOCATION_HEADERS and rmap.urls:
+                return map_location(value.decode("latin-1"), rmap, scheme, host).encode(
+                    "latin-1")
+            if lower == b"set-cookie":
+                return map_set_cookie(value.decode("latin-1"), rmap).encode("latin-1")
+            return value
+
+        return rewrite
 
     def _forward_response_body(self) -> None:
         body = self.response_body

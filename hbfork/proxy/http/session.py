@@ -48,26 +48,31 @@ from hbfork.proxy.http.client import ClientSide
 from hbfork.proxy.http.failures import Failures
 from hbfork.proxy.http.member import MemberSide
 from hbfork.proxy.http.response import ResponseRelay
+from hbfork.proxy.http.router import Decision
 from hbfork.proxy.http.state import (
     CLOSING,
     DRAIN_IDLE_GRACE,
     FORWARD,
     HEAD,
     LINGER_BYTES,
+    RETRY_AFTER,
+    STICKY_HIT,
+    STICKY_LOST,
     TUNNEL,
 )
 from hbfork.proxy.loop import READ
-from hbfork.proxy.upstreams import Target
+from hbfork.proxy.upstreams import PoolView, Target
 
 
 class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
     __slots__ = (
         "accounted", "body", "bytes_to_client", "client", "client_eof", "client_fd",
         "client_hup", "client_ip", "client_out", "client_parked", "closed", "conn", "ctx",
-        "drain_requested", "exchange_started", "fresh_retry", "head_started", "inbuf",
-        "inflight_target", "keep_alive", "linger_left", "linger_until", "member_started",
-        "request", "request_done", "response", "response_body", "sent_to_client", "state",
-        "status", "target", "timer", "tried", "upbuf", "upstream_out",
+        "decision", "drain_requested", "exchange_started", "fresh_retry", "head_started",
+        "inbuf", "inflight_target", "keep_alive", "linger_left", "linger_until",
+        "member_started", "request", "request_done", "response", "response_body",
+        "sent_to_client", "set_cookie", "state", "status", "sticky_outcome", "target", "timer",
+        "tried", "upbuf", "upstream_out",
     )
 
     def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str) -> None:
@@ -111,6 +116,9 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
         self.member_started = 0.0
         self.fresh_retry = False
         self.accounted = False
+        self.decision = None
+        self.set_cookie = None
+        self.sticky_outcome = 0
         self.head_started = self.ctx.loop.now  # a pipelined head already waits from now
 
     def _set_deadline(self, seconds: float) -> None:
@@ -187,23 +195,27 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
             self.body = LengthBody(request.content_length)
         else:
             self.request_done = True
+        self.decision = decision = self.ctx.router.decide(request)
+        if decision.pool is None:
+            return self._fail(decision.status, decision.detail, sound=True)
         self._dispatch()
 
     def _dispatch(self) -> None:
         """Pick a member for the current request and get a connection to it."""
-        ctx = self.ctx
-        if len(self.tried) > ctx.http.retries:
+        ctx, decision = self.ctx, self.decision
+        assert decision is not None and decision.pool is not None
+        pool = decision.pool
+        if len(self.tried) > pool.retries:
             return self._fail(502, "no member accepted the connection")
-        target = ctx.upstreams.choose(self.tried)
+        target = self._pick(pool, decision)
         if target is None:
-            if self.tried:
-                return self._fail(502, "no member accepted the connection")
-            ctx.count_no_member()
-            return self._fail(503, "no member is available", (("Retry-After", "1"),))
+            return
         if self.tried:
             ctx.count_retry()
         self.tried.add(target.slot)
         self.target = target
+        if pool.settings.sticky_cookie:
+            self.set_cookie = ctx.router.route_cookie_for(pool, target, decision.sticky_route)
         assert self.request is not None
         request = self.request
         # A request that may be replayed survives a connection the member just closed (it is
@@ -213,6 +225,29 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
         if conn is not None:
             return self._attached(conn)
         self._connect(target)
+
+    def _pick(self, pool: PoolView, decision: Decision) -> Target | None:
+        """The member for this try: the session's own when it can serve it, else a weighted
+        pick (or, with nofailover, a 503 once the session's member cannot serve it)."""
+        ctx = self.ctx
+        if decision.sticky_route is not None:
+            found = ctx.upstreams.sticky(pool, decision.sticky_route)
+            if isinstance(found, Target) and found.slot not in self.tried:
+                self.sticky_outcome = STICKY_HIT
+                return found
+            if found is not None:  # its member is down, or refused this very request
+                self.sticky_outcome = STICKY_LOST
+                if pool.settings.nofailover:
+                    self._fail(503, "the member of this session is unavailable", RETRY_AFTER)
+                    return None
+        target = ctx.upstreams.choose(self.tried, pool)
+        if target is None:
+            if self.tried:
+                self._fail(502, "no member accepted the connection")
+            else:
+                ctx.count_no_member(pool)
+                self._fail(503, "no member is available", RETRY_AFTER)
+        return target
 
     def drain(self) -> None:
         """Graceful stop: every connection closes after its current (or next) response;

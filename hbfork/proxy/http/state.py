@@ -9,9 +9,10 @@ import socket
 
 from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHead, UntilClose
 from hbfork.proxy.context import SessionContext
+from hbfork.proxy.http.router import Decision
 from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import Timer
-from hbfork.proxy.upstreams import Target
+from hbfork.proxy.upstreams import PoolView, Target
 
 HEAD, CONNECT, FORWARD, TUNNEL, CLOSING, LINGER = range(6)
 HIGH_WATER = 256 * 1024
@@ -23,6 +24,8 @@ MAX_RESPONSE_HEAD = 64 * 1024
 LINGER_QUIET = 0.5   # close once a half-closed client has sent nothing for this long
 LINGER_MAX = 5.0     # and in any case after this long
 LINGER_BYTES = 4 << 20  # or after discarding this much
+RETRY_AFTER = (("Retry-After", "1"),)
+STICKY_HIT, STICKY_LOST = 1, 2  # the request went to its session's member / it could not
 
 
 class ExchangeState:
@@ -69,3 +72,13 @@ class ExchangeState:
     member_started: float   # when the request went to the member that answered
     fresh_retry: bool
     accounted: bool         # request_done() was reported for this request
+    decision: Decision | None  # where the router sends it
+    set_cookie: bytes | None   # a sticky-session cookie for the response
+    sticky_outcome: int        # 0, STICKY_HIT or STICKY_LOST
+
+    @property
+    def pool(self) -> PoolView:
+        """The pool serving the current request (there is one once it is dispatched)."""
+        decision = self.decision
+        assert decision is not None and decision.pool is not None
+        return decision.pool

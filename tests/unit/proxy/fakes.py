@@ -9,19 +9,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hbfork.core.addresses import Endpoint, parse_endpoint
+from hbfork.core.config import Config, loads
 from hbfork.core.http11 import Limits
-from hbfork.core.settings import HttpSettings
+from hbfork.proxy.http.router import Router
 from hbfork.proxy.keepalive import ConnectionPool
 from hbfork.proxy.loop import Loop
-from hbfork.proxy.upstreams import Target
+from hbfork.proxy.upstreams import STICKY_DOWN, PoolView, Target
 
 
 @dataclass
 class FakeMember:
-    """A member: each connect makes a socket pair; the test speaks for the member on `peers`."""
+    """A member: each connect makes a socket pair; the test speaks for the member on `peers`.
+    `down`: its heartbeats say it cannot serve its sticky sessions."""
     target: Target
     refuse: bool = False
+    down: bool = False
     peers: list[socket.socket] = field(default_factory=list)
+
+    @property
+    def address(self) -> Endpoint:
+        return parse_endpoint(self.target.address)
 
     def accept(self) -> socket.socket:
         """The member end of the newest connection."""
@@ -29,16 +37,36 @@ class FakeMember:
 
 
 class FakePicker:
-    def __init__(self, members: list[FakeMember]) -> None:
+    """Picks the first member of the pool not excluded (deterministic, for tests)."""
+
+    def __init__(self, members: list[FakeMember], config: Config) -> None:
         self.members = members
+        self.pools = {p.name: PoolView(i, p, config.http) for i, p in enumerate(config.pools)}
+        self.default = self.pools.get("default", next(iter(self.pools.values())))
         self.in_flight: dict[int, int] = {}
         self.finished_statuses: list[tuple[int, int]] = []
 
-    def choose(self, excluded: set[int] | None = None) -> Target | None:
-        for member in self.members:
+    def _in(self, pool: PoolView) -> list[FakeMember]:
+        listed = {address for address, _ in pool.members}
+        return [m for m in self.members if m.address in listed]
+
+    def choose(self, excluded: set[int] | None = None,
+               pool: PoolView | None = None) -> Target | None:
+        for member in self._in(pool or self.default):
             if member.target.slot not in (excluded or ()):
                 return member.target
         return None
+
+    def sticky(self, pool: PoolView, route: str) -> Target | str | None:
+        address = pool.routes.get(route)
+        if address is None:
+            return None
+        member = next(m for m in self.members if m.address == address)
+        return STICKY_DOWN if member.down else member.target
+
+    def route_of(self, pool: PoolView, target: Target) -> str:
+        return next((r for r, a in pool.routes.items() if a == parse_endpoint(target.address)),
+                    "")
 
     def started(self, target: Target) -> None:
         self.in_flight[target.slot] = self.in_flight.get(target.slot, 0) + 1
@@ -54,15 +82,27 @@ def member(slot: int, refuse: bool = False) -> FakeMember:
     return FakeMember(target, refuse)
 
 
+def config_for(members: list[FakeMember], http: dict[str, object], extra: str) -> Config:
+    """A config with the members as the pool "default" (unless `extra` declares pools)."""
+    text = "".join(f'[[member]]\naddress = "{m.target.address}"\n' for m in members) \
+        if "[[pool]]" not in extra else ""
+    if not members and not extra:
+        text = "[heartbeat]\ndiscover = true\n"
+    text += "[http]\n" + "".join(f"{k} = {v!r}\n" for k, v in http.items()) + extra
+    return loads(text.replace("'", '"').replace("True", "true").replace("False", "false"))
+
+
 class FakeContext:
-    def __init__(self, members: list[FakeMember], **http: object) -> None:
+    def __init__(self, members: list[FakeMember], extra: str = "", **http: object) -> None:
+        self.config = config_for(members, http, extra)
         self.loop = Loop()
         self.buffer = memoryview(bytearray(64 * 1024))
-        self.http = HttpSettings(**http)  # type: ignore[arg-type]
+        self.http = self.config.http
         self.limits = Limits(self.http.max_request_line, self.http.max_header_size,
                              self.http.max_body_size)
         self.members = {m.target.slot: m for m in members}
-        self.upstreams = FakePicker(members)
+        self.upstreams = FakePicker(members, self.config)
+        self.router = Router(self.config, self.upstreams)  # type: ignore[arg-type]
         self.conn_pool = ConnectionPool(self.loop, self.http.pool_size,
                                         self.http.pool_idle_timeout)
         self.draining = False
@@ -71,6 +111,7 @@ class FakeContext:
         self.counts: dict[str, int] = {}
         self.done: list[tuple[int, int | None]] = []  # (status, slot) per finished request
         self.closed_sessions: list[object] = []
+        self.outcomes: list[int] = []  # sticky outcome per finished request
 
     # --- the SessionContext
 
@@ -85,7 +126,7 @@ class FakeContext:
         member.peers.append(theirs)
         return ours, 0
 
-    def member_failed(self, target: Target, reason: str) -> None:
+    def member_failed(self, target: Target, reason: str, retry_ms: int | None = None) -> None:
         self.failed.append((target.slot, reason))
 
     def resource_error(self, err: OSError) -> None:
@@ -94,7 +135,7 @@ class FakeContext:
     def _count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
 
-    def count_no_member(self) -> None:
+    def count_no_member(self, pool: object = None) -> None:
         self._count("no_member")
 
     def count_retry(self) -> None:
@@ -111,6 +152,7 @@ class FakeContext:
 
     def request_done(self, exchange: object, status: int, target: Target | None) -> None:
         self.done.append((status, target.slot if target else None))
+        self.outcomes.append(getattr(exchange, "sticky_outcome", 0))
 
     def session_closed(self, session: object) -> None:
         self.closed_sessions.append(session)

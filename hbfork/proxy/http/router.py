@@ -1,0 +1,103 @@
+"""Routing one HTTP request: which pool, which path the member is sent, which member its sticky
+session names, and how the response's member URLs map back. Built once per worker from the
+config; pure apart from the picker it asks for sticky members.
+
+Without [[route]] entries every request goes to the default pool with its target untouched (as
+before pools existed). With routes, the target is normalised once (hbfork.core.uri) and the
+same normal form is matched and forwarded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hbfork.core.config import Config
+from hbfork.core.errors import ProtocolError
+from hbfork.core.http11 import RequestHead
+from hbfork.core.reverse import ReverseMap, build_map
+from hbfork.core.routes import Route, compile_routes
+from hbfork.core.sticky import find_route, route_cookie
+from hbfork.core.uri import normalize_host, parse_target
+from hbfork.proxy.upstreams import PoolView, Target, Upstreams
+
+
+@dataclass(slots=True)
+class Decision:
+    """Where one request goes. `pool` None: answered by the proxy with `status`."""
+    pool: PoolView | None
+    target: bytes                 # the request-target the member is sent
+    route: Route | None = None
+    status: int = 0
+    detail: str = ""
+    preserve_host: bool = True
+    reverse: ReverseMap | None = None
+    sticky_route: str | None = None
+
+
+class Router:
+    def __init__(self, config: Config, upstreams: Upstreams) -> None:
+        self.upstreams = upstreams
+        self.table = compile_routes(config.routes)
+        self.routed = not self.table.empty
+        self.default = upstreams.default
+        self.reverse: dict[int, ReverseMap] = {}
+        for route in self.table.routes:
+            s = route.settings
+            if s.passes and (s.reverse or s.reverse_cookie_path or s.reverse_cookie_domain):
+                members = [m.address for m in config.pool(s.pool).members] if s.reverse else []
+                member_prefix = route.rewrite if route.rewrite is not None else route.prefix
+                self.reverse[route.index] = build_map(members, member_prefix, route.prefix,
+                                                      s.reverse_cookie_path,
+                                                      s.reverse_cookie_domain)
+
+    def decide(self, request: RequestHead) -> Decision:
+        """Raises ProtocolError for a target or Host that cannot be routed safely."""
+        if not self.routed:
+            decision = Decision(self.default, request.target)
+            if self.default.sticky:
+                decision.sticky_route = self._sticky_route(self.default, request,
+                                                           request.target)
+            return decision
+        target = parse_target(request.target)
+        host = request.host.decode("latin-1")
+        if target.authority is not None:
+            if host and normalize_host(host) != normalize_host(target.authority):
+                raise ProtocolError(400, "the request target's host is not the Host header")
+            host = target.authority
+        found = self.table.lookup(normalize_host(host), target.match)
+        if found is None:
+            return Decision(None, b"", status=404, detail="no route for this host and path")
+        route, match = found
+        if not route.passes:
+            return Decision(None, b"", route=route, status=route.settings.status,
+                            detail="this path is not served here")
+        pool = self.upstreams.pools[route.pool]
+        member_target = (route.member_path(target.path, match) + target.query).encode(
+            "latin-1")
+        decision = Decision(pool, member_target, route, preserve_host=route.settings
+                            .preserve_host, reverse=self.reverse.get(route.index))
+        if pool.sticky:
+            decision.sticky_route = self._sticky_route(pool, request, member_target)
+        return decision
+
+    @staticmethod
+    def _sticky_route(pool: PoolView, request: RequestHead, url: bytes) -> str | None:
+        cookies = [value.decode("latin-1") for _, lower, value in request.headers
+                   if lower == b"cookie"]
+        return find_route(url.decode("latin-1"), cookies, pool.cookie_name, pool.param_name,
+                          pool.separator)
+
+    def route_cookie_for(self, pool: PoolView, target: Target,
+                         asked: str | None) -> bytes | None:
+        """Set-Cookie for a pool with `sticky_cookie`, when the request did not already name
+        the member that serves it."""
+        settings = pool.settings
+        if not settings.sticky_cookie:
+            return None
+        route = self.upstreams.route_of(pool, target)
+        if not route or route == asked:
+            return None
+        return route_cookie(settings.sticky_cookie, route, settings.stickysessionsep,
+                            settings.sticky_cookie_path, settings.sticky_cookie_httponly,
+                            settings.sticky_cookie_secure, settings.sticky_cookie_samesite)
+
