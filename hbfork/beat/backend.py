@@ -12,6 +12,7 @@ Query parameters shape the answer (handy for tests and load tests):
   status=NNN respond with that status code
   close=1    close the connection after the response
   headers=1  respond with the request head as received (JSON), to check forwarding
+  location=U add `Location: U`; setcookie=C adds `Set-Cookie: C` (to check response rewriting)
 A request body (Content-Length or chunked) is read whole; the answer then reports its length and
 SHA-256. `Connection: Upgrade` gets 101 and the connection echoes bytes from then on.
 """
@@ -137,6 +138,10 @@ class Backend:
         out = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}",
                f"X-Backend: {self.name}", "Content-Type: application/octet-stream"
                if size is not None else "Content-Type: text/plain"]
+        if "location" in query:
+            out.append(f"Location: {query['location']}")
+        if "setcookie" in query:
+            out.append(f"Set-Cookie: {query['setcookie']}")
         no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
         if status not in (204, 304):
             out.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}")

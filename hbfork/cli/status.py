@@ -67,6 +67,21 @@ def render_text(data: dict[str, Any]) -> str:
             f"{m['in_flight']:4d}  {m['why']}")
     if not data["members"]:
         lines.append("(no members)")
+    for pool in data.get("pools", []):
+        sticky = f"  sticky {pool['stickysession']}" if pool["stickysession"] else ""
+        lines += ["", f"POOL {pool['name']}  requests {pool['requests']}  no member "
+                      f"{pool['no_member']}{sticky}"]
+        for m in pool["members"]:
+            tier = f"{m['lbset']}{'H' if m['standby'] else ''}"
+            lines.append(f"  {m['address']:22} {m['route'][:12]:12} {tier:>3} "
+                         f"{m['state']:16} {m['share']:6.1%}")
+    if data.get("routes"):
+        lines += ["", f"{'ROUTE':>5} {'HOST':24} {'PATH':24} {'POOL':12} {'REQS':>8} {'5XX':>5}"]
+        for r in data["routes"]:
+            lines.append(f"{r['index']:5d} {(', '.join(r['host']) or '*')[:24]:24} "
+                         f"{(r['path'] or '~' + r['regex'])[:24]:24} "
+                         f"{(r['pool'] if r['pass'] else '(kept out)')[:12]:12} "
+                         f"{r['requests'] or 0:8d} {r['errors'] or 0:5d}")
     lines += ["", f"{'WORKER':>6} {'PID':>8} {'GEN':>4} {'STATE':9} {'CONNS':>6} "
                   f"{'REQUESTS':>9} {'TICK':>6}"]
     for w in data["workers"]:
@@ -81,7 +96,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     table = attach(config)
     try:
         while True:
-            data = snapshot(table)
+            data = snapshot(table, config)
             if args.json:
                 print(json.dumps(data, indent=1, sort_keys=True))
             else:
@@ -119,5 +134,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ctl = sub.add_parser("ctl", help="drain, disable or enable a member at runtime")
     ctl.add_argument("-c", "--config", required=True)
     ctl.add_argument("action", choices=("drain", "disable", "enable", "list"))
-    ctl.add_argument("member", nargs="?", help="IP:PORT, IP (all members on it) or name")
+    ctl.add_argument("member", nargs="?",
+                     help="IP:PORT, IP (all members on it) or name; POOL/MEMBER for one pool")
     ctl.set_defaults(func=cmd_ctl)

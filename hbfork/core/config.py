@@ -30,6 +30,8 @@ from hbfork.core.pools import (
     parse_routes,
     static_members,
 )
+from hbfork.core.routes import compile_routes
+from hbfork.core.routes import describe as describe_routes
 from hbfork.core.settings import (
     SECTIONS,
     UNIX_PATH_MAX,
@@ -240,13 +242,35 @@ def describe(config: Config) -> str:
         + (f", allow {', '.join(map(str, hb.allow))}" if hb.allow else "")
         + (", signed" + (" (required)" if hb.require_signature else "") if hb.key_file else ""),
         f"status:     {config.status.listen or 'off'}",
-        f"members:    {len(config.members)} static" + (" + discovered" if hb.discover else ""),
+        f"members:    {len(config.static_members)} static"
+        + (" + discovered" if config.discovering else ""),
     ]
     for member in config.members:
         extra = f" lbset {member.lbset}" + (f" ({member.name})" if member.name else "")
         extra += " disabled" if member.disabled else ""
         lines.append(f"  - {member.address}{extra}")
+    if len(config.pools) > 1 or config.routes or any(p.name != DEFAULT_POOL
+                                                      for p in config.pools):
+        lines += _describe_pools(config)
     return "\n".join(lines)
+
+
+def _describe_pools(config: Config) -> list[str]:
+    lines = [f"pools:      {len(config.pools)}"]
+    for pool in config.pools:
+        sticky = f", sticky {pool.stickysession or pool.sticky_cookie}" \
+            if pool.sticky_names[0] else ""
+        sticky += ", nofailover" if pool.nofailover else ""
+        discover = ", takes discovered members" if pool.discover else ""
+        lines.append(f"  {pool.name}: {len(pool.members)} members{sticky}{discover}")
+        for m in pool.members:
+            flags = [f"route {m.route}"] if m.route else []
+            flags += [f"lbset {m.lbset}"] if m.lbset else []
+            flags += [name for name in ("standby", "drain", "disabled") if getattr(m, name)]
+            lines.append(f"    - {m.address}" + (f" ({', '.join(flags)})" if flags else ""))
+    if config.routes:
+        lines += describe_routes(compile_routes(config.routes))
+    return lines
 
 
 def reference_rows() -> list[tuple[str, str, str, str]]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from hbfork.core.config import Config
 from hbfork.core.members import ELIGIBLE
+from hbfork.ops import pool_view
 from hbfork.table.layout import (
     LATENCY_BUCKETS,
     MC_CONNECT_FAILURES,
@@ -54,7 +56,8 @@ CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 NS = 1e9
 
 
-def snapshot(table: Table) -> dict[str, Any]:
+def snapshot(table: Table, config: Config | None = None) -> dict[str, Any]:
+    """The whole table as plain data; with the config, also its pools and routes."""
     now_ns = time.monotonic_ns()
     members = table.members()
     for attempt in range(200):  # retry while the master folds an exited worker into totals
@@ -64,13 +67,15 @@ def snapshot(table: Table) -> dict[str, Any]:
                 time.sleep(0.0001)  # the master may be descheduled mid-fold
             continue
         workers, totals, per_member = _workers(table, now_ns)
+        scoped = pool_view.scoped_counters(table) if config is not None else []
         if table.header(W_STATS_SEQ) == seq:
             break
     else:
         # Never quiet: counters from mid-fold may count one worker twice for this one read.
         workers, totals, per_member = _workers(table, now_ns)
+        scoped = pool_view.scoped_counters(table) if config is not None else []
     started = table.header(W_STARTED_US) / 1e6
-    return {
+    data = {
         "schema": SCHEMA_VERSION,
         "time": time.time(),
         "master": {
@@ -87,6 +92,11 @@ def snapshot(table: Table) -> dict[str, Any]:
         "workers": workers,
         "totals": totals,
     }
+    if config is not None:
+        admin = table.read_admin() if table.admin_count() else {}
+        data["pools"] = pool_view.pools(config, members, admin, scoped)
+        data["routes"] = pool_view.routes(config, scoped)
+    return data
 
 
 def _members(records: list[MemberRecord], per_member: dict[int, list[int]],

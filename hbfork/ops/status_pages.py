@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 from hbfork.core import http_heads
+from hbfork.core.config import Config
 from hbfork.ops.snapshot import CLASSES, snapshot
 from hbfork.table.table import Table
 
@@ -122,6 +123,8 @@ def render_metrics(data: dict[str, Any]) -> bytes:
     m.family("hbfork_worker_requests", "counter", "Requests served per worker.",
              [({"worker": w["number"], "generation": w["generation"], "pid": w["pid"]},
                w["requests"]) for w in data["workers"]])
+    if "pools" in data:
+        _pool_metrics(m, data)
     latency = totals["latency"]
     m.lines.append("# HELP hbfork_request_duration_seconds Time from request head to the end "
                    "of the response.")
@@ -131,6 +134,30 @@ def render_metrics(data: dict[str, Any]) -> bytes:
     m.lines.append(f"hbfork_request_duration_seconds_sum {latency['sum_seconds']!r}")
     m.lines.append(f"hbfork_request_duration_seconds_count {latency['count']}")
     return m.text()
+
+
+def _pool_metrics(m: _Metrics, data: dict[str, Any]) -> None:
+    pools, routes = data["pools"], data["routes"]
+    m.family("hbfork_pool_requests", "counter", "Responses to requests routed to each pool.",
+             [({"pool": p["name"], "code": code}, p["responses"][code])
+              for p in pools for code in CLASSES])
+    m.family("hbfork_pool_no_member", "counter", "Requests with no eligible member in the pool.",
+             [({"pool": p["name"]}, p["no_member"]) for p in pools])
+    m.family("hbfork_pool_sticky", "counter",
+             "Requests that named a member of the pool: served by it (hit) or not (lost).",
+             [({"pool": p["name"], "result": "hit"}, p["sticky_hits"]) for p in pools]
+             + [({"pool": p["name"], "result": "lost"}, p["sticky_lost"]) for p in pools])
+    members = [(p["name"], x) for p in pools for x in p["members"]]
+    m.family("hbfork_pool_member_eligible", "gauge", "1 if the member may be picked in the pool.",
+             [({"pool": pool, "member": x["address"], "route": x["route"]}, int(x["eligible"]))
+              for pool, x in members])
+    m.family("hbfork_pool_member_share", "gauge", "The member's share of the pool's picks.",
+             [({"pool": pool, "member": x["address"], "route": x["route"]}, x["share"])
+              for pool, x in members])
+    m.family("hbfork_route_requests", "counter", "Requests matched by each route.",
+             [({"route": r["label"], "index": r["index"]}, r["requests"]) for r in routes])
+    m.family("hbfork_route_errors", "counter", "5xx answers to requests of each route.",
+             [({"route": r["label"], "index": r["index"]}, r["errors"]) for r in routes])
 
 
 # --- / (HTML)
@@ -194,10 +221,43 @@ def render_html(data: dict[str, Any]) -> bytes:
 <th class="l">state</th><th class="l">why</th><th>ready</th><th>busy</th><th>heartbeat</th>
 <th class="l">share of picks</th><th>requests</th><th>5xx</th><th>connect fails</th>
 <th>in flight</th></tr>{"".join(rows)}</table>
+{_pools_html(data)}
 <h2>Workers</h2><table><tr><th>#</th><th>pid</th><th>gen</th><th class="l">state</th>
 <th>connections</th><th>requests</th><th>last tick</th></tr>{workers}</table>
 </body></html>"""
     return page.encode()
+
+
+def _pools_html(data: dict[str, Any]) -> str:
+    if "pools" not in data:
+        return ""
+    esc = html.escape
+    rows = []
+    for p in data["pools"]:
+        sticky = esc(p["stickysession"]) or "off"
+        for x in p["members"]:
+            bar = f'<span style="width:{x["share"] * 100:.1f}%"></span> {x["share"]:.0%}'
+            tier = f'{x["lbset"]}{" standby" if x["standby"] else ""}'
+            rows.append(
+                f'<tr><td class="l">{esc(p["name"])}</td><td class="l">{sticky}</td>'
+                f'<td class="l">{esc(x["address"])}</td><td class="l">{esc(x["route"])}</td>'
+                f'<td>{tier}</td><td class="l {_state_class(x["state"])}">{esc(x["state"])}'
+                f'</td><td class="bar">{bar}</td><td>{p["requests"]}</td>'
+                f'<td>{p["sticky_hits"]}/{p["sticky_lost"]}</td></tr>')
+    routes = "".join(
+        f'<tr><td>{r["index"]}</td><td class="l">{esc(", ".join(r["host"]) or "*")}</td>'
+        f'<td class="l">{esc(r["path"] or "~ " + r["regex"])}</td>'
+        f'<td class="l">{esc(r["pool"]) if r["pass"] else "kept out"}</td>'
+        f'<td>{r["requests"]}</td><td>{r["errors"]}</td></tr>' for r in data["routes"])
+    table = (f'<h2>Pools</h2><table><tr><th class="l">pool</th><th class="l">sticky</th>'
+             f'<th class="l">member</th><th class="l">route</th><th>lbset</th>'
+             f'<th class="l">state in pool</th><th class="l">share of the pool</th>'
+             f'<th>pool requests</th><th>sticky hit/lost</th></tr>{"".join(rows)}</table>')
+    if routes:
+        table += (f'<h2>Routes (first match wins)</h2><table><tr><th>#</th>'
+                  f'<th class="l">host</th><th class="l">path</th><th class="l">pool</th>'
+                  f'<th>requests</th><th>5xx</th></tr>{routes}</table>')
+    return table
 
 
 PAGES = {b"/": ("text/html; charset=utf-8", render_html),
@@ -205,7 +265,7 @@ PAGES = {b"/": ("text/html; charset=utf-8", render_html),
          b"/metrics": ("text/plain; version=0.0.4; charset=utf-8", render_metrics)}
 
 
-def respond(table: Table, target: bytes, method: bytes) -> bytes:
+def respond(table: Table, target: bytes, method: bytes, config: Config | None = None) -> bytes:
     """The whole response to one status request."""
     path = target.split(b"?", 1)[0]
     page = PAGES.get(path)
@@ -216,7 +276,7 @@ def respond(table: Table, target: bytes, method: bytes) -> bytes:
         return http_heads.error_response(405, "status pages are read-only",
                                      extra=(("Allow", "GET, HEAD"),))
     content_type, render = page
-    body = render(snapshot(table))
+    body = render(snapshot(table, config))
     head = (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}"
             "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n").encode()
     return head if method == b"HEAD" else head + body

@@ -7,6 +7,7 @@ import socket
 
 from hbfork.core import http11, http_heads
 from hbfork.core.addresses import IPNetwork, ip_allowed, parse_ip
+from hbfork.core.config import Config
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import Limits
 from hbfork.ops.status_pages import respond
@@ -18,9 +19,11 @@ STATUS_TIMEOUT = 5.0
 
 class StatusServer:
     def __init__(self, loop: Loop, table: Table, listener: socket.socket,
-                 allow: tuple[IPNetwork, ...], limits: Limits) -> None:
+                 allow: tuple[IPNetwork, ...], limits: Limits,
+                 config: Config | None = None) -> None:
         self.loop = loop
         self.table = table
+        self.config = config
         self.listener = listener
         self.allow = allow
         self.limits = limits
@@ -71,7 +74,8 @@ class _StatusConnection:
             if end < 0:
                 return
             head = http11.parse_request_head(bytes(self.inbuf[:end]), self.server.limits)
-            self.out = respond(self.server.table, head.target, head.method)
+            self.out = respond(self.server.table, head.target, head.method,
+                               self.server.config)
         except ProtocolError as err:
             self.out = http_heads.error_response(err.status, err.detail)
         except OSError:

@@ -65,11 +65,16 @@ def toml_value(value: Any) -> str:
 def to_toml(sections: dict[str, Any]) -> str:
     out = []
     for name, body in sections.items():
-        if name == "member":
-            for member in body:
-                out.append("[[member]]")
-                out.extend(f"{k} = {toml_value(v)}" for k, v in member.items())
+        if name in ("member", "pool", "route"):
+            for table in body:
+                out.append(f"[[{name}]]")
+                out.extend(f"{k} = {toml_value(v)}" for k, v in table.items()
+                           if not (name == "pool" and k == "member"))
                 out.append("")
+                for member in table.get("member", []) if name == "pool" else ():
+                    out.append("[[pool.member]]")
+                    out.extend(f"{k} = {toml_value(v)}" for k, v in member.items())
+                    out.append("")
             continue
         out.append(f"[{name}]")
         out.extend(f"{k} = {toml_value(v)}" for k, v in body.items())
@@ -150,8 +155,7 @@ class Backend(Process):
 class Proxy(Process):
     """`hbfork run` with a config built from defaults plus overrides."""
 
-    def __init__(self, tmp: Path, members: list[dict[str, Any]], **sections: dict[str, Any]
-                 ) -> None:
+    def __init__(self, tmp: Path, members: list[dict[str, Any]], **sections: Any) -> None:
         self.tmp = tmp
         self.port = free_port()
         self.status_port = free_port()
@@ -166,7 +170,10 @@ class Proxy(Process):
             "log": {"level": "info"},
         }
         for name, values in sections.items():
-            self.config.setdefault(name, {}).update(values)
+            if name in ("pool", "route"):
+                self.config[name] = values  # arrays of tables
+            else:
+                self.config.setdefault(name, {}).update(values)
         self.config["member"] = members
         self.config_path = tmp / "hbfork.toml"
         self.write_config()
