@@ -108,10 +108,10 @@ def first_segment(path: str) -> str:
 @dataclass
 class RouteTable:
     routes: tuple[Route, ...]
-    exact: dict[str, _HostRoutes] = field(default_factory=dict)
-    wildcard: dict[str, _HostRoutes] = field(default_factory=dict)   # ".example.com" -> ...
-    anyhost: _HostRoutes | None = None
-    _cache: dict[str, _HostRoutes] = field(default_factory=dict)
+    exact: dict[str, HostRoutes] = field(default_factory=dict)
+    wildcard: dict[str, HostRoutes] = field(default_factory=dict)   # ".example.com" -> ...
+    anyhost: HostRoutes | None = None
+    _cache: dict[str, HostRoutes] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -122,13 +122,14 @@ class RouteTable:
         route matches."""
         candidates = self._cache.get(host)
         if candidates is None:
-            candidates = self._for_host(host)
+            candidates = self.for_host(host)
             if len(self._cache) >= HOST_CACHE:
                 self._cache.clear()
             self._cache[host] = candidates
         return candidates.first(path)
 
-    def _for_host(self, host: str) -> _HostRoutes:
+    def for_host(self, host: str) -> HostRoutes:
+        """The routes that can serve a normalised host, in file order."""
         found = self.exact.get(host)
         if found is not None:
             return found
@@ -142,7 +143,7 @@ class RouteTable:
         return self.anyhost
 
 
-class _HostRoutes:
+class HostRoutes:
     """The routes that apply to one host, in file order; bucketed when there are many."""
 
     __slots__ = ("buckets", "loose", "routes")
@@ -162,9 +163,16 @@ class _HostRoutes:
         if self.buckets is not None:
             routes = self.buckets.get(first_segment(path), self.loose)
         for route in routes:
-            match = route.match(path)
-            if match:
-                return route, match
+            prefix = route.prefix
+            if prefix:  # prefix_match, inlined: this loop runs for every request
+                if path.startswith(prefix) and (prefix[-1] == "/" or len(path) == len(prefix)
+                                                or path[len(prefix)] == "/"):
+                    return route, True
+            else:
+                assert route.regex is not None
+                match = route.regex.search(path)
+                if match:
+                    return route, match
         return None
 
 
@@ -177,10 +185,10 @@ def compile_routes(settings: tuple[RouteSettings, ...]) -> RouteTable:
     exact_names = {h for r in routes for h in r.settings.host if not h.startswith("*.")}
     suffixes = {h[1:] for r in routes for h in r.settings.host if h.startswith("*.")}
     for name in exact_names:
-        table.exact[name] = _HostRoutes([r for r in routes if _serves(r, name, None)])
+        table.exact[name] = HostRoutes([r for r in routes if _serves(r, name, None)])
     for suffix in suffixes:
-        table.wildcard[suffix] = _HostRoutes([r for r in routes if _serves(r, None, suffix)])
-    table.anyhost = _HostRoutes([r for r in routes if not r.settings.host])
+        table.wildcard[suffix] = HostRoutes([r for r in routes if _serves(r, None, suffix)])
+    table.anyhost = HostRoutes([r for r in routes if not r.settings.host])
     return table
 
 

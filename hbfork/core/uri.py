@@ -16,7 +16,7 @@ segment carrying parameters (`..;x`) is refused (400): servers disagree on what 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from hbfork.core.errors import ProtocolError
 
@@ -27,9 +27,8 @@ _PARAMS = re.compile(r";[^/]*")
 _ABSOLUTE = re.compile(r"(?i)(https?)://([^/?#]*)([^#]*)")
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A request target, split and normalised."""
+class Target(NamedTuple):
+    """A request target, split and normalised (a tuple: one is made per request)."""
     path: str                 # the normal form, as the member is sent it
     match: str                # what routes are matched on (path parameters cut)
     query: str                # "" or "?..." as it came
@@ -40,6 +39,10 @@ def parse_target(raw: bytes) -> Target:
     """Split and normalise a request target; raises ProtocolError (400, or 404 for an encoded
     slash). "*" (OPTIONS *) is kept as it is."""
     text = raw.decode("latin-1")
+    path, mark, query = text.partition("?")
+    if path[:1] == "/" and "%" not in path and "//" not in path and "/." not in path \
+            and ";" not in path and "#" not in text:
+        return Target(path, path, mark + query, None)  # the common case: nothing to do
     authority = None
     if text == "*":
         return Target("*", "*", "", None)

@@ -59,9 +59,9 @@ class Target:
 class PoolView:
     """One pool as the worker picks from it (its settings, and a picker over its members)."""
 
-    __slots__ = ("built", "connect_timeout", "cookie_name", "discover", "index", "members",
-                 "name", "param_name", "picker", "response_timeout", "retries", "retry_ms",
-                 "routes", "separator", "settings", "sticky")
+    __slots__ = ("built", "connect_timeout", "cookie_bytes", "cookie_name", "discover", "index",
+                 "members", "name", "param_bytes", "param_name", "picker", "response_timeout",
+                 "retries", "retry_ms", "routes", "separator", "settings", "sticky")
 
     def __init__(self, index: int, settings: PoolSettings, http: HttpSettings) -> None:
         self.index = index
@@ -76,6 +76,8 @@ class PoolView:
         self.routes = {m.route: m.address for m in settings.members if m.route}
         self.discover = settings.discover
         self.cookie_name, self.param_name = settings.sticky_names
+        self.cookie_bytes = self.cookie_name.encode()
+        self.param_bytes = self.param_name.encode()
         self.sticky = bool(self.cookie_name)
         self.separator = settings.stickysessionsep
         self.picker = Picker()

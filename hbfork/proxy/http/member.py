@@ -67,7 +67,7 @@ class MemberSide(ExchangeState):
         assert decision is not None
         self.upstream_out += http_heads.request_head_for_member(
             self.request, self.client_ip, ctx.http.forwarded_headers,
-            member_host=_authority(conn.target), target=decision.target,
+            member_host=_authority(conn.target), target=decision.target or None,
             replace_host=not decision.preserve_host)
         if self.request.expect_continue and not self.request_done and not self.inbuf:
             # We answer the expectation ourselves (and do not forward it), now that a member

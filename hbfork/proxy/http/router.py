@@ -15,23 +15,25 @@ from hbfork.core.config import Config
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import RequestHead
 from hbfork.core.reverse import ReverseMap, build_map
-from hbfork.core.routes import Route, compile_routes
+from hbfork.core.routes import HOST_CACHE, HostRoutes, Route, compile_routes
 from hbfork.core.sticky import find_route, route_cookie
 from hbfork.core.uri import normalize_host, parse_target
 from hbfork.proxy.upstreams import PoolView, Target, Upstreams
 
+DECISION_CACHE = 8192  # (Host, target) pairs whose routing is remembered
 
-@dataclass(slots=True)
+
+@dataclass(frozen=True, slots=True)
 class Decision:
-    """Where one request goes. `pool` None: answered by the proxy with `status`."""
+    """Where one request goes. `pool` None: answered by the proxy with `status`. Shared by
+    every request with the same Host and target: never changed once made."""
     pool: PoolView | None
-    target: bytes                 # the request-target the member is sent
+    target: bytes                 # the request-target the member is sent (b"": as it came)
     route: Route | None = None
     status: int = 0
     detail: str = ""
     preserve_host: bool = True
     reverse: ReverseMap | None = None
-    sticky_route: str | None = None
 
 
 class Router:
@@ -40,6 +42,9 @@ class Router:
         self.table = compile_routes(config.routes)
         self.routed = not self.table.empty
         self.default = upstreams.default
+        self._hosts: dict[bytes, HostRoutes] = {}   # Host header as sent -> its routes
+        self._decided: dict[tuple[bytes, bytes], Decision] = {}
+        self._default = Decision(self.default, b"")
         self.reverse: dict[int, ReverseMap] = {}
         for route in self.table.routes:
             s = route.settings
@@ -51,41 +56,62 @@ class Router:
                                                       s.reverse_cookie_domain)
 
     def decide(self, request: RequestHead) -> Decision:
-        """Raises ProtocolError for a target or Host that cannot be routed safely."""
+        """Where `request` goes (the same Decision object for the same Host and target: they
+        are cached). Raises ProtocolError for a target or Host that cannot be routed safely."""
         if not self.routed:
-            decision = Decision(self.default, request.target)
-            if self.default.sticky:
-                decision.sticky_route = self._sticky_route(self.default, request,
-                                                           request.target)
-            return decision
-        target = parse_target(request.target)
-        host = request.host.decode("latin-1")
+            return self._default
+        key = (request.host, request.target)
+        decision = self._decided.get(key)
+        if decision is None:
+            decision = self._route(request.host, request.target)
+            if len(self._decided) >= DECISION_CACHE:
+                self._decided.clear()
+            self._decided[key] = decision
+        return decision
+
+    def _route(self, host: bytes, raw_target: bytes) -> Decision:
+        target = parse_target(raw_target)
         if target.authority is not None:
-            if host and normalize_host(host) != normalize_host(target.authority):
+            if host and normalize_host(host.decode("latin-1")) != \
+                    normalize_host(target.authority):
                 raise ProtocolError(400, "the request target's host is not the Host header")
-            host = target.authority
-        found = self.table.lookup(normalize_host(host), target.match)
+            host = target.authority.encode("latin-1")
+        candidates = self._hosts.get(host)
+        if candidates is None:
+            candidates = self.table.for_host(normalize_host(host.decode("latin-1")))
+            if len(self._hosts) >= HOST_CACHE:
+                self._hosts.clear()
+            self._hosts[host] = candidates
+        found = candidates.first(target.match)
         if found is None:
             return Decision(None, b"", status=404, detail="no route for this host and path")
         route, match = found
         if not route.passes:
             return Decision(None, b"", route=route, status=route.settings.status,
                             detail="this path is not served here")
-        pool = self.upstreams.pools[route.pool]
         member_target = (route.member_path(target.path, match) + target.query).encode(
             "latin-1")
-        decision = Decision(pool, member_target, route, preserve_host=route.settings
-                            .preserve_host, reverse=self.reverse.get(route.index))
-        if pool.sticky:
-            decision.sticky_route = self._sticky_route(pool, request, member_target)
-        return decision
+        return Decision(self.upstreams.pools[route.pool], member_target, route,
+                        preserve_host=route.settings.preserve_host,
+                        reverse=self.reverse.get(route.index))
+
+    def sticky_route(self, decision: Decision, request: RequestHead) -> str | None:
+        """The route the request's session names, if its pool is sticky."""
+        pool = decision.pool
+        if pool is None or not pool.sticky:
+            return None
+        return self._sticky_route(pool, request, decision.target or request.target)
 
     @staticmethod
     def _sticky_route(pool: PoolView, request: RequestHead, url: bytes) -> str | None:
+        # Decode only what can hold the names (most requests carry other cookies too).
+        param, cookie = pool.param_bytes, pool.cookie_bytes
+        text = url.decode("latin-1") if param and param in url else ""
         cookies = [value.decode("latin-1") for _, lower, value in request.headers
-                   if lower == b"cookie"]
-        return find_route(url.decode("latin-1"), cookies, pool.cookie_name, pool.param_name,
-                          pool.separator)
+                   if lower == b"cookie" and cookie in value]
+        if not text and not cookies:
+            return None
+        return find_route(text, cookies, pool.cookie_name, pool.param_name, pool.separator)
 
     def route_cookie_for(self, pool: PoolView, target: Target,
                          asked: str | None) -> bytes | None:

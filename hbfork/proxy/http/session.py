@@ -71,7 +71,8 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
         "decision", "drain_requested", "exchange_started", "fresh_retry", "head_started",
         "inbuf", "inflight_target", "keep_alive", "linger_left", "linger_until",
         "member_started", "request", "request_done", "response", "response_body",
-        "sent_to_client", "set_cookie", "state", "status", "sticky_outcome", "target", "timer",
+        "sent_to_client", "set_cookie", "state", "status", "sticky_outcome", "sticky_route",
+        "target", "timer",
         "tried", "upbuf", "upstream_out",
     )
 
@@ -117,6 +118,7 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
         self.fresh_retry = False
         self.accounted = False
         self.decision = None
+        self.sticky_route = None
         self.set_cookie = None
         self.sticky_outcome = 0
         self.head_started = self.ctx.loop.now  # a pipelined head already waits from now
@@ -195,9 +197,12 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
             self.body = LengthBody(request.content_length)
         else:
             self.request_done = True
-        self.decision = decision = self.ctx.router.decide(request)
+        router = self.ctx.router
+        self.decision = decision = router.decide(request)
         if decision.pool is None:
             return self._fail(decision.status, decision.detail, sound=True)
+        if decision.pool.sticky:
+            self.sticky_route = router.sticky_route(decision, request)
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -215,7 +220,7 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
         self.tried.add(target.slot)
         self.target = target
         if pool.settings.sticky_cookie:
-            self.set_cookie = ctx.router.route_cookie_for(pool, target, decision.sticky_route)
+            self.set_cookie = ctx.router.route_cookie_for(pool, target, self.sticky_route)
         assert self.request is not None
         request = self.request
         # A request that may be replayed survives a connection the member just closed (it is
@@ -230,8 +235,8 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
         """The member for this try: the session's own when it can serve it, else a weighted
         pick (or, with nofailover, a 503 once the session's member cannot serve it)."""
         ctx = self.ctx
-        if decision.sticky_route is not None:
-            found = ctx.upstreams.sticky(pool, decision.sticky_route)
+        if self.sticky_route is not None:
+            found = ctx.upstreams.sticky(pool, self.sticky_route)
             if isinstance(found, Target) and found.slot not in self.tried:
                 self.sticky_outcome = STICKY_HIT
                 return found

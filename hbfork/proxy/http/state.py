@@ -73,6 +73,7 @@ class ExchangeState:
     fresh_retry: bool
     accounted: bool         # request_done() was reported for this request
     decision: Decision | None  # where the router sends it
+    sticky_route: str | None   # the route its session names (a sticky pool's)
     set_cookie: bytes | None   # a sticky-session cookie for the response
     sticky_outcome: int        # 0, STICKY_HIT or STICKY_LOST
 
