@@ -1,0 +1,187 @@
+"""Choosing among a pool's members with what this front itself has in flight. Pure: the
+caller passes the members, a function for their in-flight counts and the random source.
+
+Heartbeats come about once a second; between two, a front that goes only by the reported
+`ready` keeps sending to the member that reported the most idle workers even after it has
+filled up. So every pick looks at what this front has sent since the report:
+
+    effective(m) = ready(m) - (in_flight_now(m) - in_flight_at_report(m)),  floored at 0
+
+`ready` already counts the requests that were in flight when the member reported (they were
+busy workers then), so only the change since counts; requests that finished since then give
+capacity back (capped at ready + in_flight_at_report: what the member has in all). Every pick
+also respects the member's capacity, `ready + busy` from its last heartbeat (or a configured
+`max_conns`): a member with that many requests of ours in flight is full and is not picked.
+
+    corrected (default)   P(m) proportional to effective(m); when every member with room is
+                          at 0, the reported `ready` shares (never refuse while members are up)
+    reported              P(m) proportional to ready(m) (Apache's lbmethod_heartbeat), still
+                          within capacity
+    p2c                   two members with room drawn at random, the one with more effective
+                          ready wins (power of two choices; O(1) per pick, for large pools)
+
+A pick returns a slot, FULL when members are up but none can take a request now (the caller
+queues it), or None when no member can serve at all. Corrected picks draw by capacity and
+accept with probability effective / capacity (exact: the accepted draw is proportional to
+effective), so a pick costs a few in-flight reads, not one per member; after a few rejections
+every member is looked at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from hbfork.core.balancer import Picker
+
+FULL = -1          # members are up, but every one is at capacity or has nothing to give
+TRIES = 8          # rejection-sampling draws before every member is looked at
+WEIGHTINGS = ("corrected", "reported")
+PICKS = ("weighted", "p2c")
+
+
+def effective(ready: int, in_flight: int, at_report: int) -> int:
+    """The member's idle capacity as this front sees it now (see the module docstring)."""
+    value = ready - (in_flight - at_report)
+    if value <= 0:
+        return 0
+    return min(value, ready + at_report)
+
+
+@dataclass
+class Members:
+    """The members a pick may choose from: the pool's lowest tier that has usable ones."""
+    slots: list[int] = field(default_factory=list)
+    ready: list[int] = field(default_factory=list)      # reported (capped, ramped) ready
+    capacity: list[int] = field(default_factory=list)   # most requests in flight at once
+    at_report: list[int] = field(default_factory=list)  # ours in flight when it reported
+    by_capacity: Picker = field(default_factory=Picker)
+    by_ready: Picker = field(default_factory=Picker)
+
+    def load(self, entries: Sequence[tuple[int, int, int, int, int]], generation: int) -> None:
+        """From (tier, slot, ready, capacity, at_report) of every usable member."""
+        tiers = [e[0] for e in entries if e[3] > 0]
+        best = min(tiers) if tiers else None
+        chosen = sorted(e for e in entries if e[0] == best and e[3] > 0)
+        self.slots = [e[1] for e in chosen]
+        self.ready = [e[2] for e in chosen]
+        self.capacity = [e[3] for e in chosen]
+        self.at_report = [e[4] for e in chosen]
+        self.by_capacity.load([(0, i, c) for i, c in enumerate(self.capacity) if c], generation)
+        self.by_ready.load([(0, i, r) for i, r in enumerate(self.ready) if r], generation)
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+
+InFlight = Callable[[int], int]   # slot -> requests this front has in flight to it now
+
+
+def choose(members: Members, weighting: str, pick: str, in_flight: InFlight,
+           rand: Callable[[], float], excluded: set[int] | frozenset[int] = frozenset()
+           ) -> int | None:
+    """A slot, FULL, or None (see the module docstring)."""
+    if not members.slots:
+        return None
+    if pick == "p2c":
+        return _p2c(members, weighting, in_flight, rand, excluded)
+    if weighting == "reported":
+        return _reported(members, in_flight, rand, excluded)
+    return _corrected(members, in_flight, rand, excluded)
+
+
+def _corrected(m: Members, in_flight: InFlight, rand: Callable[[], float],
+               excluded: set[int] | frozenset[int]) -> int | None:
+    if not excluded:
+        for _ in range(TRIES):
+            i = m.by_capacity.pick(rand())
+            if i is None:
+                break
+            now = in_flight(m.slots[i])
+            if now < m.capacity[i] and \
+                    rand() * m.capacity[i] < effective(m.ready[i], now, m.at_report[i]):
+                return m.slots[i]
+    return _scan(m, in_flight, rand, excluded, corrected=True)
+
+
+def _reported(m: Members, in_flight: InFlight, rand: Callable[[], float],
+              excluded: set[int] | frozenset[int]) -> int | None:
+    if not excluded:
+        for _ in range(TRIES):
+            i = m.by_ready.pick(rand())
+            if i is None:
+                break
+            if in_flight(m.slots[i]) < m.capacity[i]:
+                return m.slots[i]
+    return _scan(m, in_flight, rand, excluded, corrected=False)
+
+
+def _scan(m: Members, in_flight: InFlight, rand: Callable[[], float],
+          excluded: set[int] | frozenset[int], corrected: bool) -> int | None:
+    """Every member once: weights of those with room, by effective ready (corrected) with the
+    reported shares as the fallback; FULL when none has both room and something to give."""
+    weights, fallback = [], []
+    for i, slot in enumerate(m.slots):
+        if slot in excluded:
+            weights.append(0)
+            fallback.append(0)
+            continue
+        now = in_flight(slot)
+        room = now < m.capacity[i]
+        fallback.append(m.ready[i] if room else 0)
+        weights.append(effective(m.ready[i], now, m.at_report[i]) if room and corrected
+                       else fallback[-1])
+    if not any(weights):
+        weights = fallback
+    if not any(weights):
+        if all(slot in excluded for slot in m.slots):
+            return None
+        return FULL
+    return m.slots[_draw(weights, rand())]
+
+
+def _p2c(m: Members, weighting: str, in_flight: InFlight, rand: Callable[[], float],
+         excluded: set[int] | frozenset[int]) -> int | None:
+    count = len(m.slots)
+    if count == 1 or excluded:
+        return _scan(m, in_flight, rand, excluded, corrected=weighting == "corrected")
+    a = int(rand() * count)
+    b = int(rand() * (count - 1))
+    b = b + 1 if b >= a else b  # a different member
+    best, best_value = None, 0
+    for i in (a, b):
+        now = in_flight(m.slots[i])
+        if now >= m.capacity[i]:
+            continue
+        value = effective(m.ready[i], now, m.at_report[i]) if weighting == "corrected" \
+            else m.ready[i]
+        if best is None or value > best_value or (value == best_value and rand() < 0.5):
+            best, best_value = i, value
+    if best is None or best_value == 0:
+        return _scan(m, in_flight, rand, excluded, corrected=weighting == "corrected")
+    return m.slots[best]
+
+
+def _draw(weights: list[int], r: float) -> int:
+    target = r * sum(weights)
+    running = 0
+    for i, weight in enumerate(weights):
+        running += weight
+        if target < running:
+            return i
+    return max(range(len(weights)), key=weights.__getitem__)  # float rounding at the top
+
+
+def capacity_of(ready: int, busy: int, max_conns: int, limit: int) -> int:
+    """A member's capacity: its configured max_conns, else the workers its heartbeat counts
+    (ready + busy), never above `limit` (so a member reporting 10^9 cannot make it unbounded)."""
+    value = max_conns if max_conns else ready + busy
+    return min(value, limit)
+
+
+def ramp(weight: int, seconds_up: float, slow_start: float) -> int:
+    """Slow start: a member that just came (back) gets its weight linearly from ~0 over
+    `slow_start` seconds (never 0 while it has any)."""
+    if slow_start <= 0 or seconds_up >= slow_start or weight <= 0:
+        return weight
+    return max(1, int(weight * max(0.0, seconds_up) / slow_start))
