@@ -15,11 +15,13 @@ from bisect import bisect_right
 from collections.abc import Collection, Sequence
 
 WEIGHT_MASK = 0xFFFFFFFF
-USABLE = 1 << 48  # the member may serve its sticky sessions (fresh, not in error or disabled)
+USABLE = 1 << 48   # the member may serve requests: fresh, not in error, not disabled
+DRAINED = 1 << 49  # ... but no new ones: only its sticky sessions
 
 
-def pack_word(weight: int, lbset: int, usable: bool = False) -> int:
-    return (USABLE if usable else 0) | (lbset & 0xFFFF) << 32 | (weight & WEIGHT_MASK)
+def pack_word(weight: int, lbset: int, usable: bool = False, drained: bool = False) -> int:
+    return (USABLE if usable else 0) | (DRAINED if drained else 0) | (lbset & 0xFFFF) << 32 \
+        | (weight & WEIGHT_MASK)
 
 
 def unpack_word(word: int) -> tuple[int, int]:

@@ -35,6 +35,7 @@ from hbfork.core.routes import describe as describe_routes
 from hbfork.core.settings import (
     SECTIONS,
     UNIX_PATH_MAX,
+    BalanceSettings,
     HeartbeatSettings,
     HttpSettings,
     LogSettings,
@@ -58,6 +59,7 @@ class Config:
     heartbeat: HeartbeatSettings
     members: tuple[MemberSettings, ...]
     http: HttpSettings
+    balance: BalanceSettings
     status: StatusSettings
     log: LogSettings
     pools: tuple[PoolSettings, ...] = ()

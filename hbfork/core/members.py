@@ -15,12 +15,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from hbfork.core.addresses import Endpoint, IPAddress
+from hbfork.core.balancing import capacity_of, ramp
 from hbfork.core.config import Config
 from hbfork.core.errors import HeartbeatError
 from hbfork.core.heartbeat import Heartbeat, verify
 from hbfork.core.settings import MemberSettings
 
 NS = 1_000_000_000
+RAMP_STEP = NS // 2      # how often a ramping member's weight is raised
 
 # Why a member is (not) picked; stable strings shown in status pages and logs.
 ELIGIBLE = "eligible"
@@ -43,6 +45,8 @@ class Rules:
     require_signature: bool
     signature_window: float  # seconds
     capacity: int
+    slow_start: int = 0      # ns over which a member that (re)joins ramps up; 0 = off
+    max_capacity: int = 10000  # cap on a member's derived capacity (requests in flight)
 
     @classmethod
     def from_config(cls, config: Config) -> Rules:
@@ -52,7 +56,8 @@ class Rules:
             retry=int(config.proxy.retry * NS), discover=config.discovering,
             default_port=hb.default_port, max_ready=hb.max_ready,
             require_signature=hb.require_signature, signature_window=hb.signature_window,
-            capacity=hb.max_members,
+            capacity=hb.max_members, slow_start=int(config.balance.slow_start * NS),
+            max_capacity=config.balance.max_capacity,
         )
 
 
@@ -81,6 +86,10 @@ class Member:
     weight: int = 0          # as published in the table; 0 = not picked
     reason: str = NEVER_SEEN  # why weight is what it is
     usable: bool = False     # may serve its sticky sessions (see usable())
+    max_conns: int = 0       # configured capacity; 0 = ready + busy
+    capacity: int = 0        # most requests in flight to it at once (published)
+    at_report: int = 0       # this front's requests in flight when its last heartbeat came
+    up_since: int = 0        # monotonic ns it last became eligible after being out (ramp)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -106,7 +115,10 @@ def evaluate(member: Member, now: int, rules: Rules) -> tuple[int, str]:
     if member.ready <= 0:
         return 0, READY_ZERO
     cap = member.max_ready or rules.max_ready
-    return (min(member.ready, cap) if cap else member.ready), ELIGIBLE
+    weight = min(member.ready, cap) if cap else member.ready
+    if rules.slow_start and member.up_since:
+        weight = ramp(weight, (now - member.up_since) / NS, rules.slow_start / NS)
+    return weight, ELIGIBLE
 
 
 def usable(member: Member, now: int, rules: Rules) -> bool:
@@ -186,6 +198,8 @@ class Registry:
             targets = [m for m in targets if at > m.last_seen]
         for member in targets:
             member.ready, member.busy = heartbeat.ready, heartbeat.busy
+            member.capacity = capacity_of(heartbeat.ready, heartbeat.busy, member.max_conns,
+                                          self.rules.max_capacity)
             member.first_seen = member.first_seen or at
             member.last_seen = at
             member.heartbeats += 1
@@ -255,6 +269,10 @@ class Registry:
             self.changes.append(Change(member, member.reason, "forgotten"))
 
     def _reevaluate(self, member: Member, now: int) -> None:
+        if member.reason not in (ELIGIBLE, READY_ZERO) and not member.disabled and \
+                not member.drained and member.first_seen and \
+                now - member.last_seen < self.rules.max_age and now >= member.error_until:
+            member.up_since = now  # (re)joining: slow start ramps from here
         weight, reason = evaluate(member, now, self.rules)
         sticky = usable(member, now, self.rules)
         if reason != member.reason:
@@ -311,6 +329,9 @@ class Registry:
                 yield member.last_seen + self.rules.forget_after
         if member.error_until > now:
             yield member.error_until
+        ramp_end = member.up_since + self.rules.slow_start
+        if self.rules.slow_start and member.reason == ELIGIBLE and ramp_end > now:
+            yield min(ramp_end, now + RAMP_STEP)  # the weight grows in steps while it ramps
         yield now + self.rules.forget_after
 
     # --- reload
@@ -341,6 +362,9 @@ class Registry:
             member.lbset, member.name = settings.lbset, settings.name
             member.max_ready, member.require_signature = (settings.max_ready,
                                                           settings.require_signature)
+            member.max_conns = settings.max_conns
+            member.capacity = capacity_of(member.ready, member.busy, member.max_conns,
+                                          self.rules.max_capacity)
             self._reevaluate(member, now)
             self.dirty.add(member.slot)
 

@@ -100,6 +100,9 @@ class PoolMemberSettings:
                              "cap on this member's ready; 0 = the [heartbeat] max_ready")
     require_signature: bool = setting(False, boolean,
                                       "reject this member's unsigned heartbeats")
+    max_conns: int = setting(0, integer(0, 1_000_000),
+                             "most requests in flight to it at once; 0 = ready + busy from "
+                             "its heartbeats")
 
     @property
     def tier(self) -> int:
@@ -146,6 +149,15 @@ class PoolSettings:
                                              "seconds to wait for a response head", "(from [http])")
     retries: int | None = setting(None, _optional_retries,
                                   "other members tried after a connect failure", "(from [http])")
+    weighting: str | None = setting(None, choice("corrected", "reported"),
+                                    "this pool's [balance] weighting", "(from [balance])")
+    pick: str | None = setting(None, choice("weighted", "p2c"), "this pool's [balance] pick",
+                               "(from [balance])")
+    queue_timeout: float | None = setting(None, seconds(0, 3600, allow_zero=True),
+                                          "this pool's [balance] queue_timeout",
+                                          "(from [balance])")
+    queue_max: int | None = setting(None, integer(0, 1_000_000),
+                                    "this pool's [balance] queue_max", "(from [balance])")
 
     @property
     def sticky_names(self) -> tuple[str, str]:

@@ -44,7 +44,8 @@ def parse_pools(raw: Any, path: str, heartbeat: HeartbeatSettings,
         seen[pool.name] = index
     legacy = tuple(PoolMemberSettings(address=m.address, route=m.route, lbset=m.lbset,
                                       name=m.name, max_ready=m.max_ready,
-                                      require_signature=m.require_signature)
+                                      require_signature=m.require_signature,
+                                      max_conns=m.max_conns)
                    for m in members)
     if legacy or (not pools and heartbeat.discover):
         if DEFAULT_POOL in seen:
@@ -160,7 +161,7 @@ def _check_member_identity(path: str, pools: tuple[PoolSettings, ...]) -> None:
                 first[member.address] = (pool.name, member)
                 continue
             other_pool, other = first[member.address]
-            for key in ("name", "max_ready", "require_signature"):
+            for key in ("name", "max_ready", "require_signature", "max_conns"):
                 mine, theirs = getattr(member, key), getattr(other, key)
                 if mine != theirs and mine != PoolMemberSettings.__dataclass_fields__[key] \
                         .default:
@@ -185,7 +186,8 @@ def static_members(pools: tuple[PoolSettings, ...],
                           if m.address == member.address and m.name), member)
             out.append(MemberSettings(address=member.address, name=named.name,
                                       max_ready=member.max_ready,
-                                      require_signature=member.require_signature))
+                                      require_signature=member.require_signature,
+                                      max_conns=member.max_conns))
     return tuple(out)
 
 

@@ -120,6 +120,9 @@ class MemberSettings:
     route: str = setting("", route_token,
                          "sticky-session route of this member in the pool \"default\" "
                          "(Apache route=)")
+    max_conns: int = setting(0, integer(0, 1_000_000),
+                             "most requests (TCP: connections) in flight to it at once; "
+                             "0 = ready + busy from its heartbeats")
 
     @property
     def label(self) -> str:
@@ -156,6 +159,29 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class BalanceSettings:
+    weighting: str = setting("corrected", choice("corrected", "reported"),
+                             "\"corrected\": ready minus what this front sent since the "
+                             "member's heartbeat; \"reported\": ready as reported (Apache's "
+                             "lbmethod_heartbeat)", '"corrected"')
+    pick: str = setting("weighted", choice("weighted", "p2c"),
+                        "\"weighted\": random in proportion to the weights; \"p2c\": the "
+                        "better of two random members", '"weighted"')
+    slow_start: float = setting(0.0, seconds(0, 3600, allow_zero=True),
+                                "seconds over which a member that (re)joins ramps up from "
+                                "~0 to its full weight; 0 = off")
+    queue_timeout: float = setting(5.0, seconds(0, 3600, allow_zero=True),
+                                   "seconds a request waits at the front when every member "
+                                   "is full, before 503; 0 = answer 503 at once")
+    queue_max: int = setting(10000, integer(0, 1_000_000),
+                             "requests (TCP mode: connections) waiting per pool per worker "
+                             "before 503 \"queue full\"")
+    max_capacity: int = setting(10000, integer(1, 1_000_000),
+                                "cap on a member's capacity (ready + busy from its heartbeat, "
+                                "or max_conns)")
+
+
+@dataclass(frozen=True)
 class StatusSettings:
     listen: Endpoint | None = setting(parse_endpoint("127.0.0.1:8081"), optional_endpoint,
                                       "status page, /status.json and /metrics; \"\" = off",
@@ -179,6 +205,7 @@ SECTIONS: dict[str, type] = {
     "proxy": ProxySettings,
     "heartbeat": HeartbeatSettings,
     "http": HttpSettings,
+    "balance": BalanceSettings,
     "status": StatusSettings,
     "log": LogSettings,
 }

@@ -17,15 +17,17 @@ from hbfork.core import heartbeat
 from hbfork.core.addresses import IPAddress, IPNetwork, ip_allowed, normalize_ip
 from hbfork.core.balancer import WEIGHT_MASK
 from hbfork.core.errors import HeartbeatError
-from hbfork.core.members import Change, Registry
+from hbfork.core.members import Change, Member, Registry
 from hbfork.core.pool_admin import PoolAdmin
 from hbfork.core.ratelimit import KeyedRateLimiter, LogLimiter
 from hbfork.ops.hbdat import StoredServer, parse_storage
 from hbfork.system import logs
+from hbfork.table.layout import LOAD_MASK
 from hbfork.table.table import Table
 
 BATCH = 256  # datagrams per wake-up: the master loop must still see signals under a flood
 BUMP_INTERVAL = 0.02  # seconds a mere change of ready may wait to be seen by workers
+RECORDS_EVERY = 100_000_000  # ns: how often the list of live worker records is read again
 log = logs.log
 
 
@@ -41,6 +43,8 @@ class Monitor:
         self.sock: socket.socket | None = None
         self._source_mtime = 0
         self.bump_pending = False  # weights changed, generation not yet bumped
+        self._records: list[int] = []  # live worker records, for in-flight counts
+        self._records_read = 0
         self.bumped_at = 0.0
         self.changed_at = 0.0  # monotonic seconds of the last pick-relevant change
 
@@ -88,11 +92,22 @@ class Monitor:
             return "rate_limited"
         try:
             beat = heartbeat.parse(data)
-            self.registry.apply(source, beat, now_ns, wall)
+            updated = self.registry.apply(source, beat, now_ns, wall)
         except HeartbeatError as err:
             self._reject(source, err.reason, err.detail, now_ns)
             return err.reason
+        self._note_in_flight(updated, now_ns)
         return "accepted"
+
+    def _note_in_flight(self, members: list[Member], now_ns: int) -> None:
+        """What this front had in flight to each member when its report arrived: the report's
+        busy workers already include those (see hbfork.core.balancing)."""
+        if now_ns - self._records_read > RECORDS_EVERY:
+            self._records = self.table.live_records()
+            self._records_read = now_ns
+        for member in members:
+            member.at_report = min(self.table.in_flight(member.slot, member.uid, self._records),
+                                   LOAD_MASK)
 
     def read_source_file(self, path: str, now_ns: int, wall: float) -> None:
         """Apply another monitor's hb.dat (`[heartbeat] source = "file:PATH"`).

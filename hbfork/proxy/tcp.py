@@ -12,8 +12,8 @@ import errno
 import socket
 
 from hbfork.proxy.context import SessionContext
-from hbfork.proxy.loop import ERROR, HANGUP, READ, WRITE
-from hbfork.proxy.upstreams import Target
+from hbfork.proxy.loop import ERROR, HANGUP, RDHUP, READ, WRITE
+from hbfork.proxy.upstreams import FULL, PoolView, Target
 from hbfork.system.logs import log
 
 _RESET = (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH)
@@ -38,6 +38,8 @@ class TcpSession:
         "connecting",
         "ctx",
         "down",
+        "queued_at",
+        "reserved",
         "target",
         "timer",
         "tried",
@@ -56,6 +58,8 @@ class TcpSession:
         self.tried: set[int] = set()
         self.connecting = False
         self.closed = False
+        self.queued_at = 0.0   # waiting in the front queue since (0: not waiting)
+        self.reserved = False  # counted in flight to self.target
         self.timer = ctx.loop.timer(self.on_deadline)
         self.up = Pipe()    # client -> member
         self.down = Pipe()  # member -> client
@@ -70,12 +74,16 @@ class TcpSession:
         if len(self.tried) > pool.retries:
             return self.close()
         target = ctx.upstreams.choose(self.tried)
-        if target is None:
-            ctx.count_no_member()
+        if target == FULL:
+            return self._wait(pool)
+        if not isinstance(target, Target):
+            ctx.count_no_member(pool)
             return self.close()
         if self.tried:
             ctx.count_retry()
         self.tried.add(target.slot)
+        ctx.upstreams.started(target)  # in flight from the pick on: the next pick sees it
+        self.target, self.reserved = target, True
         try:
             sock, err = ctx.connect(target)
         except OSError as error:  # out of fds or memory: our problem, not the member's
@@ -88,24 +96,56 @@ class TcpSession:
         ctx.loop.add(self.upstream_fd, WRITE, self._on_upstream)
         ctx.loop.set_timer(self.timer, ctx.loop.now + pool.connect_timeout)
 
+    def _wait(self, pool: PoolView) -> None:
+        """Every member is full: the connection waits (accepted, not yet connected)."""
+        if not self.queued_at:
+            if not self.ctx.enqueue(pool, self):
+                return self.close()
+            self.ctx.loop.set_mask(self.client_fd, RDHUP)  # to see it leave
+            self.ctx.loop.set_timer(self.timer, self.ctx.loop.now + pool.queue_timeout)
+
+    def try_dispatch(self) -> bool:
+        """From the queue: connect now if a member has room; True when it no longer waits."""
+        if self.closed:
+            return True
+        self._connect_next()
+        if self.closed or self.target is not None:
+            self.queued_at = 0.0
+            return True
+        return False
+
+    @property
+    def pinned(self) -> bool:
+        return False
+
+    def _release(self) -> None:
+        if self.reserved and self.target is not None:
+            self.reserved = False
+            self.ctx.upstreams.finished(self.target, 0)
+
     def _connect_failed(self, err: int) -> None:
         assert self.target is not None and self.upstream is not None
         self.ctx.member_failed(self.target, errno.errorcode.get(err, str(err)),
                                self.ctx.upstreams.default.retry_ms)
+        self._release()
         self.ctx.loop.remove(self.upstream_fd)
         self.upstream.close()
         self.upstream, self.upstream_fd, self.connecting = None, -1, False
+        self.target = None
         self._connect_next()
 
     def _connected(self) -> None:
         assert self.target is not None
         self.connecting = False
-        self.ctx.upstreams.started(self.target)
         self._touch()
         self._update_interest()
 
     def on_deadline(self, now: float) -> None:
-        if self.connecting:
+        if self.queued_at:
+            self.ctx.leave_queue(self.ctx.upstreams.default, self, "timeout")
+            self.queued_at = 0.0
+            self.close()
+        elif self.connecting:
             self._connect_failed(errno.ETIMEDOUT)
         else:
             self.close()  # idle for client_timeout in both directions
@@ -117,6 +157,10 @@ class TcpSession:
     # --- events
 
     def _on_client(self, mask: int) -> None:
+        if self.queued_at:
+            if mask & (ERROR | RDHUP):
+                self.close()  # gone while waiting: it leaves the queue
+            return
         if self.connecting or self.upstream is None:
             if mask & ERROR:  # the client went away while we dial: give up
                 self.close()
@@ -207,13 +251,15 @@ class TcpSession:
         if self.closed:
             return
         self.closed = True
+        if self.queued_at:
+            self.ctx.leave_queue(self.ctx.upstreams.default, self, "gone")
+            self.queued_at = 0.0
         loop = self.ctx.loop
         loop.cancel(self.timer)
+        self._release()
         if self.upstream is not None:
             loop.remove(self.upstream_fd)
             self.upstream.close()
-            if self.target is not None and not self.connecting:
-                self.ctx.upstreams.finished(self.target, 0)
         loop.remove(self.client_fd)
         self.client.close()
         self.ctx.session_closed(self)

@@ -2,10 +2,11 @@
 its address, count what happens to it.
 
 Reads only the shared table. Whenever the table's generation moves, the worker takes one look
-at it (weight words, uids, pool states) and each pool's picker is rebuilt the next time the
-pool is used; member addresses are cached per (slot, uid). A pick then costs a generation read,
-one random number and a bisect. Counters go to this worker's own record in the table (it is
-their only writer).
+at it (weight and load words, uids, pool states, which workers are alive) and each pool's
+candidates are rebuilt the next time the pool is used; member addresses are cached per (slot,
+uid). A pick (hbfork.core.balancing) then costs a few random numbers, a bisect and the
+in-flight counts of the members it looks at, summed over the workers' records. Counters go to
+this worker's own record in the table (it is their only writer).
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ from __future__ import annotations
 import random
 import socket
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hbfork.core.addresses import Endpoint
-from hbfork.core.balancer import USABLE, WEIGHT_MASK, Picker
+from hbfork.core.balancer import DRAINED, USABLE, WEIGHT_MASK
+from hbfork.core.balancing import FULL, Members, choose
 from hbfork.core.config import Config
 from hbfork.core.pool_admin import POOL_DISABLED, POOL_DRAINED
 from hbfork.core.pool_settings import PoolSettings
-from hbfork.core.settings import HttpSettings
+from hbfork.core.settings import BalanceSettings, HttpSettings
 from hbfork.table.layout import (
     LATENCY_BUCKETS,
+    LOAD_MASK,
     MC_CONNECT_FAILURES,
     MC_INFLIGHT,
     MC_STATUS_CLASS,
@@ -37,6 +41,7 @@ from hbfork.table.table import Table
 
 # sticky() when the session's member is known but cannot serve it now
 STICKY_DOWN = "down"
+__all__ = ["FULL", "STICKY_DOWN", "PoolView", "Target", "Upstreams"]
 
 
 @dataclass(slots=True, eq=False)
@@ -57,19 +62,27 @@ class Target:
 
 
 class PoolView:
-    """One pool as the worker picks from it (its settings, and a picker over its members)."""
+    """One pool as the worker picks from it: its settings, and its current candidates."""
 
-    __slots__ = ("built", "connect_timeout", "cookie_bytes", "cookie_name", "discover", "index",
-                 "members", "name", "param_bytes", "param_name", "picker", "response_timeout",
-                 "retries", "retry_ms", "routes", "separator", "settings", "sticky")
+    __slots__ = ("built", "candidates", "connect_timeout", "cookie_bytes", "cookie_name",
+                 "discover", "index", "members", "name", "param_bytes", "param_name", "pick",
+                 "queue_max", "queue_timeout", "response_timeout", "retries", "retry_ms",
+                 "routes", "separator", "settings", "sticky", "weighting")
 
-    def __init__(self, index: int, settings: PoolSettings, http: HttpSettings) -> None:
+    def __init__(self, index: int, settings: PoolSettings, http: HttpSettings,
+                 balance: BalanceSettings | None = None) -> None:
+        balance = balance or BalanceSettings()
         self.index = index
-        # The pool's own timeouts, or [http]'s; retry_ms None: the master's [proxy] retry.
+        # The pool's own timeouts and balancing, or the sections'; retry_ms None: the master's
+        # [proxy] retry.
         self.connect_timeout = _or(settings.connect_timeout, http.connect_timeout)
         self.response_timeout = _or(settings.response_timeout, http.response_timeout)
         self.retries = _or(settings.retries, http.retries)
         self.retry_ms = None if settings.retry is None else int(settings.retry * 1000)
+        self.weighting = settings.weighting or balance.weighting
+        self.pick = settings.pick or balance.pick
+        self.queue_timeout = _or(settings.queue_timeout, balance.queue_timeout)
+        self.queue_max = _or(settings.queue_max, balance.queue_max)
         self.name = settings.name
         self.settings = settings
         self.members = [(m.address, m.tier) for m in settings.members]
@@ -80,7 +93,7 @@ class PoolView:
         self.param_bytes = self.param_name.encode()
         self.sticky = bool(self.cookie_name)
         self.separator = settings.stickysessionsep
-        self.picker = Picker()
+        self.candidates = Members()
         self.built = -1
 
 
@@ -97,17 +110,21 @@ class Upstreams:
         self.random = (rng or random.Random()).random
         pools = config.pools if config is not None else (PoolSettings(name="default"),)
         http = config.http if config is not None else HttpSettings()
-        self.pools = {p.name: PoolView(i, p, http) for i, p in enumerate(pools)}
+        balance = config.balance if config is not None else BalanceSettings()
+        self.pools = {p.name: PoolView(i, p, http, balance) for i, p in enumerate(pools)}
         self.default = next(iter(self.pools.values()))
         if config is not None:
             self.default = self.pools.get("default", self.default)
         self.seen = -1                               # the generation last looked at
         self.words: list[int] = []
+        self.loads: list[int] = []
         self.uids: list[int] = []
+        self.records: list[int] = []                 # live workers' records (word offsets)
         self.slot_of: dict[Endpoint, int] = {}
         self.discovered: set[int] = set()
         self.admin: dict[tuple[str, int], int] = {}
         self._everyone = config is None  # no pools configured: every member of the table
+        self.on_room: Callable[[], None] | None = None  # called when a request finished
 
     # --- the table, once per generation
 
@@ -117,6 +134,8 @@ class Upstreams:
         if generation != self.seen:
             self.seen = generation
             self.words = table.weight_words()
+            self.loads = table.load_words()
+            self.records = table.live_records()
             uids = table.uid_words()
             if uids != self.uids:
                 self._remap(uids)
@@ -136,57 +155,64 @@ class Upstreams:
             record = self.table.read_member(slot) if uid else None
             if record is not None:
                 self.slot_of[Endpoint(record.ip, record.port)] = slot
-                if not record.static:
+                if not record.static or self._everyone:
                     self.discovered.add(slot)
         self.uids = uids
 
     def _build(self, pool: PoolView, generation: int) -> None:
-        words, admin, uids = self.words, self.admin, self.uids
+        """The pool's candidates: usable members that take new requests, with their tiers."""
         entries = []
-        if self._everyone:
-            pool.picker.rebuild(words, generation)
-            pool.built = generation
-            return
-        for address, tier in pool.members:
+        listed = [] if self._everyone else pool.members
+        for address, tier in listed:
             slot = self.slot_of.get(address)
-            if slot is None:
-                continue
-            weight = words[slot] & WEIGHT_MASK
-            if weight and not admin.get((pool.name, uids[slot]), 0) & (POOL_DRAINED |
-                                                                      POOL_DISABLED):
-                entries.append((tier, slot, weight))
-        if pool.discover:
+            if slot is not None:
+                self._add(entries, pool, slot, tier)
+        if pool.discover or self._everyone:
             for slot in self.discovered:
-                weight = words[slot] & WEIGHT_MASK
-                if weight and not admin.get((pool.name, uids[slot]), 0):
-                    entries.append((0, slot, weight))
-        pool.picker.load(entries, generation)
+                self._add(entries, pool, slot, self.words[slot] >> 32 & 0xFFFF
+                          if self._everyone else 0)
+        pool.candidates.load(entries, generation)
         pool.built = generation
+
+    def _add(self, entries: list[tuple[int, int, int, int, int]], pool: PoolView, slot: int,
+             tier: int) -> None:
+        word, load = self.words[slot], self.loads[slot]
+        if not word & USABLE or word & DRAINED or \
+                self.admin.get((pool.name, self.uids[slot]), 0) & (POOL_DRAINED | POOL_DISABLED):
+            return
+        entries.append((tier, slot, word & WEIGHT_MASK, load & LOAD_MASK, load >> 32))
+
+    def in_flight(self, slot: int) -> int:
+        """Requests the whole front (every worker) has in flight to the member in `slot`."""
+        return self.table.in_flight(slot, self.uids[slot], self.records)
 
     # --- picks
 
     def choose(self, excluded: set[int] | None = None,
-               pool: PoolView | None = None) -> Target | None:
-        """A member of `pool` (default: the default pool) drawn by ready-weighted random,
-        avoiding the slots in `excluded`."""
+               pool: PoolView | None = None) -> Target | int | None:
+        """A member of `pool` (default: the default pool) with room for one more request,
+        avoiding the slots in `excluded`; FULL when members are up but none has room now (the
+        caller queues the request), None when none can serve."""
         pool = pool or self.default
         generation = self._refresh()
         if pool.built != generation:
             self._build(pool, generation)
-        picker = pool.picker
-        if excluded:
-            slot = picker.pick_excluding(self.random(), excluded)
-        else:
-            slot = picker.pick(self.random())
-        if slot is None:
-            return None
+        slot = choose(pool.candidates, pool.weighting, pool.pick, self.in_flight, self.random,
+                      excluded or frozenset())
+        if slot is None or slot == FULL:
+            return slot
         target = self.targets.get(slot)
         if target is None or target.uid != self.uids[slot]:
             target = self._load(slot)
             if target is None:
-                # The master freed the slot after this picker was built: pick again without it.
+                # The master freed the slot after this pool was built: pick again without it.
                 return self.choose({*(excluded or ()), slot}, pool)
         return target
+
+    def has_room(self, target: Target) -> bool:
+        """Can the member take one more request (its capacity is not all in flight)?"""
+        self._refresh()
+        return self.in_flight(target.slot) < self.loads[target.slot] & LOAD_MASK
 
     def sticky(self, pool: PoolView, route: str) -> Target | str | None:
         """The member a session's route names: a Target when it can serve the session,
@@ -245,6 +271,8 @@ class Upstreams:
         self.record[at + MC_INFLIGHT] -= 1
         if 100 <= status < 600:
             self.record[at + MC_STATUS_CLASS + status // 100 - 1] += 1
+        if self.on_room is not None:
+            self.on_room()
 
     def connect_failed(self, target: Target) -> None:
         if self.record[target.counters + MC_UID] == target.uid:

@@ -32,6 +32,7 @@ from hbfork.proxy.http.session import HttpSession
 from hbfork.proxy.http.state import STICKY_HIT
 from hbfork.proxy.keepalive import ConnectionPool
 from hbfork.proxy.loop import READ, Loop
+from hbfork.proxy.queue import FrontQueue, Waiter
 from hbfork.proxy.status_server import StatusServer
 from hbfork.proxy.tcp import TcpSession
 from hbfork.proxy.upstreams import PoolView, Target, Upstreams
@@ -89,6 +90,8 @@ class Worker:
         self.upstreams = Upstreams(table, self.record, config)
         self.router = Router(config, self.upstreams)
         self.loop = Loop()
+        self.queue = FrontQueue(self.loop, table, self.record)
+        self.upstreams.on_room = self.queue.soon
         self.buffer = memoryview(bytearray(256 * 1024))
         self.sessions: set[Session] = set()
         self.draining = False
@@ -183,6 +186,12 @@ class Worker:
 
     def connect(self, target: Target) -> tuple[socket.socket, int]:
         return start_connect(target)
+
+    def enqueue(self, pool: PoolView, waiter: Waiter) -> bool:
+        return self.queue.add(pool, waiter, self.upstreams.records)
+
+    def leave_queue(self, pool: PoolView, waiter: Waiter, reason: str) -> None:
+        self.queue.leave(pool, waiter, reason)
 
     def session_closed(self, session: Session) -> None:
         self.sessions.discard(session)

@@ -6,8 +6,11 @@ aligned store):
     header        HEADER_SIZE bytes: magic, layout version, capacities and record sizes, then
                   u64 words: pick generation, master pid, start times, config generation,
                   heartbeat result counters, and the stats seqlock
-    weights       capacity x u64   weight (bits 0-31) | lbset (bits 32-47); 0 = not picked
+    weights       capacity x u64   weight (bits 0-31) | lbset (bits 32-47) | USABLE (bit 48)
+                                   | DRAINED (bit 49); weight 0 = not picked by its ready
     uids          capacity x u64   the member's uid; changes when a slot is reused
+    loads         capacity x u64   capacity (bits 0-31) | this front's requests in flight to
+                                   it when its last heartbeat arrived (bits 32-63)
     members       capacity x MEMBER_SIZE, each a seqlocked record (MEMBER_FORMAT)
     admin         ADMIN_SIZE x admin_capacity: per-pool operator states (pool name, member uid,
                   drained/disabled), seqlocked as a whole (W_ADMIN_SEQ, W_ADMIN_COUNT)
@@ -39,7 +42,7 @@ from hbfork.core.members import (
 )
 
 MAGIC = b"HBFORK\x00\x01"
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 HEADER_SIZE = 1024
 NAME_PREFIX = "hbfork-"
 
@@ -78,13 +81,19 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    10.0, 30.0, 60.0)
 WK_LATENCY_SUM = WK_HISTOGRAM + len(LATENCY_BUCKETS) + 1
 WK_LATENCY_COUNT = WK_LATENCY_SUM + 1
-WK_MEMBERS = 64         # then capacity x MEMBER_COUNTERS words
+WK_QUEUE_HISTOGRAM = 64  # time requests waited in the front queue: same buckets, sum, count
+WK_QUEUE_SUM = WK_QUEUE_HISTOGRAM + len(LATENCY_BUCKETS) + 1
+WK_QUEUE_COUNT = WK_QUEUE_SUM + 1
+WK_MEMBERS = 96         # then capacity x MEMBER_COUNTERS words
 MEMBER_COUNTERS = 8
 MC_UID, MC_INFLIGHT, MC_STATUS_CLASS, MC_CONNECT_FAILURES = 0, 1, 2, 7  # 2..6: 1xx..5xx
 WK_SCOPE_GENERATION = 21  # the generation whose pool and route counters a record holds
 MAX_POOLS = 64
-POOL_COUNTERS = 8
+POOL_COUNTERS = 16
 PC_STATUS_CLASS, PC_NO_MEMBER, PC_STICKY, PC_STICKY_LOST = 0, 5, 6, 7  # 0..4: 1xx..5xx
+PC_QUEUED = 8            # waiting now (a gauge: the worker's own queue)
+PC_QUEUE_TIMEOUT, PC_QUEUE_FULL, PC_QUEUE_GONE = 9, 10, 11  # 503s, and clients that left
+PC_DEQUEUED = 12         # requests that waited, then went to a member
 MAX_ROUTES = 1024
 ROUTE_COUNTERS = 2
 RC_REQUESTS, RC_ERRORS = 0, 1  # errors: 5xx answers
@@ -96,7 +105,9 @@ WORKER_STATES = ("free", "booting", "ready", "draining", "exited")
 WORKER_TOTALS = (WK_ACCEPTED, WK_REQUESTS, *range(WK_STATUS_CLASS, WK_STATUS_CLASS + 5),
                  WK_BYTES_IN, WK_BYTES_OUT, WK_CONNECT_FAILURES, WK_NO_MEMBER, WK_RETRIES,
                  WK_UPSTREAM_TIMEOUTS, WK_CLIENT_ERRORS,
-                 *range(WK_HISTOGRAM, WK_LATENCY_COUNT + 1))
+                 *range(WK_HISTOGRAM, WK_LATENCY_COUNT + 1),
+                 *range(WK_QUEUE_HISTOGRAM, WK_QUEUE_COUNT + 1))
+LOAD_MASK = 0xFFFFFFFF
 
 
 def segment_name(master_pid: int) -> str:

@@ -38,15 +38,20 @@ from hbfork.table.layout import (
     MAGIC,
     MAX_POOLS,
     MAX_ROUTES,
+    MC_INFLIGHT,
     MC_STATUS_CLASS,
     MC_UID,
     MEMBER_COUNTERS,
     MEMBER_FORMAT,
     MEMBER_SIZE,
+    PC_QUEUED,
     POOL_COUNTERS,
     ROUTE_COUNTERS,
+    STATE_BOOTING,
+    STATE_DRAINING,
     STATE_EXITED,
     STATE_FREE,
+    STATE_READY,
     W_ADMIN_CAPACITY,
     W_ADMIN_COUNT,
     W_ADMIN_SEQ,
@@ -108,7 +113,8 @@ class Table:
         self.words = buf.cast("Q")
         self.weights_at = HEADER_SIZE // 8
         self.uids_at = self.weights_at + self.capacity
-        self.members_at = (self.uids_at + self.capacity) * 8
+        self.loads_at = self.uids_at + self.capacity
+        self.members_at = (self.loads_at + self.capacity) * 8
         self.admin_at = self.members_at + self.capacity * MEMBER_SIZE
         self.admin_capacity = self.words[W_ADMIN_CAPACITY]
         self.workers_at = self.admin_at + _round8(self.admin_capacity * ADMIN_SIZE)
@@ -120,7 +126,7 @@ class Table:
         pid = master_pid or os.getpid()
         worker_size = worker_words(capacity) * 8
         admin_capacity = admin_capacity_for(capacity)
-        size = HEADER_SIZE + capacity * 16 + capacity * MEMBER_SIZE \
+        size = HEADER_SIZE + capacity * 24 + capacity * MEMBER_SIZE \
             + _round8(admin_capacity * ADMIN_SIZE) + (worker_capacity + 1) * worker_size
         name = segment_name(pid)
         unlink_segment(name)  # a leftover of an earlier master with our pid cannot be live
@@ -201,16 +207,42 @@ class Table:
     def uid_words(self) -> list[int]:
         return self.words[self.uids_at:self.uids_at + self.capacity].tolist()
 
+    def load_words(self) -> list[int]:
+        """Per slot: capacity | requests in flight from this front at its last report << 32."""
+        return self.words[self.loads_at:self.loads_at + self.capacity].tolist()
+
+    def in_flight(self, slot: int, uid: int, records: list[int]) -> int:
+        """Requests every worker (records: their word offsets) has in flight to a member."""
+        words = self.words
+        at = WK_MEMBERS + slot * MEMBER_COUNTERS
+        total = 0
+        for base in records:
+            if words[base + at + MC_UID] == uid:
+                total += words[base + at + MC_INFLIGHT]
+        return total
+
+    def live_records(self) -> list[int]:
+        """Word offsets of the records of workers that may have requests in flight."""
+        out = []
+        for index in range(self.worker_capacity):
+            base = (self.workers_at + index * self.worker_size) // 8
+            if self.words[base + WK_STATE] in (STATE_BOOTING, STATE_READY, STATE_DRAINING):
+                out.append(base)
+        return out
+
     def admin_count(self) -> int:
         return self.words[W_ADMIN_COUNT]
 
     def write_member(self, slot: int, member: Member | None) -> bool:
-        """Publish one slot (None frees it). True when its weight word changed.
+        """Publish one slot (None frees it). True when its weight or load word changed.
 
         Order matters to lock-free readers: a freed slot loses its weight first; a filled slot
         gets its record and uid before its weight, so a picked slot always has an address."""
-        word = pack_word(member.weight, member.lbset, member.usable) if member else 0
-        changed = self.words[self.weights_at + slot] != word
+        word = pack_word(member.weight, member.lbset, member.usable, member.drained) \
+            if member else 0
+        load = (member.capacity | member.at_report << 32) if member else 0
+        changed = self.words[self.weights_at + slot] != word or \
+            self.words[self.loads_at + slot] != load
         if member is None:
             self.words[self.weights_at + slot] = 0
         record = encode_member(member) if member else bytes(MEMBER_FORMAT.size)
@@ -221,6 +253,7 @@ class Table:
         self.shm.buf[at + 8:at + 8 + MEMBER_FORMAT.size] = record
         self.words[seq_index] = seq + 2
         self.words[self.uids_at + slot] = member.uid if member else 0
+        self.words[self.loads_at + slot] = load
         self.words[self.weights_at + slot] = word
         return changed
 
@@ -328,8 +361,9 @@ class Table:
         if generation > retired[WK_SCOPE_GENERATION]:
             retired[start:end] = memoryview(bytes((end - start) * 8)).cast("Q")
             retired[WK_SCOPE_GENERATION] = generation
+        gauges = {start + pool * POOL_COUNTERS + PC_QUEUED for pool in range(MAX_POOLS)}
         for word in range(start, end):
-            if record[word]:
+            if record[word] and word not in gauges:
                 retired[word] += record[word]
 
 

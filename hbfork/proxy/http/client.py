@@ -20,6 +20,7 @@ from hbfork.proxy.http.state import (
     LINGER,
     LINGER_MAX,
     LINGER_QUIET,
+    QUEUED,
     TUNNEL,
     ExchangeState,
 )
@@ -32,6 +33,8 @@ class ClientSide(ExchangeState):
     def _on_client(self, mask: int) -> None:
         if self.state == LINGER:
             return self._linger()
+        if self.state == QUEUED and mask & (RDHUP | ERROR):
+            return self._client_left_queue()  # gone before a member had room: nothing sent
         if mask & WRITE:
             if not self._flush_client():
                 return
@@ -119,6 +122,8 @@ class ClientSide(ExchangeState):
             # Left readable until the client sends something we cannot take yet (a pipelined
             # request): parking it at once would cost two epoll_ctl calls per request.
             client_mask = RDHUP if self.client_parked else READ
+        elif self.state == QUEUED:
+            client_mask = RDHUP  # only to see it leave while it waits
         else:
             client_mask = 0
         if self.client_out:

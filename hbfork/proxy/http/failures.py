@@ -11,14 +11,16 @@ from __future__ import annotations
 import errno
 
 from hbfork.core import http_heads
-from hbfork.proxy.http.state import CLOSING, CONNECT, FORWARD, HEAD, ExchangeState
+from hbfork.proxy.http.state import CLOSING, CONNECT, FORWARD, HEAD, QUEUED, ExchangeState
 
 
 class Failures(ExchangeState):
     __slots__ = ()
 
     def _on_deadline(self) -> None:
-        if self.state == HEAD:
+        if self.state == QUEUED:
+            self._queue_timed_out()
+        elif self.state == HEAD:
             if self.inbuf:
                 self._fail(408, "request head not received in time")
             else:

@@ -47,6 +47,7 @@ class MemberSide(ExchangeState):
         assert self.conn is not None
         self.ctx.member_failed(self.conn.target, errno.errorcode.get(err, str(err)),
                               self.pool.retry_ms)
+        self._member_done(0)  # it took nothing: no longer in flight there
         self.conn.close()
         self.conn = None
         self.state = FORWARD  # between members; _dispatch decides what is next
@@ -59,9 +60,6 @@ class MemberSide(ExchangeState):
         self.conn = conn
         self.state = FORWARD
         ctx.loop.handlers[conn.fd] = self._on_member
-        self._member_done(0)
-        ctx.upstreams.started(conn.target)
-        self.inflight_target = conn.target
         self.member_started = ctx.loop.now
         decision = self.decision
         assert decision is not None
@@ -160,9 +158,11 @@ class MemberSide(ExchangeState):
                 and not self.fresh_retry)
 
     def _retry_fresh(self) -> None:
-        assert self.conn is not None
-        target = self.conn.target
-        self._release_member(reusable=False)
+        conn = self.conn
+        assert conn is not None
+        target = conn.target
+        self.conn = None
+        conn.close()  # the request stays counted in flight to the same member
         self.upstream_out.clear()
         self.upbuf.clear()
         self.fresh_retry = True

@@ -60,17 +60,18 @@ from hbfork.proxy.http.state import (
     STICKY_LOST,
     TUNNEL,
 )
+from hbfork.proxy.http.waiting import Waiting
 from hbfork.proxy.loop import READ
-from hbfork.proxy.upstreams import PoolView, Target
+from hbfork.proxy.upstreams import FULL, PoolView, Target
 
 
-class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
+class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
     __slots__ = (
         "accounted", "body", "bytes_to_client", "client", "client_eof", "client_fd",
         "client_hup", "client_ip", "client_out", "client_parked", "closed", "conn", "ctx",
         "decision", "drain_requested", "exchange_started", "fresh_retry", "head_started",
         "inbuf", "inflight_target", "keep_alive", "linger_left", "linger_until",
-        "member_started", "request", "request_done", "response", "response_body",
+        "member_started", "queued_at", "request", "request_done", "response", "response_body",
         "sent_to_client", "set_cookie", "state", "status", "sticky_outcome", "sticky_route",
         "target", "timer",
         "tried", "upbuf", "upstream_out",
@@ -121,6 +122,7 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
         self.sticky_route = None
         self.set_cookie = None
         self.sticky_outcome = 0
+        self.queued_at = 0.0
         self.head_started = self.ctx.loop.now  # a pipelined head already waits from now
 
     def _set_deadline(self, seconds: float) -> None:
@@ -214,11 +216,14 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
             return self._fail(502, "no member accepted the connection")
         target = self._pick(pool, decision)
         if target is None:
-            return
+            return  # answered, or waiting in the queue
         if self.tried:
             ctx.count_retry()
         self.tried.add(target.slot)
         self.target = target
+        # Counted in flight from now on, so the next pick (in any worker) sees it.
+        ctx.upstreams.started(target)
+        self.inflight_target = target
         if pool.settings.sticky_cookie:
             self.set_cookie = ctx.router.route_cookie_for(pool, target, self.sticky_route)
         assert self.request is not None
@@ -238,6 +243,9 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
         if self.sticky_route is not None:
             found = ctx.upstreams.sticky(pool, self.sticky_route)
             if isinstance(found, Target) and found.slot not in self.tried:
+                if not ctx.upstreams.has_room(found):
+                    self._wait(pool)  # its member is busy: wait for it, not for another
+                    return None
                 self.sticky_outcome = STICKY_HIT
                 return found
             if found is not None:  # its member is down, or refused this very request
@@ -246,12 +254,17 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
                     self._fail(503, "the member of this session is unavailable", RETRY_AFTER)
                     return None
         target = ctx.upstreams.choose(self.tried, pool)
+        if target == FULL:
+            self._wait(pool)
+            return None
         if target is None:
             if self.tried:
                 self._fail(502, "no member accepted the connection")
             else:
                 ctx.count_no_member(pool)
                 self._fail(503, "no member is available", RETRY_AFTER)
+            return None
+        assert isinstance(target, Target)
         return target
 
     def drain(self) -> None:
@@ -270,6 +283,9 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures):
 
     def close(self) -> None:
         if self.closed:
+            return
+        if self.queued_at:
+            self._client_left_queue()  # leaves the queue, then closes
             return
         self.closed = True
         self.ctx.loop.cancel(self.timer)  # its heap entry may outlive us; it drops us

@@ -14,7 +14,7 @@ from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import Timer
 from hbfork.proxy.upstreams import PoolView, Target
 
-HEAD, CONNECT, FORWARD, TUNNEL, CLOSING, LINGER = range(6)
+HEAD, CONNECT, FORWARD, TUNNEL, CLOSING, LINGER, QUEUED = range(7)
 HIGH_WATER = 256 * 1024
 # While draining, a connection with no request in progress is closed after this idle time; a
 # request arriving before then is still served (with Connection: close). Closing at once would
@@ -76,6 +76,7 @@ class ExchangeState:
     sticky_route: str | None   # the route its session names (a sticky pool's)
     set_cookie: bytes | None   # a sticky-session cookie for the response
     sticky_outcome: int        # 0, STICKY_HIT or STICKY_LOST
+    queued_at: float           # when it started waiting in the front queue (0: it does not)
 
     @property
     def pool(self) -> PoolView:

@@ -15,7 +15,7 @@ from hbfork.core.http11 import Limits
 from hbfork.proxy.http.router import Router
 from hbfork.proxy.keepalive import ConnectionPool
 from hbfork.proxy.loop import Loop
-from hbfork.proxy.upstreams import STICKY_DOWN, PoolView, Target
+from hbfork.proxy.upstreams import FULL, STICKY_DOWN, PoolView, Target
 
 
 @dataclass
@@ -25,6 +25,7 @@ class FakeMember:
     target: Target
     refuse: bool = False
     down: bool = False
+    full: bool = False   # all its capacity is in flight
     peers: list[socket.socket] = field(default_factory=list)
 
     @property
@@ -41,7 +42,8 @@ class FakePicker:
 
     def __init__(self, members: list[FakeMember], config: Config) -> None:
         self.members = members
-        self.pools = {p.name: PoolView(i, p, config.http) for i, p in enumerate(config.pools)}
+        self.pools = {p.name: PoolView(i, p, config.http, config.balance)
+                      for i, p in enumerate(config.pools)}
         self.default = self.pools.get("default", next(iter(self.pools.values())))
         self.in_flight: dict[int, int] = {}
         self.finished_statuses: list[tuple[int, int]] = []
@@ -51,11 +53,16 @@ class FakePicker:
         return [m for m in self.members if m.address in listed]
 
     def choose(self, excluded: set[int] | None = None,
-               pool: PoolView | None = None) -> Target | None:
-        for member in self._in(pool or self.default):
-            if member.target.slot not in (excluded or ()):
+               pool: PoolView | None = None) -> Target | int | None:
+        candidates = [m for m in self._in(pool or self.default)
+                      if m.target.slot not in (excluded or ()) and not m.down]
+        for member in candidates:
+            if not member.full:
                 return member.target
-        return None
+        return FULL if candidates else None
+
+    def has_room(self, target: Target) -> bool:
+        return not next(m for m in self.members if m.target is target).full
 
     def sticky(self, pool: PoolView, route: str) -> Target | str | None:
         address = pool.routes.get(route)
@@ -112,6 +119,8 @@ class FakeContext:
         self.done: list[tuple[int, int | None]] = []  # (status, slot) per finished request
         self.closed_sessions: list[object] = []
         self.outcomes: list[int] = []  # sticky outcome per finished request
+        self.queue: list[object] = []   # waiters, oldest first
+        self.left: list[str] = []       # why waiters left the queue without a member
 
     # --- the SessionContext
 
@@ -156,6 +165,24 @@ class FakeContext:
 
     def session_closed(self, session: object) -> None:
         self.closed_sessions.append(session)
+
+    def enqueue(self, pool: PoolView, waiter: object) -> bool:
+        if pool.queue_timeout <= 0 or len(self.queue) >= pool.queue_max:
+            return False
+        self.queue.append(waiter)
+        waiter.queued_at = self.loop.now or 1.0  # type: ignore[attr-defined]
+        return True
+
+    def leave_queue(self, pool: PoolView, waiter: object, reason: str) -> None:
+        if waiter in self.queue:
+            self.queue.remove(waiter)
+            self.left.append(reason)
+
+    def dispatch_queue(self) -> None:
+        """What the worker's FrontQueue does when room may have appeared."""
+        for waiter in list(self.queue):
+            if waiter.try_dispatch():  # type: ignore[attr-defined]
+                self.queue.remove(waiter)
 
     # --- driving it
 

@@ -184,3 +184,55 @@ def test_a_malformed_request_is_400_and_the_connection_closes() -> None:
     client.close()
     ctx.run_until(lambda: session.closed)
     assert ctx.closed_sessions == [session]
+
+
+# --- the front queue
+
+
+def test_a_request_waits_while_every_member_is_full_then_goes() -> None:
+    ctx = FakeContext([member(1)])
+    ctx.members[1].full = True
+    session, client = start(ctx)
+    client.sendall(GET)
+    ctx.run_until(lambda: ctx.queue == [session])
+    assert ctx.connects == []  # nothing sent while it waits
+    ctx.members[1].full = False
+    ctx.dispatch_queue()
+    got: list[bytes] = []
+    reply = Reader(client)
+    ctx.run_until(lambda: reply.poll().endswith(b"hello"), serve=serve_one(ctx, 1, OK, got))
+    assert ctx.queue == [] and ctx.done == [(200, 1)]
+
+
+def test_a_queue_timeout_is_503_with_retry_after() -> None:
+    ctx = FakeContext([member(1)], extra="[balance]\nqueue_timeout = 0.05\n")
+    ctx.members[1].full = True
+    session, client = start(ctx)
+    client.sendall(GET)
+    reply = Reader(client)
+    ctx.run_until(lambda: b"\r\n\r\n" in reply.poll())
+    assert reply.data.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1\r\n" in reply.data
+    assert b"queue_timeout" in reply.data
+    assert ctx.left == ["timeout"] and ctx.queue == [] and not session.closed
+
+
+def test_queue_timeout_zero_answers_503_at_once() -> None:
+    ctx = FakeContext([member(1)], extra="[balance]\nqueue_timeout = 0\n")
+    ctx.members[1].full = True
+    _, client = start(ctx)
+    client.sendall(GET)
+    reply = Reader(client)
+    ctx.run_until(lambda: b"\r\n\r\n" in reply.poll())
+    assert reply.data.startswith(b"HTTP/1.1 503 ") and b"every member is full" in reply.data
+    assert ctx.queue == []
+
+
+def test_a_client_that_leaves_while_queued_leaves_the_queue() -> None:
+    ctx = FakeContext([member(1)])
+    ctx.members[1].full = True
+    session, client = start(ctx)
+    client.sendall(GET)
+    ctx.run_until(lambda: ctx.queue == [session])
+    client.close()
+    ctx.run_until(lambda: session.closed)
+    assert ctx.queue == [] and ctx.left == ["gone"] and ctx.connects == []

@@ -1,0 +1,133 @@
+"""The front queue: requests (TCP mode: connections) that wait for a member to have room.
+
+When every member of a pool that is up is full (its capacity all in flight, or nothing to give
+by its heartbeats), a request waits here instead of getting a 503, in arrival order, for up to
+the pool's `queue_timeout`; at most `queue_max` per pool wait across the front's workers. A
+request that finished, or a poll every QUEUE_POLL seconds while anything waits (a heartbeat
+with room, another worker's finished request), lets the waiting ones try again, oldest first.
+A waiter whose client went away leaves at once.
+
+Each worker keeps its own waiters (they are its connections); the counts are in the shared
+table so `queue_max` and the status page see the whole front.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Protocol
+
+from hbfork.proxy.loop import Loop
+from hbfork.proxy.upstreams import PoolView
+from hbfork.table.layout import (
+    LATENCY_BUCKETS,
+    PC_DEQUEUED,
+    PC_QUEUE_FULL,
+    PC_QUEUE_GONE,
+    PC_QUEUE_TIMEOUT,
+    PC_QUEUED,
+    WK_QUEUE_COUNT,
+    WK_QUEUE_HISTOGRAM,
+    WK_QUEUE_SUM,
+    pool_counters_at,
+)
+from hbfork.table.table import Table
+
+QUEUE_POLL = 0.005   # seconds between tries while anything waits
+SCAN_LIMIT = 256     # waiters tried per pool per round (bounds the work of one round)
+REASONS = {"timeout": PC_QUEUE_TIMEOUT, "full": PC_QUEUE_FULL, "gone": PC_QUEUE_GONE}
+
+
+class Waiter(Protocol):
+    queued_at: float
+    closed: bool
+    pinned: bool      # it waits for one member (its sticky session's), not any
+
+    def try_dispatch(self) -> bool:
+        """Try again; True when it no longer waits (sent to a member, or answered)."""
+        ...
+
+
+class FrontQueue:
+    def __init__(self, loop: Loop, table: Table, record: memoryview) -> None:
+        self.loop = loop
+        self.table = table
+        self.record = record
+        self.waiting: dict[PoolView, dict[Waiter, None]] = {}  # insertion-ordered sets
+        self.timer = loop.timer(self._on_timer)
+
+    def __len__(self) -> int:
+        return sum(len(w) for w in self.waiting.values())
+
+    def add(self, pool: PoolView, waiter: Waiter, records: list[int]) -> bool:
+        """Queue `waiter`; False when the pool's queue is full (counted) or queueing is off."""
+        if pool.queue_timeout <= 0:
+            return False
+        if self.depth(pool, records) >= pool.queue_max:
+            self._count(pool, PC_QUEUE_FULL)
+            return False
+        self.waiting.setdefault(pool, {})[waiter] = None
+        waiter.queued_at = self.loop.now
+        self._count(pool, PC_QUEUED)
+        self._arm()
+        return True
+
+    def depth(self, pool: PoolView, records: list[int]) -> int:
+        """Requests of `pool` waiting in every worker of the front."""
+        at = pool_counters_at(self.table.capacity, pool.index) + PC_QUEUED
+        words = self.table.words
+        return sum(words[base + at] for base in records)
+
+    def leave(self, pool: PoolView, waiter: Waiter, reason: str) -> None:
+        """`waiter` stops waiting without a member: "timeout", "gone" (its client left)."""
+        if self._remove(pool, waiter):
+            self._count(pool, REASONS[reason])
+
+    def _remove(self, pool: PoolView, waiter: Waiter) -> bool:
+        waiting = self.waiting.get(pool)
+        if waiting is None or waiter not in waiting:
+            return False
+        del waiting[waiter]
+        self._count(pool, PC_QUEUED, -1)
+        return True
+
+    def dispatch(self) -> None:
+        """Let the waiting try again, oldest first (called when a request finished, and by
+        the poll timer)."""
+        for pool, waiting in list(self.waiting.items()):
+            for waiter in list(waiting)[:SCAN_LIMIT]:
+                if waiter.closed:
+                    self._remove(pool, waiter)
+                    continue
+                queued_at = waiter.queued_at
+                if not waiter.try_dispatch():
+                    if waiter.pinned:
+                        continue  # it waits for its own member; others may have room
+                    break  # no room for the oldest: none for the younger ones either
+                if self._remove(pool, waiter):
+                    self._waited(pool, self.loop.now - queued_at)
+            if not waiting:
+                del self.waiting[pool]
+        self._arm()
+
+    def soon(self) -> None:
+        """A member may have room now: try at the end of this loop iteration (not from
+        inside the session that made the room)."""
+        if self.waiting:
+            self.loop.set_timer(self.timer, self.loop.now)
+
+    def _on_timer(self, now: float) -> None:
+        self.dispatch()
+
+    def _arm(self) -> None:
+        if any(self.waiting.values()):
+            self.loop.set_timer(self.timer, self.loop.now + QUEUE_POLL)
+
+    def _count(self, pool: PoolView, counter: int, n: int = 1) -> None:
+        self.record[pool_counters_at(self.table.capacity, pool.index) + counter] += n
+
+    def _waited(self, pool: PoolView, seconds: float) -> None:
+        record = self.record
+        record[WK_QUEUE_HISTOGRAM + bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        record[WK_QUEUE_SUM] += int(seconds * 1e6)
+        record[WK_QUEUE_COUNT] += 1
+        self._count(pool, PC_DEQUEUED)
