@@ -57,20 +57,22 @@ def render_text(data: dict[str, Any]) -> str:
         f"heartbeats {data['heartbeats']['accepted']}",
         "",
         f"{'MEMBER':22} {'NAME':12} {'SET':>3} {'STATE':10} {'READY':>6} {'BUSY':>5} "
-        f"{'AGE':>6} {'SHARE':>6} {'REQS':>8} {'5XX':>5} {'FLY':>4}  WHY",
+        f"{'AGE':>6} {'SHARE':>6} {'REQS':>8} {'5XX':>5} {'FLY/CAP':>9}  WHY",
     ]
     for m in data["members"]:
         lines.append(
             f"{m['address']:22} {m['name'][:12]:12} {m['lbset']:3d} {m['state']:10} "
             f"{m['ready']:6d} {m['busy']:5d} {_age(m['heartbeat_age_seconds']):>6} "
             f"{m['share']:6.1%} {m['requests']:8d} {m['responses']['5xx']:5d} "
-            f"{m['in_flight']:4d}  {m['why']}")
+            f"{str(m['in_flight']) + '/' + str(m.get('capacity', '-')):>9}  {m['why']}")
     if not data["members"]:
         lines.append("(no members)")
     for pool in data.get("pools", []):
         sticky = f"  sticky {pool['stickysession']}" if pool["stickysession"] else ""
+        rejected = pool["queue_rejected"]
         lines += ["", f"POOL {pool['name']}  requests {pool['requests']}  no member "
-                      f"{pool['no_member']}{sticky}"]
+                      f"{pool['no_member']}  queued {pool['queued']} (timeouts "
+                      f"{rejected['timeout']}, full {rejected['full']}){sticky}"]
         for m in pool["members"]:
             tier = f"{m['lbset']}{'H' if m['standby'] else ''}"
             lines.append(f"  {m['address']:22} {m['route'][:12]:12} {tier:>3} "

@@ -16,7 +16,12 @@ from hbfork.core.pool_admin import POOL_DISABLED, POOL_DRAINED
 from hbfork.table.layout import (
     MAX_POOLS,
     MAX_ROUTES,
+    PC_DEQUEUED,
     PC_NO_MEMBER,
+    PC_QUEUE_FULL,
+    PC_QUEUE_GONE,
+    PC_QUEUE_TIMEOUT,
+    PC_QUEUED,
     PC_STATUS_CLASS,
     PC_STICKY,
     PC_STICKY_LOST,
@@ -84,6 +89,13 @@ def pools(config: Config, records: list[MemberRecord], admin: dict[tuple[str, in
             "no_member": counters[at + PC_NO_MEMBER],
             "sticky_hits": counters[at + PC_STICKY],
             "sticky_lost": counters[at + PC_STICKY_LOST],
+            "queued": counters[at + PC_QUEUED],
+            "dequeued": counters[at + PC_DEQUEUED],
+            "queue_rejected": {"timeout": counters[at + PC_QUEUE_TIMEOUT],
+                               "full": counters[at + PC_QUEUE_FULL],
+                               "gone": counters[at + PC_QUEUE_GONE]},
+            "weighting": pool.weighting or config.balance.weighting,
+            "pick": pool.pick or config.balance.pick,
             "members": members,
         })
     return out

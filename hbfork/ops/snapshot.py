@@ -15,6 +15,7 @@ from hbfork.core.members import ELIGIBLE
 from hbfork.ops import pool_view
 from hbfork.table.layout import (
     LATENCY_BUCKETS,
+    LOAD_MASK,
     MC_CONNECT_FAILURES,
     MC_INFLIGHT,
     MC_STATUS_CLASS,
@@ -34,12 +35,11 @@ from hbfork.table.layout import (
     WK_CONNECTIONS,
     WK_GENERATION,
     WK_HISTOGRAM,
-    WK_LATENCY_COUNT,
-    WK_LATENCY_SUM,
     WK_MEMBERS,
     WK_NO_MEMBER,
     WK_NUMBER,
     WK_PID,
+    WK_QUEUE_HISTOGRAM,
     WK_REQUESTS,
     WK_RETRIES,
     WK_STATE,
@@ -88,7 +88,7 @@ def snapshot(table: Table, config: Config | None = None) -> dict[str, Any]:
             "member_capacity": table.capacity,
         },
         "heartbeats": table.heartbeat_counters(),
-        "members": _members(members, per_member, now_ns),
+        "members": _members(members, per_member, now_ns, table.load_words()),
         "workers": workers,
         "totals": totals,
     }
@@ -100,7 +100,7 @@ def snapshot(table: Table, config: Config | None = None) -> dict[str, Any]:
 
 
 def _members(records: list[MemberRecord], per_member: dict[int, list[int]],
-             now_ns: int) -> list[dict[str, Any]]:
+             now_ns: int, loads: list[int]) -> list[dict[str, Any]]:
     eligible = [r for r in records if r.weight > 0]
     active_set = min((r.lbset for r in eligible), default=None)
     total = sum(r.weight for r in eligible if r.lbset == active_set)
@@ -134,6 +134,7 @@ def _members(records: list[MemberRecord], per_member: dict[int, list[int]],
             "responses": responses,
             "connect_failures": counters[MC_CONNECT_FAILURES],
             "in_flight": counters[MC_INFLIGHT],
+            "capacity": loads[r.slot] & LOAD_MASK,
         })
     return out
 
@@ -162,8 +163,7 @@ def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str,
     sums = {"connections": 0, "accepted": 0, "requests": 0, "no_member": 0, "retries": 0,
             "connect_failures": 0, "upstream_timeouts": 0, "client_errors": 0,
             "bytes_in": 0, "bytes_out": 0, "responses": dict.fromkeys(CLASSES, 0)}
-    buckets = [0] * (len(LATENCY_BUCKETS) + 1)
-    latency_sum = latency_count = 0
+    histograms = {"latency": [0] * HISTOGRAM_WORDS, "queue_wait": [0] * HISTOGRAM_WORDS}
     per_member: dict[int, list[int]] = {}
     uids = [table.uid(slot) for slot in range(table.capacity)]
     used = [(slot, uid) for slot, uid in enumerate(uids) if uid]
@@ -200,22 +200,31 @@ def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str,
             sums[key] += values[word]
         for i, name in enumerate(CLASSES):
             sums["responses"][name] += values[WK_STATUS_CLASS + i]
-        for i in range(len(buckets)):
-            buckets[i] += values[WK_HISTOGRAM + i]
-        latency_sum += values[WK_LATENCY_SUM]
-        latency_count += values[WK_LATENCY_COUNT]
+        for name, start in (("latency", WK_HISTOGRAM), ("queue_wait", WK_QUEUE_HISTOGRAM)):
+            acc = histograms[name]
+            for i in range(HISTOGRAM_WORDS):
+                acc[i] += values[start + i]
         for slot, uid in used:
             mine = member_words[slot]
             if mine[MC_UID] == uid:
                 counters = per_member.setdefault(slot, [0] * MEMBER_COUNTERS)
                 for k in range(1, MEMBER_COUNTERS):
                     counters[k] += mine[k]
-    cumulative, running = [], 0
-    for bound, count in zip((*LATENCY_BUCKETS, "+Inf"), buckets, strict=True):
-        running += count
-        cumulative.append([bound, running])
-    sums["latency"] = {"buckets": cumulative, "sum_seconds": latency_sum / 1e6,
-                       "count": latency_count}
+    for name, acc in histograms.items():
+        sums[name] = _histogram(acc)
     workers.sort(key=lambda w: (w["generation"], w["number"]))
     return workers, sums, per_member
 
+
+
+HISTOGRAM_WORDS = len(LATENCY_BUCKETS) + 3  # buckets, +Inf, sum (µs), count
+
+
+def _histogram(acc: list[int]) -> dict[str, Any]:
+    """Per-bucket counts as Prometheus wants them: cumulative, with the sum in seconds."""
+    cumulative, running = [], 0
+    for bound, count in zip((*LATENCY_BUCKETS, "+Inf"), acc[:len(LATENCY_BUCKETS) + 1],
+                            strict=True):
+        running += count
+        cumulative.append([bound, running])
+    return {"buckets": cumulative, "sum_seconds": acc[-2] / 1e6, "count": acc[-1]}

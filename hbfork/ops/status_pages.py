@@ -62,6 +62,14 @@ class _Metrics:
         for labels, value in samples:
             self.lines.append(f"{name}{_labels(**labels)} {_number(value)}")
 
+    def histogram(self, name: str, help_text: str, data: dict[str, Any]) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} histogram")
+        for bound, count in data["buckets"]:
+            self.lines.append(f'{name}_bucket{{le="{bound}"}} {count}')
+        self.lines.append(f"{name}_sum {data['sum_seconds']!r}")
+        self.lines.append(f"{name}_count {data['count']}")
+
     def text(self) -> bytes:
         return ("\n".join(self.lines) + "\n").encode()
 
@@ -94,6 +102,9 @@ def render_metrics(data: dict[str, Any]) -> bytes:
              per_member("heartbeat_age_seconds"))
     m.family("hbfork_member_in_flight", "gauge", "Requests in flight to the member.",
              per_member("in_flight"))
+    m.family("hbfork_member_capacity", "gauge",
+             "Most requests in flight to the member at once (ready + busy, or max_conns).",
+             per_member("capacity"))
     m.family("hbfork_member_heartbeats", "counter", "Heartbeats accepted from the member.",
              per_member("heartbeats"))
     m.family("hbfork_member_errors", "counter", "Times the member was put in error.",
@@ -125,14 +136,11 @@ def render_metrics(data: dict[str, Any]) -> bytes:
                w["requests"]) for w in data["workers"]])
     if "pools" in data:
         _pool_metrics(m, data)
-    latency = totals["latency"]
-    m.lines.append("# HELP hbfork_request_duration_seconds Time from request head to the end "
-                   "of the response.")
-    m.lines.append("# TYPE hbfork_request_duration_seconds histogram")
-    for bound, count in latency["buckets"]:
-        m.lines.append(f'hbfork_request_duration_seconds_bucket{{le="{bound}"}} {count}')
-    m.lines.append(f"hbfork_request_duration_seconds_sum {latency['sum_seconds']!r}")
-    m.lines.append(f"hbfork_request_duration_seconds_count {latency['count']}")
+    m.histogram("hbfork_request_duration_seconds",
+                "Time from request head to the end of the response.", totals["latency"])
+    m.histogram("hbfork_queue_wait_seconds",
+                "Time requests waited in the front queue before a member had room.",
+                totals["queue_wait"])
     return m.text()
 
 
@@ -154,6 +162,12 @@ def _pool_metrics(m: _Metrics, data: dict[str, Any]) -> None:
     m.family("hbfork_pool_member_share", "gauge", "The member's share of the pool's picks.",
              [({"pool": pool, "member": x["address"], "route": x["route"]}, x["share"])
               for pool, x in members])
+    m.family("hbfork_queue_depth", "gauge", "Requests waiting in the front queue.",
+             [({"pool": p["name"]}, p["queued"]) for p in pools])
+    m.family("hbfork_queue_rejected", "counter",
+             "Requests that left the front queue without a member, by reason.",
+             [({"pool": p["name"], "reason": reason}, count) for p in pools
+              for reason, count in p["queue_rejected"].items()])
     m.family("hbfork_route_requests", "counter", "Requests matched by each route.",
              [({"route": r["label"], "index": r["index"]}, r["requests"]) for r in routes])
     m.family("hbfork_route_errors", "counter", "5xx answers to requests of each route.",
@@ -198,7 +212,7 @@ def render_html(data: dict[str, Any]) -> bytes:
             f'<td>{x["ready"]}</td><td>{x["busy"]}</td>'
             f'<td>{_age(x["heartbeat_age_seconds"])}</td><td class="bar">{bar}</td>'
             f'<td>{x["requests"]}</td><td>{x["responses"]["5xx"]}</td>'
-            f'<td>{x["connect_failures"]}</td><td>{x["in_flight"]}</td></tr>')
+            f'<td>{x["connect_failures"]}</td><td>{x["in_flight"]}/{x["capacity"]}</td></tr>')
     workers = "".join(
         f'<tr><td>{w["number"]}</td><td>{w["pid"]}</td><td>{w["generation"]}</td>'
         f'<td class="l">{esc(w["state"])}</td><td>{w["connections"]}</td>'
@@ -220,7 +234,7 @@ def render_html(data: dict[str, Any]) -> bytes:
 <h2>Members</h2><table><tr><th class="l">address</th><th class="l">name</th><th>lbset</th>
 <th class="l">state</th><th class="l">why</th><th>ready</th><th>busy</th><th>heartbeat</th>
 <th class="l">share of picks</th><th>requests</th><th>5xx</th><th>connect fails</th>
-<th>in flight</th></tr>{"".join(rows)}</table>
+<th>in flight / capacity</th></tr>{"".join(rows)}</table>
 {_pools_html(data)}
 <h2>Workers</h2><table><tr><th>#</th><th>pid</th><th>gen</th><th class="l">state</th>
 <th>connections</th><th>requests</th><th>last tick</th></tr>{workers}</table>
@@ -239,7 +253,8 @@ def _pools_html(data: dict[str, Any]) -> str:
             bar = f'<span style="width:{x["share"] * 100:.1f}%"></span> {x["share"]:.0%}'
             tier = f'{x["lbset"]}{" standby" if x["standby"] else ""}'
             rows.append(
-                f'<tr><td class="l">{esc(p["name"])}</td><td class="l">{sticky}</td>'
+                f'<tr><td class="l">{esc(p["name"])}</td><td class="l">{sticky}'
+                f' &middot; queued {p["queued"]}</td>'
                 f'<td class="l">{esc(x["address"])}</td><td class="l">{esc(x["route"])}</td>'
                 f'<td>{tier}</td><td class="l {_state_class(x["state"])}">{esc(x["state"])}'
                 f'</td><td class="bar">{bar}</td><td>{p["requests"]}</td>'
