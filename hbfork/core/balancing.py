@@ -92,27 +92,31 @@ def choose(members: Members, weighting: str, pick: str, in_flight: InFlight,
 
 def _corrected(m: Members, in_flight: InFlight, rand: Callable[[], float],
                excluded: set[int] | frozenset[int]) -> int | None:
-    if not excluded:
-        for _ in range(TRIES):
-            i = m.by_capacity.pick(rand())
-            if i is None:
-                break
-            now = in_flight(m.slots[i])
-            if now < m.capacity[i] and \
-                    rand() * m.capacity[i] < effective(m.ready[i], now, m.at_report[i]):
-                return m.slots[i]
+    pick, slots, capacity = m.by_capacity.pick, m.slots, m.capacity
+    for _ in range(TRIES):
+        i = pick(rand())
+        if i is None:
+            break
+        slot = slots[i]
+        if slot in excluded:
+            continue  # a retry: draw again rather than look at everyone
+        now = in_flight(slot)
+        if now < capacity[i] and \
+                rand() * capacity[i] < effective(m.ready[i], now, m.at_report[i]):
+            return slot
     return _scan(m, in_flight, rand, excluded, corrected=True)
 
 
 def _reported(m: Members, in_flight: InFlight, rand: Callable[[], float],
               excluded: set[int] | frozenset[int]) -> int | None:
-    if not excluded:
-        for _ in range(TRIES):
-            i = m.by_ready.pick(rand())
-            if i is None:
-                break
-            if in_flight(m.slots[i]) < m.capacity[i]:
-                return m.slots[i]
+    pick, slots, capacity = m.by_ready.pick, m.slots, m.capacity
+    for _ in range(TRIES):
+        i = pick(rand())
+        if i is None:
+            break
+        slot = slots[i]
+        if slot not in excluded and in_flight(slot) < capacity[i]:
+            return slot
     return _scan(m, in_flight, rand, excluded, corrected=False)
 
 
@@ -143,11 +147,13 @@ def _scan(m: Members, in_flight: InFlight, rand: Callable[[], float],
 def _p2c(m: Members, weighting: str, in_flight: InFlight, rand: Callable[[], float],
          excluded: set[int] | frozenset[int]) -> int | None:
     count = len(m.slots)
-    if count == 1 or excluded:
+    if count == 1 or (excluded and len(excluded) * 2 >= count):
         return _scan(m, in_flight, rand, excluded, corrected=weighting == "corrected")
     a = int(rand() * count)
     b = int(rand() * (count - 1))
     b = b + 1 if b >= a else b  # a different member
+    if excluded and (m.slots[a] in excluded or m.slots[b] in excluded):
+        return _p2c(m, weighting, in_flight, rand, excluded)  # draw again
     best, best_value = None, 0
     for i in (a, b):
         now = in_flight(m.slots[i])

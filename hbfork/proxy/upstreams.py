@@ -32,6 +32,7 @@ from hbfork.table.layout import (
     MC_STATUS_CLASS,
     MC_UID,
     MEMBER_COUNTERS,
+    W_GENERATION,
     WK_HISTOGRAM,
     WK_LATENCY_COUNT,
     WK_LATENCY_SUM,
@@ -105,6 +106,7 @@ class Upstreams:
     def __init__(self, table: Table, record: memoryview, config: Config | None = None,
                  rng: random.Random | None = None) -> None:
         self.table = table
+        self.words_view = table.words
         self.record = record
         self.targets: dict[int, Target] = {}
         self.random = (rng or random.Random()).random
@@ -183,8 +185,15 @@ class Upstreams:
         entries.append((tier, slot, word & WEIGHT_MASK, load & LOAD_MASK, load >> 32))
 
     def in_flight(self, slot: int) -> int:
-        """Requests the whole front (every worker) has in flight to the member in `slot`."""
-        return self.table.in_flight(slot, self.uids[slot], self.records)
+        """Requests the whole front (every worker) has in flight to the member in `slot`
+        (Table.in_flight, inlined: it runs for every member a pick looks at)."""
+        words, uid = self.words_view, self.uids[slot]
+        at = WK_MEMBERS + slot * MEMBER_COUNTERS
+        total = 0
+        for base in self.records:
+            if words[base + at] == uid:  # MC_UID: the record counts this member
+                total += words[base + at + MC_INFLIGHT]
+        return total
 
     # --- picks
 
@@ -194,7 +203,9 @@ class Upstreams:
         avoiding the slots in `excluded`; FULL when members are up but none has room now (the
         caller queues the request), None when none can serve."""
         pool = pool or self.default
-        generation = self._refresh()
+        generation = self.words_view[W_GENERATION]
+        if generation != self.seen:
+            self._refresh()
         if pool.built != generation:
             self._build(pool, generation)
         slot = choose(pool.candidates, pool.weighting, pool.pick, self.in_flight, self.random,
@@ -268,7 +279,8 @@ class Upstreams:
         at = target.counters
         if self.record[at + MC_UID] != target.uid:
             return  # the slot was reused meanwhile; its counters were reset
-        self.record[at + MC_INFLIGHT] -= 1
+        if self.record[at + MC_INFLIGHT]:  # an unsigned word: never wrap below 0
+            self.record[at + MC_INFLIGHT] -= 1
         if 100 <= status < 600:
             self.record[at + MC_STATUS_CLASS + status // 100 - 1] += 1
         if self.on_room is not None:

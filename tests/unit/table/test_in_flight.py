@@ -1,0 +1,106 @@
+"""In-flight counts across workers: what balancing reads, summed over the workers' records."""
+
+from __future__ import annotations
+
+import os
+from ipaddress import IPv4Address
+
+import pytest
+
+from hbfork.core.members import ELIGIBLE, Member
+from hbfork.proxy.upstreams import Upstreams
+from hbfork.table.layout import (
+    MC_INFLIGHT,
+    STATE_DRAINING,
+    STATE_EXITED,
+    STATE_READY,
+    WK_GENERATION,
+    WK_MEMBERS,
+    WK_STATE,
+)
+from hbfork.table.table import Table
+
+
+@pytest.fixture
+def table():
+    t = Table.create(4, 4, master_pid=920_000 + os.getpid() % 1000)
+    yield t
+    t.unlink()
+    t.close()
+
+
+def member(slot: int, ready: int = 5, busy: int = 3) -> Member:
+    return Member(slot=slot, uid=slot + 1, ip=IPv4Address(0x0A000001 + slot), port=80,
+                  static=True, ready=ready, busy=busy, first_seen=1, last_seen=1,
+                  weight=ready, reason=ELIGIBLE, usable=True, capacity=ready + busy)
+
+
+def workers(table: Table, *states: int) -> list[Upstreams]:
+    out = []
+    for index, state in enumerate(states):
+        record = table.worker_words(index)
+        record[WK_STATE] = state
+        record[WK_GENERATION] = 1
+        out.append(Upstreams(table, record))
+    table.bump_generation()
+    return out
+
+
+def test_in_flight_is_summed_over_live_workers(table) -> None:
+    table.write_member(0, member(0))
+    a, b, c = workers(table, STATE_READY, STATE_DRAINING, STATE_READY)
+    target = a.choose()
+    assert target is not None and target.slot == 0
+    for upstreams in (a, b, b, c):
+        upstreams.started(upstreams.choose())
+    assert a.in_flight(0) == 4 and c.in_flight(0) == 4  # every worker sees the whole front
+    assert table.in_flight(0, 1, table.live_records()) == 4
+
+
+def test_a_worker_that_exits_takes_its_requests_with_it(table) -> None:
+    table.write_member(0, member(0))
+    a, b = workers(table, STATE_READY, STATE_READY)
+    for upstreams in (a, b, b):
+        upstreams.started(upstreams.choose())
+    assert a.in_flight(0) == 3
+    b.record[WK_STATE] = STATE_EXITED
+    table.retire_worker(1)  # its connections died with it
+    table.bump_generation()
+    a.choose()  # a new generation: the worker list is read again
+    assert a.in_flight(0) == 1
+    retired = table.worker_words(table.worker_capacity)
+    assert retired[WK_MEMBERS + MC_INFLIGHT] == 0  # not folded into the totals
+    retired.release()
+
+
+def test_finishing_more_than_started_never_wraps(table) -> None:
+    table.write_member(0, member(0))
+    (a,) = workers(table, STATE_READY)
+    target = a.choose()
+    a.started(target)
+    a.finished(target, 200)
+    a.finished(target, 200)  # a bug elsewhere must not make the member look full forever
+    assert a.in_flight(0) == 0
+
+
+def test_a_reused_slot_starts_from_zero(table) -> None:
+    table.write_member(0, member(0))
+    (a,) = workers(table, STATE_READY)
+    old = a.choose()
+    a.started(old)
+    fresh = member(0)
+    fresh.uid = 99
+    table.write_member(0, fresh)
+    table.bump_generation()
+    new = a.choose()
+    assert new is not None and new.uid == 99 and a.in_flight(0) == 0
+    a.finished(old, 200)  # the old member's request ends: nothing to count any more
+    assert a.in_flight(0) == 0
+
+
+def test_full_members_are_not_picked(table) -> None:
+    table.write_member(0, member(0, ready=1, busy=1))  # capacity 2
+    (a,) = workers(table, STATE_READY)
+    a.started(a.choose())
+    a.started(a.choose())
+    assert a.choose() == -1  # FULL: the caller queues the request
