@@ -14,6 +14,8 @@ TITLES = {
     "pool.member": "[[pool.member]] (members of the pool above; or `members = [\"IP:port\", "
                    "...]`)",
     "route": "[[route]] (checked in file order; the first match wins)",
+    "listen": "[[listen]] (a listener with options; [proxy] listen ones are plain)",
+    "certificate": "[[certificate]] (one block per certificate; chosen by SNI)",
 }
 
 

@@ -44,6 +44,7 @@ from hbfork.core.settings import (
     StatusSettings,
     text_value,
 )
+from hbfork.core.tls_settings import CertificateSettings, ListenSettings, TlsSettings
 from hbfork.core.values import BadSetting, build, key_of
 
 if sys.version_info >= (3, 11):  # noqa: UP036 - tomli where tomllib is missing
@@ -60,11 +61,19 @@ class Config:
     members: tuple[MemberSettings, ...]
     http: HttpSettings
     balance: BalanceSettings
+    tls: TlsSettings
     status: StatusSettings
     log: LogSettings
     pools: tuple[PoolSettings, ...] = ()
     routes: tuple[RouteSettings, ...] = ()
+    certificates: tuple[CertificateSettings, ...] = ()
+    listens: tuple[ListenSettings, ...] = ()
     base_dir: str = "."  # the config file's directory (absolute when read from a file)
+
+    @property
+    def listeners(self) -> tuple[ListenSettings, ...]:
+        """Every client-facing listener: [proxy] listen (plain), then the [[listen]] ones."""
+        return tuple(ListenSettings(address=e) for e in self.proxy.listen) + self.listens
 
     @property
     def discovering(self) -> bool:
@@ -127,19 +136,38 @@ def loads(text: str, path: str = "<string>", base_dir: str | None = None) -> Con
 
 def from_document(document: dict[str, Any], path: str, base_dir: str = ".") -> Config:
     """A validated Config from a parsed TOML document; raises ConfigError."""
-    _reject_unknown(document, [*SECTIONS, "member", "pool", "route"], path, "")
+    _reject_unknown(document, [*SECTIONS, "member", "pool", "route", "certificate", "listen"],
+                    path, "")
     sections = {
         name: _build(cls, _table(document, name, path), path, f"[{name}]")
         for name, cls in SECTIONS.items()
     }
+    listens = _blocks(document, "listen", ListenSettings, path)
+    if listens and "listen" not in _table(document, "proxy", path):
+        # With [[listen]] blocks, [proxy] listen has no default: only what is written binds.
+        sections["proxy"] = replace(sections["proxy"], listen=())
     heartbeat = sections["heartbeat"]
     members = _members(document.get("member", []), path, heartbeat)
     pools = parse_pools(document.get("pool", []), path, heartbeat, members)
     routes = parse_routes(document.get("route", []), path)
     config = Config(path=path, members=members, pools=pools, routes=routes, base_dir=base_dir,
-                    **sections)
+                    certificates=_blocks(document, "certificate", CertificateSettings, path),
+                    listens=listens, **sections)
     _check(config)
     return config
+
+
+def _blocks(document: dict[str, Any], name: str, cls: type, path: str) -> tuple[Any, ...]:
+    """An array of tables ([[name]] blocks), each built as `cls`."""
+    raw = document.get(name, [])
+    if not isinstance(raw, list):
+        raise ConfigError(path, f"[[{name}]]", f"must be an array of tables ([[{name}]] blocks)")
+    out = []
+    for index, table in enumerate(raw):
+        if not isinstance(table, dict):
+            raise ConfigError(path, f"[[{name}]] #{index + 1}", "must be a table")
+        out.append(_build(cls, table, path, f"[[{name}]] #{index + 1}"))
+    return tuple(out)
 
 
 def _table(document: dict[str, Any], name: str, path: str) -> dict[str, Any]:
@@ -210,9 +238,7 @@ def _check(config: Config) -> None:
     if hb.forget_after < hb.max_age:
         raise ConfigError(path, "[heartbeat] forget_after",
                           f"({hb.forget_after:g}) must not be less than max_age ({hb.max_age:g})")
-    status = config.status.listen
-    if status is not None and status in config.proxy.listen:
-        raise ConfigError(path, "[status] listen", f"{status} is also a [proxy] listen address")
+    check_listeners(config)
     if hb.require_signature and not hb.key_file:
         raise ConfigError(path, "[heartbeat] require_signature", "needs [heartbeat] key_file")
     if any(m.require_signature for m in listed) and not hb.key_file:
@@ -229,6 +255,45 @@ def _check(config: Config) -> None:
                           f"({UNIX_PATH_MAX} bytes); choose a shorter path")
     if hb.source and not hb.source.startswith("file:"):
         raise ConfigError(path, "[heartbeat] source", f"expected \"file:PATH\", got {hb.source!r}")
+
+
+def check_listeners(config: Config) -> None:
+    path = config.path
+    listeners = config.listeners
+    if not listeners:
+        raise ConfigError(path, "[proxy] listen", "no client-facing listener")
+    seen: set[Endpoint] = set()
+    for index, listen in enumerate(config.listens):
+        where = f"[[listen]] #{index + 1}"
+        if listen.address is None:
+            raise ConfigError(path, f"{where} address", "is required")
+        if listen.tls and listen.redirect_https:
+            raise ConfigError(path, f"{where} redirect_https", "is for a plain listener")
+        if listen.hsts and not listen.tls:
+            raise ConfigError(path, f"{where} hsts", "only means something with tls = true")
+        if listen.tls and config.proxy.mode == "tcp" and listen.redirect_https:
+            raise ConfigError(path, f"{where} redirect_https", "needs [proxy] mode = \"http\"")
+    for listen in listeners:
+        if listen.address in seen:
+            raise ConfigError(path, "[[listen]] address",
+                              f"{listen.address} is listed twice ([proxy] listen included)")
+        seen.add(listen.address)
+    status = config.status.listen
+    if status is not None and status in seen:
+        which = "[proxy] listen" if status in config.proxy.listen else "[[listen]]"
+        raise ConfigError(path, "[status] listen", f"{status} is also a {which} address")
+    tls_listeners = [entry for entry in listeners if entry.tls]
+    if tls_listeners and not config.certificates:
+        raise ConfigError(path, "[[certificate]]", "a [[listen]] has tls = true, but no "
+                                                   "certificate is configured")
+    if config.certificates and not tls_listeners:
+        raise ConfigError(path, "[[certificate]]", "no [[listen]] has tls = true to serve it")
+    for index, cert in enumerate(config.certificates):
+        if not cert.cert:
+            raise ConfigError(path, f"[[certificate]] #{index + 1} cert", "is required")
+    if sum(c.default for c in config.certificates) > 1:
+        raise ConfigError(path, "[[certificate]] default", "only one certificate can be the "
+                                                            "default")
 
 
 def describe(config: Config) -> str:
@@ -279,7 +344,8 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
     """(section, key, default, help) for every setting: the README's configuration reference."""
     rows = []
     tables = [*SECTIONS.items(), ("member", MemberSettings), ("pool", PoolSettings),
-              ("pool.member", PoolMemberSettings), ("route", RouteSettings)]
+              ("pool.member", PoolMemberSettings), ("route", RouteSettings),
+              ("listen", ListenSettings), ("certificate", CertificateSettings)]
     for name, cls in tables:
         for f in fields(cls):
             shown = f.metadata["shown"] or _show(f.default)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hbfork.core.addresses import Endpoint, IPNetwork, parse_endpoint
+from hbfork.core.tls_settings import TlsSettings
 from hbfork.core.values import (
     INT32_MAX,
     MAX_WORKERS,
@@ -206,6 +207,7 @@ SECTIONS: dict[str, type] = {
     "heartbeat": HeartbeatSettings,
     "http": HttpSettings,
     "balance": BalanceSettings,
+    "tls": TlsSettings,
     "status": StatusSettings,
     "log": LogSettings,
 }

@@ -80,8 +80,8 @@ def optional_endpoint(value: Any) -> Endpoint | None:
 def endpoint_list(value: Any) -> tuple[Endpoint, ...]:
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, list) or not value:
-        raise ValueError("expected a non-empty list of addresses like [\"127.0.0.1:8080\"]")
+    if not isinstance(value, list):
+        raise ValueError("expected a list of addresses like [\"127.0.0.1:8080\"]")
     endpoints = tuple(endpoint(item) for item in value)
     if len(set(endpoints)) != len(endpoints):
         raise ValueError("lists the same address twice")

@@ -9,7 +9,7 @@ from dataclasses import fields
 
 import pytest
 
-from hbfork.core import config, pool_settings, settings
+from hbfork.core import config, pool_settings, settings, tls_settings
 from hbfork.core.addresses import Endpoint, parse_endpoint
 from hbfork.core.config import describe, loads, reference_rows
 from hbfork.core.errors import ConfigError
@@ -212,8 +212,8 @@ def test_member_key_names_the_member_number() -> None:
     ("[proxy]\nworkers = 2.0", "[proxy] workers", "expected an integer"),
     ("[proxy]\nmax_connections = true", "[proxy] max_connections", "expected an integer"),
     ('[proxy]\nmode = "udp"', "[proxy] mode", "expected one of 'http', 'tcp'"),
-    ("[proxy]\nlisten = 8080", "[proxy] listen", "non-empty list"),
-    ("[proxy]\nlisten = []", "[proxy] listen", "non-empty list"),
+    ("[proxy]\nlisten = 8080", "[proxy] listen", "expected a list"),
+    ("[proxy]\nlisten = []", "[proxy] listen", "no client-facing listener"),
     ("[proxy]\nuser = 0", "[proxy] user", "expected a string"),
     ('[proxy]\nallow_root = "yes"', "[proxy] allow_root", "expected true or false"),
     ('[heartbeat]\nmax_age = "10"', "[heartbeat] max_age", "expected a number of seconds"),
@@ -410,7 +410,9 @@ def _all_settings() -> set[tuple[str, str]]:
     tables = [*settings.SECTIONS.items(), ("member", settings.MemberSettings),
               ("pool", pool_settings.PoolSettings), ("pool.member",
                                                       pool_settings.PoolMemberSettings),
-              ("route", pool_settings.RouteSettings)]
+              ("route", pool_settings.RouteSettings),
+              ("listen", tls_settings.ListenSettings),
+              ("certificate", tls_settings.CertificateSettings)]
     for name, cls in tables:
         out |= {(name, key_of(f)) for f in fields(cls)}
     return out
@@ -444,7 +446,10 @@ ROUTE = '[[route]]\npath = "/"\npool = "p"\n'
 TABLES = {"pool": (POOL, lambda c: c.pool("p")),
           "pool.member": ('[[pool]]\nname = "p"\n[[pool.member]]\naddress = "10.0.0.12:8080"\n',
                           lambda c: c.pool("p").members[0]),
-          "route": (POOL + ROUTE, lambda c: c.routes[0])}
+          "route": (POOL + ROUTE, lambda c: c.routes[0]),
+          "listen": ('[[listen]]\naddress = "127.0.0.1:8443"\n', lambda c: c.listens[0]),
+          "certificate": ('[[listen]]\naddress = "127.0.0.1:8443"\ntls = true\n'
+                          '[[certificate]]\ncert = "x.pem"\n', lambda c: c.certificates[0])}
 
 
 @pytest.mark.parametrize(("section", "key", "shown"),
