@@ -50,7 +50,8 @@ HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te"
                         b"upgrade", b"transfer-encoding"))
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 REASONS = {100: "Continue", 101: "Switching Protocols", 200: "OK", 204: "No Content",
-           304: "Not Modified", 400: "Bad Request", 408: "Request Timeout",
+           301: "Moved Permanently", 304: "Not Modified", 400: "Bad Request",
+           408: "Request Timeout",
            413: "Content Too Large", 414: "URI Too Long",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
            501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",

@@ -19,7 +19,8 @@ END_TO_END = frozenset((b"content-length", b"transfer-encoding", b"host"))
 
 def request_head_for_member(head: RequestHead, client_ip: str, forwarded: bool,
                             proto: bytes = b"http", member_host: bytes = b"",
-                            target: bytes | None = None, replace_host: bool = False) -> bytes:
+                            target: bytes | None = None, replace_host: bool = False,
+                            port: int = 0) -> bytes:
     """The request head to send upstream, always as HTTP/1.1: hop-by-hop headers removed,
     Content-Length sent once as a plain number, Expect: 100-continue answered by us (so
     removed), a Host added for an HTTP/1.0 client that sent none (or, with `replace_host`,
@@ -54,17 +55,19 @@ def request_head_for_member(head: RequestHead, client_ip: str, forwarded: bool,
         out.append(b"Connection: Upgrade")
         out.append(b"Upgrade: " + head.upgrade)
     if forwarded:
-        out.extend(_forwarded(head, client_ip, prior_for, proto))
+        out.extend(_forwarded(head, client_ip, prior_for, proto, port))
     out.append(b"")
     out.append(b"")
     return CRLF.join(out)
 
 
 def _forwarded(head: RequestHead, client_ip: str, prior_for: bytes,
-               proto: bytes) -> list[bytes]:
+               proto: bytes, port: int) -> list[bytes]:
     ip = client_ip.encode()
     out = [b"X-Forwarded-For: " + (prior_for + b", " + ip if prior_for else ip),
            b"X-Forwarded-Proto: " + proto]
+    if port:
+        out.append(b"X-Forwarded-Port: %d" % port)
     if head.host:
         out.append(b"X-Forwarded-Host: " + head.host)
     return out

@@ -25,6 +25,7 @@ from hbfork.proxy.http.state import (
     ExchangeState,
 )
 from hbfork.proxy.loop import ERROR, RDHUP, READ, WRITE
+from hbfork.proxy.tls import WOULD_BLOCK, peek, raw_recv_into
 
 
 class ClientSide(ExchangeState):
@@ -56,7 +57,7 @@ class ClientSide(ExchangeState):
         """RDHUP while the client is not being read. Its FIN ends the stream only if no bytes
         precede it: pipelined requests or body bytes still queued are read in their turn."""
         try:
-            pending = self.client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            pending = peek(self.client)
         except BlockingIOError:
             pending = b"?"
         except OSError:
@@ -80,7 +81,7 @@ class ClientSide(ExchangeState):
         buffer = self.ctx.buffer
         try:
             n = self.client.recv_into(buffer)
-        except BlockingIOError:
+        except WOULD_BLOCK:  # BlockingIOError, or TLS waiting for a whole record
             return True
         except OSError:
             self.close()
@@ -95,6 +96,8 @@ class ClientSide(ExchangeState):
         elif self.state != FORWARD or self.response is not None or not self.request_done:
             self._set_deadline(self.ctx.http.client_timeout)
         self.inbuf += buffer[:n]
+        if self.tls is not None and self.client.pending():
+            return self._read_client()  # decrypted bytes epoll cannot see: take them now
         return True
 
     def _to_client(self, data: bytes | bytearray | memoryview) -> None:
@@ -103,7 +106,10 @@ class ClientSide(ExchangeState):
     def _flush_client(self) -> bool:
         """Write what is queued for the client; False if the session ended."""
         try:
-            sent = self.client.send(self.client_out)
+            if self.tls is None:
+                sent = self.client.send(self.client_out)
+            else:
+                sent = self.tls.send(self.client, self.client_out)
         except BlockingIOError:
             return True
         except OSError:
@@ -153,7 +159,7 @@ class ClientSide(ExchangeState):
 
     def _linger(self) -> None:
         try:
-            n = self.client.recv_into(self.ctx.buffer)
+            n = raw_recv_into(self.client, self.ctx.buffer)  # discarded: TLS or not
         except BlockingIOError:
             return
         except OSError:

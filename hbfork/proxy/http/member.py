@@ -65,8 +65,9 @@ class MemberSide(ExchangeState):
         assert decision is not None
         self.upstream_out += http_heads.request_head_for_member(
             self.request, self.client_ip, ctx.http.forwarded_headers,
-            member_host=_authority(conn.target), target=decision.target or None,
-            replace_host=not decision.preserve_host)
+            b"https" if self.tls is not None else b"http", _authority(conn.target),
+            decision.target or None, not decision.preserve_host, self.listen.address.port
+            if self.listen.address is not None else 0)
         if self.request.expect_continue and not self.request_done and not self.inbuf:
             # We answer the expectation ourselves (and do not forward it), now that a member
             # is ready to take the body: members that ignore Expect would make the client wait.

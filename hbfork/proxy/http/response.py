@@ -73,9 +73,11 @@ class ResponseRelay(ExchangeState):
         self.keep_alive = (self.keep_alive and framed and not dechunk and self.request_done
                            and (not self.client_eof or bool(self.inbuf))
                            and not self.ctx.draining and not self.drain_requested)
+        extra = (b"Set-Cookie: " + self.set_cookie,) if self.set_cookie else ()
+        if self.listen.hsts:
+            extra += (_hsts(self.listen.hsts, self.listen.hsts_subdomains),)
         self._to_client(http_heads.response_head_for_client(
-            response, self.keep_alive, dechunk, request.version, self._header_map(),
-            (b"Set-Cookie: " + self.set_cookie,) if self.set_cookie else ()))
+            response, self.keep_alive, dechunk, request.version, self._header_map(), extra))
         self.sent_to_client = True
         self._set_deadline(self.ctx.http.client_timeout)
 
@@ -86,7 +88,7 @@ class ResponseRelay(ExchangeState):
         if rmap is None:
             return None
         assert self.request is not None
-        scheme = "http"
+        scheme = "https" if self.tls is not None else "http"
         host = self.request.host.decode("latin-1")
 
         def rewrite(lower: bytes, value: bytes) -> bytes:
@@ -160,3 +162,8 @@ class ResponseRelay(ExchangeState):
                 self.conn.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+
+
+def _hsts(max_age: int, subdomains: bool) -> bytes:
+    return b"Strict-Transport-Security: max-age=%d%s" % (
+        max_age, b"; includeSubDomains" if subdomains else b"")

@@ -42,7 +42,9 @@ import time
 
 from hbfork.core import http11
 from hbfork.core.errors import ProtocolError
-from hbfork.core.http11 import ChunkedBody, LengthBody
+from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead
+from hbfork.core.tls_settings import ListenSettings
+from hbfork.core.uri import normalize_host
 from hbfork.proxy.context import SessionContext
 from hbfork.proxy.http.client import ClientSide
 from hbfork.proxy.http.failures import Failures
@@ -62,7 +64,10 @@ from hbfork.proxy.http.state import (
 )
 from hbfork.proxy.http.waiting import Waiting
 from hbfork.proxy.loop import READ
+from hbfork.proxy.tls import TlsWriter
 from hbfork.proxy.upstreams import FULL, PoolView, Target
+
+PLAIN = ListenSettings()  # a plain listener's options (tests and direct use)
 
 
 class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
@@ -70,18 +75,21 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
         "accounted", "body", "bytes_to_client", "client", "client_eof", "client_fd",
         "client_hup", "client_ip", "client_out", "client_parked", "closed", "conn", "ctx",
         "decision", "drain_requested", "exchange_started", "fresh_retry", "head_started",
-        "inbuf", "inflight_target", "keep_alive", "linger_left", "linger_until",
+        "inbuf", "inflight_target", "keep_alive", "linger_left", "linger_until", "listen",
         "member_started", "queued_at", "request", "request_done", "response", "response_body",
         "sent_to_client", "set_cookie", "state", "status", "sticky_outcome", "sticky_route",
-        "target", "timer",
+        "target", "timer", "tls",
         "tried", "upbuf", "upstream_out",
     )
 
-    def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str) -> None:
+    def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str,
+                 listen: ListenSettings = PLAIN) -> None:
         self.ctx = ctx
         self.client = client
         self.client_fd = client.fileno()
         self.client_ip = client_ip
+        self.listen = listen
+        self.tls = TlsWriter() if listen.tls else None
         self.inbuf = bytearray()
         self.upbuf = bytearray()
         self.client_out = bytearray()
@@ -199,6 +207,8 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
             self.body = LengthBody(request.content_length)
         else:
             self.request_done = True
+        if self.listen.redirect_https:
+            return self._redirect_https(request)
         router = self.ctx.router
         self.decision = decision = router.decide(request)
         if decision.pool is None:
@@ -235,6 +245,19 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
         if conn is not None:
             return self._attached(conn)
         self._connect(target)
+
+    def _redirect_https(self, request: RequestHead) -> None:
+        """A plain listener with redirect_https: every request is told to come back over
+        TLS (301, the same host and target)."""
+        if not request.host:
+            raise ProtocolError(400, "a Host header is needed to redirect to https")
+        host = normalize_host(request.host.decode("latin-1"))
+        port = self.listen.https_port
+        authority = host if port == 443 else f"{host}:{port}"
+        target = request.target.decode("latin-1")
+        if not target.startswith("/"):
+            target = "/" + target.split("/", 3)[-1] if target.count("/") >= 3 else "/"
+        self._fail(301, "", (("Location", f"https://{authority}{target}"),), sound=True)
 
     def _pick(self, pool: PoolView, decision: Decision) -> Target | None:
         """The member for this try: the session's own when it can serve it, else a weighted

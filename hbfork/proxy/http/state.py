@@ -8,10 +8,12 @@ from __future__ import annotations
 import socket
 
 from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHead, UntilClose
+from hbfork.core.tls_settings import ListenSettings
 from hbfork.proxy.context import SessionContext
 from hbfork.proxy.http.router import Decision
 from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import Timer
+from hbfork.proxy.tls import TlsWriter
 from hbfork.proxy.upstreams import PoolView, Target
 
 HEAD, CONNECT, FORWARD, TUNNEL, CLOSING, LINGER, QUEUED = range(7)
@@ -37,6 +39,8 @@ class ExchangeState:
     client: socket.socket
     client_fd: int
     client_ip: str
+    listen: ListenSettings   # the listener it came in on (TLS, HSTS, redirect to https)
+    tls: TlsWriter | None    # a TLS client: writes go through it
     state: int
     closed: bool
     timer: Timer
