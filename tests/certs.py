@@ -37,7 +37,7 @@ class Authority:
         directory.mkdir(parents=True, exist_ok=True)
         self.key = _key()
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.certificate = (
             x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
@@ -51,7 +51,7 @@ class Authority:
     def issue(self, stem: str, *names: str, days: float = 90, expired: bool = False,
               ip: str | None = None) -> Issued:
         key = _key()
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         start, end = (now - datetime.timedelta(days=10), now - datetime.timedelta(days=1)) \
             if expired else (now - datetime.timedelta(hours=1), now + datetime.timedelta(days=days))
         alt: list[x509.GeneralName] = [x509.DNSName(n) for n in names]

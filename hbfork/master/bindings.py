@@ -48,7 +48,7 @@ class Bindings:
         """Bind what `config` needs and is not bound yet; raises HbforkError (nothing kept)."""
         plan = Plan()
         try:
-            for endpoint in config.proxy.listen:
+            for endpoint in (entry.address for entry in config.listeners):
                 if endpoint not in self.listeners:
                     plan.listeners[endpoint] = _bind(endpoint, config.proxy.backlog, "")
             wanted = config.status.listen

@@ -17,6 +17,7 @@ from hbfork.core.settings import MAX_WORKERS
 from hbfork.master.bindings import Bindings
 from hbfork.master.workers import WorkerProcess, Workers
 from hbfork.system.logs import log
+from hbfork.system.tls import TlsContexts
 
 READY_TIMEOUT = 30.0  # seconds a reload waits for its workers before saying so
 
@@ -25,8 +26,9 @@ READY_TIMEOUT = 30.0  # seconds a reload waits for its workers before saying so
 class Generation:
     number: int
     config: Config
-    listeners: list[socket.socket]
+    listeners: list[socket.socket]   # in the order of config.listeners
     size: int
+    tls: TlsContexts | None = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -44,12 +46,12 @@ class Generations:
 
     # --- starting
 
-    def spawn(self, config: Config) -> Generation:
-        """Start a generation for `config`: the first one serves at once, later ones wait
-        until their workers are ready (then the older ones drain)."""
+    def spawn(self, config: Config, tls: TlsContexts | None = None) -> Generation:
+        """Start a generation for `config` (and its certificates): the first one serves at
+        once, later ones wait until their workers are ready (then the older ones drain)."""
         number = max(self.known, default=0) + 1
-        listeners = [self.bindings.listeners[e] for e in config.proxy.listen]
-        generation = Generation(number, config, listeners, config.proxy.workers)
+        listeners = [self.bindings.listeners[entry.address] for entry in config.listeners]
+        generation = Generation(number, config, listeners, config.proxy.workers, tls=tls)
         self.known[number] = generation
         if self.current is None:
             self.current = generation
@@ -64,7 +66,7 @@ class Generations:
         for number in range(1, generation.size + 1):
             if number not in have and not self.workers.spawn(
                     generation.config, generation.listeners, self.bindings.status_listener,
-                    number, generation.number):
+                    number, generation.number, generation.tls):
                 return
 
     def abandon_pending(self) -> None:

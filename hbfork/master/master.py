@@ -41,6 +41,7 @@ from hbfork.system import logs
 from hbfork.system.configfile import load
 from hbfork.system.logs import describe_error
 from hbfork.system.pidfile import claim, release
+from hbfork.system.tls import TlsContexts, load_contexts
 from hbfork.table.layout import (
     STATE_READY,
     W_CONFIG_GENERATION,
@@ -73,6 +74,7 @@ class Master:
         self.stop_deadline = 0.0
         self.signals: list[int] = []
         self.control: ControlServer | None = None
+        self.tls: TlsContexts | None = None
         self.storage = StorageFiles()
         self._death_read = self._death_write = -1
         self._wakeup_read = self._wakeup_write = -1
@@ -100,7 +102,7 @@ class Master:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         assert self.generations is not None
         try:
-            self.generations.spawn(self.config)
+            self.generations.spawn(self.config, self.tls)
             self._loop()
         finally:
             self._cleanup()
@@ -110,6 +112,7 @@ class Master:
     def _open(self) -> None:
         config = self.config
         keys = setup.keys_of(config)
+        self.tls = load_contexts(config)
         self.bindings.commit(self.bindings.prepare(config))
         self.table = Table.create(config.heartbeat.max_members, WORKER_RECORDS, self.pid)
         if config.control_socket:
@@ -141,7 +144,8 @@ class Master:
                                self._master_only_fds, self._register_worker, self._unregister)
         self.generations = Generations(self.workers, self.bindings)
         log.info("hbfork %s master started: listening on %s (mode %s), heartbeats on %s%s",
-                 __version__, ", ".join(map(str, config.proxy.listen)), config.proxy.mode,
+                 __version__, ", ".join(f"{e.address}{' (TLS)' if e.tls else ''}"
+                                        for e in config.listeners), config.proxy.mode,
                  config.heartbeat.listen,
                  f", status on {config.status.listen}" if config.status.listen else "")
 
@@ -171,6 +175,7 @@ class Master:
         try:
             new = load(self.config.path)
             keys = setup.keys_of(new)
+            tls = load_contexts(new)
             setup.check_reloadable(self.config, new)
             setup.prepare_access_log(new)
             error_log = new.resolve(new.log.error)
@@ -185,10 +190,10 @@ class Master:
             return
         assert self.generations is not None
         self.generations.abandon_pending()
-        self._apply(new, keys, plan, handler)
+        self._apply(new, keys, plan, handler, tls)
 
     def _apply(self, new: Config, keys: tuple[bytes, ...], plan: Plan,
-               handler: logging.Handler | None) -> None:
+               handler: logging.Handler | None, tls: TlsContexts | None) -> None:
         """Commit a validated config: everything below cannot fail on bad input."""
         assert self.registry is not None and self.monitor is not None
         assert self.generations is not None
@@ -210,7 +215,8 @@ class Master:
         self.monitor.publish()
         self.storage.configure(new)
         self.config = new
-        generation = self.generations.spawn(new)
+        self.tls = tls
+        generation = self.generations.spawn(new, tls)
         self._set_config_generation(generation.number)
         log.info("reloading %s: generation %d starting %d workers", new.path,
                  generation.number, generation.size)

@@ -27,7 +27,8 @@ from hbfork.table.table import Table
 
 # Runs a worker in the forked child and returns its exit code. Called with the keywords config,
 # table, index, number, generation, listeners, report (the child's end of the report
-# socketpair), death_fd, master_pid and status_listener.
+# socketpair), death_fd, master_pid, status_listener and tls (the SSL contexts, made before
+# fork so that every worker shares the session-ticket keys).
 RunWorker = Callable[..., int]
 
 BOOT_GRACE = 5.0        # a worker dying sooner than this after birth counts as a boot failure
@@ -77,7 +78,8 @@ class Workers:
     # --- fork
 
     def spawn(self, config: Config, listeners: list[socket.socket],
-              status_listener: socket.socket | None, number: int, generation: int) -> bool:
+              status_listener: socket.socket | None, number: int, generation: int,
+              tls: object = None) -> bool:
         """Fork one worker; False when it must wait (backoff or no free table record)."""
         now = time.monotonic()
         if now < self.next_spawn_at:
@@ -125,7 +127,7 @@ class Workers:
                     config=config, table=self.table, index=index, number=number,
                     generation=generation, listeners=listeners, report=child_end,
                     death_fd=self.death_fd, master_pid=master_pid,
-                    status_listener=status_listener)
+                    status_listener=status_listener, tls=tls)
             except BaseException:
                 log.exception("worker %d crashed", number)
             finally:

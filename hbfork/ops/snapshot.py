@@ -22,6 +22,7 @@ from hbfork.table.layout import (
     MC_UID,
     MEMBER_COUNTERS,
     STATE_FREE,
+    TLS_RESULTS,
     W_CONFIG_GENERATION,
     W_CONFIG_LOADED_US,
     W_MASTER_PID,
@@ -45,6 +46,7 @@ from hbfork.table.layout import (
     WK_STATE,
     WK_STATUS_CLASS,
     WK_TICK_NS,
+    WK_TLS,
     WK_UPSTREAM_TIMEOUTS,
     WORKER_STATES,
     MemberRecord,
@@ -56,8 +58,10 @@ CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 NS = 1e9
 
 
-def snapshot(table: Table, config: Config | None = None) -> dict[str, Any]:
-    """The whole table as plain data; with the config, also its pools and routes."""
+def snapshot(table: Table, config: Config | None = None,
+             certificates: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The whole table as plain data; with the config, also its pools and routes; with
+    `certificates` (names, file, not_after), the TLS certificates in use."""
     now_ns = time.monotonic_ns()
     members = table.members()
     for attempt in range(200):  # retry while the master folds an exited worker into totals
@@ -92,6 +96,8 @@ def snapshot(table: Table, config: Config | None = None) -> dict[str, Any]:
         "workers": workers,
         "totals": totals,
     }
+    data["tls"] = {"handshakes": totals.pop("tls"), "certificates": [
+        {**c, "expires_in_seconds": c["not_after"] - time.time()} for c in certificates or ()]}
     if config is not None:
         admin = table.read_admin() if table.admin_count() else {}
         data["pools"] = pool_view.pools(config, members, admin, scoped)
@@ -162,7 +168,8 @@ def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str,
     workers = []
     sums = {"connections": 0, "accepted": 0, "requests": 0, "no_member": 0, "retries": 0,
             "connect_failures": 0, "upstream_timeouts": 0, "client_errors": 0,
-            "bytes_in": 0, "bytes_out": 0, "responses": dict.fromkeys(CLASSES, 0)}
+            "bytes_in": 0, "bytes_out": 0, "responses": dict.fromkeys(CLASSES, 0),
+            "tls": dict.fromkeys(TLS_RESULTS, 0)}
     histograms = {"latency": [0] * HISTOGRAM_WORDS, "queue_wait": [0] * HISTOGRAM_WORDS}
     per_member: dict[int, list[int]] = {}
     uids = [table.uid(slot) for slot in range(table.capacity)]
@@ -200,6 +207,8 @@ def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str,
             sums[key] += values[word]
         for i, name in enumerate(CLASSES):
             sums["responses"][name] += values[WK_STATUS_CLASS + i]
+        for i, name in enumerate(TLS_RESULTS):
+            sums["tls"][name] += values[WK_TLS + i]
         for name, start in (("latency", WK_HISTOGRAM), ("queue_wait", WK_QUEUE_HISTOGRAM)):
             acc = histograms[name]
             for i in range(HISTOGRAM_WORDS):

@@ -136,6 +136,14 @@ def render_metrics(data: dict[str, Any]) -> bytes:
                w["requests"]) for w in data["workers"]])
     if "pools" in data:
         _pool_metrics(m, data)
+    tls = data["tls"]
+    m.family("hbfork_tls_handshakes", "counter",
+             "TLS handshakes by result (ok, resumed, or why they failed).",
+             [({"result": k}, v) for k, v in tls["handshakes"].items()])
+    m.family("hbfork_tls_cert_expiry_seconds", "gauge",
+             "Unix time each certificate expires (by its first name).",
+             [({"name": c["names"][0] if c["names"] else c["file"]}, c["not_after"])
+              for c in tls["certificates"]])
     m.histogram("hbfork_request_duration_seconds",
                 "Time from request head to the end of the response.", totals["latency"])
     m.histogram("hbfork_queue_wait_seconds",
@@ -235,11 +243,26 @@ def render_html(data: dict[str, Any]) -> bytes:
 <th class="l">state</th><th class="l">why</th><th>ready</th><th>busy</th><th>heartbeat</th>
 <th class="l">share of picks</th><th>requests</th><th>5xx</th><th>connect fails</th>
 <th>in flight / capacity</th></tr>{"".join(rows)}</table>
-{_pools_html(data)}
+{_pools_html(data)}{_tls_html(data)}
 <h2>Workers</h2><table><tr><th>#</th><th>pid</th><th>gen</th><th class="l">state</th>
 <th>connections</th><th>requests</th><th>last tick</th></tr>{workers}</table>
 </body></html>"""
     return page.encode()
+
+
+def _tls_html(data: dict[str, Any]) -> str:
+    certificates = data["tls"]["certificates"]
+    if not certificates:
+        return ""
+    esc = html.escape
+    rows = "".join(
+        f'<tr><td class="l">{esc(", ".join(c["names"]))}</td><td class="l">{esc(c["file"])}'
+        f'</td><td class="{"bad" if c["expires_in_seconds"] < 14 * 86400 else "ok"}">'
+        f'{c["expires_in_seconds"] / 86400:.0f} days</td></tr>' for c in certificates)
+    shakes = " &middot; ".join(f"{k} {v}" for k, v in data["tls"]["handshakes"].items())
+    return (f'<h2>TLS</h2><div class="sub">handshakes: {shakes}</div><table><tr>'
+            f'<th class="l">names</th><th class="l">certificate</th><th>expires in</th></tr>'
+            f'{rows}</table>')
 
 
 def _pools_html(data: dict[str, Any]) -> str:
@@ -280,7 +303,8 @@ PAGES = {b"/": ("text/html; charset=utf-8", render_html),
          b"/metrics": ("text/plain; version=0.0.4; charset=utf-8", render_metrics)}
 
 
-def respond(table: Table, target: bytes, method: bytes, config: Config | None = None) -> bytes:
+def respond(table: Table, target: bytes, method: bytes, config: Config | None = None,
+            certificates: list[dict[str, Any]] | None = None) -> bytes:
     """The whole response to one status request."""
     path = target.split(b"?", 1)[0]
     page = PAGES.get(path)
@@ -291,7 +315,7 @@ def respond(table: Table, target: bytes, method: bytes, config: Config | None = 
         return http_heads.error_response(405, "status pages are read-only",
                                      extra=(("Allow", "GET, HEAD"),))
     content_type, render = page
-    body = render(snapshot(table, config))
+    body = render(snapshot(table, config, certificates))
     head = (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}"
             "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n").encode()
     return head if method == b"HEAD" else head + body

@@ -23,8 +23,8 @@ ACCEPT_REARM = 16
 ACCEPT_BATCH = 16
 EMFILE_BACKOFF = 0.1
 
-# (client socket, client IP) -> None; the callback owns the socket from then on
-OnAccepted = Callable[[socket.socket, str], None]
+# (client socket, client IP, index of the listener) -> None; the callback owns the socket
+OnAccepted = Callable[[socket.socket, str, int], None]
 
 
 class Acceptor:
@@ -48,9 +48,9 @@ class Acceptor:
         if self.accepting or self.closed:
             return
         self.accepting = True
-        for listener in self.listeners:
+        for index, listener in enumerate(self.listeners):
             self.loop.add(listener.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE,
-                          self._on_readable(listener))
+                          self._on_readable(listener, index))
 
     def stop(self) -> None:
         if self.accepting:
@@ -64,12 +64,12 @@ class Acceptor:
                 and self.open_count() < self.limit:
             self.start()
 
-    def _on_readable(self, listener: socket.socket) -> Callable[[int], None]:
+    def _on_readable(self, listener: socket.socket, index: int) -> Callable[[int], None]:
         def on_readable(mask: int) -> None:
-            self._accept(listener)
+            self._accept(listener, index)
         return on_readable
 
-    def _accept(self, listener: socket.socket) -> None:
+    def _accept(self, listener: socket.socket, index: int) -> None:
         for _ in range(ACCEPT_BATCH):
             if self.open_count() >= self.limit:
                 self.stop()  # resumed when a connection closes
@@ -86,7 +86,7 @@ class Acceptor:
                 return
             self.on_count()
             self.since_rearm += 1
-            self.on_accepted(client, _peer_ip(address))
+            self.on_accepted(client, _peer_ip(address), index)
         if self.since_rearm >= ACCEPT_REARM and self.accepting:
             # Go to the back of the exclusive wake-up queue so the next wake-up is another
             # worker's (EPOLL_CTL_MOD cannot be used with EPOLLEXCLUSIVE).
@@ -118,14 +118,14 @@ class Acceptor:
         the master and newer workers keep theirs."""
         self.stop()
         self.closed = True
-        for listener in self.listeners:
+        for index, listener in enumerate(self.listeners):
             for _ in range(backlog):
                 try:
                     client, address = listener.accept()
                 except OSError:
                     break  # empty (EAGAIN), or out of fds: the new generation takes the rest
                 self.on_count()
-                self.on_accepted(client, _peer_ip(address))
+                self.on_accepted(client, _peer_ip(address), index)
             listener.close()
 
 

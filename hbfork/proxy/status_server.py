@@ -12,6 +12,7 @@ from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import Limits
 from hbfork.ops.status_pages import respond
 from hbfork.proxy.loop import READ, WRITE, Loop
+from hbfork.system.tls import TlsContexts
 from hbfork.table.table import Table
 
 STATUS_TIMEOUT = 5.0
@@ -20,10 +21,12 @@ STATUS_TIMEOUT = 5.0
 class StatusServer:
     def __init__(self, loop: Loop, table: Table, listener: socket.socket,
                  allow: tuple[IPNetwork, ...], limits: Limits,
-                 config: Config | None = None) -> None:
+                 config: Config | None = None, tls: TlsContexts | None = None) -> None:
         self.loop = loop
         self.table = table
         self.config = config
+        self.certificates = [{"names": list(c.names), "file": c.cert, "not_after": c.not_after}
+                             for c in (tls.certificates if tls else ())]
         self.listener = listener
         self.allow = allow
         self.limits = limits
@@ -75,7 +78,7 @@ class _StatusConnection:
                 return
             head = http11.parse_request_head(bytes(self.inbuf[:end]), self.server.limits)
             self.out = respond(self.server.table, head.target, head.method,
-                               self.server.config)
+                               self.server.config, self.server.certificates)
         except ProtocolError as err:
             self.out = http_heads.error_response(err.status, err.detail)
         except OSError:

@@ -48,7 +48,8 @@ class TcpSession:
         "upstream_fd",
     )
 
-    def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str = "-") -> None:
+    def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str = "-",
+                 listen: object = None) -> None:
         self.ctx = ctx
         self.client = client
         self.client_fd = client.fileno()

@@ -22,10 +22,13 @@ from hbfork.proxy.loop import ERROR, READ, WRITE, Loop
 from hbfork.table.layout import TLS_RESULTS, WK_TLS
 
 TLS_CHUNK = 16 * 1024   # one TLS record: the most one send() offers
+PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                     b"Content-Length: 41\r\nConnection: close\r\n\r\n"
+                     b"400 Bad Request: this port speaks HTTPS\r\n")
 WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError)
 
-# (the TLS socket, the client's IP, the listener) -> the session it becomes
-OnReady = Callable[[ssl.SSLSocket, str, ListenSettings], None]
+# Called with the finished Handshake (its sock, client_ip and listen): the session it becomes
+OnReady = Callable[["Handshake"], None]
 
 
 class Handshake:
@@ -69,13 +72,19 @@ class Handshake:
         self.closed = True
         self.loop.cancel(self.timer)
         self.loop.remove(self.fd)  # the session registers it again, with its own handler
-        self.on_ready(self.sock, self.client_ip, self.listen)
+        self.on_ready(self)
 
     def _on_deadline(self, now: float) -> None:
         self._fail("timeout")
 
     def _fail(self, reason: str) -> None:
         self._count(reason)
+        if reason == "plain_http":
+            # OpenSSL saw "GET ..." where a ClientHello belongs: say so in plain text.
+            try:
+                socket.socket.send(self.sock, PLAIN_HTTP_ANSWER)
+            except OSError:
+                pass
         self.close()
 
     def _count(self, result: str) -> None:

@@ -23,6 +23,7 @@ import setproctitle
 from hbfork.core.config import Config
 from hbfork.core.http11 import Limits
 from hbfork.core.ratelimit import LogLimiter
+from hbfork.core.tls_settings import ListenSettings
 from hbfork.ops.accesslog import AccessLog
 from hbfork.proxy.acceptor import Acceptor
 from hbfork.proxy.connect import start_connect
@@ -35,9 +36,11 @@ from hbfork.proxy.loop import READ, Loop
 from hbfork.proxy.queue import FrontQueue, Waiter
 from hbfork.proxy.status_server import StatusServer
 from hbfork.proxy.tcp import TcpSession
+from hbfork.proxy.tls import Handshake, wrap
 from hbfork.proxy.upstreams import PoolView, Target, Upstreams
 from hbfork.system import logs
 from hbfork.system.process import EXIT_BOOT_FAILURE, set_parent_death_signal
+from hbfork.system.tls import TlsContexts
 from hbfork.table.layout import (
     MAX_ROUTES,
     PC_NO_MEMBER,
@@ -68,7 +71,7 @@ from hbfork.table.table import Table
 
 log = logs.log
 
-SessionFactory = Callable[["Worker", socket.socket, str], Session]
+SessionFactory = Callable[["Worker", socket.socket, str, ListenSettings], Session]
 
 
 class Worker:
@@ -76,7 +79,8 @@ class Worker:
 
     def __init__(self, config: Config, table: Table, index: int, number: int, generation: int,
                  listeners: list[socket.socket], report: socket.socket, death_fd: int,
-                 master_pid: int, status_listener: socket.socket | None = None) -> None:
+                 master_pid: int, status_listener: socket.socket | None = None,
+                 tls: TlsContexts | None = None) -> None:
         self.config = config
         self.table = table
         self.index = index
@@ -86,6 +90,8 @@ class Worker:
         self.death_fd = death_fd
         self.master_pid = master_pid
         self.status_listener = status_listener
+        self.tls = tls
+        self.listens = config.listeners  # what each listener is (the same order)
         self.record = table.worker_words(index)
         self.upstreams = Upstreams(table, self.record, config)
         self.router = Router(config, self.upstreams)
@@ -150,7 +156,7 @@ class Worker:
         self.acceptor.start()
         if self.status_listener is not None:
             StatusServer(self.loop, self.table, self.status_listener, self.config.status.allow,
-                         self.limits, self.config)
+                         self.limits, self.config, self.tls)
         self.record[WK_STATE] = STATE_READY
         self._update_title()
 
@@ -162,13 +168,19 @@ class Worker:
     def _count_accepted(self) -> None:
         self.record[WK_ACCEPTED] += 1
 
-    def _open_session(self, client: socket.socket, client_ip: str) -> None:
+    def _open_session(self, client: socket.socket, client_ip: str, index: int) -> None:
+        listen = self.listens[index]
         try:
             client.setblocking(False)
             # Responses end in small writes (in TCP mode: whatever pieces the member sent);
             # Nagle plus the client's delayed ACK would hold each such tail for 40 ms.
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            session = self._new_session(self, client, client_ip)
+            if listen.tls and self.tls is not None:
+                session: Session = Handshake(self.loop, self.record, wrap(self.tls.default, client),
+                                             client_ip, listen, self.config.tls.handshake_timeout,
+                                             self._handshake_done)
+            else:
+                session = self._new_session(self, client, client_ip, listen)
         except Exception as err:
             # Never leave an accepted connection open and unowned.
             log.exception("cannot start a session for a new connection; closing it")
@@ -181,6 +193,21 @@ class Worker:
         if not session.closed:
             self.sessions.add(session)
             self.record[WK_CONNECTIONS] = len(self.sessions)
+
+    def _handshake_done(self, handshake: Handshake) -> None:
+        """A TLS handshake finished: the connection becomes a session like any other."""
+        self.sessions.discard(handshake)
+        sock = handshake.sock
+        try:
+            session = self._new_session(self, sock, handshake.client_ip, handshake.listen)
+        except Exception:
+            log.exception("cannot start a session for a TLS connection; closing it")
+            self.loop.remove(sock.fileno())
+            sock.close()
+            return
+        if not session.closed:
+            self.sessions.add(session)
+        self.record[WK_CONNECTIONS] = len(self.sessions)
 
     # --- the SessionContext
 

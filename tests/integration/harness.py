@@ -65,7 +65,7 @@ def toml_value(value: Any) -> str:
 def to_toml(sections: dict[str, Any]) -> str:
     out = []
     for name, body in sections.items():
-        if name in ("member", "pool", "route"):
+        if name in ("member", "pool", "route", "listen", "certificate"):
             for table in body:
                 out.append(f"[[{name}]]")
                 out.extend(f"{k} = {toml_value(v)}" for k, v in table.items()
@@ -170,7 +170,7 @@ class Proxy(Process):
             "log": {"level": "info"},
         }
         for name, values in sections.items():
-            if name in ("pool", "route"):
+            if name in ("pool", "route", "listen", "certificate"):
                 self.config[name] = values  # arrays of tables
             else:
                 self.config.setdefault(name, {}).update(values)
