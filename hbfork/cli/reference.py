@@ -32,6 +32,6 @@ def update(readme: str) -> str:
 if __name__ == "__main__":
     import pathlib
 
-    path = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    path = pathlib.Path(__file__).resolve().parents[2] / "README.md"
     path.write_text(update(path.read_text()))
     print(f"updated {path}")

@@ -30,6 +30,8 @@ READY_ZERO = "ready 0"
 IN_ERROR = "in error"
 DRAINED = "drained"
 DISABLED = "disabled"
+GRACE = "startup grace"  # never heard from, but tried while the master has just started
+GRACE_WEIGHT = 1  # any heard-from member (ready N) outweighs a merely listed one
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class Rules:
     require_signature: bool
     signature_window: float  # seconds
     capacity: int
+    startup_grace: int = 0  # ns after start that listed, unheard members are tried
 
     @classmethod
     def from_config(cls, config: Config) -> Rules:
@@ -53,6 +56,8 @@ class Rules:
             default_port=hb.default_port, max_ready=hb.max_ready,
             require_signature=hb.require_signature, signature_window=hb.signature_window,
             capacity=hb.max_members,
+            startup_grace=int((hb.max_age if hb.startup_grace is None else hb.startup_grace)
+                              * NS),
         )
 
 
@@ -90,13 +95,20 @@ class Member:
         return self.name or str(self.endpoint)
 
 
-def evaluate(member: Member, now: int, rules: Rules) -> tuple[int, str]:
-    """(weight, reason): the weight to publish and the reason for it."""
+def evaluate(member: Member, now: int, rules: Rules, grace_until: int = 0) -> tuple[int, str]:
+    """(weight, reason): the weight to publish and the reason for it.
+
+    Until `grace_until` a static member not heard from yet is tried with a token weight:
+    right after a (re)start no heartbeat has arrived, and refusing every request (503) would
+    be worse than trying members that are most likely up; a refused connect puts the member
+    in error and the request fails over, as for any member."""
     if member.disabled:
         return 0, DISABLED
     if member.drained:
         return 0, DRAINED
     if not member.first_seen:
+        if member.static and now < grace_until:
+            return (0, IN_ERROR) if now < member.error_until else (GRACE_WEIGHT, GRACE)
         return 0, NEVER_SEEN
     if now - member.last_seen >= rules.max_age:
         return 0, STALE
@@ -125,6 +137,7 @@ class Registry:
     dirty: set[int] = field(default_factory=set)                   # slots to rewrite
     changes: list[Change] = field(default_factory=list)
     next_deadline: int = 0
+    grace_until: int = 0  # monotonic ns; see evaluate()
     _next_uid: int = 1
     _free: list[int] = field(default_factory=list)  # heap of free slots, lowest first
 
@@ -136,6 +149,11 @@ class Registry:
         registry = cls(Rules.from_config(config), keys)
         registry.set_static(config.members, now=0)
         return registry
+
+    def start_grace(self, now: int) -> None:
+        """The master has just started: begin the startup grace (see evaluate)."""
+        self.grace_until = now + self.rules.startup_grace if self.rules.startup_grace else 0
+        self.next_deadline = 0  # re-evaluate everyone at the next expire()
 
     # --- queries
 
@@ -246,7 +264,7 @@ class Registry:
             self.changes.append(Change(member, member.reason, "forgotten"))
 
     def _reevaluate(self, member: Member, now: int) -> None:
-        weight, reason = evaluate(member, now, self.rules)
+        weight, reason = evaluate(member, now, self.rules, self.grace_until)
         if reason != member.reason:
             self.changes.append(Change(member, member.reason, reason))
         if weight != member.weight or reason != member.reason:
@@ -300,6 +318,8 @@ class Registry:
                 yield member.last_seen + self.rules.forget_after
         if member.error_until > now:
             yield member.error_until
+        if not member.first_seen and now < self.grace_until:
+            yield self.grace_until
         yield now + self.rules.forget_after
 
     # --- reload

@@ -103,6 +103,13 @@ def _workers(value: Any) -> int:
     return _integer(1, MAX_WORKERS)(value)
 
 
+def _grace(value: Any) -> float | None:
+    """Seconds, or "max_age" (None: one max_age, whatever it is set to)."""
+    if value == "max_age":
+        return None
+    return _seconds(0, 3600, allow_zero=True)(value)
+
+
 def setting(default: Any, parse: Callable[[Any], Any], help: str, shown: str = "") -> Any:
     """Declare one setting: its default (already typed), its parser and its help text.
 
@@ -158,6 +165,10 @@ class HeartbeatSettings:
     max_members: int = setting(256, _integer(1, 65535), "member table capacity")
     max_age: float = setting(10.0, _seconds(0, 3600),
                              "a member whose last heartbeat is this old gets no new traffic")
+    startup_grace: float | None = setting(
+        None, _grace,
+        "seconds after start during which [[member]] entries not heard from yet are tried "
+        "(a failed connect fails over as usual) instead of refused; 0 = off", '"max_age"')
     forget_after: float = setting(30.0, _seconds(0, 86400),
                                   "discovered members unseen this long are removed")
     discover: bool = setting(False, _boolean,

@@ -123,6 +123,7 @@ class Master:
         self.monitor = Monitor(self.registry, self.table, config.heartbeat.allow,
                                config.heartbeat.rate_limit)
         self.monitor.sock = self.bindings.heartbeat_sock
+        self._start_members(config)
         self.monitor.publish()
         self._set_config_generation(1)
         self._death_read, self._death_write = os.pipe2(os.O_CLOEXEC)
@@ -141,6 +142,18 @@ class Master:
                  __version__, ", ".join(map(str, config.proxy.listen)), config.proxy.mode,
                  config.heartbeat.listen,
                  f", status on {config.status.listen}" if config.status.listen else "")
+
+    def _start_members(self, config: Config) -> None:
+        """No 503s at start: restore the last hb.dat (a restart keeps the members' state)
+        and begin the startup grace for members still unheard (core.members.evaluate)."""
+        assert self.registry is not None and self.monitor is not None
+        now = time.monotonic_ns()
+        self.registry.start_grace(now)
+        storage = config.resolve(config.heartbeat.storage)
+        if storage:
+            restored = self.monitor.restore(storage, now, time.time())
+            if restored:
+                log.info("restored %d members from %s", restored, storage)
 
     def _control(self, line: str) -> str:
         assert self.registry is not None and self.monitor is not None
@@ -380,7 +393,7 @@ class Master:
     def _cleanup(self) -> None:
         if self.control is not None:
             self.control.close()
-        self.storage.stop()
+        self.storage.stop(self.registry)
         if self.table is not None:
             self.table.unlink()
             try:

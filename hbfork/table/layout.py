@@ -24,6 +24,7 @@ from hbfork.core.members import (
     DISABLED,
     DRAINED,
     ELIGIBLE,
+    GRACE,
     IN_ERROR,
     NEVER_SEEN,
     READY_ZERO,
@@ -44,6 +45,8 @@ W_STARTED_NS = 9        # time.monotonic_ns() at start: one clock for every proc
 W_CONFIG_GENERATION = 10
 W_CONFIG_LOADED_US = 11
 W_STATS_SEQ = 12        # seqlock over "fold an exited worker into the retired record"
+W_LAST_HEARTBEAT_NS = 13  # monotonic ns of the last accepted heartbeat (0 = none yet)
+W_FRONT_DRAINING_NS = 14  # monotonic ns `ctl drain-front` began (0 = not draining)
 W_HEARTBEAT_COUNTERS = 32
 HEARTBEAT_RESULTS = (
     "accepted", "malformed", "bad_number", "bad_port", "bad_signature", "unsigned", "stale",
@@ -53,7 +56,7 @@ HEARTBEAT_RESULTS = (
 
 MEMBER_FORMAT = struct.Struct("<Q16sBBHHHiiIIQQQQQ48s")
 MEMBER_SIZE = 8 + ((MEMBER_FORMAT.size + 7) // 8) * 8
-REASONS = (NEVER_SEEN, ELIGIBLE, STALE, READY_ZERO, IN_ERROR, DRAINED, DISABLED)
+REASONS = (NEVER_SEEN, ELIGIBLE, STALE, READY_ZERO, IN_ERROR, DRAINED, DISABLED, GRACE)
 FLAG_STATIC, FLAG_DRAINED, FLAG_DISABLED = 1, 2, 4
 
 # Worker record u64 word indexes.
