@@ -103,7 +103,12 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     path = config.control_socket
     if not path:
         raise HbforkError(f"{config.path}: set [proxy] pidfile or control_socket to use ctl")
-    line = args.action if args.action == "list" else f"{args.action} {args.member or ''}"
+    if args.action == "drain-front":
+        line = f"drain-front {args.member or ''}"  # the optional argument is SECONDS here
+    elif args.action == "list":
+        line = "list"
+    else:
+        line = f"{args.action} {args.member or ''}"
     reply = request(path, line.strip())
     print(reply)
     return 0 if reply.startswith("ok") else 1
@@ -116,8 +121,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     status.add_argument("--interval", type=float, default=1.0, help="--watch period (s)")
     status.set_defaults(func=cmd_status)
-    ctl = sub.add_parser("ctl", help="drain, disable or enable a member at runtime")
+    ctl = sub.add_parser("ctl", help="drain, disable or enable a member at runtime; "
+                                     "drain-front hands this front over")
     ctl.add_argument("-c", "--config", required=True)
-    ctl.add_argument("action", choices=("drain", "disable", "enable", "list"))
-    ctl.add_argument("member", nargs="?", help="IP:PORT, IP (all members on it) or name")
+    ctl.add_argument("action", choices=("drain", "disable", "enable", "list", "drain-front"))
+    ctl.add_argument("member", nargs="?", help="IP:PORT, IP (all members on it) or name; "
+                                               "for drain-front: SECONDS (default "
+                                               "[proxy] drain_delay)")
     ctl.set_defaults(func=cmd_ctl)

@@ -133,6 +133,9 @@ class ProxySettings:
                            "worker processes: \"auto\" (one per CPU) or 1-64", '"auto"')
     shutdown_timeout: float = setting(30.0, _seconds(),
                                       "seconds old workers may drain on reload or stop")
+    drain_delay: float = setting(5.0, _seconds(0, 3600, allow_zero=True),
+                                 "seconds `hbfork ctl drain-front` keeps accepting after "
+                                 "/healthz starts failing (time for the VIP to move)")
     retry: float = setting(10.0, _seconds(0, 3600, allow_zero=True),
                            "seconds a member that refused a connect stays out (Apache: 60)")
     max_connections: int = setting(10000, _integer(1, 1_000_000),

@@ -32,6 +32,7 @@ from hbfork.core.settings import MAX_WORKERS
 from hbfork.master import setup
 from hbfork.master.bindings import Bindings, Plan
 from hbfork.master.generations import READY_TIMEOUT, Generations
+from hbfork.master.handover import Handover, parse_delay
 from hbfork.master.monitor import BUMP_INTERVAL, Monitor
 from hbfork.master.storage import StorageFiles
 from hbfork.master.workers import RunWorker, WorkerProcess, Workers, signal_quietly
@@ -72,6 +73,7 @@ class Master:
         self.signals: list[int] = []
         self.control: ControlServer | None = None
         self.storage = StorageFiles()
+        self.handover = Handover()
         self._death_read = self._death_write = -1
         self._wakeup_read = self._wakeup_write = -1
         self._last_watchdog = 0.0
@@ -157,9 +159,24 @@ class Master:
 
     def _control(self, line: str) -> str:
         assert self.registry is not None and self.monitor is not None
+        words = line.split()
+        if words[:1] == ["drain-front"]:
+            return self._drain_front(words[1:])
         reply = execute(self.registry, line, time.monotonic_ns())
         self.monitor.publish()
         log.info("control: %s -> %s", line.strip()[:80], reply[:200])
+        return reply
+
+    def _drain_front(self, words: list[str]) -> str:
+        assert self.table is not None
+        if self.stopping:
+            return "error already stopping"
+        try:
+            delay = parse_delay(words, self.config.proxy.drain_delay)
+        except ValueError as err:
+            return f"error {err}"
+        reply = self.handover.begin(self.table, delay, self.config.proxy.shutdown_timeout)
+        log.info("control: drain-front -> %s", reply)
         return reply
 
     def _master_only_fds(self) -> list[int]:
@@ -255,6 +272,9 @@ class Master:
         if self.control is not None:
             self.control.expire()
         self._watchdog()
+        if self.handover.due(time.monotonic()) and not self.stopping:
+            log.info("drain-front: closing the listeners")
+            self._stop("graceful")
         if not self.stopping:
             self.workers.healthy()
             self.generations.maintain()
@@ -275,7 +295,7 @@ class Master:
             timeout = min(timeout, 0.25)
         if self.monitor is not None and self.monitor.bump_pending:
             timeout = min(timeout, BUMP_INTERVAL)
-        return timeout
+        return self.handover.timeout(time.monotonic(), timeout)
 
     def _watchdog(self) -> None:
         """Kill workers whose loop stopped ticking for worker_timeout (they get replaced)."""

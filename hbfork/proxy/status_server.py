@@ -1,16 +1,20 @@
 """The status listener's I/O in a worker: one short request per connection, answered from the
-shared table (hbfork.ops.status_pages renders it) and closed."""
+shared table (hbfork.ops.status_pages renders it; /healthz is hbfork.ops.health) and closed."""
 
 from __future__ import annotations
 
+import os
 import socket
 
 from hbfork.core import http11
 from hbfork.core.addresses import IPNetwork, ip_allowed, parse_ip
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import Limits
+from hbfork.ops import health
+from hbfork.ops.snapshot import snapshot
 from hbfork.ops.status_pages import respond
 from hbfork.proxy.loop import READ, WRITE, Loop
+from hbfork.table.layout import W_MASTER_PID
 from hbfork.table.table import Table
 
 STATUS_TIMEOUT = 5.0
@@ -18,8 +22,9 @@ STATUS_TIMEOUT = 5.0
 
 class StatusServer:
     def __init__(self, loop: Loop, table: Table, listener: socket.socket,
-                 allow: tuple[IPNetwork, ...], limits: Limits) -> None:
+                 allow: tuple[IPNetwork, ...], limits: Limits, max_age: float = 10.0) -> None:
         self.loop = loop
+        self.max_age = max_age  # for /healthz (hbfork.ops.health)
         self.table = table
         self.listener = listener
         self.allow = allow
@@ -37,6 +42,14 @@ class StatusServer:
                 sock.close()
                 continue
             _StatusConnection(self, sock)
+
+    def healthz(self, method: bytes) -> bytes:
+        table = self.table
+        # A worker's parent is its master: if that changed, the master is gone (the worker
+        # is about to exit too, but must not say "healthy" meanwhile).
+        alive = os.getppid() == table.header(W_MASTER_PID)
+        return health.http_response(health.verdict(snapshot(table), self.max_age, alive),
+                                    method)
 
     def close(self) -> None:
         self.loop.remove(self.listener.fileno())
@@ -71,7 +84,10 @@ class _StatusConnection:
             if end < 0:
                 return
             head = http11.parse_request_head(bytes(self.inbuf[:end]), self.server.limits)
-            self.out = respond(self.server.table, head.target, head.method)
+            if head.target.split(b"?", 1)[0] == b"/healthz":
+                self.out = self.server.healthz(head.method)
+            else:
+                self.out = respond(self.server.table, head.target, head.method)
         except ProtocolError as err:
             self.out = http11.error_response(err.status, err.detail)
         except OSError:

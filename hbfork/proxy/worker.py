@@ -135,7 +135,7 @@ class Worker:
         self.acceptor.start()
         if self.status_listener is not None:
             StatusServer(self.loop, self.table, self.status_listener, self.config.status.allow,
-                         self.limits)
+                         self.limits, self.config.heartbeat.max_age)
         self.record[WK_STATE] = STATE_READY
         self._update_title()
 
