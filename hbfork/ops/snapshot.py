@@ -155,7 +155,7 @@ def _why(r: MemberRecord, now_ns: int, active_set: int | None) -> str:
     if r.reason == "never seen":
         return "no heartbeat received yet"
     if r.reason == "startup grace":
-        return "no heartbeat yet; tried during the startup grace (failover if it refuses)"
+        return "no heartbeat received yet; tried during the startup grace (failover if it refuses)"
     return {"drained": "drained by an operator: no new requests",
             "disabled": "disabled by an operator"}.get(r.reason, r.reason)
 

@@ -1,0 +1,115 @@
+"""keepalived in the namespace lab: a VRRP pair of hbfork fronts holding the lab's virtual IP.
+
+Each keepalived runs inside its front's namespace (`ip netns exec` execs it in place, so its
+pid is the parent keepalived's own), in the foreground, logging to its stdout file, with pid
+files of its own; VRRP adverts go unicast to the peer front over the lab bridge. Its
+vrrp_script is `hbfork health -c` for that front's config.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from labkit import Launcher, Service, netlab, wait_for
+
+KEEPALIVED = shutil.which("keepalived") or shutil.which("keepalived", path="/usr/sbin:/sbin")
+ROUTER_ID = 51
+MASTER_LINE = re.compile(r"\((\w+)\) Entering MASTER STATE")
+
+
+def keepalived_unavailable_reason() -> str | None:
+    if KEEPALIVED is None:
+        return "keepalived is not installed (apt-get install keepalived; ./scripts/test " \
+               "installs it when run as root)"
+    return None
+
+
+def keepalived_config(lab: netlab.Lab, front: str, peers: list[str], priority: int,
+                      hbfork_config: Path, directory: Path) -> str:
+    me = lab.host(front)
+    peer_lines = "\n".join(f"        {lab.host(p).address}" for p in peers)
+    health = f"{sys.executable} -m hbfork health -q -c {hbfork_config}"
+    return f"""\
+global_defs {{
+    router_id {front}
+    script_user root
+}}
+
+vrrp_script hbfork_health {{
+    script "{health}"
+    interval 1
+    timeout 2
+    fall 1
+    rise 2
+}}
+
+vrrp_instance hbfork_vip {{
+    state BACKUP
+    nopreempt
+    interface {netlab.HOST_IFACE}
+    virtual_router_id {ROUTER_ID}
+    priority {priority}
+    advert_int 1
+    unicast_src_ip {me.address}
+    unicast_peer {{
+{peer_lines}
+    }}
+    authentication {{
+        auth_type PASS
+        auth_pass hbforkvr
+    }}
+    virtual_ipaddress {{
+        {lab.virtual_ip}/24 dev {netlab.HOST_IFACE}
+    }}
+    track_script {{
+        hbfork_health
+    }}
+}}
+"""
+
+
+class Keepalived(Service):
+    def start(self, config_text: str) -> Keepalived:
+        config = self.dir / "keepalived.conf"
+        config.write_text(config_text)
+        assert KEEPALIVED is not None
+        self.spawn([KEEPALIVED, "--dont-fork", "--log-console", "--log-detail", "--vrrp",
+                    "--no-syslog", "-f", str(config), "-p", str(self.dir / "keepalived.pid"),
+                    "-r", str(self.dir / "vrrp.pid"), "-c", str(self.dir / "checkers.pid")])
+        return self
+
+    def log(self) -> str:
+        parts = [path.read_text(errors="replace") for path in sorted(self.dir.glob("*.log"))]
+        return "\n".join(parts)
+
+    def masters(self) -> int:
+        """How many times this keepalived has entered MASTER state."""
+        return len(MASTER_LINE.findall(self.log()))
+
+
+def start_keepalived(launcher: Launcher, front: str, peers: list[str], priority: int,
+                     hbfork_config: Path) -> Keepalived:
+    service = Keepalived(launcher.lab, front, f"keepalived-{front}",
+                         launcher._directory(f"keepalived-{front}"))
+    launcher.services.append(service)
+    return service.start(keepalived_config(launcher.lab, front, peers, priority,
+                                           hbfork_config, service.dir))
+
+
+def vip_owners(lab: netlab.Lab) -> list[str]:
+    """The fronts whose eth0 holds the virtual IP right now."""
+    owners = []
+    for host in lab.fronts:
+        shown = lab.run(host.name, ["ip", "-o", "-4", "addr", "show", "dev", netlab.HOST_IFACE])
+        if f" {lab.virtual_ip}/" in shown.stdout:
+            owners.append(host.name)
+    return owners
+
+
+def wait_owner(lab: netlab.Lab, front: str, timeout: float, what: str) -> None:
+    wait_for(lambda: vip_owners(lab) == [front], timeout,
+             lambda: f"{what}: the VIP is on {vip_owners(lab)}, expected [{front!r}]",
+             interval=0.05)
