@@ -245,3 +245,40 @@ def test_front_with_a_deaf_heartbeat_socket_reports_unhealthy(ha_launcher: Launc
         lab.run("front3", ["ip", "route", "replace", netlab.MULTICAST_ROUTE, "dev",
                            netlab.HOST_IFACE])
     wait_for(lambda: healthy(lab, front), 10, "front3 to recover once the link is back")
+
+
+def test_split_brain_is_reported_by_keepalived_not_hidden(ha_launcher: Launcher,
+                                                          keepalived: None) -> None:
+    """Adverts between the fronts are cut: both become MASTER and both hold the VIP. That is
+    keepalived's to report (each logs its MASTER transition; conf/keepalived's notify script
+    sends it to syslog); hbfork does not mask it, and both fronts serve correctly meanwhile,
+    since each has the full member table. Healed, one gives the VIP up."""
+    lab = ha_launcher.lab
+    _, active, standby, (ka_active, ka_standby) = vrrp_pair(ha_launcher)
+    pair = [active.host, standby.host]
+
+    def isolate(on: str) -> None:
+        # Isolated bridge ports cannot reach each other, only the others: the two fronts
+        # lose each other's adverts while members and clients still reach both.
+        for host in pair:
+            netlab.ip("-n", lab.bridge_netns, "link", "set", host.port_name, "type",
+                      "bridge_slave", "isolated", on)
+
+    isolate("on")
+    try:
+        wait_for(lambda: sorted(vip_owners(lab)) == sorted(h.name for h in pair), 15,
+                 lambda: f"split brain: VIP on {vip_owners(lab)}")
+        assert ka_active.masters() == 1 and ka_standby.masters() == 1
+        for front in (active, standby):
+            assert healthy(lab, front)
+            done = launcher_fetch(ha_launcher, f"http://{front.host.address}:{FRONT_PORT}/")
+            assert done["statuses"] == {"200": 20} and done["errors"] == {}, done
+    finally:
+        isolate("off")
+    owners = wait_for(lambda: (o := vip_owners(lab)) and len(o) == 1 and o, 15,
+                      lambda: f"after healing: VIP on {vip_owners(lab)}")
+    print(f"\nsplit brain: both fronts MASTER while cut off; healed, the VIP stays on {owners}")
+
+
+def launcher_fetch(launcher: Launcher, url: str) -> dict:
+    return launcher.client("c1", "fetch", url, "20")
