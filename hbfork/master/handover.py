@@ -35,7 +35,7 @@ class Handover:
 
     def due(self, now: float) -> bool:
         """True once, when the listeners should close."""
-        if self.active and now >= self.close_at:
+        if self.close_at > 0 and now >= self.close_at:
             self.close_at = -1.0  # stays active (and /healthz failing) until the exit
             return True
         return False
