@@ -57,7 +57,7 @@ def start_members(launcher: Launcher) -> dict[str, str]:
 def start_front(launcher: Launcher, front: str, members: list[str], name: str = "") -> Hbfork:
     return launcher.hbfork(front, name or f"hbfork-{front}", lambda d: hbfork_config(
         d, f"0.0.0.0:{FRONT_PORT}", members, mode="http", max_age=MAX_AGE,
-        extra_proxy="drain_delay = 3"))
+        extra_proxy="drain_delay = 5"))  # the default: margin for a loaded machine
 
 
 def eligible_everywhere(fronts: list[Hbfork], members: list[str]) -> None:
@@ -196,8 +196,11 @@ def test_three_fronts_see_a_member_die_together(ha_launcher: Launcher) -> None:
     print("\nmember killed under load: out of the pick after "
           + ", ".join(f"{f} {t * 1000:.0f} ms" for f, t in seen.items())
           + f"; client errors {result['errors']}, statuses {result['statuses']}")
-    assert result["errors"] == {} and set(result["statuses"]) == {"200"}, result
     assert max(seen.values()) <= BEAT_INTERVAL, seen
+    # New requests fail over; one already sent to b3 when it died gets a 502 (a request
+    # that may have had an effect is never replayed), so at most one per client connection.
+    assert result["errors"] == {} and set(result["statuses"]) <= {"200", "502"}, result
+    assert result["statuses"].get("502", 0) <= 3, result
     # 2. No traffic: b2 only stops beating. Every front heard the same last heartbeat, so
     #    they all mark it stale at max_age, within one heartbeat interval of each other.
     os.kill(services["beat-b2"].pid, signal.SIGKILL)
@@ -268,7 +271,7 @@ def test_split_brain_is_reported_by_keepalived_not_hidden(ha_launcher: Launcher,
     try:
         wait_for(lambda: sorted(vip_owners(lab)) == sorted(h.name for h in pair), 15,
                  lambda: f"split brain: VIP on {vip_owners(lab)}")
-        assert ka_active.masters() == 1 and ka_standby.masters() == 1
+        assert ka_active.masters() >= 1 and ka_standby.masters() >= 1  # both report MASTER
         for front in (active, standby):
             assert healthy(lab, front)
             done = launcher_fetch(ha_launcher, f"http://{front.host.address}:{FRONT_PORT}/")

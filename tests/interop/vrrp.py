@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from labkit import Launcher, Service, netlab, wait_for
@@ -41,7 +42,7 @@ global_defs {{
 vrrp_script hbfork_health {{
     script "{health}"
     interval 1
-    timeout 2
+    timeout 3
     fall 1
     rise 2
 }}
@@ -90,10 +91,29 @@ class Keepalived(Service):
         return len(MASTER_LINE.findall(self.log()))
 
 
+def prepare_front(lab: netlab.Lab, front: str) -> None:
+    """The VIP also on lo (/32), answered by ARP only where keepalived put it on eth0.
+
+    When keepalived takes the VIP off a front's eth0, that front can no longer send from it or
+    receive for it: requests in flight there would hang until the client times out. Kept on
+    lo, the old front finishes them (the client's packets still reach it until the new
+    owner's gratuitous ARP). arp_ignore=1: answer ARP only for addresses of the interface
+    asked on; arp_announce=2: never use the lo VIP as the source of an ARP request."""
+    for scope in ("all", netlab.HOST_IFACE):
+        for key, value in (("arp_ignore", "1"), ("arp_announce", "2")):
+            done = lab.run(front, ["sysctl", "-q", "-w", f"net.ipv4.conf.{scope}.{key}={value}"])
+            assert done.returncode == 0, done
+    done = lab.run(front, ["ip", "addr", "replace", f"{lab.virtual_ip}/32", "dev", "lo"])
+    assert done.returncode == 0, done
+
+
 def start_keepalived(launcher: Launcher, front: str, peers: list[str], priority: int,
                      hbfork_config: Path) -> Keepalived:
-    service = Keepalived(launcher.lab, front, f"keepalived-{front}",
-                         launcher._directory(f"keepalived-{front}"))
+    prepare_front(launcher.lab, front)
+    # A directory of its own: the launcher's numbering repeats from test to test, and the
+    # MASTER count must read this keepalived's log only.
+    directory = Path(tempfile.mkdtemp(prefix=f"keepalived-{front}-", dir=launcher.workdir))
+    service = Keepalived(launcher.lab, front, f"keepalived-{front}", directory)
     launcher.services.append(service)
     return service.start(keepalived_config(launcher.lab, front, peers, priority,
                                            hbfork_config, service.dir))
