@@ -47,9 +47,9 @@ def verdict(data: dict[str, Any], max_age: float, master_alive: bool = True) -> 
     if silence >= max_age:
         return Verdict(False, f"no heartbeat accepted for {silence:.1f}s (max_age "
                               f"{max_age:g}s): is the heartbeat socket receiving?")
-    pools: dict[str, list[dict[str, Any]]] = {}
-    for member in members:
-        pools.setdefault(member.get("pool", ""), []).append(member)
+    # With named pools the snapshot lists each pool's members (their weight there); without,
+    # every member is in the one unnamed pool.
+    pools = {p["name"]: p["members"] for p in data.get("pools") or ()} or {"": members}
     empty = sorted(name for name, group in pools.items()
                    if not any(m["weight"] > 0 for m in group))
     if empty:

@@ -45,8 +45,8 @@ W_STARTED_NS = 9        # time.monotonic_ns() at start: one clock for every proc
 W_CONFIG_GENERATION = 10
 W_CONFIG_LOADED_US = 11
 W_STATS_SEQ = 12        # seqlock over "fold an exited worker into the retired record"
-W_LAST_HEARTBEAT_NS = 13  # monotonic ns of the last accepted heartbeat (0 = none yet)
-W_FRONT_DRAINING_NS = 14  # monotonic ns `ctl drain-front` began (0 = not draining)
+W_LAST_HEARTBEAT_NS = 16  # monotonic ns of the last accepted heartbeat (0 = none yet)
+W_FRONT_DRAINING_NS = 17  # monotonic ns `ctl drain-front` began (0 = not draining)
 W_HEARTBEAT_COUNTERS = 32
 HEARTBEAT_RESULTS = (
     "accepted", "malformed", "bad_number", "bad_port", "bad_signature", "unsigned", "stale",

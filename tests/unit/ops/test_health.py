@@ -18,11 +18,8 @@ def snapshot(members: list[dict[str, Any]] | None = None, workers: list[dict[str
     }
 
 
-def member(weight: int, pool: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"weight": weight}
-    if pool is not None:
-        out["pool"] = pool
-    return out
+def member(weight: int) -> dict[str, Any]:
+    return {"weight": weight}
 
 
 def test_healthy_says_what_it_counted() -> None:
@@ -54,11 +51,17 @@ def test_a_worker_that_has_not_ticked_yet_is_serving() -> None:
     assert verdict(snapshot(workers=[{"state": "ready", "tick_age_seconds": None}]), 3).ok
 
 
+def pools(**members: list[int]) -> list[dict[str, Any]]:
+    return [{"name": name, "members": [member(w) for w in weights]}
+            for name, weights in members.items()]
+
+
 def test_every_pool_needs_an_eligible_member() -> None:
-    ok = snapshot(members=[member(1, "web"), member(0, "api"), member(2, "api")])
+    ok = snapshot(members=[member(1), member(2)])
+    ok["pools"] = pools(web=[1], api=[0, 2])
     assert verdict(ok, 3).ok
-    bad = snapshot(members=[member(1, "web"), member(0, "api"), member(0, "img"),
-                            member(0, "img")])
+    bad = snapshot(members=[member(1), member(2)])
+    bad["pools"] = pools(web=[1], api=[0], img=[0, 0])
     assert verdict(bad, 3).reason == "no eligible member in pool api, img"
 
 
