@@ -54,7 +54,8 @@ def render_text(data: dict[str, Any]) -> str:
         f"config generation {master['config_generation']}  "
         f"requests {totals['requests']} (2xx {r['2xx']} 3xx {r['3xx']} 4xx {r['4xx']} "
         f"5xx {r['5xx']})  connections {totals['connections']}  "
-        f"heartbeats {data['heartbeats']['accepted']}",
+        f"heartbeats {data['heartbeats']['accepted']}"
+        + ("  DRAINING (ctl drain-front: handing over)" if master.get("front_draining") else ""),
         "",
         f"{'MEMBER':22} {'NAME':12} {'SET':>3} {'STATE':10} {'READY':>6} {'BUSY':>5} "
         f"{'AGE':>6} {'SHARE':>6} {'REQS':>8} {'5XX':>5} {'FLY':>4}  WHY",
