@@ -3,7 +3,7 @@
     python labclient.py fetch URL COUNT [--wait S]   COUNT GETs, one connection each
     python labclient.py sniff GROUP:PORT SECONDS      what heartbeats arrive, per source IP
     python labclient.py send GROUP:PORT PAYLOAD COUNT INTERVAL   multicast PAYLOAD repeatedly
-    python labclient.py load URL[,URL...] SECONDS [--conns N] [--keepalive] [--max N]
+    python labclient.py load URL[,URL...] SECONDS [--conns N] [--keepalive] [--max N] [--rate R]
         constant load, round robin over the URLs: statuses, errors with their times, the
         longest stretch without a successful response (the outage a client saw)
 
@@ -102,7 +102,9 @@ def send(group: str, payload: str, count: int, interval: float) -> dict:
 class _Load:
     """Shared state of the load threads: the next URL, and what every request ended as."""
 
-    def __init__(self, urls: list[str], seconds: float, limit: int) -> None:
+    def __init__(self, urls: list[str], seconds: float, limit: int, pause: float = 0.0
+                 ) -> None:
+        self.pause = pause  # seconds between one thread's requests (0: back to back)
         self.urls = [urlsplit(url) for url in urls]
         self.end = time.monotonic() + seconds
         self.limit = limit
@@ -119,7 +121,11 @@ class _Load:
 
     def run(self, keepalive: bool) -> None:
         conns: dict[str, http.client.HTTPConnection] = {}
+        next_at = time.monotonic()
         while (parts := self.next_url()) is not None:
+            if self.pause:
+                next_at += self.pause
+                time.sleep(max(0.0, next_at - time.monotonic()))  # pacing the offered load
             key = parts.netloc
             conn = conns.pop(key, None) or http.client.HTTPConnection(
                 parts.hostname, parts.port or 80, timeout=5)
@@ -143,8 +149,9 @@ class _Load:
             conn.close()
 
 
-def load(urls: list[str], seconds: float, conns: int, keepalive: bool, limit: int) -> dict:
-    state = _Load(urls, seconds, limit)
+def load(urls: list[str], seconds: float, conns: int, keepalive: bool, limit: int,
+         rate: float = 0.0) -> dict:
+    state = _Load(urls, seconds, limit, conns / rate if rate else 0.0)
     began = time.time()
     threads = [threading.Thread(target=state.run, args=(keepalive,)) for _ in range(conns)]
     for thread in threads:
@@ -191,12 +198,14 @@ def main(argv: list[str]) -> int:
     constant.add_argument("--conns", type=int, default=4)
     constant.add_argument("--keepalive", action="store_true")
     constant.add_argument("--max", type=int, default=200_000)
+    constant.add_argument("--rate", type=float, default=0.0,
+                          help="requests per second in all (0: as fast as it goes)")
     args = parser.parse_args(argv)
     if args.command == "fetch":
         result = fetch(args.url, args.count, args.wait)
     elif args.command == "load":
         result = load(args.urls.split(","), min(args.seconds, 120.0), args.conns,
-                      args.keepalive, args.max)
+                      args.keepalive, args.max, args.rate)
     elif args.command == "sniff":
         result = sniff(args.group, args.seconds)
     else:
