@@ -9,6 +9,11 @@ Topology (prefix "hbl", three backends):
     hbl-b2      eth0 10.213.0.12/24
     ...
 
+With `fronts=N` (for high-availability tests) the extra fronts are front2, front3, ... at .2,
+.3, ...; with `clients=N`, client hosts c1, c2, ... at .241, .242, ...; `Lab.virtual_ip`
+(.250) is an address no host has, for keepalived to move between fronts. The default (one
+front, no clients) is the topology above.
+
 Every host namespace has `lo` up and `224.0.0.0/4` routed to eth0: with no default route, a
 multicast sendto() would otherwise fail with ENETUNREACH. Every interface is created inside a
 lab namespace (the veth is made in the bridge namespace and its peer moved straight into the
@@ -40,7 +45,11 @@ DEFAULT_PREFIX = "hbl"
 DEFAULT_SUBNET = "10.213.0"   # a /24; the last octet is added per host
 DEFAULT_BACKENDS = 3
 FRONT_OCTET = 1
+MAX_FRONTS = 9           # .1 .. .9
 BACKEND_FIRST_OCTET = 11
+CLIENT_FIRST_OCTET = 241
+MAX_CLIENTS = 9          # .241 .. .249
+VIRTUAL_OCTET = 250
 MULTICAST_ROUTE = "224.0.0.0/4"
 HOST_IFACE = "eth0"
 BRIDGE = "br0"
@@ -158,17 +167,26 @@ class Lab:
     """One lab: a bridge namespace, a front host and `backends` backend hosts."""
 
     def __init__(self, prefix: str = DEFAULT_PREFIX, backends: int = DEFAULT_BACKENDS,
-                 subnet: str = DEFAULT_SUBNET, keep: bool = False) -> None:
+                 subnet: str = DEFAULT_SUBNET, keep: bool = False, fronts: int = 1,
+                 clients: int = 0) -> None:
         if not 1 <= backends <= MAX_BACKENDS:
             raise ValueError(f"backends must be from 1 to {MAX_BACKENDS}, got {backends}")
+        if not 1 <= fronts <= MAX_FRONTS:
+            raise ValueError(f"fronts must be from 1 to {MAX_FRONTS}, got {fronts}")
+        if not 0 <= clients <= MAX_CLIENTS:
+            raise ValueError(f"clients must be from 0 to {MAX_CLIENTS}, got {clients}")
         self.prefix = prefix
         self.subnet = subnet
         self.keep = keep   # True for `netns-lab up`: the lab outlives this process
         self.bridge_netns = f"{prefix}-br"
         self.hosts: dict[str, Host] = {"front": self._host("front", FRONT_OCTET)}
+        for number in range(2, fronts + 1):
+            self.hosts[f"front{number}"] = self._host(f"front{number}", FRONT_OCTET + number - 1)
         for number in range(1, backends + 1):
             name = f"b{number}"
             self.hosts[name] = self._host(name, BACKEND_FIRST_OCTET + number - 1)
+        for number in range(1, clients + 1):
+            self.hosts[f"c{number}"] = self._host(f"c{number}", CLIENT_FIRST_OCTET + number - 1)
         self._is_up = False
 
     def _host(self, name: str, octet: int) -> Host:
@@ -236,7 +254,20 @@ class Lab:
 
     @property
     def backends(self) -> list[Host]:
-        return [h for name, h in self.hosts.items() if name != "front"]
+        return [h for name, h in self.hosts.items() if name[:1] == "b"]
+
+    @property
+    def fronts(self) -> list[Host]:
+        return [h for name, h in self.hosts.items() if name.startswith("front")]
+
+    @property
+    def clients(self) -> list[Host]:
+        return [h for name, h in self.hosts.items() if name[:1] == "c"]
+
+    @property
+    def virtual_ip(self) -> str:
+        """An address of the lab's subnet that no host has (for VRRP tests)."""
+        return f"{self.subnet}.{VIRTUAL_OCTET}"
 
     def command(self, host: str, argv: Sequence[str]) -> list[str]:
         """argv that runs `argv` inside `host`. `ip netns exec` execs in place (no fork), so

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import signal
 import socket
@@ -102,20 +103,23 @@ def _get(port: int, path: str = "/", conn: http.client.HTTPConnection | None = N
 
 def _wait_for_members(port: int, names: set[str], procs: list[subprocess.Popen[bytes]]
                       ) -> bool:
-    seen: set[str] = set()
+    """Until every member's heartbeat has arrived. (Requests are answered before that, by
+    the startup grace, but evenly: the sample would not show the heartbeat split.)"""
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and seen != names:
+    while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
             return False
         try:
-            status, backend, conn = _get(port)
+            conn = http.client.HTTPConnection("127.0.0.1", port + 1, timeout=5)
+            conn.request("GET", "/status.json")
+            members = json.loads(conn.getresponse().read())["members"]
             conn.close()
-            if status == 200:
-                seen.add(backend)
-        except OSError:
+            if len(members) == len(names) and all(m["eligible"] for m in members):
+                return True
+        except (OSError, ValueError, KeyError):
             pass
         time.sleep(0.05)
-    return seen == names
+    return False
 
 
 def _sample(port: int, requests: int, backends: list[tuple[str, str, int, int]]) -> bool:

@@ -1,4 +1,4 @@
-"""Command line: `hbfork run|check|status|ctl|beat|backend|demo|import-apache`.
+"""Command line: `hbfork run|check|status|ctl|health|beat|backend|demo|import-apache`.
 
 Exit codes: 0 success; 1 runtime failure (cannot bind, no master running, ...); 2 bad
 configuration or bad arguments (nothing was started).
@@ -84,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="omit port= from heartbeats, as Apache's mod_heartbeat does")
     backend.set_defaults(func=cmd_backend)
 
-    from hbfork.cli import beat, import_apache, status
+    from hbfork.cli import beat, health, import_apache, status
 
     status.add_parsers(sub)
+    health.add_parser(sub).set_defaults(func=health.run)
     beat.add_parser(sub).set_defaults(func=cmd_beat)
     import_apache.add_parser(sub).set_defaults(func=import_apache.run)
 
@@ -101,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["health"]:
+        # Run every second by keepalived: skip building every subcommand's parser (and the
+        # imports that brings).
+        from hbfork.cli.health import main as health_main
+
+        return health_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -54,7 +54,8 @@ def render_text(data: dict[str, Any]) -> str:
         f"config generation {master['config_generation']}  "
         f"requests {totals['requests']} (2xx {r['2xx']} 3xx {r['3xx']} 4xx {r['4xx']} "
         f"5xx {r['5xx']})  connections {totals['connections']}  "
-        f"heartbeats {data['heartbeats']['accepted']}",
+        f"heartbeats {data['heartbeats']['accepted']}"
+        + ("  DRAINING (ctl drain-front: handing over)" if master.get("front_draining") else ""),
         "",
         f"{'MEMBER':22} {'NAME':12} {'SET':>3} {'STATE':10} {'READY':>6} {'BUSY':>5} "
         f"{'AGE':>6} {'SHARE':>6} {'REQS':>8} {'5XX':>5} {'FLY/CAP':>9}  WHY",
@@ -120,7 +121,12 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     path = config.control_socket
     if not path:
         raise HbforkError(f"{config.path}: set [proxy] pidfile or control_socket to use ctl")
-    line = args.action if args.action == "list" else f"{args.action} {args.member or ''}"
+    if args.action == "drain-front":
+        line = f"drain-front {args.member or ''}"  # the optional argument is SECONDS here
+    elif args.action == "list":
+        line = "list"
+    else:
+        line = f"{args.action} {args.member or ''}"
     reply = request(path, line.strip())
     print(reply)
     return 0 if reply.startswith("ok") else 1
@@ -133,9 +139,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     status.add_argument("--interval", type=float, default=1.0, help="--watch period (s)")
     status.set_defaults(func=cmd_status)
-    ctl = sub.add_parser("ctl", help="drain, disable or enable a member at runtime")
+    ctl = sub.add_parser("ctl", help="drain, disable or enable a member at runtime; "
+                                     "drain-front hands this front over")
     ctl.add_argument("-c", "--config", required=True)
-    ctl.add_argument("action", choices=("drain", "disable", "enable", "list"))
+    ctl.add_argument("action", choices=("drain", "disable", "enable", "list", "drain-front"))
     ctl.add_argument("member", nargs="?",
-                     help="IP:PORT, IP (all members on it) or name; POOL/MEMBER for one pool")
+                     help="IP:PORT, IP (all members on it) or name; POOL/MEMBER for one pool; "
+                          "for drain-front: SECONDS (default [proxy] drain_delay)")
     ctl.set_defaults(func=cmd_ctl)

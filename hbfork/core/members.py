@@ -32,6 +32,8 @@ READY_ZERO = "ready 0"
 IN_ERROR = "in error"
 DRAINED = "drained"
 DISABLED = "disabled"
+GRACE = "startup grace"  # never heard from, but tried while the master has just started
+GRACE_WEIGHT = 1  # any heard-from member (ready N) outweighs a merely listed one
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class Rules:
     capacity: int
     slow_start: int = 0      # ns over which a member that (re)joins ramps up; 0 = off
     max_capacity: int = 10000  # cap on a member's derived capacity (requests in flight)
+    startup_grace: int = 0  # ns after start that listed, unheard members are tried
 
     @classmethod
     def from_config(cls, config: Config) -> Rules:
@@ -58,6 +61,8 @@ class Rules:
             require_signature=hb.require_signature, signature_window=hb.signature_window,
             capacity=hb.max_members, slow_start=int(config.balance.slow_start * NS),
             max_capacity=config.balance.max_capacity,
+            startup_grace=int((hb.max_age if hb.startup_grace is None else hb.startup_grace)
+                              * NS),
         )
 
 
@@ -100,13 +105,20 @@ class Member:
         return self.name or str(self.endpoint)
 
 
-def evaluate(member: Member, now: int, rules: Rules) -> tuple[int, str]:
-    """(weight, reason): the weight to publish and the reason for it."""
+def evaluate(member: Member, now: int, rules: Rules, grace_until: int = 0) -> tuple[int, str]:
+    """(weight, reason): the weight to publish and the reason for it.
+
+    Until `grace_until` a static member not heard from yet is tried with a token weight:
+    right after a (re)start no heartbeat has arrived, and refusing every request (503) would
+    be worse than trying members that are most likely up; a refused connect puts the member
+    in error and the request fails over, as for any member."""
     if member.disabled:
         return 0, DISABLED
     if member.drained:
         return 0, DRAINED
     if not member.first_seen:
+        if member.static and now < grace_until:
+            return (0, IN_ERROR) if now < member.error_until else (GRACE_WEIGHT, GRACE)
         return 0, NEVER_SEEN
     if now - member.last_seen >= rules.max_age:
         return 0, STALE
@@ -146,6 +158,7 @@ class Registry:
     dirty: set[int] = field(default_factory=set)                   # slots to rewrite
     changes: list[Change] = field(default_factory=list)
     next_deadline: int = 0
+    grace_until: int = 0  # monotonic ns; see evaluate()
     _next_uid: int = 1
     _free: list[int] = field(default_factory=list)  # heap of free slots, lowest first
 
@@ -157,6 +170,11 @@ class Registry:
         registry = cls(Rules.from_config(config), keys)
         registry.set_static(config.static_members, now=0)
         return registry
+
+    def start_grace(self, now: int) -> None:
+        """The master has just started: begin the startup grace (see evaluate)."""
+        self.grace_until = now + self.rules.startup_grace if self.rules.startup_grace else 0
+        self.next_deadline = 0  # re-evaluate everyone at the next expire()
 
     # --- queries
 
@@ -273,8 +291,12 @@ class Registry:
                 not member.drained and member.first_seen and \
                 now - member.last_seen < self.rules.max_age and now >= member.error_until:
             member.up_since = now  # (re)joining: slow start ramps from here
-        weight, reason = evaluate(member, now, self.rules)
-        sticky = usable(member, now, self.rules)
+        weight, reason = evaluate(member, now, self.rules, self.grace_until)
+        sticky = reason == GRACE or usable(member, now, self.rules)
+        if reason == GRACE:
+            # Tried before its first heartbeat: it has no reported capacity yet, so none is
+            # enforced (its configured max_conns, else the cap on anyone's).
+            member.capacity = member.max_conns or self.rules.max_capacity
         if reason != member.reason:
             self.changes.append(Change(member, member.reason, reason))
         if weight != member.weight or reason != member.reason or sticky != member.usable:
@@ -332,6 +354,8 @@ class Registry:
         ramp_end = member.up_since + self.rules.slow_start
         if self.rules.slow_start and member.reason == ELIGIBLE and ramp_end > now:
             yield min(ramp_end, now + RAMP_STEP)  # the weight grows in steps while it ramps
+        if not member.first_seen and now < self.grace_until:
+            yield self.grace_until
         yield now + self.rules.forget_after
 
     # --- reload

@@ -16,6 +16,7 @@ from hbfork.core.values import (
     choice,
     endpoint,
     endpoint_list,
+    grace,
     integer,
     network_list,
     optional_endpoint,
@@ -47,6 +48,9 @@ class ProxySettings:
                            "worker processes: \"auto\" (one per CPU) or 1-64", '"auto"')
     shutdown_timeout: float = setting(30.0, seconds(),
                                       "seconds old workers may drain on reload or stop")
+    drain_delay: float = setting(5.0, seconds(0, 3600, allow_zero=True),
+                                 "seconds `hbfork ctl drain-front` keeps accepting after "
+                                 "/healthz starts failing (time for the VIP to move)")
     retry: float = setting(10.0, seconds(0, 3600, allow_zero=True),
                            "seconds a member that refused a connect stays out (Apache: 60)")
     max_connections: int = setting(10000, integer(1, 1_000_000),
@@ -79,6 +83,10 @@ class HeartbeatSettings:
     max_members: int = setting(256, integer(1, 65535), "member table capacity")
     max_age: float = setting(10.0, seconds(0, 3600),
                              "a member whose last heartbeat is this old gets no new traffic")
+    startup_grace: float | None = setting(
+        None, grace,
+        "seconds after start during which [[member]] entries not heard from yet are tried "
+        "(a failed connect fails over as usual) instead of refused; 0 = off", '"max_age"')
     forget_after: float = setting(30.0, seconds(0, 86400),
                                   "discovered members unseen this long are removed")
     discover: bool = setting(False, boolean,

@@ -148,3 +148,10 @@ def route_token(value: Any) -> str:
         raise ValueError(f"a route is up to 64 printable characters without spaces, got "
                          f"{text!r}")
     return text
+
+
+def grace(value: Any) -> float | None:
+    """Seconds, or "max_age" (None: one max_age, whatever it is set to)."""
+    if value == "max_age":
+        return None
+    return seconds(0, 3600, allow_zero=True)(value)

@@ -33,6 +33,7 @@ from hbfork.core.settings import MAX_WORKERS
 from hbfork.master import setup
 from hbfork.master.bindings import Bindings, Plan
 from hbfork.master.generations import READY_TIMEOUT, Generations
+from hbfork.master.handover import Handover, parse_delay
 from hbfork.master.monitor import BUMP_INTERVAL, Monitor
 from hbfork.master.storage import StorageFiles
 from hbfork.master.workers import RunWorker, WorkerProcess, Workers, signal_quietly
@@ -76,6 +77,7 @@ class Master:
         self.control: ControlServer | None = None
         self.tls: TlsContexts | None = None
         self.storage = StorageFiles()
+        self.handover = Handover()
         self._death_read = self._death_write = -1
         self._wakeup_read = self._wakeup_write = -1
         self._last_watchdog = 0.0
@@ -129,6 +131,7 @@ class Master:
         self.monitor = Monitor(self.registry, self.table, config.heartbeat.allow,
                                config.heartbeat.rate_limit, self.admin)
         self.monitor.sock = self.bindings.heartbeat_sock
+        self._start_members(config)
         self.monitor.publish()
         self._set_config_generation(1)
         self._death_read, self._death_write = os.pipe2(os.O_CLOEXEC)
@@ -149,12 +152,39 @@ class Master:
                  config.heartbeat.listen,
                  f", status on {config.status.listen}" if config.status.listen else "")
 
+    def _start_members(self, config: Config) -> None:
+        """No 503s at start: restore the last hb.dat (a restart keeps the members' state)
+        and begin the startup grace for members still unheard (core.members.evaluate)."""
+        assert self.registry is not None and self.monitor is not None
+        now = time.monotonic_ns()
+        self.registry.start_grace(now)
+        storage = config.resolve(config.heartbeat.storage)
+        if storage:
+            restored = self.monitor.restore(storage, now, time.time())
+            if restored:
+                log.info("restored %d members from %s", restored, storage)
+
     def _control(self, line: str) -> str:
         assert self.registry is not None and self.monitor is not None
+        words = line.split()
+        if words[:1] == ["drain-front"]:
+            return self._drain_front(words[1:])
         reply = execute(self.registry, line, time.monotonic_ns(), self.admin, self.config.pools,
                         self.config.discover_pool)
         self.monitor.publish()
         log.info("control: %s -> %s", line.strip()[:80], reply[:200])
+        return reply
+
+    def _drain_front(self, words: list[str]) -> str:
+        assert self.table is not None
+        if self.stopping:
+            return "error already stopping"
+        try:
+            delay = parse_delay(words, self.config.proxy.drain_delay)
+        except ValueError as err:
+            return f"error {err}"
+        reply = self.handover.begin(self.table, delay, self.config.proxy.shutdown_timeout)
+        log.info("control: drain-front -> %s", reply)
         return reply
 
     def _master_only_fds(self) -> list[int]:
@@ -254,6 +284,9 @@ class Master:
         if self.control is not None:
             self.control.expire()
         self._watchdog()
+        if self.handover.due(time.monotonic()) and not self.stopping:
+            log.info("drain-front: closing the listeners")
+            self._stop("graceful")
         if not self.stopping:
             self.workers.healthy()
             self.generations.maintain()
@@ -274,7 +307,7 @@ class Master:
             timeout = min(timeout, 0.25)
         if self.monitor is not None and self.monitor.bump_pending:
             timeout = min(timeout, BUMP_INTERVAL)
-        return timeout
+        return self.handover.timeout(time.monotonic(), timeout)
 
     def _watchdog(self) -> None:
         """Kill workers whose loop stopped ticking for worker_timeout (they get replaced)."""
@@ -396,7 +429,7 @@ class Master:
     def _cleanup(self) -> None:
         if self.control is not None:
             self.control.close()
-        self.storage.stop()
+        self.storage.stop(self.registry)
         if self.table is not None:
             self.table.unlink()
             try:

@@ -22,7 +22,7 @@ from hbfork.core.pool_admin import PoolAdmin
 from hbfork.core.ratelimit import KeyedRateLimiter, LogLimiter
 from hbfork.ops.hbdat import StoredServer, parse_storage
 from hbfork.system import logs
-from hbfork.table.layout import LOAD_MASK
+from hbfork.table.layout import LOAD_MASK, W_LAST_HEARTBEAT_NS
 from hbfork.table.table import Table
 
 BATCH = 256  # datagrams per wake-up: the master loop must still see signals under a flood
@@ -81,6 +81,8 @@ class Monitor:
             log.exception("internal error handling a heartbeat from %s", host)
             result = "internal_error"
         self.table.count_heartbeat(result)
+        if result == "accepted":
+            self.table.set_header(W_LAST_HEARTBEAT_NS, now_ns)
         return result
 
     def _receive(self, data: bytes, source: IPAddress, now_ns: int, wall: float) -> str:
@@ -128,7 +130,32 @@ class Monitor:
             self._reject_file(path, problem, now_ns)
         for server in servers:
             seen = now_ns - int((server.lastseen + file_age) * 1e9)
-            self.table.count_heartbeat(self._apply_stored(server, now_ns, wall, seen))
+            result = self._apply_stored(server, now_ns, wall, seen)
+            self.table.count_heartbeat(result)
+            if result == "accepted":
+                self.table.set_header(W_LAST_HEARTBEAT_NS, now_ns)
+
+    def restore(self, path: str, now_ns: int, wall: float) -> int:
+        """At start, take back the state our own hb.dat recorded before a restart, its age
+        corrected as for a source file; returns how many members came back eligible-fresh.
+
+        Entries already older than max_age are skipped (they would be stale at once). Not
+        counted as heartbeats: nothing was received, so /healthz still waits for a real one."""
+        try:
+            info = os.stat(path)
+            with open(path, encoding="latin-1") as handle:
+                servers, _ = parse_storage(handle.read())
+        except (OSError, ValueError) as err:
+            log.warning("cannot restore members from %s: %s", path, err)
+            return 0
+        file_age = max(0.0, wall - info.st_mtime)
+        restored = 0
+        for server in servers:
+            seen = now_ns - int((server.lastseen + file_age) * 1e9)
+            if now_ns - seen < self.registry.rules.max_age and \
+                    self._apply_stored(server, now_ns, wall, seen) == "accepted":
+                restored += 1
+        return restored
 
     def _apply_stored(self, server: StoredServer, now_ns: int, wall: float, seen: int) -> str:
         beat = heartbeat.Heartbeat(server.ready, server.busy, server.port)

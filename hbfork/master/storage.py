@@ -56,6 +56,10 @@ class StorageFiles:
     def active(self) -> bool:
         return self.writer is not None
 
-    def stop(self) -> None:
+    def stop(self, registry: Registry | None = None) -> None:
+        """Stop the writer; with `registry`, write its state one last time first, so that
+        the next start restores what this master knew when it stopped."""
         if self.writer is not None:
+            if registry is not None:
+                self.writer.submit(format_storage(registry, time.monotonic_ns()))
             self.writer.stop()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from hbfork.core.config import Config
-from hbfork.core.members import ELIGIBLE
+from hbfork.core.members import ELIGIBLE, GRACE
 from hbfork.core.pool_admin import POOL_DISABLED, POOL_DRAINED
 from hbfork.table.layout import (
     MAX_POOLS,
@@ -109,7 +109,7 @@ def _member(pool: str, address: object, route: str, lbset: int, standby: bool,
         state = "disabled in pool"
     elif flags & POOL_DRAINED:
         state = "drained in pool"
-    weight = record.weight if record is not None and state == ELIGIBLE else 0
+    weight = record.weight if record is not None and state in (ELIGIBLE, GRACE) else 0
     return {"address": str(address), "name": record.name if record else "", "route": route,
             "lbset": lbset, "standby": standby, "state": state,
             "eligible": state == ELIGIBLE, "weight": weight, "share": 0.0,

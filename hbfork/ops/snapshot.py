@@ -25,7 +25,10 @@ from hbfork.table.layout import (
     TLS_RESULTS,
     W_CONFIG_GENERATION,
     W_CONFIG_LOADED_US,
+    W_FRONT_DRAINING_NS,
+    W_LAST_HEARTBEAT_NS,
     W_MASTER_PID,
+    W_STARTED_NS,
     W_STARTED_US,
     W_STATS_SEQ,
     WK_ACCEPTED,
@@ -90,6 +93,11 @@ def snapshot(table: Table, config: Config | None = None,
             "config_loaded": table.header(W_CONFIG_LOADED_US) / 1e6,
             "table": table.name,
             "member_capacity": table.capacity,
+            # Monotonic seconds since the last accepted heartbeat (since start if none): a
+            # front whose heartbeat socket went deaf must not look healthy (ops.health).
+            "heartbeat_silence_seconds": _since(now_ns, max(
+                table.header(W_LAST_HEARTBEAT_NS), table.header(W_STARTED_NS))),
+            "front_draining": bool(table.header(W_FRONT_DRAINING_NS)),
         },
         "heartbeats": table.heartbeat_counters(),
         "members": _members(members, per_member, now_ns, table.load_words()),
@@ -103,6 +111,10 @@ def snapshot(table: Table, config: Config | None = None,
         data["pools"] = pool_view.pools(config, members, admin, scoped)
         data["routes"] = pool_view.routes(config, scoped)
     return data
+
+
+def _since(now_ns: int, then_ns: int) -> float:
+    return max(0.0, (now_ns - then_ns) / NS)
 
 
 def _members(records: list[MemberRecord], per_member: dict[int, list[int]],
@@ -159,6 +171,8 @@ def _why(r: MemberRecord, now_ns: int, active_set: int | None) -> str:
         return "reports no idle capacity (ready=0)"
     if r.reason == "never seen":
         return "no heartbeat received yet"
+    if r.reason == "startup grace":
+        return "no heartbeat received yet; tried during the startup grace (failover if it refuses)"
     return {"drained": "drained by an operator: no new requests",
             "disabled": "disabled by an operator"}.get(r.reason, r.reason)
 

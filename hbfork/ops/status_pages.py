@@ -200,7 +200,7 @@ th{background:#f0f0f0;font-weight:600}td.l,th.l{text-align:left}
 def _state_class(state: str) -> str:
     if state == "eligible":
         return "ok"
-    return "warn" if state in ("drained", "disabled", "ready 0") else "bad"
+    return "warn" if state in ("drained", "disabled", "ready 0", "startup grace") else "bad"
 
 
 def _age(seconds: float | None) -> str:

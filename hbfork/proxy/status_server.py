@@ -1,8 +1,9 @@
 """The status listener's I/O in a worker: one short request per connection, answered from the
-shared table (hbfork.ops.status_pages renders it) and closed."""
+shared table (hbfork.ops.status_pages renders it; /healthz is hbfork.ops.health) and closed."""
 
 from __future__ import annotations
 
+import os
 import socket
 
 from hbfork.core import http11, http_heads
@@ -10,9 +11,12 @@ from hbfork.core.addresses import IPNetwork, ip_allowed, parse_ip
 from hbfork.core.config import Config
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import Limits
+from hbfork.ops import health
+from hbfork.ops.snapshot import snapshot
 from hbfork.ops.status_pages import respond
 from hbfork.proxy.loop import READ, WRITE, Loop
 from hbfork.system.tls import TlsContexts
+from hbfork.table.layout import W_MASTER_PID
 from hbfork.table.table import Table
 
 STATUS_TIMEOUT = 5.0
@@ -43,6 +47,15 @@ class StatusServer:
                 sock.close()
                 continue
             _StatusConnection(self, sock)
+
+    def healthz(self, method: bytes) -> bytes:
+        table = self.table
+        # A worker's parent is its master: if that changed, the master is gone (the worker
+        # is about to exit too, but must not say "healthy" meanwhile).
+        alive = os.getppid() == table.header(W_MASTER_PID)
+        max_age = self.config.heartbeat.max_age if self.config is not None else 10.0
+        return health.http_response(
+            health.verdict(snapshot(table, self.config), max_age, alive), method)
 
     def close(self) -> None:
         self.loop.remove(self.listener.fileno())
@@ -77,8 +90,11 @@ class _StatusConnection:
             if end < 0:
                 return
             head = http11.parse_request_head(bytes(self.inbuf[:end]), self.server.limits)
-            self.out = respond(self.server.table, head.target, head.method,
-                               self.server.config, self.server.certificates)
+            if head.target.split(b"?", 1)[0] == b"/healthz":
+                self.out = self.server.healthz(head.method)
+            else:
+                self.out = respond(self.server.table, head.target, head.method,
+                                   self.server.config, self.server.certificates)
         except ProtocolError as err:
             self.out = http_heads.error_response(err.status, err.detail)
         except OSError:

@@ -34,6 +34,7 @@ from hbfork.core.members import (
     DISABLED,
     DRAINED,
     ELIGIBLE,
+    GRACE,
     IN_ERROR,
     NEVER_SEEN,
     READY_ZERO,
@@ -57,6 +58,8 @@ W_STATS_SEQ = 12        # seqlock over "fold an exited worker into the retired r
 W_ADMIN_SEQ = 13        # seqlock over the admin region
 W_ADMIN_COUNT = 14      # admin entries in use
 W_ADMIN_CAPACITY = 15
+W_LAST_HEARTBEAT_NS = 16  # monotonic ns of the last accepted heartbeat (0 = none yet)
+W_FRONT_DRAINING_NS = 17  # monotonic ns `ctl drain-front` began (0 = not draining)
 W_HEARTBEAT_COUNTERS = 32
 HEARTBEAT_RESULTS = (
     "accepted", "malformed", "bad_number", "bad_port", "bad_signature", "unsigned", "stale",
@@ -66,7 +69,7 @@ HEARTBEAT_RESULTS = (
 
 MEMBER_FORMAT = struct.Struct("<Q16sBBHHHiiIIQQQQQ48s")
 MEMBER_SIZE = 8 + ((MEMBER_FORMAT.size + 7) // 8) * 8
-REASONS = (NEVER_SEEN, ELIGIBLE, STALE, READY_ZERO, IN_ERROR, DRAINED, DISABLED)
+REASONS = (NEVER_SEEN, ELIGIBLE, STALE, READY_ZERO, IN_ERROR, DRAINED, DISABLED, GRACE)
 FLAG_STATIC, FLAG_DRAINED, FLAG_DISABLED = 1, 2, 4
 
 # Worker record u64 word indexes.

@@ -137,7 +137,9 @@ def test_signed_heartbeats_forged_replayed_and_unsigned_are_rejected(cluster, tm
     stale = heartbeat.sign(heartbeat.encode(1000, 0, member_port), b"s3cret-one", now - 60)
     sock.sendto(stale, target)
     sock.close()
-    wait_until(lambda: proxy.status()["heartbeats"]["replay"] >= 1, 5, message="the replay")
+    # Two datagrams, possibly read in two batches: wait for both verdicts.
+    wait_until(lambda: (c := proxy.status()["heartbeats"])["replay"] >= 1 and c["stale"] >= 1,
+               5, message="the replay and the stale beat")
     counters = proxy.status()["heartbeats"]
     assert counters["bad_signature"] >= 1 and counters["unsigned"] >= 1
     assert counters["stale"] >= 1 and counters["replay"] >= 1

@@ -27,6 +27,24 @@ def lab() -> Iterator[netlab.Lab]:
         yield built
 
 
+@pytest.fixture(scope="module")
+def ha_lab() -> Iterator[netlab.Lab]:
+    """A lab with three fronts and a client host, for the high-availability tests."""
+    reason = netlab.unavailable_reason()
+    if reason:
+        pytest.skip(f"network-namespace lab unavailable: {reason}")
+    with netlab.Lab(prefix=netlab.unique_prefix("hbh"), backends=3, fronts=3,
+                    clients=1) as built:
+        yield built
+
+
+@pytest.fixture
+def ha_launcher(ha_lab: netlab.Lab, workdir: Path, request: pytest.FixtureRequest) \
+        -> Iterator[Launcher]:
+    """Services in the high-availability lab that live for one test."""
+    yield from _launcher(ha_lab, workdir, request)
+
+
 @pytest.fixture(scope="session")
 def apache() -> None:
     """Depend on this to skip when real Apache httpd cannot run here."""

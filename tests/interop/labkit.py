@@ -230,7 +230,7 @@ class Hbfork(Service):
 
 
 def hbfork_config(directory: Path, listen: str, members: list[str], *, max_age: float = 3,
-                  extra_heartbeat: str = "", mode: str = MODE) -> str:
+                  extra_heartbeat: str = "", mode: str = MODE, extra_proxy: str = "") -> str:
     """An hbfork config for the lab: heartbeats from the multicast group, status page off."""
     member_tables = "".join(f'\n[[member]]\naddress = "{m}"\n' for m in members)
     return f"""\
@@ -242,6 +242,7 @@ allow_root = true            # the tests run as root and nothing here needs a us
 pidfile = "{directory / 'hbfork.pid'}"
 shutdown_timeout = 5
 retry = 5
+{extra_proxy}
 
 [heartbeat]
 listen = "{GROUP}"

@@ -486,7 +486,8 @@ name = "one"
     reg = Registry.from_config(cfg, keys=(KEY,))
     assert reg.rules == Rules(max_age=2_500_000_000, forget_after=12 * S, retry=7 * S,
                               discover=True, default_port=8000, max_ready=100,
-                              require_signature=False, signature_window=10.0, capacity=16)
+                              require_signature=False, signature_window=10.0, capacity=16,
+                              startup_grace=2_500_000_000)
     assert reg.keys == (KEY,)
     (m,) = list(reg)
     assert (str(m.endpoint), m.lbset, m.name, m.label, m.static) == ("10.0.0.1:8000", 2, "one",
