@@ -83,8 +83,7 @@ class TcpSession:
         if self.tried:
             ctx.count_retry()
         self.tried.add(target.slot)
-        ctx.upstreams.started(target)  # in flight from the pick on: the next pick sees it
-        self.target, self.reserved = target, True
+        self.target, self.reserved = target, True  # choose() counted it in flight already
         try:
             sock, err = ctx.connect(target)
         except OSError as error:  # out of fds or memory: our problem, not the member's

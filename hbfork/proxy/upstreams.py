@@ -40,6 +40,8 @@ from hbfork.table.layout import (
 )
 from hbfork.table.table import Table
 
+RESERVE_TRIES = 4  # picks a request makes when other workers keep taking the last places
+
 # sticky() when the session's member is known but cannot serve it now
 STICKY_DOWN = "down"
 __all__ = ["FULL", "STICKY_DOWN", "PoolView", "Target", "Upstreams"]
@@ -200,25 +202,46 @@ class Upstreams:
     def choose(self, excluded: set[int] | None = None,
                pool: PoolView | None = None) -> Target | int | None:
         """A member of `pool` (default: the default pool) with room for one more request,
-        avoiding the slots in `excluded`; FULL when members are up but none has room now (the
-        caller queues the request), None when none can serve."""
+        avoiding the slots in `excluded`, and already counted in flight there (reserved: call
+        finished() when the request ends or never went); FULL when members are up but none
+        has room now (the caller queues the request), None when none can serve."""
         pool = pool or self.default
         generation = self.words_view[W_GENERATION]
         if generation != self.seen:
             self._refresh()
         if pool.built != generation:
             self._build(pool, generation)
-        slot = choose(pool.candidates, pool.weighting, pool.pick, self.in_flight, self.random,
-                      excluded or frozenset())
-        if slot is None or slot == FULL:
-            return slot
-        target = self.targets.get(slot)
-        if target is None or target.uid != self.uids[slot]:
-            target = self._load(slot)
-            if target is None:
-                # The master freed the slot after this pool was built: pick again without it.
-                return self.choose({*(excluded or ()), slot}, pool)
-        return target
+        skip = set(excluded or ())
+        lost_race = False
+        for _ in range(RESERVE_TRIES):
+            slot = choose(pool.candidates, pool.weighting, pool.pick, self.in_flight,
+                          self.random, skip)
+            if slot is None or slot == FULL:
+                return FULL if lost_race and slot is None else slot
+            target = self.targets.get(slot)
+            if target is None or target.uid != self.uids[slot]:
+                target = self._load(slot)
+                if target is None:
+                    # The master freed the slot after this pool was built: pick again.
+                    skip.add(slot)
+                    continue
+            if self.reserve(target):
+                return target
+            skip.add(slot)  # another worker took its last place meanwhile
+            lost_race = True
+        return FULL
+
+    def reserve(self, target: Target) -> bool:
+        """Count a request in flight to `target` if it has room (False: it had none). The
+        count is raised first and checked after, so that two workers taking the last place at
+        once see each other (then both try elsewhere) instead of both going."""
+        if self.words_view[W_GENERATION] != self.seen:
+            self._refresh()
+        self.started(target)
+        if self.in_flight(target.slot) <= self.loads[target.slot] & LOAD_MASK:
+            return True
+        self.record[target.counters + MC_INFLIGHT] -= 1
+        return False
 
     def has_room(self, target: Target) -> bool:
         """Can the member take one more request (its capacity is not all in flight)?"""

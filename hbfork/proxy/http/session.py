@@ -231,9 +231,7 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
             ctx.count_retry()
         self.tried.add(target.slot)
         self.target = target
-        # Counted in flight from now on, so the next pick (in any worker) sees it.
-        ctx.upstreams.started(target)
-        self.inflight_target = target
+        self.inflight_target = target  # _pick reserved its place: counted in flight already
         if pool.settings.sticky_cookie:
             self.set_cookie = ctx.router.route_cookie_for(pool, target, self.sticky_route)
         assert self.request is not None
@@ -266,7 +264,7 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
         if self.sticky_route is not None:
             found = ctx.upstreams.sticky(pool, self.sticky_route)
             if isinstance(found, Target) and found.slot not in self.tried:
-                if not ctx.upstreams.has_room(found):
+                if not ctx.upstreams.reserve(found):
                     self._wait(pool)  # its member is busy: wait for it, not for another
                     return None
                 self.sticky_outcome = STICKY_HIT

@@ -58,11 +58,15 @@ class FakePicker:
                       if m.target.slot not in (excluded or ()) and not m.down]
         for member in candidates:
             if not member.full:
+                self.started(member.target)  # as Upstreams.choose, it reserves
                 return member.target
         return FULL if candidates else None
 
-    def has_room(self, target: Target) -> bool:
-        return not next(m for m in self.members if m.target is target).full
+    def reserve(self, target: Target) -> bool:
+        if next(m for m in self.members if m.target is target).full:
+            return False
+        self.started(target)
+        return True
 
     def sticky(self, pool: PoolView, route: str) -> Target | str | None:
         address = pool.routes.get(route)
