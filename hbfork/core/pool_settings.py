@@ -158,6 +158,15 @@ class PoolSettings:
                                           "(from [balance])")
     queue_max: int | None = setting(None, integer(0, 1_000_000),
                                     "this pool's [balance] queue_max", "(from [balance])")
+    tls: bool = setting(False, boolean, "talk TLS to this pool's members")
+    tls_verify: bool = setting(True, boolean,
+                               "check the members' certificates (against tls_ca)")
+    tls_ca: str = setting("", text_value,
+                          "PEM file of the CAs members' certificates must chain to "
+                          "(default: the system's)", '""')
+    tls_server_name: str = setting("", text_value,
+                                   "the name sent as SNI and checked in the members' "
+                                   "certificates (default: the member's IP)", '""')
 
     @property
     def sticky_names(self) -> tuple[str, str]:

@@ -7,13 +7,16 @@ which it must not), it is dropped at once instead of failing the next request th
 from __future__ import annotations
 
 import socket
+import ssl
 
 from hbfork.proxy.loop import READ, Loop
+from hbfork.proxy.tls import TlsWriter, peek
 from hbfork.proxy.upstreams import Target
 
 
 class MemberConnection:
-    __slots__ = ("closed", "fd", "pool", "reused", "sock", "target", "timer")
+    __slots__ = ("closed", "fd", "handshaking", "pool", "reused", "sock", "target", "timer",
+                 "tls")
 
     def __init__(self, sock: socket.socket, target: Target, pool: ConnectionPool) -> None:
         self.sock = sock
@@ -22,7 +25,16 @@ class MemberConnection:
         self.pool = pool
         self.reused = False      # True once it served a request and came back to the pool
         self.closed = False
+        self.tls: TlsWriter | None = None  # a TLS connection: writes go through it
+        self.handshaking = False  # connected, TLS handshake not finished yet
         self.timer = pool.loop.timer(self.on_deadline)
+
+    def start_tls(self, context: ssl.SSLContext, server_name: str) -> None:
+        """Wrap the connected socket for TLS; the handshake is driven by the session."""
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_name,
+                                        do_handshake_on_connect=False)
+        self.tls = TlsWriter()
+        self.handshaking = True
 
     def on_deadline(self, now: float) -> None:
         self.pool.discard(self)  # idle in the pool for pool_idle_timeout
@@ -44,14 +56,17 @@ class ConnectionPool:
         self.idle_timeout = idle_timeout
         self.closed = False  # after close_all(): connections checked in are closed
 
-    def checkout(self, target: Target, verify: bool = True) -> MemberConnection | None:
-        """An idle connection to `target`, or None. With `verify`, one that still looks open
-        (a MSG_PEEK syscall); without, a close that epoll has not reported yet is possible."""
+    def checkout(self, target: Target, verify: bool = True,
+                 tls: bool = False) -> MemberConnection | None:
+        """An idle connection to `target` (a TLS one when `tls`), or None. With `verify`, one
+        that still looks open (a MSG_PEEK syscall); without, a close that epoll has not
+        reported yet is possible."""
         conns = self.idle.get(target.slot)
         while conns:
             conn = conns.pop()
             self.loop.set_timer(conn.timer, None)
-            if conn.target.uid != target.uid or (verify and not _still_open(conn.sock)):
+            if conn.target.uid != target.uid or (conn.tls is not None) != tls or (
+                    verify and not _still_open(conn.sock)):
                 conn.close()
                 continue
             return conn
@@ -87,7 +102,7 @@ class ConnectionPool:
 
 def _still_open(sock: socket.socket) -> bool:
     try:
-        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        peek(sock)
     except BlockingIOError:
         return True  # nothing to read: open and idle, as it should be
     except OSError:

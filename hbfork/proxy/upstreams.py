@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import socket
+import ssl
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,7 +71,8 @@ class PoolView:
     __slots__ = ("built", "candidates", "connect_timeout", "cookie_bytes", "cookie_name",
                  "discover", "index", "members", "name", "param_bytes", "param_name", "pick",
                  "queue_max", "queue_timeout", "response_timeout", "retries", "retry_ms",
-                 "routes", "separator", "settings", "sticky", "weighting")
+                 "routes", "separator", "server_name", "settings", "sticky", "tls_context",
+                 "weighting")
 
     def __init__(self, index: int, settings: PoolSettings, http: HttpSettings,
                  balance: BalanceSettings | None = None) -> None:
@@ -98,6 +100,8 @@ class PoolView:
         self.separator = settings.stickysessionsep
         self.candidates = Members()
         self.built = -1
+        self.tls_context: ssl.SSLContext | None = None  # TLS to members (set by the worker)
+        self.server_name = settings.tls_server_name
 
 
 def _or(value: float | int | None, default: float | int) -> float | int:

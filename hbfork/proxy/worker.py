@@ -94,6 +94,8 @@ class Worker:
         self.listens = config.listeners  # what each listener is (the same order)
         self.record = table.worker_words(index)
         self.upstreams = Upstreams(table, self.record, config)
+        for name, context in (tls.members.items() if tls else ()):
+            self.upstreams.pools[name].tls_context = context
         self.router = Router(config, self.upstreams)
         self.loop = Loop()
         self.queue = FrontQueue(self.loop, table, self.record)
@@ -175,7 +177,7 @@ class Worker:
             # Responses end in small writes (in TCP mode: whatever pieces the member sent);
             # Nagle plus the client's delayed ACK would hold each such tail for 40 ms.
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if listen.tls and self.tls is not None:
+            if listen.tls and self.tls is not None and self.tls.default is not None:
                 session: Session = Handshake(self.loop, self.record, wrap(self.tls.default, client),
                                              client_ip, listen, self.config.tls.handshake_timeout,
                                              self._handshake_done)

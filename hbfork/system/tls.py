@@ -41,10 +41,13 @@ class TlsContexts:
     certificates: list[Certificate]
     exact: dict[str, ssl.SSLContext] = field(default_factory=dict)
     wildcard: dict[str, ssl.SSLContext] = field(default_factory=dict)  # ".example.com"
+    members: dict[str, ssl.SSLContext] = field(default_factory=dict)   # pool name -> client
 
     @property
-    def default(self) -> ssl.SSLContext:
+    def default(self) -> ssl.SSLContext | None:
         """The context connections start with; SNI may switch them to another one."""
+        if not self.certificates:
+            return None
         return next((c for c in self.certificates if c.default),
                     self.certificates[0]).context
 
@@ -59,12 +62,17 @@ class TlsContexts:
 
 
 def load_contexts(config: Config, now: float | None = None) -> TlsContexts | None:
-    """The contexts of every [[certificate]], or None without any; raises HbforkError."""
-    if not config.certificates:
+    """The contexts of every [[certificate]] and of every pool that talks TLS to its members,
+    or None when there is no TLS at all; raises HbforkError naming the file."""
+    member_pools = [p for p in config.pools if p.tls]
+    if not config.certificates and not member_pools:
         return None
     now = time.time() if now is None else now
     certificates = [_certificate(config, c, now) for c in config.certificates]
     contexts = TlsContexts(certificates)
+    for pool in member_pools:
+        contexts.members[pool.name] = client_context(config, pool.name, pool.tls_verify,
+                                                     config.resolve(pool.tls_ca))
     for certificate in certificates:
         for name in certificate.names:
             target = contexts.wildcard if name.startswith("*.") else contexts.exact
@@ -152,6 +160,21 @@ def server_context(settings: TlsSettings) -> ssl.SSLContext:
     if not settings.session_tickets:
         context.options |= ssl.OP_NO_TICKET
         context.num_tickets = 0
+    return context
+
+
+def client_context(config: Config, pool: str, verify: bool, ca: str | None) -> ssl.SSLContext:
+    """The context for TLS to a pool's members."""
+    if ca and not os.path.exists(ca):
+        raise HbforkError(f"[[pool]] {pool!r} tls_ca {ca}: no such file")
+    try:
+        context = ssl.create_default_context(cafile=ca or None)
+    except (ssl.SSLError, OSError) as err:
+        raise HbforkError(f"[[pool]] {pool!r} tls_ca {ca}: {err}") from None
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(ALPN)
     return context
 
 

@@ -248,3 +248,79 @@ def test_a_bad_certificate_on_reload_keeps_the_old_one(front):
     wait_until(lambda: "reload failed" in front.proxy.output(), 10, message="the reload to fail")
     assert "does not match the certificate" in front.proxy.output()
     assert _serial(front) == serial
+
+
+# --- TLS to members
+
+
+class TlsMember:
+    """A member that speaks HTTPS (Python's http.server behind TLS), with heartbeats."""
+
+    def __init__(self, ca: Authority, ip: str, heartbeat_port: int) -> None:
+        import http.server
+
+        issued = ca.issue(f"member-{ip}", "member.test", ip=ip)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(issued.cert), str(issued.key))
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                body = f"tls member sni={self.connection.server_hostname}\n".encode() \
+                    if hasattr(self.connection, "server_hostname") else b"tls member\n"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("X-Backend", "tls-member")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((ip, 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        from hbfork.beat import Beacon
+        self.beacon = Beacon(("127.0.0.1", heartbeat_port), port=self.port, source=ip,
+                             interval=0.2)
+        self.beacon.start(lambda: (10, 0))
+
+    def stop(self) -> None:
+        self.beacon.stop()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("ca_kind", "verify", "works"), [
+    ("right", True, True), ("wrong", True, False), ("wrong", False, True)])
+def test_tls_to_members(cluster, tmp_path, ca_kind, verify, works):
+    ca = Authority(tmp_path / "pki")
+    other = Authority(tmp_path / "other", "another CA")
+    heartbeat = free_port(kind=socket.SOCK_DGRAM)
+    member = TlsMember(ca, "127.0.0.7", heartbeat)
+    try:
+        pool = {"name": "secure", "tls": True, "tls_verify": verify,
+                "tls_ca": str((ca if ca_kind == "right" else other).path),
+                "tls_server_name": "member.test",
+                "member": [{"address": f"127.0.0.7:{member.port}"}]}
+        proxy = cluster.proxy([], pool=[pool], route=[{"path": "/", "pool": "secure"}],
+                              heartbeat={"listen": f"127.0.0.1:{heartbeat}"})
+        proxy.wait_eligible(f"127.0.0.7:{member.port}")
+        for _ in range(3):  # keep-alive reuse of the TLS member connection too
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            body = response.read()
+            conn.close()
+            if works:
+                assert response.status == 200 and body.startswith(b"tls member"), body
+            else:
+                assert response.status in (502, 503), (response.status, body)
+                break
+        if not works:
+            wait_until(lambda: "TLS" in proxy.output(), 5, message="the TLS failure logged")
+    finally:
+        member.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 
 from hbfork.core import http_heads
 from hbfork.core.errors import ProtocolError
@@ -23,7 +24,8 @@ from hbfork.proxy.http.state import (
     ExchangeState,
 )
 from hbfork.proxy.keepalive import MemberConnection
-from hbfork.proxy.loop import WRITE
+from hbfork.proxy.loop import READ, WRITE
+from hbfork.proxy.tls import WOULD_BLOCK
 from hbfork.proxy.upstreams import Target
 
 
@@ -43,9 +45,25 @@ class MemberSide(ExchangeState):
             return self._connect_failed(err)
         self._set_deadline(self.pool.connect_timeout)
 
-    def _connect_failed(self, err: int) -> None:
+    def _member_handshake(self, conn: MemberConnection) -> None:
+        """TLS to the member: one step of the handshake (connect_timeout covers it all)."""
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.ctx.loop.set_mask(conn.fd, READ)
+            return
+        except ssl.SSLWantWriteError:
+            self.ctx.loop.set_mask(conn.fd, WRITE)
+            return
+        except (ssl.SSLError, OSError) as err:
+            reason = getattr(err, "reason", None) or type(err).__name__
+            return self._connect_failed(0, f"TLS: {reason}")
+        conn.handshaking = False
+        self._attached(conn)
+
+    def _connect_failed(self, err: int, reason: str = "") -> None:
         assert self.conn is not None
-        self.ctx.member_failed(self.conn.target, errno.errorcode.get(err, str(err)),
+        self.ctx.member_failed(self.conn.target, reason or errno.errorcode.get(err, str(err)),
                               self.pool.retry_ms)
         self._member_done(0)  # it took nothing: no longer in flight there
         self.conn.close()
@@ -94,9 +112,14 @@ class MemberSide(ExchangeState):
         if conn is None:
             return
         if self.state == CONNECT:
-            err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
+            if conn.handshaking:
+                self._member_handshake(conn)
+            elif err := conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
                 self._connect_failed(err)
+            elif self.pool.tls_context is not None:
+                conn.start_tls(self.pool.tls_context,
+                               self.pool.server_name or conn.target.sockaddr[0])
+                self._member_handshake(conn)
             else:
                 self._attached(conn)
         else:
@@ -117,13 +140,15 @@ class MemberSide(ExchangeState):
         buffer = self.ctx.buffer
         try:
             n = self.conn.sock.recv_into(buffer)
-        except BlockingIOError:
+        except WOULD_BLOCK:
             return
         except OSError:
             n = 0
         if n == 0:
             return self._member_closed()
         self.upbuf += buffer[:n]
+        if self.conn.tls is not None and self.conn.sock.pending():
+            return self._read_member()  # decrypted bytes epoll cannot see
         self._set_deadline(self.ctx.http.client_timeout
                            if self.response is not None else
                            self.pool.response_timeout)
@@ -171,9 +196,13 @@ class MemberSide(ExchangeState):
 
     def _flush_member(self) -> None:
         """Write what is queued for the member; a failure is handled (retry, 502 or close)."""
-        assert self.conn is not None
+        conn = self.conn
+        assert conn is not None
         try:
-            sent = self.conn.sock.send(self.upstream_out)
+            if conn.tls is None:
+                sent = conn.sock.send(self.upstream_out)
+            else:
+                sent = conn.tls.send(conn.sock, self.upstream_out)
         except BlockingIOError:
             return
         except OSError:

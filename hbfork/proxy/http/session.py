@@ -239,7 +239,8 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
         # A request that may be replayed survives a connection the member just closed (it is
         # retried on a fresh one), so only the others pay a syscall to check it first.
         conn = None if request.upgrade else ctx.conn_pool.checkout(
-            target, verify=not (request.idempotent and not request.has_body))
+            target, verify=not (request.idempotent and not request.has_body),
+            tls=pool.tls_context is not None)
         if conn is not None:
             return self._attached(conn)
         self._connect(target)
