@@ -266,7 +266,7 @@ class TlsMember:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 body = f"tls member sni={self.connection.server_hostname}\n".encode() \
                     if hasattr(self.connection, "server_hostname") else b"tls member\n"
                 self.send_response(200)
