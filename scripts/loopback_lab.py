@@ -27,6 +27,8 @@ sys.path.insert(0, str(ROOT))
 from hbfork.beat.beacon import Beacon  # noqa: E402
 
 NGINX = "/usr/sbin/nginx"
+# Debian builds `stream` as a module of its own package (libnginx-mod-stream).
+NGINX_STREAM = "/usr/lib/nginx/modules/ngx_stream_module.so"
 HAPROXY = "/usr/sbin/haproxy"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 MEMBER_IPS = ("127.0.0.2", "127.0.0.3")
@@ -71,11 +73,12 @@ class Stack:
         self.procs: list[subprocess.Popen] = []
         self.beacons: list[Beacon] = []
 
-    def start(self, args: list[str], log: str,
-              env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(self, args: list[str], log: str, env: dict[str, str] | None = None,
+              cwd: str | None = None) -> subprocess.Popen:
         out = open(self.tmp / log, "ab")  # noqa: SIM115 - the child keeps it
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                cwd=cwd)
         self.procs.append(proc)
         return proc
 
@@ -110,12 +113,13 @@ http {{ access_log off; keepalive_requests 1000000; sendfile on;
             wait_http(ip, p, "/" + next(iter(files)))
         return members
 
-    def _nginx(self, name: str, body: str) -> subprocess.Popen:
+    def _nginx(self, name: str, body: str, head: str = "") -> subprocess.Popen:
         conf = self.tmp / f"nginx-{name}.conf"
-        conf.write_text(f"""
+        nofile = raise_nofile()
+        conf.write_text(f"""{head}
 worker_processes 1; daemon off; pid {self.tmp}/nginx-{name}.pid;
-error_log {self.tmp}/nginx-{name}.err; {ROOT_USER} worker_rlimit_nofile 30000;
-events {{ worker_connections 25000; }}
+error_log {self.tmp}/nginx-{name}.err; {ROOT_USER} worker_rlimit_nofile {nofile};
+events {{ worker_connections {nofile - 100}; }}
 {body}
 """)
         return self.start([NGINX, "-c", str(conf), "-p", str(self.tmp)], f"nginx-{name}.log")
@@ -140,7 +144,8 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
         servers = "".join(f"server {ip}:{p};" for ip, p in members)
         proc = self._nginx("stream", f"""
 stream {{ upstream members {{ random; {servers} }}
-  server {{ listen 127.0.0.1:{port} backlog=4096; proxy_pass members; }} }}""")
+  server {{ listen 127.0.0.1:{port} backlog=4096; proxy_pass members; }} }}""",
+                           head=f"load_module {NGINX_STREAM};")
         return port, proc.pid
 
     def haproxy_tcp(self, members: list[tuple[str, int]]) -> tuple[int, int]:
@@ -168,7 +173,8 @@ listen front
                env: dict[str, str] | None = None) -> tuple[int, int]:
         """hbfork with one worker over `members`, as `argv` (default `python -m hbfork run`)
         with `-c CONF` appended: (port, master pid). `http` and `log` are added to those
-        tables."""
+        tables. With PYTHONPATH in `env`, hbfork is imported from there: it is also made the
+        working directory, which `python -m` puts ahead of PYTHONPATH on sys.path."""
         port = free_port()
         heartbeat_port = free_port(kind=socket.SOCK_DGRAM)
         conf = self.tmp / f"hbfork-{name}.toml"
@@ -193,8 +199,9 @@ level = "warning"
 {log}
 {member_lines}""")
         argv = argv or [sys.executable, "-m", "hbfork", "run"]
+        source = (env or {}).get("PYTHONPATH")
         pid = self.start([*argv, "-c", str(conf)], f"hbfork-{name}.log",
-                         {**os.environ, **(env or {})}).pid
+                         {**os.environ, **(env or {})}, cwd=source).pid
         for ip, p in members:  # plenty of ready capacity, from each member's own address
             beacon = Beacon(("127.0.0.1", heartbeat_port), port=p, source=ip, interval=0.5)
             beacon.start(lambda: (100, 0))
