@@ -23,11 +23,12 @@ import os
 import socket
 
 SPLICE_AFTER = 64 * 1024
-# Asked of F_SETPIPE_SZ (the default 64 KiB is kept if refused: over pipe-max-size, 1 MiB by
-# default, or the user's pipe quota). Measured with 1 MiB responses over keep-alive: a 64 or
+# The pipe a direction splices through. Measured with 1 MiB responses over keep-alive: a 64 or
 # 256 KiB pipe gave 0.7x the throughput of copying, a 1 MiB pipe the same throughput as
-# copying at 0.6x the worker's CPU (scripts/bench-tcp). It is kernel memory, not the heap's:
-# a stalled direction holds at most this much.
+# copying at 0.6x the worker's CPU (scripts/bench-tcp). So a direction that cannot get this
+# size (over /proc/sys/fs/pipe-max-size, or the user's pipe quota is used up by other
+# connections' pipes) copies instead. Pipe pages are kernel memory, not the worker's heap: a
+# stalled direction holds at most this much.
 PIPE_SIZE = 1024 * 1024
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 # What splice(2) answers for descriptors it cannot move between: give up splicing, not the
@@ -144,9 +145,11 @@ class Direction:
             self.splice = False  # out of descriptors: copying works without any
             return
         try:
-            fcntl.fcntl(self.pipe_w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+            size = fcntl.fcntl(self.pipe_w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         except (OSError, AttributeError):
-            pass  # over /proc/sys/fs/pipe-max-size or the user's pipe quota: keep 64 KiB
+            size = 0
+        if size < PIPE_SIZE:
+            self._stop_splicing()  # a smaller pipe is slower than copying (see PIPE_SIZE)
 
     def _drain_pipe(self) -> bytes:
         """The bytes still in the pipe (it is ours alone, so exactly `in_pipe` of them)."""

@@ -4,6 +4,7 @@ transfers through splice(2) and its copying fallback."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import socket
 import stat
@@ -197,6 +198,23 @@ def test_splice_failing_with_bytes_in_the_pipe_loses_none(
     up, down = payload(1 << 20, 5), payload(1 << 20, 6)
     exchange(ctx, session, client, peer, up, down)
     assert not session.up.splice and not session.down.splice
+
+
+def test_no_full_size_pipe_means_copying(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over the user's pipe quota F_SETPIPE_SZ fails (EPERM): a small pipe would be slower than
+    copying, so the direction copies, and its pipe is closed."""
+    real = fcntl.fcntl
+
+    def quota(fd: int, cmd: int, *args: object) -> object:
+        if cmd == fcntl.F_SETPIPE_SZ:
+            raise OSError(errno.EPERM, "Operation not permitted")
+        return real(fd, cmd, *args)
+
+    monkeypatch.setattr(fcntl, "fcntl", quota)
+    ctx, session, client, peer = start_kind(kind)
+    assert exchange(ctx, session, client, peer, payload(1 << 20, 10), payload(1 << 20, 11)) \
+        == set()
+    assert not session.up.splice and session.up.pipe_r == -1
 
 
 def test_without_splice_in_os_the_relay_copies(kind: str,
