@@ -94,6 +94,9 @@ def headline(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+KEPT = "<!-- kept by scripts/bench:"
+
+
 def write_report(results: dict[str, Any], output: Path, chart: Path, raw: Path) -> None:
     table = Table(results["runs"])
     chart.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +120,14 @@ def write_report(results: dict[str, Any], output: Path, chart: Path, raw: Path) 
         _pick(results),
         _method(results, raw),
     ]
-    output.write_text("\n\n".join(s.strip() for s in sections if s) + "\n")
+    # Sections measured by other scripts (profile-http, bench-tcp, bench-conns) follow KEPT in
+    # the file; a regeneration replaces only what is above it.
+    kept = ""
+    if output.exists():
+        text = output.read_text()
+        if KEPT in text:
+            kept = "\n" + text[text.index(KEPT):]
+    output.write_text("\n\n".join(s.strip() for s in sections if s) + "\n" + kept)
 
 
 def _intro(results: dict[str, Any], chart_ref: Path) -> str:

@@ -3,7 +3,9 @@
 A connect that is refused or times out marks the member in error (through the master) and the
 next member is tried, up to `retries` others. Once connected, bytes flow both ways with
 back-pressure (a side is read only when what was read from it before has been fully written)
-and half-close (one side's EOF becomes a shutdown(SHUT_WR) of the other once flushed).
+and half-close (one side's EOF becomes a shutdown(SHUT_WR) of the other once flushed). Each
+direction is a relay.Direction: bulk transfers go through a kernel pipe with splice(2) once a
+direction has carried 64 KiB, small exchanges are copied through the worker's buffer.
 """
 
 from __future__ import annotations
@@ -13,21 +15,11 @@ import socket
 
 from hbfork.proxy.context import SessionContext
 from hbfork.proxy.loop import ERROR, HANGUP, RDHUP, READ, WRITE
+from hbfork.proxy.relay import Direction
 from hbfork.proxy.upstreams import FULL, PoolView, Target
 from hbfork.system.logs import log
 
 _RESET = (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH)
-
-
-class Pipe:
-    """One direction of a relay: bytes read from `source` waiting to be written to `sink`."""
-
-    __slots__ = ("eof", "pending", "shut")
-
-    def __init__(self) -> None:
-        self.pending = b""   # read but not yet written
-        self.eof = False     # the source will send no more
-        self.shut = False    # the sink has been shut down for writing
 
 
 class TcpSession:
@@ -62,8 +54,8 @@ class TcpSession:
         self.queued_at = 0.0   # waiting in the front queue since (0: not waiting)
         self.reserved = False  # counted in flight to self.target
         self.timer = ctx.loop.timer(self.on_deadline)
-        self.up = Pipe()    # client -> member
-        self.down = Pipe()  # member -> client
+        self.up = Direction()    # client -> member
+        self.down = Direction()  # member -> client
         ctx.loop.add(self.client_fd, 0, self._on_client)
         self._connect_next()
 
@@ -174,13 +166,13 @@ class TcpSession:
             return self._connect_failed(err) if err else self._connected()
         self._pump(mask, self.upstream, self.down, self.client, self.up)
 
-    def _pump(self, mask: int, sock: socket.socket, inbound: Pipe, peer: socket.socket,
-              outbound: Pipe) -> None:
+    def _pump(self, mask: int, sock: socket.socket, inbound: Direction, peer: socket.socket,
+              outbound: Direction) -> None:
         """`sock` is readable and/or writable: read into `inbound`, flush `outbound` to it."""
         try:
-            if mask & WRITE and outbound.pending:
+            if mask & WRITE and outbound.waiting():
                 self._flush(outbound, sock)
-            if mask & ~WRITE and not inbound.eof and not inbound.pending:
+            if mask & ~WRITE and not inbound.eof and not inbound.waiting():
                 self._read(sock, inbound, peer)
         except OSError as err:
             if err.errno not in _RESET:
@@ -195,36 +187,20 @@ class TcpSession:
             self.ctx.loop.remove(sock.fileno())
         self._update_interest()
 
-    def _read(self, source: socket.socket, pipe: Pipe, sink: socket.socket) -> None:
-        buffer = self.ctx.buffer
-        try:
-            n = source.recv_into(buffer)
-        except BlockingIOError:
-            return
-        if n == 0:
-            pipe.eof = True
-        else:
+    def _read(self, source: socket.socket, pipe: Direction, sink: socket.socket) -> None:
+        n = pipe.read(source, sink, self.ctx.buffer)
+        if n > 0:
             self.ctx.count_bytes(source is self.client, n)
-            try:
-                sent = sink.send(buffer[:n])
-            except BlockingIOError:
-                sent = 0
-            if sent < n:
-                pipe.pending = bytes(buffer[sent:n])
-        if pipe.eof and not pipe.pending:
+        if pipe.eof and not pipe.waiting():
             self._shut(pipe, sink)
 
-    def _flush(self, pipe: Pipe, sink: socket.socket) -> None:
-        try:
-            sent = sink.send(pipe.pending)
-        except BlockingIOError:
-            return
-        pipe.pending = pipe.pending[sent:]
-        if pipe.eof and not pipe.pending:
+    def _flush(self, pipe: Direction, sink: socket.socket) -> None:
+        pipe.flush(sink)
+        if pipe.eof and not pipe.waiting():
             self._shut(pipe, sink)
 
     @staticmethod
-    def _shut(pipe: Pipe, sink: socket.socket) -> None:
+    def _shut(pipe: Direction, sink: socket.socket) -> None:
         if not pipe.shut:
             pipe.shut = True
             try:
@@ -235,10 +211,11 @@ class TcpSession:
     def _update_interest(self) -> None:
         loop = self.ctx.loop
         up, down = self.up, self.down
-        client_mask = (READ if not up.eof and not up.pending else 0) | \
-            (WRITE if down.pending else 0)
-        upstream_mask = (READ if not down.eof and not down.pending else 0) | \
-            (WRITE if up.pending else 0)
+        up_waiting, down_waiting = up.waiting(), down.waiting()
+        client_mask = (READ if not up.eof and not up_waiting else 0) | \
+            (WRITE if down_waiting else 0)
+        upstream_mask = (READ if not down.eof and not down_waiting else 0) | \
+            (WRITE if up_waiting else 0)
         loop.set_mask(self.client_fd, client_mask)
         loop.set_mask(self.upstream_fd, upstream_mask)
 
@@ -257,6 +234,8 @@ class TcpSession:
         loop = self.ctx.loop
         loop.cancel(self.timer)
         self._release()
+        self.up.close()
+        self.down.close()
         if self.upstream is not None:
             loop.remove(self.upstream_fd)
             self.upstream.close()
