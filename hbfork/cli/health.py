@@ -21,6 +21,7 @@ def check(config_path: str) -> tuple[int, str]:
     from hbfork.ops.health import Verdict, verdict
     from hbfork.ops.snapshot import snapshot
     from hbfork.system.configfile import load
+    from hbfork.system.pidfile import alive
 
     try:
         config = load(config_path)
@@ -31,9 +32,13 @@ def check(config_path: str) -> tuple[int, str]:
     except HbforkError as err:
         return EXIT_UNHEALTHY, Verdict(False, str(err)).line
     try:
-        result = verdict(snapshot(table), config.heartbeat.max_age)
+        data = snapshot(table)
     finally:
         table.close()
+    # Checked after the snapshot, so a process that died while we read counts as dead.
+    master_alive = alive(data["master"]["pid"])
+    live = {w["pid"] for w in data["workers"] if alive(w["pid"])}
+    result = verdict(data, config.heartbeat.max_age, master_alive, live)
     return (EXIT_HEALTHY if result.ok else EXIT_UNHEALTHY), result.line
 
 

@@ -10,6 +10,7 @@ has an eligible member (weight > 0: a fresh heartbeat with ready > 0, or the sta
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +29,12 @@ class Verdict:
         return f"{'healthy' if self.ok else 'unhealthy'}: {self.reason}"
 
 
-def verdict(data: dict[str, Any], max_age: float, master_alive: bool = True) -> Verdict:
-    """The verdict for a snapshot (hbfork.ops.snapshot) of a front whose max_age is given."""
+def verdict(data: dict[str, Any], max_age: float, master_alive: bool = True,
+            live_pids: Container[int] | None = None) -> Verdict:
+    """The verdict for a snapshot (hbfork.ops.snapshot) of a front whose max_age is given.
+    `live_pids`, when given, holds the worker pids known to be running: a worker whose process
+    is gone does not count, however fresh its last tick (a killed master's workers exit at
+    once, while their table rows age out only after WORKER_TICK_LIMIT)."""
     if not master_alive:
         return Verdict(False, "the master is not running")
     master = data["master"]
@@ -37,7 +42,8 @@ def verdict(data: dict[str, Any], max_age: float, master_alive: bool = True) -> 
         return Verdict(False, "draining: handing over to another front")
     # A worker that has not ticked yet (tick age None) became ready a moment ago.
     workers = [w for w in data["workers"] if w["state"] == "ready"
-               and (w["tick_age_seconds"] or 0.0) < WORKER_TICK_LIMIT]
+               and (w["tick_age_seconds"] or 0.0) < WORKER_TICK_LIMIT
+               and (live_pids is None or w["pid"] in live_pids)]
     if not workers:
         return Verdict(False, "no worker is serving")
     members = data["members"]

@@ -7,6 +7,28 @@ import os
 from hbfork.core.errors import HbforkError
 
 
+def alive(pid: int) -> bool:
+    """Is process `pid` running? A zombie is not: it has exited and only waits for its parent
+    to reap it (a master killed under a supervisor that is slow to reap must not look alive to
+    `hbfork health`, or keepalived keeps the VIP on a front that no longer serves)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by someone else
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return True  # no /proc: kill(0) is all we can know
+    # The state follows the command name, which is in parentheses and may contain any byte.
+    state = stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3]
+    return state not in (b"Z", b"X")
+
+
 def read_pid(path: str) -> int | None:
     """The pid in `path` if a process with that pid is alive, else None."""
     try:
@@ -14,13 +36,7 @@ def read_pid(path: str) -> int | None:
             pid = int(handle.read().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid  # alive, owned by someone else
-    return pid
+    return pid if alive(pid) else None
 
 
 def claim(path: str, pid: int) -> None:

@@ -13,7 +13,8 @@ def snapshot(members: list[dict[str, Any]] | None = None, workers: list[dict[str
              = None, **master: Any) -> dict[str, Any]:
     return {
         "master": {"heartbeat_silence_seconds": 0.5, "front_draining": False, **master},
-        "workers": [{"state": "ready", "tick_age_seconds": 0.2}] if workers is None else workers,
+        "workers": ([{"state": "ready", "tick_age_seconds": 0.2, "pid": 101}]
+                    if workers is None else workers),
         "members": [member(5), member(0)] if members is None else members,
     }
 
@@ -45,6 +46,15 @@ def test_unhealthy_with_a_reason(data: dict[str, Any], alive: bool, reason: str)
     result = verdict(data, max_age=3, master_alive=alive)
     assert not result.ok
     assert result.reason == reason
+
+
+def test_a_worker_whose_process_is_gone_does_not_count_however_fresh_its_tick() -> None:
+    workers = [{"state": "ready", "tick_age_seconds": 0.1, "pid": 101},
+               {"state": "ready", "tick_age_seconds": 0.1, "pid": 102}]
+    assert verdict(snapshot(workers=workers), 3, live_pids={102}).line.startswith(
+        "healthy: 1 workers")
+    result = verdict(snapshot(workers=workers), 3, live_pids=set())
+    assert result.reason == "no worker is serving"
 
 
 def test_a_worker_that_has_not_ticked_yet_is_serving() -> None:
