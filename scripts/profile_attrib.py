@@ -23,6 +23,20 @@ OTHER = "other (unmapped)"
 
 # category -> {module file name: functions}; the order is the table's.
 CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
+    # The fast path (hbfork/proxy/http/fast.py) does each half of a common exchange in one
+    # function: its own time (the recv and send calls included) is counted per half; the lean
+    # parsers, the pick and the accounting it calls keep their own categories.
+    "fast path: request (recv, route, send to the member)": {
+        "fast.py": ("_fast_request", "_read_slowly"),
+        "lean.py": ("replace_host",),
+    },
+    "fast path: response (recv, send to the client)": {
+        "fast.py": ("_fast_response", "_member_read_slowly"),
+        "lean.py": ("without_hop_fields", "_cut_line"),
+    },
+    "lean parse (request and response heads)": {
+        "lean.py": ("lean_request", "lean_response", "field_value"),
+    },
     "accept (accept, new session)": {
         "acceptor.py": ("start", "stop", "_on_readable", "on_readable", "_accept",
                         "_peer_ip", "connection_closed"),
@@ -33,16 +47,18 @@ CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
         "client.py": ("_read_client", "_client_half_closed"),
         "session.py": ("_parse_head",),
         "http11.py": ("parse_request_head", "_request_line"),
+        "router.py": ("decide", "decide_for", "_route", "sticky_route", "_sticky_route"),
     },
     "pick (+ pool checkout)": {
         "session.py": ("_dispatch",),
-        "upstreams.py": ("choose", "_load"),
+        "upstreams.py": ("choose", "_load", "reserve", "in_flight", "_refresh", "_build"),
+        "balancing.py": ("choose", "_corrected", "_reported", "_scan", "_p2c", "_draw"),
         "balancer.py": ("pick", "pick_excluding", "rebuild"),
         "keepalive.py": ("checkout", "_still_open"),
     },
     "upstream write (head rewrite + send)": {
         "member.py": ("_attached", "_flush_member", "_forward_request_body", "_authority"),
-        "http11.py": ("request_head_for_member", "_forwarded"),
+        "http_heads.py": ("request_head_for_member", "_forwarded"),
     },
     "upstream read + parse": {
         "member.py": ("_read_member", "_member_closed"),
@@ -52,10 +68,11 @@ CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
     "client write (head rewrite + send)": {
         "client.py": ("_to_client", "_flush_client"),
         "response.py": ("_forward_response_body",),
-        "http11.py": ("response_head_for_client",),
+        "http_heads.py": ("response_head_for_client",),
     },
     "logging + accounting": {
-        "worker.py": ("request_done", "count_bytes"),
+        "worker.py": ("request_done", "count_bytes", "_count_routed", "count_fast_path"),
+        "queue.py": ("soon",),
         "response.py": ("_account",),
         "member.py": ("_member_done",),
         "upstreams.py": ("started", "finished", "observe_latency"),

@@ -146,8 +146,13 @@ class Backend:
         if status not in (204, 304):
             out.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}")
         out.append("Connection: keep-alive" if keep else "Connection: close")
-        writer.write(("\r\n".join(out) + "\r\n\r\n").encode())
-        if not no_body:
+        head_bytes = ("\r\n".join(out) + "\r\n\r\n").encode()
+        if not no_body and size is None and not chunked:
+            writer.write(head_bytes + body)  # one segment, as real servers send small answers
+        elif no_body:
+            writer.write(head_bytes)
+        else:
+            writer.write(head_bytes)
             if size is None:
                 self._write(writer, body, chunked)
             else:

@@ -165,6 +165,10 @@ class HttpSettings:
                              "idle keep-alive connections kept per member per worker")
     pool_idle_timeout: float = setting(30.0, seconds(0, 86400),
                                        "idle seconds a pooled member connection is kept")
+    fast_path: bool = setting(True, boolean,
+                              "serve common exchanges (a whole GET-like head in one read, a "
+                              "pooled member connection, a Content-Length response) by the "
+                              "lean fast path; false: every request by the general path")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from hbfork.table.layout import (
     WK_CLIENT_ERRORS,
     WK_CONNECT_FAILURES,
     WK_CONNECTIONS,
+    WK_FAST_PATH,
     WK_GENERATION,
     WK_HISTOGRAM,
     WK_MEMBERS,
@@ -180,7 +181,8 @@ def _why(r: MemberRecord, now_ns: int, active_set: int | None) -> str:
 def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str, Any],
                                                  dict[int, list[int]]]:
     workers = []
-    sums = {"connections": 0, "accepted": 0, "requests": 0, "no_member": 0, "retries": 0,
+    sums = {"connections": 0, "accepted": 0, "requests": 0, "fast_path": 0, "no_member": 0,
+            "retries": 0,
             "connect_failures": 0, "upstream_timeouts": 0, "client_errors": 0,
             "bytes_in": 0, "bytes_out": 0, "responses": dict.fromkeys(CLASSES, 0),
             "tls": dict.fromkeys(TLS_RESULTS, 0)}
@@ -213,6 +215,7 @@ def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str,
             })
             sums["connections"] += values[WK_CONNECTIONS]
         for key, word in (("accepted", WK_ACCEPTED), ("requests", WK_REQUESTS),
+                          ("fast_path", WK_FAST_PATH),
                           ("no_member", WK_NO_MEMBER), ("retries", WK_RETRIES),
                           ("connect_failures", WK_CONNECT_FAILURES),
                           ("upstream_timeouts", WK_UPSTREAM_TIMEOUTS),

@@ -123,6 +123,8 @@ def render_metrics(data: dict[str, Any]) -> bytes:
     for key, help_text in (("accepted", "Client connections accepted."),
                            ("no_member", "Requests with no eligible member (503)."),
                            ("retries", "Requests retried on another member."),
+                           ("fast_path", "Requests served end to end by the HTTP fast path "
+                                         "(lean heads, a pooled member connection)."),
                            ("upstream_timeouts", "Responses that timed out (504)."),
                            ("client_errors", "Malformed requests answered 4xx by the proxy."),
                            ("bytes_in", "Bytes received from clients."),

@@ -27,6 +27,7 @@ WRITE = select.EPOLLOUT
 ERROR = select.EPOLLERR | select.EPOLLHUP
 HANGUP = select.EPOLLHUP
 RDHUP = select.EPOLLRDHUP  # alone: told when the peer half-closes, without reading
+EPOLLIN = select.EPOLLIN   # an event that is only "readable" (no hang-up, no error)
 
 
 class Timer:

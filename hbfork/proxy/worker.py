@@ -57,6 +57,7 @@ from hbfork.table.layout import (
     WK_CLIENT_ERRORS,
     WK_CONNECT_FAILURES,
     WK_CONNECTIONS,
+    WK_FAST_PATH,
     WK_NO_MEMBER,
     WK_REQUESTS,
     WK_RETRIES,
@@ -253,6 +254,9 @@ class Worker:
 
     def count_retry(self) -> None:
         self.record[WK_RETRIES] += 1
+
+    def count_fast_path(self) -> None:
+        self.record[WK_FAST_PATH] += 1
 
     def count_bytes(self, from_client: bool, n: int) -> None:
         self.record[WK_BYTES_IN if from_client else WK_BYTES_OUT] += n

@@ -82,6 +82,7 @@ WK_CLIENT_ERRORS = 20   # malformed requests answered 4xx by the proxy itself
 WK_TLS = 22             # 22..29: TLS handshakes by result (TLS_RESULTS)
 TLS_RESULTS = ("ok", "resumed", "timeout", "protocol_version", "plain_http", "closed",
                "no_shared_cipher", "other")
+WK_FAST_PATH = 30       # requests served end to end by the HTTP fast path
 WK_HISTOGRAM = 32       # LATENCY_BUCKETS counts, then +Inf, then sum (µs) and count
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    10.0, 30.0, 60.0)
@@ -110,7 +111,7 @@ STATE_FREE, STATE_BOOTING, STATE_READY, STATE_DRAINING, STATE_EXITED = range(5)
 WORKER_STATES = ("free", "booting", "ready", "draining", "exited")
 WORKER_TOTALS = (WK_ACCEPTED, WK_REQUESTS, *range(WK_STATUS_CLASS, WK_STATUS_CLASS + 5),
                  WK_BYTES_IN, WK_BYTES_OUT, WK_CONNECT_FAILURES, WK_NO_MEMBER, WK_RETRIES,
-                 WK_UPSTREAM_TIMEOUTS, WK_CLIENT_ERRORS,
+                 WK_UPSTREAM_TIMEOUTS, WK_CLIENT_ERRORS, WK_FAST_PATH,
                  *range(WK_TLS, WK_TLS + len(TLS_RESULTS)),
                  *range(WK_HISTOGRAM, WK_LATENCY_COUNT + 1),
                  *range(WK_QUEUE_HISTOGRAM, WK_QUEUE_COUNT + 1))

@@ -19,6 +19,7 @@ class Cluster:
         self.processes: list[Process] = []
         self.segments: list[str] = []
         self._next_ip = 2
+        self.http_defaults: dict[str, Any] = {}  # [http] settings every proxy starts with
 
     def backend(self, name: str, capacity: int = 10, heartbeat: str | None = None,
                 ip: str | None = None, **kwargs: Any) -> Backend:
@@ -33,6 +34,8 @@ class Cluster:
     def proxy(self, members: list[dict[str, Any]], **sections: dict[str, Any]) -> Proxy:
         home = self.tmp / f"proxy{sum(isinstance(p, Proxy) for p in self.processes) + 1}"
         home.mkdir()
+        if self.http_defaults:
+            sections["http"] = {**self.http_defaults, **sections.get("http", {})}
         proxy = Proxy(home, members, **sections)
         self.processes.append(proxy)  # before waiting: a failed start is still stopped
         self.segments.append(proxy.segment())

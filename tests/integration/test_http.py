@@ -165,6 +165,15 @@ def pattern(size: int) -> bytes:
     return (PATTERN * (size // len(PATTERN) + 1))[:size]
 
 
+@pytest.fixture(params=["fast path", "general path"], autouse=True)
+def http_path(request, cluster) -> bool:
+    """Every test here runs twice: with the fast path on (common exchanges take it, the rest
+    falls back) and with [http] fast_path = false (every exchange by the general path)."""
+    fast = request.param == "fast path"
+    cluster.http_defaults["fast_path"] = fast
+    return fast
+
+
 @pytest.fixture
 def pair(cluster):
     """A proxy with two discovered members, a and b, both eligible."""
@@ -635,7 +644,7 @@ def test_forwarding_headers_reach_the_member(pair):
 # --- counters
 
 
-def test_every_request_is_counted_by_status_class(pair):
+def test_every_request_is_counted_by_status_class(pair, http_path):
     proxy, _ = pair
     before = proxy.status()["totals"]
     with client(proxy) as c:
@@ -662,3 +671,7 @@ def test_every_request_is_counted_by_status_class(pair):
     wait_until(counted, 5, message="every request to be counted")
     totals = proxy.status()["totals"]
     assert totals["client_errors"] - before["client_errors"] == 2
+    # Of those, the GETs answered 200, 404 and 503 with a body over a pooled connection can
+    # take the fast path (the first of a connection dials, 204 and HEAD are the general path's).
+    fast = totals["fast_path"] - before["fast_path"]
+    assert (fast > 0) if http_path else (fast == 0), fast

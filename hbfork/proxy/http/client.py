@@ -24,7 +24,7 @@ from hbfork.proxy.http.state import (
     TUNNEL,
     ExchangeState,
 )
-from hbfork.proxy.loop import ERROR, RDHUP, READ, WRITE
+from hbfork.proxy.loop import EPOLLIN, ERROR, RDHUP, READ, WRITE
 from hbfork.proxy.tls import WOULD_BLOCK, peek, raw_recv_into
 
 
@@ -32,6 +32,9 @@ class ClientSide(ExchangeState):
     __slots__ = ()
 
     def _on_client(self, mask: int) -> None:
+        if mask == EPOLLIN and self.state == HEAD and self.fast and not self.inbuf and \
+                not self.client_out and not self.client_hup:
+            return self._fast_request()
         if self.state == LINGER:
             return self._linger()
         if self.state == QUEUED and mask & (RDHUP | ERROR):

@@ -12,7 +12,7 @@ import errno
 import socket
 import ssl
 
-from hbfork.core import http_heads
+from hbfork.core import http11, http_heads
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import UntilClose
 from hbfork.proxy.http.state import (
@@ -24,7 +24,7 @@ from hbfork.proxy.http.state import (
     ExchangeState,
 )
 from hbfork.proxy.keepalive import MemberConnection
-from hbfork.proxy.loop import READ, WRITE
+from hbfork.proxy.loop import EPOLLIN, READ, WRITE
 from hbfork.proxy.tls import WOULD_BLOCK
 from hbfork.proxy.upstreams import Target
 
@@ -73,8 +73,11 @@ class MemberSide(ExchangeState):
 
     def _attached(self, conn: MemberConnection) -> None:
         """`conn` is connected: send the request head (and the body bytes already here)."""
-        assert self.request is not None
         ctx = self.ctx
+        if self.lean_head is not None:  # a fast-path request: the head is rebuilt in full
+            self.request = http11.parse_request_head(self.lean_head, ctx.limits)
+            self.lean_head = None
+        assert self.request is not None
         self.conn = conn
         self.state = FORWARD
         ctx.loop.handlers[conn.fd] = self._on_member
@@ -111,6 +114,10 @@ class MemberSide(ExchangeState):
         conn = self.conn
         if conn is None:
             return
+        if mask == EPOLLIN and self.lean_head is not None and self.state == FORWARD and \
+                self.response is None and not self.upbuf and not self.upstream_out and \
+                not self.client_out and self.request.method != b"HEAD":  # type: ignore[union-attr]
+            return self._fast_response()
         if self.state == CONNECT:
             if conn.handshaking:
                 self._member_handshake(conn)
@@ -224,6 +231,10 @@ class MemberSide(ExchangeState):
         if conn is None:
             return
         self.conn = None
+        if self.upbuf:
+            # Bytes the member sent after its response (it must not): they belong to the
+            # connection, which is closed (not reusable), never to the next exchange.
+            self.upbuf.clear()
         if reusable:
             self.ctx.conn_pool.checkin(conn)
         else:

@@ -75,7 +75,7 @@ class ResponseRelay(ExchangeState):
                            and not self.ctx.draining and not self.drain_requested)
         extra = (b"Set-Cookie: " + self.set_cookie,) if self.set_cookie else ()
         if self.listen.hsts:
-            extra += (_hsts(self.listen.hsts, self.listen.hsts_subdomains),)
+            extra += (hsts_line(self.listen.hsts, self.listen.hsts_subdomains),)
         self._to_client(http_heads.response_head_for_client(
             response, self.keep_alive, dechunk, request.version, self._header_map(), extra))
         self.sent_to_client = True
@@ -164,6 +164,6 @@ class ResponseRelay(ExchangeState):
                 pass
 
 
-def _hsts(max_age: int, subdomains: bool) -> bytes:
+def hsts_line(max_age: int, subdomains: bool) -> bytes:
     return b"Strict-Transport-Security: max-age=%d%s" % (
         max_age, b"; includeSubDomains" if subdomains else b"")

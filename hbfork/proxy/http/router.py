@@ -9,7 +9,7 @@ same normal form is matched and forwarded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hbfork.core.config import Config
 from hbfork.core.errors import ProtocolError
@@ -34,6 +34,13 @@ class Decision:
     detail: str = ""
     preserve_host: bool = True
     reverse: ReverseMap | None = None
+    fast: bool = field(default=False, init=False)  # may take the fast path (proxy.http.fast)
+
+    def __post_init__(self) -> None:
+        # Sticky pools read cookies and may set one: their requests take the general path.
+        pool = self.pool
+        object.__setattr__(self, "fast", pool is not None and not pool.sticky
+                           and not pool.settings.sticky_cookie)
 
 
 class Router:
@@ -58,12 +65,16 @@ class Router:
     def decide(self, request: RequestHead) -> Decision:
         """Where `request` goes (the same Decision object for the same Host and target: they
         are cached). Raises ProtocolError for a target or Host that cannot be routed safely."""
+        return self.decide_for(request.host, request.target)
+
+    def decide_for(self, host: bytes, target: bytes) -> Decision:
+        """decide() for a request's Host and request-target."""
         if not self.routed:
             return self._default
-        key = (request.host, request.target)
+        key = (host, target)
         decision = self._decided.get(key)
         if decision is None:
-            decision = self._route(request.host, request.target)
+            decision = self._route(host, target)
             if len(self._decided) >= DECISION_CACHE:
                 self._decided.clear()
             self._decided[key] = decision

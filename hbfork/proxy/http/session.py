@@ -43,13 +43,15 @@ import time
 from hbfork.core import http11
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead
+from hbfork.core.lean import field_value
 from hbfork.core.tls_settings import ListenSettings
 from hbfork.core.uri import normalize_host
 from hbfork.proxy.context import SessionContext
 from hbfork.proxy.http.client import ClientSide
 from hbfork.proxy.http.failures import Failures
+from hbfork.proxy.http.fast import FastPath
 from hbfork.proxy.http.member import MemberSide
-from hbfork.proxy.http.response import ResponseRelay
+from hbfork.proxy.http.response import ResponseRelay, hsts_line
 from hbfork.proxy.http.router import Decision
 from hbfork.proxy.http.state import (
     CLOSING,
@@ -70,12 +72,13 @@ from hbfork.proxy.upstreams import FULL, PoolView, Target
 PLAIN = ListenSettings()  # a plain listener's options (tests and direct use)
 
 
-class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
+class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
     __slots__ = (
         "accounted", "body", "bytes_to_client", "client", "client_eof", "client_fd",
         "client_hup", "client_ip", "client_out", "client_parked", "closed", "conn", "ctx",
-        "decision", "drain_requested", "exchange_started", "fresh_retry", "head_started",
-        "inbuf", "inflight_target", "keep_alive", "linger_left", "linger_until", "listen",
+        "decision", "drain_requested", "exchange_started", "extra_head", "fast", "forwarded",
+        "fresh_retry", "head_started", "inbuf", "inflight_target", "keep_alive", "lean_head",
+        "linger_left", "linger_until", "listen",
         "member_started", "queued_at", "request", "request_done", "response", "response_body",
         "sent_to_client", "set_cookie", "state", "status", "sticky_outcome", "sticky_route",
         "target", "timer", "tls",
@@ -105,6 +108,14 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
         self.head_started = ctx.loop.now
         self.conn = None
         self.inflight_target = None
+        self.tried = set()
+        self.fast = ctx.http.fast_path and not listen.redirect_https
+        port = listen.address.port if listen.address is not None else 0
+        self.forwarded = b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n%s" % (
+            client_ip.encode(), b"https" if self.tls is not None else b"http",
+            b"X-Forwarded-Port: %d\r\n" % port if port else b"")
+        self.extra_head = hsts_line(listen.hsts, listen.hsts_subdomains) + b"\r\n" \
+            if listen.hsts else b""
         self._reset_exchange()
         self.state = HEAD
         ctx.loop.add(self.client_fd, READ, self._on_client)
@@ -116,7 +127,9 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
         self.body = None
         self.response_body = None
         self.target = None
-        self.tried = set()
+        if self.tried:
+            self.tried = set()
+        self.lean_head = None
         self.request_done = False
         self.sent_to_client = False
         self.keep_alive = False
@@ -328,6 +341,9 @@ class HttpSession(ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
         if request is not None:
             line = f"{request.method.decode()} {request.target.decode('latin-1')} HTTP/" \
                    f"{'1.1' if request.version == 11 else '1.0'}"
+            if self.lean_head is not None:  # its fields were not parsed
+                referer = field_value(self.lean_head, b"referer")
+                agent = field_value(self.lean_head, b"user-agent")
             for _, lower, value in request.headers:
                 if lower == b"referer":
                     referer = value

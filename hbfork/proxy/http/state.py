@@ -81,6 +81,11 @@ class ExchangeState:
     set_cookie: bytes | None   # a sticky-session cookie for the response
     sticky_outcome: int        # 0, STICKY_HIT or STICKY_LOST
     queued_at: float           # when it started waiting in the front queue (0: it does not)
+    # the fast path (hbfork.proxy.http.fast)
+    fast: bool                 # this connection's requests may take it
+    lean_head: bytes | None    # the head as received, while `request` is a lean parse of it
+    forwarded: bytes           # the X-Forwarded-For/-Proto/-Port lines for this client
+    extra_head: bytes          # lines every response gets on this listener (HSTS)
 
     @property
     def pool(self) -> PoolView:

@@ -104,8 +104,12 @@ def config_for(members: list[FakeMember], http: dict[str, object], extra: str) -
 
 
 class FakeContext:
+    # [http] settings every context starts with (a test module runs under both paths by
+    # setting fast_path here; see both_http_paths)
+    defaults: dict[str, object] = {}
+
     def __init__(self, members: list[FakeMember], extra: str = "", **http: object) -> None:
-        self.config = config_for(members, http, extra)
+        self.config = config_for(members, {**FakeContext.defaults, **http}, extra)
         self.loop = Loop()
         self.buffer = memoryview(bytearray(64 * 1024))
         self.http = self.config.http
@@ -153,6 +157,9 @@ class FakeContext:
 
     def count_retry(self) -> None:
         self._count("retry")
+
+    def count_fast_path(self) -> None:
+        self._count("fast_path")
 
     def count_bytes(self, from_client: bool, n: int) -> None:
         self._count("bytes_in" if from_client else "bytes_out", n)

@@ -17,6 +17,9 @@ from tests.unit.proxy.fakes import FakeContext, Reader, member
 GET = b"GET /x HTTP/1.1\r\nHost: front.example\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 
+# Every test here runs with the fast path on and off: the general path must behave the same.
+pytestmark = pytest.mark.usefixtures("both_http_paths")
+
 
 def start(ctx: FakeContext) -> tuple[HttpSession, socket.socket]:
     ours, client = socket.socketpair()

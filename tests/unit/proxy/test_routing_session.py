@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from hbfork.proxy.http.session import HttpSession
 from hbfork.proxy.http.state import STICKY_HIT, STICKY_LOST
 from tests.unit.proxy.fakes import FakeContext, Reader, member
@@ -36,6 +38,9 @@ pool = "api"
 preserve_host = false
 """
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+# Every test here runs with the fast path on and off: the general path must behave the same.
+pytestmark = pytest.mark.usefixtures("both_http_paths")
 
 
 def start(ctx: FakeContext) -> socket.socket:
