@@ -51,10 +51,17 @@ class Pass:
     params: tuple[str, ...]
     directive: Directive
     regex: bool = False
+    location: str | None = None        # the <Location> it is in (its path is `path`)
 
     @property
     def excluded(self) -> bool:
         return self.target == "!"
+
+    @property
+    def label(self) -> str:
+        """The directive as written, with its <Location> when it has one."""
+        text = self.directive.text
+        return f"<Location {self.location}> {text}" if self.location is not None else text
 
 
 @dataclass(frozen=True)
@@ -256,7 +263,8 @@ class Collector:
         if len(args) < 2:
             self.notes.append(Note.of(d, "needs a path and a URL"))
             return True
-        step = Pass(args[0], args[1], tuple(args[2:]), d, regex)
+        step = Pass(args[0], args[1], tuple(args[2:]), d, regex,
+                    location.path if location is not None else None)
         if step.target.lower().startswith("balancer://"):
             # key=value on a ProxyPass to a balancer set the balancer's parameters, as ProxySet
             balancer = self.balancer(balancer_name(step.target), d)

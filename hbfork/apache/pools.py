@@ -255,7 +255,8 @@ class PoolBook:
         member = parse_member(d, url, worker, self.notes)
         if member is None:
             return None
-        pool = PoolPlan(self._name(member.address, d), d, [member], direct=True)
+        label = member.address.replace("[", "").replace("]", "")
+        pool = PoolPlan(self._name(label, d), d, [member], direct=True)
         pool.comments.append("a ProxyPass to one server: a pool of one member, which gets "
                              "traffic only while it sends heartbeats")
         self._timing(pool)

@@ -32,6 +32,7 @@ from hbfork.core.routes import prefix_match
 from hbfork.core.values import BadSetting, build
 
 UNUSABLE = 503
+POSIX_CLASS = re.compile(r"\[:[a-z]+:\]")
 PASS_FLAG_REASONS = {
     "nocanon": "hbfork always sends the normalised path (the one it matched routes on)",
     "noquery": "hbfork always forwards the query string",
@@ -43,7 +44,7 @@ PASS_FLAG_REASONS = {
 class RoutePlan:
     """A [[route]] to be, with the directives it came from."""
 
-    source: Directive | None           # the ProxyPass; None for a vhost's catch-all
+    source: Pass | None                # the ProxyPass; None for a vhost's catch-all
     host: tuple[str, ...] = ()
     path: str = ""
     regex: str = ""
@@ -108,7 +109,7 @@ class RouteMaker:
     def make(self, step: Pass, chain: Sequence[Block]) -> RoutePlan | None:
         """The route for `step` where `chain` is in force (None, noted, if there is none)."""
         d = step.directive
-        plan = RoutePlan(d, comments=[f"{d.text} ({d.where})"])
+        plan = RoutePlan(step, comments=[f"{step.label} ({d.where})"])
         if step.regex:
             plan.regex = step.path
             if not self._valid(plan, d):
@@ -117,7 +118,7 @@ class RouteMaker:
             if not step.path.startswith("/"):
                 self.notes.append(Note.of(d, "a path that does not start with / never matches"))
                 return None
-            plan.path = step.path
+            plan.path = _merged(step.path)  # Apache's prefix match merges slashes too
         self._flags(step)
         if step.excluded:
             plan.passes = False
@@ -191,7 +192,7 @@ class RouteMaker:
                     self.book.member_urls(destination.pool))
         for block in chain:
             for reverse in block.reverse:
-                if reverse.path == step.path and reverse.target.lower() in urls:
+                if _merged(reverse.path) == _merged(step.path) and reverse.target.lower() in urls:
                     if plan.regex:
                         continue  # noted as unused: hbfork maps back to path routes only
                     self.reverse_used.add(id(reverse))
@@ -211,6 +212,10 @@ class RouteMaker:
     def _valid(self, plan: RoutePlan, d: Directive) -> bool:
         """Checked with hbfork's own rules, so that the file always loads."""
         table = plan.table()
+        if POSIX_CLASS.search(plan.regex):
+            self.notes.append(Note.of(d, "POSIX classes ([[:alpha:]]) are not a regular "
+                                         "expression hbfork (Python) reads the same way"))
+            return False
         try:
             settings = build(RouteSettings, table)
             if settings.regex:
@@ -242,3 +247,7 @@ def _unused_reverse(reverse: Reverse) -> Note:
 def _worker_params(params: Sequence[str]) -> list[str]:
     """ProxyPass key=value parameters that configure the worker (not the route's flags)."""
     return [p for p in params if "=" in p and not p.lower().startswith("mapping=")]
+
+
+def _merged(path: str) -> str:
+    return re.sub("//+", "/", path)

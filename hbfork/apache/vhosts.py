@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hbfork.apache.collect import Block, Collector, Pass, Server
-from hbfork.apache.conf import Note
+from hbfork.apache.conf import Directive, Note
 from hbfork.apache.pools import PoolBook
 from hbfork.apache.routes import RouteMaker, RoutePlan
 from hbfork.core.pool_settings import normalize_host_pattern
@@ -98,22 +98,26 @@ class _Planner:
         return routes + group
 
     def _names(self, vhosts: list[Server]) -> list[tuple[str, ...]]:
-        """Each vhost's host patterns, minus those an earlier vhost already has."""
+        """Each vhost's host patterns, minus those an earlier vhost already matches (Apache
+        picks the first vhost whose name matches)."""
         taken: dict[str, str] = {}
         main_name = next((n for n, d in self.main.names if d.key == "servername"), "")
         out = []
         for vhost in vhosts:
             mine: list[str] = []
-            names = vhost.names or ([(main_name, None)] if main_name else [])
+            names: list[tuple[str, Directive | None]] = list(vhost.names)
+            if main_name and not any(d.key == "servername" for _, d in vhost.names):
+                names.insert(0, (main_name, None))  # a vhost's ServerName defaults to the main's
             for name, d in names:
                 host = self._host(name, d)
                 if host is None or host in mine:
                     continue
-                if host in taken:
+                earlier = next((t for t in taken if t == host or _wild_match(t, host)), None)
+                if earlier is not None:
                     if d is not None:
-                        self.notes.append(Note.of(d, f"{host} is already the name of "
-                                                     f"{taken[host]}, which Apache picks first",
-                                                  f"{d.name} {name}"))
+                        self.notes.append(Note.of(d, f"{host} is already matched by {earlier} of "
+                                                     f"{taken[earlier]}, which Apache picks "
+                                                     "first", f"{d.name} {name}"))
                     continue
                 assert vhost.source is not None
                 taken[host] = f"{vhost.source.text} ({vhost.source.where})"
@@ -121,7 +125,7 @@ class _Planner:
             out.append(tuple(mine))
         return out
 
-    def _host(self, name: str, d) -> str | None:
+    def _host(self, name: str, d: Directive | None) -> str | None:
         text = name.split("://", 1)[-1]
         if not text.startswith("[") and text.count(":") == 1:
             text = text.split(":", 1)[0]  # a port: Apache ignores it for name matching
@@ -155,9 +159,11 @@ class _Planner:
             earlier = next((r for r in taken if r.covers(plan)), None)
             if earlier is not None:
                 assert earlier.source is not None
-                self.notes.append(Note.of(step.directive, f"never used: {earlier.source.text} "
-                                                          f"({earlier.source.where}) comes first "
-                                                          "for every request it could take"))
+                first = earlier.source
+                self.notes.append(Note.of(step.directive, f"never used: {first.label} "
+                                                          f"({first.directive.where}) is tried "
+                                                          "first and takes every request it "
+                                                          "could match", step.label))
                 continue
             taken.append(plan)
         return [plan.with_host(hosts) for plan in taken]

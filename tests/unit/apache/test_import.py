@@ -15,6 +15,7 @@ from hbfork.apache.conf import ApacheConfigError, parse_envvars
 from hbfork.apache.include import DiskSource, Walker
 from hbfork.cli.main import main
 from hbfork.core import config as config_module
+from hbfork.core.routes import compile_routes, shadowed
 from tests.unit.apache.importing import (
     DATA,
     comments,
@@ -38,16 +39,22 @@ LAB_ENV = {  # what tests/interop gives the lab configs (they use ${VAR}s, as Ap
 
 
 DIRECTIVES = st.sampled_from([
-    "Listen", "BalancerMember", "ProxyPass", "ProxyPassReverse", "ProxySet", "HeartbeatListen",
-    "HeartbeatMaxServers", "HeartbeatStorage", "User", "Timeout", "KeepAliveTimeout",
-    "ProxyTimeout", "SetHandler", "Define A", "<Proxy balancer://a>", "</Proxy>",
-    "<VirtualHost *:80>", "</VirtualHost>", "<Location />", "</Location>", "<IfModule x>",
-    "</IfModule>"])
+    "Listen", "BalancerMember", "ProxyPass", "ProxyPassMatch", "ProxyPassReverse", "ProxySet",
+    "ProxyPassReverseCookiePath", "ProxyPassReverseCookieDomain", "ProxyPreserveHost",
+    "ServerName", "ServerAlias", "HeartbeatListen", "HeartbeatMaxServers", "HeartbeatStorage",
+    "User", "Timeout", "KeepAliveTimeout", "ProxyTimeout", "SetHandler", "Define A",
+    "<Proxy balancer://a>", "<Proxy balancer://b>", "</Proxy>", "<VirtualHost *:80>",
+    "<VirtualHost *:81>", "</VirtualHost>", "<Location />", "<Location /a>", "</Location>",
+    "<IfModule x>", "</IfModule>", "Header add Set-Cookie"])
 ARGUMENTS = st.sampled_from([
-    "80", "/", "balancer://a/", "http://10.0.0.1:8080", "http://[::1]", "http://host", "!",
-    "status=+H", "status=-D+E", "lbset=70000", "retry=99999", "retry=5", "timeout=0",
-    "connectiontimeout=1ms", "lbmethod=heartbeat", "maxattempts=500", "1.2.3.4:99", "0",
-    "${A}", "x=y", '"a b"', "balancer-manager", "#1"])
+    "80", "/", "/a", "/a/", "^/(.*)$", "\\.x$", "(", "balancer://a/", "balancer://b",
+    "balancer://a/$1", "http://10.0.0.1:8080", "http://10.0.0.2:81/x/", "http://[::1]",
+    "http://host", "!", "On", "Off", "www.example.com", "*.example.com", "a*b", "status=+H",
+    "status=-D+E", "status=N", "lbset=70000", "retry=99999", "retry=5", "timeout=0",
+    "connectiontimeout=1ms", "lbmethod=heartbeat", "maxattempts=500", "route=r1", "route=r2",
+    "stickysession=JSESSIONID|jsessionid", "stickysession=A|B|C", "nofailover=On",
+    "stickysessionsep=off", "1.2.3.4:99", "0", "${A}", "x=y", '"a b"', "balancer-manager",
+    "#1", "nocanon", '"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/"'])
 
 
 MEMBER_PARAMETERS = st.sampled_from([
@@ -161,6 +168,80 @@ def test_byrequests_front_notes_what_does_not_carry_over() -> None:
                      "its path /app differs", "max=20", "ttl=60", "ProxyRequests On",
                      "retry=5/15", "timeout=20/unset"):
         assert expected in joined, expected
+
+
+ROUTING_ENV = {"HB_DIR": "/srv/lab/front", "HB_ADDR": "10.213.0.1", "HB_USER": "www-data",
+               "HB_GROUP_NAME": "www-data", "HB_GROUP": "239.0.0.1:27999"}
+
+
+def routing_config(name: str) -> tuple[str, config_module.Config]:
+    """One of the three fronts tests/interop/test_apache_routing.py runs for real."""
+    text, config = translate_file(DATA / name, env=ROUTING_ENV)
+    assert shadowed(compile_routes(config.routes)) == []   # `hbfork check` warns of nothing
+    return text, config
+
+
+def test_tomcat_cluster() -> None:
+    text, config = routing_config("tomcat-cluster.conf")
+    tomcat = config.pool("tomcat")
+    assert [(str(m.address), m.route) for m in tomcat.members] == [
+        ("10.213.0.11:8080", "node1"), ("10.213.0.12:8080", "node2"),
+        ("10.213.0.13:8080", "node3")]
+    assert tomcat.sticky_names == ("JSESSIONID", "jsessionid") and not tomcat.nofailover
+    assert (tomcat.retry, tomcat.connect_timeout, tomcat.response_timeout) == (30, 2, 20)
+    assert forward(config, "shop.example.com", "/manager/html") == (404, "")
+    assert forward(config, "shop.example.com", "/cart;jsessionid=A.node2?x=1") == \
+        ("tomcat", "/shop/cart;jsessionid=A.node2?x=1")
+    root = route_of(config, "any", "/")
+    assert root is not None and (root.reverse, root.preserve_host) == (True, False)
+    assert root.reverse_cookie_path == (("/shop", "/"),)
+    assert notes(text) == []
+
+
+def test_vhosts_with_static_exclusions() -> None:
+    text, config = routing_config("vhosts-static.conf")
+    assert {p.name for p in config.pools} == {"www", "blog", "10.213.0.13-8080"}
+    www = ("www.example.com", "example.com", "other.example.net")
+    for host in www:
+        assert forward(config, host, "/static/app.css") == (404, "")
+        assert forward(config, host, "/server-status") == (404, "")
+        assert forward(config, host, "/x") == ("www", "/x")
+        assert route_of(config, host, "/x").preserve_host        # ProxyPreserveHost On
+    for host in ("blog.example.com", "a.blog.example.com"):
+        assert forward(config, host, "/blog/post") == ("blog", "/post")
+        assert forward(config, host, "/admin/users") == ("blog", "/wp-admin/users")
+        assert forward(config, host, "/x") == (404, "")           # stays in the blog vhost
+        assert forward(config, host, "/server-status") == (404, "")
+        assert not route_of(config, host, "/blog/").preserve_host
+    acme = "/.well-known/acme-challenge/t"
+    assert forward(config, "blog.example.com", acme) == ("10.213.0.13-8080",
+                                                         "/acme/acme-challenge/t")
+    assert forward(config, "www.example.com", acme)[0] == "10.213.0.13-8080"
+    assert route_of(config, "www.example.com", acme).preserve_host
+    assert not route_of(config, "blog.example.com", acme).preserve_host
+    assert route_of(config, "blog.example.com", "/blog/").reverse_cookie_domain == (
+        ("10.213.0.13", "blog.example.com"),)
+    assert notes(text) == []
+
+
+def test_api_with_hot_standby() -> None:
+    text, config = routing_config("api-standby.conf")
+    api = config.pool("api")
+    assert [(m.route, m.standby, m.disabled) for m in api.members] == [
+        ("a1", False, False), ("a2", False, False), ("standby", True, False),
+        ("retired", False, True)]
+    assert (api.stickysession, api.nofailover, api.sticky_cookie) == ("ROUTEID", True,
+                                                                      "ROUTEID")
+    assert str(config.heartbeat.listen) == "239.0.0.1:27999"
+    assert forward(config, "api.example.com", "/api/v2/users?page=2") == ("api",
+                                                                          "/users?page=2")
+    assert forward(config, "api.example.com", "/api/v3/users") == ("api", "/legacy/v3/users")
+    assert forward(config, "api.example.com", "/out/r.csv") == ("reports", "/out/r.csv")
+    assert forward(config, "api.example.com", "/health") == (404, "")
+    assert route_of(config, "h", "/api/v3/").reverse
+    assert route_of(config, "h", "/api/v1/x").preserve_host
+    assert config.http.response_timeout == 15
+    assert notes(text) == []
 
 
 def test_lab_heartmonitor_front() -> None:
