@@ -187,17 +187,27 @@ class RouteMaker:
 
     def _reverse(self, plan: RoutePlan, step: Pass, destination: Destination,
                  chain: Sequence[Block]) -> None:
-        urls = {step.target.lower()}
-        urls.update(url + destination.prefix.lower() for url in
-                    self.book.member_urls(destination.pool))
-        for block in chain:
-            for reverse in block.reverse:
-                if _merged(reverse.path) == _merged(step.path) and reverse.target.lower() in urls:
-                    if plan.regex:
-                        continue  # noted as unused: hbfork maps back to path routes only
-                    self.reverse_used.add(id(reverse))
-                    plan.reverse = True
-                    plan.comments.append(f"{reverse.directive.text} ({reverse.directive.where})")
+        members = self.book.member_urls(destination.pool)
+        urls = {step.target.lower(), *(url + destination.prefix.lower() for url in members)}
+        first: Reverse | None = None   # the first ProxyPassReverse in force for these members
+        for reverse in (r for block in chain for r in block.reverse):
+            target = reverse.target.lower()
+            if first is None and (target in urls or _same_balancer(target, step.target) or
+                                  any(target.startswith(url) for url in members)):
+                first = reverse
+            if _merged(reverse.path) == _merged(step.path) and target in urls:
+                if plan.regex:
+                    continue  # noted as unused: hbfork maps back to path routes only
+                self.reverse_used.add(id(reverse))
+                plan.reverse = True
+                plan.comments.append(f"{reverse.directive.text} ({reverse.directive.where})")
+                if first is not reverse:
+                    assert first is not None
+                    plan.comments.append(
+                        f"in Apache, {first.directive.text} ({first.directive.where}) comes "
+                        "first among the ProxyPassReverse lines in force here and also matches "
+                        "these members, so it maps their URLs; hbfork maps them back to this "
+                        "route")
 
     def _cookies(self, plan: RoutePlan, chain: Sequence[Block]) -> None:
         paths, domains = [], []
@@ -251,3 +261,9 @@ def _worker_params(params: Sequence[str]) -> list[str]:
 
 def _merged(path: str) -> str:
     return re.sub("//+", "/", path)
+
+
+def _same_balancer(url: str, other: str) -> bool:
+    if not (url.startswith("balancer://") and other.lower().startswith("balancer://")):
+        return False
+    return url[11:].split("/", 1)[0] == other.lower()[11:].split("/", 1)[0]

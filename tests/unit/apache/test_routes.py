@@ -336,3 +336,14 @@ def test_any_routing_config_loads_and_routes(main: list, vhosts: list) -> None:
     for host in ("www.example.com", "b.example.com", "x.example.com", "other"):
         for path in ("/", "/a", "/a/b", "/b/x", "/r/1", "/x.css"):
             forward(config, host, path)
+
+
+def test_an_earlier_proxypassreverse_apache_would_use_is_pointed_out() -> None:
+    text, config = load(POOLS + "<VirtualHost *:80>\n<Location /admin/>\n"
+                        "ProxyPass balancer://a/wp-admin/\nProxyPassReverse balancer://a/wp-admin/\n"
+                        "</Location>\nProxyPass /blog/ balancer://a/\n"
+                        "ProxyPassReverse /blog/ balancer://a/\n</VirtualHost>\n")
+    admin = route_of(config, "h", "/admin/x")
+    assert admin is not None and admin.reverse and admin.rewrite == "/wp-admin/"
+    assert "in Apache, ProxyPassReverse /blog/ balancer://a/ (/etc/httpd/httpd.conf:13) comes " \
+           "first among the ProxyPassReverse lines in force here" in comments(text)
