@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from hbfork.apache.conf import ApacheConfigError, parse_envvars
 from hbfork.apache.include import DiskSource, Walker
+from hbfork.apache.render import render
+from hbfork.apache.translate import translate
 from hbfork.cli.main import main
 from hbfork.core import config as config_module
 from hbfork.core.routes import compile_routes, shadowed
@@ -358,14 +360,20 @@ def test_debian_heartbeat_front(tmp_path: Path) -> None:
     assert [str(e) for e in config.proxy.listen] == ["0.0.0.0:80"]
     assert str(config.heartbeat.listen) == "239.0.0.1:27999"
     assert config.heartbeat.storage == "/var/lib/apache2/heartbeat/hb.dat"
-    web = config.pool("web")
-    assert [(str(m.address), m.route, m.standby) for m in web.members] == [
-        ("10.0.0.11:8080", "web1", False), ("10.0.0.12:8080", "web2", False),
-        ("10.0.0.13:8080", "web3", False), ("10.0.0.14:8080", "spare", True)]
-    assert (config.proxy.retry, web.retries, config.http.response_timeout) == (60, 2, 30)
+    app, api = config.pool("app"), config.pool("api")
+    assert [(str(m.address), m.route, m.standby) for m in app.members] == [
+        ("10.0.0.11:8080", "node1", False), ("10.0.0.12:8080", "node2", False),
+        ("10.0.0.13:8080", "spare", True)]
+    assert (app.stickysession, app.retries) == ("JSESSIONID|jsessionid", 2)
+    assert [str(m.address) for m in api.members] == ["10.0.0.21:9000", "10.0.0.22:9000"]
+    assert (config.proxy.retry, api.retry, config.http.response_timeout) == (60, 10, 30)
     assert forward(config, "www.example.com", "/balancer-manager/") == (404, "")
-    assert forward(config, "www.example.com", "/x?y") == ("web", "/x?y")
-    assert route_of(config, "www.example.com", "/x").preserve_host  # ProxyPreserveHost On
+    assert forward(config, "example.com", "/static/a.css") == (404, "")
+    assert forward(config, "www.example.com", "/api/v1/users?page=2") == ("api",
+                                                                          "/users?page=2")
+    assert forward(config, "www.example.com", "/x?y") == ("app", "/x?y")
+    root = route_of(config, "www.example.com", "/x")
+    assert root is not None and root.preserve_host and root.reverse  # ProxyPreserveHost On
     assert config.proxy.user == env["APACHE_RUN_USER"]
     found = "\n".join(notes(text))
     assert "SetHandler balancer-manager" in found
@@ -411,3 +419,48 @@ def test_command_envvars_option(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["import-apache", "--envvars", str(envvars), str(conf)]) == 0
     config = config_module.loads(capsys.readouterr().out)
     assert config.proxy.user == "proxyuser" and str(config.proxy.listen[0]) == "10.1.2.3:80"
+
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def _block(text: str, after: str, kind: str) -> list[str]:
+    start = text.index(f"```{kind}\n", text.index(after)) + len(kind) + 4
+    return text[start:text.index("```", start)].splitlines()
+
+
+def _in_order(wanted: list[str], have: list[str]) -> list[str]:
+    """The wanted lines not found in `have` in that order (a trimmed copy may skip lines)."""
+    rest = iter(have)
+    return [line for line in wanted if line not in rest]
+
+
+class MovedSource(DiskSource):
+    """The files of `root` as if they were in /etc/apache2 (names in the output, and so the
+    wrapping of comments, are then the same as on a real Debian front)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = str(root)
+
+    def expand(self, pattern: str) -> list[str]:
+        found = super().expand(pattern.replace(str(DEBIAN.parent), self.root, 1))
+        return [path.replace(self.root, str(DEBIAN.parent), 1) for path in found]
+
+    def read(self, path: str) -> str:
+        return super().read(path.replace(str(DEBIAN.parent), self.root, 1))
+
+
+@pytest.mark.skipif(not DEBIAN.exists(), reason="no /etc/apache2/apache2.conf (Debian's apache2)")
+def test_readme_side_by_side_is_what_import_apache_prints(tmp_path: Path) -> None:
+    root = debian_front(tmp_path)
+    env = parse_envvars((root / "envvars").read_text())
+    walked = Walker(MovedSource(root), str(DEBIAN.parent), env).walk(str(DEBIAN))
+    printed = render(translate(walked), str(DEBIAN), walked).splitlines()
+    readme = README.read_text()
+    shown = [line for line in _block(readme, "What `hbfork import-apache", "toml")
+             if line and not line.startswith("# (")]
+    assert _in_order(shown, printed) == []
+    site = (DATA / "debian-front" / "sites-available" / "hb-front.conf").read_text()
+    apache = _block(readme, "### Side by side", "apache")
+    assert _in_order([line for line in apache[apache.index("<VirtualHost *:80>"):] if line],
+                     site.splitlines()) == []
