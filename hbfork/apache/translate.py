@@ -26,9 +26,10 @@ from hbfork.apache.conf import (
 )
 from hbfork.apache.include import Walked
 from hbfork.apache.pools import PoolBook, PoolPlan
-from hbfork.apache.routes import RoutePlan
+from hbfork.apache.routes import UNUSABLE, RoutePlan
 from hbfork.apache.vhosts import plan_routes
 from hbfork.core.addresses import Endpoint, parse_endpoint
+from hbfork.core.pool_settings import MAX_POOLS
 from hbfork.core.settings import StatusSettings
 
 APACHE_DEFAULT_RETRY = 60
@@ -189,7 +190,7 @@ class Translator:
         self.remarks += planned.remarks
         self.routes = planned.routes
         used = {r.pool for r in self.routes if r.passes}
-        self.pools = list(book.pools.values())
+        self.pools = self._at_most(list(book.pools.values()), used)
         for pool in self.pools:
             if self.routes and pool.name not in used:
                 pool.comments.append("no route sends requests here (nothing in the Apache "
@@ -201,6 +202,21 @@ class Translator:
             self.set("heartbeat", "discover", True,
                      "no members translated: admit any heartbeat sender (list [[pool]]s and "
                      "remove this to restrict)")
+
+    def _at_most(self, pools: list[PoolPlan], used: set[str]) -> list[PoolPlan]:
+        """hbfork's limit on pools: the ones routes use first; the routes to the pools left out
+        are answered 503 (and noted), not sent elsewhere."""
+        ranked = sorted(pools, key=lambda p: p.name not in used)  # stable: file order kept
+        kept = {p.name for p in ranked[:MAX_POOLS]}
+        for pool in ranked[MAX_POOLS:]:
+            self.notes.append(Note.of(pool.source, f"hbfork has at most {MAX_POOLS} pools: "
+                                                   f"{pool.name!r} is left out"))
+        for route in self.routes:
+            if route.passes and route.pool not in kept:
+                route.passes, route.status, route.pool = False, UNUSABLE, ""
+                route.comments.append(f"its pool is left out (see the notes): answered "
+                                      f"{UNUSABLE}")
+        return [p for p in pools if p.name in kept]
 
     # --- [heartbeat]
 

@@ -52,6 +52,7 @@ class _Planner:
 
     def plan(self) -> Routes:
         vhosts = [v for v in self.vhosts if self._served(v)]
+        self._mixed(vhosts)
         routes: list[RoutePlan] = []
         if not vhosts:
             routes += self._group(self.main, ())
@@ -77,6 +78,16 @@ class _Planner:
             self.notes.append(Note.of(vhost.source, f"on port {shown}, which hbfork does not "
                                                     "listen on: its ProxyPass lines are left out"))
         return False
+
+    def _mixed(self, vhosts: list[Server]) -> None:
+        """Apache picks the vhosts of the address and port a request came in on; hbfork's
+        routes see neither, so vhosts of different ones are tried as one list."""
+        specs = sorted({a.lower().replace("_default_", "*") for v in vhosts for a in v.addresses})
+        if len(specs) > 1:
+            self.remarks.append(
+                f"The vhosts are on {', '.join(specs)}: hbfork's routes do not see the address "
+                "or port a request came in on, so they are tried as one list (the first vhost "
+                "whose names match wins; the first vhost is the default for other names).")
 
     def _vhost_routes(self, vhosts: list[Server]) -> list[RoutePlan]:
         names = self._names(vhosts)

@@ -174,3 +174,16 @@ def test_lbmethod_heartbeat_with_tiers_says_apache_ignored_them() -> None:
                             "ProxySet lbmethod=heartbeat\n"))
     assert "Apache's lbmethod=heartbeat ignored lbset and hot standby; hbfork honours them" \
         in comments(text)
+
+
+def test_more_balancers_than_hbfork_has_pools() -> None:
+    used = "".join(f"<Proxy balancer://u{n}>\nBalancerMember http://10.0.1.{n}\n</Proxy>\n"
+                   f"ProxyPass /u{n}/ balancer://u{n}/\n" for n in range(1, 66))
+    unused = "<Proxy balancer://idle>\nBalancerMember http://10.0.2.1\n</Proxy>\n"
+    text, config = load(unused + used)
+    assert len(config.pools) == 64 and "idle" not in {p.name for p in config.pools}
+    assert forward(config, "h", "/u1/x") == ("u1", "/x")
+    assert forward(config, "h", "/u64/x") == ("u64", "/x")
+    assert forward(config, "h", "/u65/x") == (503, "")
+    found = "\n".join(notes(text))
+    assert "at most 64 pools: 'idle' is left out" in found and "'u65' is left out" in found

@@ -347,3 +347,14 @@ def test_an_earlier_proxypassreverse_apache_would_use_is_pointed_out() -> None:
     assert admin is not None and admin.reverse and admin.rewrite == "/wp-admin/"
     assert "in Apache, ProxyPassReverse /blog/ balancer://a/ (/etc/httpd/httpd.conf:13) comes " \
            "first among the ProxyPassReverse lines in force here" in comments(text)
+
+
+def test_vhosts_of_different_ports_are_one_list() -> None:
+    text, config = load(POOLS + "Listen 80\nListen 8080\n<VirtualHost *:80>\n"
+                        "ServerName a.example.com\nProxyPass / balancer://a/\n</VirtualHost>\n"
+                        "<VirtualHost *:8080>\nServerName b.example.com\n"
+                        "ProxyPass / balancer://b/\n</VirtualHost>\n")
+    assert forward(config, "b.example.com", "/") == ("b", "/")
+    assert forward(config, "c.example.com", "/") == ("a", "/")
+    assert "The vhosts are on *:80, *:8080: hbfork's routes do not see the address or port" \
+        in comments(text)
