@@ -244,22 +244,12 @@ class Collector:
     def on_proxypass(self, d: Directive, ctx: Context) -> bool:
         if self._misplaced(d, ctx):
             return True
-        args = list(d.args)
-        regex = d.key == "proxypassmatch"
+        args, regex = list(d.args), d.key == "proxypassmatch"
         if args and args[0] == "~":  # ProxyPass ~ REGEX URL is ProxyPassMatch
             regex, args = True, args[1:]
         location = ctx.location
-        if location is not None:
-            if regex or location.regex:
-                self.notes.append(Note.of(d, "ProxyPass with a regular expression in a "
-                                             "<Location>: write it as ProxyPassMatch in the "
-                                             "server or vhost"))
-                return True
-            if args and args[0].startswith("/"):
-                self.notes.append(Note.of(d, "a ProxyPass in a <Location> takes no path (Apache "
-                                             "refuses this)"))
-                return True
-            args.insert(0, location.path)
+        if location is not None and not self._location_path(d, location, args, regex):
+            return True
         if len(args) < 2:
             self.notes.append(Note.of(d, "needs a path and a URL"))
             return True
@@ -270,13 +260,27 @@ class Collector:
             balancer = self.balancer(balancer_name(step.target), d)
             balancer.params.extend((k, v, d) for k, v in key_values(
                 p for p in step.params if "=" in p and not p.lower().startswith("mapping=")))
-        if location is not None:
-            for earlier in location.block.passes:  # one ProxyPass per <Location>: the last
-                self.notes.append(Note.of(earlier.directive, f"replaced by {d.text} "
-                                                             f"({d.where}) in the same <Location>"))
-            location.block.passes[:] = [step]
-        else:
+        if location is None:
             self.block(ctx).passes.append(step)
+            return True
+        for earlier in location.block.passes:  # one ProxyPass per <Location>: the last
+            self.notes.append(Note.of(earlier.directive, f"replaced by {d.text} ({d.where}) "
+                                                         "in the same <Location>"))
+        location.block.passes[:] = [step]
+        return True
+
+    def _location_path(self, d: Directive, location: Location, args: list[str],
+                       regex: bool) -> bool:
+        """A ProxyPass in a <Location> takes the Location's path (put first in `args`)."""
+        if regex or location.regex:
+            self.notes.append(Note.of(d, "ProxyPass with a regular expression in a <Location>: "
+                                         "write it as ProxyPassMatch in the server or vhost"))
+            return False
+        if args and args[0].startswith("/"):
+            self.notes.append(Note.of(d, "a ProxyPass in a <Location> takes no path (Apache "
+                                         "refuses this)"))
+            return False
+        args.insert(0, location.path)
         return True
 
     def on_reverse(self, d: Directive, ctx: Context) -> bool:
