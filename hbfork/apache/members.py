@@ -26,9 +26,10 @@ TIMING = ("retry", "timeout", "connectiontimeout")
 CONNECTION_PARAMS = {
     "keepalive": "hbfork keeps member connections alive ([http] pool_size, pool_idle_timeout)",
     "ttl": "idle member connections close after [http] pool_idle_timeout",
-    "max": "hbfork has no per-member connection limit",
-    "smax": "hbfork has no per-member connection limit",
-    "min": "hbfork has no per-member connection limit",
+    "max": "Apache limits each child's connections to the member; hbfork's max_conns limits "
+           "the whole front's requests in flight to it (set it if that is what you meant)",
+    "smax": "hbfork keeps no minimum of member connections",
+    "min": "hbfork keeps no minimum of member connections",
     "disablereuse": "hbfork always reuses member connections ([http] pool_size = 0 to stop)",
     "flushpackets": "hbfork streams responses as they arrive",
     "ping": "hbfork has no 100-continue probe of members",

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hbfork.apache.collect import Balancer, Collector, balancer_name
-from hbfork.apache.conf import Directive, Note
+from hbfork.apache.conf import Directive, Note, parse_duration
 from hbfork.apache.members import Member, parse_member
 from hbfork.core.pool_settings import POOL_NAME, PoolSettings
 from hbfork.core.values import BadSetting, build
@@ -32,7 +32,6 @@ MAX_RETRIES = 100                       # hbfork's limit on retries
 TIMING_KEYS = {"retry": ("retry", 3600, True), "timeout": ("response_timeout", 86400, False),
                "connectiontimeout": ("connect_timeout", 86400, False)}
 BALANCER_REASONS = {
-    "timeout": "a balancer's wait for a free member: hbfork does not queue requests",
     "growth": "hbfork's pools are fixed by the config (a reload changes them)",
     "forcerecovery": "hbfork tries members in error again after their retry, one at a time",
     "failonstatus": "hbfork puts a member in error only when a connect fails",
@@ -167,6 +166,11 @@ class PoolBook:
             self._checked(plan, key, value, where, d)
         elif key == "nofailover" and value.lower() in ("on", "off"):
             plan.set("nofailover", value.lower() == "on", where)
+        elif key == "timeout" and (wait := parse_duration(value)) is not None:
+            # the balancer's wait for a free member: hbfork's front queue
+            limit = " (hbfork's limit is 3600)" if wait > 3600 else ""
+            plan.set("queue_timeout", min(wait, 3600),
+                     f"{where}: wait this long for a member with room{limit}")
         elif key == "maxattempts" and value.isdigit():
             retries = min(int(value), MAX_RETRIES)
             limit = f" (hbfork's limit is {MAX_RETRIES})" if retries < int(value) else ""

@@ -134,7 +134,9 @@ class Translator:
             self.notes.append(Note.of(d, "no address"))
             return None
         if len(d.args) > 1 and d.args[1].lower() != "http":
-            self.notes.append(Note.of(d, f"protocol {d.args[1]}: hbfork does not terminate TLS"))
+            self.notes.append(Note.of(d, f"protocol {d.args[1]}: import-apache does not translate "
+                                         "TLS; write a [[listen]] with tls = true and the "
+                                         "vhosts' certificates as [[certificate]]s"))
             return None
         if not self._defined(d, d.args[0]):
             return None

@@ -76,7 +76,8 @@ class _Planner:
             assert vhost.source is not None
             shown = ", ".join(str(p) for p in sorted(p for p in ports if p is not None))
             self.notes.append(Note.of(vhost.source, f"on port {shown}, which hbfork does not "
-                                                    "listen on: its ProxyPass lines are left out"))
+                                                    "listen on (a TLS port: see the Listen "
+                                                    "notes): its ProxyPass lines are left out"))
         return False
 
     def _mixed(self, vhosts: list[Server]) -> None:
