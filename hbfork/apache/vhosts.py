@@ -154,14 +154,13 @@ class _Planner:
     # --- one server's routes, in the order Apache tries them
 
     def _group(self, server: Server, hosts: tuple[str, ...]) -> list[RoutePlan]:
-        main = self.main
-        chain = [main.block] if server is main else [main.block, server.block]
-        locations = main.locations + ([] if server is main else server.locations)
+        servers = [self.main] if server is self.main else [self.main, server]
+        chain = [s.block for s in servers]
         steps: list[tuple[Pass, list[Block]]] = []
+        locations = [loc for s in servers for loc in s.locations]
         for location in reversed(locations):  # a later <Location> overrides an earlier one
-            for step in location.block.passes:
-                steps.append((step, [*chain, location.block]))
-        for block in [main.block] if server is main else [main.block, server.block]:
+            steps += [(step, [*chain, location.block]) for step in location.block.passes]
+        for block in chain:
             steps += [(step, chain) for step in block.passes]
         taken: list[RoutePlan] = []
         for step, blocks in steps:
