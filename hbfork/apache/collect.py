@@ -363,6 +363,8 @@ HANDLERS = {
     "proxytimeout": Collector.on_server,
     "proxyaddheaders": Collector.on_server,
     "proxyrequests": Collector.on_server,
+    "sslproxyverify": Collector.on_server,
+    "sslproxycacertificatefile": Collector.on_server,
     "servername": Collector.on_server_name,
     "serveralias": Collector.on_server_name,
     "header": Collector.on_header,

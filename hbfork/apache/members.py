@@ -1,6 +1,6 @@
 """One BalancerMember (or the one server a ProxyPass names) -> a [[pool.member]] [pure].
 
-The member's URL must be `http://IP[:PORT][/path]`: heartbeats name a member by its source IP,
+The member's URL must be `http[s]://IP[:PORT][/path]`: heartbeats name a member by its source IP,
 so a host name cannot be matched (Apache's lbmethod_heartbeat never matched one either).
 Parameters with an hbfork equivalent are carried over: route=, lbset=, status= flags (D and S
 disable, H is a hot standby, R a hot spare, N drains); retry=, timeout= and
@@ -44,6 +44,7 @@ class Member:
     address: str
     source: Directive
     path: str = ""                     # the URL's path, prefixed to what the member is sent
+    tls: bool = False                  # an https:// member
     route: str = ""
     lbset: int = 0
     standby: bool = False
@@ -69,8 +70,8 @@ def parse_member(d: Directive, url: str, params: Sequence[str],
     found = _address(d, url, notes)
     if found is None:
         return None
-    address, path = found
-    member = Member(address, d, path)
+    address, path, tls = found
+    member = Member(address, d, path, tls)
     for key, value in key_values(params):
         _param(member, key, value, notes)
     try:
@@ -81,27 +82,27 @@ def parse_member(d: Directive, url: str, params: Sequence[str],
     return member
 
 
-def _address(d: Directive, url: str, notes: list[Note]) -> tuple[str, str] | None:
+def _address(d: Directive, url: str, notes: list[Note]) -> tuple[str, str, bool] | None:
     note = undefined_note(d, url)
     if note is not None:
         notes.append(note)
         return None
     parts = urlsplit(url)
-    if parts.scheme.lower() != "http":
-        notes.append(Note.of(d, f"{parts.scheme or 'no'} scheme: hbfork talks plain HTTP/1.1 "
-                                "to members"))
+    if parts.scheme.lower() not in ("http", "https"):
+        notes.append(Note.of(d, f"{parts.scheme or 'no'} scheme: hbfork talks HTTP/1.1 (or "
+                                "over TLS) to members"))
         return None
     host = parts.hostname or ""
     try:
         ip = parse_ip(host)
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     except ValueError:
         notes.append(Note.of(d, f"{host or url!r} is not an IP address: members are matched "
                                 "to heartbeats by source IP (Apache's lbmethod_heartbeat never "
                                 "matched a host name either)"))
         return None
     address = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
-    return address, parts.path.rstrip("/")
+    return address, parts.path.rstrip("/"), parts.scheme.lower() == "https"
 
 
 def _param(member: Member, key: str, value: str, notes: list[Note]) -> None:

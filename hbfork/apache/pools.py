@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hbfork.apache.collect import Balancer, Collector, balancer_name
-from hbfork.apache.conf import Directive, Note, parse_duration
+from hbfork.apache.conf import Directive, Note, parse_duration, resolve_path
 from hbfork.apache.members import Member, parse_member
 from hbfork.core.pool_settings import POOL_NAME, PoolSettings
 from hbfork.core.values import BadSetting, build
@@ -79,8 +79,9 @@ class Destination:
 class PoolBook:
     """Every pool, built from the collected balancers and from the servers ProxyPass names."""
 
-    def __init__(self, collected: Collector) -> None:
+    def __init__(self, collected: Collector, server_root: str = "/") -> None:
         self.collected = collected
+        self.server_root = server_root
         self.pools: dict[str, PoolPlan] = {}
         self.by_balancer: dict[str, PoolPlan] = {}
         self.by_server: dict[str, PoolPlan] = {}
@@ -131,6 +132,7 @@ class PoolBook:
         for key, value, d in balancer.params:
             self._param(plan, key, value, d)
         self._timing(plan)
+        self._tls(plan)
         if plan.lbmethod != "heartbeat":
             plan.comments.append(f"lbmethod={plan.lbmethod}: hbfork balances by the members' "
                                  "heartbeats (weight = ready), so every member must send them")
@@ -147,6 +149,10 @@ class PoolBook:
         d = member.source
         if any(m.address == member.address for m in plan.members):
             self.notes.append(Note.of(d, f"{member.address} is already a member"))
+        elif plan.members and member.tls != plan.members[0].tls:
+            self.notes.append(Note.of(d, f"{'https' if member.tls else 'http'} while the other "
+                                         "members are not: hbfork talks one protocol to all the "
+                                         "members of a pool"))
         elif plan.members and member.path != plan.path:
             self.notes.append(Note.of(d, f"its path {member.path or '/'} differs from the other "
                                          f"members' ({plan.path or '/'}): hbfork sends every "
@@ -219,6 +225,24 @@ class PoolBook:
         else:
             plan.set(key, value, label + ("" if plan.direct else " on every member"))
 
+    def _tls(self, plan: PoolPlan) -> None:
+        """https:// members: TLS to the pool, checked as mod_ssl's SSLProxy* settings say."""
+        if not plan.members or not plan.members[0].tls:
+            return
+        plan.set("tls", True, "https:// members")
+        verify = self.collected.server.get("sslproxyverify")
+        if verify is None or not verify.args or verify.args[0].lower() != "require":
+            said = f"{verify.text} ({verify.where})" if verify else "Apache's default " \
+                "SSLProxyVerify none"
+            plan.set("tls_verify", False, f"{said}: the members' certificates were not "
+                                          "checked. Check them: tls_verify = true, with tls_ca "
+                                          "for a private CA")
+            return
+        ca = self.collected.server.get("sslproxycacertificatefile")
+        if ca is not None and ca.args:
+            plan.set("tls_ca", resolve_path(self.server_root, ca.args[0]),
+                     f"{ca.text} ({ca.where})")
+
     def _route_cookies(self, headers: list[Directive]) -> None:
         """`Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/"`: hbfork
         sets that cookie itself (sticky_cookie) for the pools that read it."""
@@ -264,6 +288,7 @@ class PoolBook:
         pool.comments.append("a ProxyPass to one server: a pool of one member, which gets "
                              "traffic only while it sends heartbeats")
         self._timing(pool)
+        self._tls(pool)
         self.by_server[key] = self.pools[pool.name] = pool
         return pool
 

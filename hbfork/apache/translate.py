@@ -186,7 +186,7 @@ class Translator:
     # --- pools and routes
 
     def _pools_and_routes(self) -> None:
-        book = PoolBook(self.collected)
+        book = PoolBook(self.collected, self.walked.server_root)
         planned = plan_routes(self.collected, book, self.ports)
         self.notes += book.notes + planned.notes
         self.remarks += planned.remarks

@@ -166,7 +166,8 @@ def test_byrequests_front_notes_what_does_not_carry_over() -> None:
     assert "a double slash" in comments(text)
     assert route_of(config, "h", "/x").reverse
     joined = "\n".join(notes(text))
-    for expected in ("Listen localhost:8001", "app3.internal", "https scheme", "ajp scheme",
+    for expected in ("Listen localhost:8001", "app3.internal", "https while the other members",
+                     "ajp scheme",
                      "its path /app differs", "max=20", "ttl=60", "ProxyRequests On",
                      "retry=5/15", "timeout=20/unset"):
         assert expected in joined, expected

@@ -102,14 +102,15 @@ def test_disagreeing_member_timing_is_noted_and_left_server_wide() -> None:
 
 def test_members_hbfork_cannot_use_are_noted() -> None:
     text, config = load(balancer(
-        "BalancerMember http://app1.internal:8080\nBalancerMember https://10.0.0.2\n"
-        "BalancerMember ajp://10.0.0.3:8009\nBalancerMember http://10.0.0.4:8080 max=5 ttl=60\n"
+        "BalancerMember http://app1.internal:8080\nBalancerMember ajp://10.0.0.3:8009\n"
+        "BalancerMember http://10.0.0.4:8080 max=5 ttl=60\nBalancerMember https://10.0.0.2\n"
         "BalancerMember http://10.0.0.4:8080\nBalancerMember http://10.0.0.5:8080/x\n"
         "BalancerMember http://[fd00::6]:8080 route=" + "r" * 70 + "\n"))
     assert [str(m.address) for m in config.pool("b").members] == [
         "10.0.0.4:8080", "[fd00::6]:8080"]
     found = "\n".join(notes(text))
-    for expected in ("'app1.internal' is not an IP address", "https scheme", "ajp scheme",
+    for expected in ("'app1.internal' is not an IP address", "https while the other members",
+                     "ajp scheme",
                      "max=5", "ttl=60", "10.0.0.4:8080 is already a member",
                      "its path /x differs", "a route is up to 64"):
         assert expected in found, expected
@@ -188,3 +189,19 @@ def test_more_balancers_than_hbfork_has_pools() -> None:
     assert forward(config, "h", "/u65/x") == (503, "")
     found = "\n".join(notes(text))
     assert "at most 64 pools: 'idle' is left out" in found and "'u65' is left out" in found
+
+
+def test_https_members_make_a_tls_pool_checked_as_mod_ssl_was_told() -> None:
+    text, config = load("SSLProxyEngine On\nProxyPass /one/ https://10.0.0.3:9443/x/\n" +
+                        balancer("BalancerMember https://10.0.0.1\n"
+                                 "BalancerMember https://10.0.0.2:8443\n"))
+    pool = config.pool("b")
+    assert [str(m.address) for m in pool.members] == ["10.0.0.1:443", "10.0.0.2:8443"]
+    assert (pool.tls, pool.tls_verify) == (True, False)     # Apache's SSLProxyVerify none
+    assert "the members' certificates were not checked" in comments(text)
+    one = config.pool("10.0.0.3-9443")
+    assert one.tls and forward(config, "h", "/one/a") == ("10.0.0.3-9443", "/x/a")
+    text, config = load(balancer("BalancerMember https://10.0.0.1\n") +
+                        "SSLProxyVerify require\nSSLProxyCACertificateFile ca/members.pem\n")
+    pool = config.pool("b")
+    assert (pool.tls, pool.tls_verify, pool.tls_ca) == (True, True, "/etc/httpd/ca/members.pem")
