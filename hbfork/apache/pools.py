@@ -116,9 +116,17 @@ class PoolBook:
         return Destination(plan.name, path)
 
     def member_urls(self, pool: str) -> list[str]:
-        """`http://IP:PORT` + the members' path, lower-cased, for each member of `pool`."""
+        """`scheme://IP:PORT` + the members' path, lower-cased, for each member of `pool`
+        (also without the port when it is the scheme's default, as a URL may say it)."""
         plan = self.pools[pool]
-        return [f"http://{m.address}{plan.path}".lower() for m in plan.members]
+        scheme, default = ("https", 443) if plan.members[0].tls else ("http", 80)
+        urls = []
+        for member in plan.members:
+            urls.append(f"{scheme}://{member.address}{plan.path}".lower())
+            host, _, port = member.address.rpartition(":")
+            if port == str(default):
+                urls.append(f"{scheme}://{host}{plan.path}".lower())
+        return urls
 
     # --- balancers
 

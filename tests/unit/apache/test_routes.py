@@ -358,3 +358,11 @@ def test_vhosts_of_different_ports_are_one_list() -> None:
     assert forward(config, "c.example.com", "/") == ("a", "/")
     assert "The vhosts are on *:80, *:8080: hbfork's routes do not see the address or port" \
         in comments(text)
+
+
+def test_reverse_to_a_members_url_as_written() -> None:
+    _, config = load("<Proxy balancer://t>\nBalancerMember https://10.0.0.1\n</Proxy>\n"
+                     "<Proxy balancer://p>\nBalancerMember http://10.0.0.2\n</Proxy>\n"
+                     "ProxyPass /t/ balancer://t/\nProxyPassReverse /t/ https://10.0.0.1/\n"
+                     "ProxyPass /p/ balancer://p/\nProxyPassReverse /p/ http://10.0.0.2:80/\n")
+    assert route_of(config, "h", "/t/x").reverse and route_of(config, "h", "/p/x").reverse

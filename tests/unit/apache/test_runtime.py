@@ -10,7 +10,7 @@ import pytest
 from hbfork.core.http11 import Limits, parse_request_head
 from hbfork.core.reverse import map_location
 from hbfork.proxy.http.router import Router
-from tests.unit.apache.importing import DATA, translate_file
+from tests.unit.apache.importing import DATA, load, translate_file
 from tests.unit.proxy.fakes import FakePicker
 
 SHOP = "shop.example.com"
@@ -44,3 +44,20 @@ def test_a_member_url_under_the_webapp_maps_back() -> None:
                    "(seen in the lab)")
 def test_a_redirect_to_the_webapps_root_maps_back() -> None:
     assert location_seen("http://10.213.0.12:8080/shop") == f"http://{SHOP}/"
+
+
+@pytest.mark.xfail(strict=True, reason="hbfork runtime: ReverseMap (hbfork.core.reverse."
+                   "build_map) builds only http:// member URLs, so for a pool with tls = true "
+                   "a member's Location https://10.0.0.1:8443/login reaches the client "
+                   "unmapped; Apache's ProxyPassReverse compares the BalancerMember URLs, "
+                   "https:// ones included")
+def test_a_tls_members_location_maps_back() -> None:
+    _, config = load("<Proxy balancer://b>\nBalancerMember https://10.0.0.1:8443\n</Proxy>\n"
+                     "ProxyPass /app/ balancer://b/\nProxyPassReverse /app/ balancer://b/\n")
+    router = Router(config, FakePicker([], config))  # type: ignore[arg-type]
+    request = parse_request_head(b"GET /app/x HTTP/1.1\r\nHost: www.example.com\r\n\r\n",
+                                 Limits())
+    decision = router.decide(request)
+    assert config.pool("b").tls and decision.reverse is not None
+    assert map_location("https://10.0.0.1:8443/login", decision.reverse, "http",
+                        "www.example.com") == "http://www.example.com/app/login"
