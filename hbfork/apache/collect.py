@@ -1,10 +1,12 @@
 """Sort a walked Apache config into what a heartbeat front needs [pure].
 
-`Collector().visit(directives)` makes one pass over the directives hbfork.apache_include
+`Collector().visit(directives)` makes one pass over the directives hbfork.apache.include
 produced and keeps, with where each was written: the server-wide settings hbfork has once
 (last one wins, as in Apache), every Listen, each <Proxy balancer://...> with its members and
-ProxySet parameters, and the ProxyPass / ProxyPassReverse routes. Directives about proxying or
-heartbeats that it cannot place become notes; everything else is only counted.
+ProxySet parameters, and per server (the main server, then each <VirtualHost>) its names and
+the per-directory proxy settings of the server itself and of each <Location>: ProxyPass and
+ProxyPassMatch, ProxyPassReverse, the cookie maps and ProxyPreserveHost. Directives about
+proxying or heartbeats that it cannot place become notes; everything else is only counted.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ REPLACED = {
     "proxyhcexpr": "health checks: a member that stops beating leaves after [heartbeat] max_age",
     "proxyhctemplate": "health checks: a member that stops beating leaves after "
                        "[heartbeat] max_age",
+    "proxypassinherit": "hbfork's routes of the main server apply in every vhost (as "
+                        "mod_proxy's ProxyPass list does)",
+    "balancerinherit": "hbfork's pools are shared by every vhost",
 }
+PASS_FLAGS = frozenset({"nocanon", "interpolate", "noquery"})
 
 
 @dataclass
@@ -36,23 +42,85 @@ class Balancer:
 
 
 @dataclass(frozen=True)
-class Route:
-    """A ProxyPass or ProxyPassReverse: path, target URL and its key=value parameters."""
+class Pass:
+    """A ProxyPass or ProxyPassMatch: path (or regex), target URL ("!" to exclude), the
+    key=value parameters and flags after it."""
 
     path: str
     target: str
     params: tuple[str, ...]
     directive: Directive
+    regex: bool = False
+    location: str | None = None        # the <Location> it is in (its path is `path`)
+
+    @property
+    def excluded(self) -> bool:
+        return self.target == "!"
+
+    @property
+    def label(self) -> str:
+        """The directive as written, with its <Location> when it has one."""
+        text = self.directive.text
+        return f"<Location {self.location}> {text}" if self.location is not None else text
+
+
+@dataclass(frozen=True)
+class Reverse:
+    """A ProxyPassReverse (fake = the front path, real = the member-side URL)."""
+
+    path: str
+    target: str
+    directive: Directive
+
+
+@dataclass
+class Block:
+    """The per-directory proxy settings of a server or of one <Location>. Apache merges them
+    per request: the main server's, a vhost's, then each matching <Location>'s."""
+
+    passes: list[Pass] = field(default_factory=list)
+    reverse: list[Reverse] = field(default_factory=list)
+    cookie_paths: list[tuple[str, str, Directive]] = field(default_factory=list)
+    cookie_domains: list[tuple[str, str, Directive]] = field(default_factory=list)
+    preserve_host: Directive | None = None
+
+
+@dataclass
+class Location:
+    """A <Location PATH>: its ProxyPass takes that path (only the last one counts)."""
+
+    path: str
+    directive: Directive
+    block: Block = field(default_factory=Block)
+    regex: bool = False            # <Location ~ ...> and <LocationMatch>
+
+
+@dataclass
+class Server:
+    """The main server (source None) or a <VirtualHost>."""
+
+    source: Directive | None
+    names: list[tuple[str, Directive]] = field(default_factory=list)   # ServerName first
+    block: Block = field(default_factory=Block)
+    locations: list[Location] = field(default_factory=list)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return self.source.args if self.source is not None else ()
 
 
 @dataclass(frozen=True)
 class Context:
     """Where a directive sits: the same directive means different things in each place."""
 
-    vhost: bool = False
-    location: str | None = None
+    server: int = 0                    # index in Collector.servers (0: the main server)
+    location: Location | None = None
     balancer: str | None = None
     nested: str | None = None          # inside another section (<Directory>, <If>, ...)
+
+    @property
+    def vhost(self) -> bool:
+        return self.server > 0
 
 
 class Collector:
@@ -62,8 +130,8 @@ class Collector:
         self.server: dict[str, Directive] = {}      # last one wins, as in Apache
         self.listens: list[Directive] = []
         self.balancers: dict[str, Balancer] = {}
-        self.routes: list[Route] = []
-        self.reverse: list[Route] = []
+        self.servers: list[Server] = [Server(None)]
+        self.route_cookies: list[Directive] = []     # Header ... BALANCER_WORKER_ROUTE
         self.notes: list[Note] = []
         self.unrelated = 0
 
@@ -80,26 +148,51 @@ class Collector:
 
     def _section(self, d: Directive, ctx: Context) -> None:
         first = d.args[0] if d.args else ""
+        children = d.children or ()
         if d.key == "proxy" and first.lower().startswith("balancer://"):
             name = balancer_name(first)
             self.balancer(name, d)
-            self.visit(d.children or (), replace(ctx, balancer=name))
-        elif d.key == "virtualhost":
-            self.visit(d.children or (), replace(ctx, vhost=True))
-        elif d.key == "location":
-            self.visit(d.children or (), replace(ctx, location=first))
+            self.visit(children, replace(ctx, balancer=name))
+        elif d.key == "virtualhost" and not ctx.vhost and not ctx.nested:
+            self.servers.append(Server(d))
+            self.visit(children, replace(ctx, server=len(self.servers) - 1))
+        elif d.key in ("location", "locationmatch") and ctx.location is None \
+                and not ctx.nested:
+            regex = d.key == "locationmatch" or (first == "~" and len(d.args) > 1)
+            path = d.args[-1] if d.args else ""
+            location = Location(path, d, regex=regex)
+            self.servers[ctx.server].locations.append(location)
+            self.visit(children, replace(ctx, location=location))
         else:
             self.unrelated += 1
-            self.visit(d.children or (), replace(ctx, nested=ctx.nested or d.text))
+            self.visit(children, replace(ctx, nested=ctx.nested or d.text))
 
     def _other(self, d: Directive, ctx: Context) -> None:
         if d.key.startswith(RELATED_PREFIXES):
             self.notes.append(Note.of(d, REPLACED.get(d.key, "no hbfork equivalent")))
+        elif d.key == "rewriterule" and _proxies(d):
+            self.notes.append(Note.of(d, "a RewriteRule that proxies ([P]): write a [[route]] "
+                                         "for it (path or regex, pool, rewrite)"))
         else:
             self.unrelated += 1
 
     def balancer(self, name: str, d: Directive) -> Balancer:
         return self.balancers.setdefault(name, Balancer(name, d))
+
+    def block(self, ctx: Context) -> Block:
+        """The per-directory settings a directive in `ctx` belongs to."""
+        if ctx.location is not None:
+            return ctx.location.block
+        return self.servers[ctx.server].block
+
+    def _misplaced(self, d: Directive, ctx: Context) -> bool:
+        """Proxy directives hbfork takes only in a server, a vhost or a <Location>."""
+        if ctx.nested or ctx.balancer:
+            self.notes.append(Note.of(d, "only in the server, a <VirtualHost> or a <Location> "
+                                         f"is this translated (it is inside "
+                                         f"{ctx.nested or '<Proxy balancer://...>'})"))
+            return True
+        return False
 
     # --- handlers: each returns False to treat the directive as "other"
 
@@ -149,15 +242,96 @@ class Collector:
         return True
 
     def on_proxypass(self, d: Directive, ctx: Context) -> bool:
-        args = list(d.args)
-        if ctx.location is not None and args and not args[0].startswith("/"):
-            args.insert(0, ctx.location)
-        if ctx.nested or len(args) < 2:
-            self.notes.append(Note.of(d, "only ProxyPass in the server, a <VirtualHost> or a "
-                                         "<Location> is translated"))
+        if self._misplaced(d, ctx):
             return True
-        route = Route(args[0], args[1], tuple(args[2:]), d)
-        (self.routes if d.key == "proxypass" else self.reverse).append(route)
+        args, regex = list(d.args), d.key == "proxypassmatch"
+        if args and args[0] == "~":  # ProxyPass ~ REGEX URL is ProxyPassMatch
+            regex, args = True, args[1:]
+        location = ctx.location
+        if location is not None and not self._location_path(d, location, args, regex):
+            return True
+        if len(args) < 2:
+            self.notes.append(Note.of(d, "needs a path and a URL"))
+            return True
+        step = Pass(args[0], args[1], tuple(args[2:]), d, regex,
+                    location.path if location is not None else None)
+        if step.target.lower().startswith("balancer://"):
+            # key=value on a ProxyPass to a balancer set the balancer's parameters, as ProxySet
+            balancer = self.balancer(balancer_name(step.target), d)
+            balancer.params.extend((k, v, d) for k, v in key_values(
+                p for p in step.params if "=" in p and not p.lower().startswith("mapping=")))
+        if location is None:
+            self.block(ctx).passes.append(step)
+            return True
+        for earlier in location.block.passes:  # one ProxyPass per <Location>: the last
+            self.notes.append(Note.of(earlier.directive, f"replaced by {d.text} ({d.where}) "
+                                                         "in the same <Location>"))
+        location.block.passes[:] = [step]
+        return True
+
+    def _location_path(self, d: Directive, location: Location, args: list[str],
+                       regex: bool) -> bool:
+        """A ProxyPass in a <Location> takes the Location's path (put first in `args`)."""
+        if regex or location.regex:
+            self.notes.append(Note.of(d, "ProxyPass with a regular expression in a <Location>: "
+                                         "write it as ProxyPassMatch in the server or vhost"))
+            return False
+        if args and args[0].startswith("/"):
+            self.notes.append(Note.of(d, "a ProxyPass in a <Location> takes no path (Apache "
+                                         "refuses this)"))
+            return False
+        args.insert(0, location.path)
+        return True
+
+    def on_reverse(self, d: Directive, ctx: Context) -> bool:
+        if self._misplaced(d, ctx):
+            return True
+        args = [a for a in d.args if a.lower() != "interpolate"]
+        if ctx.location is not None:
+            if ctx.location.regex:
+                self.notes.append(Note.of(d, "in a <LocationMatch>: hbfork needs a path"))
+                return True
+            args.insert(0, ctx.location.path)
+        if len(args) != 2:
+            self.notes.append(Note.of(d, "needs a path and a URL"))
+            return True
+        self.block(ctx).reverse.append(Reverse(args[0], args[1], d))
+        return True
+
+    def on_cookie_map(self, d: Directive, ctx: Context) -> bool:
+        if self._misplaced(d, ctx):
+            return True
+        args = [a for a in d.args if a.lower() != "interpolate"]
+        if len(args) != 2:
+            self.notes.append(Note.of(d, "needs two values: the member's and the front's"))
+            return True
+        block = self.block(ctx)
+        maps = block.cookie_paths if d.key.endswith("path") else block.cookie_domains
+        maps.append((args[0], args[1], d))
+        return True
+
+    def on_preserve_host(self, d: Directive, ctx: Context) -> bool:
+        if not self._misplaced(d, ctx):
+            self.block(ctx).preserve_host = d
+        return True
+
+    def on_server_name(self, d: Directive, ctx: Context) -> bool:
+        if ctx.nested or ctx.location or ctx.balancer:
+            return False
+        names = self.servers[ctx.server].names
+        if d.key == "servername":
+            names[:] = [(n, s) for n, s in names if s.key != "servername"]
+            names.insert(0, (d.args[0], d) if d.args else ("", d))
+        else:
+            names.extend((name, d) for name in d.args)
+        return True
+
+    def on_header(self, d: Directive, ctx: Context) -> bool:
+        """Apache's recipe for a route cookie sets it with mod_headers."""
+        if "BALANCER_WORKER_ROUTE" not in d.raw or not any(a.lower() == "set-cookie"
+                                                           for a in d.args):
+            return False
+        self.route_cookies.append(d)
         return True
 
     def on_sethandler(self, d: Directive, ctx: Context) -> bool:
@@ -181,11 +355,19 @@ HANDLERS = {
     "balancermember": Collector.on_member,
     "proxyset": Collector.on_proxyset,
     "proxypass": Collector.on_proxypass,
-    "proxypassreverse": Collector.on_proxypass,
+    "proxypassmatch": Collector.on_proxypass,
+    "proxypassreverse": Collector.on_reverse,
+    "proxypassreversecookiepath": Collector.on_cookie_map,
+    "proxypassreversecookiedomain": Collector.on_cookie_map,
+    "proxypreservehost": Collector.on_preserve_host,
     "proxytimeout": Collector.on_server,
     "proxyaddheaders": Collector.on_server,
-    "proxypreservehost": Collector.on_server,
     "proxyrequests": Collector.on_server,
+    "sslproxyverify": Collector.on_server,
+    "sslproxycacertificatefile": Collector.on_server,
+    "servername": Collector.on_server_name,
+    "serveralias": Collector.on_server_name,
+    "header": Collector.on_header,
     "timeout": Collector.on_server,
     "keepalivetimeout": Collector.on_server,
     "keepalive": Collector.on_server,
@@ -196,5 +378,13 @@ HANDLERS = {
 
 
 def balancer_name(url: str) -> str:
-    return url.lower().removeprefix("balancer://").strip("/")
+    """balancer://Name/path -> "name" (Apache compares balancer names case-insensitively)."""
+    return url.lower().removeprefix("balancer://").split("/", 1)[0]
 
+
+def _proxies(d: Directive) -> bool:
+    """A RewriteRule whose [flags] include P (proxy)."""
+    if len(d.args) < 3 or not d.args[-1].startswith("["):
+        return False
+    flags = d.args[-1].strip("[]").split(",")
+    return any(f.strip().upper() in ("P", "PROXY") for f in flags)

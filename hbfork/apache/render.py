@@ -5,8 +5,11 @@ The pipeline, one module per stage:
     hbfork.apache.conf       [pure] Apache syntax: directives, sections, ${VAR}, conditions
     hbfork.apache.include    Include/IncludeOptional followed (file access injected)
     hbfork.apache.collect    [pure] the directives that matter to a heartbeat front, sorted out
-    hbfork.apache.members    [pure] the one route hbfork takes over -> [[member]]s
-    hbfork.apache.translate  [pure] everything else -> hbfork settings; notes on what is left
+    hbfork.apache.members    [pure] one BalancerMember -> a [[pool.member]]
+    hbfork.apache.pools      [pure] balancers and single servers -> [[pool]]s
+    hbfork.apache.routes     [pure] one ProxyPass -> a [[route]]
+    hbfork.apache.vhosts     [pure] the order Apache tries ProxyPass in, per vhost -> routes
+    hbfork.apache.translate  [pure] the rest -> hbfork settings; notes on what is left
     this module              [pure] TOML rendering
     hbfork.cli.import_apache the command (the only disk and stdout use)
 
@@ -22,6 +25,8 @@ from typing import Any
 
 from hbfork.apache.include import Walked
 from hbfork.apache.members import Member
+from hbfork.apache.pools import PoolPlan
+from hbfork.apache.routes import RoutePlan
 from hbfork.apache.translate import Translation
 
 COMMENT_WIDTH = 99
@@ -47,7 +52,7 @@ def _comment(text: str) -> list[str]:
 
 
 def render(translation: Translation, source: str, walked: Walked) -> str:
-    """The TOML file: a header, remarks, [sections], [[member]]s, then the notes."""
+    """The TOML file: a header, remarks, [sections], [[pool]]s, [[route]]s, then the notes."""
     lines = [f"# hbfork configuration translated from {source} by `hbfork import-apache`.",
              f"# ServerRoot {walked.server_root}; {len(walked.files)} file(s) read.",
              "# Review it, then: hbfork check -c THIS_FILE",
@@ -65,23 +70,45 @@ def render(translation: Translation, source: str, walked: Walked) -> str:
                 lines += _comment(setting.comment)
                 lines.append(f"{setting.key} = {toml_value(setting.value)}")
             lines.append("")
-    for member in translation.members:
-        lines += _render_member(member)
+    for pool in translation.pools:
+        lines += _render_pool(pool)
+    for route in translation.routes:
+        lines += _render_route(route)
     lines += _render_notes(translation)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _render_member(member: Member) -> list[str]:
-    lines = [*_comment(f"{member.source.text} ({member.source.where})"), "[[member]]",
-             f"address = {toml_value(member.address)}"]
-    if member.name:
-        lines.append(f"name = {toml_value(member.name)}")
+def _render_pool(pool: PoolPlan) -> list[str]:
+    lines = [*_comment(f"{pool.source.text} ({pool.source.where})"), "[[pool]]",
+             f"name = {toml_value(pool.name)}"]
+    for comment in pool.comments:
+        lines += _comment(comment)
+    for key, value, comment in pool.settings:
+        lines += _comment(comment)
+        lines.append(f"{key} = {toml_value(value)}")
+    lines.append("")
+    for member in pool.members:
+        lines += _render_member(member, pool.direct)
+    return lines
+
+
+def _render_member(member: Member, direct: bool) -> list[str]:
+    lines = [] if direct else _comment(f"{member.source.text} ({member.source.where})")
+    lines.append("[[pool.member]]")
     for comment in member.comments:
         lines += _comment(comment)
-    if member.lbset:
-        lines.append(f"lbset = {member.lbset}")
-    if member.disabled:
-        lines.append("disabled = true")
+    lines += [f"{key} = {toml_value(value)}" for key, value in member.table().items()]
+    return [*lines, ""]
+
+
+def _render_route(route: RoutePlan) -> list[str]:
+    lines = []
+    for heading in route.heading:
+        lines += [*_comment(heading), ""]
+    for comment in route.comments:
+        lines += _comment(comment)
+    lines.append("[[route]]")
+    lines += [f"{key} = {toml_value(value)}" for key, value in route.table().items()]
     return [*lines, ""]
 
 

@@ -1,18 +1,17 @@
 """Translate a walked Apache config into hbfork settings [pure].
 
-`translate(walked)` runs hbfork.apache_collect's Collector over the directives, takes the
-members from hbfork.apache.members, then decides each hbfork setting: [proxy] listen, user,
-group and retry; [status] listen when Apache's ports need its default; [heartbeat] listen,
-storage, source and max_members from HeartbeatListen/MaxServers/Storage; [http] timeouts,
-retries and forwarded_headers from Timeout, KeepAliveTimeout, ProxyTimeout, ProxyAddHeaders and
-the members' parameters. Every choice is written down next to the setting it made; a directive
-nothing could be made of becomes a Note. Values are kept inside hbfork's own limits, so the
-result always loads.
+`translate(walked)` runs hbfork.apache.collect's Collector over the directives, makes the
+pools (hbfork.apache.pools) and the routes (hbfork.apache.vhosts, hbfork.apache.routes), then
+decides each server-wide hbfork setting: [proxy] listen, user, group and retry; [status]
+listen when Apache's ports need its default; [heartbeat] listen, storage, source and
+max_members from HeartbeatListen/MaxServers/Storage; [http] timeouts and forwarded_headers
+from Timeout, KeepAliveTimeout, ProxyTimeout and ProxyAddHeaders. Every choice is written down
+next to the setting it made; a directive nothing could be made of becomes a Note. Values are
+kept inside hbfork's own limits, so the result always loads.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,15 +19,17 @@ from hbfork.apache.collect import Collector
 from hbfork.apache.conf import (
     Directive,
     Note,
-    key_values,
     parse_duration,
     resolve_path,
     undefined_note,
     undefined_variables,
 )
 from hbfork.apache.include import Walked
-from hbfork.apache.members import Member, choose_members
+from hbfork.apache.pools import PoolBook, PoolPlan
+from hbfork.apache.routes import UNUSABLE, RoutePlan
+from hbfork.apache.vhosts import plan_routes
 from hbfork.core.addresses import Endpoint, parse_endpoint
+from hbfork.core.pool_settings import MAX_POOLS
 from hbfork.core.settings import StatusSettings
 
 APACHE_DEFAULT_RETRY = 60
@@ -49,10 +50,12 @@ class Setting:
 
 @dataclass
 class Translation:
-    """Everything render() needs: settings by section, members, and what was left out."""
+    """Everything render() needs: settings by section, pools, routes, and what was left
+    out."""
 
     sections: dict[str, list[Setting]]
-    members: list[Member]
+    pools: list[PoolPlan]
+    routes: list[RoutePlan]
     notes: list[Note]
     remarks: list[str]
     unrelated: int
@@ -71,20 +74,26 @@ class Translator:
         self.remarks: list[str] = []
         self.sections: dict[str, list[Setting]] = {"proxy": [], "heartbeat": [], "http": [],
                                                    "status": []}
-        self.members: list[Member] = []
-        self.lbmethod = ""            # the chosen balancer's, set by _members
+        self.pools: list[PoolPlan] = []
+        self.routes: list[RoutePlan] = []
+        self.ports: set[int] = set()  # what hbfork listens on: the vhosts it takes
 
     def translate(self) -> Translation:
         self._listen()
-        self._members()
+        self._pools_and_routes()
         self._heartbeat()
         self._timeouts()
         self._user()
         self.notes.extend(self.collected.notes)
         order = {path: index for index, path in enumerate(self.walked.files)}
         self.notes.sort(key=lambda n: (order.get(n.file, len(order)), n.line))
-        return Translation(self.sections, self.members, self.notes, self.remarks,
+        return Translation(self.sections, self.pools, self.routes, self.notes, self.remarks,
                            self.collected.unrelated, self.walked.skipped)
+
+    @property
+    def addresses(self) -> list[str]:
+        """Every member address, once (a member of several pools is one member)."""
+        return list(dict.fromkeys(m.address for p in self.pools for m in p.members))
 
     def set(self, section: str, key: str, value: Any, comment: str = "") -> None:
         settings = self.sections[section]
@@ -110,20 +119,24 @@ class Translator:
             if endpoint and endpoint not in endpoints:
                 endpoints.append(endpoint)
                 sources.append(f"{d.text} ({d.where})")
+        self.ports = {e.port for e in endpoints}
         if endpoints:
             self.set("proxy", "listen", [str(e) for e in endpoints], "from " + "; ".join(sources))
             self._status_listen(endpoints)
         else:
             self.remarks.append("No usable Listen directive: hbfork's default listen address "
                                 "is kept.")
-        self.set("proxy", "mode", "http", "mod_proxy_http: every request is balanced")
+        self.set("proxy", "mode", "http", "mod_proxy_http: requests are routed and balanced one "
+                                          "by one")
 
     def _listen_endpoint(self, d: Directive) -> Endpoint | None:
         if not d.args:
             self.notes.append(Note.of(d, "no address"))
             return None
         if len(d.args) > 1 and d.args[1].lower() != "http":
-            self.notes.append(Note.of(d, f"protocol {d.args[1]}: hbfork does not terminate TLS"))
+            self.notes.append(Note.of(d, f"protocol {d.args[1]}: import-apache does not translate "
+                                         "TLS; write a [[listen]] with tls = true and the "
+                                         "vhosts' certificates as [[certificate]]s"))
             return None
         if not self._defined(d, d.args[0]):
             return None
@@ -170,20 +183,42 @@ class Translator:
             self.set("proxy", key, value, f"{d.text} ({d.where}): hbfork drops to it after "
                                           "binding (Apache's children ran as it)")
 
-    # --- routes, balancers, members
-    # --- members
+    # --- pools and routes
 
-    def _members(self) -> None:
-        balanced = choose_members(self.collected)
-        self.members, self.lbmethod = balanced.members, balanced.lbmethod
-        self.notes.extend(balanced.notes)
-        self.remarks.extend(balanced.remarks)
-        for section, key, value, comment in balanced.settings:
-            self.set(section, key, value, comment)
-        if not self.members:
+    def _pools_and_routes(self) -> None:
+        book = PoolBook(self.collected, self.walked.server_root)
+        planned = plan_routes(self.collected, book, self.ports)
+        self.notes += book.notes + planned.notes
+        self.remarks += planned.remarks
+        self.routes = planned.routes
+        used = {r.pool for r in self.routes if r.passes}
+        self.pools = self._at_most(list(book.pools.values()), used)
+        for pool in self.pools:
+            if self.routes and pool.name not in used:
+                pool.comments.append("no route sends requests here (nothing in the Apache "
+                                     "config that hbfork translates did either)")
+        if self.pools and not self.routes:
+            self.remarks.append(f"No ProxyPass to translate: with no [[route]], hbfork sends "
+                                f"every request to the pool {self.pools[0].name!r}.")
+        if not self.pools:
             self.set("heartbeat", "discover", True,
-                     "no members translated: admit any heartbeat sender (list [[member]]s and "
+                     "no members translated: admit any heartbeat sender (list [[pool]]s and "
                      "remove this to restrict)")
+
+    def _at_most(self, pools: list[PoolPlan], used: set[str]) -> list[PoolPlan]:
+        """hbfork's limit on pools: the ones routes use first; the routes to the pools left out
+        are answered 503 (and noted), not sent elsewhere."""
+        ranked = sorted(pools, key=lambda p: p.name not in used)  # stable: file order kept
+        kept = {p.name for p in ranked[:MAX_POOLS]}
+        for pool in ranked[MAX_POOLS:]:
+            self.notes.append(Note.of(pool.source, f"hbfork has at most {MAX_POOLS} pools: "
+                                                   f"{pool.name!r} is left out"))
+        for route in self.routes:
+            if route.passes and route.pool not in kept:
+                route.passes, route.status, route.pool = False, UNUSABLE, ""
+                route.comments.append(f"its pool is left out (see the notes): answered "
+                                      f"{UNUSABLE}")
+        return [p for p in pools if p.name in kept]
 
     # --- [heartbeat]
 
@@ -192,10 +227,11 @@ class Translator:
         if listen is not None and listen.args:
             self._heartbeat_listen(listen)
             self._max_servers()
-        elif self.lbmethod == "heartbeat" and (storage := self._storage_path()):
+        elif any(p.lbmethod == "heartbeat" for p in self.pools) and \
+                (storage := self._storage_path()):
             self._file_source(storage)
-        if len(self.members) > 256:
-            self.set("heartbeat", "max_members", len(self.members))
+        if len(self.addresses) > 256:
+            self.set("heartbeat", "max_members", len(self.addresses))
 
     def _file_source(self, storage: str) -> None:
         self.set("heartbeat", "source", f"file:{storage}",
@@ -204,7 +240,7 @@ class Translator:
         self.set("heartbeat", "listen", LOOPBACK_HEARTBEAT,
                  "this front received no heartbeats itself: loopback only (hbfork's default, "
                  "a multicast group, needs a route)")
-        others = [m.address for m in self.members if not m.address.endswith(":80")]
+        others = [a for a in self.addresses if not a.endswith(":80")]
         if others:
             self.remarks.append(
                 "If mod_heartmonitor writes the heartbeat file: it writes port=80 for every "
@@ -237,7 +273,7 @@ class Translator:
                          "reads it, as [proxy] user, who must be able to write there. Remove "
                          "this line if nothing reads it.")
         else:
-            slots = min(max(int(d.args[0]), len(self.members)), MAX_MEMBERS)
+            slots = min(max(int(d.args[0]), len(self.addresses)), MAX_MEMBERS)
             self.set("heartbeat", "max_members", slots, f"{d.text} ({d.where}): table slots"
                      + (f" (hbfork's limit is {MAX_MEMBERS})" if slots == MAX_MEMBERS else ""))
 
@@ -258,41 +294,15 @@ class Translator:
         self._server_duration("timeout", "client_timeout")
         self._server_duration("keepalivetimeout", "keepalive_timeout")
         self._server_flags()
-        if self.members:
-            self._member_timeouts()
-
-    def _member_timeouts(self) -> None:
-        """Per-member values in Apache; one value for all members in hbfork."""
-        params = [(k, v, m.source) for m in self.members for k, v in key_values(m.params)]
-        retry = self._agreed("retry", params)
-        if retry is None:
+        if self.pools:
             self.set("proxy", "retry", APACHE_DEFAULT_RETRY,
                      "Apache's default retry=60 (hbfork's own default is 10)")
-        else:
-            self.set("proxy", "retry", min(retry, 3600), f"BalancerMember retry={retry}"
-                     + (" (hbfork's limit is 3600)" if retry > 3600 else ""))
-        connect = self._agreed("connectiontimeout", params)
-        self._http_timeout("connect_timeout", connect,
-                           f"BalancerMember connectiontimeout={connect}", 600)
-        response = self._agreed("timeout", params)
-        label = f"BalancerMember timeout={response}"
         for key in ("proxytimeout", "timeout"):
             d = self.server(key)
-            if response is None and d is not None and d.args:
-                response, label = parse_duration(d.args[0]), f"{d.text} ({d.where})"
-        self._http_timeout("response_timeout", response, label, 86400)
-
-    def _agreed(self, key: str, params: list[tuple[str, str, Directive]]) -> float | None:
-        """One server-wide value from per-member ones: the most common (noted if they differ)."""
-        values = [(parse_duration(v), d) for k, v, d in params if k == key]
-        valid = Counter(v for v, _ in values if v is not None)
-        if not valid:
-            return None
-        chosen = valid.most_common(1)[0][0]
-        if len(valid) > 1:
-            self.notes.append(Note.of(values[0][1], f"members differ; hbfork has one value: "
-                                      f"used {chosen}", f"{key}={'/'.join(map(str, valid))}"))
-        return chosen
+            if d is not None and d.args:
+                self._http_timeout("response_timeout", parse_duration(d.args[0]),
+                                   f"{d.text} ({d.where})", 86400)
+                break
 
     def _http_timeout(self, key: str, value: float | None, label: str, high: float) -> None:
         if value is not None and 0 < value <= high:
@@ -310,8 +320,7 @@ class Translator:
         for key, value, reason in (
                 ("proxyrequests", "on", "hbfork is a reverse proxy only"),
                 ("keepalive", "off", "hbfork keeps client connections alive "
-                                     "(see [http] keepalive_timeout)"),
-                ("proxypreservehost", "off", "hbfork always passes the client's Host on")):
+                                     "(see [http] keepalive_timeout)")):
             d = self.server(key)
             if d is not None and d.args and d.args[0].lower() == value:
                 self.notes.append(Note.of(d, reason))

@@ -59,9 +59,10 @@ def _verify(text: str, translation: Translation) -> int:
         print(f"hbfork import-apache: the translation does not load ({err}); please report "
               "this with the Apache config", file=sys.stderr)
         return EXIT_FAILURE
-    print(f"hbfork import-apache: {len(translation.members)} member(s), "
-          f"{len(translation.notes)} directive(s) not translated (see the comments)",
-          file=sys.stderr)
+    members = {m.address for p in translation.pools for m in p.members}
+    print(f"hbfork import-apache: {len(translation.pools)} pool(s), {len(members)} member(s), "
+          f"{len(translation.routes)} route(s), {len(translation.notes)} directive(s) not "
+          "translated (see the comments)", file=sys.stderr)
     return EXIT_OK
 
 
