@@ -58,9 +58,10 @@ class Router:
             if s.passes and (s.reverse or s.reverse_cookie_path or s.reverse_cookie_domain):
                 members = [m.address for m in config.pool(s.pool).members] if s.reverse else []
                 member_prefix = route.rewrite if route.rewrite is not None else route.prefix
-                self.reverse[route.index] = build_map(members, member_prefix, route.prefix,
-                                                      s.reverse_cookie_path,
-                                                      s.reverse_cookie_domain)
+                pool = config.pool(s.pool)
+                self.reverse[route.index] = build_map(
+                    members, member_prefix, route.prefix, s.reverse_cookie_path,
+                    s.reverse_cookie_domain, "https" if pool.tls else "http")
 
     def decide(self, request: RequestHead) -> Decision:
         """Where `request` goes (the same Decision object for the same Host and target: they

@@ -1,11 +1,9 @@
-"""What hbfork's router does with an imported config, where the lab found hbfork's runtime
-short of the Apache front it replaces (strict xfails: they pass once hbfork is fixed, and then
-must lose their mark). The translation itself is right in these cases; the gap is in
-hbfork.core.reverse, which the importer must not work around."""
+"""What hbfork's router does with an imported config where the lab once found hbfork's runtime
+short of the Apache front it replaces (fixed in hbfork.core.reverse, not worked around by the
+importer): a redirect to the webapp's root without its slash, and https:// member URLs of a
+TLS pool, both mapped back as Apache's ProxyPassReverse maps them."""
 
 from __future__ import annotations
-
-import pytest
 
 from hbfork.core.http11 import Limits, parse_request_head
 from hbfork.core.reverse import map_location
@@ -35,22 +33,10 @@ def test_a_member_url_under_the_webapp_maps_back() -> None:
     assert location_seen("http://10.213.0.12:8080/shop/") == f"http://{SHOP}/"
 
 
-@pytest.mark.xfail(strict=True, reason="hbfork runtime: ReverseMap (hbfork.core.reverse."
-                   "build_map) matches a member URL only with the member-side prefix's trailing "
-                   "slash, so a redirect to the webapp's root without it (Tomcat's "
-                   "sendRedirect(getContextPath()): Location http://10.213.0.12:8080/shop) "
-                   "reaches the client unmapped, naming the internal member; Apache's "
-                   "ProxyPassReverse / balancer://tomcat/ maps it to http://shop.example.com/ "
-                   "(seen in the lab)")
 def test_a_redirect_to_the_webapps_root_maps_back() -> None:
     assert location_seen("http://10.213.0.12:8080/shop") == f"http://{SHOP}/"
 
 
-@pytest.mark.xfail(strict=True, reason="hbfork runtime: ReverseMap (hbfork.core.reverse."
-                   "build_map) builds only http:// member URLs, so for a pool with tls = true "
-                   "a member's Location https://10.0.0.1:8443/login reaches the client "
-                   "unmapped; Apache's ProxyPassReverse compares the BalancerMember URLs, "
-                   "https:// ones included")
 def test_a_tls_members_location_maps_back() -> None:
     _, config = load("<Proxy balancer://b>\nBalancerMember https://10.0.0.1:8443\n</Proxy>\n"
                      "ProxyPass /app/ balancer://b/\nProxyPassReverse /app/ balancer://b/\n")
