@@ -271,8 +271,11 @@ def check_listeners(config: Config) -> None:
             raise ConfigError(path, f"{where} redirect_https", "is for a plain listener")
         if listen.hsts and not listen.tls:
             raise ConfigError(path, f"{where} hsts", "only means something with tls = true")
-        if listen.tls and config.proxy.mode == "tcp" and listen.redirect_https:
-            raise ConfigError(path, f"{where} redirect_https", "needs [proxy] mode = \"http\"")
+        if config.proxy.mode == "tcp":  # TLS is terminated and the bytes relayed: no HTTP
+            for key, value in (("redirect_https", listen.redirect_https),
+                               ("hsts", listen.hsts)):
+                if value:
+                    raise ConfigError(path, f"{where} {key}", "needs [proxy] mode = \"http\"")
     for listen in listeners:
         if listen.address in seen:
             raise ConfigError(path, "[[listen]] address",

@@ -13,6 +13,11 @@ buffers after its first 64 KiB. When splice is unavailable (not Linux) or the ke
 it for these descriptors (EINVAL and friends), the direction falls back to copying for good;
 bytes already in the pipe are read back out into `pending` first, so nothing is lost or
 reordered.
+
+A TLS socket on either end (a TLS listener in TCP mode: hbfork terminates, then relays plain
+bytes) means copying only: splice would move ciphertext. Its reads may find a partial record
+(SSLWantReadError: nothing yet, like EAGAIN) and its writes follow OpenSSL's retry rule, kept by
+a TlsWriter (hbfork.proxy.tls).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import errno
 import fcntl
 import os
 import socket
+
+from hbfork.proxy.tls import WOULD_BLOCK, TlsWriter
 
 SPLICE_AFTER = 64 * 1024
 # The pipe a direction splices through. Measured with 1 MiB responses over keep-alive: a 64 or
@@ -44,9 +51,10 @@ def splice_available() -> bool:
 class Direction:
     """Bytes read from one socket on their way to the other."""
 
-    __slots__ = ("eof", "in_pipe", "moved", "pending", "pipe_r", "pipe_w", "shut", "splice")
+    __slots__ = ("eof", "in_pipe", "moved", "pending", "pipe_r", "pipe_w", "shut", "splice",
+                 "writer")
 
-    def __init__(self, splice: bool | None = None) -> None:
+    def __init__(self, splice: bool | None = None, tls_sink: bool = False) -> None:
         self.pending: bytes | memoryview = b""  # copied out of the source, not yet written
         self.in_pipe = 0       # bytes in the kernel pipe, not yet written
         self.pipe_r = self.pipe_w = -1
@@ -54,6 +62,8 @@ class Direction:
         self.splice = splice_available() if splice is None else splice
         self.eof = False       # the source will send no more
         self.shut = False      # the sink has been shut down for writing
+        # The sink is a TLS socket: writes go through its retry rule.
+        self.writer = TlsWriter() if tls_sink else None
 
     def waiting(self) -> bool:
         """Something read is not written yet (the source must not be read meanwhile)."""
@@ -83,16 +93,22 @@ class Direction:
     def _copy_in(self, source: socket.socket, sink: socket.socket, buffer: memoryview) -> int:
         try:
             n = source.recv_into(buffer)
-        except BlockingIOError:
+        except WOULD_BLOCK:  # BlockingIOError, or a TLS source holding a partial record
             return -1
         if n:
-            try:
-                sent = sink.send(buffer[:n])
-            except BlockingIOError:
-                sent = 0
+            sent = self._send(sink, buffer[:n])
             if sent < n:
                 self.pending = bytes(buffer[sent:n])
         return n
+
+    def _send(self, sink: socket.socket, data: bytes | memoryview) -> int:
+        """What `sink` took of `data` now (0 when it would block)."""
+        try:
+            if self.writer is not None:
+                return self.writer.send(sink, data)  # type: ignore[arg-type]  # an SSLSocket
+            return sink.send(data)
+        except BlockingIOError:
+            return 0
 
     def _splice_in(self, source: socket.socket, sink: socket.socket) -> int:
         try:
@@ -116,10 +132,7 @@ class Direction:
         if self.in_pipe:
             self._splice_out(sink)
         elif self.pending:
-            try:
-                sent = sink.send(self.pending)
-            except BlockingIOError:
-                return
+            sent = self._send(sink, self.pending)
             # A view, so a slow sink taking a large remainder bit by bit is not O(n^2) copies.
             self.pending = memoryview(self.pending)[sent:] if sent < len(self.pending) else b""
 

@@ -6,12 +6,18 @@ back-pressure (a side is read only when what was read from it before has been fu
 and half-close (one side's EOF becomes a shutdown(SHUT_WR) of the other once flushed). Each
 direction is a relay.Direction: bulk transfers go through a kernel pipe with splice(2) once a
 direction has carried 64 KiB, small exchanges are copied through the worker's buffer.
+
+On a TLS listener the client socket is an SSLSocket (the worker finished the handshake): both
+directions copy (hbfork terminates TLS and relays plain bytes), decrypted bytes OpenSSL holds
+beyond what epoll can see are read at once, and the member's EOF becomes a TLS close_notify to
+the client rather than a TCP half-close (which would leave the client's TLS stream cut short).
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+import ssl
 
 from hbfork.proxy.context import SessionContext
 from hbfork.proxy.loop import ERROR, HANGUP, RDHUP, READ, WRITE
@@ -34,6 +40,7 @@ class TcpSession:
         "reserved",
         "target",
         "timer",
+        "tls",
         "tried",
         "up",
         "upstream",
@@ -54,8 +61,13 @@ class TcpSession:
         self.queued_at = 0.0   # waiting in the front queue since (0: not waiting)
         self.reserved = False  # counted in flight to self.target
         self.timer = ctx.loop.timer(self.on_deadline)
-        self.up = Direction()    # client -> member
-        self.down = Direction()  # member -> client
+        self.tls = isinstance(client, ssl.SSLSocket)
+        if self.tls:  # no splicing ciphertext: both directions copy
+            self.up = Direction(splice=False)
+            self.down = Direction(splice=False, tls_sink=True)
+        else:
+            self.up = Direction()    # client -> member
+            self.down = Direction()  # member -> client
         ctx.loop.add(self.client_fd, 0, self._on_client)
         self._connect_next()
 
@@ -193,16 +205,35 @@ class TcpSession:
             self.ctx.count_bytes(source is self.client, n)
         if pipe.eof and not pipe.waiting():
             self._shut(pipe, sink)
+        if self.tls and source is self.client:
+            self._read_tls_pending()
+
+    def _read_tls_pending(self) -> None:
+        """Decrypted client bytes OpenSSL already holds: epoll will not report them, so they
+        are taken now (as long as the member takes what is read)."""
+        up, client = self.up, self.client
+        while not up.eof and not up.waiting() and client.pending():  # type: ignore[attr-defined]
+            assert self.upstream is not None
+            n = up.read(client, self.upstream, self.ctx.buffer)
+            if n > 0:
+                self.ctx.count_bytes(True, n)
+            if up.eof and not up.waiting():
+                self._shut(up, self.upstream)
 
     def _flush(self, pipe: Direction, sink: socket.socket) -> None:
         pipe.flush(sink)
         if pipe.eof and not pipe.waiting():
             self._shut(pipe, sink)
+        if self.tls and pipe is self.up and self.upstream is not None:
+            self._read_tls_pending()  # the member took what waited: OpenSSL may hold more
 
     @staticmethod
     def _shut(pipe: Direction, sink: socket.socket) -> None:
         if not pipe.shut:
             pipe.shut = True
+            if isinstance(sink, ssl.SSLSocket):
+                _close_notify(sink)
+                return
             try:
                 sink.shutdown(socket.SHUT_WR)
             except OSError:
@@ -242,3 +273,15 @@ class TcpSession:
         loop.remove(self.client_fd)
         self.client.close()
         self.ctx.session_closed(self)
+
+
+def _close_notify(sock: ssl.SSLSocket) -> None:
+    """End our half of a TLS stream: send close_notify (SSLSocket.shutdown would drop the TLS
+    layer and cut the stream). Without the client's own close_notify yet, OpenSSL says it
+    wants to read: that is expected, and the client's bytes can still be read after it."""
+    try:
+        sock.unwrap()
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        pass
+    except (ssl.SSLError, OSError, ValueError):
+        pass  # the connection is gone already: closing is all that is left

@@ -128,7 +128,7 @@ class TlsWriter:
     def __init__(self) -> None:
         self.chunk = 0  # bytes of a write in progress (offered again until taken)
 
-    def send(self, sock: ssl.SSLSocket, data: bytearray) -> int:
+    def send(self, sock: ssl.SSLSocket, data: bytes | bytearray | memoryview) -> int:
         """Bytes of `data` written (0 when the socket would block)."""
         chunk = self.chunk or min(len(data), TLS_CHUNK)
         with memoryview(data) as view:

@@ -3,6 +3,7 @@ Certificates are made for each test (tests/certs.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -324,3 +325,84 @@ def test_tls_to_members(cluster, tmp_path, ca_kind, verify, works):
             wait_until(lambda: "TLS" in proxy.output(), 5, message="the TLS failure logged")
     finally:
         member.stop()
+
+
+# --- a TLS listener in TCP mode: terminate, then relay plain bytes
+
+
+@pytest.fixture
+def tcp_front(cluster, tmp_path):
+    ca = Authority(tmp_path / "pki")
+    www = ca.issue("www", "www.test")
+    port = free_port()
+    proxy = cluster.proxy([], proxy={"mode": "tcp"}, heartbeat={"discover": True},
+                          listen=[{"address": f"127.0.0.1:{port}", "tls": True}],
+                          certificate=[{"cert": str(www.cert), "key": str(www.key)}])
+    backend = cluster.backend("b", 20, heartbeat=proxy.heartbeat_address)
+    proxy.wait_eligible(backend.address)
+    return ca, port, proxy
+
+
+def tls_socket(ca: Authority, port: int, ragged_eofs: bool = True) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=str(ca.path))
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return context.wrap_socket(sock, server_hostname="www.test",
+                               suppress_ragged_eofs=ragged_eofs)
+
+
+def test_tcp_mode_terminates_tls_and_relays_keep_alive_requests(tcp_front):
+    ca, port, proxy = tcp_front
+    conn = _Connection("127.0.0.1", port, "www.test", ssl.create_default_context(
+        cafile=str(ca.path)))
+    for _ in range(5):  # one TLS connection, one member connection: a byte relay
+        conn.request("GET", "/?headers=1")
+        response = conn.getresponse()
+        seen = json.loads(response.read())
+        assert response.status == 200
+    conn.close()
+    # The member gets the client's bytes as sent: TCP mode adds no X-Forwarded-*.
+    assert seen["head"].startswith("GET /?headers=1 HTTP/1.1\r\n")
+    assert "X-Forwarded" not in seen["head"]
+    assert proxy.status()["tls"]["handshakes"]["ok"] >= 1
+
+
+def test_tcp_mode_over_tls_streams_large_bodies_both_ways(tcp_front):
+    ca, port, _ = tcp_front
+    body = os.urandom(3 << 20)
+    with tls_socket(ca, port) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: www.test\r\nContent-Length: %d\r\n\r\n"
+                     % len(body) + body)
+        answer = read_http(sock)
+        assert json.loads(answer)["sha256"] == hashlib.sha256(body).hexdigest()
+        size = 8 << 20
+        sock.sendall(b"GET /?size=%d HTTP/1.1\r\nHost: www.test\r\n\r\n" % size)
+        assert len(read_http(sock)) == size
+
+
+def test_tcp_mode_over_tls_ends_with_close_notify_when_the_member_closes(tcp_front):
+    ca, port, _ = tcp_front
+    # Ragged EOFs not suppressed: a TCP FIN without TLS close_notify would raise SSLEOFError.
+    with tls_socket(ca, port, ragged_eofs=False) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: www.test\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"b\n")
+
+
+def read_http(sock: ssl.SSLSocket) -> bytes:
+    """The body of one Content-Length response read from `sock`."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        chunk = sock.recv(1 << 20)
+        assert chunk, len(body)
+        body += chunk
+    assert len(body) == length
+    return body

@@ -126,6 +126,19 @@ def test_listener_config_errors(text: str, key: str, problem: str) -> None:
     assert info.value.key == key and problem in info.value.problem
 
 
+@pytest.mark.parametrize(("text", "key"), [
+    ('[[listen]]\naddress = "127.0.0.1:80"\nredirect_https = true\n',
+     "[[listen]] #1 redirect_https"),
+    ('[[listen]]\naddress = "127.0.0.1:8443"\ntls = true\nhsts = 60\n[[certificate]]\n'
+     'cert = "x"\n', "[[listen]] #1 hsts"),
+])
+def test_tcp_mode_has_no_http_options_on_its_listeners(text: str, key: str) -> None:
+    # TCP mode terminates TLS and relays bytes: nothing HTTP to redirect or add a header to.
+    with pytest.raises(ConfigError) as info:
+        loads(MEMBER + '[proxy]\nmode = "tcp"\n' + text)
+    assert info.value.key == key and "needs [proxy] mode" in info.value.problem
+
+
 def test_listen_blocks_replace_the_default_listener() -> None:
     cfg = loads(MEMBER + '[[listen]]\naddress = "127.0.0.1:9080"\n')
     assert [str(entry.address) for entry in cfg.listeners] == ["127.0.0.1:9080"]
