@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from hbfork.core.http11 import _DIGITS, _FIELDS, _HOST
+from hbfork.core.http11 import _DIGITS, _FIELDS, _HOST, RequestHead, ResponseHead
 
 _REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/1\.1\r\n")
 _STATUS_LINE = re.compile(rb"HTTP/1\.1 ([2-5][0-9]{2})(?: [^\r\n]*)?\r\n")
@@ -137,6 +137,65 @@ def lean_response(head: bytes, mapped: bool = False) -> LeanResponse | None:
     if length < 0:
         return None
     return status, length, member_keeps, member_keeps and not keep_alive_field
+
+
+NO_TOKENS: frozenset[bytes] = frozenset()
+CACHE_ENTRIES = 1024   # per kind and worker
+CACHE_HEAD_MAX = 1024  # longer heads are parsed every time (memory stays ~2 MiB per kind)
+
+
+class LeanCache:
+    """The lean parses of the heads a worker sees, remembered. Most heads repeat byte for byte
+    (the same GET from many clients; a member's response head for a whole second, until its
+    Date changes) and the parse is a pure function of the bytes, so a dictionary lookup replaces
+    it. The parse comes with the RequestHead / ResponseHead the session keeps (never changed
+    once made, so one object serves every exchange with that head). A full cache is emptied:
+    heads that never repeat cost a lookup and an insert, and memory stays bounded."""
+
+    __slots__ = ("mapped", "max_line", "requests", "responses")
+
+    def __init__(self, max_line: int) -> None:
+        self.max_line = max_line
+        self.requests: dict[bytes, tuple[RequestHead, bytes] | None] = {}
+        self.responses: dict[bytes, tuple[ResponseHead, bool] | None] = {}
+        self.mapped: dict[bytes, tuple[ResponseHead, bool] | None] = {}
+
+    def request(self, head: bytes) -> tuple[RequestHead, bytes] | None:
+        """(the request, the head to forward without X-Forwarded-* and final CRLF), or None."""
+        try:
+            return self.requests[head]
+        except KeyError:
+            pass
+        lean = lean_request(head, self.max_line)
+        found = None
+        if lean is not None:
+            method, target, host, keep_alive, forward = lean
+            found = (RequestHead(method, target, 11, [], 0, False, keep_alive, NO_TOKENS, host,
+                                 b"", False), forward)
+        if len(head) <= CACHE_HEAD_MAX:
+            if len(self.requests) >= CACHE_ENTRIES:
+                self.requests.clear()
+            self.requests[head] = found
+        return found
+
+    def response(self, head: bytes, mapped: bool) -> tuple[ResponseHead, bool] | None:
+        """(the response, whether it may go to a keep-alive client as received), or None."""
+        cache = self.mapped if mapped else self.responses
+        try:
+            return cache[head]
+        except KeyError:
+            pass
+        lean = lean_response(head, mapped)
+        found = None
+        if lean is not None:
+            status, length, member_keeps, verbatim = lean
+            found = (ResponseHead(11, status, b"", [], length, False, member_keeps, NO_TOKENS),
+                     verbatim)
+        if len(head) <= CACHE_HEAD_MAX:
+            if len(cache) >= CACHE_ENTRIES:
+                cache.clear()
+            cache[head] = found
+        return found
 
 
 def without_hop_fields(head: bytes) -> bytes:

@@ -14,6 +14,7 @@ import socket
 from typing import TYPE_CHECKING, Protocol
 
 from hbfork.core.http11 import Limits
+from hbfork.core.lean import LeanCache
 from hbfork.core.settings import HttpSettings
 from hbfork.proxy.loop import Loop
 
@@ -64,6 +65,7 @@ class SessionContext(Protocol):
     buffer: memoryview       # scratch space for recv_into; its contents never outlive a call
     http: HttpSettings
     limits: Limits
+    lean: LeanCache          # the fast path's parses of the heads it has seen
     upstreams: Picker
     router: Router           # HTTP mode: which pool and path each request goes to
     conn_pool: ConnectionPool

@@ -15,8 +15,8 @@ from hbfork.proxy.upstreams import Target
 
 
 class MemberConnection:
-    __slots__ = ("closed", "fd", "handshaking", "pool", "reused", "sock", "target", "timer",
-                 "tls")
+    __slots__ = ("closed", "fd", "handshaking", "on_idle_event", "pool", "pooled", "reused",
+                 "sock", "target", "timer", "tls")
 
     def __init__(self, sock: socket.socket, target: Target, pool: ConnectionPool) -> None:
         self.sock = sock
@@ -27,7 +27,10 @@ class MemberConnection:
         self.closed = False
         self.tls: TlsWriter | None = None  # a TLS connection: writes go through it
         self.handshaking = False  # connected, TLS handshake not finished yet
+        self.pooled = False       # idle in the pool, waiting for a request
         self.timer = pool.loop.timer(self.on_deadline)
+        # Bound once: the loop calls it for any event while the connection is idle.
+        self.on_idle_event = self._on_idle_event
 
     def start_tls(self, context: ssl.SSLContext, server_name: str) -> None:
         """Wrap the connected socket for TLS; the handshake is driven by the session."""
@@ -37,7 +40,14 @@ class MemberConnection:
         self.handshaking = True
 
     def on_deadline(self, now: float) -> None:
-        self.pool.discard(self)  # idle in the pool for pool_idle_timeout
+        # Idle in the pool for pool_idle_timeout. The timer is not stopped when a request takes
+        # the connection (that would cost a timer move per request): a deadline that comes
+        # while it is in use is ignored, and checkin sets the next one.
+        if self.pooled:
+            self.pool.discard(self)
+
+    def _on_idle_event(self, mask: int) -> None:
+        self.pool.discard(self)  # the member closed it, or sent what it must not
 
     def close(self) -> None:
         if not self.closed:
@@ -64,7 +74,7 @@ class ConnectionPool:
         conns = self.idle.get(target.slot)
         while conns:
             conn = conns.pop()
-            self.loop.set_timer(conn.timer, None)
+            conn.pooled = False
             if conn.target.uid != target.uid or (conn.tls is not None) != tls or (
                     verify and not _still_open(conn.sock)):
                 conn.close()
@@ -79,13 +89,15 @@ class ConnectionPool:
             conn.close()
             return
         conn.reused = True
+        conn.pooled = True
         loop = self.loop
-        loop.handlers[conn.fd] = lambda mask, conn=conn: self.discard(conn)
+        loop.handlers[conn.fd] = conn.on_idle_event
         loop.set_mask(conn.fd, READ)
         loop.set_timer(conn.timer, loop.now + self.idle_timeout)
         conns.append(conn)
 
     def discard(self, conn: MemberConnection) -> None:
+        conn.pooled = False
         conns = self.idle.get(conn.target.slot)
         if conns and conn in conns:
             conns.remove(conn)

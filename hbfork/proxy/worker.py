@@ -22,6 +22,7 @@ import setproctitle
 
 from hbfork.core.config import Config
 from hbfork.core.http11 import Limits
+from hbfork.core.lean import LeanCache
 from hbfork.core.ratelimit import LogLimiter
 from hbfork.core.tls_settings import ListenSettings
 from hbfork.ops.accesslog import AccessLog
@@ -113,6 +114,12 @@ class Worker:
             else HttpSession
         self.http = http = config.http
         self.limits = Limits(http.max_request_line, http.max_header_size, http.max_body_size)
+        self.lean = LeanCache(http.max_request_line)
+        # Where each pool's and route's counters are in this worker's record.
+        capacity = table.capacity
+        self._pool_at = {pool.index: pool_counters_at(capacity, pool.index)
+                         for pool in self.upstreams.pools.values()}
+        self._route_at = [route_counters_at(capacity, i) for i in range(MAX_ROUTES)]
         self.conn_pool = ConnectionPool(self.loop, http.pool_size, http.pool_idle_timeout)
         self.access_log: AccessLog | None = None
         self._log_limiter = LogLimiter(5.0)
@@ -285,16 +292,16 @@ class Worker:
 
     def _count_routed(self, decision: Decision, status: int, sticky: int) -> None:
         """Per-pool and per-route counters (indexed by their place in this config)."""
-        record, capacity = self.record, self.table.capacity
+        record = self.record
         if decision.pool is not None:
-            at = pool_counters_at(capacity, decision.pool.index)
+            at = self._pool_at[decision.pool.index]
             if 100 <= status < 600:
                 record[at + PC_STATUS_CLASS + status // 100 - 1] += 1
             if sticky:
                 record[at + (PC_STICKY if sticky == STICKY_HIT else PC_STICKY_LOST)] += 1
         route = decision.route
         if route is not None and route.index < MAX_ROUTES:
-            at = route_counters_at(capacity, route.index)
+            at = self._route_at[route.index]
             record[at + RC_REQUESTS] += 1
             if status >= 500:
                 record[at + RC_ERRORS] += 1

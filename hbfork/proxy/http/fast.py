@@ -21,14 +21,13 @@ from __future__ import annotations
 import time
 
 from hbfork.core.errors import ProtocolError
-from hbfork.core.http11 import IDEMPOTENT, LengthBody, RequestHead, ResponseHead
-from hbfork.core.lean import lean_request, lean_response, replace_host, without_hop_fields
+from hbfork.core.http11 import IDEMPOTENT, LengthBody
+from hbfork.core.lean import replace_host, without_hop_fields
 from hbfork.proxy.http.state import FORWARD, HEAD, MAX_RESPONSE_HEAD, ExchangeState
 from hbfork.proxy.loop import READ, WRITE
 from hbfork.proxy.tls import WOULD_BLOCK
 from hbfork.proxy.upstreams import Target
 
-NO_TOKENS: frozenset[bytes] = frozenset()
 KEEP_END, CLOSE_END = b"\r\n", b"Connection: close\r\n\r\n"
 
 
@@ -56,10 +55,11 @@ class FastPath(ExchangeState):
                 (self.tls is not None and self.client.pending()):
             return self._read_slowly(n)
         head = bytes(view[:n])
-        lean = lean_request(head, ctx.limits.max_request_line)
+        lean = ctx.lean.request(head)
         if lean is None:
             return self._read_slowly(n)
-        method, target, host, keep_alive, forward = lean
+        request, forward = lean
+        method, target, host = request.method, request.target, request.host
         try:
             decision = ctx.router.decide_for(host, target)
         except ProtocolError:
@@ -73,9 +73,8 @@ class FastPath(ExchangeState):
         # From here the request is counted in flight to `found`; it is this session's.
         self.exchange_started = time.monotonic()
         self.lean_head = head
-        self.request = RequestHead(method, target, 11, [], 0, False, keep_alive, NO_TOKENS,
-                                   host, b"", False)
-        self.keep_alive = keep_alive
+        self.request = request
+        self.keep_alive = request.keep_alive
         self.request_done = True
         self.decision = decision
         self.tried.add(found.slot)
@@ -96,7 +95,7 @@ class FastPath(ExchangeState):
         self.conn = conn
         self.state = FORWARD
         loop = ctx.loop
-        loop.handlers[conn.fd] = self._on_member
+        loop.handlers[conn.fd] = self.member_handler
         self.member_started = loop.now
         loop.set_timer(self.timer, loop.now + pool.response_timeout)
         try:
@@ -146,10 +145,12 @@ class FastPath(ExchangeState):
         head = bytes(view[:body_at])
         decision = self.decision
         assert decision is not None
-        lean = lean_response(head, decision.reverse is not None)
+        lean = ctx.lean.response(head, decision.reverse is not None)
         if lean is None:
             return self._member_read_slowly(n)
-        status, length, member_keeps, verbatim = lean
+        response, verbatim = lean
+        length = response.content_length
+        assert length is not None
         have = n - body_at
         if have > length:
             return self._member_read_slowly(n)  # bytes after the response: not ours to judge
@@ -157,9 +158,8 @@ class FastPath(ExchangeState):
         keep_alive = (self.keep_alive and not self.client_eof and not ctx.draining
                       and not self.drain_requested)
         self.keep_alive = keep_alive
-        self.response = ResponseHead(11, status, b"", [], length, False, member_keeps,
-                                     NO_TOKENS)
-        self.status = status
+        self.response = response
+        self.status = response.status
         self.sent_to_client = True
         self.bytes_to_client = have
         extra = self.extra_head

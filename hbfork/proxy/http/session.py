@@ -78,7 +78,7 @@ class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Wai
         "client_hup", "client_ip", "client_out", "client_parked", "closed", "conn", "ctx",
         "decision", "drain_requested", "exchange_started", "extra_head", "fast", "forwarded",
         "fresh_retry", "head_started", "inbuf", "inflight_target", "keep_alive", "lean_head",
-        "linger_left", "linger_until", "listen",
+        "linger_left", "linger_until", "listen", "member_handler",
         "member_started", "queued_at", "request", "request_done", "response", "response_body",
         "sent_to_client", "set_cookie", "state", "status", "sticky_outcome", "sticky_route",
         "target", "timer", "tls",
@@ -109,6 +109,7 @@ class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Wai
         self.conn = None
         self.inflight_target = None
         self.tried = set()
+        self.member_handler = self._on_member  # bound once: the fast path sets it per request
         self.fast = ctx.http.fast_path and not listen.redirect_https
         port = listen.address.port if listen.address is not None else 0
         self.forwarded = b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n%s" % (

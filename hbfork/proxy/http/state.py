@@ -6,6 +6,7 @@ __slots__).
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHead, UntilClose
 from hbfork.core.tls_settings import ListenSettings
@@ -86,6 +87,7 @@ class ExchangeState:
     lean_head: bytes | None    # the head as received, while `request` is a lean parse of it
     forwarded: bytes           # the X-Forwarded-For/-Proto/-Port lines for this client
     extra_head: bytes          # lines every response gets on this listener (HSTS)
+    member_handler: Callable[[int], None]  # _on_member, bound once
 
     @property
     def pool(self) -> PoolView:

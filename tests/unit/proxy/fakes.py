@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from hbfork.core.addresses import Endpoint, parse_endpoint
 from hbfork.core.config import Config, loads
 from hbfork.core.http11 import Limits
+from hbfork.core.lean import LeanCache
 from hbfork.proxy.http.router import Router
 from hbfork.proxy.keepalive import ConnectionPool
 from hbfork.proxy.loop import Loop
@@ -115,6 +116,7 @@ class FakeContext:
         self.http = self.config.http
         self.limits = Limits(self.http.max_request_line, self.http.max_header_size,
                              self.http.max_body_size)
+        self.lean = LeanCache(self.http.max_request_line)
         self.members = {m.target.slot: m for m in members}
         self.upstreams = FakePicker(members, self.config)
         self.router = Router(self.config, self.upstreams)  # type: ignore[arg-type]
