@@ -18,7 +18,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +74,7 @@ class Stack:
         self.tmp = tmp
         self.procs: list[subprocess.Popen] = []
         self.beacons: list[Beacon] = []
+        self.cleanups: list[Callable[[], object]] = []  # run after the processes stopped
 
     def start(self, args: list[str], log: str, env: dict[str, str] | None = None,
               cwd: str | None = None) -> subprocess.Popen:
@@ -94,6 +97,8 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for cleanup in self.cleanups:
+            cleanup()
 
     # --- members
 
@@ -292,3 +297,22 @@ def wrk(url: str, seconds: float, connections: int, threads: int = 1,
             "requests": int(re.search(r"(\d+) requests in", out).group(1)),
             "p50": latency.get("50", 0.0), "p99": latency.get("99", 0.0),
             "errors": errors}
+
+
+class RssSampler(threading.Thread):
+    """The highest VmRSS of `pid` seen while running."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = rss_kib(pid)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.02):
+            self.peak = max(self.peak, rss_kib(self.pid))
+
+    def stop(self) -> int:
+        self.done.set()
+        self.join()
+        return self.peak

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 
+from hbfork.core.http11 import LengthBody
 from hbfork.proxy.http.state import (
     CLOSING,
     CONNECT,
@@ -98,10 +99,29 @@ class ClientSide(ExchangeState):
                 self.head_started = self.ctx.loop.now  # see _parse_head
         elif self.state != FORWARD or self.response is not None or not self.request_done:
             self._set_deadline(self.ctx.http.client_timeout)
-        self.inbuf += buffer[:n]
+        if self.state == FORWARD and type(self.body) is LengthBody and not self.request_done \
+                and self.conn is not None and not self.inbuf and not self.upstream_out:
+            self._relay_request_bytes(n)
+            if self.closed:
+                return False
+        else:
+            self.inbuf += buffer[:n]
         if self.tls is not None and self.client.pending():
             return self._read_client()  # decrypted bytes epoll cannot see: take them now
         return True
+
+    def _send_client_now(self, data: memoryview) -> int:
+        """Write `data` to the client now: bytes taken, or -1 if the session ended."""
+        try:
+            sent = self.client.send(data) if self.tls is None else \
+                self.tls.send(self.client, data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            self.close()
+            return -1
+        self.ctx.count_bytes(False, sent)
+        return sent
 
     def _to_client(self, data: bytes | bytearray | memoryview) -> None:
         self.client_out += data

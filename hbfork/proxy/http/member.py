@@ -14,7 +14,7 @@ import ssl
 
 from hbfork.core import http11, http_heads
 from hbfork.core.errors import ProtocolError
-from hbfork.core.http11 import UntilClose
+from hbfork.core.http11 import LengthBody, UntilClose
 from hbfork.proxy.http.state import (
     CLOSING,
     CONNECT,
@@ -27,6 +27,10 @@ from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import EPOLLIN, READ, WRITE
 from hbfork.proxy.tls import WOULD_BLOCK
 from hbfork.proxy.upstreams import Target
+
+# Bodies whose bytes can go from the worker's buffer straight to the other side: their
+# framing needs no parsing that could fail (chunked bodies take the queued path).
+DIRECT_BODIES = (LengthBody, UntilClose)
 
 
 class MemberSide(ExchangeState):
@@ -97,6 +101,27 @@ class MemberSide(ExchangeState):
         self._set_deadline(self.pool.response_timeout if self.request_done
                            else ctx.http.client_timeout)
 
+    def _relay_request_bytes(self, n: int) -> None:
+        """Request body bytes just read into the worker's buffer go straight to the member,
+        nothing being queued before them (no copy into inbuf and upstream_out)."""
+        conn, body = self.conn, self.body
+        assert conn is not None and body is not None
+        view = self.ctx.buffer
+        taken = body.scan(view, 0, n)
+        if taken:
+            out = view[:taken]
+            try:
+                sent = conn.sock.send(out) if conn.tls is None else conn.tls.send(conn.sock, out)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self.upstream_out += out
+                return self._member_write_failed()
+            if sent < taken:
+                self.upstream_out += out[sent:]
+        if taken < n:
+            self.inbuf += view[taken:n]  # the next (pipelined) request
+
     def _forward_request_body(self) -> None:
         if self.request_done or self.body is None or self.conn is None:
             return
@@ -153,7 +178,13 @@ class MemberSide(ExchangeState):
             n = 0
         if n == 0:
             return self._member_closed()
-        self.upbuf += buffer[:n]
+        if type(self.response_body) in DIRECT_BODIES and self.state == FORWARD and \
+                not self.upbuf and not self.client_out:
+            self._relay_response_bytes(n)
+            if self.closed or self.conn is None:
+                return
+        else:
+            self.upbuf += buffer[:n]
         if self.conn.tls is not None and self.conn.sock.pending():
             return self._read_member()  # decrypted bytes epoll cannot see
         self._set_deadline(self.ctx.http.client_timeout

@@ -101,6 +101,23 @@ class ResponseRelay(ExchangeState):
 
         return rewrite
 
+    def _relay_response_bytes(self, n: int) -> None:
+        """Body bytes just read into the worker's buffer go straight to the client, nothing
+        being queued before them (no copy into upbuf and client_out)."""
+        body = self.response_body
+        assert body is not None
+        view = self.ctx.buffer
+        taken = body.scan(view, 0, n)
+        self.bytes_to_client += taken
+        if taken:
+            sent = self._send_client_now(view[:taken])
+            if sent < 0:
+                return
+            if sent < taken:
+                self.client_out += view[sent:taken]
+        if taken < n:
+            self.upbuf += view[taken:n]  # bytes after the response: judged by the caller
+
     def _forward_response_body(self) -> None:
         body = self.response_body
         assert body is not None
