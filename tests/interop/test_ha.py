@@ -99,7 +99,9 @@ def vrrp_pair(launcher: Launcher) -> tuple[list[str], Hbfork, Hbfork, list]:
     eligible_everywhere(fronts, members)
     keepaliveds = [start_keepalived(launcher, "front", ["front2"], 100, fronts[0].config),
                    start_keepalived(launcher, "front2", ["front"], 90, fronts[1].config)]
-    owners = wait_for(lambda: (o := vip_owners(launcher.lab)) and len(o) == 1 and o, 20,
+    # Setup, not a measured figure: two health checks must pass (rise 2), then the election
+    # (~3 advert intervals); on a loaded machine each `hbfork health` run can take a second.
+    owners = wait_for(lambda: (o := vip_owners(launcher.lab)) and len(o) == 1 and o, 45,
                       lambda: f"the first election: VIP on {vip_owners(launcher.lab)}")
     if owners == ["front2"]:
         fronts.reverse()
