@@ -226,8 +226,9 @@ def _method(results: dict[str, Any], raw: Path) -> str:
   `-s scripts/bench_post.lua URL -- 1048576`).
 * Fronts: hbfork (`workers = "auto"`, i.e. one per core; no access log), nginx
   (`worker_processes auto`, `upstream {{ random; keepalive 64; }}`, HTTP/1.1 to the members;
-  bodies relayed in memory: `proxy_request_buffering off`, `proxy_max_temp_file_size 0`,
-  `client_max_body_size 0`, where its defaults would spool bodies to temporary files),
+  bodies kept in memory: `client_body_buffer_size 2m` (a request body is read whole, then
+  sent on, as by default), `proxy_max_temp_file_size 0`, `client_max_body_size 0`, where its
+  defaults would spool bodies to temporary files and refuse those over 1 MiB),
   HAProxy (its default threads = cores, `balance random`, `mode http` and `mode tcp`), Apache
   httpd (mpm_event with Debian's default sizes, mod_proxy_balancer, connection reuse to the
   members). None writes an access log; keep-alive request limits are lifted everywhere so no

@@ -239,9 +239,17 @@ http {{
         listen {address}:{port};
         root {docs};
         location / {{ add_header X-Backend "{name}" always; }}
-        # `return` discards the body: nginx reads it to the end (after answering) before the
-        # connection's next request.
-        location = {UPLOAD} {{ add_header X-Backend "{name}" always; return 200 "read\\n"; }}
+        # mirror_request_body: the whole body is read (into memory) before the answer; a bare
+        # `return` would answer first and discard the body after, which fronts that stream
+        # the body take as the member ending the exchange early.
+        location = {UPLOAD} {{
+            client_body_buffer_size 2m;
+            mirror /read;
+            mirror_request_body on;
+            add_header X-Backend "{name}" always;
+            return 200 "read $content_length\\n";
+        }}
+        location = /read {{ internal; return 204; }}
     }}
 }}
 """
@@ -296,11 +304,14 @@ http {{
     access_log off;
     keepalive_requests 100000000;
     keepalive_timeout 300s;
-    # Bodies are relayed in memory, as the other fronts do; nginx's defaults would spool a
-    # request body over 16 KiB, and a response the client is slower to take than the member
-    # sends, to temporary files (and refuse bodies over 1 MiB).
+    # Bodies stay in memory: nginx's defaults would spool a request body over 16 KiB, and a
+    # response the client is slower to take than the member sends, to temporary files (and
+    # refuse request bodies over 1 MiB). The request body is still read whole before it is
+    # sent on (nginx's default); with proxy_request_buffering off, nginx closed the client's
+    # connection after most uploads whose answer came right after the body (wrk: read
+    # errors), and relayed less.
     client_max_body_size 0;
-    proxy_request_buffering off;
+    client_body_buffer_size 2m;
     proxy_max_temp_file_size 0;
     client_body_temp_path {directory}/body;
     proxy_temp_path {directory}/proxy;
