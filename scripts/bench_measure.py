@@ -10,6 +10,7 @@ proxy while it sends):
 from __future__ import annotations
 
 import errno
+import http.client
 import json
 import os
 import re
@@ -23,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_kinds import KINDS
+
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -30,18 +33,62 @@ _UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 # --- wrk ----------------------------------------------------------------------------------
 
-def wrk_command(url: str, connections: int, seconds: float, threads: int = 2) -> list[str]:
+def wrk_command(url: str, connections: int, seconds: float, threads: int = 2,
+                script: list[str] | None = None, script_args: list[str] | None = None
+                ) -> list[str]:
+    """`script`: wrk options for a Lua script (["-s", FILE]); `script_args` go after `--`."""
     threads = min(threads, connections)
     return [WRK, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency",
-            "--timeout", "5s", url]
+            "--timeout", "5s", *(script or []), url,
+            *(["--", *script_args] if script_args else [])]
 
 
-def run_wrk(url: str, connections: int, seconds: float, threads: int = 2) -> dict[str, Any]:
-    done = subprocess.run(wrk_command(url, connections, seconds, threads), capture_output=True,
-                          text=True, timeout=seconds + 30, check=False)
+def run_wrk(url: str, connections: int, seconds: float, threads: int = 2,
+            script: list[str] | None = None, script_args: list[str] | None = None
+            ) -> dict[str, Any]:
+    argv = wrk_command(url, connections, seconds, threads, script, script_args)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30,
+                          check=False)
     result = parse_wrk(done.stdout)
     if done.returncode != 0 or "rps" not in result:
         result["error"] = (done.stderr or done.stdout)[-500:]
+    return result
+
+
+def check_exchange(host: str, port: int, method: str, path: str, size: int) -> str | None:
+    """One exchange with http.client: None when it is what the benchmark expects (200 and the
+    whole `size`-byte body; for a POST of `size` bytes, the backend's answer "read SIZE"),
+    else what went wrong."""
+    body = b"x" * size if method == "POST" else None
+    headers = {"Content-Type": "application/octet-stream"} if body else {}
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=15)
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+    except (OSError, http.client.HTTPException) as err:
+        return f"{method} {path}: {err!r}"
+    if response.status != 200:
+        return f"{method} {path}: HTTP {response.status} {data[:80]!r}"
+    if method == "GET" and len(data) != size:
+        return f"{method} {path}: {len(data)} body bytes, not {size}"
+    if method == "POST" and data.strip() != f"read {size}".encode():
+        return f"{method} {path}: the backend answered {data[:80]!r}, not 'read {size}'"
+    return None
+
+
+def measure(server: Any, kind: str, connections: int, seconds: float) -> dict[str, Any]:
+    """One wrk run of `kind` against `server`, with the CPU its process tree spent."""
+    spec = KINDS[kind]
+    pid = server.proc.pid
+    before = tree_cpu(pid)
+    result = run_wrk(server.url.rstrip("/") + spec.path, connections, seconds,
+                     script=spec.wrk_args(), script_args=spec.wrk_script_args())
+    cpu = tree_cpu(pid) - before
+    if result.get("requests"):
+        result["cpu_us_per_request"] = cpu / result["requests"] * 1e6
+    result["cpu_seconds"] = cpu
     return result
 
 

@@ -3,7 +3,8 @@
 Backends: real Apache httpd with mod_heartbeat inside the network-namespace lab (multicast
 heartbeats, as APACHE-HEARTBEAT.md describes), or nginx on 127.0.0.2-4 with heartbeats sent
 for them (hbfork.beat.Beacon) when only loopback is available. Every backend serves the same
-small file with an `X-Backend` header and unlimited keep-alive.
+files (bench_kinds.FILES: 604 bytes, 16 KiB, 1 MiB) and reads and discards POSTed bodies at
+/upload, with an `X-Backend` header and unlimited keep-alive.
 
 Fronts (the contenders): hbfork in HTTP and in TCP mode, Apache httpd with mod_proxy_balancer
 (lbmethod=heartbeat + mod_heartmonitor in the lab; lbmethod=byrequests as a labelled stand-in
@@ -31,13 +32,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_kinds import APACHE_UPLOAD, FILES, KINDS  # noqa: E402
+
 from loadtest.topology import Proc, free_port  # noqa: E402
 
 GROUP = "239.0.0.1:27999"
 NOFILE = 65536   # wanted; a container without CAP_SYS_RESOURCE may cap it lower (see below)
 MODULES = Path("/usr/lib/apache2/modules")
-# About nginx's default index page: a small static answer, so the fronts are what is measured.
-BODY = (b"<!DOCTYPE html><title>hbfork bench</title>\n" + b"x" * 560 + b"\n")
+UPLOAD = KINDS["1m-up"].path
 
 
 def raise_nofile() -> None:
@@ -149,11 +151,14 @@ def _logs(directory: Path) -> str:
 
 
 def write_docroot(directory: Path) -> Path:
+    """htdocs/ with every kind's file ("/" is index.html)."""
     docs = directory / "htdocs"
     docs.mkdir(parents=True, exist_ok=True)
     os.chmod(docs, 0o755)
-    (docs / "index.html").write_bytes(BODY)
-    os.chmod(docs / "index.html", 0o644)
+    for url_path, body in FILES.items():
+        path = docs / (url_path.strip("/") or "index.html")
+        path.write_bytes(body)
+        os.chmod(path, 0o644)
     return docs
 
 
@@ -163,6 +168,9 @@ def apache_backend_conf(directory: Path, name: str, address: str, port: int) -> 
     user, group = unprivileged()
     docs = write_docroot(directory)
     (directory / "run").mkdir(exist_ok=True)
+    upload = directory / "upload.lua"   # a copy the unprivileged children can surely read
+    upload.write_text(APACHE_UPLOAD.read_text())
+    os.chmod(upload, 0o644)
     return f"""# scripts/bench: an Apache backend that multicasts mod_heartbeat datagrams
 ServerRoot {directory}
 ServerName {name}.lab
@@ -177,6 +185,7 @@ LoadModule authz_core_module {MODULES}/mod_authz_core.so
 LoadModule headers_module {MODULES}/mod_headers.so
 LoadModule dir_module {MODULES}/mod_dir.so
 LoadModule heartbeat_module {MODULES}/mod_heartbeat.so
+LoadModule lua_module {MODULES}/mod_lua.so
 # Three children of 64 threads that are never reaped (ready = idle threads, up to 192):
 # more threads than the 128 connections of the largest direct run, so no backend ever has
 # to close keep-alive connections for lack of threads.
@@ -193,9 +202,15 @@ KeepAliveTimeout 300
 Listen {address}:{port}
 DocumentRoot {docs}
 DirectoryIndex index.html
+EnableSendfile On
 <Directory {docs}>
     Require all granted
 </Directory>
+# POST {UPLOAD}: the body is read to the end (into /dev/null) and the byte count answered;
+# a POST to a static file would only get a 405.
+LuaScope thread
+LuaCodeCache forever
+LuaMapHandler "^{UPLOAD}$" "{upload}" handle
 Header always set X-Backend "{name}"
 HeartbeatAddress {GROUP}
 """
@@ -213,6 +228,8 @@ http {{
     access_log off;
     keepalive_requests 100000000;
     keepalive_timeout 300s;
+    sendfile on;
+    client_max_body_size 0;
     client_body_temp_path {directory}/body;
     proxy_temp_path {directory}/proxy;
     fastcgi_temp_path {directory}/fastcgi;
@@ -222,6 +239,17 @@ http {{
         listen {address}:{port};
         root {docs};
         location / {{ add_header X-Backend "{name}" always; }}
+        # mirror_request_body: the whole body is read (into memory) before the answer; a bare
+        # `return` would answer first and discard the body after, which fronts that stream
+        # the body take as the member ending the exchange early.
+        location = {UPLOAD} {{
+            client_body_buffer_size 2m;
+            mirror /read;
+            mirror_request_body on;
+            add_header X-Backend "{name}" always;
+            return 200 "read $content_length\\n";
+        }}
+        location = /read {{ internal; return 204; }}
     }}
 }}
 """
@@ -276,6 +304,15 @@ http {{
     access_log off;
     keepalive_requests 100000000;
     keepalive_timeout 300s;
+    # Bodies stay in memory: nginx's defaults would spool a request body over 16 KiB, and a
+    # response the client is slower to take than the member sends, to temporary files (and
+    # refuse request bodies over 1 MiB). The request body is still read whole before it is
+    # sent on (nginx's default); with proxy_request_buffering off, nginx closed the client's
+    # connection after most uploads whose answer came right after the body (wrk: read
+    # errors), and relayed less.
+    client_max_body_size 0;
+    client_body_buffer_size 2m;
+    proxy_max_temp_file_size 0;
     client_body_temp_path {directory}/body;
     proxy_temp_path {directory}/proxy;
     fastcgi_temp_path {directory}/fastcgi;
