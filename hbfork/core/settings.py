@@ -161,7 +161,10 @@ class HttpSettings:
                                  "largest request body in bytes (413 beyond); 0 = no limit")
     forwarded_headers: bool = setting(True, boolean,
                                       "add X-Forwarded-For, -Proto and -Host")
-    pool_size: int = setting(32, integer(0, 10000),
+    # Measured: one worker at 128 concurrent requests to one member spent 57 µs per request
+    # with 32 (each response beyond them closed its member connection, and the next request
+    # dialled again) and 35 with 256.
+    pool_size: int = setting(256, integer(0, 10000),
                              "idle keep-alive connections kept per member per worker")
     pool_idle_timeout: float = setting(30.0, seconds(0, 86400),
                                        "idle seconds a pooled member connection is kept")
