@@ -6,10 +6,11 @@ read from it before is still waiting for the sink (`waiting()` is False), so at 
 worth is held per direction, in the pipe (at most its capacity, in kernel pages, not in the
 worker's heap) or in `pending`.
 
-A direction starts by copying, and moves to splice once it has carried SPLICE_AFTER bytes:
-small exchanges (an HTTP request and response through TCP mode) never pay for a pipe (two
+A direction starts by copying, and moves to splice once one read has brought SPLICE_AFTER
+bytes (the source had that much ready: a bulk transfer): small exchanges (HTTP requests and
+responses through TCP mode, however many a connection carries) never pay for a pipe (two
 descriptors and the syscalls to make and close them), a large body stops going through Python
-buffers after its first 64 KiB. When splice is unavailable (not Linux) or the kernel refuses
+buffers after its first read. When splice is unavailable (not Linux) or the kernel refuses
 it for these descriptors (EINVAL and friends), the direction falls back to copying for good;
 bytes already in the pipe are read back out into `pending` first, so nothing is lost or
 reordered.
@@ -51,14 +52,14 @@ def splice_available() -> bool:
 class Direction:
     """Bytes read from one socket on their way to the other."""
 
-    __slots__ = ("eof", "in_pipe", "moved", "pending", "pipe_r", "pipe_w", "shut", "splice",
+    __slots__ = ("bulk", "eof", "in_pipe", "pending", "pipe_r", "pipe_w", "shut", "splice",
                  "writer")
 
     def __init__(self, splice: bool | None = None, tls_sink: bool = False) -> None:
         self.pending: bytes | memoryview = b""  # copied out of the source, not yet written
         self.in_pipe = 0       # bytes in the kernel pipe, not yet written
         self.pipe_r = self.pipe_w = -1
-        self.moved = 0         # bytes read from the source so far
+        self.bulk = False      # a read brought SPLICE_AFTER bytes: splice from now on
         self.splice = splice_available() if splice is None else splice
         self.eof = False       # the source will send no more
         self.shut = False      # the sink has been shut down for writing
@@ -68,6 +69,12 @@ class Direction:
     def waiting(self) -> bool:
         """Something read is not written yet (the source must not be read meanwhile)."""
         return self.in_pipe > 0 or bool(self.pending)
+
+    def idle_copy(self) -> bool:
+        """Nothing waits, the source has not ended and this direction copies (it is not
+        splicing and is not due to start): a read may be written at once."""
+        return (not self.pending and not self.in_pipe and not self.eof and self.pipe_w < 0
+                and not (self.splice and self.bulk))
 
     @property
     def spliced(self) -> bool:
@@ -79,15 +86,15 @@ class Direction:
     def read(self, source: socket.socket, sink: socket.socket, buffer: memoryview) -> int:
         """Read what `source` has and write as much of it to `sink` as it takes now.
         Returns the bytes read: 0 at EOF (`eof` is set), -1 when there was nothing."""
-        if self.pipe_w < 0 and self.splice and self.moved >= SPLICE_AFTER:
+        if self.pipe_w < 0 and self.splice and self.bulk:
             self._open_pipe()
         n = self._splice_in(source, sink) if self.pipe_w >= 0 else -2
         if n == -2:  # not splicing (or the kernel just refused it): copy
             n = self._copy_in(source, sink, buffer)
         if n == 0:
             self.eof = True
-        elif n > 0:
-            self.moved += n
+        elif n >= SPLICE_AFTER:
+            self.bulk = True
         return n
 
     def _copy_in(self, source: socket.socket, sink: socket.socket, buffer: memoryview) -> int:

@@ -5,7 +5,7 @@ next member is tried, up to `retries` others. Once connected, bytes flow both wa
 back-pressure (a side is read only when what was read from it before has been fully written)
 and half-close (one side's EOF becomes a shutdown(SHUT_WR) of the other once flushed). Each
 direction is a relay.Direction: bulk transfers go through a kernel pipe with splice(2) once a
-direction has carried 64 KiB, small exchanges are copied through the worker's buffer.
+read has brought 64 KiB, small exchanges are copied through the worker's buffer.
 
 On a TLS listener the client socket is an SSLSocket (the worker finished the handshake): both
 directions copy (hbfork terminates TLS and relays plain bytes), decrypted bytes OpenSSL holds
@@ -20,8 +20,8 @@ import socket
 import ssl
 
 from hbfork.proxy.context import SessionContext
-from hbfork.proxy.loop import ERROR, HANGUP, RDHUP, READ, WRITE
-from hbfork.proxy.relay import Direction
+from hbfork.proxy.loop import EPOLLIN, ERROR, HANGUP, RDHUP, READ, WRITE
+from hbfork.proxy.relay import SPLICE_AFTER, Direction
 from hbfork.proxy.upstreams import FULL, PoolView, Target
 from hbfork.system.logs import log
 
@@ -161,6 +161,9 @@ class TcpSession:
     # --- events
 
     def _on_client(self, mask: int) -> None:
+        if mask == EPOLLIN and self.upstream is not None and not self.connecting and \
+                self.up.idle_copy() and not self.tls:
+            return self._copy_now(self.client, self.up, self.upstream, True)
         if self.queued_at:
             if mask & (ERROR | RDHUP):
                 self.close()  # gone while waiting: it leaves the queue
@@ -173,6 +176,8 @@ class TcpSession:
 
     def _on_upstream(self, mask: int) -> None:
         assert self.upstream is not None
+        if mask == EPOLLIN and not self.connecting and self.down.idle_copy() and not self.tls:
+            return self._copy_now(self.upstream, self.down, self.client, False)
         if self.connecting:
             err = self.upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             return self._connect_failed(err) if err else self._connected()
@@ -198,6 +203,43 @@ class TcpSession:
             # every wait: stop watching it while the other direction finishes.
             self.ctx.loop.remove(sock.fileno())
         self._update_interest()
+
+    def _copy_now(self, source: socket.socket, pipe: Direction, sink: socket.socket,
+                  from_client: bool) -> None:
+        """The common event, straight through: `source` is readable, nothing of this direction
+        waits and it still copies (small exchanges): read, write, done. Anything else (EOF, a
+        sink that takes only part, an error) is left in the Direction for the general path."""
+        ctx = self.ctx
+        buffer = ctx.buffer
+        try:
+            n = source.recv_into(buffer)
+        except BlockingIOError:
+            return
+        except OSError:
+            return self._pump(EPOLLIN, source, pipe, sink, self.down if from_client else self.up)
+        if n == 0:
+            pipe.eof = True
+            if not pipe.waiting():
+                self._shut(pipe, sink)
+            if self.up.shut and self.down.shut:
+                return self.close()
+            return self._update_interest()
+        if n >= SPLICE_AFTER:
+            pipe.bulk = True  # a bulk transfer: the next read splices
+        ctx.count_bytes(from_client, n)
+        try:
+            sent = sink.send(buffer[:n])
+        except BlockingIOError:
+            sent = 0
+        except OSError as err:
+            if err.errno not in _RESET:
+                log.debug("tcp relay error: %s", err)
+            return self.close()
+        loop = ctx.loop
+        loop.set_timer(self.timer, loop.now + ctx.http.client_timeout)
+        if sent < n:
+            pipe.pending = bytes(buffer[sent:n])
+            self._update_interest()
 
     def _read(self, source: socket.socket, pipe: Direction, sink: socket.socket) -> None:
         n = pipe.read(source, sink, self.ctx.buffer)
