@@ -110,46 +110,7 @@ class _Planner:
         return routes + group
 
     def _names(self, vhosts: list[Server]) -> list[tuple[str, ...]]:
-        """Each vhost's host patterns, minus those an earlier vhost already matches (Apache
-        picks the first vhost whose name matches)."""
-        taken: dict[str, str] = {}
-        main_name = next((n for n, d in self.main.names if d.key == "servername"), "")
-        out = []
-        for vhost in vhosts:
-            mine: list[str] = []
-            names: list[tuple[str, Directive | None]] = list(vhost.names)
-            if main_name and not any(d.key == "servername" for _, d in vhost.names):
-                names.insert(0, (main_name, None))  # a vhost's ServerName defaults to the main's
-            for name, d in names:
-                host = self._host(name, d)
-                if host is None or host in mine:
-                    continue
-                earlier = next((t for t in taken if t == host or _wild_match(t, host)), None)
-                if earlier is not None:
-                    if d is not None:
-                        self.notes.append(Note.of(d, f"{host} is already matched by {earlier} of "
-                                                     f"{taken[earlier]}, which Apache picks "
-                                                     "first", f"{d.name} {name}"))
-                    continue
-                assert vhost.source is not None
-                taken[host] = f"{vhost.source.text} ({vhost.source.where})"
-                mine.append(host)
-            out.append(tuple(mine))
-        return out
-
-    def _host(self, name: str, d: Directive | None) -> str | None:
-        text = name.split("://", 1)[-1]
-        if not text.startswith("[") and text.count(":") == 1:
-            text = text.split(":", 1)[0]  # a port: Apache ignores it for name matching
-        elif text.startswith("[") and "]:" in text:
-            text = text[:text.index("]") + 1]
-        try:
-            return normalize_host_pattern(text)
-        except ValueError as err:
-            if d is not None:
-                self.notes.append(Note.of(d, f"hbfork hosts are names or \"*.domain\": {err}",
-                                          f"{d.name} {name}"))
-            return None
+        return server_names(self.main, vhosts, self.notes)
 
     # --- one server's routes, in the order Apache tries them
 
@@ -178,6 +139,51 @@ class _Planner:
                 continue
             taken.append(plan)
         return [plan.with_host(hosts) for plan in taken]
+
+
+def server_names(main: Server, vhosts: list[Server], notes: list[Note]) \
+        -> list[tuple[str, ...]]:
+    """Each vhost's host patterns, minus those an earlier vhost already matches (Apache picks
+    the first vhost whose name matches, for a Host header and for a TLS client's SNI name)."""
+    taken: dict[str, str] = {}
+    main_name = next((n for n, d in main.names if d.key == "servername"), "")
+    out = []
+    for vhost in vhosts:
+        mine: list[str] = []
+        names: list[tuple[str, Directive | None]] = list(vhost.names)
+        if main_name and not any(d.key == "servername" for _, d in vhost.names):
+            names.insert(0, (main_name, None))  # a vhost's ServerName defaults to the main's
+        for name, d in names:
+            host = _host(name, d, notes)
+            if host is None or host in mine:
+                continue
+            earlier = next((t for t in taken if t == host or _wild_match(t, host)), None)
+            if earlier is not None:
+                if d is not None:
+                    notes.append(Note.of(d, f"{host} is already matched by {earlier} of "
+                                            f"{taken[earlier]}, which Apache picks first",
+                                         f"{d.name} {name}"))
+                continue
+            assert vhost.source is not None
+            taken[host] = f"{vhost.source.text} ({vhost.source.where})"
+            mine.append(host)
+        out.append(tuple(mine))
+    return out
+
+
+def _host(name: str, d: Directive | None, notes: list[Note]) -> str | None:
+    text = name.split("://", 1)[-1]
+    if not text.startswith("[") and text.count(":") == 1:
+        text = text.split(":", 1)[0]  # a port: Apache ignores it for name matching
+    elif text.startswith("[") and "]:" in text:
+        text = text[:text.index("]") + 1]
+    try:
+        return normalize_host_pattern(text)
+    except ValueError as err:
+        if d is not None:
+            notes.append(Note.of(d, f"hbfork hosts are names or \"*.domain\": {err}",
+                                 f"{d.name} {name}"))
+        return None
 
 
 def _catch_all(hosts: tuple[str, ...]) -> RoutePlan:
