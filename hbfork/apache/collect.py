@@ -126,6 +126,12 @@ class Server:
         return self.source.args if self.source is not None else ()
 
 
+def label(server: Server) -> str:
+    """How notes name a server: its <VirtualHost> line and place."""
+    return f"{server.source.text} ({server.source.where})" if server.source else \
+        "the main server"
+
+
 @dataclass(frozen=True)
 class Context:
     """Where a directive sits: the same directive means different things in each place."""

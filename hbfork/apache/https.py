@@ -51,6 +51,7 @@ class HttpsRedirect:
     host: str | None = None            # a fixed host; None: the host the client asked for
     port: int = 443
     names: tuple[str, ...] = ()        # mod_rewrite: only requests for these names
+    plain_only: bool = False           # mod_rewrite: only when %{HTTPS} is off
     problem: str = ""                  # why hbfork's redirect_https is not it
     caveats: list[str] = field(default_factory=list)
 
@@ -186,22 +187,29 @@ def _rule(found: HttpsRedirect, rule: Directive) -> None:
 
 
 def _conditions(found: HttpsRedirect, conditions: Sequence[Directive], port: int | None) -> None:
+    """Conditions that hold on a plain port, and an [OR] chain of host names."""
     names: list[str] = []
+    previous = conditions[0] if conditions else None
     for d in conditions:
         if len(d.args) < 2:
             found.problem = "a RewriteCond hbfork cannot read"
             return
         test, pattern = d.args[0].upper(), d.args[1]
         flags = rewrite_flags(d)
-        if test == "%{HTTPS}" and pattern.lower() in HTTPS_OFF:
-            continue  # always true on a plain listener
-        if test == "%{SERVER_PORT}" and port is not None and _port_holds(pattern, port):
+        if test == "%{HTTPS}" and pattern.lower() in HTTPS_OFF and "OR" not in flags:
+            found.plain_only = True  # always true on a plain listener
+            continue
+        if test == "%{SERVER_PORT}" and port is not None and "OR" not in flags and \
+                _port_holds(pattern, port):
             continue
         name = _host_condition(test, pattern, flags)
-        if name is None or (names and "OR" not in rewrite_flags(conditions[len(names) - 1])):
+        if name is None or (names and "OR" not in rewrite_flags(previous)):
             found.problem = f"a condition hbfork cannot take: {d.text}"
             return
         names.append(name)
+        previous = d
+    if names and "OR" in rewrite_flags(previous):
+        found.problem = f"a condition hbfork cannot take: {previous.text}"
     found.names = tuple(names)
 
 
@@ -261,8 +269,7 @@ def _header(d: Directive) -> Hsts | None:
 
 def _tls_only(condition: str) -> bool:
     text = re.sub(r"\s+", "", condition.lower())
-    return text in ("env=https", "expr=%{https}=='on'", "expr=%{https}=='on'",
-                    'expr=%{https}=="on"', "expr=%{https}=~/on/")
+    return text in ("env=https", "expr=%{https}=='on'", 'expr=%{https}=="on"')
 
 
 def _hsts_value(d: Directive, value: str) -> Hsts:

@@ -69,14 +69,14 @@ class _Planner:
 
     def _served(self, vhost: Server) -> bool:
         """Is the vhost on a port hbfork listens on? (hbfork's routes do not see the port.)"""
-        ports = {_port(a) for a in vhost.addresses}
+        ports = {address_port(a) for a in vhost.addresses}
         if not self.ports or None in ports or ports & self.ports:
             return True
-        if _has_passes(vhost):
+        if has_passes(vhost):
             assert vhost.source is not None
             shown = ", ".join(str(p) for p in sorted(p for p in ports if p is not None))
-            self.notes.append(Note.of(vhost.source, f"on port {shown}, which hbfork does not "
-                                                    "listen on (a TLS port: see the Listen "
+            self.notes.append(Note.of(vhost.source, f"on port {shown}, where hbfork has no "
+                                                    "listener that routes (see the Listen "
                                                     "notes): its ProxyPass lines are left out"))
         return False
 
@@ -154,7 +154,7 @@ def server_names(main: Server, vhosts: list[Server], notes: list[Note]) \
         if main_name and not any(d.key == "servername" for _, d in vhost.names):
             names.insert(0, (main_name, None))  # a vhost's ServerName defaults to the main's
         for name, d in names:
-            host = _host(name, d, notes)
+            host = host_pattern(name, d, notes)
             if host is None or host in mine:
                 continue
             earlier = next((t for t in taken if t == host or _wild_match(t, host)), None)
@@ -171,7 +171,16 @@ def server_names(main: Server, vhosts: list[Server], notes: list[Note]) \
     return out
 
 
-def _host(name: str, d: Directive | None, notes: list[Note]) -> str | None:
+def own_names(main: Server, server: Server) -> tuple[str, ...]:
+    """One server's host patterns, on its own (what is wrong with a name, the routes say)."""
+    if server is main:
+        found = [host_pattern(n, d, []) for n, d in server.names]
+        return tuple(n for n in found if n)
+    return server_names(main, [server], [])[0]
+
+
+def host_pattern(name: str, d: Directive | None, notes: list[Note]) -> str | None:
+    """A ServerName or ServerAlias as an hbfork host pattern (None, noted, if it is not one)."""
     text = name.split("://", 1)[-1]
     if not text.startswith("[") and text.count(":") == 1:
         text = text.split(":", 1)[0]  # a port: Apache ignores it for name matching
@@ -218,7 +227,7 @@ def _wild_match(pattern: str, name: str) -> bool:
     return pattern.startswith("*.") and name.removeprefix("*.").endswith(pattern[1:])
 
 
-def _port(address: str) -> int | None:
+def address_port(address: str) -> int | None:
     """The port of a <VirtualHost> address (None: any port)."""
     tail = address.rsplit("]", 1)[-1]
     if ":" not in tail:
@@ -227,7 +236,7 @@ def _port(address: str) -> int | None:
     return int(port) if port.isdigit() else None
 
 
-def _has_passes(server: Server) -> bool:
+def has_passes(server: Server) -> bool:
     return bool(server.block.passes) or any(loc.block.passes for loc in server.locations)
 
 
