@@ -38,7 +38,9 @@ class TlsServers:
         self.server_root = server_root
         self.ssl = ssl
         self.notes: list[Note] = []
+        self.remarks: list[str] = []
         self.handled: set[int] = set()   # lines used or noted
+        self.certified: set[int] = set()  # the servers that got their certificate
 
     def note(self, d: Directive, reason: str, text: str = "") -> None:
         self.handled.add(id(d))
@@ -53,6 +55,7 @@ class TlsServers:
             files = self._files(server)
             if files is None:
                 continue
+            self.certified.add(id(server))
             own = names[id(server)]
             block = blocks.get(files)
             if block is None:

@@ -108,7 +108,16 @@ class _Planner:
         certificates, settings = servers.certificates(), servers.settings()
         servers.unused()
         self.notes += servers.notes
+        self.remarks += servers.remarks
         self.handled |= servers.handled
+        for port in self.ports:
+            if port.tls and port.block and id(port.servers[0]) not in servers.certified:
+                self.note(port.source, f"no certificate hbfork can use for "
+                                       f"{label(port.servers[0])} (see its notes): this "
+                                       "listener is left out")
+                port.block = None
+        if not any(p.tls and p.block for p in self.ports):
+            return [], []
         return certificates, settings
 
     def note(self, d: Directive, reason: str, text: str = "") -> None:
@@ -172,6 +181,8 @@ class _Planner:
 
     def _decide(self, port: Port) -> None:
         port.servers = self._servers(port.endpoint.port)
+        for server in port.servers:
+            self._engine(server)
         default = port.servers[0]
         port.tls = self._tls(default, port)
         for server in port.servers[1:]:
@@ -187,6 +198,15 @@ class _Planner:
             self._tls_port(port, default)
         else:
             self._plain_port(port)
+
+    def _engine(self, server: Server) -> None:
+        engine = self.ssl(server).get("sslengine")
+        word = engine.args[0].lower() if engine and engine.args else "on"
+        if engine is None or id(engine) in self.handled or word in ("on", "off"):
+            return
+        self.note(engine, "TLS only after an HTTP Upgrade (RFC 2817), which browsers never "
+                          "send: hbfork serves plain HTTP here, as Apache does to them"
+                  if word == "optional" else "Apache accepts On, Off or Optional")
 
     def _tls_port(self, port: Port, default: Server) -> None:
         if not self.ssl(default).certs:
