@@ -318,13 +318,24 @@ class _Planner:
                     self.note(d, "sent over plain HTTP, where browsers ignore it (RFC 6797): "
                                  "hbfork sends HSTS on TLS listeners only")
             found = redirect_of(server, self.main, None)
-            if found is None or all(id(d) in self.handled for d in found.sources):
+            if found is None:
                 continue
-            if found.plain_only and id(server) in tls:
-                self.handled.update(id(d) for d in found.sources)
-            elif id(found.source) not in self.handled:
+            if id(server) in tls:
+                self._tls_redirect(server, found)
+            elif not all(id(d) in self.handled for d in found.sources) and \
+                    id(found.source) not in self.handled:
                 self.note(found.source, "hbfork redirects to https only on a plain listener "
                                         "whose vhosts all only redirect (redirect_https)")
+
+    def _tls_redirect(self, server: Server, found: HttpsRedirect) -> None:
+        """A redirect in force in a TLS server: the recipe's never fires there (`%{HTTPS}
+        off`); any other would (Apache's main-server Redirect applies in every vhost)."""
+        if found.plain_only:
+            self.handled.update(id(d) for d in found.sources)
+            return
+        self.note(server.source or found.source,
+                  f"{found.label} redirects in this TLS server too: hbfork redirects only on "
+                  "plain listeners", f"{found.source.text} in {label(server)}")
 
     def _skipped(self) -> int:
         lines = [d for s in self.collected.servers

@@ -47,7 +47,11 @@ DIRECTIVES = st.sampled_from([
     "User", "Timeout", "KeepAliveTimeout", "ProxyTimeout", "SetHandler", "Define A",
     "<Proxy balancer://a>", "<Proxy balancer://b>", "</Proxy>", "<VirtualHost *:80>",
     "<VirtualHost *:81>", "</VirtualHost>", "<Location />", "<Location /a>", "</Location>",
-    "<IfModule x>", "</IfModule>", "Header add Set-Cookie"])
+    "<IfModule x>", "</IfModule>", "Header add Set-Cookie", "Listen 443", "Listen 8443 https",
+    "<VirtualHost *:443>", "SSLEngine", "SSLCertificateFile", "SSLCertificateKeyFile",
+    "SSLCertificateChainFile", "SSLProtocol", "SSLCipherSuite", "SSLHonorCipherOrder",
+    "SSLSessionTickets", "SSLVerifyClient", "Header always set Strict-Transport-Security",
+    "Redirect", "RedirectMatch", "RewriteEngine", "RewriteCond", "RewriteRule"])
 ARGUMENTS = st.sampled_from([
     "80", "/", "/a", "/a/", "^/(.*)$", "\\.x$", "(", "balancer://a/", "balancer://b",
     "balancer://a/$1", "http://10.0.0.1:8080", "http://10.0.0.2:81/x/", "http://[::1]",
@@ -56,7 +60,10 @@ ARGUMENTS = st.sampled_from([
     "connectiontimeout=1ms", "lbmethod=heartbeat", "maxattempts=500", "route=r1", "route=r2",
     "stickysession=JSESSIONID|jsessionid", "stickysession=A|B|C", "nofailover=On",
     "stickysessionsep=off", "1.2.3.4:99", "0", "${A}", "x=y", '"a b"', "balancer-manager",
-    "#1", "nocanon", '"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/"'])
+    "#1", "nocanon", '"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/"', "off", "optional",
+    "cert.pem", "/etc/ssl/a.pem", "all", "-SSLv3", "+TLSv1.3", "TLSv1.3", "HIGH:!aNULL", "NONE",
+    '"max-age=600; includeSubDomains"', '"max-age=0"', "permanent", "https://www.example.com/",
+    "https://%{HTTP_HOST}%{REQUEST_URI}", "^", "[R=301,L]", "%{HTTPS}", "env=HTTPS"])
 
 
 MEMBER_PARAMETERS = st.sampled_from([

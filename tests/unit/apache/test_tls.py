@@ -9,13 +9,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hbfork.apache.ssl import protocols
 from hbfork.core import config as config_module
 from hbfork.core.tls_settings import MODERN_CIPHERS
 from hbfork.system.tls import load_contexts, server_context
 from tests.certs import Authority
-from tests.unit.apache.importing import comments, forward, load, notes, translate_file
+from tests.unit.apache.importing import NOTE, comments, forward, load, notes, translate_file
 from tests.unit.apache.test_import import DEBIAN
 from tests.unit.apache.test_include import walk
 
@@ -343,3 +345,44 @@ def test_debian_default_ssl_site(tmp_path: Path) -> None:
     for expected in ("SSLSessionCache", "SSLPassPhraseDialog", "TLSv1 TLSv1.1 of SSLProtocol",
                      "SSLOptions +StdEnvVars"):
         assert expected in found, expected
+
+
+# --- any TLS front
+
+
+TLS_LINES = st.sampled_from([
+    "SSLEngine on", "SSLEngine off", "SSLEngine optional", "SSLEngine *:443",
+    "SSLCertificateFile /etc/ssl/a.pem", "SSLCertificateFile certs/b.pem",
+    "SSLCertificateFile ${UNSET}/c.pem", "SSLCertificateFile", "SSLCertificateKeyFile a.key",
+    "SSLCertificateChainFile chain.pem", "SSLProtocol all -SSLv3", "SSLProtocol TLSv1.3",
+    "SSLProtocol -all +TLSv1.2", "SSLProtocol TLSv1", "SSLProtocol bogus", "SSLProtocol",
+    "SSLCipherSuite HIGH:!aNULL", "SSLCipherSuite NONE", "SSLCipherSuite TLSv1.3 X",
+    "SSLCipherSuite", "SSLHonorCipherOrder on", "SSLHonorCipherOrder off",
+    "SSLSessionTickets off", "SSLVerifyClient require", "SSLUseStapling on",
+    'Header always set Strict-Transport-Security "max-age=600; includeSubDomains"',
+    'Header set Strict-Transport-Security "max-age=0"',
+    "Header always unset Strict-Transport-Security",
+    'Header always set Strict-Transport-Security "max-age=600" env=!HTTPS',
+    "Redirect permanent / https://www.example.com/", "Redirect / https://x:99999/",
+    "Redirect permanent /a https://x/", "RedirectMatch ^/(.*)$ https://x/$1",
+    "RewriteEngine on", "RewriteEngine off", "RewriteCond %{HTTPS} off",
+    "RewriteCond %{SERVER_NAME} =www.example.com [OR]", "RewriteCond %{HTTP_HOST} ^a\\.b$",
+    "RewriteRule ^ https://%{HTTP_HOST}%{REQUEST_URI} [R=301,L]", "RewriteRule ^ /x [P]",
+    "RewriteRule", "ProxyPass / balancer://app/", "ServerName www.example.com",
+    "ServerAlias *.example.com", "ServerName api.example.com"])
+LISTENS = st.sampled_from(["Listen 80", "Listen 443", "Listen 8443 https", "Listen 443 http",
+                           "Listen 127.0.0.1:8443", "Listen 8081 ftp"])
+VHOSTS = st.lists(st.tuples(st.sampled_from(["*:80", "*:443", "*:8443", "*", "_default_:443"]),
+                            st.lists(TLS_LINES, max_size=6)), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(LISTENS, max_size=3), st.lists(TLS_LINES, max_size=5), VHOSTS)
+def test_any_tls_front_translates_to_toml_that_loads(listens: list, main: list,
+                                                     vhosts: list) -> None:
+    text = "\n".join([*listens, POOL, *main]) + "\n" + "".join(
+        f"<VirtualHost {address}>\n" + "\n".join(body) + "\n</VirtualHost>\n"
+        for address, body in vhosts)
+    rendered, _ = load(text)
+    assert all(NOTE.match(line) for line in rendered.splitlines()
+               if line.startswith("# not translated:"))
