@@ -325,20 +325,22 @@ def test_strings_are_escaped_for_toml() -> None:
 # --- Debian's stock tree, as installed and as a heartbeat front
 
 
-def debian_front(tmp_path: Path) -> Path:
+def debian_front(tmp_path: Path, site: str = "hb-front.conf", modules: tuple[str, ...] = ()) \
+        -> Path:
     """Debian's /etc/apache2 turned into a heartbeat front the way an operator does it:
-    a2enmod proxy_http proxy_balancer heartmonitor lbmethod_heartbeat, a conf, a site."""
+    a2enmod proxy_http proxy_balancer heartmonitor lbmethod_heartbeat (and `modules`), a conf,
+    a site."""
     root = tmp_path / "apache2"
     shutil.copytree(DEBIAN.parent, root, symlinks=True)
     for module in ("proxy", "proxy_http", "proxy_balancer", "slotmem_shm", "heartmonitor",
-                   "lbmethod_heartbeat"):
+                   "lbmethod_heartbeat", *modules):
         for kind in ("load", "conf"):
             link = root / "mods-enabled" / f"{module}.{kind}"
             if (root / "mods-available" / link.name).exists() and not link.exists():
                 link.symlink_to(f"../mods-available/{link.name}")
     (root / "sites-enabled" / "000-default.conf").unlink(missing_ok=True)
     for kind, name, enabled in (("conf", "heartmonitor.conf", "conf-enabled"),
-                                ("sites", "hb-front.conf", "sites-enabled")):
+                                ("sites", site, "sites-enabled")):
         shutil.copy(DATA / "debian-front" / f"{kind}-available" / name,
                     root / f"{kind}-available" / name)
         (root / enabled / name).symlink_to(f"../{kind}-available/{name}")

@@ -12,13 +12,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hbfork.apache.conf import parse_envvars
+from hbfork.apache.include import Walker
+from hbfork.apache.render import render
 from hbfork.apache.ssl import protocols
+from hbfork.apache.translate import translate
 from hbfork.core import config as config_module
 from hbfork.core.tls_settings import MODERN_CIPHERS
 from hbfork.system.tls import load_contexts, server_context
 from tests.certs import Authority
 from tests.unit.apache.importing import NOTE, comments, forward, load, notes, translate_file
-from tests.unit.apache.test_import import DEBIAN
+from tests.unit.apache.test_import import (
+    DEBIAN,
+    README,
+    MovedSource,
+    _block,
+    _in_order,
+    debian_front,
+)
 from tests.unit.apache.test_include import walk
 
 POOL = "<Proxy balancer://app>\nBalancerMember http://10.0.0.11:8080\n</Proxy>\n"
@@ -386,3 +397,17 @@ def test_any_tls_front_translates_to_toml_that_loads(listens: list, main: list,
     rendered, _ = load(text)
     assert all(NOTE.match(line) for line in rendered.splitlines()
                if line.startswith("# not translated:"))
+
+
+@pytest.mark.skipif(not DEBIAN.exists(), reason="no /etc/apache2/apache2.conf (Debian's apache2)")
+def test_readme_tls_example_is_what_import_apache_prints(tmp_path: Path) -> None:
+    root = debian_front(tmp_path, "hb-front-tls.conf", ("ssl", "socache_shmcb", "headers",
+                                                        "rewrite"))
+    env = parse_envvars((root / "envvars").read_text())
+    walked = Walker(MovedSource(root), str(DEBIAN.parent), env).walk(str(DEBIAN))
+    text = render(translate(walked), str(DEBIAN), walked)
+    config = config_module.loads(text)
+    assert listens(config) == {"0.0.0.0:80": (False, True), "0.0.0.0:443": (True, False)}
+    assert forward(config, "example.com", "/x") == ("app", "/x")
+    shown = _block(README.read_text(), "with\n`a2enmod ssl headers rewrite`) prints", "toml")
+    assert _in_order([line for line in shown if line], text.splitlines()) == []
