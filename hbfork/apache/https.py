@@ -8,8 +8,9 @@ Two things hbfork has per listener, and Apache per server (main or <VirtualHost>
   mod_rewrite's recipe: `RewriteEngine On`, conditions that hold on a plain port (`%{HTTPS}
   off`, `%{SERVER_PORT}`, `%{SERVER_NAME}` / `%{HTTP_HOST}` equal to the server's names) and
   one `RewriteRule` of every path to `https://%{HTTP_HOST}%{REQUEST_URI}` (or
-  %{SERVER_NAME}, $1, /$1) with R. mod_rewrite runs before mod_alias, and a server's rewrite
-  rules are its own while the main server's Redirects apply in every vhost (after the vhost's).
+  %{SERVER_NAME}, $1, /$1) with R. mod_rewrite runs before mod_proxy's ProxyPass, mod_alias
+  after it; a server's rewrite rules are its own, while the main server's Redirects apply in
+  every vhost (after the vhost's).
 * `hsts_of(server, main)`: the Strict-Transport-Security header mod_headers sets on its
   responses (the main server's Header lines run first, then the vhost's; the last wins).
 
@@ -52,6 +53,7 @@ class HttpsRedirect:
     port: int = 443
     names: tuple[str, ...] = ()        # mod_rewrite: only requests for these names
     plain_only: bool = False           # mod_rewrite: only when %{HTTPS} is off
+    rewrite: bool = False              # by mod_rewrite (before ProxyPass), not mod_alias (after)
     problem: str = ""                  # why hbfork's redirect_https is not it
     caveats: list[str] = field(default_factory=list)
 
@@ -136,7 +138,8 @@ def _target(found: HttpsRedirect, url: str, *paths: str) -> None:
 def _rewrite_redirect(server: Server, rules: list[Directive],
                       port: int | None) -> HttpsRedirect:
     rule = rules[0]
-    found = HttpsRedirect([d for d in server.rewrites if d.key != "rewriterule"] + [rule])
+    found = HttpsRedirect([d for d in server.rewrites if d.key != "rewriterule"] + [rule],
+                          rewrite=True)
     if len(rules) > 1 or any(d.key == "rewriteoptions" and "inherit" in d.raw.lower()
                              for d in server.rewrites):
         found.problem = "mod_rewrite rules other than one redirect to https"

@@ -59,6 +59,7 @@ class Front:
     certificates: list[TablePlan]
     tls: list[Setting]
     route_ports: set[int]                # the ports whose servers' ProxyPass lines route
+    redirect_ports: set[int]             # the ports that only redirect to https
     notes: list[Note]
     remarks: list[str]
     skipped: int                         # collected lines that needed nothing
@@ -94,9 +95,11 @@ class _Planner:
         options = any(p.tls or p.redirect for p in kept)
         self._wildcard_remarks(options)
         routed = {p.endpoint.port for p in kept if p.redirect is None}
+        redirected = {p.endpoint.port for p in kept if p.redirect is not None}
         blocks = [p.block for p in kept if p.block is not None] if options else []
         return Front([p.endpoint for p in kept], [p.source for p in kept], blocks,
-                     certificates, tls, routed, self.notes, self.remarks, self._skipped())
+                     certificates, tls, routed, redirected, self.notes, self.remarks,
+                     self._skipped())
 
     def _tls_front(self) -> tuple[list[TablePlan], list[Setting]]:
         """[[certificate]]s and [tls] from the servers that talk TLS (hbfork.apache.
@@ -272,10 +275,15 @@ class _Planner:
         if not any(found):
             return ""
         for server, redirect in zip(port.servers, found, strict=True):
-            if redirect is None or has_passes(server) or has_passes(self.main):
+            # ProxyPass takes its paths before mod_alias redirects, after mod_rewrite's
+            proxied = redirect is not None and (not redirect.rewrite or bool(redirect.names))
+            why = "it has no redirect to https" if redirect is None else "it proxies" \
+                if proxied and has_passes(server) else \
+                "the main server's ProxyPass lines apply in it" \
+                if proxied and has_passes(self.main) else ""
+            if why:
                 return (f"hbfork redirects a whole listener to https, and {label(server)} "
-                        f"on port {port.endpoint.port} does not only redirect (it "
-                        f"{'proxies' if redirect else 'has no redirect to https'})")
+                        f"on port {port.endpoint.port} does not only redirect ({why})")
         if any(r and r.problem for r in found):
             return "another vhost on this port redirects in a way hbfork cannot"
         if len({r.port for r in found if r}) > 1:
@@ -291,6 +299,9 @@ class _Planner:
         for server, redirect in zip(port.servers, found, strict=True):
             self.handled.update(id(d) for d in redirect.sources)
             self._redirect_caveats(port, server, redirect)
+            if has_passes(server) and server.source is not None:
+                self.note(server.source, f"its ProxyPass lines are never used: {redirect.label} "
+                                         "redirects every request before them (in Apache too)")
 
     def _redirect_caveats(self, port: Port, server: Server, redirect: HttpsRedirect) -> None:
         d = redirect.source

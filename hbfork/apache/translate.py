@@ -75,6 +75,7 @@ class Translator:
         self.pools: list[PoolPlan] = []
         self.routes: list[RoutePlan] = []
         self.ports: set[int] = set()  # what hbfork listens on: the vhosts it takes
+        self.redirected: set[int] = set()  # ports that only redirect to https
 
     def translate(self) -> Translation:
         self._listen()
@@ -116,6 +117,7 @@ class Translator:
         self.remarks += front.remarks
         self.skipped = front.skipped
         self.ports = front.route_ports
+        self.redirected = front.redirect_ports
         self.listens, self.certificates = front.listens, front.certificates
         self.sections["tls"] = front.tls
         if front.endpoints and not front.listens:
@@ -161,7 +163,7 @@ class Translator:
 
     def _pools_and_routes(self) -> None:
         book = PoolBook(self.collected, self.walked.server_root)
-        planned = plan_routes(self.collected, book, self.ports)
+        planned = plan_routes(self.collected, book, self.ports, self.redirected)
         self.notes += book.notes + planned.notes
         self.remarks += planned.remarks
         self.routes = planned.routes

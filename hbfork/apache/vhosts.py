@@ -35,17 +35,21 @@ class Routes:
     remarks: list[str]
 
 
-def plan_routes(collected: Collector, book: PoolBook, ports: set[int]) -> Routes:
-    """hbfork's routes for the collected servers; `ports` are the ports hbfork listens on (the
-    vhosts of other ports are left out)."""
-    return _Planner(collected, book, ports).plan()
+def plan_routes(collected: Collector, book: PoolBook, ports: set[int],
+                redirected: set[int] | None = None) -> Routes:
+    """hbfork's routes for the collected servers; `ports` are the ports whose listeners route
+    (the vhosts of other ports are left out: noted, but for the `redirected` ports, whose
+    listeners send every request to https)."""
+    return _Planner(collected, book, ports, redirected or set()).plan()
 
 
 class _Planner:
-    def __init__(self, collected: Collector, book: PoolBook, ports: set[int]) -> None:
+    def __init__(self, collected: Collector, book: PoolBook, ports: set[int],
+                 redirected: set[int]) -> None:
         self.main = collected.servers[0]
         self.vhosts = collected.servers[1:]
         self.ports = ports
+        self.redirected = redirected
         self.notes: list[Note] = []
         self.remarks: list[str] = []
         self.maker = RouteMaker(book, self.notes)
@@ -72,7 +76,7 @@ class _Planner:
         ports = {address_port(a) for a in vhost.addresses}
         if not self.ports or None in ports or ports & self.ports:
             return True
-        if has_passes(vhost):
+        if has_passes(vhost) and not ports & self.redirected:
             assert vhost.source is not None
             shown = ", ".join(str(p) for p in sorted(p for p in ports if p is not None))
             self.notes.append(Note.of(vhost.source, f"on port {shown}, where hbfork has no "

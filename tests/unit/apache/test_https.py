@@ -205,3 +205,24 @@ def test_hsts_on_a_plain_vhost_is_noted() -> None:
     assert listener(config, 80).redirect_https and listener(config, 443).hsts == 0
     assert any("browsers ignore it (RFC 6797)" in n for n in notes(text))
     assert "Strict-Transport-Security" not in comments(text).split("not translated")[0]
+
+
+def test_the_main_servers_proxy_pass_keeps_a_mod_alias_redirecting_port_plain() -> None:
+    # the main server's ProxyPass lines are tried in every vhost, before mod_alias redirects
+    text, config = load("Listen 80\nListen 443\n" + POOL + "ProxyPass /api balancer://app/\n"
+                        + plain_vhost("Redirect permanent / https://www.example.com/\n")
+                        + tls_vhost())
+    assert not listener(config, 80).redirect_https
+    assert any("the main server's ProxyPass lines apply in it" in n for n in notes(text))
+
+
+def test_mod_rewrite_redirects_before_proxy_pass() -> None:
+    text, config = load("Listen 80\nListen 443\n" + POOL + "ProxyPass /api balancer://app/\n"
+                        + plain_vhost("RewriteEngine On\nRewriteRule ^ https://%{HTTP_HOST}"
+                                      "%{REQUEST_URI} [R=301,L]\nProxyPass / balancer://app/\n")
+                        + tls_vhost())
+    assert listener(config, 80).redirect_https
+    assert [n.split(" — ")[1] for n in notes(text)] == [
+        "its ProxyPass lines are never used: RewriteRule ^ https://%{HTTP_HOST}%{REQUEST_URI} "
+        "[R=301,L] (/etc/httpd/httpd.conf:10) redirects every request before them (in Apache "
+        "too)"]
