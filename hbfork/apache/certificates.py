@@ -187,16 +187,18 @@ class TlsServers:
                                          f"mod_ssl adds{honor}")]
 
     def _honor(self, default: SslServer) -> str:
+        """hbfork always prefers its own cipher order: SSLHonorCipherOrder on is what it does,
+        off (Apache's default: the client's order) is noted."""
+        for server in self.tls_servers:
+            d = self.ssl(server).get("sslhonorcipherorder")
+            if d is not None and not self.ssl(server).flag("sslhonorcipherorder"):
+                self.note(d, "hbfork always prefers its own cipher order (as with "
+                             "SSLHonorCipherOrder on)")
         d = default.get("sslhonorcipherorder")
-        if d is None:
+        if d is None or not default.flag("sslhonorcipherorder"):
             return ""
-        self._differs("sslhonorcipherorder", "server cipher order")
-        if default.flag("sslhonorcipherorder"):
-            self.handled.add(id(d))
-            return f"; {d.text} ({d.where}): hbfork too prefers its own order"
-        self.note(d, "hbfork always prefers its own cipher order (as with SSLHonorCipherOrder "
-                     "on)")
-        return ""
+        self.handled.add(id(d))
+        return f"; {d.text} ({d.where}): hbfork too prefers its own order"
 
     def _tickets(self) -> list[Setting]:
         default = self.ssl(self.tls_servers[0])

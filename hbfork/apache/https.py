@@ -84,7 +84,8 @@ def redirect_of(server: Server, main: Server, port: int | None) -> HttpsRedirect
     """The server's redirect of every request to https (problem set when it is one hbfork
     cannot take as it is), or None when it has none. `port`: the plain port it serves."""
     rules = [d for d in server.rewrites if d.key == "rewriterule"]
-    if _rewrite_on(server) and rules:
+    if _rewrite_on(server) and any(len(d.args) > 1 and d.args[1].lower().startswith("https://")
+                                   for d in rules):
         return _rewrite_redirect(server, rules, port)
     redirects = [*server.redirects, *(main.redirects if server is not main else ())]
     if not redirects:

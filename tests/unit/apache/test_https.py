@@ -226,3 +226,11 @@ def test_mod_rewrite_redirects_before_proxy_pass() -> None:
         "its ProxyPass lines are never used: RewriteRule ^ https://%{HTTP_HOST}%{REQUEST_URI} "
         "[R=301,L] (/etc/httpd/httpd.conf:10) redirects every request before them (in Apache "
         "too)"]
+
+
+def test_rewrite_rules_that_do_not_go_to_https_are_no_redirect() -> None:
+    text, config = load(FRONT + plain_vhost("RewriteEngine On\nRewriteRule ^/old /new [PT]\n"
+                                            "ProxyPass / balancer://app/\n", "api.example.com"))
+    assert not listener(config, 80).redirect_https
+    assert notes(text) == []
+    assert forward(config, "api.example.com", "/x") == ("app", "/x")
