@@ -1,7 +1,9 @@
 """Translate a walked Apache config into hbfork settings [pure].
 
 `translate(walked)` runs hbfork.apache.collect's Collector over the directives, makes the
-pools (hbfork.apache.pools) and the routes (hbfork.apache.vhosts, hbfork.apache.routes), then
+listeners, certificates and [tls] (hbfork.apache.listeners: which Listen ports talk TLS, which
+only redirect to https, and so whose vhosts' ProxyPass lines route), the pools
+(hbfork.apache.pools) and the routes (hbfork.apache.vhosts, hbfork.apache.routes), then
 decides each server-wide hbfork setting: [proxy] listen, user, group and retry; [status]
 listen when Apache's ports need its default; [heartbeat] listen, storage, source and
 max_members from HeartbeatListen/MaxServers/Storage; [http] timeouts and forwarded_headers
