@@ -30,9 +30,11 @@ CLIENT_CERTS = "hbfork asks clients for no certificate (no client certificates, 
 STAPLING = "hbfork does not staple OCSP responses"
 SESSION_CACHE = ("hbfork resumes sessions by tickets whose keys every worker shares ([tls] "
                  "session_tickets); it keeps no session cache")
+CA_FILES = (CLIENT_CERTS + "; if it holds the intermediates of the server's certificate, "
+            "OpenSSL may have sent them from there: give them as [[certificate]] chain")
 NOTED = {
-    "sslverifydepth": CLIENT_CERTS, "sslcacertificatefile": CLIENT_CERTS,
-    "sslcacertificatepath": CLIENT_CERTS, "sslcadnrequestfile": CLIENT_CERTS,
+    "sslverifydepth": CLIENT_CERTS, "sslcacertificatefile": CA_FILES,
+    "sslcacertificatepath": CA_FILES, "sslcadnrequestfile": CLIENT_CERTS,
     "sslcadnrequestpath": CLIENT_CERTS, "sslcarevocationfile": CLIENT_CERTS,
     "sslcarevocationpath": CLIENT_CERTS, "sslcarevocationcheck": CLIENT_CERTS,
     "sslocspenable": CLIENT_CERTS, "sslocspdefaultresponder": CLIENT_CERTS,
