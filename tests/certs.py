@@ -30,23 +30,31 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
 
 
 class Authority:
-    """A test CA that issues server certificates into `directory`."""
+    """A test CA that issues server certificates into `directory`; with `parent`, an
+    intermediate CA signed by it (its certificate in `<stem>.pem`)."""
 
-    def __init__(self, directory: Path, name: str = "hbfork test CA") -> None:
+    def __init__(self, directory: Path, name: str = "hbfork test CA",
+                 parent: Authority | None = None, stem: str = "ca") -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.key = _key()
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         now = datetime.datetime.now(datetime.UTC)
+        issuer = parent.certificate.subject if parent else subject
         self.certificate = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
             .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256()))
-        self.path = directory / "ca.pem"
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0 if parent else None),
+                           critical=True)
+            .sign(parent.key if parent else self.key, hashes.SHA256()))
+        self.path = directory / f"{stem}.pem"
         self.path.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
+
+    def intermediate(self, stem: str, name: str) -> Authority:
+        """An intermediate CA under this one, in the same directory."""
+        return Authority(self.directory, name, parent=self, stem=stem)
 
     def issue(self, stem: str, *names: str, days: float = 90, expired: bool = False,
               ip: str | None = None) -> Issued:

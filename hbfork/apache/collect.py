@@ -5,8 +5,11 @@ produced and keeps, with where each was written: the server-wide settings hbfork
 (last one wins, as in Apache), every Listen, each <Proxy balancer://...> with its members and
 ProxySet parameters, and per server (the main server, then each <VirtualHost>) its names and
 the per-directory proxy settings of the server itself and of each <Location>: ProxyPass and
-ProxyPassMatch, ProxyPassReverse, the cookie maps and ProxyPreserveHost. Directives about
-proxying or heartbeats that it cannot place become notes; everything else is only counted.
+ProxyPassMatch, ProxyPassReverse, the cookie maps and ProxyPreserveHost. For TLS to clients
+it keeps each server's mod_ssl directives, its Strict-Transport-Security headers, its redirects
+to https:// and its mod_rewrite lines (hbfork.apache.listeners decides what they make).
+Directives about proxying, heartbeats or TLS that it cannot place become notes; everything
+else is only counted.
 """
 
 from __future__ import annotations
@@ -17,6 +20,16 @@ from dataclasses import dataclass, field, replace
 from hbfork.apache.conf import Directive, Note, key_values
 
 RELATED_PREFIXES = ("proxy", "balancer", "heartbeat")
+REDIRECTS = frozenset({"redirect", "redirectpermanent", "redirecttemp", "redirectmatch"})
+HSTS = "strict-transport-security"
+# mod_ssl directives that only mean something per directory, and what hbfork has instead.
+PER_DIRECTORY_SSL = {
+    "ssloptions": "the SSL_* variables are for CGI, SSI and mod_rewrite; hbfork tells members "
+                  "only X-Forwarded-Proto and X-Forwarded-Port",
+    "sslrequiressl": "hbfork cannot require TLS per path (a plain listener with "
+                     "redirect_https sends every request to https)",
+    "sslrequire": "hbfork has no access rules on TLS variables",
+}
 CORE_SETTINGS = frozenset({"timeout", "keepalivetimeout", "keepalive", "user", "group"})
 # Related directives with no setting to translate to, but something else in hbfork instead.
 REPLACED = {
@@ -103,10 +116,20 @@ class Server:
     names: list[tuple[str, Directive]] = field(default_factory=list)   # ServerName first
     block: Block = field(default_factory=Block)
     locations: list[Location] = field(default_factory=list)
+    ssl: list[Directive] = field(default_factory=list)         # mod_ssl, in file order
+    hsts: list[Directive] = field(default_factory=list)        # Header ... HSTS
+    redirects: list[Directive] = field(default_factory=list)   # Redirect* to https://
+    rewrites: list[Directive] = field(default_factory=list)    # Rewrite*, in file order
 
     @property
     def addresses(self) -> tuple[str, ...]:
         return self.source.args if self.source is not None else ()
+
+
+def label(server: Server) -> str:
+    """How notes name a server: its <VirtualHost> line and place."""
+    return f"{server.source.text} ({server.source.where})" if server.source else \
+        "the main server"
 
 
 @dataclass(frozen=True)
@@ -141,7 +164,8 @@ class Collector:
             if d.children is not None:
                 self._section(d, ctx)
             else:
-                handler = HANDLERS.get(d.key)
+                handler = HANDLERS.get(d.key) or (Collector.on_ssl if d.key.startswith("ssl")
+                                                  else None)
                 handled = handler(self, d, ctx) if handler else False
                 if not handled:
                     self._other(d, ctx)
@@ -170,7 +194,7 @@ class Collector:
     def _other(self, d: Directive, ctx: Context) -> None:
         if d.key.startswith(RELATED_PREFIXES):
             self.notes.append(Note.of(d, REPLACED.get(d.key, "no hbfork equivalent")))
-        elif d.key == "rewriterule" and _proxies(d):
+        elif d.key == "rewriterule" and proxies(d):
             self.notes.append(Note.of(d, "a RewriteRule that proxies ([P]): write a [[route]] "
                                          "for it (path or regex, pool, rewrite)"))
         else:
@@ -327,11 +351,59 @@ class Collector:
         return True
 
     def on_header(self, d: Directive, ctx: Context) -> bool:
-        """Apache's recipe for a route cookie sets it with mod_headers."""
+        """Apache's recipe for a route cookie sets it with mod_headers; a server's
+        Strict-Transport-Security header is kept for its TLS listener."""
+        if any(a.lower() == HSTS for a in d.args):
+            if self._server_level(d, ctx, "only a server's or <VirtualHost>'s header becomes "
+                                          "[[listen]] hsts"):
+                self.servers[ctx.server].hsts.append(d)
+            return True
         if "BALANCER_WORKER_ROUTE" not in d.raw or not any(a.lower() == "set-cookie"
                                                            for a in d.args):
             return False
         self.route_cookies.append(d)
+        return True
+
+    def _server_level(self, d: Directive, ctx: Context, reason: str) -> bool:
+        """True in a server or <VirtualHost> itself; else notes `reason` and says False."""
+        if ctx.nested or ctx.location or ctx.balancer:
+            where = ctx.nested or (ctx.location.directive.text if ctx.location else
+                                   "<Proxy balancer://...>")
+            self.notes.append(Note.of(d, f"{reason} (it is inside {where})"))
+            return False
+        return True
+
+    def on_ssl(self, d: Directive, ctx: Context) -> bool:
+        """mod_ssl: a server's directives are kept; per-directory ones are noted."""
+        if d.key == "sslproxyengine":
+            return True  # https:// members make a TLS pool by themselves
+        if d.key.startswith("sslproxy"):
+            self.notes.append(Note.of(d, "TLS to members: hbfork has tls_verify, tls_ca and "
+                                         "tls_server_name per pool"))
+            return True
+        if d.key in PER_DIRECTORY_SSL and (ctx.nested or ctx.location):
+            self.notes.append(Note.of(d, PER_DIRECTORY_SSL[d.key]))
+        elif self._server_level(d, ctx, "hbfork's TLS settings are per listener, not per "
+                                        "directory"):
+            self.servers[ctx.server].ssl.append(d)
+        return True
+
+    def on_redirect(self, d: Directive, ctx: Context) -> bool:
+        """A redirect to https:// may be a plain listener's redirect_https."""
+        if not any(a.lower().startswith("https://") for a in d.args):
+            return False
+        if self._server_level(d, ctx, "only a server's or <VirtualHost>'s redirect to https "
+                                      "becomes [[listen]] redirect_https"):
+            self.servers[ctx.server].redirects.append(d)
+        return True
+
+    def on_rewrite(self, d: Directive, ctx: Context) -> bool:
+        """A server's mod_rewrite lines (their own: Apache does not pass them on to vhosts)."""
+        if ctx.nested or ctx.location or ctx.balancer:
+            return False
+        self.servers[ctx.server].rewrites.append(d)
+        if d.key == "rewriterule" and proxies(d):
+            self._other(d, ctx)
         return True
 
     def on_sethandler(self, d: Directive, ctx: Context) -> bool:
@@ -374,6 +446,9 @@ HANDLERS = {
     "user": Collector.on_server,
     "group": Collector.on_server,
     "sethandler": Collector.on_sethandler,
+    **dict.fromkeys(REDIRECTS, Collector.on_redirect),
+    **dict.fromkeys(("rewriteengine", "rewritecond", "rewriterule", "rewriteoptions",
+                     "rewritebase", "rewritemap"), Collector.on_rewrite),
 }
 
 
@@ -382,9 +457,13 @@ def balancer_name(url: str) -> str:
     return url.lower().removeprefix("balancer://").split("/", 1)[0]
 
 
-def _proxies(d: Directive) -> bool:
-    """A RewriteRule whose [flags] include P (proxy)."""
+def rewrite_flags(d: Directive) -> list[str]:
+    """The [flags] of a RewriteRule or RewriteCond, upper-cased ([] without any)."""
     if len(d.args) < 3 or not d.args[-1].startswith("["):
-        return False
-    flags = d.args[-1].strip("[]").split(",")
-    return any(f.strip().upper() in ("P", "PROXY") for f in flags)
+        return []
+    return [f.strip().upper() for f in d.args[-1].strip("[]").split(",") if f.strip()]
+
+
+def proxies(d: Directive) -> bool:
+    """A RewriteRule whose [flags] include P (proxy)."""
+    return any(f in ("P", "PROXY") for f in rewrite_flags(d))

@@ -18,6 +18,7 @@ import posixpath
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from hbfork.core.errors import HbforkError
 
@@ -88,6 +89,31 @@ class Note:
 
     def render(self) -> str:
         return f"# not translated: {self.text} ({self.where}) — {self.reason}"
+
+
+@dataclass
+class Setting:
+    """One hbfork setting and the comment saying which Apache directive it came from."""
+
+    key: str
+    value: Any
+    comment: str = ""
+
+
+@dataclass
+class TablePlan:
+    """A [[kind]] block to be (listen, certificate): its keys, each with its comment."""
+
+    kind: str
+    heading: list[str]
+    settings: list[Setting] = field(default_factory=list)
+
+    def set(self, key: str, value: Any, comment: str = "") -> None:
+        self.settings = [s for s in self.settings if s.key != key]
+        self.settings.append(Setting(key, value, comment))
+
+    def value(self, key: str) -> Any:
+        return next((s.value for s in self.settings if s.key == key), None)
 
 
 # --- lines and words

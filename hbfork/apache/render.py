@@ -9,6 +9,9 @@ The pipeline, one module per stage:
     hbfork.apache.pools      [pure] balancers and single servers -> [[pool]]s
     hbfork.apache.routes     [pure] one ProxyPass -> a [[route]]
     hbfork.apache.vhosts     [pure] the order Apache tries ProxyPass in, per vhost -> routes
+    hbfork.apache.ssl        [pure] one server's mod_ssl settings, merged as mod_ssl does
+    hbfork.apache.https      [pure] a server's redirect to https, its HSTS header
+    hbfork.apache.listeners  [pure] Listen + TLS front -> [[listen]], [[certificate]], [tls]
     hbfork.apache.translate  [pure] the rest -> hbfork settings; notes on what is left
     this module              [pure] TOML rendering
     hbfork.cli.import_apache the command (the only disk and stdout use)
@@ -24,6 +27,7 @@ import textwrap
 from typing import Any
 
 from hbfork.apache.include import Walked
+from hbfork.apache.listeners import TablePlan
 from hbfork.apache.members import Member
 from hbfork.apache.pools import PoolPlan
 from hbfork.apache.routes import RoutePlan
@@ -52,7 +56,8 @@ def _comment(text: str) -> list[str]:
 
 
 def render(translation: Translation, source: str, walked: Walked) -> str:
-    """The TOML file: a header, remarks, [sections], [[pool]]s, [[route]]s, then the notes."""
+    """The TOML file: a header, remarks, [sections], [[listen]]s, [[certificate]]s,
+    [[pool]]s, [[route]]s, then the notes."""
     lines = [f"# hbfork configuration translated from {source} by `hbfork import-apache`.",
              f"# ServerRoot {walked.server_root}; {len(walked.files)} file(s) read.",
              "# Review it, then: hbfork check -c THIS_FILE",
@@ -70,12 +75,23 @@ def render(translation: Translation, source: str, walked: Walked) -> str:
                 lines += _comment(setting.comment)
                 lines.append(f"{setting.key} = {toml_value(setting.value)}")
             lines.append("")
+    for block in (*translation.listens, *translation.certificates):
+        lines += _render_table(block)
     for pool in translation.pools:
         lines += _render_pool(pool)
     for route in translation.routes:
         lines += _render_route(route)
     lines += _render_notes(translation)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _render_table(block: TablePlan) -> list[str]:
+    lines = [line for heading in block.heading for line in _comment(heading)]
+    lines.append(f"[[{block.kind}]]")
+    for setting in block.settings:
+        lines += _comment(setting.comment)
+        lines.append(f"{setting.key} = {toml_value(setting.value)}")
+    return [*lines, ""]
 
 
 def _render_pool(pool: PoolPlan) -> list[str]:

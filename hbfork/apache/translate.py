@@ -1,7 +1,9 @@
 """Translate a walked Apache config into hbfork settings [pure].
 
 `translate(walked)` runs hbfork.apache.collect's Collector over the directives, makes the
-pools (hbfork.apache.pools) and the routes (hbfork.apache.vhosts, hbfork.apache.routes), then
+listeners, certificates and [tls] (hbfork.apache.listeners: which Listen ports talk TLS, which
+only redirect to https, and so whose vhosts' ProxyPass lines route), the pools
+(hbfork.apache.pools) and the routes (hbfork.apache.vhosts, hbfork.apache.routes), then
 decides each server-wide hbfork setting: [proxy] listen, user, group and retry; [status]
 listen when Apache's ports need its default; [heartbeat] listen, storage, source and
 max_members from HeartbeatListen/MaxServers/Storage; [http] timeouts and forwarded_headers
@@ -19,12 +21,14 @@ from hbfork.apache.collect import Collector
 from hbfork.apache.conf import (
     Directive,
     Note,
+    Setting,
     parse_duration,
     resolve_path,
     undefined_note,
     undefined_variables,
 )
 from hbfork.apache.include import Walked
+from hbfork.apache.listeners import TablePlan, plan_front
 from hbfork.apache.pools import PoolBook, PoolPlan
 from hbfork.apache.routes import UNUSABLE, RoutePlan
 from hbfork.apache.vhosts import plan_routes
@@ -40,20 +44,13 @@ LOOPBACK_HEARTBEAT = "127.0.0.1:27999"
 
 
 @dataclass
-class Setting:
-    """One hbfork setting and the comment saying which Apache directive it came from."""
-
-    key: str
-    value: Any
-    comment: str = ""
-
-
-@dataclass
 class Translation:
     """Everything render() needs: settings by section, pools, routes, and what was left
     out."""
 
     sections: dict[str, list[Setting]]
+    listens: list[TablePlan]
+    certificates: list[TablePlan]
     pools: list[PoolPlan]
     routes: list[RoutePlan]
     notes: list[Note]
@@ -73,10 +70,14 @@ class Translator:
         self.notes: list[Note] = list(walked.notes)
         self.remarks: list[str] = []
         self.sections: dict[str, list[Setting]] = {"proxy": [], "heartbeat": [], "http": [],
-                                                   "status": []}
+                                                   "tls": [], "status": []}
+        self.listens: list[TablePlan] = []
+        self.certificates: list[TablePlan] = []
+        self.skipped = 0                  # collected lines the front needed nothing from
         self.pools: list[PoolPlan] = []
         self.routes: list[RoutePlan] = []
         self.ports: set[int] = set()  # what hbfork listens on: the vhosts it takes
+        self.redirected: set[int] = set()  # ports that only redirect to https
 
     def translate(self) -> Translation:
         self._listen()
@@ -87,8 +88,9 @@ class Translator:
         self.notes.extend(self.collected.notes)
         order = {path: index for index, path in enumerate(self.walked.files)}
         self.notes.sort(key=lambda n: (order.get(n.file, len(order)), n.line))
-        return Translation(self.sections, self.pools, self.routes, self.notes, self.remarks,
-                           self.collected.unrelated, self.walked.skipped)
+        return Translation(self.sections, self.listens, self.certificates, self.pools,
+                           self.routes, _unique(self.notes), self.remarks,
+                           self.collected.unrelated + self.skipped, self.walked.skipped)
 
     @property
     def addresses(self) -> list[str]:
@@ -109,51 +111,27 @@ class Translator:
             self.notes.append(note)
         return note is None
 
-    # --- [proxy] listen, mode, user
+    # --- listeners, TLS, [proxy] mode and user
 
     def _listen(self) -> None:
-        endpoints: list[Endpoint] = []
-        sources: list[str] = []
-        for d in self.collected.listens:
-            endpoint = self._listen_endpoint(d)
-            if endpoint and endpoint not in endpoints:
-                endpoints.append(endpoint)
-                sources.append(f"{d.text} ({d.where})")
-        self.ports = {e.port for e in endpoints}
-        if endpoints:
-            self.set("proxy", "listen", [str(e) for e in endpoints], "from " + "; ".join(sources))
-            self._status_listen(endpoints)
+        front = plan_front(self.collected, self.walked.server_root)
+        self.notes += front.notes
+        self.remarks += front.remarks
+        self.skipped = front.skipped
+        self.ports = front.route_ports
+        self.redirected = front.redirect_ports
+        self.listens, self.certificates = front.listens, front.certificates
+        self.sections["tls"] = front.tls
+        if front.endpoints and not front.listens:
+            sources = "; ".join(f"{d.text} ({d.where})" for d in front.sources)
+            self.set("proxy", "listen", [str(e) for e in front.endpoints], "from " + sources)
+        if front.endpoints:
+            self._status_listen(front.endpoints)
         else:
             self.remarks.append("No usable Listen directive: hbfork's default listen address "
                                 "is kept.")
         self.set("proxy", "mode", "http", "mod_proxy_http: requests are routed and balanced one "
                                           "by one")
-
-    def _listen_endpoint(self, d: Directive) -> Endpoint | None:
-        if not d.args:
-            self.notes.append(Note.of(d, "no address"))
-            return None
-        if len(d.args) > 1 and d.args[1].lower() != "http":
-            self.notes.append(Note.of(d, f"protocol {d.args[1]}: import-apache does not translate "
-                                         "TLS; write a [[listen]] with tls = true and the "
-                                         "vhosts' certificates as [[certificate]]s"))
-            return None
-        if not self._defined(d, d.args[0]):
-            return None
-        try:
-            return parse_endpoint(self._every_address(d, d.args[0]))
-        except ValueError as err:
-            self.notes.append(Note.of(d, f"{err}"))
-            return None
-
-    def _every_address(self, d: Directive, text: str) -> str:
-        """Apache's `Listen 80` and `Listen *:80` as hbfork's IPv4 wildcard."""
-        if text.isdigit():
-            self.remarks.append(f"{d.text} ({d.where}) listens on every address; translated "
-                                f"to 0.0.0.0:{text}; add \"[::]:{text}\" to [proxy] listen "
-                                "for IPv6 too.")
-            return f"0.0.0.0:{text}"
-        return "0.0.0.0:" + text[2:] if text.startswith("*:") else text
 
     def _status_listen(self, endpoints: list[Endpoint]) -> None:
         """Move hbfork's status page off a port Apache served on: it would fail to bind."""
@@ -187,7 +165,7 @@ class Translator:
 
     def _pools_and_routes(self) -> None:
         book = PoolBook(self.collected, self.walked.server_root)
-        planned = plan_routes(self.collected, book, self.ports)
+        planned = plan_routes(self.collected, book, self.ports, self.redirected)
         self.notes += book.notes + planned.notes
         self.remarks += planned.remarks
         self.routes = planned.routes
@@ -324,6 +302,18 @@ class Translator:
             d = self.server(key)
             if d is not None and d.args and d.args[0].lower() == value:
                 self.notes.append(Note.of(d, reason))
+
+
+def _unique(notes: list[Note]) -> list[Note]:
+    """Each note once (a main-server line can be the reason in several vhosts)."""
+    seen: set[tuple[str, int, str, str]] = set()
+    out = []
+    for note in notes:
+        key = (note.file, note.line, note.text, note.reason)
+        if key not in seen:
+            seen.add(key)
+            out.append(note)
+    return out
 
 
 def translate(walked: Walked) -> Translation:

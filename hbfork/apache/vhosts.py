@@ -35,17 +35,21 @@ class Routes:
     remarks: list[str]
 
 
-def plan_routes(collected: Collector, book: PoolBook, ports: set[int]) -> Routes:
-    """hbfork's routes for the collected servers; `ports` are the ports hbfork listens on (the
-    vhosts of other ports are left out)."""
-    return _Planner(collected, book, ports).plan()
+def plan_routes(collected: Collector, book: PoolBook, ports: set[int],
+                redirected: set[int] | None = None) -> Routes:
+    """hbfork's routes for the collected servers; `ports` are the ports whose listeners route
+    (the vhosts of other ports are left out: noted, but for the `redirected` ports, whose
+    listeners send every request to https)."""
+    return _Planner(collected, book, ports, redirected or set()).plan()
 
 
 class _Planner:
-    def __init__(self, collected: Collector, book: PoolBook, ports: set[int]) -> None:
+    def __init__(self, collected: Collector, book: PoolBook, ports: set[int],
+                 redirected: set[int]) -> None:
         self.main = collected.servers[0]
         self.vhosts = collected.servers[1:]
         self.ports = ports
+        self.redirected = redirected
         self.notes: list[Note] = []
         self.remarks: list[str] = []
         self.maker = RouteMaker(book, self.notes)
@@ -69,14 +73,14 @@ class _Planner:
 
     def _served(self, vhost: Server) -> bool:
         """Is the vhost on a port hbfork listens on? (hbfork's routes do not see the port.)"""
-        ports = {_port(a) for a in vhost.addresses}
+        ports = {address_port(a) for a in vhost.addresses}
         if not self.ports or None in ports or ports & self.ports:
             return True
-        if _has_passes(vhost):
+        if has_passes(vhost) and not ports & self.redirected:
             assert vhost.source is not None
             shown = ", ".join(str(p) for p in sorted(p for p in ports if p is not None))
-            self.notes.append(Note.of(vhost.source, f"on port {shown}, which hbfork does not "
-                                                    "listen on (a TLS port: see the Listen "
+            self.notes.append(Note.of(vhost.source, f"on port {shown}, where hbfork has no "
+                                                    "listener that routes (see the Listen "
                                                     "notes): its ProxyPass lines are left out"))
         return False
 
@@ -110,46 +114,7 @@ class _Planner:
         return routes + group
 
     def _names(self, vhosts: list[Server]) -> list[tuple[str, ...]]:
-        """Each vhost's host patterns, minus those an earlier vhost already matches (Apache
-        picks the first vhost whose name matches)."""
-        taken: dict[str, str] = {}
-        main_name = next((n for n, d in self.main.names if d.key == "servername"), "")
-        out = []
-        for vhost in vhosts:
-            mine: list[str] = []
-            names: list[tuple[str, Directive | None]] = list(vhost.names)
-            if main_name and not any(d.key == "servername" for _, d in vhost.names):
-                names.insert(0, (main_name, None))  # a vhost's ServerName defaults to the main's
-            for name, d in names:
-                host = self._host(name, d)
-                if host is None or host in mine:
-                    continue
-                earlier = next((t for t in taken if t == host or _wild_match(t, host)), None)
-                if earlier is not None:
-                    if d is not None:
-                        self.notes.append(Note.of(d, f"{host} is already matched by {earlier} of "
-                                                     f"{taken[earlier]}, which Apache picks "
-                                                     "first", f"{d.name} {name}"))
-                    continue
-                assert vhost.source is not None
-                taken[host] = f"{vhost.source.text} ({vhost.source.where})"
-                mine.append(host)
-            out.append(tuple(mine))
-        return out
-
-    def _host(self, name: str, d: Directive | None) -> str | None:
-        text = name.split("://", 1)[-1]
-        if not text.startswith("[") and text.count(":") == 1:
-            text = text.split(":", 1)[0]  # a port: Apache ignores it for name matching
-        elif text.startswith("[") and "]:" in text:
-            text = text[:text.index("]") + 1]
-        try:
-            return normalize_host_pattern(text)
-        except ValueError as err:
-            if d is not None:
-                self.notes.append(Note.of(d, f"hbfork hosts are names or \"*.domain\": {err}",
-                                          f"{d.name} {name}"))
-            return None
+        return server_names(self.main, vhosts, self.notes)
 
     # --- one server's routes, in the order Apache tries them
 
@@ -178,6 +143,60 @@ class _Planner:
                 continue
             taken.append(plan)
         return [plan.with_host(hosts) for plan in taken]
+
+
+def server_names(main: Server, vhosts: list[Server], notes: list[Note]) \
+        -> list[tuple[str, ...]]:
+    """Each vhost's host patterns, minus those an earlier vhost already matches (Apache picks
+    the first vhost whose name matches, for a Host header and for a TLS client's SNI name)."""
+    taken: dict[str, str] = {}
+    main_name = next((n for n, d in main.names if d.key == "servername"), "")
+    out = []
+    for vhost in vhosts:
+        mine: list[str] = []
+        names: list[tuple[str, Directive | None]] = list(vhost.names)
+        if main_name and not any(d.key == "servername" for _, d in vhost.names):
+            names.insert(0, (main_name, None))  # a vhost's ServerName defaults to the main's
+        for name, d in names:
+            host = host_pattern(name, d, notes)
+            if host is None or host in mine:
+                continue
+            earlier = next((t for t in taken if t == host or _wild_match(t, host)), None)
+            if earlier is not None:
+                if d is not None:
+                    notes.append(Note.of(d, f"{host} is already matched by {earlier} of "
+                                            f"{taken[earlier]}, which Apache picks first",
+                                         f"{d.name} {name}"))
+                continue
+            assert vhost.source is not None
+            taken[host] = f"{vhost.source.text} ({vhost.source.where})"
+            mine.append(host)
+        out.append(tuple(mine))
+    return out
+
+
+def own_names(main: Server, server: Server) -> tuple[str, ...]:
+    """One server's host patterns, on its own (what is wrong with a name, the routes say)."""
+    if server is main:
+        found = [host_pattern(n, d, []) for n, d in server.names]
+        return tuple(n for n in found if n)
+    return server_names(main, [server], [])[0]
+
+
+def host_pattern(name: str, d: Directive | None, notes: list[Note]) -> str | None:
+    """A ServerName or ServerAlias as an hbfork host pattern (None, noted, if it is not one)."""
+    text = name.split("://", 1)[-1]
+    if not text.startswith("[") and text.count(":") == 1:
+        text = text.split(":", 1)[0]  # a port: Apache ignores it for name matching
+    elif text.startswith("[") and "]:" in text:
+        text = text[:text.index("]") + 1]
+    try:
+        return normalize_host_pattern(text)
+    except ValueError as err:
+        if d is not None:
+            notes.append(Note.of(d, f"hbfork hosts are names or \"*.domain\": {err}",
+                                 f"{d.name} {name}"))
+        return None
 
 
 def _catch_all(hosts: tuple[str, ...]) -> RoutePlan:
@@ -212,7 +231,7 @@ def _wild_match(pattern: str, name: str) -> bool:
     return pattern.startswith("*.") and name.removeprefix("*.").endswith(pattern[1:])
 
 
-def _port(address: str) -> int | None:
+def address_port(address: str) -> int | None:
     """The port of a <VirtualHost> address (None: any port)."""
     tail = address.rsplit("]", 1)[-1]
     if ":" not in tail:
@@ -221,7 +240,7 @@ def _port(address: str) -> int | None:
     return int(port) if port.isdigit() else None
 
 
-def _has_passes(server: Server) -> bool:
+def has_passes(server: Server) -> bool:
     return bool(server.block.passes) or any(loc.block.passes for loc in server.locations)
 
 

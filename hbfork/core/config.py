@@ -304,7 +304,8 @@ def describe(config: Config) -> str:
     p, hb = config.proxy, config.heartbeat
     lines = [
         f"config:     {config.path}",
-        f"listen:     {', '.join(map(str, p.listen))}  (mode {p.mode}, {p.workers} workers, "
+        f"listen:     {', '.join(map(_describe_listener, config.listeners))}  (mode {p.mode}, "
+        f"{p.workers} workers, "
         f"max {p.max_connections} connections each)",
         f"heartbeat:  {hb.listen}{' (multicast group)' if hb.listen.is_multicast else ''}; "
         f"max_age {hb.max_age:g}s, table {hb.max_members} slots, "
@@ -323,6 +324,14 @@ def describe(config: Config) -> str:
                                                       for p in config.pools):
         lines += _describe_pools(config)
     return "\n".join(lines)
+
+
+def _describe_listener(listen: ListenSettings) -> str:
+    if listen.tls:
+        return f"{listen.address} (tls" + (f", hsts {listen.hsts}s)" if listen.hsts else ")")
+    if listen.redirect_https:
+        return f"{listen.address} (to https:{listen.https_port})"
+    return str(listen.address)
 
 
 def _describe_pools(config: Config) -> list[str]:

@@ -23,9 +23,12 @@ from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # the `tests` package (tests.certs) for the modules below
 
 import netlab  # noqa: E402  (scripts/ is not a package)
 
+from hbfork.apache.render import toml_value  # noqa: E402
 from hbfork.table.layout import MemberRecord, segment_name  # noqa: E402
 from hbfork.table.table import Table, unlink_segment  # noqa: E402
 
@@ -257,6 +260,20 @@ listen = ""
 level = "debug"
 error = "{directory / 'hbfork.log'}"
 {member_tables}"""
+
+
+def patch(text: str, section: str, values: dict[str, Any]) -> str:
+    """Set (or with None remove) keys of one [section] of `hbfork import-apache`'s TOML."""
+    lines = text.splitlines()
+    header = f"[{section}]"
+    if header not in lines:
+        lines += ["", header]
+    start = lines.index(header) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("[")), len(lines))
+    body = [line for line in lines[start:end] if line.split(" = ", 1)[0] not in values]
+    added = [f"{key} = {toml_value(value)}" for key, value in values.items()
+             if value is not None]
+    return "\n".join(lines[:start] + added + body + lines[end:]) + "\n"
 
 
 class Launcher:

@@ -31,9 +31,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from labkit import APACHE_DATA, GROUP, Hbfork, Launcher, unprivileged_user, wait_for
+from labkit import (
+    APACHE_DATA,
+    GROUP,
+    Hbfork,
+    Launcher,
+    patch,
+    unprivileged_user,
+    wait_for,
+)
 
-from hbfork.apache.render import toml_value
 from hbfork.core import config as config_module
 from hbfork.core.members import ELIGIBLE
 
@@ -104,20 +111,6 @@ def lab_config(text: str, directory: Path) -> str:
     text = patch(text, "log", {"level": "info", "error": str(directory / "hbfork.log")})
     config_module.loads(text)  # fail here, not in a log, if the patch broke it
     return text
-
-
-def patch(text: str, section: str, values: dict[str, Any]) -> str:
-    """Set (or with None remove) keys of one [section] of the importer's TOML."""
-    lines = text.splitlines()
-    header = f"[{section}]"
-    if header not in lines:
-        lines += ["", header]
-    start = lines.index(header) + 1
-    end = next((i for i in range(start, len(lines)) if lines[i].startswith("[")), len(lines))
-    body = [line for line in lines[start:end] if line.split(" = ", 1)[0] not in values]
-    added = [f"{key} = {toml_value(value)}" for key, value in values.items()
-             if value is not None]
-    return "\n".join(lines[:start] + added + body + lines[end:]) + "\n"
 
 
 # --- requests, sent the same way to both fronts

@@ -47,7 +47,11 @@ DIRECTIVES = st.sampled_from([
     "User", "Timeout", "KeepAliveTimeout", "ProxyTimeout", "SetHandler", "Define A",
     "<Proxy balancer://a>", "<Proxy balancer://b>", "</Proxy>", "<VirtualHost *:80>",
     "<VirtualHost *:81>", "</VirtualHost>", "<Location />", "<Location /a>", "</Location>",
-    "<IfModule x>", "</IfModule>", "Header add Set-Cookie"])
+    "<IfModule x>", "</IfModule>", "Header add Set-Cookie", "Listen 443", "Listen 8443 https",
+    "<VirtualHost *:443>", "SSLEngine", "SSLCertificateFile", "SSLCertificateKeyFile",
+    "SSLCertificateChainFile", "SSLProtocol", "SSLCipherSuite", "SSLHonorCipherOrder",
+    "SSLSessionTickets", "SSLVerifyClient", "Header always set Strict-Transport-Security",
+    "Redirect", "RedirectMatch", "RewriteEngine", "RewriteCond", "RewriteRule"])
 ARGUMENTS = st.sampled_from([
     "80", "/", "/a", "/a/", "^/(.*)$", "\\.x$", "(", "balancer://a/", "balancer://b",
     "balancer://a/$1", "http://10.0.0.1:8080", "http://10.0.0.2:81/x/", "http://[::1]",
@@ -56,7 +60,10 @@ ARGUMENTS = st.sampled_from([
     "connectiontimeout=1ms", "lbmethod=heartbeat", "maxattempts=500", "route=r1", "route=r2",
     "stickysession=JSESSIONID|jsessionid", "stickysession=A|B|C", "nofailover=On",
     "stickysessionsep=off", "1.2.3.4:99", "0", "${A}", "x=y", '"a b"', "balancer-manager",
-    "#1", "nocanon", '"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/"'])
+    "#1", "nocanon", '"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/"', "off", "optional",
+    "cert.pem", "/etc/ssl/a.pem", "all", "-SSLv3", "+TLSv1.3", "TLSv1.3", "HIGH:!aNULL", "NONE",
+    '"max-age=600; includeSubDomains"', '"max-age=0"', "permanent", "https://www.example.com/",
+    "https://%{HTTP_HOST}%{REQUEST_URI}", "^", "[R=301,L]", "%{HTTPS}", "env=HTTPS"])
 
 
 MEMBER_PARAMETERS = st.sampled_from([
@@ -318,20 +325,22 @@ def test_strings_are_escaped_for_toml() -> None:
 # --- Debian's stock tree, as installed and as a heartbeat front
 
 
-def debian_front(tmp_path: Path) -> Path:
+def debian_front(tmp_path: Path, site: str = "hb-front.conf", modules: tuple[str, ...] = ()) \
+        -> Path:
     """Debian's /etc/apache2 turned into a heartbeat front the way an operator does it:
-    a2enmod proxy_http proxy_balancer heartmonitor lbmethod_heartbeat, a conf, a site."""
+    a2enmod proxy_http proxy_balancer heartmonitor lbmethod_heartbeat (and `modules`), a conf,
+    a site."""
     root = tmp_path / "apache2"
     shutil.copytree(DEBIAN.parent, root, symlinks=True)
     for module in ("proxy", "proxy_http", "proxy_balancer", "slotmem_shm", "heartmonitor",
-                   "lbmethod_heartbeat"):
+                   "lbmethod_heartbeat", *modules):
         for kind in ("load", "conf"):
             link = root / "mods-enabled" / f"{module}.{kind}"
             if (root / "mods-available" / link.name).exists() and not link.exists():
                 link.symlink_to(f"../mods-available/{link.name}")
     (root / "sites-enabled" / "000-default.conf").unlink(missing_ok=True)
     for kind, name, enabled in (("conf", "heartmonitor.conf", "conf-enabled"),
-                                ("sites", "hb-front.conf", "sites-enabled")):
+                                ("sites", site, "sites-enabled")):
         shutil.copy(DATA / "debian-front" / f"{kind}-available" / name,
                     root / f"{kind}-available" / name)
         (root / enabled / name).symlink_to(f"../{kind}-available/{name}")

@@ -504,6 +504,13 @@ disabled = true
     assert "  - 10.0.0.12:8080 lbset 1 (spare) disabled" in text
 
 
+def test_describe_lists_listen_blocks_with_their_options() -> None:
+    text = describe(load(MEMBER + '[[listen]]\naddress = "0.0.0.0:80"\nredirect_https = true\n'
+                                  '[[listen]]\naddress = "0.0.0.0:443"\ntls = true\nhsts = 600\n'
+                                  '[[certificate]]\ncert = "c.pem"\n'))
+    assert "listen:     0.0.0.0:80 (to https:443), 0.0.0.0:443 (tls, hsts 600s)  (mode" in text
+
+
 def test_describe_unicast_no_status() -> None:
     text = describe(load(MEMBER + '[heartbeat]\nlisten = "127.0.0.1:27999"\n'
                                   '[status]\nlisten = ""\n'))
