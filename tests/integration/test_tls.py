@@ -83,6 +83,16 @@ def test_https_keep_alive_requests_and_headers(front):
     assert conn.sock is None
 
 
+def test_the_proxys_own_answers_carry_hsts_too(front):
+    conn = front.connection()
+    conn.request("GET", "/", headers={"Content-Length": "1, 2"})  # refused by the proxy: 400
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    assert response.status == 400
+    assert response.getheader("Strict-Transport-Security") == "max-age=3600"
+
+
 def test_sni_picks_the_certificate(front):
     for host, expected in (("www.test", "www.test"), ("v1.api.test", "*.api.test")):
         conn = front.connection(host)

@@ -53,6 +53,10 @@ class Failures(ExchangeState):
         if status < 500 and not sound:
             self.ctx.count_client_error()
         head_only = request is not None and request.method == b"HEAD"
+        if self.listen.hsts:  # on our own answers too, as Apache's `Header always set` does
+            value = f"max-age={self.listen.hsts}" + (
+                "; includeSubDomains" if self.listen.hsts_subdomains else "")
+            extra = (*extra, ("Strict-Transport-Security", value))
         self._to_client(http_heads.error_response(status, detail, keep_alive=keep, extra=extra,
                                               head_only=head_only))
         self.status = status
