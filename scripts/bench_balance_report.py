@@ -35,7 +35,7 @@ def _range(values: list[float]) -> str:
         return "-"
     if len(values) == 1:
         return fmt_ms(values[0])
-    return f"{fmt_ms(median(values))} ({fmt_ms(min(values))}–{fmt_ms(max(values))})"
+    return f"{fmt_ms(median(values))} ({fmt_ms(min(values))}-{fmt_ms(max(values))})"
 
 
 def section(results: dict[str, Any], raw: Path) -> str:
@@ -61,7 +61,7 @@ def section(results: dict[str, Any], raw: Path) -> str:
         f"{loadavgs[0] if loadavgs else '?'} … {loadavgs[-1] if loadavgs else '?'} "
         "(1/5/15 min) during the runs. Absolute figures move from round to round; compare "
         "contenders by the same-round ratios (medians over rounds; every contender in a round "
-        "gets the identical arrival schedule). Ranges are min–max over rounds.",
+        "gets the identical arrival schedule). Ranges are min-max over rounds.",
         "",
         "Topology: network-namespace lab (scripts/netlab.py), four member hosts and a front "
         "host on one bridge. Each member is `hbfork backend --workers N` multicasting its true "
@@ -98,7 +98,8 @@ def section(results: dict[str, Any], raw: Path) -> str:
                 f"{_range([r['p99'] for r in rs])} | {_range([r['p999'] for r in rs])} | "
                 f"{errors} of {sent}{_kinds(rs)} | "
                 + " | ".join(f"{v:.1%}" for v in shares)
-                + f" | {ratio(runs, load, kind, APACHE):.2f} | {ratio(runs, load, kind, NGINX):.2f} |")
+                + f" | {ratio(runs, load, kind, APACHE):.2f} | "
+                  f"{ratio(runs, load, kind, NGINX):.2f} |")
     if kill_runs:
         lines += _kill_table(kill_runs, results)
     lines += _targets(results, runs, kill_runs)
@@ -154,10 +155,10 @@ def _targets(results: dict[str, Any], runs: list[dict[str, Any]],
     for load in results["loads"]:
         a = ratio(runs, load, CORRECTED, APACHE)
         n = ratio(runs, load, CORRECTED, NGINX)
-        lines.append(f"| hbfork corrected p99 ≤ 0.5× Apache heartbeat's at {load:g} % | "
-                     f"{a:.2f}× | {_met(a <= 0.5)} |")
+        lines.append(f"| hbfork corrected p99 ≤ 0.5x Apache heartbeat's at {load:g} % | "
+                     f"{a:.2f}x | {_met(a <= 0.5)} |")
         lines.append(f"| hbfork corrected p99 ≤ nginx least_conn's at {load:g} % | "
-                     f"{n:.2f}× | {_met(n <= 1.0)} |")
+                     f"{n:.2f}x | {_met(n <= 1.0)} |")
     mine = [r for r in kill_runs if r["contender"] == CORRECTED]
     if mine:
         errors = [r["errors"] for r in mine]

@@ -152,7 +152,8 @@ def haproxy_conf(directory: Path, port: int, members: list[str], maxconn: int = 
     limit = f" maxconn {maxconn}" if maxconn else ""
     servers = "".join(f"    server m{i} {m} check inter 1s fall 2 rise 2{limit}\n"
                       for i, m in enumerate(members, 1))
-    return f"""# scripts/bench-balance: HAProxy leastconn{' + maxconn + timeout queue' * bool(maxconn)}
+    title = "leastconn + maxconn + timeout queue" if maxconn else "leastconn"
+    return f"""# scripts/bench-balance: HAProxy {title}
 global
     maxconn {haproxy_maxconn()}
     pidfile {directory}/haproxy.pid

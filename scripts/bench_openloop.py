@@ -174,7 +174,7 @@ class Generator:
         try:
             _, conn = await asyncio.wait_for(self.loop.create_connection(
                 lambda: Conn(self), self.host, self.port), self.timeout)
-        except (OSError, asyncio.TimeoutError) as err:
+        except (TimeoutError, OSError) as err:
             self.failed(request, f"connect: {type(err).__name__}")
             return
         finally:
@@ -271,7 +271,7 @@ async def run(url: str, rate: float, seconds: float, arrivals: str = "poisson", 
     if n:
         try:
             await asyncio.wait_for(gen.finished.wait(), timeout + 2 * CHECK_EVERY + 1)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     sweeper.cancel()
     for conn in list(gen.conns):
