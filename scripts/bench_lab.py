@@ -144,6 +144,7 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
             "shares": {name: count / total_ok for name, count in sorted(backends.items())},
             "lag_p99": result["lag_ms"]["p99"], "client_queued": result["client_queued"],
             "connections": result["most_connections"],
+            "retried_on_reuse": result.get("retried_on_reuse", 0),
             "first_error_at": min((t for t, _ in result["error_times"]), default=None)}
 
 

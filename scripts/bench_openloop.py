@@ -11,7 +11,11 @@ a seeded generator, so two runs offer exactly the same schedule. Every request t
 keep-alive connection, or opens one; past `--max-connections` it waits in the client (and
 that wait counts in its latency; `client_queued` in the result says whether it happened, which
 means the generator, not the server, was the limit). A request with no answer after
-`--timeout` seconds is an error ("timeout") and its connection is dropped.
+`--timeout` seconds is an error ("timeout") and its connection is dropped. Like browsers and
+HTTP libraries (RFC 9112 9.3.1), a request sent on a reused keep-alive connection that the
+server closes before any byte of the answer is sent again once on a new connection: a server
+may close an idle connection just as a request goes out on it. Those are counted
+(`retried_on_reuse`), and only a second failure is an error.
 
 The result (JSON) has every request's latency in ms (answered or not, in arrival order), the
 status codes, the X-Backend counts of the 2xx answers, errors by kind with their times, and how
@@ -35,11 +39,12 @@ CHECK_EVERY = 0.1   # seconds between timeout sweeps
 
 
 class Request:
-    __slots__ = ("due", "index")
+    __slots__ = ("due", "index", "retried")
 
     def __init__(self, index: int, due: float) -> None:
         self.index = index
         self.due = due
+        self.retried = False
 
 
 class Conn(asyncio.Protocol):
@@ -51,6 +56,7 @@ class Conn(asyncio.Protocol):
         self.buffer = bytearray()
         self.current: Request | None = None
         self.closed = False
+        self.answers = 0   # responses it carried: > 0 means a request on it reuses it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -71,6 +77,7 @@ class Conn(asyncio.Protocol):
             status, backend, close, used = parsed
             del self.buffer[:used]
             request, self.current = self.current, None
+            self.answers += 1
             self.gen.inflight.pop(self, None)
             if close:
                 self.drop()
@@ -82,7 +89,10 @@ class Conn(asyncio.Protocol):
         if self.current is not None:
             request, self.current = self.current, None
             self.gen.inflight.pop(self, None)
-            self.gen.failed(request, "reset" if exc else "closed")
+            if self.answers and not self.buffer and not request.retried:
+                self.gen.retry(request)
+            else:
+                self.gen.failed(request, "reset" if exc else "closed")
 
     def drop(self) -> None:
         if not self.closed:
@@ -152,6 +162,7 @@ class Generator:
         self.error_times: list[tuple[float, str]] = []
         self.lag: list[float] = []
         self.client_queued = 0
+        self.retried_on_reuse = 0
         self.most_connections = 0
         self.done = 0
         self.total = 0
@@ -182,6 +193,12 @@ class Generator:
         self.conns.add(conn)
         self.most_connections = max(self.most_connections, len(self.conns))
         conn.send(request)
+
+    def retry(self, request: Request) -> None:
+        """Once, on a new connection: the reused one was closed before any answer."""
+        request.retried = True
+        self.retried_on_reuse += 1
+        self.loop.create_task(self._open_and_send(request))
 
     def _next(self, conn: Conn) -> None:
         """`conn` is free: give it the oldest waiting request, or keep it idle."""
@@ -284,6 +301,7 @@ async def run(url: str, rate: float, seconds: float, arrivals: str = "poisson", 
             "status": dict(gen.status), "backends": dict(gen.backends),
             "errors": dict(gen.errors), "error_times": gen.error_times[:5000],
             "client_queued": gen.client_queued, "most_connections": gen.most_connections,
+            "retried_on_reuse": gen.retried_on_reuse,
             "lag_ms": {"p50": _pct(lag, 50), "p99": _pct(lag, 99), "max": lag[-1] if lag
                        else 0.0}}
 
