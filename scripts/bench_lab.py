@@ -113,11 +113,11 @@ def loadavg() -> str:
 # --- runs ---------------------------------------------------------------------------------
 
 def openloop(url: str, rate: float, seconds: float, seed: int, out: Path,
-             timeout: float = 10.0) -> dict[str, Any]:
+             timeout: float = 10.0, max_connections: int = 1024) -> dict[str, Any]:
     """One open-loop run (a separate process, so it is scheduled apart from this one)."""
     cmd = [sys.executable, str(OPENLOOP), "--url", url, "--rate", f"{rate:.1f}",
            "--seconds", f"{seconds:g}", "--seed", str(seed), "--timeout", f"{timeout:g}",
-           "--out", str(out)]
+           "--max-connections", str(max_connections), "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + timeout + 60,
                           check=False)
     if done.returncode != 0 or not out.exists():
@@ -140,7 +140,10 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
             "error_kinds": {**result["errors"], **{f"HTTP {k}": v for k, v in non2xx.items()}},
             "p50": pct(latency, 50), "p99": pct(latency, 99), "p999": pct(latency, 99.9),
             "max": latency[-1] if latency else 0.0,
-            "goodput": ok / result["seconds"],
+            # Answers may come after the last arrival (queued ones): per second of the span
+            # from the first arrival to the last 2xx answer, never less than the arrivals'.
+            "goodput": ok / max(result["seconds"], result.get("last_ok_s", 0.0)),
+            "by_second": result.get("by_second", []),
             "shares": {name: count / total_ok for name, count in sorted(backends.items())},
             "lag_p99": result["lag_ms"]["p99"], "client_queued": result["client_queued"],
             "connections": result["most_connections"],

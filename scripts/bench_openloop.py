@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import random
+import resource
 import sys
 import time
 from collections import Counter, deque
@@ -160,6 +161,8 @@ class Generator:
         self.backends: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.error_times: list[tuple[float, str]] = []
+        self.by_second: list[list[int]] = []   # [2xx, other] by the second a request was due
+        self.last_ok = 0.0                      # when the last 2xx answer came (s after t0)
         self.lag: list[float] = []
         self.client_queued = 0
         self.retried_on_reuse = 0
@@ -218,16 +221,26 @@ class Generator:
         self.status[str(status)] += 1
         if 200 <= status < 300:
             self.backends[backend or "(none)"] += 1
+            self.last_ok = max(self.last_ok, self.loop.time() - self.t0)
+            self._second(request, 0)
         else:
+            self._second(request, 1)
             self.error_times.append((round(request.due - self.t0, 3), f"HTTP {status}"))
         self._next(conn)
 
     def failed(self, request: Request, kind: str) -> None:
         self._record(request)
+        self._second(request, 1)
         self.errors[kind] += 1
         self.error_times.append((round(request.due - self.t0, 3), kind))
         if self.waiting and len(self.conns) + self.opening < self.max_connections:
             self.loop.create_task(self._open_and_send(self.waiting.popleft()))
+
+    def _second(self, request: Request, outcome: int) -> None:
+        second = int(request.due - self.t0)
+        while len(self.by_second) <= second:
+            self.by_second.append([0, 0])
+        self.by_second[second][outcome] += 1
 
     def _record(self, request: Request) -> None:
         self.latency.append((request.index, (self.loop.time() - request.due) * 1e3))
@@ -301,7 +314,8 @@ async def run(url: str, rate: float, seconds: float, arrivals: str = "poisson", 
             "status": dict(gen.status), "backends": dict(gen.backends),
             "errors": dict(gen.errors), "error_times": gen.error_times[:5000],
             "client_queued": gen.client_queued, "most_connections": gen.most_connections,
-            "retried_on_reuse": gen.retried_on_reuse,
+            "retried_on_reuse": gen.retried_on_reuse, "by_second": gen.by_second,
+            "last_ok_s": round(gen.last_ok, 3),
             "lag_ms": {"p50": _pct(lag, 50), "p99": _pct(lag, 99), "max": lag[-1] if lag
                        else 0.0}}
 
@@ -324,6 +338,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-connections", type=int, default=1024)
     parser.add_argument("--out", help="write the JSON here (default: stdout)")
     args = parser.parse_args(argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = args.max_connections + 64
+    if soft < wanted:  # one descriptor per connection; as many as the hard limit allows
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
     result = asyncio.run(run(args.url, args.rate, args.seconds, args.arrivals, args.seed,
                              args.timeout, args.max_connections))
     text = json.dumps(result)
