@@ -13,6 +13,8 @@ the same members:
     hbfork-reported hbfork `weighting = "reported"` (Apache's rule, within capacity)
     hbfork          hbfork defaults (in-flight-corrected weights, front queue)
     hbfork-p2c      hbfork `pick = "p2c"`
+    hbfork-apache   hbfork `weighting = "reported"`, `queue_timeout = 0`: Apache's 503s
+    hbfork-1worker  hbfork defaults with one worker (so one queue, not one per worker)
 
 Each is given what an operator who wants failover would set, and no more: nginx retries an
 idempotent request on another member on an error (its default `proxy_next_upstream error
@@ -62,6 +64,8 @@ LABELS = {
     "hbfork-reported": 'hbfork weighting = "reported"',
     "hbfork": "hbfork (defaults: corrected)",
     "hbfork-p2c": 'hbfork pick = "p2c"',
+    "hbfork-apache": 'hbfork weighting = "reported", queue_timeout = 0 (Apache\'s rule)',
+    "hbfork-1worker": "hbfork defaults, workers = 1 (one front queue)",
 }
 
 
@@ -181,7 +185,8 @@ HBFORK_BALANCE = {"hbfork": "", "hbfork-reported": 'weighting = "reported"\n',
 
 
 def start_front(kind: str, directory: Path, members: list[str], *, maxconn: int = 0,
-                queue_timeout: float = 5.0, balance: str = "") -> Server:
+                queue_timeout: float = 5.0, balance: str = "",
+                workers: int | str = "auto") -> Server:
     """Start one front; returns when it serves (hbfork: when every member is eligible)."""
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o755)
@@ -190,7 +195,7 @@ def start_front(kind: str, directory: Path, members: list[str], *, maxconn: int 
     if kind.startswith("hbfork"):
         status_port = free_port()
         conf = directory / "hbfork.toml"
-        text = hbfork_conf(directory, port, "http", "auto", GROUP, members, status_port)
+        text = hbfork_conf(directory, port, "http", workers, GROUP, members, status_port)
         extra = HBFORK_BALANCE.get(kind, "") + balance
         conf.write_text(text + (f"\n[balance]\n{extra}" if extra else ""))
         proc = spawn_hbfork(kind, conf, directory)

@@ -12,7 +12,6 @@ from bench_lab import fmt_ms, median
 
 REF = "haproxy-queue"
 MINE = "hbfork"
-LABELS.setdefault("hbfork-apache", 'hbfork weighting = "reported", queue_timeout = 0')
 
 
 def absorbable_seconds(factor: float, queue_timeout: float) -> float:
