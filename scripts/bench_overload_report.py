@@ -108,7 +108,8 @@ def section(results: dict[str, Any], raw: Path) -> str:
             window = absorbable_seconds(factor, qt)
             title = (f"### Open loop at {load} capacity ({_rate(capacity * factor)} req/s "
                      f"offered, Poisson, {results['seconds']:g} s; a {qt:g} s queue absorbs "
-                     f"{min(window, results['seconds']):g} s of it)")
+                     f"{min(window, results['seconds']):g} s of it, counted below over the "
+                     f"first {int(min(window, results['seconds']))} whole seconds)")
         lines += ["", title, "",
                   "| front | goodput 2xx/s | p99 ms | errors per run | error kinds"
                   + (" | errors among arrivals in the absorbable window" if window else "")
@@ -181,7 +182,8 @@ def _targets(runs: list[dict[str, Any]], loads: list[str], results: dict[str, An
             inside = [errors_in_window(r, window) for r in runs
                       if r["load"] == load and r["contender"] == MINE]
             lines.append(f"| {load} | 0 client errors while the load stays within what "
-                         f"queue_timeout absorbs (arrivals in the first {window:g} s) | "
+                         f"queue_timeout absorbs (arrivals in the first {int(window)} whole "
+                         f"seconds of the {window:g} s it absorbs) | "
                          f"{', '.join(map(str, inside))} | "
                          f"{_met(all(e == 0 for e in inside if e is not None))} |")
     return lines
