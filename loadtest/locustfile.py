@@ -22,6 +22,8 @@ What it does
         reload       steady, and SIGHUP to the master (pid from --pidfile) --reloads times
         member-down  steady, and --victim-pid is killed (SIGKILL) at 40 % of the run
         member-slow  steady (the slow member is set up by whoever starts the backends)
+        overload     u/10 users, u users from 30 % to 60 % of the run (a burst far above what
+                     the members serve at once: the front queue absorbs it), then u/10
 
 Options (each also an environment variable, shown in brackets; all show in the web UI):
   --scenario [HBLOAD_SCENARIO]  --duration S [HBLOAD_DURATION]
@@ -51,7 +53,7 @@ from locust import FastHttpUser, LoadTestShape, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-SCENARIOS = ("steady", "ramp", "spike", "reload", "member-down", "member-slow")
+SCENARIOS = ("steady", "ramp", "spike", "reload", "member-down", "member-slow", "overload")
 KINDS = ("small", "download", "post")
 NO_HEADER = "(no X-Backend)"
 SAMPLE_INTERVAL = 1.0
@@ -220,6 +222,8 @@ def users_at(scenario: str, fraction: float, users: int) -> int:
         return max(1, math.ceil(users * (1 - fraction) / 0.2))
     if scenario == "spike":
         return users if 0.4 <= fraction < 0.6 else max(1, users // 5)
+    if scenario == "overload":
+        return users if 0.3 <= fraction < 0.6 else max(1, users // 10)
     return users
 
 
@@ -249,6 +253,7 @@ class Run:
         self.samples: dict[str, dict[str, Any]] = {}
         self.first_status: dict[str, Any] | None = None
         self.last_status: dict[str, Any] | None = None
+        self.queue_peak: dict[str, int] = {}   # per pool: the most waiting in one sample
         self.greenlets: list[gevent.Greenlet] = []
 
     def note(self, action: str, **details: Any) -> None:
@@ -358,6 +363,9 @@ def _sample_once(url: str) -> None:
     if RUN.first_status is None:
         RUN.first_status = _summary(status)
     RUN.last_status = _summary(status)
+    for pool in status.get("pools", []):
+        name = pool.get("name", "?")
+        RUN.queue_peak[name] = max(RUN.queue_peak.get(name, 0), int(pool.get("queued", 0)))
     for member in status.get("members", []):
         key = member.get("name") or member.get("address")
         entry = RUN.samples.setdefault(key, {
@@ -382,8 +390,11 @@ def _summary(status: dict[str, Any]) -> dict[str, Any]:
             "workers": [{"pid": w.get("pid"), "generation": w.get("generation"),
                          "state": w.get("state")} for w in status.get("workers", [])],
             "members": [{k: m.get(k) for k in ("name", "address", "ready", "share", "state",
-                                                "requests", "connect_failures")}
-                        for m in status.get("members", [])]}
+                                                "requests", "connect_failures", "in_flight",
+                                                "capacity")}
+                        for m in status.get("members", [])],
+            "pools": [{k: p.get(k) for k in ("name", "queued", "dequeued", "queue_rejected")}
+                      for p in status.get("pools", [])]}
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -413,7 +424,7 @@ def build_report(opts: Any) -> dict[str, Any]:
             "mix": parse_mix(opts.mix), "download_size": opts.download_size,
             "post_size": opts.post_size, "responses_counted": total, "members": members,
             "events": RUN.events, "status_first": RUN.first_status,
-            "status_last": RUN.last_status}
+            "status_last": RUN.last_status, "queue_peak": RUN.queue_peak}
 
 
 def format_shares(report: dict[str, Any]) -> str:

@@ -93,16 +93,26 @@ class BackendSpec:
     ip: str
     capacity: int
     delay_ms: float = 0.0
+    workers: int = 0   # > 0: `hbfork backend --workers`, a real limit on what it serves at once
 
 
 NORMAL = (BackendSpec("alpha", "127.0.0.2", 50), BackendSpec("beta", "127.0.0.3", 100),
           BackendSpec("gamma", "127.0.0.4", 150))
 SLOW = BackendSpec("gamma-slow", "127.0.0.4", 2, delay_ms=100)
+# overload: three members that really have two workers each (50 ms per request): 6 requests
+# at once, ~120/s in all, so a spike of users is far more than they can serve at once and the
+# rest must wait in hbfork's front queue.
+OVERLOAD = tuple(BackendSpec(name, ip, 2, delay_ms=50, workers=2)
+                 for name, ip in (("alpha", "127.0.0.2"), ("beta", "127.0.0.3"),
+                                  ("gamma", "127.0.0.4")))
 VICTIM = "beta"   # the member the member-down scenario kills
 
 
 def backends_for(scenario: str) -> tuple[BackendSpec, ...]:
-    """member-slow swaps gamma for a slow member with capacity 2 (ready <= 2)."""
+    """member-slow swaps gamma for a slow member with capacity 2 (ready <= 2); overload has
+    three members with two real workers each."""
+    if scenario == "overload":
+        return OVERLOAD
     return (*NORMAL[:2], SLOW) if scenario == "member-slow" else NORMAL
 
 
@@ -141,7 +151,8 @@ class Topology:
                 *HBFORK, "backend", "--listen", f"{spec.ip}:{ports[spec.name]}",
                 "--heartbeat", f"127.0.0.1:{self.heartbeat_port}",
                 "--capacity", str(spec.capacity), "--delay-ms", str(spec.delay_ms),
-                "--name", spec.name], self.workdir / f"backend-{spec.name}.log")
+                "--workers", str(spec.workers), "--name", spec.name],
+                self.workdir / f"backend-{spec.name}.log")
         config = self.workdir / "hbfork.toml"
         config.write_text(self._config(ports))
         self.proxy = Proc("hbfork", [*HBFORK, "run", "-c", str(config)],

@@ -4,6 +4,15 @@ Every response carries `X-Backend: NAME`. It sends a heartbeat every second from
 address with ready = capacity - requests in flight and busy = requests in flight, plus port=.
 SIGUSR1 pauses the heartbeats, SIGUSR2 resumes them (tests use this to make a member go stale).
 
+By default it serves any number of requests at once (only its heartbeats say "capacity").
+`--workers N` makes it a member that really has N workers, as Apache's are: at most N requests
+are served at once, request N+1 waits (read, not answered) until a worker is free, as a
+connection waits in a real server's listen backlog, and the heartbeats report the true idle
+and busy workers (ready = N - busy). A worker is held per request, not per connection (like
+mpm_event or a threaded application server: an idle keep-alive connection holds none).
+`--delay-jitter MS` adds an exponentially distributed time with mean MS to every request's
+service time (after `--delay-ms`), so service times vary as real ones do.
+
 Query parameters shape the answer (handy for tests and load tests):
   size=N     respond with N bytes of "hbfork-" repeated (streamed, so 50 MB costs no memory;
              the pattern runs on across writes, so a client can check every byte)
@@ -23,7 +32,9 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import random
 import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from hbfork.beat.beacon import Beacon
@@ -36,17 +47,29 @@ REASONS = {200: "OK", 101: "Switching Protocols", 204: "No Content", 304: "Not M
 
 
 class Backend:
-    def __init__(self, name: str, capacity: int, delay_ms: float) -> None:
+    def __init__(self, name: str, capacity: int, delay_ms: float, workers: int = 0,
+                 jitter_ms: float = 0.0, seed: int | None = None) -> None:
         self.name = name
         self.capacity = capacity
         self.delay_ms = delay_ms
-        self.inflight = 0
+        self.jitter_ms = jitter_ms
+        self.random = random.Random(seed)
+        self.inflight = 0      # requests read and not yet answered (waiting ones included)
         self.requests = 0
+        self.workers = workers  # 0: no limit (ready = capacity - inflight)
+        self.busy = 0           # --workers: requests holding a worker
+        self.waiting = 0        # --workers: requests read, waiting for a worker
+        self.most_busy = 0      # the most requests ever served at once (tests read it)
+        self.free = asyncio.Semaphore(workers) if workers > 0 else None
+        self.pause: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests replace it
         self.beating = True
         self.beacon: Beacon | None = None
         self.writers: set[asyncio.StreamWriter] = set()
 
     def load(self) -> tuple[int, int]:
+        """(ready, busy) as the heartbeat reports them."""
+        if self.workers > 0:
+            return self.workers - self.busy, self.busy
         return max(0, self.capacity - self.inflight), self.inflight
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -79,20 +102,48 @@ class Backend:
         self.inflight += 1
         self.requests += 1
         try:
-            body_len, digest = await self._read_body(reader, headers)
-            query = {k: v[-1] for k, v in parse_qs(urlsplit(target).query).items()}
-            delay = self.delay_ms + float(query.get("delay", 0))
-            if delay:
-                await asyncio.sleep(delay / 1000)
-            if "upgrade" in headers.get("connection", "").lower():
-                await self._upgrade(reader, writer)
-                return False
-            keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "") \
-                and query.get("close") != "1"
-            await self._respond(writer, method, query, headers, head, body_len, digest, keep)
-            return keep
+            async with self._worker():
+                return await self._serve_one(reader, writer, method, target, version,
+                                             headers, head)
         finally:
             self.inflight -= 1
+
+    @contextlib.asynccontextmanager
+    async def _worker(self) -> AsyncIterator[None]:
+        """Hold one of the --workers for the request (waiting, FIFO, while all are busy)."""
+        if self.free is None:
+            yield
+            return
+        self.waiting += 1
+        try:
+            await self.free.acquire()
+        finally:
+            self.waiting -= 1
+        self.busy += 1
+        self.most_busy = max(self.most_busy, self.busy)
+        try:
+            yield
+        finally:
+            self.busy -= 1
+            self.free.release()
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         method: str, target: str, version: str, headers: dict[str, str],
+                         head: bytes) -> bool:
+        body_len, digest = await self._read_body(reader, headers)
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(target).query).items()}
+        delay = self.delay_ms + float(query.get("delay", 0))
+        if self.jitter_ms > 0:
+            delay += self.random.expovariate(1 / self.jitter_ms)
+        if delay:
+            await self.pause(delay / 1000)
+        if "upgrade" in headers.get("connection", "").lower():
+            await self._upgrade(reader, writer)
+            return False
+        keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "") \
+            and query.get("close") != "1"
+        await self._respond(writer, method, query, headers, head, body_len, digest, keep)
+        return keep
 
     async def _read_body(self, reader: asyncio.StreamReader,
                          headers: dict[str, str]) -> tuple[int, str]:
@@ -217,11 +268,12 @@ async def _beat(backend: Backend) -> None:
 
 
 def run(listen: str, heartbeat_to: str | None, capacity: int, delay_ms: float, name: str,
-        interval: float = 1.0, send_port: bool = True, key: bytes | None = None) -> int:
+        interval: float = 1.0, send_port: bool = True, key: bytes | None = None,
+        workers: int = 0, jitter_ms: float = 0.0, seed: int | None = None) -> int:
     from hbfork.core.addresses import parse_endpoint
 
     endpoint = parse_endpoint(listen)
-    backend = Backend(name or str(endpoint), capacity, delay_ms)
+    backend = Backend(name or str(endpoint), capacity, delay_ms, workers, jitter_ms, seed)
     if heartbeat_to:
         target = parse_endpoint(heartbeat_to)
         backend.beacon = Beacon(target.sockaddr, port=endpoint.port if send_port else None,

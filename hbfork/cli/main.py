@@ -42,7 +42,8 @@ def cmd_backend(args: argparse.Namespace) -> int:
     from hbfork.beat import backend
 
     return backend.run(args.listen, args.heartbeat, args.capacity, args.delay_ms, args.name,
-                       args.interval, send_port=not args.no_port)
+                       args.interval, send_port=not args.no_port, workers=args.workers,
+                       jitter_ms=args.delay_jitter, seed=args.seed)
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
@@ -78,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     backend.add_argument("--capacity", type=int, default=10,
                          help="ready = capacity - requests in flight (default 10)")
     backend.add_argument("--delay-ms", type=float, default=0.0, help="added to every response")
+    backend.add_argument("--workers", type=int, default=0,
+                         help="serve at most N requests at once (the rest wait, as in a listen "
+                              "backlog) and beat the true idle/busy workers; 0 = no limit "
+                              "(default)")
+    backend.add_argument("--delay-jitter", type=float, default=0.0, metavar="MS",
+                         help="add an exponential time with mean MS to every response")
+    backend.add_argument("--seed", type=int, help="seed for --delay-jitter (reproducible runs)")
     backend.add_argument("--name", default="", help="X-Backend value (default: the address)")
     backend.add_argument("--interval", type=float, default=1.0, help="seconds between beats")
     backend.add_argument("--no-port", action="store_true",

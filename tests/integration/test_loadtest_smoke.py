@@ -3,7 +3,9 @@
 Each run starts its own hbfork and three backends on loopback, drives them with Locust for a
 few seconds and checks the scenario's failure allowance (scripts/loadtest's exit status):
 reload allows 0 failures; member-down allows at most one per user (the requests in flight on
-the member when it is killed). Speed is not asserted here; that is scripts/bench's job.
+the member when it is killed); overload's burst (16 users on members with 6 workers in all)
+must be absorbed by the front queue: 0 failures, and requests did wait. Speed is not
+asserted here; that is scripts/bench's job.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ pytestmark = [
 ]
 
 
-def run_loadtest(tmp_path: Path, scenario: str) -> tuple[int, str]:
+def run_loadtest(tmp_path: Path, scenario: str, users: int = USERS,
+                 duration: int = DURATION) -> tuple[int, str]:
     # Its own session, so that if it hangs, the kit and everything it started (hbfork,
     # backends, Locust processes) can be stopped together and nothing outlives the test.
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "loadtest"), "--scenario", scenario,
-         "--duration", str(DURATION), "--users", str(USERS), "--results", str(tmp_path),
+         "--duration", str(duration), "--users", str(users), "--results", str(tmp_path),
          "--download-size", "65536"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
@@ -73,3 +76,11 @@ def test_member_down_within_allowance(tmp_path: Path) -> None:
     assert code == 0, output
     assert failures(output) <= USERS, output
     assert "SIGKILL member" in output, output
+
+
+def test_overload_burst_waits_in_the_queue_not_503(tmp_path: Path) -> None:
+    code, output = run_loadtest(tmp_path, "overload", users=16, duration=8)
+    assert code == 0, output
+    assert failures(output) == 0, output
+    match = re.search(r"^front queue, pool default: (\d+) requests waited", output, re.MULTILINE)
+    assert match and int(match.group(1)) > 0, output
