@@ -8,12 +8,18 @@ with room, another worker's finished request), lets the waiting ones try again, 
 A waiter whose client went away leaves at once.
 
 Each worker keeps its own waiters (they are its connections); the counts are in the shared
-table so `queue_max` and the status page see the whole front.
+table so `queue_max` and the status page see the whole front. Arrival order holds across
+workers too: each worker publishes when its oldest waiter arrived, and a worker whose own
+oldest is younger (by more than YIELD_MARGIN) than another worker's leaves the room it made
+to that worker, which polls faster (QUEUE_POLL_FIRST) while others leave it their room. Without
+that, room went mostly to the worker whose request had just finished, so waiters of a worker
+that accepted more connections timed out while the other worker's younger ones were served.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import Protocol
 
 from hbfork.proxy.loop import Loop
@@ -23,8 +29,10 @@ from hbfork.table.layout import (
     PC_DEQUEUED,
     PC_QUEUE_FULL,
     PC_QUEUE_GONE,
+    PC_QUEUE_HEAD,
     PC_QUEUE_TIMEOUT,
     PC_QUEUED,
+    WK_GENERATION,
     WK_QUEUE_COUNT,
     WK_QUEUE_HISTOGRAM,
     WK_QUEUE_SUM,
@@ -33,6 +41,8 @@ from hbfork.table.layout import (
 from hbfork.table.table import Table
 
 QUEUE_POLL = 0.005   # seconds between tries while anything waits
+QUEUE_POLL_FIRST = 0.001  # ... while other workers leave us their room (it idles less)
+YIELD_MARGIN = 0.010  # how much older another worker's oldest waiter must be to be let first
 SCAN_LIMIT = 256     # waiters tried per pool per round (bounds the work of one round)
 REASONS = {"timeout": PC_QUEUE_TIMEOUT, "full": PC_QUEUE_FULL, "gone": PC_QUEUE_GONE}
 
@@ -48,12 +58,18 @@ class Waiter(Protocol):
 
 
 class FrontQueue:
-    def __init__(self, loop: Loop, table: Table, record: memoryview) -> None:
+    def __init__(self, loop: Loop, table: Table, record: memoryview, base: int = -1,
+                 records: Callable[[], list[int]] = list) -> None:
+        """`record` is this worker's record in `table`, at word offset `base`; `records`
+        gives the offsets of every live worker's record (its own included)."""
         self.loop = loop
         self.table = table
         self.record = record
+        self.base = base
+        self.records = records
         self.waiting: dict[PoolView, dict[Waiter, None]] = {}  # insertion-ordered sets
         self.timer = loop.timer(self._on_timer)
+        self.first = False  # our oldest waiter is older than other workers': poll faster
 
     def __len__(self) -> int:
         return sum(len(w) for w in self.waiting.values())
@@ -65,9 +81,12 @@ class FrontQueue:
         if self.depth(pool, records) >= pool.queue_max:
             self._count(pool, PC_QUEUE_FULL)
             return False
-        self.waiting.setdefault(pool, {})[waiter] = None
+        waiting = self.waiting.setdefault(pool, {})
+        waiting[waiter] = None
         waiter.queued_at = self.loop.now
         self._count(pool, PC_QUEUED)
+        if len(waiting) == 1 or not self._head_word(pool):
+            self._publish(pool)
         self._arm()
         return True
 
@@ -88,17 +107,23 @@ class FrontQueue:
             return False
         del waiting[waiter]
         self._count(pool, PC_QUEUED, -1)
+        self._publish(pool)
         return True
 
     def dispatch(self) -> None:
         """Let the waiting try again, oldest first (called when a request finished, and by
         the poll timer)."""
+        self.first = False
         for pool, waiting in list(self.waiting.items()):
+            older = self._oldest_elsewhere(pool)
             for waiter in list(waiting)[:SCAN_LIMIT]:
                 if waiter.closed:
                     self._remove(pool, waiter)
                     continue
                 queued_at = waiter.queued_at
+                if older is not None and not waiter.pinned and \
+                        older + YIELD_MARGIN < queued_at:
+                    continue  # another worker's waiter came first: the room is for it
                 if not waiter.try_dispatch():
                     if waiter.pinned:
                         continue  # it waits for its own member; others may have room
@@ -120,7 +145,51 @@ class FrontQueue:
 
     def _arm(self) -> None:
         if any(self.waiting.values()):
-            self.loop.set_timer(self.timer, self.loop.now + QUEUE_POLL)
+            poll = QUEUE_POLL_FIRST if self.first else QUEUE_POLL
+            self.loop.set_timer(self.timer, self.loop.now + poll)
+
+    # --- arrival order across the front's workers
+
+    def _at(self, pool: PoolView) -> int:
+        return pool_counters_at(self.table.capacity, pool.index) + PC_QUEUE_HEAD
+
+    def _head_word(self, pool: PoolView) -> int:
+        return self.record[self._at(pool)]
+
+    def _publish(self, pool: PoolView) -> None:
+        """Say when this worker's oldest waiter for `pool` that any member may take arrived
+        (a pinned one waits for its own member: others must not hold back for it)."""
+        word = 0
+        for waiter in self.waiting.get(pool, ()):
+            if not waiter.pinned:
+                word = int(waiter.queued_at * 1e6) + 1
+                break
+        self.record[self._at(pool)] = word
+
+    def _oldest_elsewhere(self, pool: PoolView) -> float | None:
+        """When the oldest waiter for `pool` in another worker of this generation arrived,
+        or None. A word older than the pool's queue_timeout is left over (a worker that
+        stopped without clearing it) and ignored. Notes when ours is older still."""
+        if self.base < 0:
+            return None
+        words, at = self.table.words, self._at(pool)
+        generation = self.record[WK_GENERATION]
+        oldest = 0
+        for base in self.records():
+            if base == self.base or words[base + WK_GENERATION] != generation:
+                continue
+            word = words[base + at]
+            if word and (not oldest or word < oldest):
+                oldest = word
+        if not oldest:
+            return None
+        arrived = (oldest - 1) / 1e6
+        if arrived < self.loop.now - pool.queue_timeout - 1.0:
+            return None
+        own = self._head_word(pool)
+        if own and own + YIELD_MARGIN * 1e6 < oldest:
+            self.first = True  # the others leave the room to us
+        return arrived
 
     def _count(self, pool: PoolView, counter: int, n: int = 1) -> None:
         self.record[pool_counters_at(self.table.capacity, pool.index) + counter] += n

@@ -100,7 +100,8 @@ class Worker:
             self.upstreams.pools[name].tls_context = context
         self.router = Router(config, self.upstreams)
         self.loop = Loop()
-        self.queue = FrontQueue(self.loop, table, self.record)
+        self.queue = FrontQueue(self.loop, table, self.record, table.worker_base(index),
+                                lambda: self.upstreams.records)
         self.upstreams.on_room = self.queue.soon
         self.buffer = memoryview(bytearray(256 * 1024))
         self.sessions: set[Session] = set()

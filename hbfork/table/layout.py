@@ -101,6 +101,8 @@ PC_STATUS_CLASS, PC_NO_MEMBER, PC_STICKY, PC_STICKY_LOST = 0, 5, 6, 7  # 0..4: 1
 PC_QUEUED = 8            # waiting now (a gauge: the worker's own queue)
 PC_QUEUE_TIMEOUT, PC_QUEUE_FULL, PC_QUEUE_GONE = 9, 10, 11  # 503s, and clients that left
 PC_DEQUEUED = 12         # requests that waited, then went to a member
+PC_QUEUE_HEAD = 13       # a gauge: when the worker's oldest waiter that any member may take
+                         # arrived (CLOCK_MONOTONIC µs + 1; 0: none), for FIFO across workers
 MAX_ROUTES = 1024
 ROUTE_COUNTERS = 2
 RC_REQUESTS, RC_ERRORS = 0, 1  # errors: 5xx answers

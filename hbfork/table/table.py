@@ -44,6 +44,7 @@ from hbfork.table.layout import (
     MEMBER_COUNTERS,
     MEMBER_FORMAT,
     MEMBER_SIZE,
+    PC_QUEUE_HEAD,
     PC_QUEUED,
     POOL_COUNTERS,
     ROUTE_COUNTERS,
@@ -313,9 +314,13 @@ class Table:
 
     # --- workers
 
+    def worker_base(self, index: int) -> int:
+        """The word offset of worker record `index` in `words`."""
+        return (self.workers_at + index * self.worker_size) // 8
+
     def worker_words(self, index: int) -> memoryview:
         """The u64 words of worker record `index` (index == worker_capacity: retired totals)."""
-        start = (self.workers_at + index * self.worker_size) // 8
+        start = self.worker_base(index)
         return self.words[start:start + self.worker_size // 8]
 
     def reset_worker(self, index: int) -> None:
@@ -361,7 +366,8 @@ class Table:
         if generation > retired[WK_SCOPE_GENERATION]:
             retired[start:end] = memoryview(bytes((end - start) * 8)).cast("Q")
             retired[WK_SCOPE_GENERATION] = generation
-        gauges = {start + pool * POOL_COUNTERS + PC_QUEUED for pool in range(MAX_POOLS)}
+        gauges = {start + pool * POOL_COUNTERS + word
+                  for pool in range(MAX_POOLS) for word in (PC_QUEUED, PC_QUEUE_HEAD)}
         for word in range(start, end):
             if record[word] and word not in gauges:
                 retired[word] += record[word]

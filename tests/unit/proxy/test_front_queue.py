@@ -1,0 +1,187 @@
+"""The front queue across workers: arrival order holds over the front, not only per worker.
+
+Two FrontQueues on one real table stand for two workers; their loops' clocks are set by
+hand, and "room" is a counter the waiters take from.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from hbfork.core.pool_settings import PoolSettings
+from hbfork.core.settings import HttpSettings
+from hbfork.proxy.loop import Loop
+from hbfork.proxy.queue import QUEUE_POLL, QUEUE_POLL_FIRST, YIELD_MARGIN, FrontQueue
+from hbfork.proxy.upstreams import PoolView
+from hbfork.table.layout import (
+    PC_QUEUE_HEAD,
+    STATE_READY,
+    WK_GENERATION,
+    WK_STATE,
+    pool_counters_at,
+)
+from hbfork.table.table import Table
+
+
+class Room:
+    def __init__(self) -> None:
+        self.free = 0
+
+
+class FakeWaiter:
+    def __init__(self, room: Room, name: str, pinned: bool = False) -> None:
+        self.room = room
+        self.name = name
+        self.pinned = pinned
+        self.queued_at = 0.0
+        self.closed = False
+        self.served = False
+
+    def try_dispatch(self) -> bool:
+        if self.room.free <= 0:
+            return False
+        self.room.free -= 1
+        self.served = True
+        return True
+
+
+@pytest.fixture
+def table() -> Iterator[Table]:
+    t = Table.create(4, 4, master_pid=930_000 + os.getpid() % 1000)
+    yield t
+    gc.collect()  # a queue and its loop's timer form a cycle that holds views of the segment
+    t.unlink()
+    t.close()
+
+
+@pytest.fixture
+def pool() -> PoolView:
+    return PoolView(0, PoolSettings(name="default"), HttpSettings())
+
+
+def worker_queues(table: Table, count: int = 2,
+                  generations: tuple[int, ...] = ()) -> list[FrontQueue]:
+    bases = [table.worker_base(index) for index in range(count)]
+    queues = []
+    for index in range(count):
+        record = table.worker_words(index)
+        record[WK_STATE] = STATE_READY
+        record[WK_GENERATION] = generations[index] if generations else 1
+        loop = Loop()
+        loop.now = 1000.0
+        queues.append(FrontQueue(loop, table, record, bases[index], lambda: bases))
+    return queues
+
+
+def at(queue: FrontQueue, now: float) -> FrontQueue:
+    queue.loop.now = now
+    return queue
+
+
+def test_room_made_in_one_worker_goes_to_the_older_waiter_of_another(table, pool) -> None:
+    room = Room()
+    a, b = worker_queues(table)
+    old, young = FakeWaiter(room, "old"), FakeWaiter(room, "young")
+    assert at(a, 1000.0).add(pool, old, [])
+    assert at(b, 1000.5).add(pool, young, [])
+    room.free = 1               # b's request finished: the room is b's to give
+    at(b, 1000.6).dispatch()
+    assert not young.served and room.free == 1   # left for a's older waiter
+    at(a, 1000.6).dispatch()
+    assert old.served and room.free == 0
+    room.free = 1
+    at(b, 1000.7).dispatch()    # nothing older anywhere now
+    assert young.served
+    assert len(a) == 0 and len(b) == 0
+
+
+def test_the_worker_others_wait_for_polls_faster(table, pool) -> None:
+    room = Room()
+    a, b = worker_queues(table)
+    at(a, 1000.0).add(pool, FakeWaiter(room, "old"), [])
+    at(b, 1000.5).add(pool, FakeWaiter(room, "young"), [])
+    at(a, 1000.6).dispatch()
+    assert a.first and not b.first
+    assert a.timer.when == pytest.approx(1000.6 + QUEUE_POLL_FIRST)
+    at(b, 1000.6).dispatch()
+    assert b.timer.when == pytest.approx(1000.6 + QUEUE_POLL)
+
+
+def test_waiters_within_the_margin_are_not_held_back(table, pool) -> None:
+    room = Room()
+    a, b = worker_queues(table)
+    first, second = FakeWaiter(room, "first"), FakeWaiter(room, "second")
+    at(a, 1000.0).add(pool, first, [])
+    at(b, 1000.0 + YIELD_MARGIN / 2).add(pool, second, [])
+    room.free = 1
+    at(b, 1000.1).dispatch()
+    assert second.served  # a few ms apart: no room is left idle for that
+
+
+def test_a_pinned_waiter_does_not_hold_other_workers_back(table, pool) -> None:
+    room = Room()
+    a, b = worker_queues(table)
+    sticky = FakeWaiter(room, "sticky", pinned=True)   # waits for its own member
+    at(a, 1000.0).add(pool, sticky, [])
+    young = FakeWaiter(room, "young")
+    at(b, 1000.5).add(pool, young, [])
+    words = table.worker_words(0)
+    assert words[pool_counters_at(table.capacity, 0) + PC_QUEUE_HEAD] == 0
+    room.free = 1
+    at(b, 1000.6).dispatch()
+    assert young.served and not sticky.served
+
+
+def test_yielding_still_tries_own_pinned_waiters(table, pool) -> None:
+    room = Room()
+    a, b = worker_queues(table)
+    at(a, 1000.0).add(pool, FakeWaiter(room, "old"), [])
+    young = FakeWaiter(room, "young")
+    sticky = FakeWaiter(room, "sticky", pinned=True)
+    at(b, 1000.5).add(pool, young, [])
+    at(b, 1000.5).add(pool, sticky, [])
+    room.free = 1
+    at(b, 1000.6).dispatch()
+    assert sticky.served and not young.served
+
+
+def test_leftover_words_and_other_generations_are_ignored(table, pool) -> None:
+    room = Room()
+    a, b, c = worker_queues(table, 3, generations=(1, 1, 2))
+    at(a, 1000.0).add(pool, FakeWaiter(room, "stale"), [])
+    at(c, 1000.0).add(pool, FakeWaiter(room, "other generation"), [])
+    young = FakeWaiter(room, "young")
+    # a's waiter arrived longer ago than the pool's queue_timeout (+1 s): a worker that
+    # stopped without clearing its word; c is of another generation (other pool indexes)
+    late = 1000.0 + pool.queue_timeout + 2.0
+    at(b, late).add(pool, young, [])
+    room.free = 1
+    at(b, late).dispatch()
+    assert young.served
+
+
+def test_the_head_word_follows_the_oldest_waiter(table, pool) -> None:
+    room = Room()
+    (a,) = worker_queues(table, 1)
+    head = pool_counters_at(table.capacity, 0) + PC_QUEUE_HEAD
+    first, second = FakeWaiter(room, "1"), FakeWaiter(room, "2")
+    at(a, 1000.0).add(pool, first, [])
+    at(a, 1001.0).add(pool, second, [])
+    assert a.record[head] == int(1000.0 * 1e6) + 1
+    a.leave(pool, first, "gone")
+    assert a.record[head] == int(1001.0 * 1e6) + 1
+    a.leave(pool, second, "timeout")
+    assert a.record[head] == 0
+
+
+def test_the_head_word_is_not_folded_into_the_retired_record(table, pool) -> None:
+    room = Room()
+    (a,) = worker_queues(table, 1)
+    at(a, 1000.0).add(pool, FakeWaiter(room, "w"), [])
+    table.retire_worker(0)
+    retired = table.worker_words(table.worker_capacity)
+    assert retired[pool_counters_at(table.capacity, 0) + PC_QUEUE_HEAD] == 0
