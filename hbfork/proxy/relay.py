@@ -83,14 +83,16 @@ class Direction:
 
     # --- reading (the caller has checked that nothing is waiting)
 
-    def read(self, source: socket.socket, sink: socket.socket, buffer: memoryview) -> int:
-        """Read what `source` has and write as much of it to `sink` as it takes now.
+    def read(self, source: socket.socket, sink: socket.socket, buffer: memoryview,
+             limit: int = PIPE_SIZE) -> int:
+        """Read what `source` has, at most `limit` bytes (an HTTP body's rest: the bytes after
+        it belong to the next request), and write as much of it to `sink` as it takes now.
         Returns the bytes read: 0 at EOF (`eof` is set), -1 when there was nothing."""
         if self.pipe_w < 0 and self.splice and self.bulk:
             self._open_pipe()
-        n = self._splice_in(source, sink) if self.pipe_w >= 0 else -2
+        n = self._splice_in(source, sink, limit) if self.pipe_w >= 0 else -2
         if n == -2:  # not splicing (or the kernel just refused it): copy
-            n = self._copy_in(source, sink, buffer)
+            n = self._copy_in(source, sink, buffer[:limit] if limit < len(buffer) else buffer)
         if n == 0:
             self.eof = True
         elif n >= SPLICE_AFTER:
@@ -117,9 +119,9 @@ class Direction:
         except BlockingIOError:
             return 0
 
-    def _splice_in(self, source: socket.socket, sink: socket.socket) -> int:
+    def _splice_in(self, source: socket.socket, sink: socket.socket, limit: int) -> int:
         try:
-            n = os.splice(source.fileno(), self.pipe_w, PIPE_SIZE, flags=_FLAGS)
+            n = os.splice(source.fileno(), self.pipe_w, min(limit, PIPE_SIZE), flags=_FLAGS)
         except BlockingIOError:
             return -1
         except OSError as err:

@@ -25,6 +25,7 @@ from hbfork.proxy.http.state import (
 )
 from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import EPOLLIN, READ, WRITE
+from hbfork.proxy.relay import Direction
 from hbfork.proxy.tls import WOULD_BLOCK
 from hbfork.proxy.upstreams import Target
 
@@ -122,6 +123,36 @@ class MemberSide(ExchangeState):
         if taken < n:
             self.inbuf += view[taken:n]  # the next (pipelined) request
 
+    def _relay_body_bulk(self, body: LengthBody) -> bool:
+        """Read the next part of a large request body (at most what is left of it) and move
+        it to the member through the session's pipe; False if the session ended. The client
+        is not read again until the member has taken all of it (see _wants_client_read)."""
+        relay = self.body_relay
+        if relay is None:
+            relay = self.body_relay = Direction()
+            relay.bulk = True  # splice from the first read: we know how much is coming
+        conn = self.conn
+        assert conn is not None
+        try:
+            n = relay.read(self.client, conn.sock, self.ctx.buffer, body.remaining)
+        except OSError:  # either socket: a reset client gets nothing anyway
+            self._member_write_failed()
+            return not self.closed
+        if n == 0:
+            self.client_eof = True  # inside the body: _forward_request_body says 400
+        elif n > 0:
+            body.remaining -= n
+            self.ctx.count_bytes(True, n)
+            self._set_deadline(self.ctx.http.client_timeout)
+        return True
+
+    def _flush_body_relay(self, relay: Direction) -> None:
+        assert self.conn is not None
+        try:
+            relay.flush(self.conn.sock)
+        except OSError:
+            self._member_write_failed()
+
     def _forward_request_body(self) -> None:
         if self.request_done or self.body is None or self.conn is None:
             return
@@ -157,6 +188,8 @@ class MemberSide(ExchangeState):
         else:
             if mask & WRITE and self.upstream_out:
                 self._flush_member()
+            elif mask & WRITE and self.body_relay is not None and self.body_relay.waiting():
+                self._flush_body_relay(self.body_relay)
             if mask & ~WRITE and self.conn is conn and self._wants_member_read():
                 self._read_member()
         if not self.closed:
@@ -258,6 +291,11 @@ class MemberSide(ExchangeState):
 
     def _release_member(self, reusable: bool) -> None:
         self._member_done(0)
+        relay = self.body_relay
+        if relay is not None:  # a pipe per upload, not per connection (idle ones hold none)
+            self.body_relay = None
+            reusable = reusable and not relay.waiting()  # request bytes never sent: broken
+            relay.close()
         conn = self.conn
         if conn is None:
             return

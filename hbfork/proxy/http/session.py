@@ -74,7 +74,7 @@ PLAIN = ListenSettings()  # a plain listener's options (tests and direct use)
 
 class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
     __slots__ = (
-        "accounted", "body", "bytes_to_client", "client", "client_eof", "client_fd",
+        "accounted", "body", "body_relay", "bytes_to_client", "client", "client_eof", "client_fd",
         "client_hup", "client_ip", "client_out", "client_parked", "closed", "conn", "ctx",
         "decision", "drain_requested", "exchange_started", "extra_head", "fast", "forwarded",
         "fresh_retry", "head_started", "inbuf", "inflight_target", "keep_alive", "lean_head",
@@ -97,6 +97,7 @@ class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Wai
         self.upbuf = bytearray()
         self.client_out = bytearray()
         self.upstream_out = bytearray()
+        self.body_relay = None
         self.client_eof = False
         self.client_hup = False
         self.client_parked = False

@@ -14,6 +14,7 @@ from hbfork.proxy.context import SessionContext
 from hbfork.proxy.http.router import Decision
 from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import Timer
+from hbfork.proxy.relay import Direction
 from hbfork.proxy.tls import TlsWriter
 from hbfork.proxy.upstreams import PoolView, Target
 
@@ -50,6 +51,7 @@ class ExchangeState:
     upbuf: bytearray
     client_out: bytearray
     upstream_out: bytearray
+    body_relay: Direction | None  # a large request body spliced to the member (after the head)
     # the client connection
     client_eof: bool      # the client sends nothing more (the bytes before its FIN read)
     client_hup: bool      # it half-closed, but bytes before the FIN are still unread
