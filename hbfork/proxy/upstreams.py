@@ -33,11 +33,14 @@ from hbfork.table.layout import (
     MC_STATUS_CLASS,
     MC_UID,
     MEMBER_COUNTERS,
+    PC_QUEUE_HEAD,
     W_GENERATION,
+    WK_GENERATION,
     WK_HISTOGRAM,
     WK_LATENCY_COUNT,
     WK_LATENCY_SUM,
     WK_MEMBERS,
+    pool_counters_at,
 )
 from hbfork.table.table import Table
 
@@ -234,6 +237,21 @@ class Upstreams:
             skip.add(slot)  # another worker took its last place meanwhile
             lost_race = True
         return FULL
+
+    def queue_ahead(self, pool: PoolView) -> bool:
+        """Requests of `pool` wait in the front queue, in any worker of this generation, for
+        a place any member may give (pinned ones, waiting for their own member, do not
+        count). A new request then goes behind them instead of taking a place that has
+        just freed up: without that, arrivals overtook waiters and the oldest timed out."""
+        if self.words_view[W_GENERATION] != self.seen:
+            self._refresh()
+        words = self.words_view
+        at = pool_counters_at(self.table.capacity, pool.index) + PC_QUEUE_HEAD
+        generation = self.record[WK_GENERATION]
+        for base in self.records:
+            if words[base + at] and words[base + WK_GENERATION] == generation:
+                return True
+        return False
 
     def reserve(self, target: Target) -> bool:
         """Count a request in flight to `target` if it has room (False: it had none). The

@@ -67,7 +67,8 @@ class FastPath(ExchangeState):
         pool = decision.pool
         if pool is None or not decision.fast or pool.tls_context is not None:
             return self._read_slowly(n)
-        found = ctx.upstreams.choose(None, pool)
+        found = ctx.upstreams.choose(None, pool) if not ctx.upstreams.queue_ahead(pool) \
+            else None
         if not isinstance(found, Target):
             return self._read_slowly(n)  # queueing or 503: the general path's business
         # From here the request is counted in flight to `found`; it is this session's.

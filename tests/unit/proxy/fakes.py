@@ -48,6 +48,7 @@ class FakePicker:
         self.default = self.pools.get("default", next(iter(self.pools.values())))
         self.in_flight: dict[int, int] = {}
         self.finished_statuses: list[tuple[int, int]] = []
+        self.queue: list[object] = []  # the context's queue (FakeContext sets it)
 
     def _in(self, pool: PoolView) -> list[FakeMember]:
         listed = {address for address, _ in pool.members}
@@ -62,6 +63,10 @@ class FakePicker:
                 self.started(member.target)  # as Upstreams.choose, it reserves
                 return member.target
         return FULL if candidates else None
+
+    def queue_ahead(self, pool: PoolView) -> bool:
+        """Others wait in the front queue for any member (the context's queue)."""
+        return any(not getattr(w, "pinned", False) for w in self.queue)
 
     def reserve(self, target: Target) -> bool:
         if next(m for m in self.members if m.target is target).full:
@@ -130,6 +135,7 @@ class FakeContext:
         self.closed_sessions: list[object] = []
         self.outcomes: list[int] = []  # sticky outcome per finished request
         self.queue: list[object] = []   # waiters, oldest first
+        self.upstreams.queue = self.queue
         self.left: list[str] = []       # why waiters left the queue without a member
 
     # --- the SessionContext

@@ -207,6 +207,21 @@ def test_a_request_waits_while_every_member_is_full_then_goes() -> None:
     assert ctx.queue == [] and ctx.done == [(200, 1)]
 
 
+def test_a_new_request_goes_behind_those_waiting_even_when_room_appears() -> None:
+    ctx = FakeContext([member(1)])
+    ctx.members[1].full = True
+    first, first_client = start(ctx)
+    first_client.sendall(GET)
+    ctx.run_until(lambda: ctx.queue == [first])
+    ctx.members[1].full = False   # a place frees up before the queue is dispatched
+    second, second_client = start(ctx)
+    second_client.sendall(GET)
+    ctx.run_until(lambda: ctx.queue == [first, second])
+    assert ctx.connects == []     # the newcomer did not take the place
+    ctx.dispatch_queue()          # oldest first
+    assert ctx.queue == [] and len(ctx.connects) == 2
+
+
 def test_a_queue_timeout_is_503_with_retry_after() -> None:
     ctx = FakeContext([member(1)], extra="[balance]\nqueue_timeout = 0.05\n")
     ctx.members[1].full = True
