@@ -216,6 +216,21 @@ def replace_host(forward: bytes, host: bytes) -> bytes:
     return forward[:at] + b"\r\nHost: " + host + (forward[end:] if end >= 0 else b"")
 
 
+def field_values(head: bytes, name: bytes) -> list[bytes]:
+    """The values of every field `name` (lower-case) in a head, in order: the Cookie fields
+    of a lean request, for its sticky session."""
+    lower = head.lower()
+    needle = b"\r\n" + name + b":"
+    out = []
+    at = lower.find(needle)
+    while at >= 0:
+        start = at + len(needle)
+        end = head.find(b"\r\n", start)
+        out.append(head[start:end].strip(b" \t"))
+        at = lower.find(needle, end)
+    return out
+
+
 def field_value(head: bytes, name: bytes) -> bytes:
     """The value of the first field `name` (lower-case) in a head, b"" if there is none: the
     access log's Referer and User-Agent of a lean request."""

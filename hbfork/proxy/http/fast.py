@@ -23,7 +23,7 @@ import time
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import IDEMPOTENT, LengthBody
 from hbfork.core.lean import replace_host, without_hop_fields
-from hbfork.proxy.http.state import FORWARD, HEAD, MAX_RESPONSE_HEAD, ExchangeState
+from hbfork.proxy.http.state import FORWARD, HEAD, MAX_RESPONSE_HEAD, STICKY_HIT, ExchangeState
 from hbfork.proxy.loop import READ, WRITE
 from hbfork.proxy.tls import WOULD_BLOCK
 from hbfork.proxy.upstreams import Target
@@ -67,9 +67,22 @@ class FastPath(ExchangeState):
         pool = decision.pool
         if pool is None or not decision.fast or pool.tls_context is not None:
             return self._read_slowly(n)
-        found = ctx.upstreams.choose(None, pool) if not ctx.upstreams.queue_ahead(pool) \
-            else None
+        upstreams = ctx.upstreams
+        found: Target | int | str | None = None
+        if pool.sticky:
+            route = ctx.router.sticky_route_lean(decision, head, target)
+            if route is not None:
+                found = upstreams.sticky(pool, route)
+                if found is not None:  # the route names a member: it, or the general path
+                    if not isinstance(found, Target) or not upstreams.reserve(found):
+                        return self._read_slowly(n)  # down, or busy: failover or waiting
+                    self.sticky_route, self.sticky_outcome = route, STICKY_HIT
+                else:
+                    self.sticky_route = route  # no member has it: a weighted pick
+        if found is None:
+            found = upstreams.choose(None, pool) if not upstreams.queue_ahead(pool) else None
         if not isinstance(found, Target):
+            self.sticky_route = None
             return self._read_slowly(n)  # queueing or 503: the general path's business
         # From here the request is counted in flight to `found`; it is this session's.
         self.exchange_started = time.monotonic()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from hbfork.core.config import Config
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import RequestHead
+from hbfork.core.lean import field_values
 from hbfork.core.reverse import ReverseMap, build_map
 from hbfork.core.routes import HOST_CACHE, HostRoutes, Route, compile_routes
 from hbfork.core.sticky import find_route, route_cookie
@@ -37,10 +38,11 @@ class Decision:
     fast: bool = field(default=False, init=False)  # may take the fast path (proxy.http.fast)
 
     def __post_init__(self) -> None:
-        # Sticky pools read cookies and may set one: their requests take the general path.
+        # A pool that sets route cookies (sticky_cookie) answers with a rewritten head: its
+        # requests take the general path. Sticky pools take the fast path when the session's
+        # member can take the request at once (proxy.http.fast).
         pool = self.pool
-        object.__setattr__(self, "fast", pool is not None and not pool.sticky
-                           and not pool.settings.sticky_cookie)
+        object.__setattr__(self, "fast", pool is not None and not pool.settings.sticky_cookie)
 
 
 class Router:
@@ -112,15 +114,23 @@ class Router:
         pool = decision.pool
         if pool is None or not pool.sticky:
             return None
-        return self._sticky_route(pool, request, decision.target or request.target)
+        return self._sticky_route(pool, [value for _, lower, value in request.headers
+                                         if lower == b"cookie"],
+                                  decision.target or request.target)
+
+    def sticky_route_lean(self, decision: Decision, head: bytes, target: bytes) -> str | None:
+        """sticky_route() for a lean request: its Cookie fields read from the head as sent."""
+        pool = decision.pool
+        assert pool is not None and pool.sticky
+        return self._sticky_route(pool, field_values(head, b"cookie"),
+                                  decision.target or target)
 
     @staticmethod
-    def _sticky_route(pool: PoolView, request: RequestHead, url: bytes) -> str | None:
+    def _sticky_route(pool: PoolView, cookie_fields: list[bytes], url: bytes) -> str | None:
         # Decode only what can hold the names (most requests carry other cookies too).
         param, cookie = pool.param_bytes, pool.cookie_bytes
         text = url.decode("latin-1") if param and param in url else ""
-        cookies = [value.decode("latin-1") for _, lower, value in request.headers
-                   if lower == b"cookie" and cookie in value]
+        cookies = [value.decode("latin-1") for value in cookie_fields if cookie in value]
         if not text and not cookies:
             return None
         return find_route(text, cookies, pool.cookie_name, pool.param_name, pool.separator)

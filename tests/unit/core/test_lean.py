@@ -15,6 +15,7 @@ from hbfork.core.http11 import Limits, parse_request_head, parse_response_head
 from hbfork.core.http_heads import request_head_for_member, response_head_for_client
 from hbfork.core.lean import (
     field_value,
+    field_values,
     lean_request,
     lean_response,
     replace_host,
@@ -266,3 +267,10 @@ def test_the_fuzz_exercises_both_outcomes() -> None:
     taken = [check_request(h) for _ in range(2000)
              if (h := _complete(_mutate(rng.choice(COMMON_REQUESTS), rng, 2))) is not None]
     assert 0.1 < sum(taken) / len(taken) < 0.9, sum(taken) / len(taken)
+
+
+def test_field_values_finds_every_field_of_a_name() -> None:
+    head = (b"GET / HTTP/1.1\r\nHost: h\r\ncookie: a=1\r\nX: y\r\nCOOKIE:  b=2 \r\n"
+            b"Set-Cookie: no\r\n\r\n")
+    assert field_values(head, b"cookie") == [b"a=1", b"b=2"]
+    assert field_values(head, b"referer") == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 
 from hbfork.proxy.http.session import HttpSession
+from hbfork.proxy.http.state import STICKY_HIT, STICKY_LOST
 from tests.unit.proxy.fakes import FakeContext, Reader, member
 
 GET = b"GET /x HTTP/1.1\r\nHost: front.example\r\n\r\n"
@@ -261,3 +262,45 @@ def test_a_draining_worker_answers_with_connection_close() -> None:
     answer = exchange(ctx, client, reply, serve, GET, b"hello")
     assert answer == b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
     ctx.run_until(lambda: session.closed)
+
+
+STICKY_POOL = """
+[[pool]]
+name = "default"
+stickysession = "JSESSIONID|jsessionid"
+[[pool.member]]
+address = "192.0.2.1:8080"
+route = "n1"
+[[pool.member]]
+address = "192.0.2.2:8080"
+route = "n2"
+"""
+
+
+def test_a_sticky_session_whose_member_has_room_takes_the_fast_path() -> None:
+    ctx = FakeContext([member(1), member(2)], STICKY_POOL)
+    _, client, reply = start(ctx)
+    serve = Member(ctx, 2, *[OK] * 21)
+    # the session's cookie in the second of two Cookie fields, as browsers may send them
+    sticky = (b"GET /x HTTP/1.1\r\nHost: h\r\nCookie: theme=dark\r\n"
+              b"Cookie: JSESSIONID=8C2A.n2\r\n\r\n")
+    exchange(ctx, client, reply, serve, sticky, b"hello")   # dials: the general path
+    for _ in range(20):
+        assert exchange(ctx, client, reply, serve, sticky, b"hello") == OK
+    assert ctx.counts["fast_path"] == 20
+    assert ctx.connects == [2] and len(serve.got) == 21
+    assert ctx.outcomes == [STICKY_HIT] * 21
+
+
+def test_a_sticky_session_whose_member_is_down_leaves_the_fast_path() -> None:
+    ctx = FakeContext([member(1), member(2)], STICKY_POOL)
+    _, client, reply = start(ctx)
+    serve = Member(ctx, 1, OK, OK)
+    plain = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
+    exchange(ctx, client, reply, serve, plain, b"hello")   # a pooled connection to member 1
+    ctx.members[2].down = True
+    sticky = b"GET /x HTTP/1.1\r\nHost: h\r\nCookie: JSESSIONID=8C2A.n2\r\n\r\n"
+    answer = exchange(ctx, client, reply, serve, sticky, b"hello")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"hello")
+    assert ctx.counts.get("fast_path") is None   # the failover is the general path's
+    assert ctx.outcomes == [0, STICKY_LOST]
