@@ -85,18 +85,30 @@ class ClientSide(ExchangeState):
             return True
         if self.state == TUNNEL:
             return len(self.upstream_out) < HIGH_WATER
+        if self.request is None or self.request_done or self.conn is None or \
+                self.state != FORWARD:
+            return False
         relay = self.body_relay
-        return (self.request is not None and not self.request_done and self.conn is not None
-                and self.state == FORWARD and len(self.upstream_out) < HIGH_WATER
-                and (relay is None or not relay.waiting()))
+        if relay is not None and relay.waiting():
+            return False  # the pipe holds bytes the member has not taken yet
+        if self._body_splices():
+            # Let what is queued for the member go first, then splice the rest: reading on
+            # into the buffers meanwhile would keep the queue from ever emptying, and the
+            # whole body would be copied.
+            return not self.upstream_out and not self.inbuf
+        return len(self.upstream_out) < HIGH_WATER
+
+    def _body_splices(self) -> bool:
+        """The rest of this request body goes through a kernel pipe (see SPLICE_BODIES)."""
+        body, conn, relay = self.body, self.conn, self.body_relay
+        return (type(body) is LengthBody and body.remaining >= SPLICE_AFTER and SPLICE_BODIES
+                and self.tls is None and conn is not None and conn.tls is None
+                and (relay is None or relay.splice))
 
     def _read_client(self) -> bool:
-        body = self.body
-        if type(body) is LengthBody and body.remaining >= SPLICE_AFTER and \
-                self.state == FORWARD and not self.request_done and not self.inbuf and \
-                not self.upstream_out and self.tls is None and self.conn is not None and \
-                self.conn.tls is None and SPLICE_BODIES:
-            return self._relay_body_bulk(body)
+        if self.state == FORWARD and not self.request_done and not self.inbuf and \
+                not self.upstream_out and self._body_splices():
+            return self._relay_body_bulk(self.body)  # type: ignore[arg-type]  # LengthBody
         buffer = self.ctx.buffer
         try:
             n = self.client.recv_into(buffer)

@@ -34,17 +34,25 @@ class Member:
     """The member's end: collects what arrives, answers each complete request (head plus
     Content-Length body) with OK. `paused` stops it reading (a slow member)."""
 
-    def __init__(self, ctx: FakeContext, slot: int) -> None:
+    def __init__(self, ctx: FakeContext, slot: int, per_call: int = 0) -> None:
         self.ctx, self.slot = ctx, slot
         self.data = b""
         self.requests: list[tuple[bytes, bytes]] = []
         self.paused = False
+        self.per_call = per_call  # read at most this much per call (0: all there is)
 
     def serve(self) -> None:
         peers = self.ctx.members[self.slot].peers
         if not peers or self.paused:
             return
-        self.data += read_available(peers[-1])
+        if self.per_call:
+            peers[-1].setblocking(False)
+            try:
+                self.data += peers[-1].recv(self.per_call)
+            except BlockingIOError:
+                pass
+        else:
+            self.data += read_available(peers[-1])
         while b"\r\n\r\n" in self.data:
             head, rest = self.data.split(b"\r\n\r\n", 1)
             length = 0
@@ -170,3 +178,27 @@ def test_a_member_that_answers_before_the_body_ends_gets_a_closed_connection() -
     ctx.run_until(lambda: session.body_relay is None)
     assert not ctx.conn_pool.idle.get(1)  # never pooled with a request half sent
     assert ctx.done == [(413, 1)]
+
+
+def test_a_steadily_slow_member_still_gets_most_of_the_body_spliced(splices) -> None:
+    """The member reads less per turn than the client sends: the head and the first part of
+    the body wait in the session's queue. The client is not read again until that queue is
+    written, and the rest goes through the pipe (reading on into the buffers meanwhile, the
+    queue would never empty and all of the body would be copied)."""
+    ctx = FakeContext([member(1)])
+    session, client = start(ctx)
+    body = os.urandom(4 * PIPE_SIZE)
+    backend = Member(ctx, 1, per_call=16 * 1024)
+    shrunk = []
+
+    def serve() -> None:
+        if session.conn is not None and not shrunk:  # a small socket buffer to the member
+            session.conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+            shrunk.append(True)
+        backend.serve()
+
+    reply = Reader(client)
+    send_all(ctx, client, post(body), serve)
+    ctx.run_until(lambda: reply.poll().endswith(b"ok"), serve=serve, timeout=20)
+    assert backend.requests[0][1] == body
+    assert sum(splices) >= 2 * (len(body) - PIPE_SIZE), sum(splices)
