@@ -42,7 +42,12 @@ from hbfork.table.table import Table
 
 QUEUE_POLL = 0.005   # seconds between tries while anything waits
 QUEUE_POLL_FIRST = 0.001  # ... while other workers leave us their room (it idles less)
-YIELD_MARGIN = 0.010  # how much older another worker's oldest waiter must be to be let first
+# How much older another worker's oldest waiter must be for this worker to leave it the room it
+# made. Leaving room costs: it stays idle until that worker looks (up to QUEUE_POLL_FIRST),
+# which at 10 ms cost a 2 ms member a third of its throughput in bench-overload's closed loop;
+# waits that matter are seconds long (a 5 s queue_timeout), so 100 ms keeps the order that
+# matters without idling places over the few milliseconds of a short queue.
+YIELD_MARGIN = 0.100
 SCAN_LIMIT = 256     # waiters tried per pool per round (bounds the work of one round)
 REASONS = {"timeout": PC_QUEUE_TIMEOUT, "full": PC_QUEUE_FULL, "gone": PC_QUEUE_GONE}
 
