@@ -223,14 +223,17 @@ def pick_cost(args: argparse.Namespace) -> dict[str, Any]:
         done = subprocess.run([sys.executable, str(script), "--number", str(number),
                                "--repeat", "3"], capture_output=True, text=True, timeout=300,
                               check=False)
-        row = re.search(r"^\s*1000\s+([\d.]+)µs\s+([\d.]+)\s+([\d.]+)µs\s+([\d.]+)µs\s+"
-                        r"([\d.]+)µs", done.stdout, re.MULTILINE)
+        # bench-pick's row for 1,000 members: pick(), then choose() corrected, reported and
+        # p2c (each with the finished() that ends its request), excluded, rebuild
+        row = re.search(r"^\s*1000" + r"\s+([\d.]+)µs" * 6, done.stdout, re.MULTILINE)
         ref = re.search(r"reference random\(\):\s+([\d.]+)", done.stdout)
         if done.returncode == 0 and row:
             return {"source": f"scripts/bench-pick --number {number} --repeat 3",
                     "members": 1000, "pick_us": float(row.group(1)),
-                    "choose_us": float(row.group(3)), "choose_excluding_us": float(row.group(4)),
-                    "rebuild_us": float(row.group(5)),
+                    "choose_us": float(row.group(2)), "choose_reported_us": float(row.group(3)),
+                    "choose_p2c_us": float(row.group(4)),
+                    "choose_excluding_us": float(row.group(5)),
+                    "rebuild_us": float(row.group(6)),
                     "random_us": float(ref.group(1)) if ref else None,
                     "output": done.stdout}
     import random

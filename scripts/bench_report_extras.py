@@ -120,8 +120,10 @@ def pick(results: dict[str, Any]) -> str:
     if not pick:
         return ""
     rows = [f"| pick() (random + bisect) | {pick['pick_us']:.3f} µs |"]
-    for key, text in (("choose_us", "the worker's choose() (generation check, pick, cached "
-                                    "target)"),
+    for key, text in (("choose_us", "the worker's choose() + finished(), corrected (generation "
+                                    "check, pick, reservation, cached target; the request's end)"),
+                      ("choose_reported_us", "the same, weighting = \"reported\""),
+                      ("choose_p2c_us", "the same, pick = \"p2c\""),
                       ("choose_excluding_us", "choose() excluding one member (a retry)"),
                       ("rebuild_us", "rebuild after a table change"),
                       ("random_us", "reference: random() alone")):
