@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from hbfork.proxy.loop import Loop
-from hbfork.proxy.upstreams import PoolView
+from hbfork.proxy.upstreams import ORDER_AFTER, PoolView
 from hbfork.table.layout import (
     LATENCY_BUCKETS,
     PC_DEQUEUED,
@@ -42,12 +42,7 @@ from hbfork.table.table import Table
 
 QUEUE_POLL = 0.005   # seconds between tries while anything waits
 QUEUE_POLL_FIRST = 0.001  # ... while other workers leave us their room (it idles less)
-# How much older another worker's oldest waiter must be for this worker to leave it the room it
-# made. Leaving room costs: it stays idle until that worker looks (up to QUEUE_POLL_FIRST),
-# which at 10 ms cost a 2 ms member a third of its throughput in bench-overload's closed loop;
-# waits that matter are seconds long (a 5 s queue_timeout), so 100 ms keeps the order that
-# matters without idling places over the few milliseconds of a short queue.
-YIELD_MARGIN = 0.100
+YIELD_MARGIN = ORDER_AFTER  # how much older another worker's waiter must be to go first
 SCAN_LIMIT = 256     # waiters tried per pool per round (bounds the work of one round)
 REASONS = {"timeout": PC_QUEUE_TIMEOUT, "full": PC_QUEUE_FULL, "gone": PC_QUEUE_GONE}
 

@@ -78,7 +78,8 @@ class TcpSession:
         pool = ctx.upstreams.default
         if len(self.tried) > pool.retries:
             return self.close()
-        if not self.queued_at and not self.tried and ctx.upstreams.queue_ahead(pool):
+        if not self.queued_at and not self.tried and \
+                ctx.upstreams.queue_ahead(pool, ctx.loop.now):
             return self._wait(pool)  # others wait already: behind them, in arrival order
         target = ctx.upstreams.choose(self.tried)
         if target == FULL:

@@ -80,7 +80,8 @@ class FastPath(ExchangeState):
                 else:
                     self.sticky_route = route  # no member has it: a weighted pick
         if found is None:
-            found = upstreams.choose(None, pool) if not upstreams.queue_ahead(pool) else None
+            found = None if upstreams.queue_ahead(pool, ctx.loop.now) else \
+                upstreams.choose(None, pool)
         if not isinstance(found, Target):
             self.sticky_route = None
             return self._read_slowly(n)  # queueing or 503: the general path's business

@@ -290,7 +290,8 @@ class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Wai
                 if pool.settings.nofailover:
                     self._fail(503, "the member of this session is unavailable", RETRY_AFTER)
                     return None
-        if not self.queued_at and not self.tried and ctx.upstreams.queue_ahead(pool):
+        if not self.queued_at and not self.tried and \
+                ctx.upstreams.queue_ahead(pool, ctx.loop.now):
             self._wait(pool)  # others wait already: behind them, in arrival order
             return None
         target = ctx.upstreams.choose(self.tried, pool)

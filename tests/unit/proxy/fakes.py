@@ -16,7 +16,7 @@ from hbfork.core.lean import LeanCache
 from hbfork.proxy.http.router import Router
 from hbfork.proxy.keepalive import ConnectionPool
 from hbfork.proxy.loop import Loop
-from hbfork.proxy.upstreams import FULL, STICKY_DOWN, PoolView, Target
+from hbfork.proxy.upstreams import FULL, ORDER_AFTER, STICKY_DOWN, PoolView, Target
 
 
 @dataclass
@@ -64,9 +64,11 @@ class FakePicker:
                 return member.target
         return FULL if candidates else None
 
-    def queue_ahead(self, pool: PoolView) -> bool:
-        """Others wait in the front queue for any member (the context's queue)."""
-        return any(not getattr(w, "pinned", False) for w in self.queue)
+    def queue_ahead(self, pool: PoolView, now: float) -> bool:
+        """Others have waited in the front queue for any member (the context's queue) for
+        ORDER_AFTER or longer."""
+        return any(not getattr(w, "pinned", False) and w.queued_at <= now - ORDER_AFTER
+                   for w in self.queue)
 
     def reserve(self, target: Target) -> bool:
         if next(m for m in self.members if m.target is target).full:

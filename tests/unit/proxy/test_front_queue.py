@@ -16,7 +16,7 @@ from hbfork.core.pool_settings import PoolSettings
 from hbfork.core.settings import HttpSettings
 from hbfork.proxy.loop import Loop
 from hbfork.proxy.queue import QUEUE_POLL, QUEUE_POLL_FIRST, YIELD_MARGIN, FrontQueue
-from hbfork.proxy.upstreams import PoolView, Upstreams
+from hbfork.proxy.upstreams import ORDER_AFTER, PoolView, Upstreams
 from hbfork.table.layout import (
     PC_QUEUE_HEAD,
     STATE_READY,
@@ -187,20 +187,22 @@ def test_the_head_word_is_not_folded_into_the_retired_record(table, pool) -> Non
     assert retired[pool_counters_at(table.capacity, 0) + PC_QUEUE_HEAD] == 0
 
 
-def test_queue_ahead_sees_waiters_in_any_worker_of_the_generation(table, pool) -> None:
+def test_queue_ahead_sees_long_waiters_in_any_worker_of_the_generation(table, pool) -> None:
     room = Room()
     a, b, c = worker_queues(table, 3, generations=(1, 1, 2))
     table.bump_generation()
     picker = Upstreams(table, b.record)   # worker b's view (its own pool "default" is 0)
     own = picker.pools["default"]
-    assert not picker.queue_ahead(own)
+    now = 1001.0
+    assert not picker.queue_ahead(own, now)
     at(c, 1000.0).add(pool, FakeWaiter(room, "other generation"), [])
-    assert not picker.queue_ahead(own)    # its pool indexes are another config's
+    assert not picker.queue_ahead(own, now)    # its pool indexes are another config's
     sticky = FakeWaiter(room, "sticky", pinned=True)
     at(a, 1000.0).add(pool, sticky, [])
-    assert not picker.queue_ahead(own)    # waits for its own member only
+    assert not picker.queue_ahead(own, now)    # waits for its own member only
     plain = FakeWaiter(room, "plain")
     at(a, 1000.1).add(pool, plain, [])
-    assert picker.queue_ahead(own)
+    assert picker.queue_ahead(own, now)        # waited 0.9 s
+    assert not picker.queue_ahead(own, 1000.1 + ORDER_AFTER / 2)  # a few ms: not yet
     a.leave(pool, plain, "gone")
-    assert not picker.queue_ahead(own)
+    assert not picker.queue_ahead(own, now)

@@ -213,6 +213,7 @@ def test_a_new_request_goes_behind_those_waiting_even_when_room_appears() -> Non
     first, first_client = start(ctx)
     first_client.sendall(GET)
     ctx.run_until(lambda: ctx.queue == [first])
+    first.queued_at -= 1.0        # it has waited a second (order matters from ORDER_AFTER on)
     ctx.members[1].full = False   # a place frees up before the queue is dispatched
     second, second_client = start(ctx)
     second_client.sendall(GET)
@@ -220,6 +221,19 @@ def test_a_new_request_goes_behind_those_waiting_even_when_room_appears() -> Non
     assert ctx.connects == []     # the newcomer did not take the place
     ctx.dispatch_queue()          # oldest first
     assert ctx.queue == [] and len(ctx.connects) == 2
+
+
+def test_a_new_request_takes_a_free_place_past_a_waiter_of_a_few_milliseconds() -> None:
+    ctx = FakeContext([member(1)])
+    ctx.members[1].full = True
+    first, first_client = start(ctx)
+    first_client.sendall(GET)
+    ctx.run_until(lambda: ctx.queue == [first])
+    ctx.members[1].full = False   # the waiter's turn comes at the queue's next look
+    _, second_client = start(ctx)
+    second_client.sendall(GET)
+    ctx.run_until(lambda: len(ctx.connects) == 1)
+    assert ctx.queue == [first]   # the newcomer went at once: no place left idle meanwhile
 
 
 def test_a_queue_timeout_is_503_with_retry_after() -> None:
