@@ -138,7 +138,10 @@ class Backend:
         if delay:
             await self.pause(delay / 1000)
         if "upgrade" in headers.get("connection", "").lower():
-            await self._upgrade(reader, writer)
+            # Switches to the first protocol offered (any, h2c included, as a careless member
+            # would), or to ?switch_to=NAME to play a member that answers something else.
+            offered = headers.get("upgrade", "").split(",")[0].strip() or "echo"
+            await self._upgrade(reader, writer, query.get("switch_to", offered))
             return False
         keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "") \
             and query.get("close") != "1"
@@ -229,9 +232,11 @@ class Backend:
             remaining -= len(piece)
             await writer.drain()
 
-    async def _upgrade(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _upgrade(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       protocol: str) -> None:
         writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
-                     b"Upgrade: echo\r\nX-Backend: " + self.name.encode() + b"\r\n\r\n")
+                     b"Upgrade: " + protocol.encode() + b"\r\nX-Backend: " +
+                     self.name.encode() + b"\r\n\r\n")
         await writer.drain()
         while data := await reader.read(65536):
             writer.write(data)

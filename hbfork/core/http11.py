@@ -48,8 +48,9 @@ _SELECTED = frozenset((b"content-length", b"transfer-encoding", b"host", b"conne
                        b"upgrade", b"expect"))
 _HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*")  # RFC 3986 authority, no userinfo
 
+# HTTP2-Settings belongs to an h2c upgrade, which is never passed on (hbfork.core.upgrade).
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
-                        b"upgrade", b"transfer-encoding"))
+                        b"upgrade", b"transfer-encoding", b"http2-settings"))
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 REASONS = {100: "Continue", 101: "Switching Protocols", 200: "OK", 204: "No Content",
            301: "Moved Permanently", 304: "Not Modified", 400: "Bad Request",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hbfork.core.addresses import Endpoint, parse_endpoint
+from hbfork.core.upgrade import DEFAULT_ALLOWED
 from hbfork.core.values import (
     INT32_MAX,
     BadSetting,
@@ -68,6 +69,25 @@ def _cookie_name(value: Any) -> str:
     if text and not COOKIE_NAME.fullmatch(text):
         raise ValueError(f"{text!r} is not a valid cookie name")
     return text
+
+
+def _upgrades(value: Any) -> tuple[str, ...]:
+    """Apache's upgrade=: the Upgrade protocols passed to members ("*" any; [] none)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ValueError("expected a list of protocol names, e.g. [\"websocket\"]")
+    names = tuple(i.strip().lower() for i in items)
+    for name in names:
+        if name != "*" and not COOKIE_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a protocol name")
+        if name == "h2c":
+            raise ValueError("h2c is never tunnelled: requests inside it would bypass the "
+                             "routes (RFC 9113 deprecates the h2c upgrade)")
+    return names
+
+
+def _optional_upgrades(value: Any) -> tuple[str, ...] | None:
+    return _upgrades(value)
 
 
 def _cookie_path(value: Any) -> str:
@@ -158,6 +178,10 @@ class PoolSettings:
                                           "(from [balance])")
     queue_max: int | None = setting(None, integer(0, 1_000_000),
                                     "this pool's [balance] queue_max", "(from [balance])")
+    upgrade: tuple[str, ...] = setting(DEFAULT_ALLOWED, _upgrades,
+                                       "protocols a client's Upgrade may switch to through "
+                                       "this pool (Apache upgrade=); \"*\" any; h2c never",
+                                       '["websocket"]')
     tls: bool = setting(False, boolean, "talk TLS to this pool's members")
     tls_verify: bool = setting(True, boolean,
                                "check the members' certificates (against tls_ca)")
@@ -249,6 +273,9 @@ class RouteSettings:
     reverse_cookie_domain: tuple[tuple[str, str], ...] = setting(
         (), _pairs, "[\"member.domain\", \"public.domain\"] for Set-Cookie domains "
                     "(ProxyPassReverseCookieDomain)", "[]")
+    upgrade: tuple[str, ...] | None = setting(None, _optional_upgrades,
+                                              "the pool's upgrade list for this route's "
+                                              "requests (ProxyPass upgrade=)", "(the pool's)")
     name: str = setting("", text_value, "label for its counters", "(host and path)")
 
     @property

@@ -25,6 +25,7 @@ from hbfork.core.config import Config
 from hbfork.core.pool_admin import POOL_DISABLED, POOL_DRAINED
 from hbfork.core.pool_settings import PoolSettings
 from hbfork.core.settings import BalanceSettings, HttpSettings
+from hbfork.core.upgrade import parse_allowed
 from hbfork.table.layout import (
     LATENCY_BUCKETS,
     LOAD_MASK,
@@ -83,7 +84,7 @@ class PoolView:
                  "discover", "index", "members", "name", "param_bytes", "param_name", "pick",
                  "queue_max", "queue_timeout", "response_timeout", "retries", "retry_ms",
                  "routes", "separator", "server_name", "settings", "sticky", "tls_context",
-                 "weighting")
+                 "upgrades", "weighting")
 
     def __init__(self, index: int, settings: PoolSettings, http: HttpSettings,
                  balance: BalanceSettings | None = None) -> None:
@@ -109,6 +110,7 @@ class PoolView:
         self.param_bytes = self.param_name.encode()
         self.sticky = bool(self.cookie_name)
         self.separator = settings.stickysessionsep
+        self.upgrades = parse_allowed(settings.upgrade)
         self.candidates = Members()
         self.built = -1
         self.tls_context: ssl.SSLContext | None = None  # TLS to members (set by the worker)

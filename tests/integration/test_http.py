@@ -609,10 +609,10 @@ def test_idle_keep_alive_connection_is_closed_after_keepalive_timeout(cluster):
 def test_upgrade_switches_to_a_byte_tunnel(pair):
     proxy, _ = pair
     with client(proxy) as c:
-        c.send(request("GET", "/chat", "Connection: Upgrade", "Upgrade: echo"))
+        c.send(request("GET", "/chat", "Connection: Upgrade", "Upgrade: websocket"))
         response = c.read_response()
         assert response.status == 101
-        assert response.header("Upgrade") == "echo"
+        assert response.header("Upgrade") == "websocket"
         assert response.header("Connection") == "Upgrade"
         for message in (b"ping", b"\x00\xff binary \r\n\r\n", os.urandom(200_000)):
             c.send(message)
@@ -654,7 +654,7 @@ def test_every_request_is_counted_by_status_class(pair, http_path):
         c.send(request("HEAD", "/"))
         c.read_response("HEAD")
     with client(proxy) as c:
-        c.send(request("GET", "/chat", "Connection: Upgrade", "Upgrade: echo"))
+        c.send(request("GET", "/chat", "Connection: Upgrade", "Upgrade: websocket"))
         assert c.read_response().status == 101
     with client(proxy) as c:
         c.send(b"NOT HTTP AT ALL\r\n\r\n")

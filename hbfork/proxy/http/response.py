@@ -13,6 +13,7 @@ from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import ChunkedBody, LengthBody, ResponseHead, UntilClose
 from hbfork.core.http_heads import HeaderMap
 from hbfork.core.reverse import LOCATION_HEADERS, map_location, map_set_cookie
+from hbfork.core.upgrade import switch_matches
 from hbfork.proxy.http.state import (
     CLOSING,
     FORWARD,
@@ -136,6 +137,9 @@ class ResponseRelay(ExchangeState):
         assert self.request is not None
         if not self.request.upgrade:
             raise ProtocolError(502, "101 from the member without an upgrade request")
+        answered = b", ".join(v for _, lower, v in response.headers if lower == b"upgrade")
+        if not switch_matches(self.request.upgrade, answered):
+            raise ProtocolError(502, "101 from the member to a protocol not asked for")
         self.response, self.status = response, 101
         self._to_client(http_heads.response_head_for_client(response, True, False,
                                                         self.request.version))

@@ -18,6 +18,7 @@ from hbfork.core.lean import field_values
 from hbfork.core.reverse import ReverseMap, build_map
 from hbfork.core.routes import HOST_CACHE, HostRoutes, Route, compile_routes
 from hbfork.core.sticky import find_route, route_cookie
+from hbfork.core.upgrade import allowed_upgrade, parse_allowed
 from hbfork.core.uri import normalize_host, parse_target
 from hbfork.proxy.upstreams import PoolView, Target, Upstreams
 
@@ -64,6 +65,15 @@ class Router:
                 self.reverse[route.index] = build_map(
                     members, member_prefix, route.prefix, s.reverse_cookie_path,
                     s.reverse_cookie_domain, "https" if pool.tls else "http")
+
+    def upgrade_for(self, decision: Decision, offered: bytes) -> bytes:
+        """The part of a request's Upgrade that may reach the member: the route's or else the
+        pool's allow-list (never h2c). b"": the request goes on without an upgrade."""
+        assert decision.pool is not None
+        route = decision.route
+        if route is not None and route.settings.upgrade is not None:
+            return allowed_upgrade(offered, parse_allowed(route.settings.upgrade))
+        return allowed_upgrade(offered, decision.pool.upgrades)
 
     def decide(self, request: RequestHead) -> Decision:
         """Where `request` goes (the same Decision object for the same Host and target: they

@@ -228,6 +228,8 @@ class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Wai
         self.decision = decision = router.decide(request)
         if decision.pool is None:
             return self._fail(decision.status, decision.detail, sound=True)
+        if request.upgrade:
+            request.upgrade = router.upgrade_for(decision, request.upgrade)
         if decision.pool.sticky:
             self.sticky_route = router.sticky_route(decision, request)
         self._dispatch()
