@@ -1,6 +1,6 @@
 """The settings of each TOML section, declared once: a dataclass field per key whose metadata
 carries its parser (hbfork.core.values) and help text. The loader (`hbfork.core.config`),
-`hbfork check` and the README's reference all read these declarations.
+`hbfork check` and the configuration reference all read these declarations.
 """
 
 from __future__ import annotations
