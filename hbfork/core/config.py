@@ -353,7 +353,8 @@ def _describe_pools(config: Config) -> list[str]:
 
 
 def reference_rows() -> list[tuple[str, str, str, str]]:
-    """(section, key, default, help) for every setting: the README's configuration reference."""
+    """(section, key, default, help) for every setting: the configuration reference
+    (docs/configuration.md)."""
     rows = []
     tables = [*SECTIONS.items(), ("member", MemberSettings), ("pool", PoolSettings),
               ("pool.member", PoolMemberSettings), ("route", RouteSettings),

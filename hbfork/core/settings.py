@@ -1,6 +1,6 @@
 """The settings of each TOML section, declared once: a dataclass field per key whose metadata
 carries its parser (hbfork.core.values) and help text. The loader (`hbfork.core.config`),
-`hbfork check` and the README's reference all read these declarations.
+`hbfork check` and the configuration reference all read these declarations.
 """
 
 from __future__ import annotations
@@ -190,8 +190,8 @@ class BalanceSettings:
                                    "seconds a request waits at the front when every member "
                                    "is full, before 503; 0 = answer 503 at once")
     queue_max: int = setting(10000, integer(0, 1_000_000),
-                             "requests (TCP mode: connections) waiting per pool per worker "
-                             "before 503 \"queue full\"")
+                             "requests (TCP mode: connections) waiting per pool, counted "
+                             "over all workers, before 503 \"queue full\"")
     max_capacity: int = setting(10000, integer(1, 1_000_000),
                                 "cap on a member's capacity (ready + busy from its heartbeat, "
                                 "or max_conns)")

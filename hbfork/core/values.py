@@ -104,7 +104,8 @@ def setting(default: Any, parse: Callable[[Any], Any], help: str, shown: str = "
             key: str = "") -> Any:
     """Declare one setting: its default (already typed), its parser and its help text.
 
-    `shown` is the default as the README and `hbfork check` print it, when repr would mislead;
+    `shown` is the default as the configuration reference and `hbfork check` print it, when repr
+    would mislead;
     `key` is its name in the file when that is not the field's (a Python keyword, say).
     """
     return field(default=default,

@@ -7,8 +7,8 @@ in hbfork on the front's loopback (127.0.0.1:80; only listen, workers and log fi
 for the lab). The same requests go to both; the tests compare which member answered (every
 `hbfork backend` says who it is in X-Backend), what the member was sent (its `headers=1`
 answer), the status, and the Location and Set-Cookie headers that came back. Where hbfork
-deliberately differs from Apache, the test asserts the difference (README: "Differences from
-Apache").
+deliberately differs from Apache, the test asserts the difference (docs/apache.md:
+"Differences from Apache").
 
 The backends are shared by the module: nine `hbfork backend`s, three ports on each lab host,
 heartbeating to the lab's multicast group (hbfork needs the heartbeats; the Apache fronts that
@@ -222,7 +222,7 @@ def test_tomcat_cluster(backends: set[str], launcher: Launcher) -> None:
         assert cookie(answers[42]) == "JSESSIONID=8C2A.node1; path=/; httponly"
         # what the member was sent: its path and, ProxyPreserveHost being Off, its address
         assert sent(answers[43]) == ("/shop/cart?headers=1", answers[43]["backend"])
-    # Difference (README): hbfork matches routes with path parameters cut, so ProxyPass
+    # Difference (docs/apache.md): hbfork matches routes with path parameters cut, so ProxyPass
     # /manager ! keeps /manager;x out too; Apache (without mapping=servlet) proxies it.
     assert (apache[40]["status"], hbfork[40]["status"]) == (200, 404)
     # A redirect to the webapp's root (no trailing slash) is mapped back by both.
@@ -271,7 +271,7 @@ def test_vhosts_with_static_exclusions(backends: set[str], launcher: Launcher) -
                             (27, ("/acme/acme-challenge/t1?headers=1", www)),    # On in www
                             (28, ("/x?headers=1", www))):
         assert sent(apache[index]) == sent(hbfork[index]) == expected, index
-    # Differences (README): for ProxyPassReverse /blog/ balancer://blog/ Apache joins the
+    # Differences (docs/apache.md): for ProxyPassReverse /blog/ balancer://blog/ Apache joins the
     # front path and the member's path with a double slash; hbfork does not ...
     assert apache[24]["location"] == f"http://{blog}/blog//post"
     assert hbfork[24]["location"] == f"http://{blog}/blog/post"
@@ -326,7 +326,7 @@ def test_api_with_hot_standby(backends: set[str], launcher: Launcher) -> None:
     assert sent(apache[36]) == sent(hbfork[36]) == ("/exports/2024/all.csv?headers=1", api)
     assert apache[36]["backend"] == hbfork[36]["backend"] == REPORTS
     assert sent(apache[38]) == sent(hbfork[38]) == ("/legacy/v3/items?headers=1", api)
-    # Difference (README): lbmethod=heartbeat ignores status=+H, so Apache gives the hot
+    # Difference (docs/apache.md): lbmethod=heartbeat ignores status=+H, so Apache gives the hot
     # standby new requests too; hbfork keeps it out while the other members are up.
     assert API["standby"] not in backends_of(hbfork[:24])
     assert backends_of(apache[:24])[API["standby"]] > 0

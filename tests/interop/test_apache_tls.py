@@ -223,7 +223,7 @@ def test_answers_over_https_hsts_and_redirects(fronts: Lab) -> None:
     for host in ("www.example.com", "api.example.com", "other.example.net"):
         # 301 to the same host and target over https; no HSTS over plain HTTP
         assert apache[f"redirect {host}"] == (301, f"https://{host}/a/b%20c?q=1&r=2", None)
-    # Difference (README): hbfork tells members how the client came; Apache does not.
+    # Difference (docs/apache.md): hbfork tells members how the client came; Apache does not.
     assert (apache["www.example.com proto"], hbfork["www.example.com proto"]) == (None,
                                                                                   "https")
     for key in ("www.example.com proto", "api.example.com proto"):

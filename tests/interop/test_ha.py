@@ -3,7 +3,7 @@ pair of hbfork fronts holding a virtual IP, and three active fronts side by side
 multicast their heartbeats to the group every front has joined, so every front always holds
 the full member table. Clients run in the lab's client host c1.
 
-Measured numbers are printed (run with -s to see them; the README quotes them)."""
+Measured numbers are printed (run with -s to see them; docs/high-availability.md quotes them)."""
 
 from __future__ import annotations
 

@@ -431,7 +431,7 @@ def test_command_envvars_option(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert config.proxy.user == "proxyuser" and str(config.proxy.listen[0]) == "10.1.2.3:80"
 
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+MOVING = Path(__file__).resolve().parents[3] / "docs" / "apache.md"  # "Moving from Apache"
 
 
 def _block(text: str, after: str, kind: str) -> list[str]:
@@ -461,16 +461,16 @@ class MovedSource(DiskSource):
 
 
 @pytest.mark.skipif(not DEBIAN.exists(), reason="no /etc/apache2/apache2.conf (Debian's apache2)")
-def test_readme_side_by_side_is_what_import_apache_prints(tmp_path: Path) -> None:
+def test_manual_side_by_side_is_what_import_apache_prints(tmp_path: Path) -> None:
     root = debian_front(tmp_path)
     env = parse_envvars((root / "envvars").read_text())
     walked = Walker(MovedSource(root), str(DEBIAN.parent), env).walk(str(DEBIAN))
     printed = render(translate(walked), str(DEBIAN), walked).splitlines()
-    readme = README.read_text()
-    shown = [line for line in _block(readme, "What `hbfork import-apache", "toml")
+    page = MOVING.read_text()
+    shown = [line for line in _block(page, "What `hbfork import-apache", "toml")
              if line and not line.startswith("# (")]
     assert _in_order(shown, printed) == []
     site = (DATA / "debian-front" / "sites-available" / "hb-front.conf").read_text()
-    apache = _block(readme, "### Side by side", "apache")
+    apache = _block(page, "## Side by side", "apache")
     assert _in_order([line for line in apache[apache.index("<VirtualHost *:80>"):] if line],
                      site.splitlines()) == []

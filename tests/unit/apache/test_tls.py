@@ -24,7 +24,7 @@ from tests.certs import Authority
 from tests.unit.apache.importing import NOTE, comments, forward, load, notes, translate_file
 from tests.unit.apache.test_import import (
     DEBIAN,
-    README,
+    MOVING,
     MovedSource,
     _block,
     _in_order,
@@ -400,7 +400,7 @@ def test_any_tls_front_translates_to_toml_that_loads(listens: list, main: list,
 
 
 @pytest.mark.skipif(not DEBIAN.exists(), reason="no /etc/apache2/apache2.conf (Debian's apache2)")
-def test_readme_tls_example_is_what_import_apache_prints(tmp_path: Path) -> None:
+def test_manual_tls_example_is_what_import_apache_prints(tmp_path: Path) -> None:
     root = debian_front(tmp_path, "hb-front-tls.conf", ("ssl", "socache_shmcb", "headers",
                                                         "rewrite"))
     env = parse_envvars((root / "envvars").read_text())
@@ -409,5 +409,5 @@ def test_readme_tls_example_is_what_import_apache_prints(tmp_path: Path) -> None
     config = config_module.loads(text)
     assert listens(config) == {"0.0.0.0:80": (False, True), "0.0.0.0:443": (True, False)}
     assert forward(config, "example.com", "/x") == ("app", "/x")
-    shown = _block(README.read_text(), "with\n`a2enmod ssl headers rewrite`) prints", "toml")
+    shown = _block(MOVING.read_text(), "with\n`a2enmod ssl headers rewrite`) prints", "toml")
     assert _in_order([line for line in shown if line], text.splitlines()) == []

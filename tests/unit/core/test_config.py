@@ -455,8 +455,9 @@ TABLES = {"pool": (POOL, lambda c: c.pool("p")),
 @pytest.mark.parametrize(("section", "key", "shown"),
                          [(s, k, d) for s, k, d, _ in reference_rows() if not d.startswith("(")])
 def test_shown_default_loads_as_the_default(section: str, key: str, shown: str) -> None:
-    """Writing the README's default into a file gives the same value as leaving the key out.
-    (A default shown in parentheses describes where the value comes from.)"""
+    """Writing the reference's default (docs/configuration.md) into a file gives the same value
+    as leaving the key out. (A default shown in parentheses describes where the value comes
+    from.)"""
     if section in TABLES:
         base, part = TABLES[section]
         explicit = part(load(MEMBER + base + f"{key} = {shown}\n"))
