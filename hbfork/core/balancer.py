@@ -17,11 +17,14 @@ from collections.abc import Collection, Sequence
 WEIGHT_MASK = 0xFFFFFFFF
 USABLE = 1 << 48   # the member may serve requests: fresh, not in error, not disabled
 DRAINED = 1 << 49  # ... but no new ones: only its sticky sessions
+EJECTED = 1 << 50  # out for failing answers; the weight is its reported one, used only when
+                   # nothing else of its pool is left (the panic rule)
 
 
-def pack_word(weight: int, lbset: int, usable: bool = False, drained: bool = False) -> int:
-    return (USABLE if usable else 0) | (DRAINED if drained else 0) | (lbset & 0xFFFF) << 32 \
-        | (weight & WEIGHT_MASK)
+def pack_word(weight: int, lbset: int, usable: bool = False, drained: bool = False,
+              ejected: bool = False) -> int:
+    return (USABLE if usable else 0) | (DRAINED if drained else 0) | \
+        (EJECTED if ejected else 0) | (lbset & 0xFFFF) << 32 | (weight & WEIGHT_MASK)
 
 
 def unpack_word(word: int) -> tuple[int, int]:

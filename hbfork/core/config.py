@@ -17,6 +17,7 @@ from typing import Any
 
 from hbfork.core.addresses import Endpoint, parse_endpoint, parse_ip
 from hbfork.core.errors import ConfigError
+from hbfork.core.outlier import OutlierSettings
 from hbfork.core.pool_settings import (
     DEFAULT_POOL,
     PoolMemberSettings,
@@ -68,6 +69,7 @@ class Config:
     routes: tuple[RouteSettings, ...] = ()
     certificates: tuple[CertificateSettings, ...] = ()
     listens: tuple[ListenSettings, ...] = ()
+    outlier: OutlierSettings = OutlierSettings()
     base_dir: str = "."  # the config file's directory (absolute when read from a file)
 
     @property

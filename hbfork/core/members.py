@@ -1,11 +1,8 @@
-"""Member rules: who a heartbeat belongs to, when a member may be picked, and why not.
+"""The member registry: who a heartbeat belongs to, errors and ejections, expiry, reload.
 
-Pure: the master owns one Registry, feeds it heartbeats, error reports and the clock (`now`,
-monotonic nanoseconds), and copies the members it marks dirty into the shared table.
-
-A member is picked only while all hold: it has been heard from within `max_age`, its ready is
-above 0, and it is not drained, disabled or in error. Its weight is its ready, capped by
-`max_ready` when one is set.
+Pure: the master owns one Registry, feeds it heartbeats, error reports, ejection requests and
+the clock (`now`, monotonic nanoseconds), and copies the members it marks dirty into the
+shared table. When a member may be picked is hbfork.core.member_state's.
 """
 
 from __future__ import annotations
@@ -15,130 +12,45 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from hbfork.core.addresses import Endpoint, IPAddress
-from hbfork.core.balancing import capacity_of, ramp
+from hbfork.core.balancing import capacity_of
 from hbfork.core.config import Config
 from hbfork.core.errors import HeartbeatError
 from hbfork.core.heartbeat import Heartbeat, verify
+from hbfork.core.member_state import (  # re-exported: the names every reader of members uses
+    DISABLED,
+    DRAINED,
+    EJECTED,
+    ELIGIBLE,
+    GRACE,
+    GRACE_WEIGHT,
+    IN_ERROR,
+    NEVER_SEEN,
+    NS,
+    RAMP_STEP,
+    READY_ZERO,
+    STALE,
+    Member,
+    Rules,
+    evaluate,
+    reported_weight,
+    usable,
+)
+from hbfork.core.outlier import decayed, ejection_seconds, may_eject
+from hbfork.core.pool_settings import PoolSettings
 from hbfork.core.settings import MemberSettings
 
-NS = 1_000_000_000
-RAMP_STEP = NS // 2      # how often a ramping member's weight is raised
-
-# Why a member is (not) picked; stable strings shown in status pages and logs.
-ELIGIBLE = "eligible"
-NEVER_SEEN = "never seen"
-STALE = "stale"
-READY_ZERO = "ready 0"
-IN_ERROR = "in error"
-DRAINED = "drained"
-DISABLED = "disabled"
-GRACE = "startup grace"  # never heard from, but tried while the master has just started
-GRACE_WEIGHT = 1  # any heard-from member (ready N) outweighs a merely listed one
+__all__ = ["DISABLED", "DRAINED", "EJECTED", "ELIGIBLE", "GRACE", "GRACE_WEIGHT", "IN_ERROR",
+           "NEVER_SEEN", "NS", "RAMP_STEP", "READY_ZERO", "STALE", "Change", "Ejection",
+           "Member", "Registry", "Rules", "evaluate", "reported_weight", "usable"]
 
 
-@dataclass(frozen=True, slots=True)
-class Rules:
-    max_age: int            # ns
-    forget_after: int       # ns
-    retry: int              # ns a member stays in error
-    discover: bool
-    default_port: int
-    max_ready: int          # 0 = no cap
-    require_signature: bool
-    signature_window: float  # seconds
-    capacity: int
-    slow_start: int = 0      # ns over which a member that (re)joins ramps up; 0 = off
-    max_capacity: int = 10000  # cap on a member's derived capacity (requests in flight)
-    startup_grace: int = 0  # ns after start that listed, unheard members are tried
-
-    @classmethod
-    def from_config(cls, config: Config) -> Rules:
-        hb = config.heartbeat
-        return cls(
-            max_age=int(hb.max_age * NS), forget_after=int(hb.forget_after * NS),
-            retry=int(config.proxy.retry * NS), discover=config.discovering,
-            default_port=hb.default_port, max_ready=hb.max_ready,
-            require_signature=hb.require_signature, signature_window=hb.signature_window,
-            capacity=hb.max_members, slow_start=int(config.balance.slow_start * NS),
-            max_capacity=config.balance.max_capacity,
-            startup_grace=int((hb.max_age if hb.startup_grace is None else hb.startup_grace)
-                              * NS),
-        )
-
-
-@dataclass(slots=True, eq=False)
-class Member:
-    slot: int
-    uid: int
-    ip: IPAddress
-    port: int
-    static: bool
-    lbset: int = 0
-    name: str = ""
-    max_ready: int = 0
-    require_signature: bool = False
-    ready: int = 0
-    busy: int = 0
-    first_seen: int = 0      # monotonic ns of the first heartbeat; 0 = never
-    last_seen: int = 0
-    heartbeats: int = 0
-    error_until: int = 0     # monotonic ns; in error while now < error_until
-    errors: int = 0
-    drained: bool = False
-    disabled: bool = False
-    configured_disabled: bool = False  # what the config last said (operators may override)
-    last_ts: float | None = None
-    weight: int = 0          # as published in the table; 0 = not picked
-    reason: str = NEVER_SEEN  # why weight is what it is
-    usable: bool = False     # may serve its sticky sessions (see usable())
-    max_conns: int = 0       # configured capacity; 0 = ready + busy
-    capacity: int = 0        # most requests in flight to it at once (published)
-    at_report: int = 0       # this front's requests in flight when its last heartbeat came
-    up_since: int = 0        # monotonic ns it last became eligible after being out (ramp)
-
-    @property
-    def endpoint(self) -> Endpoint:
-        return Endpoint(self.ip, self.port)
-
-    @property
-    def label(self) -> str:
-        return self.name or str(self.endpoint)
-
-
-def evaluate(member: Member, now: int, rules: Rules, grace_until: int = 0) -> tuple[int, str]:
-    """(weight, reason): the weight to publish and the reason for it.
-
-    Until `grace_until` a static member not heard from yet is tried with a token weight:
-    right after a (re)start no heartbeat has arrived, and refusing every request (503) would
-    be worse than trying members that are most likely up; a refused connect puts the member
-    in error and the request fails over, as for any member."""
-    if member.disabled:
-        return 0, DISABLED
-    if member.drained:
-        return 0, DRAINED
-    if not member.first_seen:
-        if member.static and now < grace_until:
-            return (0, IN_ERROR) if now < member.error_until else (GRACE_WEIGHT, GRACE)
-        return 0, NEVER_SEEN
-    if now - member.last_seen >= rules.max_age:
-        return 0, STALE
-    if now < member.error_until:
-        return 0, IN_ERROR
-    if member.ready <= 0:
-        return 0, READY_ZERO
-    cap = member.max_ready or rules.max_ready
-    weight = min(member.ready, cap) if cap else member.ready
-    if rules.slow_start and member.up_since:
-        weight = ramp(weight, (now - member.up_since) / NS, rules.slow_start / NS)
-    return weight, ELIGIBLE
-
-
-def usable(member: Member, now: int, rules: Rules) -> bool:
-    """May the member serve requests that stick to it? Fresh, not in error, not disabled:
-    drained members and members reporting ready 0 still serve their sessions, as Apache's
-    drain mode does."""
-    return (not member.disabled and bool(member.first_seen)
-            and now - member.last_seen < rules.max_age and now >= member.error_until)
+@dataclass(slots=True)
+class Ejection:
+    """What eject() did, for the master's log."""
+    member: Member
+    cause: int
+    seconds: float        # how long it is out (0 when refused)
+    refused: bool = False  # the pool's max_ejected_share was reached: it stays in
 
 
 @dataclass(slots=True)
@@ -289,9 +201,15 @@ class Registry:
     def _reevaluate(self, member: Member, now: int) -> None:
         if member.reason not in (ELIGIBLE, READY_ZERO) and not member.disabled and \
                 not member.drained and member.first_seen and \
-                now - member.last_seen < self.rules.max_age and now >= member.error_until:
+                now - member.last_seen < self.rules.max_age and now >= member.error_until \
+                and now >= member.ejected_until:
             member.up_since = now  # (re)joining: slow start ramps from here
+            member.from_ejection = member.reason == EJECTED
         weight, reason = evaluate(member, now, self.rules, self.grace_until)
+        reported = reported_weight(member, self.rules)
+        if reported != member.reported:
+            member.reported = reported
+            self.dirty.add(member.slot)
         sticky = reason == GRACE or usable(member, now, self.rules)
         if reason == GRACE:
             # Tried before its first heartbeat: it has no reported capacity yet, so none is
@@ -317,6 +235,49 @@ class Registry:
         self.dirty.add(slot)
         self.next_deadline = min(self.next_deadline or member.error_until, member.error_until)
         return member
+
+    def eject(self, slot: int, uid: int, cause: int, now: int,
+              pools: Iterable[Sequence[Member]] = ()) -> Ejection | None:
+        """A worker saw the member in `slot` fail (cause: hbfork.core.outlier.CAUSES): take it
+        out for the whole front, unless its pools (`pools`: the members of each pool it is
+        in) have as many members ejected already as [outlier] max_ejected_share allows.
+        None: nothing to do (forgotten, or out already: several workers report it)."""
+        member = self.members.get(slot)
+        settings = self.rules.outlier
+        if member is None or member.uid != uid or member.reason != ELIGIBLE or \
+                not settings.enabled:
+            return None
+        for peers in pools:
+            out = sum(1 for m in peers if m is not member and now < m.ejected_until)
+            if not may_eject(out, len(peers), settings.max_ejected_share):
+                return Ejection(member, cause, 0.0, refused=True)
+        if member.ejected_until:
+            member.ejections = decayed(member.ejections, (now - member.ejected_until) / NS,
+                                       settings.eject_time)
+        member.ejections += 1
+        seconds = ejection_seconds(settings, member.ejections)
+        member.ejected_until = now + int(seconds * NS)
+        member.eject_cause = cause
+        member.ejected_total += 1
+        self._reevaluate(member, now)
+        self.dirty.add(slot)
+        self.next_deadline = min(self.next_deadline or member.ejected_until,
+                                 member.ejected_until)
+        return Ejection(member, cause, seconds)
+
+    def pool_groups(self, member: Member,
+                    pools: Sequence[PoolSettings]) -> list[list[Member]]:
+        """The members of each pool `member` is in (a listed address, or a discovered member
+        in a pool that takes discovered ones): what max_ejected_share is counted over."""
+        def belongs(m: Member, pool: PoolSettings, listed: set[Endpoint]) -> bool:
+            return m.endpoint in listed or (pool.discover and not m.static)
+
+        groups = []
+        for pool in pools:
+            listed = {m.address for m in pool.members}
+            if belongs(member, pool, listed):
+                groups.append([m for m in self.members.values() if belongs(m, pool, listed)])
+        return groups or [list(self.members.values())]
 
     def set_admin(self, member: Member, *, drained: bool | None = None,
                   disabled: bool | None = None, now: int) -> None:
@@ -351,8 +312,11 @@ class Registry:
                 yield member.last_seen + self.rules.forget_after
         if member.error_until > now:
             yield member.error_until
-        ramp_end = member.up_since + self.rules.slow_start
-        if self.rules.slow_start and member.reason == ELIGIBLE and ramp_end > now:
+        if member.ejected_until > now:
+            yield member.ejected_until
+        length = self.rules.ramp_length(member)
+        ramp_end = member.up_since + length
+        if length and member.reason == ELIGIBLE and ramp_end > now:
             yield min(ramp_end, now + RAMP_STEP)  # the weight grows in steps while it ramps
         if not member.first_seen and now < self.grace_until:
             yield self.grace_until

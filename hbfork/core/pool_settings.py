@@ -14,6 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from hbfork.core.addresses import Endpoint, parse_endpoint
+from hbfork.core.retry import (
+    DEFAULT_FAILONSTATUS,
+    DEFAULT_RETRY_ON,
+    parse_retry_on,
+    parse_statuses,
+)
 from hbfork.core.upgrade import DEFAULT_ALLOWED
 from hbfork.core.values import (
     INT32_MAX,
@@ -168,7 +174,18 @@ class PoolSettings:
     response_timeout: float | None = setting(None, _optional_seconds,
                                              "seconds to wait for a response head", "(from [http])")
     retries: int | None = setting(None, _optional_retries,
-                                  "other members tried after a connect failure", "(from [http])")
+                                  "other members tried after a connect failure or a retry_on "
+                                  "failure", "(from [http])")
+    retry_on: tuple[str | int, ...] = setting(
+        DEFAULT_RETRY_ON, parse_retry_on,
+        "failures after which an idempotent request without a body goes to another member: "
+        "\"reset\", \"empty-response\", \"malformed-response\", \"timeout\", statuses "
+        "(502, \"500-599\"); a failed connect always does",
+        '["reset", "empty-response", "malformed-response", "timeout"]')
+    failonstatus: tuple[int, ...] = setting(
+        DEFAULT_FAILONSTATUS, parse_statuses,
+        "member answers that count as failures for [outlier] detection (Apache failonstatus)",
+        "[500, 502, 503, 504]")
     weighting: str | None = setting(None, choice("corrected", "reported"),
                                     "this pool's [balance] weighting", "(from [balance])")
     pick: str | None = setting(None, choice("weighted", "p2c"), "this pool's [balance] pick",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hbfork.core.addresses import Endpoint, IPNetwork, parse_endpoint
+from hbfork.core.outlier import OutlierSettings
 from hbfork.core.tls_settings import TlsSettings
 from hbfork.core.values import (
     INT32_MAX,
@@ -225,4 +226,5 @@ SECTIONS: dict[str, type] = {
     "tls": TlsSettings,
     "status": StatusSettings,
     "log": LogSettings,
+    "outlier": OutlierSettings,
 }

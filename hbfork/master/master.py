@@ -25,6 +25,7 @@ import time
 import setproctitle
 
 from hbfork import __version__
+from hbfork.core import reports
 from hbfork.core.config import Config
 from hbfork.core.errors import ConfigError, HbforkError, HeartbeatError
 from hbfork.core.members import NS, Registry, Rules
@@ -35,6 +36,7 @@ from hbfork.master.bindings import Bindings, Plan
 from hbfork.master.generations import READY_TIMEOUT, Generations
 from hbfork.master.handover import Handover, parse_delay
 from hbfork.master.monitor import BUMP_INTERVAL, Monitor
+from hbfork.master.reports import MemberReports
 from hbfork.master.storage import StorageFiles
 from hbfork.master.workers import RunWorker, WorkerProcess, Workers, signal_quietly
 from hbfork.ops.control import ControlServer, execute
@@ -61,6 +63,7 @@ WORKER_RECORDS = 2 * MAX_WORKERS  # two generations overlap during a reload
 class Master:
     def __init__(self, config: Config, run_worker: RunWorker) -> None:
         self.config = config
+        self.reports = MemberReports()
         self.run_worker = run_worker
         self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
@@ -358,20 +361,11 @@ class Master:
 
     def _on_worker_message(self, worker: WorkerProcess, message: bytes) -> None:
         assert self.registry is not None and self.monitor is not None
-        parts = message.split()
-        if parts[:1] == [b"ready"]:
+        report = reports.decode(message)
+        if isinstance(report, reports.Ready):
             worker.ready = True
-        elif parts[:1] == [b"error"] and len(parts) >= 3:
-            # "error SLOT UID REASON [RETRY_MS]": the pool's retry, if it has its own
-            retry = int(parts[4]) * 1_000_000 if len(parts) > 4 and parts[4].isdigit() else None
-            member = self.registry.mark_error(int(parts[1]), int(parts[2]), time.monotonic_ns(),
-                                              retry)
-            if member is not None:
-                reason = parts[3].decode(errors="replace") if len(parts) > 3 else "?"
-                log.warning("member %s in error for %gs: connect failed (%s)", member.label,
-                            (retry if retry is not None else self.registry.rules.retry) / NS,
-                            reason)
-                self.monitor.publish()
+        elif report is not None:
+            self.reports.apply(report, self.registry, self.monitor, self.config.pools)
 
     # --- signals
 

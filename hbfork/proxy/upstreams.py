@@ -14,14 +14,16 @@ from __future__ import annotations
 import random
 import socket
 import ssl
+import time
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from hbfork.core.addresses import Endpoint
-from hbfork.core.balancer import DRAINED, USABLE, WEIGHT_MASK
+from hbfork.core.balancer import DRAINED, EJECTED, USABLE, WEIGHT_MASK
 from hbfork.core.balancing import FULL, Members, choose
 from hbfork.core.config import Config
+from hbfork.core.outlier import Detector
 from hbfork.core.pool_admin import POOL_DISABLED, POOL_DRAINED
 from hbfork.core.pool_settings import PoolSettings
 from hbfork.core.settings import BalanceSettings, HttpSettings
@@ -58,6 +60,9 @@ RESERVE_TRIES = 4  # picks a request makes when other workers keep taking the la
 # sticky() when the session's member is known but cannot serve it now
 STICKY_DOWN = "down"
 __all__ = ["FULL", "STICKY_DOWN", "PoolView", "Target", "Upstreams"]
+
+
+Entry = tuple[int, int, int, int, int]  # (tier, slot, weight, capacity, at_report)
 
 
 @dataclass(slots=True, eq=False)
@@ -146,6 +151,10 @@ class Upstreams:
         self.admin: dict[tuple[str, int], int] = {}
         self._everyone = config is None  # no pools configured: every member of the table
         self.on_room: Callable[[], None] | None = None  # called when a request finished
+        outlier = config.outlier if config is not None else None
+        self.detector = Detector(outlier) if outlier is not None and outlier.enabled else None
+        # called when the detector says a member should be ejected (target, cause)
+        self.on_eject: Callable[[Target, int], None] | None = None
 
     # --- the table, once per generation
 
@@ -181,27 +190,37 @@ class Upstreams:
         self.uids = uids
 
     def _build(self, pool: PoolView, generation: int) -> None:
-        """The pool's candidates: usable members that take new requests, with their tiers."""
-        entries = []
+        """The pool's candidates: usable members that take new requests, with their tiers.
+        Panic rule: when every member that could serve is ejected, the ejected ones serve
+        (by their reported weights) rather than nobody: a 503 for everything is worse than
+        a member that may still answer some requests."""
+        entries: list[Entry] = []
+        ejected: list[Entry] = []
         listed = [] if self._everyone else pool.members
         for address, tier in listed:
             slot = self.slot_of.get(address)
             if slot is not None:
-                self._add(entries, pool, slot, tier)
+                self._add(entries, ejected, pool, slot, tier)
         if pool.discover or self._everyone:
             for slot in self.discovered:
-                self._add(entries, pool, slot, self.words[slot] >> 32 & 0xFFFF
+                self._add(entries, ejected, pool, slot, self.words[slot] >> 32 & 0xFFFF
                           if self._everyone else 0)
+        if ejected and not any(entry[2] for entry in entries):
+            entries += ejected
         pool.candidates.load(entries, generation)
         pool.built = generation
 
-    def _add(self, entries: list[tuple[int, int, int, int, int]], pool: PoolView, slot: int,
+    def _add(self, entries: list[Entry], ejected: list[Entry], pool: PoolView, slot: int,
              tier: int) -> None:
         word, load = self.words[slot], self.loads[slot]
-        if not word & USABLE or word & DRAINED or \
+        if word & DRAINED or \
                 self.admin.get((pool.name, self.uids[slot]), 0) & (POOL_DRAINED | POOL_DISABLED):
             return
-        entries.append((tier, slot, word & WEIGHT_MASK, load & LOAD_MASK, load >> 32))
+        entry = (tier, slot, word & WEIGHT_MASK, load & LOAD_MASK, load >> 32)
+        if word & EJECTED:
+            ejected.append(entry)
+        elif word & USABLE:
+            entries.append(entry)
 
     def in_flight(self, slot: int) -> int:
         """Requests the whole front (every worker) has in flight to the member in `slot`
@@ -343,6 +362,16 @@ class Upstreams:
             self.record[at + MC_STATUS_CLASS + status // 100 - 1] += 1
         if self.on_room is not None:
             self.on_room()
+
+    def observe(self, target: Target, outcome: int) -> None:
+        """What one request told about `target` (hbfork.core.outlier: OK, FAILED_STATUS,
+        GATEWAY); reported to the master when the detector says the member should go."""
+        detector = self.detector
+        if detector is None:
+            return
+        cause = detector.observe(target.slot, target.uid, outcome, time.monotonic())
+        if cause and self.on_eject is not None:
+            self.on_eject(target, cause)
 
     def connect_failed(self, target: Target) -> None:
         if self.record[target.counters + MC_UID] == target.uid:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import setproctitle
 
+from hbfork.core import reports
 from hbfork.core.config import Config
 from hbfork.core.http11 import Limits
 from hbfork.core.lean import LeanCache
@@ -103,6 +104,7 @@ class Worker:
         self.queue = FrontQueue(self.loop, table, self.record, table.worker_base(index),
                                 lambda: self.upstreams.records)
         self.upstreams.on_room = self.queue.soon
+        self.upstreams.on_eject = self._ask_ejection
         self.buffer = memoryview(bytearray(256 * 1024))
         self.sessions: set[Session] = set()
         self.draining = False
@@ -136,7 +138,7 @@ class Worker:
         except Exception:
             log.exception("worker %d failed to start", self.number)
             return EXIT_BOOT_FAILURE
-        self._send(b"ready")
+        self._send(reports.encode(reports.Ready()))
         log.debug("worker %d gen %d ready", self.number, self.generation)
         while not self._finished():
             self.loop.run_once(0.5)
@@ -243,10 +245,12 @@ class Worker:
         more = self._log_limiter.note((target.slot, target.uid), self.loop.now)
         if more is not None:
             log.warning("member %s: connect failed (%s)%s", target.label, reason, more)
-        message = b"error %d %d %s" % (target.slot, target.uid, reason.encode())
-        if retry_ms is not None:
-            message += b" %d" % retry_ms
-        self._send(message)
+        self._send(reports.encode(reports.ConnectFailed(target.slot, target.uid, reason,
+                                                        retry_ms)))
+
+    def _ask_ejection(self, target: Target, cause: int) -> None:
+        """The detector says `target` fails: the master decides for the whole front."""
+        self._send(reports.encode(reports.Eject(target.slot, target.uid, cause)))
 
     def resource_error(self, err: OSError) -> None:
         """A local resource ran out (fds, memory) while serving a connection."""

@@ -7,7 +7,9 @@ aligned store):
                   u64 words: pick generation, master pid, start times, config generation,
                   heartbeat result counters, and the stats seqlock
     weights       capacity x u64   weight (bits 0-31) | lbset (bits 32-47) | USABLE (bit 48)
-                                   | DRAINED (bit 49); weight 0 = not picked by its ready
+                                   | DRAINED (bit 49) | EJECTED (bit 50); weight 0 = not
+                                   picked by its ready; an ejected member's word keeps its
+                                   reported weight, for a pool with nothing else (panic)
     uids          capacity x u64   the member's uid; changes when a slot is reused
     loads         capacity x u64   capacity (bits 0-31) | this front's requests in flight to
                                    it when its last heartbeat arrived (bits 32-63)
@@ -33,6 +35,7 @@ from hbfork.core.addresses import IPAddress, normalize_ip
 from hbfork.core.members import (
     DISABLED,
     DRAINED,
+    EJECTED,
     ELIGIBLE,
     GRACE,
     IN_ERROR,
@@ -43,7 +46,7 @@ from hbfork.core.members import (
 )
 
 MAGIC = b"HBFORK\x00\x01"
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 HEADER_SIZE = 1024
 NAME_PREFIX = "hbfork-"
 
@@ -67,9 +70,9 @@ HEARTBEAT_RESULTS = (
     "internal_error", "truncated",
 )
 
-MEMBER_FORMAT = struct.Struct("<Q16sBBHHHiiIIQQQQQ48s")
+MEMBER_FORMAT = struct.Struct("<Q16sBBHHHiiIHHQQQQQQQ48s")
 MEMBER_SIZE = 8 + ((MEMBER_FORMAT.size + 7) // 8) * 8
-REASONS = (NEVER_SEEN, ELIGIBLE, STALE, READY_ZERO, IN_ERROR, DRAINED, DISABLED, GRACE)
+REASONS = (NEVER_SEEN, ELIGIBLE, STALE, READY_ZERO, IN_ERROR, DRAINED, DISABLED, GRACE, EJECTED)
 FLAG_STATIC, FLAG_DRAINED, FLAG_DISABLED = 1, 2, 4
 
 # Worker record u64 word indexes.
@@ -162,6 +165,10 @@ class MemberRecord:
     heartbeats: int
     errors: int
     name: str
+    ejected_until: int = 0
+    ejections: int = 0       # recent ejections (the next one lasts longer)
+    eject_cause: int = 0     # hbfork.core.outlier.CAUSES index
+    ejected_total: int = 0
 
     @property
     def address(self) -> str:
@@ -179,14 +186,16 @@ def encode_member(m: Member) -> bytes:
     packed = m.ip.packed
     return MEMBER_FORMAT.pack(
         m.uid, packed.ljust(16, b"\0"), m.ip.version, flags, m.port, m.lbset,
-        REASONS.index(m.reason), m.ready, m.busy, m.weight, 0, m.first_seen, m.last_seen,
-        m.error_until, m.heartbeats, m.errors, m.name.encode()[:48])
+        REASONS.index(m.reason), m.ready, m.busy, m.weight, min(m.ejections, 0xFFFF),
+        m.eject_cause, m.first_seen, m.last_seen, m.error_until, m.ejected_until,
+        m.heartbeats, m.errors, m.ejected_total, m.name.encode()[:48])
 
 
 def decode_member(slot: int, raw: bytes) -> MemberRecord | None:
     """The record bytes of one slot as a MemberRecord (None: the slot is free)."""
-    (uid, packed, version, flags, port, lbset, reason, ready, busy, weight, _pad, first_seen,
-     last_seen, error_until, heartbeats, errors, name) = MEMBER_FORMAT.unpack(raw)
+    (uid, packed, version, flags, port, lbset, reason, ready, busy, weight, ejections, cause,
+     first_seen, last_seen, error_until, ejected_until, heartbeats, errors, ejected_total,
+     name) = MEMBER_FORMAT.unpack(raw)
     if not uid:
         return None
     ip = IPv4Address(packed[:4]) if version == 4 else IPv6Address(packed)
@@ -195,4 +204,6 @@ def decode_member(slot: int, raw: bytes) -> MemberRecord | None:
         drained=bool(flags & FLAG_DRAINED), disabled=bool(flags & FLAG_DISABLED), lbset=lbset,
         reason=REASONS[reason] if reason < len(REASONS) else "?", ready=ready, busy=busy,
         weight=weight, first_seen=first_seen, last_seen=last_seen, error_until=error_until,
-        heartbeats=heartbeats, errors=errors, name=name.rstrip(b"\0").decode(errors="replace"))
+        heartbeats=heartbeats, errors=errors, name=name.rstrip(b"\0").decode(errors="replace"),
+        ejected_until=ejected_until, ejections=ejections, eject_cause=cause,
+        ejected_total=ejected_total)

@@ -28,7 +28,7 @@ import time
 from multiprocessing import resource_tracker, shared_memory
 
 from hbfork.core.balancer import pack_word
-from hbfork.core.members import Member
+from hbfork.core.members import EJECTED, Member
 from hbfork.table.layout import (
     ADMIN_FORMAT,
     ADMIN_SIZE,
@@ -239,8 +239,7 @@ class Table:
 
         Order matters to lock-free readers: a freed slot loses its weight first; a filled slot
         gets its record and uid before its weight, so a picked slot always has an address."""
-        word = pack_word(member.weight, member.lbset, member.usable, member.drained) \
-            if member else 0
+        word = _word(member) if member else 0
         load = (member.capacity | member.at_report << 32) if member else 0
         changed = self.words[self.weights_at + slot] != word or \
             self.words[self.loads_at + slot] != load
@@ -371,6 +370,13 @@ class Table:
         for word in range(start, end):
             if record[word] and word not in gauges:
                 retired[word] += record[word]
+
+
+def _word(member: Member) -> int:
+    if member.reason == EJECTED:
+        return pack_word(member.reported, member.lbset, False, member.drained,
+                         ejected=True)
+    return pack_word(member.weight, member.lbset, member.usable, member.drained)
 
 
 def admin_capacity_for(capacity: int) -> int:
