@@ -24,6 +24,12 @@ Query parameters shape the answer (handy for tests and load tests):
   location=U add `Location: U`; setcookie=C adds `Set-Cookie: C` (to check response rewriting)
 A request body (Content-Length or chunked) is read whole; the answer then reports its length and
 SHA-256. `Connection: Upgrade` gets 101 and the connection echoes bytes from then on.
+
+`--fault KIND` plays a member whose application fails while its heartbeats stay healthy (a
+"gray failure"): on a share `--fault-rate` of requests it answers `--fault-status` at once
+(status), reads the request and never answers (hang), or resets the connection (reset). Such
+requests are not counted in the heartbeat's load: the web server (or heartbeat thread) that
+beats does not see its application failing.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ import hashlib
 import json
 import random
 import signal
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -43,12 +51,14 @@ MAX_HEAD = 64 * 1024
 CHUNK = 256 * 1024
 REASONS = {200: "OK", 101: "Switching Protocols", 204: "No Content", 304: "Not Modified",
            400: "Bad Request", 404: "Not Found", 500: "Internal Server Error",
-           503: "Service Unavailable"}
+           502: "Bad Gateway", 503: "Service Unavailable"}
 
 
 class Backend:
     def __init__(self, name: str, capacity: int, delay_ms: float, workers: int = 0,
-                 jitter_ms: float = 0.0, seed: int | None = None) -> None:
+                 jitter_ms: float = 0.0, seed: int | None = None, fault: str = "none",
+                 fault_rate: float = 1.0, fault_status: int = 500) -> None:
+        self.fault, self.fault_rate, self.fault_status = fault, fault_rate, fault_status
         self.name = name
         self.capacity = capacity
         self.delay_ms = delay_ms
@@ -99,6 +109,8 @@ class Backend:
             if line:
                 key, _, value = line.partition(":")
                 headers[key.strip().lower()] = value.strip()
+        if self.fault != "none" and self.random.random() < self.fault_rate:
+            return await self._faulty(reader, writer, method, headers)
         self.inflight += 1
         self.requests += 1
         try:
@@ -107,6 +119,28 @@ class Backend:
                                              headers, head)
         finally:
             self.inflight -= 1
+
+    async def _faulty(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      method: str, headers: dict[str, str]) -> bool:
+        """Fail this request as --fault says (see the module docstring)."""
+        self.requests += 1
+        await self._read_body(reader, headers)
+        if self.fault == "hang":
+            while await reader.read(65536):
+                pass  # never answers; gone when the client (the proxy) gives up
+            return False
+        if self.fault == "reset":
+            sock = writer.get_extra_info("socket")
+            if sock is not None:  # SO_LINGER 0: close() sends RST
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return False
+        body = b"%d from %s\n" % (self.fault_status, self.name.encode())
+        writer.write(b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\nX-Backend: %s\r\n\r\n" % (
+            self.fault_status, REASONS.get(self.fault_status, "Error").encode(), len(body),
+            self.name.encode()) + (b"" if method == "HEAD" else body))
+        await writer.drain()
+        return True
 
     @contextlib.asynccontextmanager
     async def _worker(self) -> AsyncIterator[None]:
@@ -274,11 +308,13 @@ async def _beat(backend: Backend) -> None:
 
 def run(listen: str, heartbeat_to: str | None, capacity: int, delay_ms: float, name: str,
         interval: float = 1.0, send_port: bool = True, key: bytes | None = None,
-        workers: int = 0, jitter_ms: float = 0.0, seed: int | None = None) -> int:
+        workers: int = 0, jitter_ms: float = 0.0, seed: int | None = None,
+        fault: str = "none", fault_rate: float = 1.0, fault_status: int = 500) -> int:
     from hbfork.core.addresses import parse_endpoint
 
     endpoint = parse_endpoint(listen)
-    backend = Backend(name or str(endpoint), capacity, delay_ms, workers, jitter_ms, seed)
+    backend = Backend(name or str(endpoint), capacity, delay_ms, workers, jitter_ms, seed,
+                      fault, fault_rate, fault_status)
     if heartbeat_to:
         target = parse_endpoint(heartbeat_to)
         backend.beacon = Beacon(target.sockaddr, port=endpoint.port if send_port else None,

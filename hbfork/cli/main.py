@@ -43,7 +43,8 @@ def cmd_backend(args: argparse.Namespace) -> int:
 
     return backend.run(args.listen, args.heartbeat, args.capacity, args.delay_ms, args.name,
                        args.interval, send_port=not args.no_port, workers=args.workers,
-                       jitter_ms=args.delay_jitter, seed=args.seed)
+                       jitter_ms=args.delay_jitter, seed=args.seed, fault=args.fault,
+                       fault_rate=args.fault_rate, fault_status=args.fault_status)
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
@@ -88,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     backend.add_argument("--seed", type=int, help="seed for --delay-jitter (reproducible runs)")
     backend.add_argument("--name", default="", help="X-Backend value (default: the address)")
     backend.add_argument("--interval", type=float, default=1.0, help="seconds between beats")
+    backend.add_argument("--fault", choices=("none", "status", "hang", "reset"), default="none",
+                         help="fail requests while the heartbeats stay healthy: answer "
+                              "--fault-status, never answer, or reset the connection")
+    backend.add_argument("--fault-rate", type=float, default=1.0,
+                         help="share of requests --fault fails (default 1: all)")
+    backend.add_argument("--fault-status", type=int, default=500,
+                         help="the status --fault status answers (default 500)")
     backend.add_argument("--no-port", action="store_true",
                          help="omit port= from heartbeats, as Apache's mod_heartbeat does")
     backend.set_defaults(func=cmd_backend)

@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 from hbfork.core.config import Config
-from hbfork.core.members import ELIGIBLE
+from hbfork.core.members import EJECTED, ELIGIBLE
+from hbfork.core.outlier import CAUSES
 from hbfork.ops import pool_view
 from hbfork.table.layout import (
     LATENCY_BUCKETS,
@@ -146,6 +147,11 @@ def _members(records: list[MemberRecord], per_member: dict[int, list[int]],
             "errors": r.errors,
             "error_seconds_left": max(0.0, (r.error_until - now_ns) / NS)
             if r.error_until > now_ns else 0.0,
+            "ejected": r.ejected_until > now_ns,
+            "eject_reason": CAUSES[r.eject_cause] if r.ejected_until > now_ns and
+            0 < r.eject_cause < len(CAUSES) else "",
+            "eject_seconds_left": max(0.0, (r.ejected_until - now_ns) / NS),
+            "ejections": r.ejected_total,
             "static": r.static,
             "drained": r.drained,
             "disabled": r.disabled,
@@ -168,6 +174,10 @@ def _why(r: MemberRecord, now_ns: int, active_set: int | None) -> str:
         return f"no heartbeat for {(now_ns - r.last_seen) / NS:.1f}s"
     if r.reason == "in error":
         return f"connect failed; in error for {(r.error_until - now_ns) / NS:.1f}s more"
+    if r.reason == EJECTED:
+        cause = CAUSES[r.eject_cause] if 0 < r.eject_cause < len(CAUSES) else "failures"
+        return (f"ejected for its answers ({cause}); back in "
+                f"{(r.ejected_until - now_ns) / NS:.1f}s")
     if r.reason == "ready 0":
         return "reports no idle capacity (ready=0)"
     if r.reason == "never seen":

@@ -111,6 +111,11 @@ def render_metrics(data: dict[str, Any]) -> bytes:
              per_member("errors"))
     m.family("hbfork_member_connect_failures", "counter", "Failed connects to the member.",
              per_member("connect_failures"))
+    m.family("hbfork_member_ejections", "counter",
+             "Times the member was ejected for failing answers ([outlier]).",
+             per_member("ejections"))
+    m.family("hbfork_member_ejected", "gauge", "1 while the member is ejected.",
+             [({"member": x["address"]}, int(x["ejected"])) for x in members])
     m.family("hbfork_requests", "counter",
              "Responses from each member, by status class.",
              [({"member": x["address"], "code": code}, x["responses"][code])

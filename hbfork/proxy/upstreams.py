@@ -86,10 +86,10 @@ class PoolView:
     """One pool as the worker picks from it: its settings, and its current candidates."""
 
     __slots__ = ("built", "candidates", "connect_timeout", "cookie_bytes", "cookie_name",
-                 "discover", "index", "members", "name", "param_bytes", "param_name", "pick",
-                 "queue_max", "queue_timeout", "response_timeout", "retries", "retry_ms",
-                 "routes", "separator", "server_name", "settings", "sticky", "tls_context",
-                 "upgrades", "weighting")
+                 "discover", "fail_statuses", "index", "members", "name", "param_bytes",
+                 "param_name", "pick", "queue_max", "queue_timeout", "response_timeout",
+                 "retries", "retry_ms", "retry_on", "retry_statuses", "routes", "separator",
+                 "server_name", "settings", "sticky", "tls_context", "upgrades", "weighting")
 
     def __init__(self, index: int, settings: PoolSettings, http: HttpSettings,
                  balance: BalanceSettings | None = None) -> None:
@@ -116,6 +116,9 @@ class PoolView:
         self.sticky = bool(self.cookie_name)
         self.separator = settings.stickysessionsep
         self.upgrades = parse_allowed(settings.upgrade)
+        self.fail_statuses = frozenset(settings.failonstatus)
+        self.retry_on = frozenset(settings.retry_on)
+        self.retry_statuses = frozenset(s for s in settings.retry_on if isinstance(s, int))
         self.candidates = Members()
         self.built = -1
         self.tls_context: ssl.SSLContext | None = None  # TLS to members (set by the worker)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 
 from hbfork.core import http_heads
+from hbfork.core.retry import TIMEOUT
 from hbfork.proxy.http.state import CLOSING, CONNECT, FORWARD, HEAD, QUEUED, ExchangeState
 
 
@@ -31,7 +32,7 @@ class Failures(ExchangeState):
                 self.request_done or self.upstream_out):
             # The member has not answered, or stopped taking the request body.
             self.ctx.count_upstream_timeout()
-            self._fail(504, "the member did not answer in time")
+            self._gateway_failure(TIMEOUT, 504, "the member did not answer in time")
         elif self.state == FORWARD and self.response is None:
             self._fail(408, "request body not received in time")
         else:

@@ -164,6 +164,8 @@ class FastPath(ExchangeState):
         if lean is None:
             return self._member_read_slowly(n)
         response, verbatim = lean
+        if response.status in decision.pool.retry_statuses:  # type: ignore[union-attr]
+            return self._member_read_slowly(n)  # maybe retried: the general path decides
         length = response.content_length
         assert length is not None
         have = n - body_at

@@ -15,6 +15,8 @@ import ssl
 from hbfork.core import http11, http_heads
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import LengthBody, UntilClose
+from hbfork.core.outlier import FAILED_STATUS, GATEWAY, OK
+from hbfork.core.retry import EMPTY, MALFORMED, RESET, may_retry, replayable
 from hbfork.proxy.http.state import (
     CLOSING,
     CONNECT,
@@ -241,9 +243,11 @@ class MemberSide(ExchangeState):
             # The keep-alive race: the member closed an idle connection as we reused it.
             return self._retry_fresh()
         if self.response is None:
-            return self._fail(502, "the member closed the connection without answering"
-                              if not self.upbuf else "the member closed the connection "
-                              "mid-answer")
+            if self.upbuf:
+                return self._gateway_failure(MALFORMED, 502,
+                                             "the member closed the connection mid-answer")
+            return self._gateway_failure(EMPTY, 502,
+                                         "the member closed the connection without answering")
         self.close()  # the head went out already: closing is the only signal left
 
     def _may_retry_fresh(self) -> bool:
@@ -285,9 +289,39 @@ class MemberSide(ExchangeState):
         if self._may_retry_fresh():
             return self._retry_fresh()
         if self.response is None:
-            self._fail(502, "the member reset the connection")
+            self._gateway_failure(RESET, 502, "the member reset the connection")
         else:
             self.close()
+
+    def _gateway_failure(self, kind: str, status: int, detail: str) -> None:
+        """The member gave no usable answer (`kind`: hbfork.core.retry's): the detector hears
+        of it, and the request goes to another member if the pool retries `kind` and the
+        request is safe to replay; else the client gets `status`."""
+        target = self.inflight_target
+        if target is not None:
+            self.ctx.upstreams.observe(target, GATEWAY)
+        if self._may_retry_elsewhere(kind):
+            return self._retry_elsewhere(status, detail)
+        self._fail(status, detail)
+
+    def _may_retry_elsewhere(self, failure: str | int) -> bool:
+        request = self.request
+        return request is not None and may_retry(
+            failure, self.pool.retry_on, replayable(request.idempotent, request.has_body),
+            self.sent_to_client, len(self.tried), self.pool.retries)
+
+    def _retry_elsewhere(self, status: int, detail: str) -> None:
+        """Send the request to another member (the pick avoids those tried); if none can
+        take it, the client gets what this failure deserved."""
+        self.last_failure = (status, detail)
+        self._release_member(reusable=False)
+        self.upstream_out.clear()
+        self.upbuf.clear()
+        self.response = self.response_body = None
+        self.status = 0
+        self.fresh_retry = False
+        self.state = FORWARD  # between members; _dispatch decides what is next
+        self._dispatch()
 
     def _release_member(self, reusable: bool) -> None:
         self._member_done(0)
@@ -310,11 +344,16 @@ class MemberSide(ExchangeState):
             conn.close()
 
     def _member_done(self, status: int) -> None:
-        """End the member's in-flight count for this request (status 0: no response)."""
+        """End the member's in-flight count for this request (status 0: no response); the
+        status the member answered goes to the outlier detector."""
         target = self.inflight_target
         if target is not None:
             self.inflight_target = None
-            self.ctx.upstreams.finished(target, status)
+            upstreams = self.ctx.upstreams
+            upstreams.finished(target, status)
+            if status:
+                upstreams.observe(target, FAILED_STATUS if status in
+                                  self.decision.pool.fail_statuses else OK)  # type: ignore
 
 
 def _authority(target: Target) -> bytes:

@@ -12,6 +12,7 @@ from hbfork.core import http11, http_heads
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import ChunkedBody, LengthBody, ResponseHead, UntilClose
 from hbfork.core.http_heads import HeaderMap
+from hbfork.core.outlier import FAILED_STATUS, OK
 from hbfork.core.reverse import LOCATION_HEADERS, map_location, map_set_cookie
 from hbfork.core.upgrade import switch_matches
 from hbfork.proxy.http.state import (
@@ -55,6 +56,15 @@ class ResponseRelay(ExchangeState):
             return True
         if response.status == 101:
             return self._switch_protocols(response)
+        if response.status in self.pool.retry_statuses and \
+                self._may_retry_elsewhere(response.status):
+            # A status the pool retries (retry_on): the client never sees this answer.
+            target = self.inflight_target
+            if target is not None:
+                self.ctx.upstreams.observe(target, FAILED_STATUS if response.status in
+                                           self.pool.fail_statuses else OK)
+            self._retry_elsewhere(response.status, f"the member answered {response.status}")
+            return False
         self.response = response
         self.status = response.status
         self._start_response(response)

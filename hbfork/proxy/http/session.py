@@ -44,6 +44,7 @@ from hbfork.core import http11
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead
 from hbfork.core.lean import field_value
+from hbfork.core.retry import MALFORMED
 from hbfork.core.tls_settings import ListenSettings
 from hbfork.core.uri import normalize_host
 from hbfork.proxy.context import SessionContext
@@ -77,7 +78,8 @@ class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Wai
         "accounted", "body", "body_relay", "bytes_to_client", "client", "client_eof", "client_fd",
         "client_hup", "client_ip", "client_out", "client_parked", "closed", "conn", "ctx",
         "decision", "drain_requested", "exchange_started", "extra_head", "fast", "forwarded",
-        "fresh_retry", "head_started", "inbuf", "inflight_target", "keep_alive", "lean_head",
+        "fresh_retry", "head_started", "inbuf", "inflight_target", "keep_alive", "last_failure",
+        "lean_head",
         "linger_left", "linger_until", "listen", "member_handler",
         "member_started", "queued_at", "request", "request_done", "response", "response_body",
         "sent_to_client", "set_cookie", "state", "status", "sticky_outcome", "sticky_route",
@@ -140,6 +142,7 @@ class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Wai
         self.exchange_started = 0.0
         self.member_started = 0.0
         self.fresh_retry = False
+        self.last_failure = None
         self.accounted = False
         self.decision = None
         self.sticky_route = None
@@ -163,7 +166,10 @@ class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Wai
         try:
             self._step()
         except ProtocolError as err:
-            self._fail(err.status, err.detail)
+            if err.status == 502 and self.conn is not None and self.response is None:
+                self._gateway_failure(MALFORMED, 502, err.detail)  # what the member sent
+            else:
+                self._fail(err.status, err.detail)
         if self.closed:
             return
         # Output is queued by the steps above and written here, so a response head and the
@@ -302,7 +308,7 @@ class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Wai
             return None
         if target is None:
             if self.tried:
-                self._fail(502, "no member accepted the connection")
+                self._fail(*(self.last_failure or (502, "no member accepted the connection")))
             else:
                 ctx.count_no_member(pool)
                 self._fail(503, "no member is available", RETRY_AFTER)

@@ -78,6 +78,7 @@ class ExchangeState:
     exchange_started: float
     member_started: float   # when the request went to the member that answered
     fresh_retry: bool
+    last_failure: tuple[int, str] | None  # the answer owed if no other member can take it
     accounted: bool         # request_done() was reported for this request
     decision: Decision | None  # where the router sends it
     sticky_route: str | None   # the route its session names (a sticky pool's)
