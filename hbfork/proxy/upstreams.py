@@ -158,6 +158,7 @@ class Upstreams:
         self.detector = Detector(outlier) if outlier is not None and outlier.enabled else None
         # called when the detector says a member should be ejected (target, cause)
         self.on_eject: Callable[[Target, int], None] | None = None
+        self.clock: Callable[[], float] = time.monotonic  # tests pass a fake one
 
     # --- the table, once per generation
 
@@ -372,7 +373,7 @@ class Upstreams:
         detector = self.detector
         if detector is None:
             return
-        cause = detector.observe(target.slot, target.uid, outcome, time.monotonic())
+        cause = detector.observe(target.slot, target.uid, outcome, self.clock())
         if cause and self.on_eject is not None:
             self.on_eject(target, cause)
 

@@ -48,6 +48,7 @@ class FakePicker:
         self.default = self.pools.get("default", next(iter(self.pools.values())))
         self.in_flight: dict[int, int] = {}
         self.finished_statuses: list[tuple[int, int]] = []
+        self.outcomes: list[tuple[int, int]] = []  # (slot, hbfork.core.outlier outcome)
         self.queue: list[object] = []  # the context's queue (FakeContext sets it)
 
     def _in(self, pool: PoolView) -> list[FakeMember]:
@@ -93,6 +94,9 @@ class FakePicker:
     def finished(self, target: Target, status: int) -> None:
         self.in_flight[target.slot] -= 1
         self.finished_statuses.append((target.slot, status))
+
+    def observe(self, target: Target, outcome: int) -> None:
+        self.outcomes.append((target.slot, outcome))
 
 
 def member(slot: int, refuse: bool = False) -> FakeMember:
