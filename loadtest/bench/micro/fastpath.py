@@ -29,7 +29,7 @@ import timeit
 from bisect import bisect_left
 from types import ModuleType
 
-from hbfork.core import http11
+from hbfork.core import http11, http_heads
 from hbfork.core.errors import ProtocolError
 from hbfork.proxy.loop import READ, Loop
 from loadtest.bench import tools
@@ -59,20 +59,22 @@ def best(stmt: str, scope: dict, number: int, repeat: int) -> float:
 
 def heads(args: argparse.Namespace) -> None:
     print("1. heads, µs per call (find_head + parse + rewrite):")
-    scope = {"http11": http11, "LIMITS": LIMITS, "lean_request": lean_request,
+    scope = {"http11": http11, "http_heads": http_heads, "LIMITS": LIMITS,
+             "lean_request": lean_request,
              "lean_response": lean_response}
     for name, head in (("wrk request", WRK), ("browser request", BROWSER)):
         scope["head"] = head
         today = best("r = http11.parse_request_head(head, LIMITS); "
                      "http11.find_head(head, 0, 8192, 16384); "
-                     "http11.request_head_for_member(r, '127.0.0.1', True)", scope, **vars_(args))
+                     "http_heads.request_head_for_member(r, '127.0.0.1', True)", scope,
+                     **vars_(args))
         lean = best("http11.find_head(head, 0, 8192, 16384); lean_request(head, b'127.0.0.1')",
                     scope, **vars_(args))
         print(f"   {name:<18} today {today:6.2f}   lean {lean:6.2f}   saves {today - lean:5.2f}")
     scope["head"] = NGINX
     today = best("r = http11.parse_response_head(head, b'GET'); "
                  "http11.find_head(head, 0, 65536, 65536, request=False); "
-                 "http11.response_head_for_client(r, True, False, 11)", scope, **vars_(args))
+                 "http_heads.response_head_for_client(r, True, False, 11)", scope, **vars_(args))
     lean = best("http11.find_head(head, 0, 65536, 65536, request=False); "
                 "lean_response(head, True)", scope, **vars_(args))
     print(f"   {'nginx response':<18} today {today:6.2f}   lean {lean:6.2f}   "
@@ -103,7 +105,7 @@ def equivalent(head: bytes) -> bool:
     if (method, target, host, length, keep_alive) != (
             full.method, full.target, full.host, full.content_length, full.keep_alive):
         return False
-    today = http11.request_head_for_member(full, "192.0.2.1", True)
+    today = http_heads.request_head_for_member(full, "192.0.2.1", True)
     fields = {(lower, value) for _, lower, value in http11.parse_request_head(
         forward, LIMITS).headers}
     return fields == {(lower, value) for _, lower, value in http11.parse_request_head(
