@@ -27,12 +27,12 @@ from pathlib import Path
 
 from hbfork.beat.beacon import Beacon
 from loadtest.bench import tools, wrk
+from loadtest.bench.lab.loopback import NGINX
 from loadtest.bench.proc_stats import tree_cpu
 from loadtest.bench.procs import free_port
 from loadtest.bench.programs.configs import nginx_backend_conf
 from loadtest.bench.programs.servers import Server, spawn, spawn_hbfork, wait_http
 
-NGINX = "/usr/sbin/nginx"
 OPENSSL = "/usr/bin/openssl"
 MEMBERS = ("127.0.0.2", "127.0.0.3")
 
