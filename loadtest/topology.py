@@ -2,89 +2,28 @@
 
 Backends listen on 127.0.0.2, .3 and .4 (Linux answers on all of 127.0.0.0/8) and beat unicast
 to the proxy's heartbeat port on 127.0.0.1, each from its own address. Every process is
-started here and stopped by its pid; waiting is polling with a deadline.
+started here and stopped by its pid (loadtest.bench.procs); waiting is polling with a deadline.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The one process manager of the benchmark harness: started in their own session, stopped by pid.
+from loadtest.bench.procs import Proc, free_port, wait_until
+
 HBFORK = [sys.executable, "-m", "hbfork"]
-STOP_TIMEOUT = 15.0
 
-
-def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
-               interval: float = 0.1) -> Any:
-    """Poll `predicate` until it returns something truthy; RuntimeError at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except (OSError, ValueError, KeyError) as err:
-            last = err
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout:g}s waiting for {what}"
-                       + (f" (last error: {last!r})" if last else ""))
-
-
-class Proc:
-    """A child process with its output in a log file, stopped by its pid."""
-
-    def __init__(self, name: str, argv: list[str], log: Path, **popen: Any) -> None:
-        self.name = name
-        self.log_path = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         **popen)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signum)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
-
-    def tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
+__all__ = ["NORMAL", "OVERLOAD", "SLOW", "VICTIM", "BackendSpec", "Proc", "Topology",
+           "backends_for", "free_port", "wait_until"]
 
 
 @dataclass

@@ -18,3 +18,15 @@ ensure_venv() {
         touch "$stamp"
     fi
 }
+
+# Run `python -m MODULE ARGS...` (a module of loadtest.bench) from .venv, made with EXTRAS when
+# needed; the working directory stays the caller's, so relative paths in ARGS still work.
+# `-P`: the working directory is not put on sys.path, so another checkout's hbfork/ or
+# loadtest/ there is never what runs.   usage: bench_module EXTRAS MODULE ARGS...
+bench_module() {
+    local extras=$1 module=$2 root
+    shift 2
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    (cd "$root" && ensure_venv "$extras") || exit $?
+    exec "$root/.venv/bin/python" -P -m "$module" "$@"
+}

@@ -1,5 +1,5 @@
 """Launchers for the interop tests: Apache httpd instances, hbfork, and plain commands, each
-running inside a namespace of the lab (scripts/netlab.py), each stopped by its pid.
+running inside a namespace of the lab (loadtest/bench/lab/netns.py), each stopped by its pid.
 
 `ip netns exec` execs the program in place, so the pid of every Popen here is the pid of the
 program itself (Apache's parent, hbfork's master), and stopping it by that pid is exact.
@@ -8,10 +8,8 @@ program itself (Apache's parent, hbfork's master), and stopping it by that pid i
 from __future__ import annotations
 
 import contextlib
-import grp
 import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -21,20 +19,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hbfork.apache.render import toml_value
+from hbfork.table.layout import MemberRecord, segment_name
+from hbfork.table.table import Table, unlink_segment
+from loadtest.bench.lab import netns as netlab
+from loadtest.bench.programs.configs import GROUP, unprivileged_user
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))  # the `tests` package (tests.certs) for the modules below
-
-import netlab  # noqa: E402  (scripts/ is not a package)
-
-from hbfork.apache.render import toml_value  # noqa: E402
-from hbfork.table.layout import MemberRecord, segment_name  # noqa: E402
-from hbfork.table.table import Table, unlink_segment  # noqa: E402
 
 # The proxy mode every interop test runs hbfork in: the one constant to switch to "http".
 MODE = "tcp"
-GROUP = "239.0.0.1:27999"
 APACHE_DATA = ROOT / "tests" / "data" / "apache"
 BACKEND_CONF = APACHE_DATA / "lab-backend.conf"
 FRONT_HEARTMONITOR_CONF = APACHE_DATA / "lab-front-heartmonitor.conf"
@@ -58,17 +52,6 @@ def apache_unavailable_reason() -> str | None:
         return f"apache2 modules missing from {APACHE_MODULES}: {', '.join(missing)}"
     if unprivileged_user() is None:
         return "no unprivileged user (www-data or nobody) for Apache's children"
-    return None
-
-
-def unprivileged_user() -> tuple[str, str] | None:
-    """(user, group) Apache's children run as: Apache refuses to serve as root."""
-    for user in ("www-data", "nobody"):
-        try:
-            entry = pwd.getpwnam(user)
-        except KeyError:
-            continue
-        return user, grp.getgrgid(entry.pw_gid).gr_name
     return None
 
 

@@ -1,0 +1,238 @@
+"""Overload: what the fronts do when the members are all busy (issue 18's scenario).
+
+    scripts/bench-overload [--rounds 3] [--seconds 8] [--quick]
+    scripts/bench-overload --report-only bench/results/overload-....json
+
+Root only: a network-namespace lab with member hosts, each running `hbfork backend --workers
+8` that multicasts its true idle/busy workers every second. Fronts on the lab's front host,
+over the same members in the same run: hbfork with its defaults (in-flight-corrected
+weights, capacity from the heartbeats, the front queue with queue_timeout 5 s), HAProxy
+(leastconn, `maxconn 8` per server, `timeout queue 5s`), Apache httpd lbmethod=heartbeat, and
+as the reference of what issue 18 started from, hbfork with Apache's rule (`weighting =
+"reported"`, `queue_timeout = 0`: 503 whenever no member has room).
+
+Three loads, interleaved in rounds (contender order rotated every round):
+  closed   issue 18's run: members of 8 workers at 80 ms and 2 ms per request, 24 concurrent
+           keep-alive clients, wrk -t2 -c24 for --seconds
+  1.5x     open loop (loadtest/bench/clients/openloop.py), Poisson arrivals at 1.5x the total
+           capacity
+  3x       the same at 3x
+The open-loop runs use a second pair of members, 8 workers at 80 ms and at 20 ms (not 2 ms):
+over capacity every waiting request holds a client connection, and with the 2 ms member 3x
+would be ~9,000 new requests/s and ~40,000 connections, which a Python client on two shared
+cores cannot produce on time (measured: its sending lag reached seconds, so it, not the
+fronts, was measured). "Total capacity" is measured at the start of the run by driving each
+member directly with 8 connections (its workers) for 3 s (on this machine the 2 ms member is
+CPU-bound well below its nominal 4,000 requests/s). An open-loop burst of T seconds at rate r
+over capacity c is absorbable by a 5 s queue when its backlog drains in time: (r - c) T / c
+<= 5 s, i.e. T <= 10 s at 1.5x (the whole run) and T <= 2.5 s at 3x; the report counts the
+errors among the arrivals inside that window apart.
+Results: JSON in bench/results/ and a section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from loadtest.bench import tools
+from loadtest.bench.lab import netns
+from loadtest.bench.lab.inlab import exit_on_term, lab_unavailable, log, run_in_lab
+from loadtest.bench.machine import export_head, loadavg, machine
+from loadtest.bench.markdown import update_section
+from loadtest.bench.paths import ROOT
+from loadtest.bench.programs import servers as launch
+from loadtest.bench.programs.fronts import MemberSpec, start_member
+from loadtest.bench.programs.fronts import start_front as start_lab_front
+from loadtest.bench.report.overload import section
+from loadtest.bench.scenarios import runs
+from loadtest.bench.stats import fmt_ms
+
+CONTENDERS = ("hbfork", "haproxy-queue", "apache", "hbfork-apache")
+QUEUE_TIMEOUT = 5.0
+WORKERS = 8
+CLIENTS = 24
+SETTLE = 3.0
+TAG = "bench-overload"
+MAX_CONNECTIONS = 18_000   # the open-loop client's connections (the hard RLIMIT_NOFILE here)
+
+
+def members() -> dict[str, list[Any]]:
+    """The members of the closed-loop run (issue 18's) and of the open-loop runs."""
+    return {"closed": [MemberSpec("slow-80ms", WORKERS, 80), MemberSpec("fast-2ms", WORKERS, 2)],
+            "open": [MemberSpec("slow-80ms", WORKERS, 80), MemberSpec("fast-20ms", WORKERS, 20)]}
+
+
+def member_hosts() -> int:
+    return sum(len(pair) for pair in members().values())
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="scripts/bench-overload",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--factors", default="1.5,3", help="open-loop loads, x capacity")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--quick", action="store_true", help="1 round")
+    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--report-only", type=Path, metavar="JSON")
+    parser.add_argument("--in-lab", metavar="PREFIX", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds = 1
+    args.factors = [float(x) for x in args.factors.split(",")]
+    args.contenders = [c for c in args.contenders.split(",") if c]
+    return args
+
+
+def start_front(kind: str, directory: Path, addresses: list[str]) -> Any:
+    if kind == "haproxy-queue":
+        return start_lab_front(kind, directory, addresses, maxconn=WORKERS,
+                               queue_timeout=QUEUE_TIMEOUT)
+    if kind == "hbfork-apache":
+        return start_lab_front(kind, directory, addresses,
+                               balance='weighting = "reported"\nqueue_timeout = 0\n')
+    if kind in ("hbfork", "hbfork-1worker"):
+        return start_lab_front(kind, directory, addresses,
+                                   balance=f"queue_timeout = {QUEUE_TIMEOUT:g}\n",
+                               workers=1 if kind == "hbfork-1worker" else "auto")
+    return start_lab_front(kind, directory, addresses)
+
+
+def measure_capacity(servers: dict[str, Any], seconds: float = 3) -> dict[str, float]:
+    """Each member driven directly with WORKERS connections: what it completes per second."""
+    out = {}
+    for name, server in servers.items():
+        result = runs.wrk_run(server.url, WORKERS, seconds)
+        out[name] = result.get("goodput", 0.0)
+        log(TAG, f"capacity of {name}: {out[name]:.0f} req/s (direct, {WORKERS} connections)")
+    return out
+
+
+def one_run(server: Any, load: str, rate: float, seconds: float, seed: int,
+            workdir: Path) -> dict[str, Any]:
+    time.sleep(SETTLE)
+    if load == "closed":
+        result = runs.wrk_run(server.url, CLIENTS, seconds)
+        result.update(p99=result.get("p99", float("nan")), errors=result.get("errors_total", 0))
+        return result
+    out = workdir / f"run-{server.name}-{load}-{seed}-{time.monotonic_ns()}.json"
+    raw = runs.openloop(server.url, rate, seconds, seed, out,
+                        timeout=QUEUE_TIMEOUT + 5, max_connections=MAX_CONNECTIONS)
+    result = runs.figures(raw)
+    result["rate"] = rate
+    return result
+
+
+def run_inside(args: argparse.Namespace, argv: list[str]) -> int:
+    started = time.monotonic()
+    args.results.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="hbovl-"))
+    os.chmod(workdir, 0o755)
+    launch.HBFORK_HOME = export_head(workdir / "hbfork-head")
+    pairs = members()
+    lab = netns.Lab(prefix=args.in_lab, backends=member_hosts())   # already up
+    hosts = iter(lab.backends)
+    servers: dict[str, dict[str, Any]] = {}
+    fronts: dict[tuple[str, str], Any] = {}
+    results: dict[str, Any] = {"argv": [a for i, a in enumerate(argv) if a != "--in-lab" and
+                                        (i == 0 or argv[i - 1] != "--in-lab")],
+                               "machine": machine(), "seconds": args.seconds,
+                               "rounds": args.rounds, "factors": args.factors,
+                               "queue_timeout": QUEUE_TIMEOUT, "clients": CLIENTS,
+                               "members": {pair: [s.__dict__ | {"nominal_rps": s.capacity_rps}
+                                                  for s in specs]
+                                           for pair, specs in pairs.items()},
+                               "capacity": {}, "capacity_rps": {}, "runs": []}
+    try:
+        for pair, specs in pairs.items():
+            servers[pair] = {}
+            for i, spec in enumerate(specs):
+                servers[pair][spec.name] = start_member(lab, next(hosts), spec,
+                                                        workdir / pair, seed=200 + i)
+            results["capacity"][pair] = measure_capacity(servers[pair])
+            results["capacity_rps"][pair] = sum(results["capacity"][pair].values())
+            addresses = [f"{s.host}:{s.port}" for s in servers[pair].values()]
+            for kind in args.contenders:
+                fronts[pair, kind] = start_front(kind, workdir / pair / kind, addresses)
+                log(TAG, f"{kind} over the {pair}-loop members serving on "
+                         f"{fronts[pair, kind].url}")
+        for front in fronts.values():   # warm-up
+            runs.wrk_run(front.url, 4, 1)
+        capacity = results["capacity_rps"]["open"]
+        loads = ["closed", *(f"{f:g}x" for f in args.factors)]
+        names = list(args.contenders)
+        for round_number in range(args.rounds):
+            k = round_number % len(names)
+            order = names[k:] + names[:k]
+            for load in loads:
+                factor = float(load[:-1]) if load != "closed" else 0.0
+                seed = 100 * round_number + int(factor * 10)
+                pair = "closed" if load == "closed" else "open"
+                for kind in order:
+                    result = one_run(fronts[pair, kind], load, capacity * factor,
+                                     args.seconds, seed, workdir)
+                    result.update(contender=kind, load=load, factor=factor,
+                                  round=round_number, loadavg=loadavg())
+                    results["runs"].append(result)
+                    show(result, f"round {round_number + 1}/{args.rounds}")
+    finally:
+        for server in [*fronts.values(), *(s for p in servers.values() for s in p.values())]:
+            server.stop()
+        keep = args.results / f"overload-logs-{time.strftime('%Y%m%d-%H%M%S')}"
+        shutil.copytree(workdir, keep, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("hbfork-head", "htdocs", "run-*.json",
+                                                      "*.pid", "*.ctl", "__pycache__"))
+        shutil.rmtree(workdir, ignore_errors=True)
+    results["elapsed_seconds"] = time.monotonic() - started
+    raw = args.results / f"overload-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    raw.write_text(json.dumps(results, indent=1))
+    update_section(args.output, "bench-overload", section(results, raw),
+                             after="simulate")
+    log(TAG, f"done in {results['elapsed_seconds']:.0f} s: {raw}, {args.output}")
+    return 0
+
+
+def show(r: dict[str, Any], where: str) -> None:
+    if "failed" in r:
+        log(TAG, f"{where} {r['contender']:14} {r['load']:6} FAILED: {str(r['failed'])[:200]}")
+        return
+    log(TAG, f"{where} {r['contender']:14} {r['load']:6}: goodput {r.get('goodput', 0):7.0f}/s "
+             f"p99 {fmt_ms(r.get('p99', float('nan')))} ms errors {r.get('errors', 0)} "
+             f"{r.get('error_kinds', '')} lag p99 {r.get('lag_p99', 0):.1f} ms "
+             f"load {r['loadavg']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    tools.require("scripts/bench-overload", "wrk", "haproxy")
+    if args.report_only:
+        results = json.loads(args.report_only.read_text())
+        update_section(args.output, "bench-overload",
+                                 section(results, args.report_only), after="simulate")
+        print(f"{args.output}: section bench-overload rewritten from {args.report_only}")
+        return 0
+    if args.in_lab:
+        return run_inside(args, argv)
+    reason = lab_unavailable()
+    if reason:
+        print(f"scripts/bench-overload: needs the network-namespace lab: {reason}",
+              file=sys.stderr)
+        return 2
+    return run_in_lab(__spec__.name, argv, member_hosts(), "hbovl")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, exit_on_term)   # every `finally` stops what it started
+    sys.exit(main())
