@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from http import HTTPStatus
 
 from hbfork.core.errors import ProtocolError
 
@@ -46,19 +47,16 @@ _TRAILING_SPACE = re.compile(rb"[\t ]\r\n")
 _FIELDS = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[^\x00-\x08\x0a-\x1f\x7f]*+\r\n)*+")
 _SELECTED = frozenset((b"content-length", b"transfer-encoding", b"host", b"connection",
                        b"upgrade", b"expect"))
+_ABSOLUTE_TARGET = re.compile(rb"(?i)https?://([^/?#]*)([/?][^#]*)?")
 _HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*")  # RFC 3986 authority, no userinfo
 
 # HTTP2-Settings belongs to an h2c upgrade, which is never passed on (hbfork.core.upgrade).
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
                         b"upgrade", b"transfer-encoding", b"http2-settings"))
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
-REASONS = {100: "Continue", 101: "Switching Protocols", 200: "OK", 204: "No Content",
-           301: "Moved Permanently", 304: "Not Modified", 400: "Bad Request",
-           408: "Request Timeout",
-           413: "Content Too Large", 414: "URI Too Long",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error",
-           501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
-           504: "Gateway Timeout", 505: "HTTP Version Not Supported"}
+# Standard reason phrases for the answers hbfork writes itself (RFC 9110's names).
+REASONS = {status.value: status.phrase for status in HTTPStatus} | {
+    413: "Content Too Large", 422: "Unprocessable Content"}
 
 Header = tuple[bytes, bytes, bytes]  # (name as sent, lower-case name, value)
 
@@ -129,11 +127,23 @@ def find_head(buf: bytes | bytearray, start: int, line_limit: int, head_limit: i
             raise ProtocolError(414, "request line too long")
         return end + 4
     available = len(buf) - start
+    _refuse_bare_line_ends(buf, start, min(len(buf), start + head_limit + 4), request)
     if request and newline < 0 and available > line_limit:
         raise ProtocolError(414, "request line too long")
     if available > head_limit:
         raise ProtocolError(431 if request else 502, "header section too large")
     return -1
+
+
+def _refuse_bare_line_ends(buf: bytes | bytearray, start: int, stop: int,
+                           request: bool) -> None:
+    """A head still incomplete that holds a LF without its CR, or a CR without its LF, can
+    never end in CRLFCRLF: answer at once instead of waiting for header_timeout (Apache
+    answers 400 too). A CR as the very last byte may still get its LF."""
+    pairs = buf.count(CRLF, start, stop)
+    if buf.count(b"\n", start, stop) != pairs or \
+            buf.count(b"\r", start, stop) - (buf[stop - 1:stop] == b"\r") != pairs:
+        raise ProtocolError(400 if request else 502, "bare CR or LF in the head")
 
 
 def skip_empty_lines(buf: bytes | bytearray, start: int) -> int:
@@ -249,6 +259,20 @@ def _request_line(line: bytes) -> tuple[bytes, bytes, int]:
     return method, target, version
 
 
+def origin_form(target: bytes) -> tuple[bytes, bytes]:
+    """(path and query, authority) of an absolute-form target; 400 for anything else, or
+    userinfo (`http://user@host/`: credentials have no business in a request line)."""
+    match = _ABSOLUTE_TARGET.fullmatch(target)
+    if match is None:
+        raise ProtocolError(400, "the request target is not a path or an http URL")
+    authority, rest = match.group(1), match.group(2) or b"/"
+    if b"@" in authority:
+        raise ProtocolError(400, "userinfo in the request target")
+    if not authority or not _HOST.fullmatch(authority):
+        raise ProtocolError(400, "invalid authority in the request target")
+    return (rest if rest[:1] == b"/" else b"/" + rest), authority
+
+
 def parse_request_head(head: bytes, limits: Limits) -> RequestHead:
     """Parse a complete request head (as delimited by find_head)."""
     line, headers = _split_head(head)
@@ -262,6 +286,16 @@ def parse_request_head(head: bytes, limits: Limits) -> RequestHead:
         raise ProtocolError(400, "an HTTP/1.1 request needs exactly one Host header")
     if hosts and not _HOST.fullmatch(hosts[0]):
         raise ProtocolError(400, "invalid Host header")
+    if target[:1] != b"/" and target != b"*":
+        # RFC 9112 §3.2.2: the target's authority replaces Host; members get origin-form.
+        target, authority = origin_form(target)
+        hosts = (authority,)
+        headers = [h for h in headers if h[1] != b"host"]
+        headers.insert(0, (b"Host", b"host", authority))
+    if b"\\" in target:
+        # Back ends read a backslash differently (IIS and WHATWG URLs: a "/"); encoded, it
+        # is one thing for route matching and for the member alike, as Apache sends it.
+        target = target.replace(b"\\", b"%5C")
     connection = frozenset(_tokens(found.get(b"connection")))
     keep_alive = b"close" not in connection if version == 11 else b"keep-alive" in connection
     upgrade = b""

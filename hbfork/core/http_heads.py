@@ -9,8 +9,14 @@ request followed by a second one (the body).
 from __future__ import annotations
 
 from collections.abc import Callable
+from email.utils import formatdate
 
 from hbfork.core.http11 import CRLF, HOP_BY_HOP, REASONS, RequestHead, ResponseHead
+
+
+def http_date(epoch_seconds: float) -> str:
+    """An IMF-fixdate (RFC 9110 §5.6.7) for the Date field."""
+    return formatdate(epoch_seconds, usegmt=True)
 
 # Headers a Connection token must not remove: dropping them would change the framing or the
 # target the member sees.
@@ -85,8 +91,9 @@ def response_head_for_client(response: ResponseHead, keep_alive: bool, dechunk: 
     lines added (a sticky-session Set-Cookie)."""
     drop = HOP_BY_HOP | (response.connection_tokens - END_TO_END)
     version = b"HTTP/1.1" if client_version == 11 else b"HTTP/1.0"
-    out = [b"%s %d %s" % (version, response.status, response.reason or
-                          REASONS.get(response.status, "Status").encode())]
+    # The member's reason phrase as it sent it, an empty one included (Tomcat sends none):
+    # the fast path forwards status lines verbatim, and both paths must agree.
+    out = [b"%s %d %s" % (version, response.status, response.reason)]
     for name, lower, value in response.headers:
         if lower in drop:
             if lower == b"transfer-encoding" and not dechunk:
@@ -111,11 +118,14 @@ def response_head_for_client(response: ResponseHead, keep_alive: bool, dechunk: 
 
 
 def error_response(status: int, detail: str = "", *, keep_alive: bool = False,
-                   extra: tuple[tuple[str, str], ...] = (), head_only: bool = False) -> bytes:
-    """A short response the proxy itself sends (4xx for the client's mistakes, 5xx for ours)."""
+                   extra: tuple[tuple[str, str], ...] = (), head_only: bool = False,
+                   date: str = "") -> bytes:
+    """A short response the proxy itself sends (4xx for the client's mistakes, 5xx for ours).
+    `date`: the Date field's value (RFC 9110 §6.6.1: an origin with a clock sends one)."""
     reason = REASONS.get(status, "Error")
     body = f"{status} {reason}{': ' + detail if detail else ''}\n".encode()
-    lines = [f"HTTP/1.1 {status} {reason}", "Content-Type: text/plain; charset=utf-8",
+    lines = [f"HTTP/1.1 {status} {reason}", *((f"Date: {date}",) if date else ()),
+             "Content-Type: text/plain; charset=utf-8",
              f"Content-Length: {len(body)}", "Cache-Control: no-store",
              "Connection: keep-alive" if keep_alive else "Connection: close"]
     lines.extend(f"{name}: {value}" for name, value in extra)

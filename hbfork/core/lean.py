@@ -67,8 +67,8 @@ def lean_request(head: bytes, max_line: int) -> LeanRequest | None:
     if start - 2 > max_line or not _FIELDS.fullmatch(head, start, len(head) - 2):
         return None  # too long, or malformed: the full parser says what is wrong
     method, target = line.groups()
-    if method == b"CONNECT":
-        return None
+    if method == b"CONNECT" or (target[:1] != b"/" and target != b"*") or b"\\" in target:
+        return None  # absolute-form and backslashes are rewritten by the full parser
     lower = head.lower()
     hosts = 0
     keep_alive = True

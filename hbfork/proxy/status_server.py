@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 from hbfork.core import http11, http_heads
 from hbfork.core.addresses import IPNetwork, ip_allowed, parse_ip
@@ -96,7 +97,8 @@ class _StatusConnection:
                 self.out = respond(self.server.table, head.target, head.method,
                                    self.server.config, self.server.certificates)
         except ProtocolError as err:
-            self.out = http_heads.error_response(err.status, err.detail)
+            self.out = http_heads.error_response(err.status, err.detail,
+                                                 date=http_heads.http_date(time.time()))
         except OSError:
             return self.close()
         self._write()

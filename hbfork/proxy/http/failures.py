@@ -9,6 +9,7 @@ honest signal left. A 5xx answer to a sound request keeps the connection open fo
 from __future__ import annotations
 
 import errno
+import time
 
 from hbfork.core import http_heads
 from hbfork.core.retry import TIMEOUT
@@ -59,7 +60,8 @@ class Failures(ExchangeState):
                 "; includeSubDomains" if self.listen.hsts_subdomains else "")
             extra = (*extra, ("Strict-Transport-Security", value))
         self._to_client(http_heads.error_response(status, detail, keep_alive=keep, extra=extra,
-                                              head_only=head_only))
+                                              head_only=head_only,
+                                              date=http_heads.http_date(time.time())))
         self.status = status
         self.sent_to_client = True
         if not self.accounted:

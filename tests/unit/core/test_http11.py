@@ -208,9 +208,40 @@ def test_methods_are_case_sensitive_tokens():
     assert request(b"PUT / HTTP/1.1\r\nHost: x\r\n\r\n").idempotent
 
 
-def test_absolute_form_target_is_accepted():
-    assert request(b"GET http://example.test/a HTTP/1.1\r\nHost: example.test\r\n\r\n") \
-        .target == b"http://example.test/a"
+@pytest.mark.parametrize(("target", "host", "path"), [
+    (b"http://example.test/a?b=1", b"example.test", b"/a?b=1"),
+    (b"HTTPS://b.test:8443", b"b.test:8443", b"/"),
+    (b"http://b.test?q", b"b.test", b"/?q"),
+])
+def test_an_absolute_form_targets_authority_replaces_host(target, host, path):
+    """RFC 9112 §3.2.2, with or without routes: members get origin-form and that Host."""
+    head = request(b"GET " + target + b" HTTP/1.1\r\nHost: other.test\r\nX: y\r\n\r\n")
+    assert (head.target, head.host) == (path, host)
+    assert [v for _, lower, v in head.headers if lower == b"host"] == [host]
+
+
+@pytest.mark.parametrize("target", [b"http://user:pw@b.test/", b"http:///x", b"ftp://b.test/",
+                                    b"x/y", b"http://b.test/#frag"])
+def test_absolute_form_with_userinfo_or_no_host_is_400(target):
+    refused(b"GET " + target + b" HTTP/1.1\r\nHost: b.test\r\n\r\n")
+
+
+def test_a_backslash_in_the_target_is_sent_encoded():
+    head = request(b"GET /x\\..\\admin HTTP/1.1\r\nHost: b\r\n\r\n")
+    assert head.target == b"/x%5C..%5Cadmin"
+
+
+@pytest.mark.parametrize("partial", [b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n",
+                                     b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n",
+                                     b"GET / HTTP/1.1\r\nHost: a\n\n"])
+def test_a_bare_cr_or_lf_in_an_unfinished_head_is_400_at_once(partial):
+    with pytest.raises(ProtocolError) as info:
+        find_head(partial, 0, 8192, 16384)
+    assert info.value.status == 400
+
+
+def test_a_cr_at_the_end_may_still_get_its_lf():
+    assert find_head(b"GET / HTTP/1.1\r\nHost: a\r", 0, 8192, 16384) == -1
 
 
 # --- Host

@@ -17,6 +17,7 @@ from hbfork.core.http11 import (
 from hbfork.core.http_heads import (
     CONTINUE,
     error_response,
+    http_date,
     request_head_for_member,
     response_head_for_client,
 )
@@ -203,10 +204,19 @@ def test_switching_protocols_head():
     assert values(out, b"sec-websocket-accept") == [b"a"]
 
 
-def test_missing_reason_gets_a_standard_one():
-    r = response(b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n")
+@pytest.mark.parametrize("line", [b"HTTP/1.1 200", b"HTTP/1.1 200 "])
+def test_an_empty_reason_stays_empty_as_on_the_fast_path(line):
+    r = response(line + b"\r\nContent-Length: 0\r\n\r\n")
     out = response_head_for_client(r, keep_alive=True, dechunk=False, client_version=11)
-    assert out.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert out.startswith(b"HTTP/1.1 200 \r\n")
+
+
+def test_the_proxys_own_answers_have_a_date_and_standard_reasons():
+    out = error_response(403, date="Mon, 07 Dec 2026 08:00:00 GMT")
+    assert out.startswith(b"HTTP/1.1 403 Forbidden\r\nDate: Mon, 07 Dec 2026 08:00:00 GMT\r\n")
+    assert error_response(404).startswith(b"HTTP/1.1 404 Not Found\r\n")
+    assert error_response(429).startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
+    assert http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"
 
 
 # --- the proxy's own responses

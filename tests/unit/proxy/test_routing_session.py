@@ -120,12 +120,18 @@ def test_no_route_is_404_and_bypass_tricks_hit_the_exclusion() -> None:
     assert ctx.connects == []
 
 
-def test_absolute_form_host_must_agree_with_host() -> None:
+def test_an_absolute_form_targets_host_is_the_one_routed_and_sent() -> None:
+    """RFC 9112 §3.2.2: the target's authority replaces Host, with or without routes."""
     ctx = context()
-    reply, _ = exchange(ctx, b"GET http://evil.test/api HTTP/1.1\r\nHost: h\r\n\r\n")
-    assert reply.startswith(b"HTTP/1.1 400 ")
-    reply, got = exchange(ctx, b"GET http://H:80/api/x HTTP/1.1\r\nHost: h\r\n\r\n")
+    # /app/ serves only www.example.com: routed by the target's host, not the Host field.
+    reply, _ = exchange(ctx, b"GET http://other.test/app/x HTTP/1.1\r\n"
+                             b"Host: www.example.com\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 404 ")
+    reply, got = exchange(ctx, b"GET http://H:80/api/x HTTP/1.1\r\nHost: evil.test\r\n\r\n")
     assert reply.endswith(b"ok") and got[3].startswith(b"GET /api/x HTTP/1.1")
+    assert b"\r\nX-Forwarded-Host: H:80\r\n" in got[3] and b"evil.test" not in got[3]
+    reply, _ = exchange(ctx, b"GET http://u:p@H/api HTTP/1.1\r\nHost: H\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400 ")
 
 
 def test_sticky_cookie_and_url_parameter_pick_their_member() -> None:
