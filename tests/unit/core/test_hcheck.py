@@ -173,3 +173,59 @@ def test_first_checks_are_spread_but_soon():
 ])
 def test_describe(result, status, words):
     assert words in hcheck.describe(result, status)
+
+
+# --- in a config file
+
+BASE = """
+[proxy]
+listen = ["127.0.0.1:8080"]
+[heartbeat]
+listen = "127.0.0.1:27999"
+[[pool]]
+name = "app"
+"""
+
+
+def test_pool_keys_and_a_member_override():
+    from hbfork.core.config import describe, loads
+
+    config = loads(BASE + 'hcmethod = "GET"\nhcuri = "/health"\nhcexpect_body = "OK"\n'
+                   '[[pool.member]]\naddress = "127.0.0.2:80"\n'
+                   '[[pool.member]]\naddress = "127.0.0.3:80"\nhcfails = 3\n', "hb.toml")
+    pool = config.pools[0]
+    assert pool.hcheck == HcheckSettings(hcmethod="get", hcuri="/health", hcexpect_body="OK")
+    first, second = pool.members
+    assert pool.check_of(first) is pool.hcheck and first.hcheck is None
+    # A member's own keys are laid over the pool's.
+    assert pool.check_of(second).hcfails == 3 and pool.check_of(second).hcuri == "/health"
+    assert "checks GET /health every 10s" in describe(config)
+
+
+def test_checks_are_off_until_configured():
+    from hbfork.core.config import loads
+
+    config = loads(BASE + 'members = ["127.0.0.2:80"]\n', "hb.toml")
+    assert not config.pools[0].hcheck.enabled
+
+
+@pytest.mark.parametrize("text, where, problem", [
+    ('hcmetod = "get"\nmembers = ["127.0.0.2:80"]', "[[pool]] #1 hcmetod",
+     "did you mean 'hcmethod'"),
+    ('hcmethod = "head"\nhcexpect_body = "x"\nmembers = ["127.0.0.2:80"]',
+     "[[pool]] 'app' hcexpect_body", "needs hcmethod = \"get\""),
+    ('hcmethod = "get"\ntls = true\nmembers = ["127.0.0.2:443"]', "[[pool]] 'app' hcmethod",
+     "over TLS"),
+    ('[[pool.member]]\naddress = "127.0.0.2:80"\nhcpasses = 0',
+     "[[pool]] 'app' member #1 hcpasses", "from 1 to 1000"),
+    ('hcexpect_status = ["600"]\nmembers = ["127.0.0.2:80"]', "[[pool]] #1 hcexpect_status",
+     "100 to 599"),
+])
+def test_config_errors_name_file_key_and_problem(text, where, problem):
+    from hbfork.core.config import loads
+    from hbfork.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        loads(BASE + text + "\n", "hb.toml")
+    message = str(err.value)
+    assert message.startswith("hb.toml: ") and where in message and problem in message
