@@ -34,9 +34,6 @@ CORE_SETTINGS = frozenset({"timeout", "keepalivetimeout", "keepalive", "user", "
 # Related directives with no setting to translate to, but something else in hbfork instead.
 REPLACED = {
     "proxystatus": "hbfork's status page ([status] listen) always shows every member",
-    "proxyhcexpr": "health checks: a member that stops beating leaves after [heartbeat] max_age",
-    "proxyhctemplate": "health checks: a member that stops beating leaves after "
-                       "[heartbeat] max_age",
     "proxypassinherit": "hbfork's routes of the main server apply in every vhost (as "
                         "mod_proxy's ProxyPass list does)",
     "balancerinherit": "hbfork's pools are shared by every vhost",
@@ -155,6 +152,7 @@ class Collector:
         self.balancers: dict[str, Balancer] = {}
         self.servers: list[Server] = [Server(None)]
         self.route_cookies: list[Directive] = []     # Header ... BALANCER_WORKER_ROUTE
+        self.hc: list[Directive] = []                # ProxyHCExpr, ProxyHCTemplate
         self.notes: list[Note] = []
         self.unrelated = 0
 
@@ -236,6 +234,12 @@ class Collector:
 
     def on_listen(self, d: Directive, ctx: Context) -> bool:
         self.listens.append(d)
+        return True
+
+    def on_hc(self, d: Directive, ctx: Context) -> bool:
+        """mod_proxy_hcheck's named expressions and templates (hbfork.apache.hchecks)."""
+        if self._server_level(d, ctx, "only server-wide ones are translated"):
+            self.hc.append(d)
         return True
 
     def on_heartbeat_address(self, d: Directive, ctx: Context) -> bool:
@@ -425,6 +429,8 @@ HANDLERS = {
     "heartbeatstorage": Collector.on_server,
     "heartbeataddress": Collector.on_heartbeat_address,
     "balancermember": Collector.on_member,
+    "proxyhcexpr": Collector.on_hc,
+    "proxyhctemplate": Collector.on_hc,
     "proxyset": Collector.on_proxyset,
     "proxypass": Collector.on_proxypass,
     "proxypassmatch": Collector.on_proxypass,

@@ -4,8 +4,8 @@ The member's URL must be `http[s]://IP[:PORT][/path]`: heartbeats name a member 
 so a host name cannot be matched (Apache's lbmethod_heartbeat never matched one either).
 Parameters with an hbfork equivalent are carried over: route=, lbset=, status= flags (D and S
 disable, H is a hot standby, R a hot spare, N drains); retry=, timeout= and
-connectiontimeout= are kept in `timing` for hbfork.apache.pools to decide per pool; the rest
-is a note or, for loadfactor=, a comment.
+connectiontimeout= are kept in `timing` for hbfork.apache.pools to decide per pool, the hc*
+ones in `hc` for hbfork.apache.hchecks; the rest is a note or, for loadfactor=, a comment.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from hbfork.core.values import BadSetting, build
 
 MAX_LBSET = 99                          # Apache refuses lbset outside 0-99
 TIMING = ("retry", "timeout", "connectiontimeout")
+HC_PARAMS = ("hcmethod", "hcuri", "hcinterval", "hcpasses", "hcfails", "hcexpr", "hctemplate")
 # Worker parameters that tune Apache's own connection handling: hbfork has its own.
 CONNECTION_PARAMS = {
     "keepalive": "hbfork keeps member connections alive ([http] pool_size, pool_idle_timeout)",
@@ -51,6 +52,8 @@ class Member:
     disabled: bool = False
     drain: bool = False
     timing: dict[str, float] = field(default_factory=dict)
+    hc: dict[str, str] = field(default_factory=dict)        # mod_proxy_hcheck parameters
+    checks: dict[str, Any] = field(default_factory=dict)    # hc* keys (hbfork.apache.hchecks)
     comments: list[str] = field(default_factory=list)
 
     def table(self) -> dict[str, Any]:
@@ -61,7 +64,7 @@ class Member:
         for key in ("lbset", "standby", "disabled", "drain"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
-        return out
+        return {**out, **self.checks}
 
 
 def parse_member(d: Directive, url: str, params: Sequence[str],
@@ -123,6 +126,8 @@ def _param(member: Member, key: str, value: str, notes: list[Note]) -> None:
             notes.append(Note.of(d, "not a duration", f"{key}={value}"))
         else:
             member.timing[key] = seconds
+    elif key in HC_PARAMS:
+        member.hc[key] = value  # hbfork.apache.hchecks, once the server's templates are known
     elif key == "loadfactor":
         member.comments.append(f"loadfactor={value} ignored: hbfork weighs members by their "
                                "heartbeats' ready count")

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from hbfork.apache.collect import Balancer, Collector, balancer_name
 from hbfork.apache.conf import Directive, Note, parse_duration, resolve_path
+from hbfork.apache.hchecks import Definitions, apply_checks
 from hbfork.apache.members import Member, parse_member
 from hbfork.core.pool_settings import POOL_NAME, PoolSettings
 from hbfork.core.values import BadSetting, build
@@ -34,8 +35,6 @@ TIMING_KEYS = {"retry": ("retry", 3600, True), "timeout": ("response_timeout", 8
 BALANCER_REASONS = {
     "growth": "hbfork's pools are fixed by the config (a reload changes them)",
     "forcerecovery": "hbfork tries members in error again after their retry, one at a time",
-    "failonstatus": "hbfork puts a member in error only when a connect fails",
-    "failontimeout": "hbfork puts a member in error only when a connect fails",
     "nonce": "no balancer-manager: `hbfork ctl` on the control socket steers members",
 }
 ROUTE_COOKIE = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+)=(.?)%\{BALANCER_WORKER_ROUTE\}e")
@@ -86,6 +85,7 @@ class PoolBook:
         self.by_balancer: dict[str, PoolPlan] = {}
         self.by_server: dict[str, PoolPlan] = {}
         self.notes: list[Note] = []
+        self.hc = Definitions(collected.hc, self.notes)
         for balancer in collected.balancers.values():
             self._balancer(balancer)
         self._route_cookies(collected.route_cookies)
@@ -141,6 +141,7 @@ class PoolBook:
             self._param(plan, key, value, d)
         self._timing(plan)
         self._tls(plan)
+        self._checks(plan)
         if plan.lbmethod != "heartbeat":
             plan.comments.append(f"lbmethod={plan.lbmethod}: hbfork balances by the members' "
                                  "heartbeats (weight = ready), so every member must send them")
@@ -189,6 +190,16 @@ class PoolBook:
             retries = min(int(value), MAX_RETRIES)
             limit = f" (hbfork's limit is {MAX_RETRIES})" if retries < int(value) else ""
             plan.set("retries", retries, where + limit)
+        elif key == "failonstatus":
+            statuses = [int(s) if s.strip().isdigit() else s.strip() for s in value.split(",")]
+            self._checked(plan, key, statuses, where + ": these answers count toward [outlier] "
+                          "consecutive_5xx (an ejection), not an error state at once", d)
+        elif key == "failontimeout" and value.lower() in ("on", "off"):
+            if value.lower() == "on":
+                plan.set("retry_on", ["reset", "empty-response", "malformed-response",
+                                      "timeout"], where + ": a response timeout goes to another "
+                                      "member and counts toward [outlier] "
+                                      "consecutive_gateway_failures")
         elif key == "scolonpathdelim":
             if value.lower() == "on":
                 self.notes.append(Note.of(d, "hbfork ends a session value in the URL at ? or & "
@@ -197,15 +208,26 @@ class PoolBook:
             reason = BALANCER_REASONS.get(key, "no hbfork equivalent")
             self.notes.append(Note.of(d, reason, f"{key}={value}"))
 
-    def _checked(self, plan: PoolPlan, key: str, value: str, where: str,
+    def _checked(self, plan: PoolPlan, key: str, value: Any, where: str,
                  d: Directive) -> None:
         """A value hbfork validates the same way when it loads the file."""
         try:
             build(PoolSettings, {"name": "x", key: value}, members=())
         except BadSetting as err:
-            self.notes.append(Note.of(d, err.problem, f"{key}={value}"))
+            shown = ",".join(map(str, value)) if isinstance(value, list) else value
+            self.notes.append(Note.of(d, err.problem, f"{key}={shown}"))
             return
         plan.set(key, value, where)
+
+    def _checks(self, plan: PoolPlan) -> None:
+        """mod_proxy_hcheck parameters -> hc* keys: the pool's when every member agrees."""
+        for key, value in apply_checks(plan.members, self.hc, self.notes).items():
+            plan.set(key, value, "hc* parameters of every member (mod_proxy_hcheck)"
+                     if key == "hcmethod" else "")
+        if plan.value("hcinterval") == 30.0 or any(m.checks.get("hcinterval") == 30.0
+                                                   for m in plan.members):
+            plan.comments.append("hcinterval 30: Apache's (default) interval; hbfork's "
+                                 "default is 10 s")
 
     def _timing(self, plan: PoolPlan) -> None:
         """Per-member retry/timeout/connectiontimeout -> one pool value when all agree."""
@@ -297,6 +319,7 @@ class PoolBook:
                              "traffic only while it sends heartbeats")
         self._timing(pool)
         self._tls(pool)
+        self._checks(pool)
         self.by_server[key] = self.pools[pool.name] = pool
         return pool
 

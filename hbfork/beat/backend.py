@@ -30,6 +30,11 @@ SHA-256. `Connection: Upgrade` gets 101 and the connection echoes bytes from the
 (status), reads the request and never answers (hang), or resets the connection (reset). Such
 requests are not counted in the heartbeat's load: the web server (or heartbeat thread) that
 beats does not see its application failing.
+
+`--health-file FILE` gives it a health URL, `/health`, for active checks: it answers as FILE
+says when the request comes: absent or empty, 200 "OK"; a status ("500", "302"), that status
+(body "FAIL" unless 200; a 3xx has `Location: /elsewhere`); "hang", never an answer. Tests
+rewrite FILE to make the application fail and recover while the heartbeats go on.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class Backend:
                  jitter_ms: float = 0.0, seed: int | None = None, fault: str = "none",
                  fault_rate: float = 1.0, fault_status: int = 500) -> None:
         self.fault, self.fault_rate, self.fault_status = fault, fault_rate, fault_status
+        self.health_file = ""  # --health-file: see _health
         self.name = name
         self.capacity = capacity
         self.delay_ms = delay_ms
@@ -109,6 +115,8 @@ class Backend:
             if line:
                 key, _, value = line.partition(":")
                 headers[key.strip().lower()] = value.strip()
+        if self.health_file and target.split("?", 1)[0] == "/health":
+            return await self._health(reader, writer, method)
         if self.fault != "none" and self.random.random() < self.fault_rate:
             return await self._faulty(reader, writer, method, headers)
         self.inflight += 1
@@ -138,6 +146,27 @@ class Backend:
         body = b"%d from %s\n" % (self.fault_status, self.name.encode())
         writer.write(b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\nX-Backend: %s\r\n\r\n" % (
             self.fault_status, REASONS.get(self.fault_status, "Error").encode(), len(body),
+            self.name.encode()) + (b"" if method == "HEAD" else body))
+        await writer.drain()
+        return True
+
+    async def _health(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      method: str) -> bool:
+        """`/health` as --health-file says (see the module docstring)."""
+        try:
+            with open(self.health_file) as handle:
+                said = handle.read().strip()
+        except FileNotFoundError:
+            said = ""
+        if said == "hang":
+            while await reader.read(65536):
+                pass
+            return False
+        status = int(said or 200)
+        body = b"OK\n" if status == 200 else b"FAIL\n"
+        location = b"Location: /elsewhere\r\n" if 300 <= status < 400 else b""
+        writer.write(b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\n%sX-Backend: %s\r\n\r\n" % (
+            status, REASONS.get(status, "Status").encode(), len(body), location,
             self.name.encode()) + (b"" if method == "HEAD" else body))
         await writer.drain()
         return True
@@ -309,12 +338,14 @@ async def _beat(backend: Backend) -> None:
 def run(listen: str, heartbeat_to: str | None, capacity: int, delay_ms: float, name: str,
         interval: float = 1.0, send_port: bool = True, key: bytes | None = None,
         workers: int = 0, jitter_ms: float = 0.0, seed: int | None = None,
-        fault: str = "none", fault_rate: float = 1.0, fault_status: int = 500) -> int:
+        fault: str = "none", fault_rate: float = 1.0, fault_status: int = 500,
+        health_file: str = "") -> int:
     from hbfork.core.addresses import parse_endpoint
 
     endpoint = parse_endpoint(listen)
     backend = Backend(name or str(endpoint), capacity, delay_ms, workers, jitter_ms, seed,
                       fault, fault_rate, fault_status)
+    backend.health_file = health_file
     if heartbeat_to:
         target = parse_endpoint(heartbeat_to)
         backend.beacon = Beacon(target.sockaddr, port=endpoint.port if send_port else None,

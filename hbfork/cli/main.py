@@ -44,7 +44,8 @@ def cmd_backend(args: argparse.Namespace) -> int:
     return backend.run(args.listen, args.heartbeat, args.capacity, args.delay_ms, args.name,
                        args.interval, send_port=not args.no_port, workers=args.workers,
                        jitter_ms=args.delay_jitter, seed=args.seed, fault=args.fault,
-                       fault_rate=args.fault_rate, fault_status=args.fault_status)
+                       fault_rate=args.fault_rate, fault_status=args.fault_status,
+                       health_file=args.health_file)
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "--fault-status, never answer, or reset the connection")
     backend.add_argument("--fault-rate", type=float, default=1.0,
                          help="share of requests --fault fails (default 1: all)")
+    backend.add_argument("--health-file", default="", metavar="FILE",
+                         help="answer /health as FILE says: absent 200, a status, or hang")
     backend.add_argument("--fault-status", type=int, default=500,
                          help="the status --fault status answers (default 500)")
     backend.add_argument("--no-port", action="store_true",

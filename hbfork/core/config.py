@@ -17,6 +17,7 @@ from typing import Any
 
 from hbfork.core.addresses import Endpoint, parse_endpoint, parse_ip
 from hbfork.core.errors import ConfigError
+from hbfork.core.hcheck import HcheckSettings
 from hbfork.core.outlier import OutlierSettings
 from hbfork.core.pool_settings import (
     DEFAULT_POOL,
@@ -343,6 +344,8 @@ def _describe_pools(config: Config) -> list[str]:
             if pool.sticky_names[0] else ""
         sticky += ", nofailover" if pool.nofailover else ""
         discover = ", takes discovered members" if pool.discover else ""
+        if pool.hcheck.enabled:
+            discover += f", checks {pool.hcheck.label} every {pool.hcheck.hcinterval:g}s"
         lines.append(f"  {pool.name}: {len(pool.members)} members{sticky}{discover}")
         for m in pool.members:
             flags = [f"route {m.route}"] if m.route else []
@@ -359,10 +362,13 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
     (docs/configuration.md)."""
     rows = []
     tables = [*SECTIONS.items(), ("member", MemberSettings), ("pool", PoolSettings),
-              ("pool.member", PoolMemberSettings), ("route", RouteSettings),
-              ("listen", ListenSettings), ("certificate", CertificateSettings)]
+              ("pool", HcheckSettings), ("pool.member", PoolMemberSettings),
+              ("route", RouteSettings), ("listen", ListenSettings),
+              ("certificate", CertificateSettings)]
     for name, cls in tables:
         for f in fields(cls):
+            if not f.metadata["help"]:
+                continue  # a group of keys declared in a class of its own (hc*)
             shown = f.metadata["shown"] or _show(f.default)
             rows.append((name, key_of(f), shown, f.metadata["help"]))
     return rows

@@ -1,8 +1,9 @@
 """A member's state and the rules that judge it: when it may be picked, and why not. Pure.
 
 A member is picked only while all hold: it has been heard from within `max_age`, its ready is
-above 0, and it is not drained, disabled, in error or ejected. Its weight is its ready, capped
-by `max_ready` when one is set, and ramped up for `slow_start` after it (re)joins.
+above 0, and it is not drained, disabled, in error, failing its active checks or ejected. Its
+weight is its ready, capped by `max_ready` when one is set, and ramped up for `slow_start`
+after it (re)joins.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from hbfork.core.addresses import Endpoint, IPAddress
 from hbfork.core.balancing import ramp
 from hbfork.core.config import Config
+from hbfork.core.hcheck import NO_SUMMARY, Summary
 from hbfork.core.outlier import OutlierSettings
 
 NS = 1_000_000_000
@@ -27,6 +29,7 @@ DRAINED = "drained"
 DISABLED = "disabled"
 GRACE = "startup grace"  # never heard from, but tried while the master has just started
 EJECTED = "ejected"      # its answers failed (hbfork.core.outlier): out for a while
+CHECK_FAILED = "check failed"  # it fails its active checks (hbfork.core.hcheck)
 GRACE_WEIGHT = 1  # any heard-from member (ready N) outweighs a merely listed one
 
 
@@ -104,6 +107,7 @@ class Member:
     ejected_total: int = 0
     from_ejection: bool = False  # its current up period began when an ejection ended
     reported: int = 0        # the weight its heartbeat gives it (for the panic rule)
+    check: Summary = NO_SUMMARY  # its active checks (the master's hbfork.master.checks)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -127,12 +131,16 @@ def evaluate(member: Member, now: int, rules: Rules, grace_until: int = 0) -> tu
         return 0, DRAINED
     if not member.first_seen:
         if member.static and now < grace_until:
+            if member.check.failing:
+                return 0, CHECK_FAILED
             return (0, IN_ERROR) if now < member.error_until else (GRACE_WEIGHT, GRACE)
         return 0, NEVER_SEEN
     if now - member.last_seen >= rules.max_age:
         return 0, STALE
     if now < member.error_until:
         return 0, IN_ERROR
+    if member.check.failing:
+        return 0, CHECK_FAILED
     if now < member.ejected_until:
         return 0, EJECTED
     if member.ready <= 0:
@@ -151,9 +159,9 @@ def reported_weight(member: Member, rules: Rules) -> int:
 
 
 def usable(member: Member, now: int, rules: Rules) -> bool:
-    """May the member serve requests that stick to it? Fresh, not in error, not disabled:
-    drained members and members reporting ready 0 still serve their sessions, as Apache's
-    drain mode does."""
+    """May the member serve requests that stick to it? Fresh, not in error, ejected or
+    failing its checks, not disabled: drained members and members reporting ready 0 still
+    serve their sessions, as Apache's drain mode does."""
     return (not member.disabled and bool(member.first_seen)
             and now - member.last_seen < rules.max_age and now >= member.error_until
-            and now >= member.ejected_until)
+            and now >= member.ejected_until and not member.check.failing)

@@ -15,8 +15,10 @@ from hbfork.core.addresses import Endpoint, IPAddress
 from hbfork.core.balancing import capacity_of
 from hbfork.core.config import Config
 from hbfork.core.errors import HeartbeatError
+from hbfork.core.hcheck import Summary
 from hbfork.core.heartbeat import Heartbeat, verify
 from hbfork.core.member_state import (  # re-exported: the names every reader of members uses
+    CHECK_FAILED,
     DISABLED,
     DRAINED,
     EJECTED,
@@ -39,8 +41,8 @@ from hbfork.core.outlier import decayed, ejection_seconds, may_eject
 from hbfork.core.pool_settings import PoolSettings
 from hbfork.core.settings import MemberSettings
 
-__all__ = ["DISABLED", "DRAINED", "EJECTED", "ELIGIBLE", "GRACE", "GRACE_WEIGHT", "IN_ERROR",
-           "NEVER_SEEN", "NS", "RAMP_STEP", "READY_ZERO", "STALE", "Change", "Ejection",
+__all__ = ["CHECK_FAILED", "DISABLED", "DRAINED", "EJECTED", "ELIGIBLE", "GRACE", "GRACE_WEIGHT",
+           "IN_ERROR", "NEVER_SEEN", "NS", "RAMP_STEP", "READY_ZERO", "STALE", "Change", "Ejection",
            "Member", "Registry", "Rules", "evaluate", "reported_weight", "usable"]
 
 
@@ -202,9 +204,9 @@ class Registry:
         if member.reason not in (ELIGIBLE, READY_ZERO) and not member.disabled and \
                 not member.drained and member.first_seen and \
                 now - member.last_seen < self.rules.max_age and now >= member.error_until \
-                and now >= member.ejected_until:
+                and now >= member.ejected_until and not member.check.failing:
             member.up_since = now  # (re)joining: slow start ramps from here
-            member.from_ejection = member.reason == EJECTED
+            member.from_ejection = member.reason in (EJECTED, CHECK_FAILED)
         weight, reason = evaluate(member, now, self.rules, self.grace_until)
         reported = reported_weight(member, self.rules)
         if reported != member.reported:
@@ -264,6 +266,18 @@ class Registry:
         self.next_deadline = min(self.next_deadline or member.ejected_until,
                                  member.ejected_until)
         return Ejection(member, cause, seconds)
+
+    def set_check(self, slot: int, uid: int, summary: Summary, now: int) -> Member | None:
+        """What the member's active checks say now (hbfork.master.checks); a failing check
+        holds it out whatever its heartbeat says. None: it is gone."""
+        member = self.members.get(slot)
+        if member is None or member.uid != uid:
+            return None
+        if summary != member.check:
+            member.check = summary
+            self._reevaluate(member, now)
+            self.dirty.add(slot)
+        return member
 
     def pool_groups(self, member: Member,
                     pools: Sequence[PoolSettings]) -> list[list[Member]]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hbfork.core.addresses import Endpoint, parse_endpoint
+from hbfork.core.hcheck import NO_CHECK, HcheckSettings
 from hbfork.core.retry import (
     DEFAULT_FAILONSTATUS,
     DEFAULT_RETRY_ON,
@@ -96,6 +97,10 @@ def _optional_upgrades(value: Any) -> tuple[str, ...] | None:
     return _upgrades(value)
 
 
+def _hc_table(value: Any) -> HcheckSettings:
+    raise ValueError("hc* keys are read one by one")  # never called: pools.py reads them
+
+
 def _cookie_path(value: Any) -> str:
     text = text_value(value)
     if not text.startswith("/") or any(c in text for c in ";, \t"):
@@ -129,6 +134,10 @@ class PoolMemberSettings:
     max_conns: int = setting(0, integer(0, 1_000_000),
                              "most requests in flight to it at once; 0 = ready + busy from "
                              "its heartbeats")
+    hcheck: HcheckSettings | None = setting(None, _hc_table,
+                                            "any of the pool's hc* keys, for this member only "
+                                            "(Apache's hc* are BalancerMember parameters)",
+                                            "(the pool's)", key="hc*")
 
     @property
     def tier(self) -> int:
@@ -208,6 +217,13 @@ class PoolSettings:
     tls_server_name: str = setting("", text_value,
                                    "the name sent as SNI and checked in the members' "
                                    "certificates (default: the member's IP)", '""')
+    # The hc* keys (hbfork.core.hcheck), read beside the others; listed after them.
+    hcheck: HcheckSettings = setting(NO_CHECK, _hc_table, "", key="hc*")
+
+    def check_of(self, member: PoolMemberSettings | None) -> HcheckSettings:
+        """The active check of `member` in this pool (its own hc* keys, else the pool's)."""
+        return member.hcheck if member is not None and member.hcheck is not None \
+            else self.hcheck
 
     @property
     def sticky_names(self) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from hbfork.core.addresses import Endpoint
 from hbfork.core.errors import ConfigError
+from hbfork.core.hcheck import HcheckSettings, problem
 from hbfork.core.pool_settings import (
     DEFAULT_POOL,
     MAX_POOLS,
@@ -74,8 +75,9 @@ def _pool(table: Any, where: str, path: str, default_port: int) -> PoolSettings:
     items = (items if isinstance(items, list) else [items]) + _as_list(body.pop("member", []))
     if "name" not in body:
         raise ConfigError(path, f"{where} name", "is required")
+    checks = _hc_keys(body)
     try:
-        pool = build(PoolSettings, body, members=())
+        pool = build(PoolSettings, body, members=(), hcheck=build(HcheckSettings, checks))
     except BadSetting as err:
         raise ConfigError(path, f"{where} {err.key}", err.problem) from None
     if not POOL_NAME.fullmatch(pool.name):
@@ -85,11 +87,21 @@ def _pool(table: Any, where: str, path: str, default_port: int) -> PoolSettings:
     members = []
     for number, item in enumerate(items, 1):
         try:
-            members.append(parse_member(item, default_port))
+            item = dict(item) if isinstance(item, dict) else item  # the document stays as read
+            own = _hc_keys(item) if isinstance(item, dict) else {}
+            member = parse_member(item, default_port)
+            if own:
+                member = replace(member, hcheck=build(HcheckSettings, {**checks, **own}))
+            members.append(member)
         except BadSetting as err:
             raise ConfigError(path, f"{where} member #{number} {err.key}".rstrip(),
                               err.problem) from None
     return replace(pool, members=tuple(members))
+
+
+def _hc_keys(table: dict[str, Any]) -> dict[str, Any]:
+    """Take the hc* keys (hbfork.core.hcheck) out of a pool's or member's table."""
+    return {key: table.pop(key) for key in [k for k in table if k.startswith("hc")]}
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -130,10 +142,21 @@ def check_pools(path: str, pools: tuple[PoolSettings, ...], discovering: bool) -
             raise ConfigError(path, f"{where} sticky_cookie",
                               f"{pool.sticky_cookie!r} is set by hbfork, so stickysession must "
                               f"read it (it reads {pool.sticky_names[0]!r})")
+        for number, check in _checks(pool):
+            found = problem(check, pool.tls)
+            if found is not None:
+                member = f" member #{number}" if number else ""
+                raise ConfigError(path, f"{where}{member} {found[0]}", found[1])
         if pool.sticky_cookie_samesite == "None" and not pool.sticky_cookie_secure:
             raise ConfigError(path, f"{where} sticky_cookie_samesite",
                               "\"None\" needs sticky_cookie_secure = true (browsers drop it)")
     _check_member_identity(path, pools)
+
+
+def _checks(pool: PoolSettings) -> list[tuple[int, HcheckSettings]]:
+    """The pool's active check (number 0) and its members' own ones (their numbers)."""
+    return [(0, pool.hcheck)] + [(n, m.hcheck) for n, m in enumerate(pool.members, 1)
+                                 if m.hcheck is not None]
 
 
 def _check_members(path: str, where: str, pool: PoolSettings) -> None:

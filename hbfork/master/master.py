@@ -4,9 +4,11 @@ Theory of operation
 -------------------
 The master binds every socket once (client listeners, the heartbeat socket, the status
 listener), creates the shared table, forks the workers, and then waits in ONE selector on: the
-heartbeat socket, the signal wake-up pipe and each worker's report socket. Signal handlers only
-record the signal; everything happens in the loop, which never blocks for long: the select
-timeout is the nearest member deadline (staleness, end of error) capped at half a second.
+heartbeat socket, the signal wake-up pipe, each worker's report socket and the sockets of the
+active health checks in flight (master.checks). Signal handlers only record the signal;
+everything happens in the loop, which never blocks for long: the select timeout is the
+nearest member or check deadline (staleness, end of error, a check due or timing out) capped
+at half a second.
 
 Workers come in generations (master.generations); a reload is prepared completely (config,
 keys, files, sockets: master.setup, master.bindings) before anything is committed, so an
@@ -33,6 +35,7 @@ from hbfork.core.pool_admin import PoolAdmin
 from hbfork.core.settings import MAX_WORKERS
 from hbfork.master import setup
 from hbfork.master.bindings import Bindings, Plan
+from hbfork.master.checks import Checks
 from hbfork.master.generations import READY_TIMEOUT, Generations
 from hbfork.master.handover import Handover, parse_delay
 from hbfork.master.monitor import BUMP_INTERVAL, Monitor
@@ -72,6 +75,7 @@ class Master:
         self.registry: Registry | None = None
         self.admin = PoolAdmin()
         self.monitor: Monitor | None = None
+        self.checks: Checks | None = None
         self.workers: Workers | None = None
         self.generations: Generations | None = None
         self.stopping: str | None = None         # None, "graceful" or "fast"
@@ -134,6 +138,8 @@ class Master:
         self.monitor = Monitor(self.registry, self.table, config.heartbeat.allow,
                                config.heartbeat.rate_limit, self.admin)
         self.monitor.sock = self.bindings.heartbeat_sock
+        self.checks = Checks(self.selector, self.registry, self.monitor.publish)
+        self.checks.configure(config)
         self._start_members(config)
         self.monitor.publish()
         self._set_config_generation(1)
@@ -194,6 +200,8 @@ class Master:
         fds = [self.selector.fileno(), self._death_write, self._wakeup_read, self._wakeup_write]
         if self.bindings.heartbeat_sock is not None:
             fds.append(self.bindings.heartbeat_sock.fileno())
+        if self.checks is not None:
+            fds += self.checks.fds()  # a worker holding a check's socket would keep it open
         return fds
 
     def _set_config_generation(self, number: int) -> None:
@@ -244,6 +252,8 @@ class Master:
         self.registry.reconfigure(Rules.from_config(new), new.static_members, keys,
                                   time.monotonic_ns())
         self.admin.configure(new.pools)
+        if self.checks is not None:
+            self.checks.configure(new)
         self.monitor.configure(new.heartbeat.allow, new.heartbeat.rate_limit)
         self.monitor.publish()
         self.storage.configure(new)
@@ -282,6 +292,8 @@ class Master:
                     and not worker.draining:
                 log.warning("reload: a new worker died before it was ready")
         self.workers.kill_overdue()
+        if self.checks is not None:
+            self.checks.tick()
         self.monitor.publish()
         self.storage.tick(self.config, self.registry, self.monitor)
         if self.control is not None:
@@ -301,9 +313,10 @@ class Master:
     def _timeout(self) -> float:
         assert self.registry is not None and self.workers is not None
         timeout = 0.5
-        deadline = self.registry.next_deadline
-        if deadline:
-            timeout = min(timeout, max(0.0, (deadline - time.monotonic_ns()) / NS + 0.001))
+        for deadline in (self.registry.next_deadline,
+                         self.checks.next_wakeup() if self.checks is not None else 0):
+            if deadline:
+                timeout = min(timeout, max(0.0, (deadline - time.monotonic_ns()) / NS + 0.001))
         if self.workers.next_spawn_at:
             timeout = min(timeout, max(0.01, self.workers.next_spawn_at - time.monotonic()))
         if self.storage.active:
@@ -423,6 +436,8 @@ class Master:
     def _cleanup(self) -> None:
         if self.control is not None:
             self.control.close()
+        if self.checks is not None:
+            self.checks.close()
         self.storage.stop(self.registry)
         if self.table is not None:
             self.table.unlink()

@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 from hbfork.core.config import Config
-from hbfork.core.members import EJECTED, ELIGIBLE
+from hbfork.core.hcheck import CHECK_FAILING, CHECK_PASSING, R_NONE, describe
+from hbfork.core.members import CHECK_FAILED, EJECTED, ELIGIBLE
 from hbfork.core.outlier import CAUSES
 from hbfork.ops import pool_view
 from hbfork.table.layout import (
@@ -152,6 +153,7 @@ def _members(records: list[MemberRecord], per_member: dict[int, list[int]],
             0 < r.eject_cause < len(CAUSES) else "",
             "eject_seconds_left": max(0.0, (r.ejected_until - now_ns) / NS),
             "ejections": r.ejected_total,
+            **_check(r, now_ns),
             "static": r.static,
             "drained": r.drained,
             "disabled": r.disabled,
@@ -164,12 +166,31 @@ def _members(records: list[MemberRecord], per_member: dict[int, list[int]],
     return out
 
 
+CHECK_STATES = {CHECK_PASSING: "passing", CHECK_FAILING: "failing"}
+
+
+def _check(r: MemberRecord, now_ns: int) -> dict[str, Any]:
+    """Its active checks: "none" (not configured), "passing" or "failing", the last result,
+    and passes / failures in a row."""
+    c = r.check
+    return {"check": CHECK_STATES.get(c.state, "none"),
+            "check_result": describe(c.result, c.status) if c.result != R_NONE else "",
+            "check_passes": c.passes, "check_fails": c.fails,
+            "check_age_seconds": _since(now_ns, c.at) if c.at else None}
+
+
 def _why(r: MemberRecord, now_ns: int, active_set: int | None) -> str:
     """A sentence an operator can act on."""
     if r.reason == ELIGIBLE:
         if active_set is not None and r.lbset != active_set:
             return f"eligible, but standing by: lbset {active_set} has eligible members"
-        return f"fresh heartbeat, ready {r.ready}"
+        checked = "; active check passing" if r.check.state == CHECK_PASSING else ""
+        return f"fresh heartbeat, ready {r.ready}{checked}"
+    if r.reason == CHECK_FAILED:
+        c = r.check
+        return (f"fails its active check: {describe(c.result, c.status)} ({c.fails} in a "
+                f"row{', ' + str(c.passes) + ' passed since' if c.passes else ''}); back "
+                "after hcpasses passes, whatever its heartbeat says")
     if r.reason == "stale":
         return f"no heartbeat for {(now_ns - r.last_seen) / NS:.1f}s"
     if r.reason == "in error":

@@ -116,6 +116,12 @@ def render_metrics(data: dict[str, Any]) -> bytes:
              per_member("ejections"))
     m.family("hbfork_member_ejected", "gauge", "1 while the member is ejected.",
              [({"member": x["address"]}, int(x["ejected"])) for x in members])
+    m.family("hbfork_member_check_failing", "gauge",
+             "1 while the member fails its active checks (0: passing or none configured).",
+             [({"member": x["address"]}, int(x["check"] == "failing")) for x in members])
+    m.family("hbfork_member_check_fails", "gauge",
+             "The member's active checks failed in a row (0 after a pass).",
+             per_member("check_fails"))
     m.family("hbfork_requests", "counter",
              "Responses from each member, by status class.",
              [({"member": x["address"], "code": code}, x["responses"][code])

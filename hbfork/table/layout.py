@@ -7,7 +7,8 @@ aligned store):
                   u64 words: pick generation, master pid, start times, config generation,
                   heartbeat result counters, and the stats seqlock
     weights       capacity x u64   weight (bits 0-31) | lbset (bits 32-47) | USABLE (bit 48)
-                                   | DRAINED (bit 49) | EJECTED (bit 50); weight 0 = not
+                                   | DRAINED (bit 49) | EJECTED (bit 50: ejected or failing
+                                   its active checks); weight 0 = not
                                    picked by its ready; an ejected member's word keeps its
                                    reported weight, for a pool with nothing else (panic)
     uids          capacity x u64   the member's uid; changes when a slot is reused
@@ -32,7 +33,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from hbfork.core.addresses import IPAddress, normalize_ip
+from hbfork.core.hcheck import Summary
 from hbfork.core.members import (
+    CHECK_FAILED,
     DISABLED,
     DRAINED,
     EJECTED,
@@ -46,7 +49,7 @@ from hbfork.core.members import (
 )
 
 MAGIC = b"HBFORK\x00\x01"
-LAYOUT_VERSION = 4
+LAYOUT_VERSION = 5
 HEADER_SIZE = 1024
 NAME_PREFIX = "hbfork-"
 
@@ -70,9 +73,12 @@ HEARTBEAT_RESULTS = (
     "internal_error", "truncated",
 )
 
-MEMBER_FORMAT = struct.Struct("<Q16sBBHHHiiIHHQQQQQQQ48s")
+# ... then the active check summary (hbfork.core.hcheck.Summary): state, result, passes,
+# fails, status and when, before the name.
+MEMBER_FORMAT = struct.Struct("<Q16sBBHHHiiIHHQQQQQQQBBHHHQ48s")
 MEMBER_SIZE = 8 + ((MEMBER_FORMAT.size + 7) // 8) * 8
-REASONS = (NEVER_SEEN, ELIGIBLE, STALE, READY_ZERO, IN_ERROR, DRAINED, DISABLED, GRACE, EJECTED)
+REASONS = (NEVER_SEEN, ELIGIBLE, STALE, READY_ZERO, IN_ERROR, DRAINED, DISABLED, GRACE, EJECTED,
+           CHECK_FAILED)  # append only: the index is what the table stores
 FLAG_STATIC, FLAG_DRAINED, FLAG_DISABLED = 1, 2, 4
 
 # Worker record u64 word indexes.
@@ -169,6 +175,7 @@ class MemberRecord:
     ejections: int = 0       # recent ejections (the next one lasts longer)
     eject_cause: int = 0     # hbfork.core.outlier.CAUSES index
     ejected_total: int = 0
+    check: Summary = Summary()  # its active checks (state CHECK_NONE: none configured)
 
     @property
     def address(self) -> str:
@@ -188,14 +195,15 @@ def encode_member(m: Member) -> bytes:
         m.uid, packed.ljust(16, b"\0"), m.ip.version, flags, m.port, m.lbset,
         REASONS.index(m.reason), m.ready, m.busy, m.weight, min(m.ejections, 0xFFFF),
         m.eject_cause, m.first_seen, m.last_seen, m.error_until, m.ejected_until,
-        m.heartbeats, m.errors, m.ejected_total, m.name.encode()[:48])
+        m.heartbeats, m.errors, m.ejected_total, m.check.state, m.check.result,
+        m.check.passes, m.check.fails, m.check.status, m.check.at, m.name.encode()[:48])
 
 
 def decode_member(slot: int, raw: bytes) -> MemberRecord | None:
     """The record bytes of one slot as a MemberRecord (None: the slot is free)."""
     (uid, packed, version, flags, port, lbset, reason, ready, busy, weight, ejections, cause,
      first_seen, last_seen, error_until, ejected_until, heartbeats, errors, ejected_total,
-     name) = MEMBER_FORMAT.unpack(raw)
+     *check, name) = MEMBER_FORMAT.unpack(raw)
     if not uid:
         return None
     ip = IPv4Address(packed[:4]) if version == 4 else IPv6Address(packed)
@@ -206,4 +214,8 @@ def decode_member(slot: int, raw: bytes) -> MemberRecord | None:
         weight=weight, first_seen=first_seen, last_seen=last_seen, error_until=error_until,
         heartbeats=heartbeats, errors=errors, name=name.rstrip(b"\0").decode(errors="replace"),
         ejected_until=ejected_until, ejections=ejections, eject_cause=cause,
-        ejected_total=ejected_total)
+        ejected_total=ejected_total, check=_summary(*check))
+
+
+def _summary(state: int, result: int, passes: int, fails: int, status: int, at: int) -> Summary:
+    return Summary(state, passes, fails, result, status, at)

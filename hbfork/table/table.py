@@ -28,7 +28,7 @@ import time
 from multiprocessing import resource_tracker, shared_memory
 
 from hbfork.core.balancer import pack_word
-from hbfork.core.members import EJECTED, Member
+from hbfork.core.members import CHECK_FAILED, EJECTED, Member
 from hbfork.table.layout import (
     ADMIN_FORMAT,
     ADMIN_SIZE,
@@ -373,7 +373,9 @@ class Table:
 
 
 def _word(member: Member) -> int:
-    if member.reason == EJECTED:
+    # A member failing its active checks is held out like an ejected one: by the EJECTED bit
+    # with its reported weight, so the panic rule may still use it (as Envoy's panic does).
+    if member.reason in (EJECTED, CHECK_FAILED):
         return pack_word(member.reported, member.lbset, False, member.drained,
                          ejected=True)
     return pack_word(member.weight, member.lbset, member.usable, member.drained)

@@ -69,9 +69,9 @@ def test_balancer_parameters_hbfork_does_not_have_are_noted() -> None:
     pool = config.pool("b")
     assert (pool.stickysession, pool.stickysessionsep) == ("", "")
     assert pool.queue_timeout == 5      # the balancer's wait for a free member: the front queue
+    assert pool.failonstatus == (503,)  # translated (tests/unit/apache/test_hchecks.py)
     found = "\n".join(notes(text))
-    for expected in ("stickysession=A|B|C", "scolonpathdelim=On", "growth=2",
-                     "failonstatus=503"):
+    for expected in ("stickysession=A|B|C", "scolonpathdelim=On", "growth=2"):
         assert expected in found, expected
 
 

@@ -9,7 +9,7 @@ from dataclasses import fields
 
 import pytest
 
-from hbfork.core import config, pool_settings, settings, tls_settings
+from hbfork.core import config, hcheck, pool_settings, settings, tls_settings
 from hbfork.core.addresses import Endpoint, parse_endpoint
 from hbfork.core.config import describe, loads, reference_rows
 from hbfork.core.errors import ConfigError
@@ -408,13 +408,13 @@ def test_source_must_be_a_file() -> None:
 def _all_settings() -> set[tuple[str, str]]:
     out = set()
     tables = [*settings.SECTIONS.items(), ("member", settings.MemberSettings),
-              ("pool", pool_settings.PoolSettings), ("pool.member",
-                                                      pool_settings.PoolMemberSettings),
+              ("pool", pool_settings.PoolSettings), ("pool", hcheck.HcheckSettings),
+              ("pool.member", pool_settings.PoolMemberSettings),
               ("route", pool_settings.RouteSettings),
               ("listen", tls_settings.ListenSettings),
               ("certificate", tls_settings.CertificateSettings)]
     for name, cls in tables:
-        out |= {(name, key_of(f)) for f in fields(cls)}
+        out |= {(name, key_of(f)) for f in fields(cls) if f.metadata["help"]}
     return out
 
 
@@ -463,6 +463,8 @@ def test_shown_default_loads_as_the_default(section: str, key: str, shown: str) 
         explicit = part(load(MEMBER + base + f"{key} = {shown}\n"))
         implicit = part(load(MEMBER + base))
         key = "passes" if key == "pass" else key
+        if key.startswith("hc"):  # the hc* keys are a group of their own (core.hcheck)
+            explicit, implicit = explicit.hcheck, implicit.hcheck
     elif section == "member":
         explicit = load(MEMBER + f"{key} = {shown}\n").members[0]
         implicit = load(MEMBER).members[0]
