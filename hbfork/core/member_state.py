@@ -48,6 +48,7 @@ class Rules:
     max_capacity: int = 10000  # cap on a member's derived capacity (requests in flight)
     startup_grace: int = 0  # ns after start that listed, unheard members are tried
     outlier: OutlierSettings = OutlierSettings()
+    require_port_match: bool = False
 
     @classmethod
     def from_config(cls, config: Config) -> Rules:
@@ -62,7 +63,18 @@ class Rules:
             startup_grace=int((hb.max_age if hb.startup_grace is None else hb.startup_grace)
                               * NS),
             outlier=config.outlier,
+            require_port_match=hb.require_port_match,
         )
+
+    def age_limit(self, member: Member) -> int:
+        """ns after its last heartbeat that `member` goes stale: max_age, or about three of
+        its own beats when it beats slower than Apache's once a second (Tomcat's
+        HeartbeatListener: every 10 s), capped at forget_after: one late datagram must not
+        make it stale and move its sticky sessions."""
+        own = 3 * member.interval
+        if own <= self.max_age:
+            return self.max_age
+        return max(self.max_age, min(own, self.forget_after))
 
     def ramp_length(self, member: Member) -> int:
         """ns over which `member` ramps up now: after an ejection at least the outlier
@@ -107,6 +119,7 @@ class Member:
     ejected_total: int = 0
     from_ejection: bool = False  # its current up period began when an ejection ended
     reported: int = 0        # the weight its heartbeat gives it (for the panic rule)
+    interval: int = 0        # ns between its heartbeats, as learned (0: not known yet)
     check: Summary = NO_SUMMARY  # its active checks (the master's hbfork.master.checks)
 
     @property
@@ -135,7 +148,7 @@ def evaluate(member: Member, now: int, rules: Rules, grace_until: int = 0) -> tu
                 return 0, CHECK_FAILED
             return (0, IN_ERROR) if now < member.error_until else (GRACE_WEIGHT, GRACE)
         return 0, NEVER_SEEN
-    if now - member.last_seen >= rules.max_age:
+    if now - member.last_seen >= rules.age_limit(member):
         return 0, STALE
     if now < member.error_until:
         return 0, IN_ERROR
@@ -152,6 +165,17 @@ def evaluate(member: Member, now: int, rules: Rules, grace_until: int = 0) -> tu
     return weight, ELIGIBLE
 
 
+def learn_interval(interval: int, gap: int) -> int:
+    """The member's beat interval after a heartbeat `gap` ns after the previous one: a moving
+    average in which one gap counts a quarter, and a gap (missed beats) counts as at most
+    twice the interval known so far."""
+    if gap <= 0:
+        return interval
+    if not interval:
+        return gap
+    return (3 * interval + min(gap, 2 * interval)) // 4
+
+
 def reported_weight(member: Member, rules: Rules) -> int:
     """The weight its heartbeat gives it (ready, capped), whatever else holds it out."""
     cap = member.max_ready or rules.max_ready
@@ -163,5 +187,5 @@ def usable(member: Member, now: int, rules: Rules) -> bool:
     failing its checks, not disabled: drained members and members reporting ready 0 still
     serve their sessions, as Apache's drain mode does."""
     return (not member.disabled and bool(member.first_seen)
-            and now - member.last_seen < rules.max_age and now >= member.error_until
+            and now - member.last_seen < rules.age_limit(member) and now >= member.error_until
             and now >= member.ejected_until and not member.check.failing)

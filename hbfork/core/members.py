@@ -34,6 +34,7 @@ from hbfork.core.member_state import (  # re-exported: the names every reader of
     Member,
     Rules,
     evaluate,
+    learn_interval,
     reported_weight,
     usable,
 )
@@ -73,6 +74,8 @@ class Registry:
     changes: list[Change] = field(default_factory=list)
     next_deadline: int = 0
     grace_until: int = 0  # monotonic ns; see evaluate()
+    notes: list[str] = field(default_factory=list)  # for the log, said once (take_notes)
+    noted: set[tuple[IPAddress, int]] = field(default_factory=set)
     _next_uid: int = 1
     _free: list[int] = field(default_factory=list)  # heap of free slots, lowest first
 
@@ -107,6 +110,10 @@ class Registry:
         self.dirty.clear()
         return out
 
+    def take_notes(self) -> list[str]:
+        out, self.notes = self.notes, []
+        return out
+
     def take_changes(self) -> list[Change]:
         out, self.changes = self.changes, []
         return out
@@ -132,6 +139,8 @@ class Registry:
             member.ready, member.busy = heartbeat.ready, heartbeat.busy
             member.capacity = capacity_of(heartbeat.ready, heartbeat.busy, member.max_conns,
                                           self.rules.max_capacity)
+            if member.first_seen and at > member.last_seen:
+                member.interval = learn_interval(member.interval, at - member.last_seen)
             member.first_seen = member.first_seen or at
             member.last_seen = at
             member.heartbeats += 1
@@ -141,8 +150,8 @@ class Registry:
                 member.last_ts = heartbeat.ts
             self._reevaluate(member, now)
             self.dirty.add(member.slot)
-        self.next_deadline = min(self.next_deadline or at + self.rules.max_age,
-                                 at + self.rules.max_age)
+        limit = max(self.rules.age_limit(m) for m in targets)
+        self.next_deadline = min(self.next_deadline or at + limit, at + limit)
         return targets
 
     def _targets(self, source: IPAddress, heartbeat: Heartbeat) -> list[Member]:
@@ -159,6 +168,16 @@ class Registry:
             return []
         if known:
             ports = ", ".join(str(m.port) for m in known)
+            if not self.rules.require_port_match:
+                # Apache matches by IP alone: a Tomcat with an AJP and an HTTP connector beats
+                # port=8009 by default. Said once per IP and port.
+                if (source, heartbeat.port) not in self.noted:
+                    self.noted.add((source, heartbeat.port))
+                    self.notes.append(f"heartbeats from {source} say port={heartbeat.port}, "
+                                      f"which no member of it has (port {ports}): matched "
+                                      f"by IP alone, as Apache does ([heartbeat] "
+                                      f"require_port_match = true refuses them)")
+                return list(known)
             raise HeartbeatError("unknown_port", f"{source} sent port={heartbeat.port}, "
                                                  f"but its members use port {ports}")
         raise HeartbeatError("unknown_source", f"{source} is not a member")
@@ -203,7 +222,8 @@ class Registry:
     def _reevaluate(self, member: Member, now: int) -> None:
         if member.reason not in (ELIGIBLE, READY_ZERO) and not member.disabled and \
                 not member.drained and member.first_seen and \
-                now - member.last_seen < self.rules.max_age and now >= member.error_until \
+                now - member.last_seen < self.rules.age_limit(member) and \
+                now >= member.error_until \
                 and now >= member.ejected_until and not member.check.failing:
             member.up_since = now  # (re)joining: slow start ramps from here
             member.from_ejection = member.reason in (EJECTED, CHECK_FAILED)
@@ -320,8 +340,9 @@ class Registry:
 
     def _deadlines(self, member: Member, now: int) -> Iterable[int]:
         if member.first_seen:
-            if now - member.last_seen < self.rules.max_age:
-                yield member.last_seen + self.rules.max_age
+            limit = self.rules.age_limit(member)
+            if now - member.last_seen < limit:
+                yield member.last_seen + limit
             if not member.static:
                 yield member.last_seen + self.rules.forget_after
         if member.error_until > now:

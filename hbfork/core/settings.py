@@ -94,6 +94,11 @@ class HeartbeatSettings:
                              "admit any (allowed) sender as a member, not only [[member]] entries")
     default_port: int = setting(80, integer(1, 65535),
                                 "member port when a heartbeat carries no port=")
+    require_port_match: bool = setting(False, boolean,
+                                       "a heartbeat whose port= names no member of its IP is "
+                                       "rejected (unknown_port); false: it updates the IP's "
+                                       "members, as Apache matches by IP alone (a Tomcat beats "
+                                       "its AJP port 8009)")
     allow: tuple[IPNetwork, ...] = setting((), network_list,
                                            "CIDRs allowed to send heartbeats; empty = any", "[]")
     rate_limit: float = setting(50.0, seconds(0, 1_000_000, allow_zero=True),

@@ -217,6 +217,8 @@ class Monitor:
             self.bumped_at = self.changed_at = now
         for change in registry.take_changes():
             _log_change(change)
+        for note in registry.take_notes():
+            log.warning("%s", note)
 
 
 def _log_change(change: Change) -> None:

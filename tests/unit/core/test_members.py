@@ -131,13 +131,46 @@ def test_unknown_source_is_rejected_and_changes_nothing() -> None:
     assert reg.take_dirty() == [] and reg.take_changes() == []
 
 
-def test_unknown_port_is_rejected() -> None:
-    reg = registry(f"{A}:8080", f"{A}:8081")
+def test_an_unknown_port_is_matched_by_ip_alone_as_apache_does() -> None:
+    """A Tomcat with an HTTP and an AJP connector beats port=8009 by default."""
+    reg = registry(f"{A}:8080", f"{B}:8080")
+    updated = beat(reg, A, hb(ready=7, port=8009))
+    assert [str(m.endpoint) for m in updated] == [f"{A}:8080"]
+    assert member(reg, f"{A}:8080").reason == ELIGIBLE
+    assert member(reg, f"{B}:8080").reason == NEVER_SEEN
+    notes = reg.take_notes()
+    assert len(notes) == 1 and "port=8009" in notes[0] and "by IP alone" in notes[0]
+    beat(reg, A, hb(ready=7, port=8009))
+    assert reg.take_notes() == []  # said once
+
+
+def test_unknown_port_is_rejected_when_required() -> None:
+    reg = registry(f"{A}:8080", f"{A}:8081", require_port_match=True)
     with pytest.raises(HeartbeatError) as info:
         beat(reg, A, hb(port=9000))
     assert info.value.reason == "unknown_port"
     assert "port=9000" in info.value.detail and "8080, 8081" in info.value.detail
     assert all(m.reason == NEVER_SEEN for m in reg)
+
+
+def test_a_slow_beater_goes_stale_after_about_three_of_its_own_beats() -> None:
+    """Tomcat's HeartbeatListener beats every 10 s; max_age is 10 s."""
+    reg = registry(f"{A}:80")
+    for k in range(4):
+        beat(reg, A, now=T0 + k * 10 * S)
+    last = T0 + 30 * S
+    reg.expire(last + 12 * S)  # one beat late: still in
+    assert member(reg, f"{A}:80").reason == ELIGIBLE
+    reg.expire(last + 30 * S)  # three missed: stale
+    assert member(reg, f"{A}:80").reason == STALE
+
+
+def test_a_once_a_second_beater_still_goes_stale_at_max_age() -> None:
+    reg = registry(f"{A}:80")
+    for k in range(5):
+        beat(reg, A, now=T0 + k * S)
+    reg.expire(T0 + 4 * S + 10 * S)
+    assert member(reg, f"{A}:80").reason == STALE
 
 
 def test_discover_admits_new_senders() -> None:
