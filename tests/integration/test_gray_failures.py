@@ -166,3 +166,16 @@ def test_detection_off_keeps_apaches_behaviour(cluster):
     assert counts["HTTP 500"] > 20, counts  # Apache's lbmethod_heartbeat sends it its share
     assert proxy.member(bad.address)["state"] == "eligible"
     assert spread(proxy.url, 1)  # still serving
+
+
+def test_every_member_failing_at_once_is_no_ejection_storm(cluster):
+    """A bug in every member (or in the front): the cap keeps most of the pool in, and
+    clients get the members' own answers, as from Apache, not 503s for everything."""
+    proxy = cluster.proxy([], heartbeat={"discover": True}, outlier=FAST_EJECTION)
+    bad = [cluster.backend(name, 10, heartbeat=proxy.heartbeat_address,
+                           extra=("--fault", "status")) for name in ("x", "y", "z")]
+    proxy.wait_eligible(*(b.address for b in bad))
+    counts = outcomes(proxy, 300)
+    assert counts == {"HTTP 500": 300}, counts
+    states = Counter(proxy.member(b.address)["state"] for b in bad)
+    assert states["ejected"] <= 1, states  # max_ejected_share 0.5 of three
