@@ -1,7 +1,8 @@
 """One BalancerMember (or the one server a ProxyPass names) -> a [[pool.member]] [pure].
 
-The member's URL must be `http[s]://IP[:PORT][/path]`: heartbeats name a member by its source IP,
-so a host name cannot be matched (Apache's lbmethod_heartbeat never matched one either).
+The member's URL is `http[s]://HOST[:PORT][/path]` (`ws://` and `wss://` members become HTTP
+members: hbfork tunnels WebSockets over its HTTP pools). A host name is kept: hbfork resolves it
+whenever it reads its config, and its heartbeats match by the addresses it resolves to.
 Parameters with an hbfork equivalent are carried over: route=, lbset=, status= flags (D and S
 disable, H is a hot standby, R a hot spare, N drains); retry=, timeout= and
 connectiontimeout= are kept in `timing` for hbfork.apache.pools to decide per pool, the hc*
@@ -10,6 +11,7 @@ ones in `hc` for hbfork.apache.hchecks; the rest is a note or, for loadfactor=, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,9 @@ from hbfork.apache.conf import Directive, Note, key_values, parse_duration, unde
 from hbfork.core.addresses import parse_ip
 from hbfork.core.pool_settings import PoolMemberSettings
 from hbfork.core.values import BadSetting, build
+
+HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
+                       r"(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?")
 
 MAX_LBSET = 99                          # Apache refuses lbset outside 0-99
 TIMING = ("retry", "timeout", "connectiontimeout")
@@ -91,21 +96,26 @@ def _address(d: Directive, url: str, notes: list[Note]) -> tuple[str, str, bool]
         notes.append(note)
         return None
     parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https"):
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme.lower(), parts.scheme.lower())
+    if scheme not in ("http", "https"):
         notes.append(Note.of(d, f"{parts.scheme or 'no'} scheme: hbfork talks HTTP/1.1 (or "
                                 "over TLS) to members"))
         return None
     host = parts.hostname or ""
     try:
-        ip = parse_ip(host)
-        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        port = parts.port or (443 if scheme == "https" else 80)
     except ValueError:
-        notes.append(Note.of(d, f"{host or url!r} is not an IP address: members are matched "
-                                "to heartbeats by source IP (Apache's lbmethod_heartbeat never "
-                                "matched a host name either)"))
+        notes.append(Note.of(d, f"{url!r} has an invalid port"))
         return None
+    try:
+        ip = parse_ip(host)
+    except ValueError:
+        if not HOST_NAME.fullmatch(host):
+            notes.append(Note.of(d, f"{host or url!r} is neither an IP address nor a host name"))
+            return None
+        return f"{host}:{port}", parts.path.rstrip("/"), scheme == "https"
     address = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
-    return address, parts.path.rstrip("/"), parts.scheme.lower() == "https"
+    return address, parts.path.rstrip("/"), scheme == "https"
 
 
 def _param(member: Member, key: str, value: str, notes: list[Note]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from hbfork.core.addresses import Endpoint, parse_endpoint, parse_ip
 from hbfork.core.errors import ConfigError
 from hbfork.core.hcheck import HcheckSettings
+from hbfork.core.member_names import Resolver, resolve_names
 from hbfork.core.outlier import OutlierSettings
 from hbfork.core.pool_settings import (
     DEFAULT_POOL,
@@ -125,13 +126,17 @@ class Config:
 # --- building
 
 
-def loads(text: str, path: str = "<string>", base_dir: str | None = None) -> Config:
+def loads(text: str, path: str = "<string>", base_dir: str | None = None,
+          resolve: Resolver | None = None) -> Config:
     """A Config from TOML text; `path` names it in errors, `base_dir` anchors relative paths
-    (default: the directory `path` names, taken from the current directory)."""
+    (default: the directory `path` names, taken from the current directory); `resolve` turns
+    members given by host name into addresses (without it, names are an error)."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(path, "", f"not valid TOML: {err}") from None
+    if resolve is not None:
+        resolve_names(document, path, resolve)
     if base_dir is None:
         base_dir = os.path.dirname(os.path.abspath(path))
     return from_document(document, path, base_dir)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
 
 from hbfork.core.config import Config, from_document
 from hbfork.core.errors import ConfigError
+from hbfork.core.member_names import resolve_names
+from hbfork.system.resolve import system_resolver
+
+log = logging.getLogger("hbfork.config")
 
 if sys.version_info >= (3, 11):  # noqa: UP036 - tomli where tomllib is missing
     import tomllib
@@ -27,4 +32,7 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(name, "", f"cannot read: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(name, "", f"not valid TOML: {err}") from None
+    # Members by host name become their addresses (a name left out is said in the log).
+    for warning in resolve_names(document, name, system_resolver):
+        log.warning("%s: %s", name, warning)
     return from_document(document, name, str(Path(name).resolve().parent))

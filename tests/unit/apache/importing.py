@@ -26,10 +26,17 @@ def translate_text(text: str, **kwargs) -> tuple[str, Translation]:
     return ai.render(translation, "httpd.conf", walked), translation
 
 
+def fake_resolve(host: str) -> list[str]:
+    """Host names in members resolve to one documentation address each (198.18.0.0/15,
+    numbered by the name), as a resolver would when `hbfork check` reads the file."""
+    number = sum(host.encode()) % 250 + 1
+    return [f"198.18.0.{number}"]
+
+
 def load(text: str) -> tuple[str, config_module.Config]:
     """Translate an httpd.conf and load the TOML as `hbfork check` does."""
     rendered, _ = translate_text(text)
-    return rendered, config_module.loads(rendered)
+    return rendered, config_module.loads(rendered, resolve=fake_resolve)
 
 
 def translate_file(path: Path, server_root: Path | None = None,
@@ -37,7 +44,7 @@ def translate_file(path: Path, server_root: Path | None = None,
     root = str(server_root or path.parent)
     walked = Walker(DiskSource(), root, env or {}).walk(str(path))
     text = ai.render(translate(walked), str(path), walked)
-    return text, config_module.loads(text, str(path))
+    return text, config_module.loads(text, str(path), resolve=fake_resolve)
 
 
 def comments(text: str) -> str:

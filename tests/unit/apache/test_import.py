@@ -21,6 +21,7 @@ from hbfork.core.routes import compile_routes, shadowed
 from tests.unit.apache.importing import (
     DATA,
     comments,
+    fake_resolve,
     forward,
     notes,
     route_of,
@@ -93,7 +94,7 @@ def apache_front(members: list, route: list, server: list) -> str:
 def test_any_front_translates_to_toml_that_loads(members: list, route: list,
                                                  server: list) -> None:
     rendered, _ = translate_text(apache_front(members, route, server))
-    config_module.loads(rendered)
+    config_module.loads(rendered, resolve=fake_resolve)
 
 
 @settings(max_examples=200, deadline=None)
@@ -104,7 +105,7 @@ def test_any_config_that_parses_translates_to_toml_that_loads(lines: list) -> No
         rendered, _ = translate_text(text)
     except ApacheConfigError:
         return
-    config_module.loads(rendered)
+    config_module.loads(rendered, resolve=fake_resolve)
 
 
 # --- translation of the sample configs
@@ -160,7 +161,10 @@ def test_split_front_with_includes() -> None:
 def test_byrequests_front_notes_what_does_not_carry_over() -> None:
     text, config = translate_file(DATA / "front-byrequests.conf")
     app = config.pool("app")
-    assert [str(m.address) for m in app.members] == ["192.168.1.10:9000", "192.168.1.12:9000"]
+    # app3.internal is kept by name: it stands for the address it resolves to
+    assert [str(m.address) for m in app.members] == ["192.168.1.10:9000", "192.168.1.12:9000",
+                                                     fake_resolve("app3.internal")[0] + ":9000"]
+    assert 'address = "app3.internal:9000"' in text
     assert app.stickysession == "JSESSIONID"
     assert [str(m.address) for m in config.pool("other").members] == ["192.168.2.10:9000"]
     # timings differ between the members: the pool keeps the server-wide values
@@ -173,7 +177,7 @@ def test_byrequests_front_notes_what_does_not_carry_over() -> None:
     assert "a double slash" in comments(text)
     assert route_of(config, "h", "/x").reverse
     joined = "\n".join(notes(text))
-    for expected in ("Listen localhost:8001", "app3.internal", "https while the other members",
+    for expected in ("Listen localhost:8001", "https while the other members",
                      "ajp scheme",
                      "its path /app differs", "max=20", "ttl=60", "ProxyRequests On",
                      "retry=5/15", "timeout=20/unset"):
@@ -299,7 +303,7 @@ def test_unresolved_variables_are_noted_not_guessed() -> None:
 def test_status_page_moves_off_a_port_apache_served(listen: str, status: str | None) -> None:
     text, _ = translate_text(f"{listen}\nBalancerMember balancer://b http://10.0.0.1\n"
                              "ProxyPass / balancer://b/\n")
-    config = config_module.loads(text)
+    config = config_module.loads(text, resolve=fake_resolve)
     if status is None:
         assert "[status]" not in text
     else:
@@ -309,7 +313,7 @@ def test_status_page_moves_off_a_port_apache_served(listen: str, status: str | N
 
 def test_nothing_to_translate_still_loads() -> None:
     text, translation = translate_text("ServerName example.com\nDocumentRoot /srv\n")
-    config = config_module.loads(text)
+    config = config_module.loads(text, resolve=fake_resolve)
     assert config.heartbeat.discover and translation.unrelated == 1
     assert not config.routes and "1 other directive(s)" in text
 
@@ -318,7 +322,7 @@ def test_strings_are_escaped_for_toml() -> None:
     text, _ = translate_text('User "we\\"ird"\nGroup "tab\there"\n'
                              "BalancerMember balancer://b http://10.0.0.1 route=a\"b\n"
                              "ProxyPass / balancer://b/\n")
-    config = config_module.loads(text)
+    config = config_module.loads(text, resolve=fake_resolve)
     assert config.proxy.user == 'we"ird' and config.pool("b").members[0].route == 'a"b'
 
 

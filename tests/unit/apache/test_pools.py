@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.apache.importing import comments, forward, load, notes
+from tests.unit.apache.importing import comments, fake_resolve, forward, load, notes
 
 
 def balancer(members: str, extra: str = "", name: str = "b") -> str:
@@ -107,9 +107,9 @@ def test_members_hbfork_cannot_use_are_noted() -> None:
         "BalancerMember http://10.0.0.4:8080\nBalancerMember http://10.0.0.5:8080/x\n"
         "BalancerMember http://[fd00::6]:8080 route=" + "r" * 70 + "\n"))
     assert [str(m.address) for m in config.pool("b").members] == [
-        "10.0.0.4:8080", "[fd00::6]:8080"]
+        fake_resolve("app1.internal")[0] + ":8080", "10.0.0.4:8080", "[fd00::6]:8080"]
     found = "\n".join(notes(text))
-    for expected in ("'app1.internal' is not an IP address", "https while the other members",
+    for expected in ("https while the other members",
                      "ajp scheme",
                      "max=5", "ttl=60", "10.0.0.4:8080 is already a member",
                      "its path /x differs", "a route is up to 64"):
@@ -205,3 +205,14 @@ def test_https_members_make_a_tls_pool_checked_as_mod_ssl_was_told() -> None:
                         "SSLProxyVerify require\nSSLProxyCACertificateFile ca/members.pem\n")
     pool = config.pool("b")
     assert (pool.tls, pool.tls_verify, pool.tls_ca) == (True, True, "/etc/httpd/ca/members.pem")
+
+
+def test_websocket_and_named_members_are_translated() -> None:
+    """ws:// and wss:// members are HTTP members (hbfork tunnels WebSockets over HTTP pools);
+    a host name stays a name, resolved when hbfork reads the file."""
+    text, config = load(balancer("BalancerMember ws://10.0.0.7:8080\n"
+                                 "BalancerMember ws://chat.internal:8080\n"))
+    assert [str(m.address) for m in config.pool("b").members] == [
+        "10.0.0.7:8080", fake_resolve("chat.internal")[0] + ":8080"]
+    assert 'address = "chat.internal:8080"' in text
+    assert not any("scheme" in note for note in notes(text))
