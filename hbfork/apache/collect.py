@@ -15,9 +15,22 @@ else is only counted.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
+from hbfork.apache.collected import (  # re-exported: the pipeline's modules read them here
+    Balancer,
+    Block,
+    Location,
+    Pass,
+    Reverse,
+    Server,
+    label,
+)
 from hbfork.apache.conf import Directive, Note, key_values
+from hbfork.apache.unhandled import reason_left_out
+
+__all__ = ["HSTS", "Balancer", "Block", "Collector", "Context", "Location", "Pass", "Reverse",
+           "Server", "balancer_name", "label", "proxies", "rewrite_flags"]
 
 RELATED_PREFIXES = ("proxy", "balancer", "heartbeat")
 REDIRECTS = frozenset({"redirect", "redirectpermanent", "redirecttemp", "redirectmatch"})
@@ -39,94 +52,6 @@ REPLACED = {
     "balancerinherit": "hbfork's pools are shared by every vhost",
 }
 PASS_FLAGS = frozenset({"nocanon", "interpolate", "noquery"})
-
-
-@dataclass
-class Balancer:
-    """A balancer://NAME: members and ProxySet parameters gathered from wherever they are."""
-
-    name: str
-    source: Directive
-    members: list[Directive] = field(default_factory=list)
-    params: list[tuple[str, str, Directive]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Pass:
-    """A ProxyPass or ProxyPassMatch: path (or regex), target URL ("!" to exclude), the
-    key=value parameters and flags after it."""
-
-    path: str
-    target: str
-    params: tuple[str, ...]
-    directive: Directive
-    regex: bool = False
-    location: str | None = None        # the <Location> it is in (its path is `path`)
-
-    @property
-    def excluded(self) -> bool:
-        return self.target == "!"
-
-    @property
-    def label(self) -> str:
-        """The directive as written, with its <Location> when it has one."""
-        text = self.directive.text
-        return f"<Location {self.location}> {text}" if self.location is not None else text
-
-
-@dataclass(frozen=True)
-class Reverse:
-    """A ProxyPassReverse (fake = the front path, real = the member-side URL)."""
-
-    path: str
-    target: str
-    directive: Directive
-
-
-@dataclass
-class Block:
-    """The per-directory proxy settings of a server or of one <Location>. Apache merges them
-    per request: the main server's, a vhost's, then each matching <Location>'s."""
-
-    passes: list[Pass] = field(default_factory=list)
-    reverse: list[Reverse] = field(default_factory=list)
-    cookie_paths: list[tuple[str, str, Directive]] = field(default_factory=list)
-    cookie_domains: list[tuple[str, str, Directive]] = field(default_factory=list)
-    preserve_host: Directive | None = None
-
-
-@dataclass
-class Location:
-    """A <Location PATH>: its ProxyPass takes that path (only the last one counts)."""
-
-    path: str
-    directive: Directive
-    block: Block = field(default_factory=Block)
-    regex: bool = False            # <Location ~ ...> and <LocationMatch>
-
-
-@dataclass
-class Server:
-    """The main server (source None) or a <VirtualHost>."""
-
-    source: Directive | None
-    names: list[tuple[str, Directive]] = field(default_factory=list)   # ServerName first
-    block: Block = field(default_factory=Block)
-    locations: list[Location] = field(default_factory=list)
-    ssl: list[Directive] = field(default_factory=list)         # mod_ssl, in file order
-    hsts: list[Directive] = field(default_factory=list)        # Header ... HSTS
-    redirects: list[Directive] = field(default_factory=list)   # Redirect* to https://
-    rewrites: list[Directive] = field(default_factory=list)    # Rewrite*, in file order
-
-    @property
-    def addresses(self) -> tuple[str, ...]:
-        return self.source.args if self.source is not None else ()
-
-
-def label(server: Server) -> str:
-    """How notes name a server: its <VirtualHost> line and place."""
-    return f"{server.source.text} ({server.source.where})" if server.source else \
-        "the main server"
 
 
 @dataclass(frozen=True)
@@ -186,8 +111,12 @@ class Collector:
             self.servers[ctx.server].locations.append(location)
             self.visit(children, replace(ctx, location=location))
         else:
-            self.unrelated += 1
-            self.visit(children, replace(ctx, nested=ctx.nested or d.text))
+            reason = reason_left_out(d.key, section=True)
+            if reason is None:
+                self.unrelated += 1
+                self.visit(children, replace(ctx, nested=ctx.nested or d.text))
+            else:
+                self.notes.append(Note.of(d, reason))
 
     def _other(self, d: Directive, ctx: Context) -> None:
         if d.key.startswith(RELATED_PREFIXES):
@@ -195,6 +124,8 @@ class Collector:
         elif d.key == "rewriterule" and proxies(d):
             self.notes.append(Note.of(d, "a RewriteRule that proxies ([P]): write a [[route]] "
                                          "for it (path or regex, pool, rewrite)"))
+        elif (reason := reason_left_out(d.key)) is not None and not _in_local_files(ctx):
+            self.notes.append(Note.of(d, reason))
         else:
             self.unrelated += 1
 
@@ -456,6 +387,12 @@ HANDLERS = {
     **dict.fromkeys(("rewriteengine", "rewritecond", "rewriterule", "rewriteoptions",
                      "rewritebase", "rewritemap"), Collector.on_rewrite),
 }
+
+
+def _in_local_files(ctx: Context) -> bool:
+    """Inside <Directory> or <Files>: rules for files Apache serves itself, which reach no
+    client through the proxy (Debian's `<Directory /> Require all denied`, say)."""
+    return (ctx.nested or "").lower().lstrip("<").startswith(("directory", "files"))
 
 
 def balancer_name(url: str) -> str:

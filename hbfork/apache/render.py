@@ -130,8 +130,9 @@ def _render_route(route: RoutePlan) -> list[str]:
 
 def _render_notes(translation: Translation) -> list[str]:
     lines = [note.render() for note in translation.notes]
-    summary = (f"# {translation.unrelated} other directive(s) (logging, MIME, directory "
-               "access, MPM tuning, ...) do not concern a heartbeat front and were skipped.")
+    summary = (f"# {translation.unrelated} other directive(s) that cannot change what a client "
+               "or member sees (modules, MPM tuning, MIME types, listings of local files, the "
+               "server's own error log) were skipped.")
     lines.append(summary)
     if translation.skipped:
         lines.append(f"# {translation.skipped} directive(s) inside <IfModule>/<IfDefine> "

@@ -139,7 +139,7 @@ def test_documentation_front() -> None:
     found = notes(text)
     assert any("SetHandler balancer-manager" in n for n in found)
     assert not any("Listen 443" in n for n in found)     # inside an unloaded <IfModule>
-    assert "do not concern a heartbeat front" in text
+    assert "cannot change what a client or member sees" in text
 
 
 def test_split_front_with_includes() -> None:
