@@ -1,0 +1,60 @@
+"""hbfork.core.header_rules: mod_headers' actions by table, and rules refused at load."""
+
+from __future__ import annotations
+
+import pytest
+
+from hbfork.core.header_rules import apply, parse_rule, parse_rules
+
+
+def fields(*pairs: tuple[str, str]) -> list[tuple[bytes, bytes, bytes]]:
+    return [(n.encode(), n.lower().encode(), v.encode()) for n, v in pairs]
+
+
+def run(rule: str, *pairs, response=True, own=False):
+    out = apply(parse_rules([rule], response), fields(*pairs), own_answer=own)
+    return [(n.decode(), v.decode()) for n, _, v in out]
+
+
+@pytest.mark.parametrize(("rule", "before", "after"), [
+    ("set X-Frame-Options DENY", [("X-Frame-Options", "SAMEORIGIN"), ("X-Frame-Options", "x")],
+     [("X-Frame-Options", "DENY")]),
+    ("unset Server", [("Server", "Apache"), ("A", "1")], [("A", "1")]),
+    ("add Link </a>", [("Link", "</b>")], [("Link", "</b>"), ("Link", "</a>")]),
+    ("append Cache-Control no-store", [("Cache-Control", "private")],
+     [("Cache-Control", "private, no-store")]),
+    ("append Cache-Control no-store", [], [("Cache-Control", "no-store")]),
+    ("merge Vary Accept", [("Vary", "Origin, Accept")], [("Vary", "Origin, Accept")]),
+    ("merge Vary Accept", [("Vary", "Origin")], [("Vary", "Origin, Accept")]),
+    ("setifempty X-Env prod", [("X-Env", "dev")], [("X-Env", "dev")]),
+    ("setifempty X-Env prod", [], [("X-Env", "prod")]),
+    ("edit Location ^http: https:", [("Location", "http://a/http:")],
+     [("Location", "https://a/http:")]),
+    ("edit* Set-Cookie ;\\s*HttpOnly ''", [("Set-Cookie", "a=1; HttpOnly; HttpOnly")],
+     [("Set-Cookie", "a=1")]),
+    ('set X-Note "two words"', [], [("X-Note", "two words")]),
+])
+def test_actions(rule, before, after):
+    assert run(rule, *before) == after
+
+
+def test_only_always_rules_touch_the_proxys_own_answers():
+    assert run("set X-A 1", own=True) == []
+    assert run("always set X-A 1", own=True) == [("X-A", "1")]
+    assert run("always set X-A 1") == [("X-A", "1")]  # and members' responses too
+
+
+@pytest.mark.parametrize(("rule", "problem"), [
+    ("frob X-A 1", "expected one of"), ("set", "header name"), ("set X:A 1", "header name"),
+    ("set X-A", "takes 1 value"), ("unset X-A 1", "takes 0 value"),
+    ("set X-A 'a\r\nInjected: 1'", "CR, LF"), ("edit X-A ( b", "does not compile"),
+    ("set X-A 1 env=HTTPS", "takes 1 value"), ("set X-A 'unclosed", "No closing quotation"),
+])
+def test_refused_at_load(rule, problem):
+    with pytest.raises(ValueError, match=problem):
+        parse_rule(rule, response=True)
+
+
+def test_always_is_for_responses():
+    with pytest.raises(ValueError, match="response rules"):
+        parse_rule("always set X-A 1", response=False)
