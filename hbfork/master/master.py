@@ -52,8 +52,6 @@ from hbfork.table.layout import (
     STATE_READY,
     W_CONFIG_GENERATION,
     W_CONFIG_LOADED_US,
-    WK_STATE,
-    WK_TICK_NS,
 )
 from hbfork.table.table import Table
 
@@ -335,9 +333,8 @@ class Master:
         self._last_watchdog = now
         now_ns = time.monotonic_ns()
         for worker in self.workers.processes.values():
-            record = self.table.worker_words(worker.index)
-            tick, state = record[WK_TICK_NS], record[WK_STATE]
-            record.release()
+            record = self.table.workers.record(worker.index).identity()
+            tick, state = record.tick_ns, record.state
             limit = self.generations.config_of(worker, self.config).proxy.worker_timeout
             if state == STATE_READY and tick and now_ns - tick > limit * NS:
                 log.error("%s has not ticked for %.0fs; killing it", worker.label,
