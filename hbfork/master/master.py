@@ -129,7 +129,7 @@ class Master:
                         "long for a Unix socket; set [proxy] control_socket", config.pidfile)
         setup.prepare_access_log(config)
         setup.check_owned_by_user(config)
-        setup.drop_privileges(config, [self.table.shm._fd])
+        setup.drop_privileges(config, [self.table.fd])
         self.storage.configure(config)
         self.registry = Registry.from_config(config, keys)
         self.admin.configure(config.pools)
@@ -148,7 +148,7 @@ class Master:
             signal.signal(signum, self._record_signal)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.selector.register(self._wakeup_read, selectors.EVENT_READ, self._on_wakeup)
-        self.selector.register(self.bindings.heartbeat_sock, selectors.EVENT_READ,
+        self.selector.register(self.bindings.heartbeat, selectors.EVENT_READ,
                                self.monitor.on_readable)
         self.workers = Workers(self.table, self.run_worker, self._death_read,
                                self._master_only_fds, self._register_worker, self._unregister)
@@ -240,7 +240,7 @@ class Master:
         if replaced is not None:
             self._unregister(replaced)
             replaced.close()
-            self.selector.register(self.bindings.heartbeat_sock, selectors.EVENT_READ,
+            self.selector.register(self.bindings.heartbeat, selectors.EVENT_READ,
                                    self.monitor.on_readable)
             self.monitor.sock = self.bindings.heartbeat_sock
         if handler is not None:

@@ -140,7 +140,8 @@ class Workers:
     def _fork_failed(self, err: OSError) -> None:
         self.last_failure_at = time.monotonic()
         delay = self._back_off()
-        log.error("cannot fork a worker (%s); next try in %.1fs", os.strerror(err.errno), delay)
+        log.error("cannot fork a worker (%s); next try in %.1fs", os.strerror(err.errno or 0),
+                  delay)
 
     def _back_off(self) -> float:
         delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** self.failures)

@@ -211,7 +211,8 @@ def _why(r: MemberRecord, now_ns: int, active_set: int | None) -> str:
 def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str, Any],
                                                  dict[int, list[int]]]:
     workers = []
-    sums = {"connections": 0, "accepted": 0, "requests": 0, "fast_path": 0, "no_member": 0,
+    sums: dict[str, Any] = {
+            "connections": 0, "accepted": 0, "requests": 0, "fast_path": 0, "no_member": 0,
             "retries": 0,
             "connect_failures": 0, "upstream_timeouts": 0, "client_errors": 0,
             "bytes_in": 0, "bytes_out": 0, "responses": dict.fromkeys(CLASSES, 0),

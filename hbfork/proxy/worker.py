@@ -29,7 +29,7 @@ from hbfork.core.tls_settings import ListenSettings
 from hbfork.ops.accesslog import AccessLog
 from hbfork.proxy.acceptor import Acceptor
 from hbfork.proxy.connect import start_connect
-from hbfork.proxy.context import Exchange, Session
+from hbfork.proxy.context import Exchange, Session, SessionContext
 from hbfork.proxy.http.router import Router
 from hbfork.proxy.http.session import HttpSession
 from hbfork.proxy.keepalive import ConnectionPool
@@ -47,7 +47,8 @@ from hbfork.table.table import Table
 
 log = logs.log
 
-SessionFactory = Callable[["Worker", socket.socket, str, ListenSettings], Session]
+SessionFactory = Callable[[SessionContext, socket.socket, str, ListenSettings], Session]
+
 
 
 class Worker:
@@ -94,6 +95,10 @@ class Worker:
         self._signals: list[int] = []
         self._title = ""
         self._title_at = 0.0
+        # What sessions see of the worker. The ignore: SessionContext.upstreams is a plain
+        # (so invariant) protocol attribute, and ours is an Upstreams, a Picker; declaring it
+        # read-only in proxy/context.py fixes that (being refactored, issue 22 items 1-3).
+        self.context: SessionContext = self  # type: ignore[assignment]
         self._new_session: SessionFactory = TcpSession if config.proxy.mode == "tcp" \
             else HttpSession
         self.http = http = config.http
@@ -139,9 +144,9 @@ class Worker:
         self.loop.add(read_end, READ, self._on_wakeup)
         self.loop.add(self.death_fd, READ, self._on_death_pipe)
         self.loop.add(self.report.fileno(), READ, self._on_master_message)
-        if self.config.log.access and self.config.proxy.mode == "http":
-            self.access_log = AccessLog(self.config.resolve(self.config.log.access),
-                                        self.config.log.access_format)
+        access = self.config.resolve(self.config.log.access)
+        if access and self.config.proxy.mode == "http":
+            self.access_log = AccessLog(access, self.config.log.access_format)
         self.acceptor.start()
         if self.status_listener is not None:
             StatusServer(self.loop, self.table, self.status_listener, self.config.status.allow,
@@ -166,7 +171,7 @@ class Worker:
                                              client_ip, listen, self.config.tls.handshake_timeout,
                                              self._handshake_done)
             else:
-                session = self._new_session(self, client, client_ip, listen)
+                session = self._new_session(self.context, client, client_ip, listen)
         except Exception as err:
             # Never leave an accepted connection open and unowned.
             log.exception("cannot start a session for a new connection; closing it")
@@ -185,7 +190,8 @@ class Worker:
         self.sessions.discard(handshake)
         sock = handshake.sock
         try:
-            session = self._new_session(self, sock, handshake.client_ip, handshake.listen)
+            session = self._new_session(self.context, sock, handshake.client_ip,
+                                        handshake.listen)
         except Exception:
             log.exception("cannot start a session for a TLS connection; closing it")
             self.loop.remove(sock.fileno())

@@ -86,6 +86,9 @@ class Table:
         self.owner = owner
         self.name = shm.name.lstrip("/")
         buf = shm.buf
+        assert buf is not None  # None only once closed
+        self.buf = buf
+        self.fd: int = shm._fd  # type: ignore[attr-defined]  # for fchmod and fchown
         if bytes(buf[:8]) != MAGIC:
             raise ValueError(f"{self.name} is not an hbfork table")
         (version, header, self.capacity, member_size, self.worker_capacity, worker_size,
@@ -117,8 +120,9 @@ class Table:
         name = segment_name(pid)
         unlink_segment(name)  # a leftover of an earlier master with our pid cannot be live
         shm = _open(name, True, size)
-        os.fchmod(shm._fd, 0o600)
+        os.fchmod(shm._fd, 0o600)  # type: ignore[attr-defined]
         buf = shm.buf
+        assert buf is not None
         buf[:8] = MAGIC
         struct.pack_into("<IIIIIII", buf, 8, LAYOUT_VERSION, HEADER_SIZE, capacity, MEMBER_SIZE,
                          worker_capacity, worker_size, MEMBER_COUNTERS)
@@ -225,7 +229,7 @@ class Table:
         seq_index = at // 8
         seq = self.words[seq_index]
         self.words[seq_index] = seq + 1
-        self.shm.buf[at + 8:at + 8 + MEMBER_FORMAT.size] = record
+        self.buf[at + 8:at + 8 + MEMBER_FORMAT.size] = record
         self.words[seq_index] = seq + 2
         self.words[self.uids_at + slot] = member.uid if member else 0
         self.words[self.loads_at + slot] = load
@@ -236,7 +240,7 @@ class Table:
         """A consistent copy of one slot, or None if it is free."""
         at = self.members_at + slot * MEMBER_SIZE
         seq_index = at // 8
-        buf = self.shm.buf
+        buf = self.buf
         for attempt in range(10_000):
             before = self.words[seq_index]
             if before & 1 or before == 0:
@@ -262,14 +266,14 @@ class Table:
                         for name, uid, flags in kept)
         seq = self.words[W_ADMIN_SEQ]
         self.words[W_ADMIN_SEQ] = seq + 1
-        self.shm.buf[self.admin_at:self.admin_at + len(blob)] = blob
+        self.buf[self.admin_at:self.admin_at + len(blob)] = blob
         self.words[W_ADMIN_COUNT] = len(kept)
         self.words[W_ADMIN_SEQ] = seq + 2
         return len(kept)
 
     def read_admin(self) -> dict[tuple[str, int], int]:
         """{(pool name, member uid): flags}, read consistently."""
-        buf = self.shm.buf
+        buf = self.buf
         for attempt in range(10_000):
             before = self.words[W_ADMIN_SEQ]
             if before & 1 or before == 0:
