@@ -28,7 +28,9 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"core", "table", "system", "beat", "apache", "ops", "proxy", "master"},
 }
 TOP_LEVEL = {"hbfork", "hbfork.__main__"}  # the version, and `python -m hbfork` -> cli
-MAX_LINES = 500
+MAX_LINES = 450
+# Modules over MAX_LINES, to be split (issue 22): outside that issue's files so far.
+LINES_PENDING = {"hbfork.apache.collect"}
 MAX_METHODS = 30  # per class, counting those inherited from hbfork's own classes
 # Classes over MAX_METHODS while they are being split: being refactored, issue 22 items 1-3.
 METHODS_PENDING = {"HttpSession"}
@@ -190,6 +192,8 @@ def test_core_is_pure() -> None:
 @pytest.mark.parametrize("name", sorted(modules()))
 def test_module_size(name: str) -> None:
     lines = len(modules()[name].read_text().splitlines())
+    if name in LINES_PENDING:
+        pytest.skip(f"{name}: {lines} lines, to be split")
     assert lines <= MAX_LINES, f"{name} has {lines} lines: split it along its seams"
 
 
