@@ -85,11 +85,11 @@ class Picker:
         if not pool:
             return None
         best_set = pool[0][0]
-        pool = [(slot, weight) for lbset, slot, weight in pool if lbset == best_set]
-        target = r * sum(weight for _, weight in pool)
+        best = [(slot, weight) for lbset, slot, weight in pool if lbset == best_set]
+        target = r * sum(weight for _, weight in best)
         running = 0
-        for slot, weight in pool:
+        for slot, weight in best:
             running += weight
             if target < running:
                 return slot
-        return pool[-1][0]  # reached only through float rounding at the very top
+        return best[-1][0]  # reached only through float rounding at the very top

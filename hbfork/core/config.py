@@ -261,7 +261,8 @@ def _check(config: Config) -> None:
         raise ConfigError(path, "[proxy] control_socket",
                           f"{control} is longer than a Unix socket path may be "
                           f"({UNIX_PATH_MAX} bytes); choose a shorter path")
-    if hb.source and not hb.source.startswith("file:"):
+    # "file:" alone named no file: the master's periodic read then failed on None
+    if hb.source and (not hb.source.startswith("file:") or hb.source == "file:"):
         raise ConfigError(path, "[heartbeat] source", f"expected \"file:PATH\", got {hb.source!r}")
 
 

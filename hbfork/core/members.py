@@ -364,13 +364,13 @@ class Registry:
         stays (matched by IP and port). Members no longer listed become discovered ones when
         discovery is on (and are forgotten in time), else they are removed."""
         wanted = {m.address: m for m in static}
-        for member in list(self.members.values()):
-            if member.static and member.endpoint not in wanted:
+        for known in list(self.members.values()):
+            if known.static and known.endpoint not in wanted:
                 # A member never heard from would never be forgotten: remove it now.
-                if self.rules.discover and member.first_seen:
-                    member.static = False
+                if self.rules.discover and known.first_seen:
+                    known.static = False
                 else:
-                    self._remove(member)
+                    self._remove(known)
         for settings in static:
             member = self.find(settings.address)
             if member is None:

@@ -57,11 +57,11 @@ def parse_pools(raw: Any, path: str, heartbeat: HeartbeatSettings,
                                          discover=heartbeat.discover))
     if heartbeat.discover and not any(p.discover for p in pools):
         # Discovered members join the pool "default" unless another pool takes them.
-        at = next((i for i, p in enumerate(pools) if p.name == DEFAULT_POOL), None)
-        if at is None:
+        found = next((i for i, p in enumerate(pools) if p.name == DEFAULT_POOL), None)
+        if found is None:
             raise ConfigError(path, "[heartbeat] discover",
                               "discovered members need a pool: set discover = true on one")
-        pools[at] = replace(pools[at], discover=True)
+        pools[found] = replace(pools[found], discover=True)
     if len(pools) > MAX_POOLS:
         raise ConfigError(path, "[[pool]]", f"{len(pools)} pools; at most {MAX_POOLS}")
     return tuple(pools)

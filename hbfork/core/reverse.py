@@ -43,7 +43,7 @@ def build_map(members: Iterable[Endpoint], member_prefix: str, front_prefix: str
               scheme: str = "http") -> ReverseMap:
     """The map of one route: each member's URL (`scheme`, with and without its default port)
     plus the member-side prefix, to the route's front prefix."""
-    urls = []
+    urls: list[str] = []
     if member_prefix == "/":
         member_prefix = ""  # "http://m:8080" alone is the member's root too
     default_port = 443 if scheme == "https" else 80

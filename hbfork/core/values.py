@@ -11,9 +11,14 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hbfork.core.addresses import Endpoint, IPNetwork, parse_endpoint, parse_network
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")  # a settings dataclass
 
 MAX_WORKERS = 64
 INT32_MAX = 2**31 - 1
@@ -31,7 +36,8 @@ def integer(low: int, high: int) -> Callable[[Any], int]:
     return parse
 
 
-def seconds(low: float = 0.0, high: float = 86400.0, *, allow_zero: bool = False):
+def seconds(low: float = 0.0, high: float = 86400.0, *,
+            allow_zero: bool = False) -> Callable[[Any], float]:
     def parse(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"expected a number of seconds, got {value!r}")
@@ -64,7 +70,7 @@ def choice(*options: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         if value not in options:
             raise ValueError(f"expected one of {', '.join(map(repr, options))}, got {value!r}")
-        return value
+        return str(value)
 
     return parse
 
@@ -114,7 +120,7 @@ def setting(default: Any, parse: Callable[[Any], Any], help: str, shown: str = "
 
 def key_of(declared: Any) -> str:
     """The file's name for a declared field."""
-    return declared.metadata["key"] or declared.name
+    return str(declared.metadata["key"] or declared.name)
 
 
 class BadSetting(ValueError):
@@ -126,7 +132,7 @@ class BadSetting(ValueError):
         super().__init__(f"{key}: {problem}")
 
 
-def build(cls: type, table: dict[str, Any], **fixed: Any) -> Any:
+def build(cls: type[T], table: dict[str, Any], **fixed: Any) -> T:
     """A settings object from one TOML table; `fixed` fields are given, not read. Raises
     BadSetting for the first unknown key or bad value."""
     declared = {key_of(f): f for f in fields(cls) if f.name not in fixed}

@@ -44,6 +44,12 @@ class Bindings:
     heartbeat_key: HeartbeatKey | None = None
     heartbeat_sock: socket.socket | None = None
 
+    @property
+    def heartbeat(self) -> socket.socket:
+        """The heartbeat socket, once a plan has been committed."""
+        assert self.heartbeat_sock is not None
+        return self.heartbeat_sock
+
     def prepare(self, config: Config) -> Plan:
         """Bind what `config` needs and is not bound yet; raises HbforkError (nothing kept)."""
         plan = Plan()
@@ -92,10 +98,10 @@ class Bindings:
         for sock in self.listeners.values():
             sock.close()
         self.listeners.clear()
-        for sock in (self.status_listener, self.heartbeat_sock):
-            if sock is not None:
+        for other in (self.status_listener, self.heartbeat_sock):
+            if other is not None:
                 with contextlib.suppress(OSError):
-                    sock.close()
+                    other.close()
 
 
 def _bind(endpoint: Endpoint, backlog: int, what: str) -> socket.socket:

@@ -141,8 +141,8 @@ class Checks:
                 if check.enabled and check not in listed.setdefault(member.address, []):
                     listed[member.address].append(check)
         self.listed = {address: tuple(checks) for address, checks in listed.items() if checks}
-        pool = next((p for p in config.pools if p.discover), None)
-        self.discovered = (pool.hcheck,) if pool is not None and pool.hcheck.enabled else ()
+        found = next((p for p in config.pools if p.discover), None)
+        self.discovered = (found.hcheck,) if found is not None and found.hcheck.enabled else ()
         self.next_at = 0  # scan now: checks may have come or gone
 
     def checks_of(self, member: Member) -> tuple[HcheckSettings, ...]:

@@ -52,8 +52,6 @@ from hbfork.table.layout import (
     STATE_READY,
     W_CONFIG_GENERATION,
     W_CONFIG_LOADED_US,
-    WK_STATE,
-    WK_TICK_NS,
 )
 from hbfork.table.table import Table
 
@@ -131,7 +129,7 @@ class Master:
                         "long for a Unix socket; set [proxy] control_socket", config.pidfile)
         setup.prepare_access_log(config)
         setup.check_owned_by_user(config)
-        setup.drop_privileges(config, [self.table.shm._fd])
+        setup.drop_privileges(config, [self.table.fd])
         self.storage.configure(config)
         self.registry = Registry.from_config(config, keys)
         self.admin.configure(config.pools)
@@ -150,7 +148,7 @@ class Master:
             signal.signal(signum, self._record_signal)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.selector.register(self._wakeup_read, selectors.EVENT_READ, self._on_wakeup)
-        self.selector.register(self.bindings.heartbeat_sock, selectors.EVENT_READ,
+        self.selector.register(self.bindings.heartbeat, selectors.EVENT_READ,
                                self.monitor.on_readable)
         self.workers = Workers(self.table, self.run_worker, self._death_read,
                                self._master_only_fds, self._register_worker, self._unregister)
@@ -242,7 +240,7 @@ class Master:
         if replaced is not None:
             self._unregister(replaced)
             replaced.close()
-            self.selector.register(self.bindings.heartbeat_sock, selectors.EVENT_READ,
+            self.selector.register(self.bindings.heartbeat, selectors.EVENT_READ,
                                    self.monitor.on_readable)
             self.monitor.sock = self.bindings.heartbeat_sock
         if handler is not None:
@@ -335,9 +333,8 @@ class Master:
         self._last_watchdog = now
         now_ns = time.monotonic_ns()
         for worker in self.workers.processes.values():
-            record = self.table.worker_words(worker.index)
-            tick, state = record[WK_TICK_NS], record[WK_STATE]
-            record.release()
+            record = self.table.workers.record(worker.index).identity()
+            tick, state = record.tick_ns, record.state
             limit = self.generations.config_of(worker, self.config).proxy.worker_timeout
             if state == STATE_READY and tick and now_ns - tick > limit * NS:
                 log.error("%s has not ticked for %.0fs; killing it", worker.label,

@@ -105,11 +105,11 @@ class Monitor:
         """What this front had in flight to each member when its report arrived: the report's
         busy workers already include those (see hbfork.core.balancing)."""
         if now_ns - self._records_read > RECORDS_EVERY:
-            self._records = self.table.live_records()
+            self._records = self.table.workers.live_bases()
             self._records_read = now_ns
         for member in members:
-            member.at_report = min(self.table.in_flight(member.slot, member.uid, self._records),
-                                   LOAD_MASK)
+            flying = self.table.workers.in_flight(member.slot, member.uid, self._records)
+            member.at_report = min(flying, LOAD_MASK)
 
     def read_source_file(self, path: str, now_ns: int, wall: float) -> None:
         """Apply another monitor's hb.dat (`[heartbeat] source = "file:PATH"`).

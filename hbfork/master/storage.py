@@ -46,7 +46,7 @@ class StorageFiles:
                 self.writer.submit(format_storage(registry, time.monotonic_ns()))
         if hb.source and now - self._source_read >= SOURCE_INTERVAL:
             self._source_read = now
-            path = config.resolve(hb.source.removeprefix("file:"))
+            path = config.resolve(hb.source.removeprefix("file:")) or ""  # config: never ""
             try:
                 monitor.read_source_file(path, time.monotonic_ns(), time.time())
             except OSError as err:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from hbfork.core.config import Config
 from hbfork.system import logs
 from hbfork.system.process import EXIT_BOOT_FAILURE
-from hbfork.table.layout import STATE_BOOTING, WK_GENERATION, WK_NUMBER, WK_PID, WK_STATE
 from hbfork.table.table import Table
 
 # Runs a worker in the forked child and returns its exit code. Called with the keywords config,
@@ -85,7 +84,7 @@ class Workers:
         if now < self.next_spawn_at:
             return False
         taken = {w.index for w in self.processes.values()}
-        index = self.table.free_worker_index(taken)
+        index = self.table.workers.free_index(taken)
         if index is None:
             log.error("no free worker record in the table (%d in use); not forking",
                       len(taken))
@@ -95,16 +94,13 @@ class Workers:
         except OSError as err:
             self._fork_failed(err)
             return False
-        self.table.reset_worker(index)
-        record = self.table.worker_words(index)
-        record[WK_NUMBER], record[WK_GENERATION] = number, generation
-        record[WK_STATE] = STATE_BOOTING
+        record = self.table.workers.record(index)
+        record.claim(number, generation)
         master_pid = os.getpid()
         try:
             pid = os.fork()
         except OSError as err:  # EAGAIN/ENOMEM: out of processes or memory, for now
-            record.release()
-            self.table.reset_worker(index)
+            record.free()
             parent_end.close()
             child_end.close()
             self._fork_failed(err)
@@ -132,8 +128,7 @@ class Workers:
                 log.exception("worker %d crashed", number)
             finally:
                 os._exit(code)
-        record[WK_PID] = pid
-        record.release()
+        record.set_pid(pid)
         child_end.close()
         parent_end.setblocking(False)
         worker = WorkerProcess(pid, index, number, generation, parent_end, now)
@@ -145,7 +140,8 @@ class Workers:
     def _fork_failed(self, err: OSError) -> None:
         self.last_failure_at = time.monotonic()
         delay = self._back_off()
-        log.error("cannot fork a worker (%s); next try in %.1fs", os.strerror(err.errno), delay)
+        log.error("cannot fork a worker (%s); next try in %.1fs", os.strerror(err.errno or 0),
+                  delay)
 
     def _back_off(self) -> float:
         delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** self.failures)
@@ -175,7 +171,7 @@ class Workers:
     def _forget(self, worker: WorkerProcess, status: int) -> None:
         self.unregister(worker.sock)
         worker.sock.close()
-        self.table.retire_worker(worker.index)
+        self.table.workers.retire(worker.index)
         lived = time.monotonic() - worker.born
         how = _describe_status(status)
         expected = worker.draining

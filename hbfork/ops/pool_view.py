@@ -31,11 +31,7 @@ from hbfork.table.layout import (
     ROUTE_COUNTERS,
     STATE_FREE,
     W_CONFIG_GENERATION,
-    WK_GENERATION,
-    WK_SCOPE_GENERATION,
-    WK_STATE,
     MemberRecord,
-    members_end,
 )
 from hbfork.table.table import Table
 
@@ -45,18 +41,15 @@ CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 def scoped_counters(table: Table) -> list[int]:
     """The pool and route counters of the serving generation, summed over its workers."""
     generation = table.header(W_CONFIG_GENERATION)
-    start = members_end(table.capacity)
     width = MAX_POOLS * POOL_COUNTERS + MAX_ROUTES * ROUTE_COUNTERS
     total = [0] * width
-    for index in range(table.worker_capacity + 1):
-        words = table.worker_words(index)
-        retired = index == table.worker_capacity
-        mine = words[WK_SCOPE_GENERATION if retired else WK_GENERATION]
-        live = retired or words[WK_STATE] != STATE_FREE
-        if live and mine == generation:
-            values = words[start:start + width].tolist()
+    area = table.workers
+    for record in area.records:
+        if record is not area.retired and record.state == STATE_FREE:
+            continue
+        mine, values = record.scoped_words()
+        if mine == generation:
             total = [a + b for a, b in zip(total, values, strict=True)]
-        words.release()
     return total
 
 

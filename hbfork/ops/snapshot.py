@@ -42,7 +42,6 @@ from hbfork.table.layout import (
     WK_FAST_PATH,
     WK_GENERATION,
     WK_HISTOGRAM,
-    WK_MEMBERS,
     WK_NO_MEMBER,
     WK_NUMBER,
     WK_PID,
@@ -212,7 +211,8 @@ def _why(r: MemberRecord, now_ns: int, active_set: int | None) -> str:
 def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str, Any],
                                                  dict[int, list[int]]]:
     workers = []
-    sums = {"connections": 0, "accepted": 0, "requests": 0, "fast_path": 0, "no_member": 0,
+    sums: dict[str, Any] = {
+            "connections": 0, "accepted": 0, "requests": 0, "fast_path": 0, "no_member": 0,
             "retries": 0,
             "connect_failures": 0, "upstream_timeouts": 0, "client_errors": 0,
             "bytes_in": 0, "bytes_out": 0, "responses": dict.fromkeys(CLASSES, 0),
@@ -221,19 +221,15 @@ def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str,
     per_member: dict[int, list[int]] = {}
     uids = [table.uid(slot) for slot in range(table.capacity)]
     used = [(slot, uid) for slot, uid in enumerate(uids) if uid]
-    for index in range(table.worker_capacity + 1):
-        words = table.worker_words(index)
-        retired = index == table.worker_capacity
-        if not retired and words[WK_STATE] == STATE_FREE:
-            words.release()
+    area = table.workers
+    for record in area.records:
+        retired = record is area.retired
+        if not retired and record.state == STATE_FREE:
             continue
         # Copy the fixed part, and the counters of occupied slots only: a record holds
         # max_members x 8 words, most of them for empty slots.
-        values = words[:WK_MEMBERS].tolist()
-        member_words = {slot: words[WK_MEMBERS + slot * MEMBER_COUNTERS:
-                                    WK_MEMBERS + (slot + 1) * MEMBER_COUNTERS].tolist()
-                        for slot, _ in used}
-        words.release()
+        values = record.fixed_words()
+        member_words = {slot: record.member_words(slot) for slot, _ in used}
         if not retired:
             workers.append({
                 "pid": values[WK_PID], "number": values[WK_NUMBER],

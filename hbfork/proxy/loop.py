@@ -94,14 +94,14 @@ class Loop:
 
     def _compact(self) -> None:
         """Rebuild the heap with one entry per live timer."""
-        live: dict[int, Timer] = {}
+        live: dict[int, tuple[float, Timer]] = {}
         for _, _, timer in self._heap:
             if timer.when is not None:
-                live[id(timer)] = timer
+                live[id(timer)] = (timer.when, timer)
         entries = []
-        for timer in live.values():
-            timer.queued = timer.when
-            entries.append((timer.when, next(self._order), timer))
+        for when, timer in live.values():
+            timer.queued = when
+            entries.append((when, next(self._order), timer))
         heapq.heapify(entries)
         self._heap = entries
 

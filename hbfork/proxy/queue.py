@@ -18,27 +18,14 @@ that accepted more connections timed out while the other worker's younger ones w
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable
 from typing import Protocol
 
 from hbfork.proxy.loop import Loop
 from hbfork.proxy.upstreams import ORDER_AFTER, PoolView
-from hbfork.table.layout import (
-    LATENCY_BUCKETS,
-    PC_DEQUEUED,
-    PC_QUEUE_FULL,
-    PC_QUEUE_GONE,
-    PC_QUEUE_HEAD,
-    PC_QUEUE_TIMEOUT,
-    PC_QUEUED,
-    WK_GENERATION,
-    WK_QUEUE_COUNT,
-    WK_QUEUE_HISTOGRAM,
-    WK_QUEUE_SUM,
-    pool_counters_at,
-)
-from hbfork.table.table import Table
+from hbfork.table.layout import PC_QUEUE_FULL, PC_QUEUE_GONE, PC_QUEUE_TIMEOUT, PC_QUEUED
+from hbfork.table.worker_area import WorkerArea
+from hbfork.table.worker_record import WorkerRecord
 
 QUEUE_POLL = 0.005   # seconds between tries while anything waits
 QUEUE_POLL_FIRST = 0.001  # ... while other workers leave us their room (it idles less)
@@ -58,14 +45,13 @@ class Waiter(Protocol):
 
 
 class FrontQueue:
-    def __init__(self, loop: Loop, table: Table, record: memoryview, base: int = -1,
+    def __init__(self, loop: Loop, area: WorkerArea, record: WorkerRecord,
                  records: Callable[[], list[int]] = list) -> None:
-        """`record` is this worker's record in `table`, at word offset `base`; `records`
-        gives the offsets of every live worker's record (its own included)."""
+        """`record` is this worker's record in the table's worker `area`; `records` gives
+        the word offsets of every live worker's record (its own included)."""
         self.loop = loop
-        self.table = table
+        self.area = area
         self.record = record
-        self.base = base
         self.records = records
         self.waiting: dict[PoolView, dict[Waiter, None]] = {}  # insertion-ordered sets
         self.timer = loop.timer(self._on_timer)
@@ -85,16 +71,14 @@ class FrontQueue:
         waiting[waiter] = None
         waiter.queued_at = self.loop.now
         self._count(pool, PC_QUEUED)
-        if len(waiting) == 1 or not self._head_word(pool):
+        if len(waiting) == 1 or not self.record.queue_head(pool):
             self._publish(pool)
         self._arm()
         return True
 
     def depth(self, pool: PoolView, records: list[int]) -> int:
         """Requests of `pool` waiting in every worker of the front."""
-        at = pool_counters_at(self.table.capacity, pool.index) + PC_QUEUED
-        words = self.table.words
-        return sum(words[base + at] for base in records)
+        return self.area.queued(pool, records)
 
     def leave(self, pool: PoolView, waiter: Waiter, reason: str) -> None:
         """`waiter` stops waiting without a member: "timeout", "gone" (its client left)."""
@@ -150,12 +134,6 @@ class FrontQueue:
 
     # --- arrival order across the front's workers
 
-    def _at(self, pool: PoolView) -> int:
-        return pool_counters_at(self.table.capacity, pool.index) + PC_QUEUE_HEAD
-
-    def _head_word(self, pool: PoolView) -> int:
-        return self.record[self._at(pool)]
-
     def _publish(self, pool: PoolView) -> None:
         """Say when this worker's oldest waiter for `pool` that any member may take arrived
         (a pinned one waits for its own member: others must not hold back for it)."""
@@ -164,39 +142,26 @@ class FrontQueue:
             if not waiter.pinned:
                 word = int(waiter.queued_at * 1e6) + 1
                 break
-        self.record[self._at(pool)] = word
+        self.record.set_queue_head(pool, word)
 
     def _oldest_elsewhere(self, pool: PoolView) -> float | None:
         """When the oldest waiter for `pool` in another worker of this generation arrived,
         or None. A word older than the pool's queue_timeout is left over (a worker that
         stopped without clearing it) and ignored. Notes when ours is older still."""
-        if self.base < 0:
-            return None
-        words, at = self.table.words, self._at(pool)
-        generation = self.record[WK_GENERATION]
-        oldest = 0
-        for base in self.records():
-            if base == self.base or words[base + WK_GENERATION] != generation:
-                continue
-            word = words[base + at]
-            if word and (not oldest or word < oldest):
-                oldest = word
+        oldest = self.area.oldest_head(pool, self.records(), self.record.generation,
+                                       self.record.base)
         if not oldest:
             return None
         arrived = (oldest - 1) / 1e6
         if arrived < self.loop.now - pool.queue_timeout - 1.0:
             return None
-        own = self._head_word(pool)
+        own = self.record.queue_head(pool)
         if own and own + YIELD_MARGIN * 1e6 < oldest:
             self.first = True  # the others leave the room to us
         return arrived
 
     def _count(self, pool: PoolView, counter: int, n: int = 1) -> None:
-        self.record[pool_counters_at(self.table.capacity, pool.index) + counter] += n
+        self.record.count_pool(pool, counter, n)
 
     def _waited(self, pool: PoolView, seconds: float) -> None:
-        record = self.record
-        record[WK_QUEUE_HISTOGRAM + bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        record[WK_QUEUE_SUM] += int(seconds * 1e6)
-        record[WK_QUEUE_COUNT] += 1
-        self._count(pool, PC_DEQUEUED)
+        self.record.observe_queue_wait(pool, seconds)

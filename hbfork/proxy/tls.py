@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from hbfork.core.tls_settings import ListenSettings
 from hbfork.proxy.loop import ERROR, READ, WRITE, Loop
-from hbfork.table.layout import TLS_RESULTS, WK_TLS
+from hbfork.table.worker_record import WorkerRecord
 
 TLS_CHUNK = 16 * 1024   # one TLS record: the most one send() offers
 PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
@@ -35,7 +35,7 @@ class Handshake:
     __slots__ = ("client_ip", "closed", "fd", "listen", "loop", "on_ready", "record", "sock",
                  "timer")
 
-    def __init__(self, loop: Loop, record: memoryview, sock: ssl.SSLSocket, client_ip: str,
+    def __init__(self, loop: Loop, record: WorkerRecord, sock: ssl.SSLSocket, client_ip: str,
                  listen: ListenSettings, timeout: float, on_ready: OnReady) -> None:
         self.loop = loop
         self.record = record
@@ -88,7 +88,7 @@ class Handshake:
         self.close()
 
     def _count(self, result: str) -> None:
-        self.record[WK_TLS + TLS_RESULTS.index(result)] += 1
+        self.record.count_tls(result)
 
     def drain(self) -> None:
         """Graceful stop: a handshake in progress may finish (or time out)."""

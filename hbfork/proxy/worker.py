@@ -29,10 +29,9 @@ from hbfork.core.tls_settings import ListenSettings
 from hbfork.ops.accesslog import AccessLog
 from hbfork.proxy.acceptor import Acceptor
 from hbfork.proxy.connect import start_connect
-from hbfork.proxy.context import Exchange, Session
-from hbfork.proxy.http.router import Decision, Router
+from hbfork.proxy.context import Exchange, Session, SessionContext
+from hbfork.proxy.http.router import Router
 from hbfork.proxy.http.session import HttpSession
-from hbfork.proxy.http.state import STICKY_HIT
 from hbfork.proxy.keepalive import ConnectionPool
 from hbfork.proxy.loop import READ, Loop
 from hbfork.proxy.queue import FrontQueue, Waiter
@@ -43,38 +42,13 @@ from hbfork.proxy.upstreams import PoolView, Target, Upstreams
 from hbfork.system import logs
 from hbfork.system.process import EXIT_BOOT_FAILURE, set_parent_death_signal
 from hbfork.system.tls import TlsContexts
-from hbfork.table.layout import (
-    MAX_ROUTES,
-    PC_NO_MEMBER,
-    PC_STATUS_CLASS,
-    PC_STICKY,
-    PC_STICKY_LOST,
-    RC_ERRORS,
-    RC_REQUESTS,
-    STATE_DRAINING,
-    STATE_READY,
-    WK_ACCEPTED,
-    WK_BYTES_IN,
-    WK_BYTES_OUT,
-    WK_CLIENT_ERRORS,
-    WK_CONNECT_FAILURES,
-    WK_CONNECTIONS,
-    WK_FAST_PATH,
-    WK_NO_MEMBER,
-    WK_REQUESTS,
-    WK_RETRIES,
-    WK_STATE,
-    WK_STATUS_CLASS,
-    WK_TICK_NS,
-    WK_UPSTREAM_TIMEOUTS,
-    pool_counters_at,
-    route_counters_at,
-)
+from hbfork.table.layout import STATE_DRAINING, STATE_READY
 from hbfork.table.table import Table
 
 log = logs.log
 
-SessionFactory = Callable[["Worker", socket.socket, str, ListenSettings], Session]
+SessionFactory = Callable[[SessionContext, socket.socket, str, ListenSettings], Session]
+
 
 
 class Worker:
@@ -95,13 +69,21 @@ class Worker:
         self.status_listener = status_listener
         self.tls = tls
         self.listens = config.listeners  # what each listener is (the same order)
-        self.record = table.worker_words(index)
-        self.upstreams = Upstreams(table, self.record, config)
+        self.record = record = table.workers.record(index)
+        # The counters sessions bump (SessionContext) go straight to the record's methods:
+        # no call through the worker on the per-request and per-read paths.
+        self.count_no_member = record.count_no_member
+        self.count_retry = record.count_retry
+        self.count_fast_path = record.count_fast_path
+        self.count_bytes = record.count_bytes
+        self.count_upstream_timeout = record.count_upstream_timeout
+        self.count_client_error = record.count_client_error
+        self.upstreams = Upstreams(table, record.words, config)
         for name, context in (tls.members.items() if tls else ()):
             self.upstreams.pools[name].tls_context = context
         self.router = Router(config, self.upstreams)
         self.loop = Loop()
-        self.queue = FrontQueue(self.loop, table, self.record, table.worker_base(index),
+        self.queue = FrontQueue(self.loop, table.workers, record,
                                 lambda: self.upstreams.records)
         self.upstreams.on_room = self.queue.soon
         self.upstreams.on_eject = self._ask_ejection
@@ -113,22 +95,21 @@ class Worker:
         self._signals: list[int] = []
         self._title = ""
         self._title_at = 0.0
+        # What sessions see of the worker. The ignore: SessionContext.upstreams is a plain
+        # (so invariant) protocol attribute, and ours is an Upstreams, a Picker; declaring it
+        # read-only in proxy/context.py fixes that (being refactored, issue 22 items 1-3).
+        self.context: SessionContext = self  # type: ignore[assignment]
         self._new_session: SessionFactory = TcpSession if config.proxy.mode == "tcp" \
             else HttpSession
         self.http = http = config.http
         self.limits = Limits(http.max_request_line, http.max_header_size, http.max_body_size)
         self.lean = LeanCache(http.max_request_line)
-        # Where each pool's and route's counters are in this worker's record.
-        capacity = table.capacity
-        self._pool_at = {pool.index: pool_counters_at(capacity, pool.index)
-                         for pool in self.upstreams.pools.values()}
-        self._route_at = [route_counters_at(capacity, i) for i in range(MAX_ROUTES)]
         self.conn_pool = ConnectionPool(self.loop, http.pool_size, http.pool_idle_timeout)
         self.access_log: AccessLog | None = None
         self._log_limiter = LogLimiter(5.0)
         self.acceptor = Acceptor(self.loop, listeners, config.proxy.max_connections,
                                  lambda: len(self.sessions), self._open_session,
-                                 self._count_accepted)
+                                 record.count_accepted)
 
     # --- process setup
 
@@ -163,23 +144,20 @@ class Worker:
         self.loop.add(read_end, READ, self._on_wakeup)
         self.loop.add(self.death_fd, READ, self._on_death_pipe)
         self.loop.add(self.report.fileno(), READ, self._on_master_message)
-        if self.config.log.access and self.config.proxy.mode == "http":
-            self.access_log = AccessLog(self.config.resolve(self.config.log.access),
-                                        self.config.log.access_format)
+        access = self.config.resolve(self.config.log.access)
+        if access and self.config.proxy.mode == "http":
+            self.access_log = AccessLog(access, self.config.log.access_format)
         self.acceptor.start()
         if self.status_listener is not None:
             StatusServer(self.loop, self.table, self.status_listener, self.config.status.allow,
                          self.limits, self.config, self.tls)
-        self.record[WK_STATE] = STATE_READY
+        self.record.set_state(STATE_READY)
         self._update_title()
 
     def _record_signal(self, signum: int, frame: object) -> None:
         self._signals.append(signum)
 
     # --- connections
-
-    def _count_accepted(self) -> None:
-        self.record[WK_ACCEPTED] += 1
 
     def _open_session(self, client: socket.socket, client_ip: str, index: int) -> None:
         listen = self.listens[index]
@@ -193,7 +171,7 @@ class Worker:
                                              client_ip, listen, self.config.tls.handshake_timeout,
                                              self._handshake_done)
             else:
-                session = self._new_session(self, client, client_ip, listen)
+                session = self._new_session(self.context, client, client_ip, listen)
         except Exception as err:
             # Never leave an accepted connection open and unowned.
             log.exception("cannot start a session for a new connection; closing it")
@@ -205,14 +183,15 @@ class Worker:
             return
         if not session.closed:
             self.sessions.add(session)
-            self.record[WK_CONNECTIONS] = len(self.sessions)
+            self.record.set_connections(len(self.sessions))
 
     def _handshake_done(self, handshake: Handshake) -> None:
         """A TLS handshake finished: the connection becomes a session like any other."""
         self.sessions.discard(handshake)
         sock = handshake.sock
         try:
-            session = self._new_session(self, sock, handshake.client_ip, handshake.listen)
+            session = self._new_session(self.context, sock, handshake.client_ip,
+                                        handshake.listen)
         except Exception:
             log.exception("cannot start a session for a TLS connection; closing it")
             self.loop.remove(sock.fileno())
@@ -220,7 +199,7 @@ class Worker:
             return
         if not session.closed:
             self.sessions.add(session)
-        self.record[WK_CONNECTIONS] = len(self.sessions)
+        self.record.set_connections(len(self.sessions))
 
     # --- the SessionContext
 
@@ -235,12 +214,12 @@ class Worker:
 
     def session_closed(self, session: Session) -> None:
         self.sessions.discard(session)
-        self.record[WK_CONNECTIONS] = len(self.sessions)
+        self.record.set_connections(len(self.sessions))
         self.acceptor.connection_closed()
 
     def member_failed(self, target: Target, reason: str, retry_ms: int | None = None) -> None:
         """A connect to `target` failed: count it and have the master mark it in error."""
-        self.record[WK_CONNECT_FAILURES] += 1
+        self.record.count_connect_failure()
         self.upstreams.connect_failed(target)
         more = self._log_limiter.note((target.slot, target.uid), self.loop.now)
         if more is not None:
@@ -259,57 +238,20 @@ class Worker:
             log.error("cannot open a connection to a member: %s%s",
                       os.strerror(err.errno or 0), more)
 
-    def count_no_member(self, pool: PoolView | None = None) -> None:
-        self.record[WK_NO_MEMBER] += 1
-        if pool is not None:
-            self.record[pool_counters_at(self.table.capacity, pool.index) + PC_NO_MEMBER] += 1
-
-    def count_retry(self) -> None:
-        self.record[WK_RETRIES] += 1
-
-    def count_fast_path(self) -> None:
-        self.record[WK_FAST_PATH] += 1
-
-    def count_bytes(self, from_client: bool, n: int) -> None:
-        self.record[WK_BYTES_IN if from_client else WK_BYTES_OUT] += n
-
-    def count_upstream_timeout(self) -> None:
-        self.record[WK_UPSTREAM_TIMEOUTS] += 1
-
-    def count_client_error(self) -> None:
-        self.record[WK_CLIENT_ERRORS] += 1
-
     def request_done(self, exchange: Exchange, status: int, target: Target | None) -> None:
         """One HTTP request ended (status 0: the client left before any response)."""
-        record = self.record
-        record[WK_REQUESTS] += 1
-        if 100 <= status < 600:
-            record[WK_STATUS_CLASS + status // 100 - 1] += 1
         decision = exchange.decision
-        if decision is not None:
-            self._count_routed(decision, status, exchange.sticky_outcome)
+        if decision is None:
+            self.record.count_request(status)
+        else:
+            self.record.count_request(status, decision.pool, decision.route,
+                                      exchange.sticky_outcome)
         started = exchange.exchange_started
         now = time.monotonic()
         if started:
             self.upstreams.observe_latency(now - started)
         if self.access_log is not None:
             self.access_log.log(exchange.log_fields(status, target, now))
-
-    def _count_routed(self, decision: Decision, status: int, sticky: int) -> None:
-        """Per-pool and per-route counters (indexed by their place in this config)."""
-        record = self.record
-        if decision.pool is not None:
-            at = self._pool_at[decision.pool.index]
-            if 100 <= status < 600:
-                record[at + PC_STATUS_CLASS + status // 100 - 1] += 1
-            if sticky:
-                record[at + (PC_STICKY if sticky == STICKY_HIT else PC_STICKY_LOST)] += 1
-        route = decision.route
-        if route is not None and route.index < MAX_ROUTES:
-            at = self._route_at[route.index]
-            record[at + RC_REQUESTS] += 1
-            if status >= 500:
-                record[at + RC_ERRORS] += 1
 
     # --- master and signals
 
@@ -365,7 +307,7 @@ class Worker:
             return
         self.draining = True
         self.drain_deadline = self.loop.now + self.config.proxy.shutdown_timeout
-        self.record[WK_STATE] = STATE_DRAINING
+        self.record.set_state(STATE_DRAINING)
         self.acceptor.close(self.config.proxy.backlog)
         for session in list(self.sessions):
             session.drain()
@@ -389,7 +331,7 @@ class Worker:
 
     def _housekeeping(self) -> None:
         now = self.loop.now
-        self.record[WK_TICK_NS] = time.monotonic_ns()
+        self.record.tick(time.monotonic_ns())
         if self.access_log is not None:
             self.access_log.tick(now)
         if now - self._title_at >= 1.0:

@@ -107,6 +107,7 @@ WK_SCOPE_GENERATION = 21  # the generation whose pool and route counters a recor
 MAX_POOLS = 64
 POOL_COUNTERS = 16
 PC_STATUS_CLASS, PC_NO_MEMBER, PC_STICKY, PC_STICKY_LOST = 0, 5, 6, 7  # 0..4: 1xx..5xx
+STICKY_HIT = 1           # a request's sticky outcome (hbfork.proxy.http.state's, the same)
 PC_QUEUED = 8            # waiting now (a gauge: the worker's own queue)
 PC_QUEUE_TIMEOUT, PC_QUEUE_FULL, PC_QUEUE_GONE = 9, 10, 11  # 503s, and clients that left
 PC_DEQUEUED = 12         # requests that waited, then went to a member

@@ -8,7 +8,9 @@ first worker that notices). Workers inherit the mapping through fork; `hbfork st
 by name. The resource tracker is kept out of it: it would unlink the segment when any attached
 process exits, and warn about "leaked" segments that are not leaked.
 
-Layout: see hbfork.table.layout.
+Layout: see hbfork.table.layout. The worker records are the worker area's
+(hbfork.table.worker_area, `Table.workers`), each one read and written through a WorkerRecord
+(hbfork.table.worker_record).
 
 Consistency: the master is the only writer of header, weights, uids and member records; a worker
 is the only writer of its own worker record. A member record is guarded by a seqlock: its first
@@ -36,23 +38,9 @@ from hbfork.table.layout import (
     HEARTBEAT_RESULTS,
     LAYOUT_VERSION,
     MAGIC,
-    MAX_POOLS,
-    MAX_ROUTES,
-    MC_INFLIGHT,
-    MC_STATUS_CLASS,
-    MC_UID,
     MEMBER_COUNTERS,
     MEMBER_FORMAT,
     MEMBER_SIZE,
-    PC_QUEUE_HEAD,
-    PC_QUEUED,
-    POOL_COUNTERS,
-    ROUTE_COUNTERS,
-    STATE_BOOTING,
-    STATE_DRAINING,
-    STATE_EXITED,
-    STATE_FREE,
-    STATE_READY,
     W_ADMIN_CAPACITY,
     W_ADMIN_COUNT,
     W_ADMIN_SEQ,
@@ -62,18 +50,13 @@ from hbfork.table.layout import (
     W_STARTED_NS,
     W_STARTED_US,
     W_STATS_SEQ,
-    WK_GENERATION,
-    WK_MEMBERS,
-    WK_SCOPE_GENERATION,
-    WK_STATE,
-    WORKER_TOTALS,
     MemberRecord,
     decode_member,
     encode_member,
-    members_end,
     segment_name,
     worker_words,
 )
+from hbfork.table.worker_area import WorkerArea
 
 
 def _open(name: str, create: bool, size: int = 0) -> shared_memory.SharedMemory:
@@ -103,6 +86,9 @@ class Table:
         self.owner = owner
         self.name = shm.name.lstrip("/")
         buf = shm.buf
+        assert buf is not None  # None only once closed
+        self.buf = buf
+        self.fd: int = shm._fd  # type: ignore[attr-defined]  # for fchmod and fchown
         if bytes(buf[:8]) != MAGIC:
             raise ValueError(f"{self.name} is not an hbfork table")
         (version, header, self.capacity, member_size, self.worker_capacity, worker_size,
@@ -119,6 +105,8 @@ class Table:
         self.admin_at = self.members_at + self.capacity * MEMBER_SIZE
         self.admin_capacity = self.words[W_ADMIN_CAPACITY]
         self.workers_at = self.admin_at + _round8(self.admin_capacity * ADMIN_SIZE)
+        self.workers = WorkerArea(self.words, self.workers_at // 8, worker_size // 8,
+                                  self.worker_capacity, self.capacity, self.uids_at)
 
     # --- lifetime
 
@@ -132,8 +120,9 @@ class Table:
         name = segment_name(pid)
         unlink_segment(name)  # a leftover of an earlier master with our pid cannot be live
         shm = _open(name, True, size)
-        os.fchmod(shm._fd, 0o600)
+        os.fchmod(shm._fd, 0o600)  # type: ignore[attr-defined]
         buf = shm.buf
+        assert buf is not None
         buf[:8] = MAGIC
         struct.pack_into("<IIIIIII", buf, 8, LAYOUT_VERSION, HEADER_SIZE, capacity, MEMBER_SIZE,
                          worker_capacity, worker_size, MEMBER_COUNTERS)
@@ -155,12 +144,16 @@ class Table:
         return cls(_open(name, False), owner=False)
 
     def close(self) -> None:
+        self.workers.release()
         self.words.release()
         self.shm.close()
 
     def __del__(self) -> None:
         # Release our view before SharedMemory.__del__ closes the mapping: otherwise a process
         # that exits without close() prints "BufferError: cannot close exported pointers exist".
+        workers = getattr(self, "workers", None)
+        if workers is not None:
+            workers.release()
         words = getattr(self, "words", None)
         if words is not None:
             try:
@@ -212,24 +205,10 @@ class Table:
         """Per slot: capacity | requests in flight from this front at its last report << 32."""
         return self.words[self.loads_at:self.loads_at + self.capacity].tolist()
 
-    def in_flight(self, slot: int, uid: int, records: list[int]) -> int:
-        """Requests every worker (records: their word offsets) has in flight to a member."""
-        words = self.words
-        at = WK_MEMBERS + slot * MEMBER_COUNTERS
-        total = 0
-        for base in records:
-            if words[base + at + MC_UID] == uid:
-                total += words[base + at + MC_INFLIGHT]
-        return total
-
     def live_records(self) -> list[int]:
-        """Word offsets of the records of workers that may have requests in flight."""
-        out = []
-        for index in range(self.worker_capacity):
-            base = (self.workers_at + index * self.worker_size) // 8
-            if self.words[base + WK_STATE] in (STATE_BOOTING, STATE_READY, STATE_DRAINING):
-                out.append(base)
-        return out
+        """Word offsets of the records of workers that may have requests in flight (the
+        worker area's, here for the pickers that read the table by word offsets)."""
+        return self.workers.live_bases()
 
     def admin_count(self) -> int:
         return self.words[W_ADMIN_COUNT]
@@ -250,7 +229,7 @@ class Table:
         seq_index = at // 8
         seq = self.words[seq_index]
         self.words[seq_index] = seq + 1
-        self.shm.buf[at + 8:at + 8 + MEMBER_FORMAT.size] = record
+        self.buf[at + 8:at + 8 + MEMBER_FORMAT.size] = record
         self.words[seq_index] = seq + 2
         self.words[self.uids_at + slot] = member.uid if member else 0
         self.words[self.loads_at + slot] = load
@@ -261,7 +240,7 @@ class Table:
         """A consistent copy of one slot, or None if it is free."""
         at = self.members_at + slot * MEMBER_SIZE
         seq_index = at // 8
-        buf = self.shm.buf
+        buf = self.buf
         for attempt in range(10_000):
             before = self.words[seq_index]
             if before & 1 or before == 0:
@@ -287,14 +266,14 @@ class Table:
                         for name, uid, flags in kept)
         seq = self.words[W_ADMIN_SEQ]
         self.words[W_ADMIN_SEQ] = seq + 1
-        self.shm.buf[self.admin_at:self.admin_at + len(blob)] = blob
+        self.buf[self.admin_at:self.admin_at + len(blob)] = blob
         self.words[W_ADMIN_COUNT] = len(kept)
         self.words[W_ADMIN_SEQ] = seq + 2
         return len(kept)
 
     def read_admin(self) -> dict[tuple[str, int], int]:
         """{(pool name, member uid): flags}, read consistently."""
-        buf = self.shm.buf
+        buf = self.buf
         for attempt in range(10_000):
             before = self.words[W_ADMIN_SEQ]
             if before & 1 or before == 0:
@@ -310,66 +289,6 @@ class Table:
                     out[(name.rstrip(b"\0").decode(errors="replace"), uid)] = flags
                 return out
         raise RuntimeError("the admin region kept changing while being read")
-
-    # --- workers
-
-    def worker_base(self, index: int) -> int:
-        """The word offset of worker record `index` in `words`."""
-        return (self.workers_at + index * self.worker_size) // 8
-
-    def worker_words(self, index: int) -> memoryview:
-        """The u64 words of worker record `index` (index == worker_capacity: retired totals)."""
-        start = self.worker_base(index)
-        return self.words[start:start + self.worker_size // 8]
-
-    def reset_worker(self, index: int) -> None:
-        start = self.workers_at + index * self.worker_size
-        self.shm.buf[start:start + self.worker_size] = bytes(self.worker_size)
-
-    def free_worker_index(self, taken: set[int]) -> int | None:
-        for index in range(self.worker_capacity):
-            if index not in taken and self.worker_words(index)[WK_STATE] in (STATE_FREE,
-                                                                            STATE_EXITED):
-                return index
-        return None
-
-    def retire_worker(self, index: int) -> None:
-        """Fold an exited worker's counters into the retired record, then free its record."""
-        record, retired = self.worker_words(index), self.worker_words(self.worker_capacity)
-        self.words[W_STATS_SEQ] += 1
-        for word in WORKER_TOTALS:
-            retired[word] += record[word]
-        for slot in range(self.capacity):
-            at = WK_MEMBERS + slot * MEMBER_COUNTERS
-            uid = record[at + MC_UID]
-            if uid and uid == self.uid(slot):
-                if retired[at + MC_UID] != uid:
-                    for k in range(MEMBER_COUNTERS):
-                        retired[at + k] = 0
-                    retired[at + MC_UID] = uid
-                for k in range(MC_STATUS_CLASS, MEMBER_COUNTERS):
-                    retired[at + k] += record[at + k]
-        self._retire_scope(record, retired)
-        record.release()
-        retired.release()
-        self.reset_worker(index)
-        self.words[W_STATS_SEQ] += 1
-
-    def _retire_scope(self, record: memoryview, retired: memoryview) -> None:
-        """Pool and route counters belong to one generation: fold those of the newest."""
-        generation = record[WK_GENERATION]
-        start = members_end(self.capacity)
-        end = start + MAX_POOLS * POOL_COUNTERS + MAX_ROUTES * ROUTE_COUNTERS
-        if generation < retired[WK_SCOPE_GENERATION]:
-            return  # an old generation's worker: its pools and routes are gone
-        if generation > retired[WK_SCOPE_GENERATION]:
-            retired[start:end] = memoryview(bytes((end - start) * 8)).cast("Q")
-            retired[WK_SCOPE_GENERATION] = generation
-        gauges = {start + pool * POOL_COUNTERS + word
-                  for pool in range(MAX_POOLS) for word in (PC_QUEUED, PC_QUEUE_HEAD)}
-        for word in range(start, end):
-            if record[word] and word not in gauges:
-                retired[word] += record[word]
 
 
 def _word(member: Member) -> int:

@@ -5,6 +5,7 @@ and under TYPE_CHECKING: a dependency hidden from the interpreter is still a dep
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,12 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"core", "table", "system", "beat", "apache", "ops", "proxy", "master"},
 }
 TOP_LEVEL = {"hbfork", "hbfork.__main__"}  # the version, and `python -m hbfork` -> cli
-MAX_LINES = 500
+MAX_LINES = 450
+# Modules over MAX_LINES, to be split (issue 22): outside that issue's files so far.
+LINES_PENDING = {"hbfork.apache.collect"}
+MAX_METHODS = 30  # per class, counting those inherited from hbfork's own classes
+# Classes over MAX_METHODS while they are being split: being refactored, issue 22 items 1-3.
+METHODS_PENDING = {"HttpSession"}
 
 
 def module_name(path: Path) -> str:
@@ -186,6 +192,8 @@ def test_core_is_pure() -> None:
 @pytest.mark.parametrize("name", sorted(modules()))
 def test_module_size(name: str) -> None:
     lines = len(modules()[name].read_text().splitlines())
+    if name in LINES_PENDING:
+        pytest.skip(f"{name}: {lines} lines, to be split")
     assert lines <= MAX_LINES, f"{name} has {lines} lines: split it along its seams"
 
 
@@ -193,3 +201,43 @@ def test_every_package_says_what_it_may_import() -> None:
     for package in ALLOWED:
         doc = ast.get_docstring(ast.parse((PACKAGE / package / "__init__.py").read_text()))
         assert doc and "import" in doc, f"hbfork/{package}/__init__.py needs its docstring"
+
+
+def method_counts() -> dict[str, int]:
+    """Methods per hbfork class (by class name), with those of its hbfork base classes."""
+    classes: dict[str, list[tuple[set[str], list[str]]]] = {}
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                own = {n.name for n in node.body
+                       if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+                bases = [b.id if isinstance(b, ast.Name) else getattr(b, "attr", "")
+                         for b in node.bases]
+                classes.setdefault(node.name, []).append((own, bases))
+
+    def methods(name: str, seen: frozenset[str]) -> set[str]:
+        out: set[str] = set()
+        for own, bases in classes.get(name, []):
+            out |= own
+            for base in bases:
+                if base in classes and base not in seen:
+                    out |= methods(base, seen | {name})
+        return out
+
+    return {name: len(methods(name, frozenset())) for name in classes}
+
+
+def test_method_counts_include_inherited_ones(tmp_path: Path, monkeypatch) -> None:
+    package = tmp_path / "hbfork"
+    package.mkdir()
+    (package / "m.py").write_text("class A:\n    def a(self): ...\n    def b(self): ...\n"
+                                  "class B(A):\n    def b(self): ...\n    def c(self): ...\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", package)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert method_counts() == {"A": 2, "B": 3}
+
+
+def test_class_size() -> None:
+    big = {name: n for name, n in method_counts().items()
+           if n > MAX_METHODS and name not in METHODS_PENDING}
+    assert not big, f"classes over {MAX_METHODS} methods (split them along their seams): {big}"

@@ -399,6 +399,7 @@ def test_require_signature_needs_a_key_file() -> None:
 
 def test_source_must_be_a_file() -> None:
     error(MEMBER + '[heartbeat]\nsource = "udp:1.2.3.4"\n', "[heartbeat] source", "file:PATH")
+    error(MEMBER + '[heartbeat]\nsource = "file:"\n', "[heartbeat] source", "file:PATH")
     assert load(MEMBER + '[heartbeat]\nsource = "file:hb.dat"\n').heartbeat.source == "file:hb.dat"
 
 

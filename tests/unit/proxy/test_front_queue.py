@@ -18,11 +18,7 @@ from hbfork.proxy.loop import Loop
 from hbfork.proxy.queue import QUEUE_POLL, QUEUE_POLL_FIRST, YIELD_MARGIN, FrontQueue
 from hbfork.proxy.upstreams import ORDER_AFTER, PoolView, Upstreams
 from hbfork.table.layout import (
-    PC_QUEUE_HEAD,
     STATE_READY,
-    WK_GENERATION,
-    WK_STATE,
-    pool_counters_at,
 )
 from hbfork.table.table import Table
 
@@ -65,15 +61,15 @@ def pool() -> PoolView:
 
 def worker_queues(table: Table, count: int = 2,
                   generations: tuple[int, ...] = ()) -> list[FrontQueue]:
-    bases = [table.worker_base(index) for index in range(count)]
+    bases = [table.workers.record(index).base for index in range(count)]
     queues = []
     for index in range(count):
-        record = table.worker_words(index)
-        record[WK_STATE] = STATE_READY
-        record[WK_GENERATION] = generations[index] if generations else 1
+        record = table.workers.record(index)
+        record.claim(index + 1, generations[index] if generations else 1)
+        record.set_state(STATE_READY)
         loop = Loop()
         loop.now = 1000.0
-        queues.append(FrontQueue(loop, table, record, bases[index], lambda: bases))
+        queues.append(FrontQueue(loop, table.workers, record, lambda: bases))
     return queues
 
 
@@ -129,8 +125,7 @@ def test_a_pinned_waiter_does_not_hold_other_workers_back(table, pool) -> None:
     at(a, 1000.0).add(pool, sticky, [])
     young = FakeWaiter(room, "young")
     at(b, 1000.5).add(pool, young, [])
-    words = table.worker_words(0)
-    assert words[pool_counters_at(table.capacity, 0) + PC_QUEUE_HEAD] == 0
+    assert a.record.queue_head(pool) == 0
     room.free = 1
     at(b, 1000.6).dispatch()
     assert young.served and not sticky.served
@@ -167,31 +162,29 @@ def test_leftover_words_and_other_generations_are_ignored(table, pool) -> None:
 def test_the_head_word_follows_the_oldest_waiter(table, pool) -> None:
     room = Room()
     (a,) = worker_queues(table, 1)
-    head = pool_counters_at(table.capacity, 0) + PC_QUEUE_HEAD
     first, second = FakeWaiter(room, "1"), FakeWaiter(room, "2")
     at(a, 1000.0).add(pool, first, [])
     at(a, 1001.0).add(pool, second, [])
-    assert a.record[head] == int(1000.0 * 1e6) + 1
+    assert a.record.queue_head(pool) == int(1000.0 * 1e6) + 1
     a.leave(pool, first, "gone")
-    assert a.record[head] == int(1001.0 * 1e6) + 1
+    assert a.record.queue_head(pool) == int(1001.0 * 1e6) + 1
     a.leave(pool, second, "timeout")
-    assert a.record[head] == 0
+    assert a.record.queue_head(pool) == 0
 
 
 def test_the_head_word_is_not_folded_into_the_retired_record(table, pool) -> None:
     room = Room()
     (a,) = worker_queues(table, 1)
     at(a, 1000.0).add(pool, FakeWaiter(room, "w"), [])
-    table.retire_worker(0)
-    retired = table.worker_words(table.worker_capacity)
-    assert retired[pool_counters_at(table.capacity, 0) + PC_QUEUE_HEAD] == 0
+    table.workers.retire(0)
+    assert table.workers.retired.queue_head(pool) == 0
 
 
 def test_queue_ahead_sees_long_waiters_in_any_worker_of_the_generation(table, pool) -> None:
     room = Room()
     a, b, c = worker_queues(table, 3, generations=(1, 1, 2))
     table.bump_generation()
-    picker = Upstreams(table, b.record)   # worker b's view (its own pool "default" is 0)
+    picker = Upstreams(table, b.record.words)   # worker b's view (its own pool "default" is 0)
     own = picker.pools["default"]
     now = 1001.0
     assert not picker.queue_ahead(own, now)

@@ -18,7 +18,7 @@ from hbfork.core.members import EJECTED, Registry, Rules
 from hbfork.core.outlier import Detector, OutlierSettings
 from hbfork.core.settings import MemberSettings
 from hbfork.proxy.upstreams import Target, Upstreams
-from hbfork.table.layout import STATE_READY, WK_GENERATION, WK_STATE
+from hbfork.table.layout import STATE_READY
 from hbfork.table.table import Table
 
 S = 1_000_000_000
@@ -41,9 +41,10 @@ class Front:
                                   for a in ADDRESSES], now=T0)
         self.now = 5_000.0
         self.beat()
-        record = table.worker_words(0)
-        record[WK_STATE], record[WK_GENERATION] = STATE_READY, 1
-        self.upstreams = Upstreams(table, record)
+        record = table.workers.record(0)
+        record.claim(1, 1)
+        record.set_state(STATE_READY)
+        self.upstreams = Upstreams(table, record.words)
         self.upstreams.clock = lambda: self.now
         if detect:
             self.upstreams.detector = Detector(outlier)
@@ -57,7 +58,7 @@ class Front:
         self.publish()
 
     def close(self) -> None:
-        self.upstreams.record.release()
+        pass  # the table releases its records' views when it closes
 
     def publish(self) -> None:
         for slot, member in self.registry.take_dirty():

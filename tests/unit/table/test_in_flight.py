@@ -14,9 +14,6 @@ from hbfork.table.layout import (
     STATE_DRAINING,
     STATE_EXITED,
     STATE_READY,
-    WK_GENERATION,
-    WK_MEMBERS,
-    WK_STATE,
 )
 from hbfork.table.table import Table
 
@@ -38,10 +35,10 @@ def member(slot: int, ready: int = 5, busy: int = 3) -> Member:
 def workers(table: Table, *states: int) -> list[Upstreams]:
     out = []
     for index, state in enumerate(states):
-        record = table.worker_words(index)
-        record[WK_STATE] = state
-        record[WK_GENERATION] = 1
-        out.append(Upstreams(table, record))
+        record = table.workers.record(index)
+        record.claim(index + 1, 1)
+        record.set_state(state)
+        out.append(Upstreams(table, record.words))
     table.bump_generation()
     return out
 
@@ -54,7 +51,7 @@ def test_in_flight_is_summed_over_live_workers(table) -> None:
     for upstreams in (b, b, c):
         assert upstreams.choose() is not None
     assert a.in_flight(0) == 4 and c.in_flight(0) == 4  # every worker sees the whole front
-    assert table.in_flight(0, 1, table.live_records()) == 4
+    assert table.workers.in_flight(0, 1, table.live_records()) == 4
 
 
 def test_a_worker_that_exits_takes_its_requests_with_it(table) -> None:
@@ -63,14 +60,12 @@ def test_a_worker_that_exits_takes_its_requests_with_it(table) -> None:
     for upstreams in (a, b, b):
         upstreams.choose()
     assert a.in_flight(0) == 3
-    b.record[WK_STATE] = STATE_EXITED
-    table.retire_worker(1)  # its connections died with it
+    table.workers.record(1).set_state(STATE_EXITED)
+    table.workers.retire(1)  # its connections died with it
     table.bump_generation()
     a.choose()  # a new generation: the worker list is read again (and this pick counts)
     assert a.in_flight(0) == 2  # a's two; b's two died with it
-    retired = table.worker_words(table.worker_capacity)
-    assert retired[WK_MEMBERS + MC_INFLIGHT] == 0  # not folded into the totals
-    retired.release()
+    assert table.workers.retired.member_words(0)[MC_INFLIGHT] == 0  # not folded into totals
 
 
 def test_finishing_more_than_started_never_wraps(table) -> None:

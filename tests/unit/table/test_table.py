@@ -330,24 +330,21 @@ def test_heartbeat_counters_cover_every_reject_reason() -> None:
 
 
 def _fill_worker(table: Table, index: int, base: int, member_uids: dict[int, int]) -> None:
-    record = table.worker_words(index)
-    try:
-        record[WK_PID] = 4000 + index
-        record[WK_STATE] = STATE_READY
-        record[WK_ACCEPTED] = base
-        record[WK_REQUESTS] = base * 2
-        record[WK_STATUS_CLASS + 1] = base * 3  # 2xx
-        record[WK_BYTES_IN] = base * 100
-        record[WK_HISTOGRAM] = base
-        record[WK_LATENCY_COUNT] = base
-        for slot, uid in member_uids.items():
-            at = WK_MEMBERS + slot * MEMBER_COUNTERS
-            record[at + MC_UID] = uid
-            record[at + MC_INFLIGHT] = 1
-            record[at + MC_STATUS_CLASS + 1] = base
-            record[at + MC_CONNECT_FAILURES] = base
-    finally:
-        record.release()
+    record = table.workers.record(index).words  # as the worker would have counted
+    record[WK_PID] = 4000 + index
+    record[WK_STATE] = STATE_READY
+    record[WK_ACCEPTED] = base
+    record[WK_REQUESTS] = base * 2
+    record[WK_STATUS_CLASS + 1] = base * 3  # 2xx
+    record[WK_BYTES_IN] = base * 100
+    record[WK_HISTOGRAM] = base
+    record[WK_LATENCY_COUNT] = base
+    for slot, uid in member_uids.items():
+        at = WK_MEMBERS + slot * MEMBER_COUNTERS
+        record[at + MC_UID] = uid
+        record[at + MC_INFLIGHT] = 1
+        record[at + MC_STATUS_CLASS + 1] = base
+        record[at + MC_CONNECT_FAILURES] = base
 
 
 def test_retire_worker_folds_counters_into_the_retired_record(table: Table) -> None:
@@ -357,59 +354,48 @@ def test_retire_worker_folds_counters_into_the_retired_record(table: Table) -> N
     _fill_worker(table, 0, 5, {1: 11, 2: 99})   # slot 2's counters belong to a gone member
     _fill_worker(table, 3, 7, {1: 11})
     seq = table.header(W_STATS_SEQ)
-    table.retire_worker(0)
-    table.retire_worker(3)
+    table.workers.retire(0)
+    table.workers.retire(3)
     assert table.header(W_STATS_SEQ) == seq + 4
-    retired = table.worker_words(retired_index)
-    freed = table.worker_words(0)
-    try:
-        assert retired[WK_ACCEPTED] == 12 and retired[WK_REQUESTS] == 24
-        assert retired[WK_STATUS_CLASS + 1] == 36 and retired[WK_BYTES_IN] == 1200
-        assert retired[WK_HISTOGRAM] == 12 and retired[WK_LATENCY_COUNT] == 12
-        slot1 = WK_MEMBERS + 1 * MEMBER_COUNTERS
-        slot2 = WK_MEMBERS + 2 * MEMBER_COUNTERS
-        assert retired[slot1 + MC_UID] == 11
-        assert retired[slot1 + MC_STATUS_CLASS + 1] == 12
-        assert retired[slot1 + MC_CONNECT_FAILURES] == 12
-        assert retired[slot1 + MC_INFLIGHT] == 0  # a gauge, not a total
-        assert retired[slot2 + MC_UID] == 0 and retired[slot2 + MC_STATUS_CLASS + 1] == 0
-        # the retired worker's own record is free again, and the others untouched
-        assert set(freed.tolist()) == {0}
-        assert table.free_worker_index(set()) == 0
-        assert table.free_worker_index({0}) == 1
-    finally:
-        retired.release()
-        freed.release()
+    retired = table.workers.record(retired_index).words
+    freed = table.workers.record(0).words
+    assert retired[WK_ACCEPTED] == 12 and retired[WK_REQUESTS] == 24
+    assert retired[WK_STATUS_CLASS + 1] == 36 and retired[WK_BYTES_IN] == 1200
+    assert retired[WK_HISTOGRAM] == 12 and retired[WK_LATENCY_COUNT] == 12
+    slot1 = WK_MEMBERS + 1 * MEMBER_COUNTERS
+    slot2 = WK_MEMBERS + 2 * MEMBER_COUNTERS
+    assert retired[slot1 + MC_UID] == 11
+    assert retired[slot1 + MC_STATUS_CLASS + 1] == 12
+    assert retired[slot1 + MC_CONNECT_FAILURES] == 12
+    assert retired[slot1 + MC_INFLIGHT] == 0  # a gauge, not a total
+    assert retired[slot2 + MC_UID] == 0 and retired[slot2 + MC_STATUS_CLASS + 1] == 0
+    # the retired worker's own record is free again, and the others untouched
+    assert set(freed.tolist()) == {0}
+    assert table.workers.free_index(set()) == 0
+    assert table.workers.free_index({0}) == 1
 
 
 def test_retired_member_counters_restart_when_the_slot_has_a_new_member(table: Table) -> None:
     table.write_member(1, make_member(1, uid=11))
     _fill_worker(table, 0, 5, {1: 11})
-    table.retire_worker(0)
+    table.workers.retire(0)
     table.write_member(1, make_member(1, uid=12))  # slot reused
     _fill_worker(table, 1, 2, {1: 12})
-    table.retire_worker(1)
-    retired = table.worker_words(table.worker_capacity)
-    try:
-        at = WK_MEMBERS + MEMBER_COUNTERS
-        assert retired[at + MC_UID] == 12
-        assert retired[at + MC_STATUS_CLASS + 1] == 2  # not 5 + 2
-        assert retired[WK_ACCEPTED] == 7               # worker totals keep adding up
-    finally:
-        retired.release()
+    table.workers.retire(1)
+    retired = table.workers.retired.words
+    at = WK_MEMBERS + MEMBER_COUNTERS
+    assert retired[at + MC_UID] == 12
+    assert retired[at + MC_STATUS_CLASS + 1] == 2  # not 5 + 2
+    assert retired[WK_ACCEPTED] == 7               # worker totals keep adding up
 
 
 def test_free_worker_index_skips_live_records(table: Table) -> None:
     for index in range(WORKERS):
         _fill_worker(table, index, 1, {})
-    assert table.free_worker_index(set()) is None
-    record = table.worker_words(2)
-    try:
-        record[WK_STATE] = STATE_EXITED
-    finally:
-        record.release()
-    assert table.free_worker_index(set()) == 2
-    assert table.free_worker_index({2}) is None
+    assert table.workers.free_index(set()) is None
+    table.workers.record(2).set_state(STATE_EXITED)
+    assert table.workers.free_index(set()) == 2
+    assert table.workers.free_index({2}) is None
 
 
 # --- torn reads under concurrent writes
