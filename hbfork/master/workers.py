@@ -62,9 +62,17 @@ class Workers:
     register: Callable[[socket.socket, WorkerProcess], None]
     unregister: Callable[[socket.socket], None]
     processes: dict[int, WorkerProcess] = field(default_factory=dict)  # by pid
+    # One eventfd per worker record, made before any fork so every worker holds all of them:
+    # a worker that leaves room in the front queue to another's older waiter wakes it.
+    wakeups: list[int] = field(default_factory=list)
     failures: int = 0
     next_spawn_at: float = 0.0
     last_failure_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.wakeups:
+            self.wakeups = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+                            for _ in range(self.table.worker_capacity)]
 
     # --- queries
 
@@ -123,7 +131,7 @@ class Workers:
                     config=config, table=self.table, index=index, number=number,
                     generation=generation, listeners=listeners, report=child_end,
                     death_fd=self.death_fd, master_pid=master_pid,
-                    status_listener=status_listener, tls=tls)
+                    status_listener=status_listener, tls=tls, wakeups=self.wakeups)
             except BaseException:
                 log.exception("worker %d crashed", number)
             finally:

@@ -11,9 +11,13 @@ Each worker keeps its own waiters (they are its connections); the counts are in 
 table so `queue_max` and the status page see the whole front. Arrival order holds across
 workers too: each worker publishes when its oldest waiter arrived, and a worker whose own
 oldest is younger (by more than YIELD_MARGIN) than another worker's leaves the room it made
-to that worker, which polls faster (QUEUE_POLL_FIRST) while others leave it their room. Without
+to that worker and wakes it at once through the worker's eventfd (made by the master before
+forking, one per worker record), so the room does not idle until that worker polls. Without
 that, room went mostly to the worker whose request had just finished, so waiters of a worker
-that accepted more connections timed out while the other worker's younger ones were served.
+that accepted more connections timed out while the other worker's younger ones were served;
+and with a yield margin of 100 ms but no wake-up (the margin kept the cost of idle rooms
+down), each waiter of the worker with fewer finishing requests waited 100 ms more than it had
+to, queued one behind the other: the 700-850 ms tails of issue 28.
 """
 
 from __future__ import annotations
@@ -22,14 +26,17 @@ from collections.abc import Callable
 from typing import Protocol
 
 from hbfork.proxy.loop import Loop
-from hbfork.proxy.upstreams import ORDER_AFTER, PoolView
+from hbfork.proxy.upstreams import PoolView
 from hbfork.table.layout import PC_QUEUE_FULL, PC_QUEUE_GONE, PC_QUEUE_TIMEOUT, PC_QUEUED
 from hbfork.table.worker_area import WorkerArea
 from hbfork.table.worker_record import WorkerRecord
 
 QUEUE_POLL = 0.005   # seconds between tries while anything waits
-QUEUE_POLL_FIRST = 0.001  # ... while other workers leave us their room (it idles less)
-YIELD_MARGIN = ORDER_AFTER  # how much older another worker's waiter must be to go first
+QUEUE_POLL_FIRST = 0.001  # ... while other workers leave us their room (a missed wake-up)
+# How much older another worker's waiter must be to go first. Small: the other worker is woken
+# at once, so leaving it the room costs a wake-up, not an idle poll interval. Not 0: two
+# waiters that arrived within a millisecond in two workers would hand the room back and forth.
+YIELD_MARGIN = 0.002
 SCAN_LIMIT = 256     # waiters tried per pool per round (bounds the work of one round)
 REASONS = {"timeout": PC_QUEUE_TIMEOUT, "full": PC_QUEUE_FULL, "gone": PC_QUEUE_GONE}
 
@@ -46,10 +53,13 @@ class Waiter(Protocol):
 
 class FrontQueue:
     def __init__(self, loop: Loop, area: WorkerArea, record: WorkerRecord,
-                 records: Callable[[], list[int]] = list) -> None:
+                 records: Callable[[], list[int]] = list,
+                 wake: Callable[[int], None] | None = None) -> None:
         """`record` is this worker's record in the table's worker `area`; `records` gives
-        the word offsets of every live worker's record (its own included)."""
+        the word offsets of every live worker's record (its own included); `wake(index)`
+        wakes the worker of record `index` (its dispatch() runs at once)."""
         self.loop = loop
+        self.wake = wake
         self.area = area
         self.record = record
         self.records = records
@@ -99,7 +109,8 @@ class FrontQueue:
         the poll timer)."""
         self.first = False
         for pool, waiting in list(self.waiting.items()):
-            older = self._oldest_elsewhere(pool)
+            older, owner = self._oldest_elsewhere(pool)
+            woken = False
             for waiter in list(waiting)[:SCAN_LIMIT]:
                 if waiter.closed:
                     self._remove(pool, waiter)
@@ -107,7 +118,11 @@ class FrontQueue:
                 queued_at = waiter.queued_at
                 if older is not None and not waiter.pinned and \
                         older + YIELD_MARGIN < queued_at:
-                    continue  # another worker's waiter came first: the room is for it
+                    # Another worker's waiter came first: the room is for it, now.
+                    if not woken and self.wake is not None and owner >= 0:
+                        self.wake(owner)
+                        woken = True
+                    continue
                 if not waiter.try_dispatch():
                     if waiter.pinned:
                         continue  # it waits for its own member; others may have room
@@ -144,21 +159,22 @@ class FrontQueue:
                 break
         self.record.set_queue_head(pool, word)
 
-    def _oldest_elsewhere(self, pool: PoolView) -> float | None:
+    def _oldest_elsewhere(self, pool: PoolView) -> tuple[float | None, int]:
         """When the oldest waiter for `pool` in another worker of this generation arrived,
-        or None. A word older than the pool's queue_timeout is left over (a worker that
-        stopped without clearing it) and ignored. Notes when ours is older still."""
-        oldest = self.area.oldest_head(pool, self.records(), self.record.generation,
-                                       self.record.base)
+        and that worker's record index; (None, -1) when there is none. A word older than the
+        pool's queue_timeout is left over (a worker that stopped without clearing it) and
+        ignored. Notes when ours is older still."""
+        oldest, owner = self.area.oldest_waiter(pool, self.records(), self.record.generation,
+                                                self.record.base)
         if not oldest:
-            return None
+            return None, -1
         arrived = (oldest - 1) / 1e6
         if arrived < self.loop.now - pool.queue_timeout - 1.0:
-            return None
+            return None, -1
         own = self.record.queue_head(pool)
         if own and own + YIELD_MARGIN * 1e6 < oldest:
             self.first = True  # the others leave the room to us
-        return arrived
+        return arrived, owner
 
     def _count(self, pool: PoolView, counter: int, n: int = 1) -> None:
         self.record.count_pool(pool, counter, n)

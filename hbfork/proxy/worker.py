@@ -57,7 +57,7 @@ class Worker:
     def __init__(self, config: Config, table: Table, index: int, number: int, generation: int,
                  listeners: list[socket.socket], report: socket.socket, death_fd: int,
                  master_pid: int, status_listener: socket.socket | None = None,
-                 tls: TlsContexts | None = None) -> None:
+                 tls: TlsContexts | None = None, wakeups: list[int] | None = None) -> None:
         self.config = config
         self.table = table
         self.index = index
@@ -83,8 +83,9 @@ class Worker:
             self.upstreams.pools[name].tls_context = context
         self.router = Router(config, self.upstreams)
         self.loop = Loop()
+        self.wakeups = wakeups or []  # eventfds by worker record index (the master's)
         self.queue = FrontQueue(self.loop, table.workers, record,
-                                lambda: self.upstreams.records)
+                                lambda: self.upstreams.records, self._wake_worker)
         self.upstreams.on_room = self.queue.soon
         self.upstreams.on_eject = self._ask_ejection
         self.buffer = memoryview(bytearray(256 * 1024))
@@ -143,6 +144,8 @@ class Worker:
             signal.signal(signum, signal.SIG_IGN if signum != signal.SIGCHLD else signal.SIG_DFL)
         self.loop.add(read_end, READ, self._on_wakeup)
         self.loop.add(self.death_fd, READ, self._on_death_pipe)
+        if self.index < len(self.wakeups):
+            self.loop.add(self.wakeups[self.index], READ, self._on_woken)
         self.loop.add(self.report.fileno(), READ, self._on_master_message)
         access = self.config.resolve(self.config.log.access)
         if access and self.config.proxy.mode == "http":
@@ -226,6 +229,21 @@ class Worker:
             log.warning("member %s: connect failed (%s)%s", target.label, reason, more)
         self._send(reports.encode(reports.ConnectFailed(target.slot, target.uid, reason,
                                                         retry_ms)))
+
+    def _wake_worker(self, index: int) -> None:
+        """Another worker's waiter is owed the room just made: wake it now."""
+        if 0 <= index < len(self.wakeups) and index != self.index:
+            try:
+                os.eventfd_write(self.wakeups[index], 1)
+            except OSError:
+                pass  # its counter is full: it is being woken anyway
+
+    def _on_woken(self, mask: int) -> None:
+        try:
+            os.eventfd_read(self.wakeups[self.index])
+        except OSError:
+            pass  # another read took it: the dispatch below is what matters
+        self.queue.dispatch()
 
     def _ask_ejection(self, target: Target, cause: int) -> None:
         """The detector says `target` fails: the master decides for the whole front."""

@@ -94,16 +94,24 @@ class WorkerArea:
     def oldest_head(self, pool: Indexed, bases: list[int], generation: int, skip: int) -> int:
         """The oldest queue head word (WorkerRecord.queue_head) for `pool` among the workers
         of `generation` at `bases` but `skip`; 0 when none has a waiter."""
+        return self.oldest_waiter(pool, bases, generation, skip)[0]
+
+    def oldest_waiter(self, pool: Indexed, bases: list[int], generation: int,
+                      skip: int) -> tuple[int, int]:
+        """(oldest_head()'s word, the index of the worker record that has it); (0, -1)."""
         words = self.words
         at = members_end(self.capacity) + pool.index * POOL_COUNTERS + PC_QUEUE_HEAD
-        oldest = 0
+        oldest, owner = 0, -1
         for base in bases:
             if base == skip or words[base + WK_GENERATION] != generation:
                 continue
             word = words[base + at]
             if word and (not oldest or word < oldest):
-                oldest = word
-        return oldest
+                oldest, owner = word, base
+        if owner < 0:
+            return 0, -1
+        first = self.records[0]
+        return oldest, (owner - first.base) // len(first.words)
 
     # --- the master's fold of an exited worker
 

@@ -199,3 +199,34 @@ def test_queue_ahead_sees_long_waiters_in_any_worker_of_the_generation(table, po
     assert not picker.queue_ahead(own, 1000.1 + ORDER_AFTER / 2)  # a few ms: not yet
     a.leave(pool, plain, "gone")
     assert not picker.queue_ahead(own, now)
+
+
+def test_the_worker_left_the_room_is_woken_at_once_and_serves_its_waiter(table, pool) -> None:
+    """Issue 28: a place left for another worker's older waiter must not idle until that
+    worker polls. The yielding worker wakes the owner of the oldest waiter (its record
+    index), and a few milliseconds of age are enough to go first."""
+    room = Room()
+    a, b = worker_queues(table)
+    woken: list[int] = []
+    b.wake = woken.append
+    old, young = FakeWaiter(room, "old"), FakeWaiter(room, "young")
+    assert at(a, 1000.000).add(pool, old, [])
+    assert at(b, 1000.010).add(pool, young, [])  # 10 ms younger: enough to wait its turn
+    room.free = 1
+    at(b, 1000.011).dispatch()
+    assert woken == [0] and not young.served  # worker 0 (a) was woken for its waiter
+    at(a, 1000.011).dispatch()  # what a's eventfd handler does
+    assert old.served and room.free == 0
+
+
+def test_waiters_within_a_millisecond_do_not_hand_the_room_back_and_forth(table, pool) -> None:
+    room = Room()
+    a, b = worker_queues(table)
+    woken: list[int] = []
+    b.wake = woken.append
+    first, second = FakeWaiter(room, "first"), FakeWaiter(room, "second")
+    assert at(a, 1000.0000).add(pool, first, [])
+    assert at(b, 1000.0005).add(pool, second, [])
+    room.free = 1
+    at(b, 1000.001).dispatch()
+    assert second.served and woken == []
