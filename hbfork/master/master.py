@@ -116,6 +116,7 @@ class Master:
         keys = setup.keys_of(config)
         self.tls = load_contexts(config)
         self.bindings.commit(self.bindings.prepare(config))
+        setup.reclaim_leftover_tables(config)
         self.table = Table.create(config.heartbeat.max_members, WORKER_RECORDS, self.pid)
         if config.control_socket:
             self.control = ControlServer(config.control_socket, self.selector, self._control)

@@ -11,6 +11,8 @@ from hbfork.core.errors import ConfigError, HbforkError
 from hbfork.system import privileges
 from hbfork.system.keyfile import read_keys
 from hbfork.system.logs import log
+from hbfork.system.pidfile import is_hbfork
+from hbfork.table import segments
 
 
 def keys_of(config: Config) -> tuple[bytes, ...]:
@@ -80,3 +82,14 @@ def check_reloadable(old: Config, new: Config) -> None:
                                ("[proxy] group", old.proxy.group, new.proxy.group)):
         if before != after:
             raise ConfigError(new.path, key, "cannot change on reload; restart to change it")
+
+
+def reclaim_leftover_tables(config: Config) -> None:
+    """Remove the tables of masters killed together with their workers (nobody was left to
+    unlink them): ours, or the [proxy] user's when we start as root."""
+    owners = {os.geteuid()}
+    if config.proxy.user and os.geteuid() == 0:
+        owners.add(privileges.resolve(config.proxy.user, config.proxy.group)[0])
+    for leftover in segments.reclaim(owners, is_hbfork):
+        log.warning("removed table %s (%.1f MiB) left behind by master %d, which is no longer "
+                    "running", leftover.name, leftover.size / 2**20, leftover.pid)
