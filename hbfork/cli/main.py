@@ -19,10 +19,18 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 def cmd_run(args: argparse.Namespace) -> int:
     # The master forks; what a worker runs is the proxy's, wired in here so that the master
     # and the proxy never import each other.
+    from hbfork.master.adoption import Adoption
     from hbfork.master.master import Master
     from hbfork.proxy.worker import run_worker
 
-    return Master(load(args.config), run_worker).run()
+    adoption = Adoption.from_environment()  # started by a running master's upgrade?
+    try:
+        config = load(args.config)
+    except ConfigError as err:
+        if adoption is not None:  # the old master goes on serving, and says why
+            adoption.fail(f"configuration error: {err}")
+        raise
+    return Master(config, run_worker, adoption).run()
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -8,6 +8,9 @@ heartbeat socket, the signal wake-up pipe and each worker's report socket. Signa
 record the signal; everything happens in the loop, which never blocks for long: the select
 timeout is the nearest member deadline (staleness, end of error) capped at half a second.
 
+A binary upgrade (SIGUSR2, `ctl upgrade`) execs a new master that takes every socket over
+and copies the members (master.upgrade, master.adoption); this one then drains as on TERM.
+
 Workers come in generations (master.generations); a reload is prepared completely (config,
 keys, files, sockets: master.setup, master.bindings) before anything is committed, so an
 invalid one changes nothing. The heartbeat socket, table and member state survive reloads.
@@ -31,36 +34,35 @@ from hbfork.core.members import NS, Registry, Rules
 from hbfork.core.pool_admin import PoolAdmin
 from hbfork.core.settings import MAX_WORKERS
 from hbfork.master import setup
+from hbfork.master.adoption import Adoption
 from hbfork.master.bindings import Bindings, Plan
-from hbfork.master.generations import READY_TIMEOUT, Generations
+from hbfork.master.generations import Generations
 from hbfork.master.handover import Handover, parse_delay
 from hbfork.master.monitor import BUMP_INTERVAL, Monitor
 from hbfork.master.storage import StorageFiles
+from hbfork.master.succession import CODE_LOADED, Succession
+from hbfork.master.upgrade import Upgrade
 from hbfork.master.workers import RunWorker, WorkerProcess, Workers, signal_quietly
 from hbfork.ops.control import ControlServer, execute
-from hbfork.system import logs
+from hbfork.system import logs, sdnotify
 from hbfork.system.configfile import load
 from hbfork.system.logs import describe_error
 from hbfork.system.pidfile import claim, release
 from hbfork.system.tls import TlsContexts, load_contexts
-from hbfork.table.layout import (
-    STATE_READY,
-    W_CONFIG_GENERATION,
-    W_CONFIG_LOADED_US,
-    WK_STATE,
-    WK_TICK_NS,
-)
+from hbfork.table.layout import W_CODE_LOADED_US, W_CONFIG_GENERATION, W_CONFIG_LOADED_US
 from hbfork.table.table import Table
 
 log = logs.log
 HANDLED_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
-                   signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
+                   signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
 WORKER_RECORDS = 2 * MAX_WORKERS  # two generations overlap during a reload
 
 
-class Master:
-    def __init__(self, config: Config, run_worker: RunWorker) -> None:
+class Master(Succession):
+    def __init__(self, config: Config, run_worker: RunWorker,
+                 adoption: Adoption | None = None) -> None:
         self.config = config
+        self.adoption = adoption  # set when started by another master's upgrade
         self.run_worker = run_worker
         self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
@@ -78,6 +80,8 @@ class Master:
         self.tls: TlsContexts | None = None
         self.storage = StorageFiles()
         self.handover = Handover()
+        self.upgrade = Upgrade(self.selector, self._upgrade_ready, self._upgrade_failed)
+        self.handed_over = False  # to the master of an upgrade: its pid file, socket, hb.dat
         self._death_read = self._death_write = -1
         self._wakeup_read = self._wakeup_write = -1
         self._last_watchdog = 0.0
@@ -93,11 +97,13 @@ class Master:
         try:
             logs.setup(self.config.log.level, self.config.resolve(self.config.log.error),
                        "master")
-            if pidfile:
+            if pidfile and self.adoption is None:
                 claim(pidfile, self.pid)
             self._open()
         except (OSError, HbforkError) as err:
             log.error("cannot start: %s", describe_error(err))
+            if self.adoption is not None:
+                self.adoption.fail(f"cannot start: {describe_error(err)}")
             self._cleanup()
             return 1
         finally:
@@ -115,11 +121,16 @@ class Master:
         config = self.config
         keys = setup.keys_of(config)
         self.tls = load_contexts(config)
+        if self.adoption is not None:
+            self.adoption.check(config.pidfile, config.control_socket)
+            self.adoption.seed(self.bindings)
         self.bindings.commit(self.bindings.prepare(config))
         setup.reclaim_leftover_tables(config)
         self.table = Table.create(config.heartbeat.max_members, WORKER_RECORDS, self.pid)
         if config.control_socket:
-            self.control = ControlServer(config.control_socket, self.selector, self._control)
+            if self.adoption is None:  # else adopted from the old master at the hand-over
+                self.control = ControlServer(config.control_socket, self.selector,
+                                             self._control)
         elif config.pidfile:
             log.warning("no control socket (`hbfork ctl` will not work): %s.ctl would be too "
                         "long for a Unix socket; set [proxy] control_socket", config.pidfile)
@@ -133,8 +144,14 @@ class Master:
                                config.heartbeat.rate_limit, self.admin)
         self.monitor.sock = self.bindings.heartbeat_sock
         self._start_members(config)
+        if self.adoption is not None:
+            copied = self.adoption.copy_members(self.registry, self.admin)
+            log.info("upgrade: took over %d members from master %d", copied,
+                     self.adoption.hello.parent)
         self.monitor.publish()
         self._set_config_generation(1)
+        self.table.set_header(W_CODE_LOADED_US, int(CODE_LOADED * 1e6))
+        self.table.set_version(__version__)
         self._death_read, self._death_write = os.pipe2(os.O_CLOEXEC)
         self._wakeup_read, self._wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._wakeup_write, warn_on_full_buffer=False)
@@ -142,8 +159,10 @@ class Master:
             signal.signal(signum, self._record_signal)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.selector.register(self._wakeup_read, selectors.EVENT_READ, self._on_wakeup)
-        self.selector.register(self.bindings.heartbeat_sock, selectors.EVENT_READ,
-                               self.monitor.on_readable)
+        if self.adoption is None:  # else once the old master stops reading them
+            self.selector.register(self.bindings.heartbeat_sock, selectors.EVENT_READ,
+                                   self.monitor.on_readable)
+            sdnotify.notify("READY=1")
         self.workers = Workers(self.table, self.run_worker, self._death_read,
                                self._master_only_fds, self._register_worker, self._unregister)
         self.generations = Generations(self.workers, self.bindings)
@@ -165,11 +184,13 @@ class Master:
             if restored:
                 log.info("restored %d members from %s", restored, storage)
 
-    def _control(self, line: str) -> str:
+    def _control(self, line: str) -> str | None:
         assert self.registry is not None and self.monitor is not None
         words = line.split()
         if words[:1] == ["drain-front"]:
             return self._drain_front(words[1:])
+        if words[:1] == ["upgrade"]:
+            return self._begin_upgrade()  # None: answered once the new master serves
         reply = execute(self.registry, line, time.monotonic_ns(), self.admin, self.config.pools,
                         self.config.discover_pool)
         self.monitor.publish()
@@ -275,7 +296,10 @@ class Master:
                 log.exception("error in the master loop (continuing)")
         self._handle_signals()
         pending = self.generations.pending
-        for worker in self.workers.reap():
+        if self.adoption is not None and not self.adoption.announced:
+            self._announce_when_serving()
+        self.upgrade.expire(time.monotonic())
+        for worker in self.workers.reap(self.upgrade.child_exited):
             if pending is not None and worker.generation == pending.number \
                     and not worker.draining:
                 log.warning("reload: a new worker died before it was ready")
@@ -312,26 +336,13 @@ class Master:
 
     def _watchdog(self) -> None:
         """Kill workers whose loop stopped ticking for worker_timeout (they get replaced)."""
-        assert self.workers is not None and self.table is not None
-        assert self.generations is not None
+        assert self.workers is not None and self.generations is not None
         now = time.monotonic()
-        if now - self._last_watchdog < 1.0:
-            return
-        self._last_watchdog = now
-        now_ns = time.monotonic_ns()
-        for worker in self.workers.processes.values():
-            record = self.table.worker_words(worker.index)
-            tick, state = record[WK_TICK_NS], record[WK_STATE]
-            record.release()
-            limit = self.generations.config_of(worker, self.config).proxy.worker_timeout
-            if state == STATE_READY and tick and now_ns - tick > limit * NS:
-                log.error("%s has not ticked for %.0fs; killing it", worker.label,
-                          (now_ns - tick) / NS)
-                signal_quietly(worker.pid, signal.SIGKILL)
-            elif not worker.ready and not worker.draining and now - worker.born > READY_TIMEOUT:
-                log.error("%s is not ready after %.0fs; killing it", worker.label,
-                          now - worker.born)
-                signal_quietly(worker.pid, signal.SIGKILL)
+        if now - self._last_watchdog >= 1.0:
+            self._last_watchdog = now
+            generations, config = self.generations, self.config
+            self.workers.kill_stuck(lambda w: generations.config_of(w, config).proxy
+                                    .worker_timeout)
 
     # --- worker messages
 
@@ -355,24 +366,10 @@ class Master:
             if not message:
                 self._unregister(worker.sock)  # it exited; SIGCHLD and reap() do the rest
                 return
-            self._on_worker_message(worker, message)
-
-    def _on_worker_message(self, worker: WorkerProcess, message: bytes) -> None:
-        assert self.registry is not None and self.monitor is not None
-        parts = message.split()
-        if parts[:1] == [b"ready"]:
-            worker.ready = True
-        elif parts[:1] == [b"error"] and len(parts) >= 3:
-            # "error SLOT UID REASON [RETRY_MS]": the pool's retry, if it has its own
-            retry = int(parts[4]) * 1_000_000 if len(parts) > 4 and parts[4].isdigit() else None
-            member = self.registry.mark_error(int(parts[1]), int(parts[2]), time.monotonic_ns(),
-                                              retry)
-            if member is not None:
-                reason = parts[3].decode(errors="replace") if len(parts) > 3 else "?"
-                log.warning("member %s in error for %gs: connect failed (%s)", member.label,
-                            (retry if retry is not None else self.registry.rules.retry) / NS,
-                            reason)
-                self.monitor.publish()
+            if message.startswith(b"ready"):
+                worker.ready = True
+            else:
+                self.monitor.on_worker_report(message)  # type: ignore[union-attr]
 
     # --- signals
 
@@ -390,8 +387,15 @@ class Master:
         signals, self.signals = self.signals, []
         for signum in signals:
             if signum == signal.SIGHUP:
-                if not self.stopping:
+                if self.upgrade.active:
+                    log.warning("reload ignored: an upgrade is in progress (the new master "
+                                "reads the config file)")
+                elif not self.stopping:
                     self._reload()
+            elif signum == signal.SIGUSR2:
+                error = self._begin_upgrade()
+                if error:
+                    log.error("upgrade (SIGUSR2) refused: %s", error.removeprefix("error "))
             elif signum == signal.SIGTERM:
                 self._stop("fast" if self.stopping == "graceful" else "graceful")
             elif signum in (signal.SIGINT, signal.SIGQUIT):
@@ -408,6 +412,8 @@ class Master:
         assert self.workers is not None
         if self.stopping == "fast":
             return
+        if self.upgrade.active:
+            self.upgrade.fail("this master was told to stop")
         first = self.stopping is None
         self.stopping = how
         timeout = self.config.proxy.shutdown_timeout
@@ -430,13 +436,15 @@ class Master:
     def _cleanup(self) -> None:
         if self.control is not None:
             self.control.close()
-        self.storage.stop(self.registry)
+        in_charge = not self.handed_over and (self.adoption is None or self.adoption.handed)
+        if in_charge:  # else the hb.dat and pid file are another master's
+            self.storage.stop(self.registry)
         if self.table is not None:
             self.table.unlink()
             try:
                 self.table.close()
             except BufferError:
                 pass  # a view is still exported; the mapping goes away with the process
-        if self.config.pidfile:
+        if self.config.pidfile and in_charge:
             release(self.config.pidfile, self.pid)
         self.bindings.close_all()

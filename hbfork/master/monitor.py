@@ -228,3 +228,19 @@ def _log_change(change: Change) -> None:
         log.warning("member %s is no longer eligible: %s", member.label, change.after)
     else:
         log.info("member %s: %s (was %s)", member.label, change.after, change.before)
+
+    def on_worker_report(self, message: bytes) -> None:
+        """A worker's report other than "ready": "error SLOT UID REASON [RETRY_MS]", a member
+        that failed a connect (with its pool's retry, if the pool has its own)."""
+        parts = message.split()
+        if parts[:1] != [b"error"] or len(parts) < 3:
+            return
+        retry = int(parts[4]) * 1_000_000 if len(parts) > 4 and parts[4].isdigit() else None
+        member = self.registry.mark_error(int(parts[1]), int(parts[2]), time.monotonic_ns(),
+                                          retry)
+        if member is not None:
+            reason = parts[3].decode(errors="replace") if len(parts) > 3 else "?"
+            log.warning("member %s in error for %gs: connect failed (%s)", member.label,
+                        (retry if retry is not None else self.registry.rules.retry) / 1e9,
+                        reason)
+            self.publish()

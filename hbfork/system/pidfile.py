@@ -53,10 +53,11 @@ def read_pid(path: str) -> int | None:
     return pid if alive(pid) else None
 
 
-def claim(path: str, pid: int) -> None:
-    """Write `pid` to `path` atomically; refuse if a live process already owns the file."""
+def claim(path: str, pid: int, replacing: int | None = None) -> None:
+    """Write `pid` to `path` atomically; refuse if a live process other than `replacing` (the
+    master an upgrade replaces) already owns the file."""
     other = read_pid(path)
-    if other is not None and other != pid:
+    if other is not None and other not in (pid, replacing):
         raise HbforkError(f"{path}: hbfork master pid {other} is already running "
                           f"(stop it first, or use another pidfile)")
     temp = f"{path}.{pid}.tmp"
