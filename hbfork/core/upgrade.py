@@ -9,6 +9,7 @@ hbfork.master.upgrade (old side) and hbfork.master.adoption (new side).
     new -> old   failed     it cannot serve (a config error, a socket it cannot use, ...)
     old -> new   handed     the old master stopped reading heartbeats and control requests;
                             the new one takes them, and the pid file, from here on
+    new -> old   taken      it did (the pid file names it): `ctl upgrade` may answer now
 
 The old master goes on serving until "handed", and stays the one to ask (pid file, control
 socket) until then: a new master that dies at any point before leaves everything as it was.
@@ -25,6 +26,7 @@ PROTOCOL = 1
 ENV_FD = "HBFORK_UPGRADE_FD"  # the new master's end of the pair, inherited through exec
 MAX_MESSAGE = 65536
 HANDED = b"handed"
+TAKEN = b"taken"
 
 # What a passed socket is for. Listener and status are TCP listeners, heartbeat the UDP
 # socket (with the interface it joined the group on), control the Unix control listener.

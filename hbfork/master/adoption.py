@@ -152,8 +152,14 @@ class Adoption:
                 pass
             # "handed", or EOF: an old master that died has nothing left to hand over.
             selector.unregister(sock)
-            sock.close()
             self.handed = True
-            on_handed()
+            try:
+                on_handed()
+            finally:
+                try:
+                    sock.send(upgrade.TAKEN)
+                except OSError:
+                    pass
+                sock.close()
 
         selector.register(self.channel, selectors.EVENT_READ, on_message)

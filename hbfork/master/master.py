@@ -80,7 +80,8 @@ class Master(Succession):
         self.tls: TlsContexts | None = None
         self.storage = StorageFiles()
         self.handover = Handover()
-        self.upgrade = Upgrade(self.selector, self._upgrade_ready, self._upgrade_failed)
+        self.upgrade = Upgrade(self.selector, self._upgrade_ready, self._upgrade_failed,
+                               self._upgrade_taken)
         self.handed_over = False  # to the master of an upgrade: its pid file, socket, hb.dat
         self._death_read = self._death_write = -1
         self._wakeup_read = self._wakeup_write = -1
@@ -277,7 +278,8 @@ class Master(Succession):
 
     def _loop(self) -> None:
         assert self.workers is not None
-        while not (self.stopping and not self.workers.processes):
+        # After an upgrade's hand-over, also until the new master says it took over.
+        while not (self.stopping and not self.workers.processes and not self.upgrade.handed):
             try:
                 self._iterate()
             except Exception:
@@ -335,14 +337,12 @@ class Master(Succession):
         return self.handover.timeout(time.monotonic(), timeout)
 
     def _watchdog(self) -> None:
-        """Kill workers whose loop stopped ticking for worker_timeout (they get replaced)."""
+        """Once a second: kill workers that stopped ticking (they get replaced)."""
         assert self.workers is not None and self.generations is not None
-        now = time.monotonic()
-        if now - self._last_watchdog >= 1.0:
-            self._last_watchdog = now
-            generations, config = self.generations, self.config
-            self.workers.kill_stuck(lambda w: generations.config_of(w, config).proxy
-                                    .worker_timeout)
+        if time.monotonic() - self._last_watchdog >= 1.0:
+            self._last_watchdog = time.monotonic()
+            gens, config = self.generations, self.config
+            self.workers.kill_stuck(lambda w: gens.config_of(w, config).proxy.worker_timeout)
 
     # --- worker messages
 

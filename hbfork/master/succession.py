@@ -96,12 +96,18 @@ class Succession:
             self.control.hand_over()
         self.upgrade.hand_over()
         self.handed_over = True
+        log.info("upgrade: handing over to master %d (hbfork %s)", reply.pid, reply.version)
+        self._stop("graceful")
+
+    def _upgrade_taken(self) -> None:
+        """The new master has the pid file and the sockets: `ctl upgrade` may answer."""
+        reply = self.upgrade.reply
+        assert reply is not None
         text = (f"upgraded: master {reply.pid} (hbfork {reply.version}) serves; master "
                 f"{self.pid} drains its workers and exits")
         log.info("%s", text)
         if self.control is not None:
             self.control.answer_deferred("ok " + text)
-        self._stop("graceful")
 
     def _upgrade_failed(self, reason: str) -> None:
         log.error("upgrade failed; master %d goes on serving: %s", self.pid, reason)

@@ -32,6 +32,7 @@ from hbfork.system import logs
 
 READY_TIMEOUT = 60.0  # seconds from the fork until the new master's workers must be ready
 EXIT_WAIT = 2.0       # seconds to wait for the exit status of a new master that went away
+TAKE_TIMEOUT = 10.0   # seconds to wait for "taken" after "handed"
 log = logs.log
 
 
@@ -47,21 +48,26 @@ def describe_exit(status: int) -> str:
 
 
 class Upgrade:
-    """One upgrade in flight. `on_ready(reply)` and `on_failed(reason)` are the master's."""
+    """One upgrade in flight. `on_ready(reply)`, `on_failed(reason)` and `on_taken()` (the
+    new master has taken over after "handed") are the master's."""
 
     def __init__(self, selector: selectors.BaseSelector, on_ready: Callable[[Reply], None],
-                 on_failed: Callable[[str], None]) -> None:
+                 on_failed: Callable[[str], None], on_taken: Callable[[], None]) -> None:
         self.selector = selector
         self.on_ready = on_ready
         self.on_failed = on_failed
+        self.on_taken = on_taken
         self.pid = 0
         self.channel: socket.socket | None = None
         self.closed_early = False  # the new master went away before "ready"
+        self.handed = False        # "handed" sent; waiting for "taken"
+        self.reply: Reply | None = None
         self.deadline = 0.0
 
     @property
     def active(self) -> bool:
-        return self.channel is not None or self.closed_early
+        """Started and neither failed nor handed over yet."""
+        return (self.channel is not None and not self.handed) or self.closed_early
 
     def begin(self, config: Config, bindings: Bindings, control: socket.socket | None,
               table: str) -> None:
@@ -78,7 +84,7 @@ class Upgrade:
         if pid == 0:  # pragma: no cover - the child execs at once
             _exec(theirs, new_master_argv(config.path))
         theirs.close()
-        self.pid, self.channel = pid, ours
+        self.pid, self.channel, self.handed, self.reply = pid, ours, False, None
         self.deadline = time.monotonic() + READY_TIMEOUT
         hello = Hello(os.getpid(), table, config.pidfile, config.control_socket, passed)
         try:
@@ -98,6 +104,11 @@ class Upgrade:
             return
         except OSError:
             data = b""
+        if self.handed:  # "taken", or EOF: either way the new master is on its own now
+            self._close()
+            self.handed = False
+            self.on_taken()
+            return
         if not data:
             # It exited (or closed the pair): wait a moment for its exit status, the better
             # reason (see child_exited); expire() gives up waiting.
@@ -107,6 +118,7 @@ class Upgrade:
             return
         reply = upgrade.decode_reply(data)
         if reply.ok:
+            self.reply = reply
             self.on_ready(reply)
         else:
             self.fail(reply.reason)
@@ -117,8 +129,9 @@ class Upgrade:
         try:
             self.channel.send(upgrade.HANDED)
         except OSError:
-            pass  # it died this instant: its own exit says so in the log
-        self._close()
+            pass  # it died this instant: EOF follows, and its own exit says so in the log
+        self.handed = True
+        self.deadline = time.monotonic() + TAKE_TIMEOUT
         self.pid = 0  # no longer ours to stop: it outlives us
 
     def child_exited(self, pid: int, status: int) -> None:
@@ -130,7 +143,11 @@ class Upgrade:
                           "were ready; its log lines say why")
 
     def expire(self, now: float) -> None:
-        if self.active and now >= self.deadline:
+        if self.handed and now >= self.deadline:
+            self._close()
+            self.handed = False
+            self.on_taken()
+        elif self.active and now >= self.deadline:
             self.fail("the new master closed the upgrade channel before it was ready"
                       if self.closed_early else
                       f"the new master was not serving after {READY_TIMEOUT:.0f}s")
