@@ -46,6 +46,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    from hbfork.cli import health
+
+    code, line = health.check(args.config, args.socket, args.timeout, args.from_table)
+    if not args.quiet or code == health.EXIT_CONFIG:
+        print(line, file=sys.stderr if code == health.EXIT_CONFIG else sys.stdout)
+    return code
+
+
 def cmd_backend(args: argparse.Namespace) -> int:
     from hbfork.beat import backend
 
@@ -103,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     from hbfork.cli import beat, health, import_apache, status
 
     status.add_parsers(sub)
-    health.add_parser(sub).set_defaults(func=health.run)
+    health.add_parser(sub).set_defaults(func=cmd_health)
     beat.add_parser(sub).set_defaults(func=cmd_beat)
     import_apache.add_parser(sub).set_defaults(func=import_apache.run)
 

@@ -37,12 +37,13 @@ from hbfork.master import setup
 from hbfork.master.adoption import Adoption
 from hbfork.master.bindings import Bindings, Plan
 from hbfork.master.generations import Generations
-from hbfork.master.handover import Handover, parse_delay
+from hbfork.master.handover import Handover
 from hbfork.master.monitor import BUMP_INTERVAL, Monitor
 from hbfork.master.storage import StorageFiles
 from hbfork.master.succession import CODE_LOADED, Succession
 from hbfork.master.upgrade import Upgrade
 from hbfork.master.workers import RunWorker, WorkerProcess, Workers, signal_quietly
+from hbfork.ops import health
 from hbfork.ops.control import ControlServer, execute
 from hbfork.system import logs, sdnotify
 from hbfork.system.configfile import load
@@ -187,27 +188,22 @@ class Master(Succession):
 
     def _control(self, line: str) -> str | None:
         assert self.registry is not None and self.monitor is not None
+        assert self.table is not None and self.workers is not None
         words = line.split()
         if words[:1] == ["drain-front"]:
-            return self._drain_front(words[1:])
+            if self.stopping:
+                return "error already stopping"
+            reply = self.handover.request(words[1:], self.table, self.config.proxy)
+            log.info("control: drain-front -> %s", reply)
+            return reply
         if words[:1] == ["upgrade"]:
             return self._begin_upgrade()  # None: answered once the new master serves
+        if words[:1] == ["health"]:  # `hbfork health`, every second from keepalived
+            return health.answer(self.table, self.config, self.workers.processes)
         reply = execute(self.registry, line, time.monotonic_ns(), self.admin, self.config.pools,
                         self.config.discover_pool)
         self.monitor.publish()
         log.info("control: %s -> %s", line.strip()[:80], reply[:200])
-        return reply
-
-    def _drain_front(self, words: list[str]) -> str:
-        assert self.table is not None
-        if self.stopping:
-            return "error already stopping"
-        try:
-            delay = parse_delay(words, self.config.proxy.drain_delay)
-        except ValueError as err:
-            return f"error {err}"
-        reply = self.handover.begin(self.table, delay, self.config.proxy.shutdown_timeout)
-        log.info("control: drain-front -> %s", reply)
         return reply
 
     def _master_only_fds(self) -> list[int]:
