@@ -31,7 +31,7 @@ def test_the_control_socket_is_found_as_the_master_finds_it(tmp_path: Path) -> N
     assert control_socket_of(str(config)) is None  # no pid file: no control socket
     for bad in ("[proxy\n", "proxy = 3\n", "[proxy]\npidfile = 3\n"):
         config.write_text(bad)
-        with pytest.raises(ValueError, match="hbfork.toml"):
+        with pytest.raises(ValueError, match=r"hbfork\.toml"):
             control_socket_of(str(config))
     with pytest.raises(ValueError, match="nowhere"):
         control_socket_of(str(tmp_path / "nowhere.toml"))
