@@ -208,8 +208,11 @@ class Master(Succession):
 
     def _master_only_fds(self) -> list[int]:
         fds = [self.selector.fileno(), self._death_write, self._wakeup_read, self._wakeup_write]
-        if self.bindings.heartbeat_sock is not None:
-            fds.append(self.bindings.heartbeat_sock.fileno())
+        # The upgrade channels too: a worker holding one would hide its master's exit.
+        for sock in (self.bindings.heartbeat_sock, self.upgrade.channel,
+                     self.adoption.channel if self.adoption else None):
+            if sock is not None and sock.fileno() >= 0:
+                fds.append(sock.fileno())
         return fds
 
     def _set_config_generation(self, number: int) -> None:
@@ -303,7 +306,8 @@ class Master(Succession):
                 log.warning("reload: a new worker died before it was ready")
         self.workers.kill_overdue()
         self.monitor.publish()
-        self.storage.tick(self.config, self.registry, self.monitor)
+        if not self.handed_over:  # hb.dat is the new master's once an upgrade handed over
+            self.storage.tick(self.config, self.registry, self.monitor)
         if self.control is not None:
             self.control.expire()
         self._watchdog()

@@ -218,17 +218,6 @@ class Monitor:
         for change in registry.take_changes():
             _log_change(change)
 
-
-def _log_change(change: Change) -> None:
-    member = change.member
-    if change.after == "eligible":
-        log.info("member %s is eligible (ready %d, lbset %d; was %s)", member.label,
-                 member.ready, member.lbset, change.before)
-    elif change.before == "eligible" or change.after == "forgotten":
-        log.warning("member %s is no longer eligible: %s", member.label, change.after)
-    else:
-        log.info("member %s: %s (was %s)", member.label, change.after, change.before)
-
     def on_worker_report(self, message: bytes) -> None:
         """A worker's report other than "ready": "error SLOT UID REASON [RETRY_MS]", a member
         that failed a connect (with its pool's retry, if the pool has its own)."""
@@ -244,3 +233,14 @@ def _log_change(change: Change) -> None:
                         (retry if retry is not None else self.registry.rules.retry) / 1e9,
                         reason)
             self.publish()
+
+
+def _log_change(change: Change) -> None:
+    member = change.member
+    if change.after == "eligible":
+        log.info("member %s is eligible (ready %d, lbset %d; was %s)", member.label,
+                 member.ready, member.lbset, change.before)
+    elif change.before == "eligible" or change.after == "forgotten":
+        log.warning("member %s is no longer eligible: %s", member.label, change.after)
+    else:
+        log.info("member %s: %s (was %s)", member.label, change.after, change.before)
