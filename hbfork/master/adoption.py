@@ -122,6 +122,8 @@ class Adoption:
             if uid in by_uid:
                 admin.set(pool, by_uid[uid], drained=bool(flags & POOL_DRAINED),
                           disabled=bool(flags & POOL_DISABLED))
+        log.info("upgrade: copied %d members from the table of master %d", len(records),
+                 self.hello.parent)
         return len(records)
 
     # --- the conversation

@@ -126,7 +126,9 @@ class Master(Succession):
         if self.adoption is not None:
             self.adoption.check(config.pidfile, config.control_socket)
             self.adoption.seed(self.bindings)
-        self.bindings.commit(self.bindings.prepare(config))
+        replaced = self.bindings.commit(self.bindings.prepare(config))
+        if replaced is not None:  # an upgrade whose config listens for heartbeats elsewhere
+            replaced.close()
         setup.reclaim_leftover_tables(config)
         self.table = Table.create(config.heartbeat.max_members, WORKER_RECORDS, self.pid)
         if config.control_socket:
@@ -147,9 +149,7 @@ class Master(Succession):
         self.monitor.sock = self.bindings.heartbeat_sock
         self._start_members(config)
         if self.adoption is not None:
-            copied = self.adoption.copy_members(self.registry, self.admin)
-            log.info("upgrade: took over %d members from master %d", copied,
-                     self.adoption.hello.parent)
+            self.adoption.copy_members(self.registry, self.admin)
         self.monitor.publish()
         self._set_config_generation(1)
         self.table.set_header(W_CODE_LOADED_US, int(CODE_LOADED * 1e6))

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from hbfork.master.adoption import Adoption
     from hbfork.master.bindings import Bindings
     from hbfork.master.generations import Generations
+    from hbfork.master.handover import Handover
     from hbfork.master.monitor import Monitor
     from hbfork.master.upgrade import Upgrade
     from hbfork.master.workers import Workers
@@ -53,6 +54,7 @@ class Succession:
     stopping: str | None
     adoption: Adoption | None
     upgrade: Upgrade
+    handover: Handover
     handed_over: bool
 
     def _control(self, line: str) -> str | None:
@@ -74,6 +76,8 @@ class Succession:
             return "error the master is stopping"
         if self.adoption is not None and not self.adoption.handed:
             return "error this master is itself still taking over from an upgrade"
+        if self.handover.active:
+            return "error handing this front over (drain-front): it is about to stop"
         if self.upgrade.active:
             return None  # the caller gets the answer of the upgrade in flight
         log.info("upgrade: starting a new master: %s", " ".join(new_master_argv(
