@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from tests.integration.harness import (
     HBFORK,
     Proxy,
     free_port,
+    get,
     pid_alive,
     shm_exists,
     wait_until,
@@ -88,6 +90,7 @@ def beating(cluster: Cluster, code: Path) -> tuple[Proxy, str]:
     return proxy, backend.address
 
 
+@pytest.mark.slow
 def test_upgrades_under_load_lose_nothing(cluster: Cluster, code: Path,
                                           masters: list[int]) -> None:
     proxy, _ = beating(cluster, code)
@@ -138,6 +141,7 @@ def test_upgrades_under_load_lose_nothing(cluster: Cluster, code: Path,
     assert ok > 100
 
 
+@pytest.mark.slow
 def test_an_upgrade_that_cannot_start_leaves_the_old_master_serving(
         cluster: Cluster, code: Path, masters: list[int]) -> None:
     proxy, _ = beating(cluster, code)
@@ -207,3 +211,27 @@ def test_control_and_health_follow_the_new_master(cluster: Cluster, code: Path,
     health = subprocess.run([*HBFORK, "health", "-c", str(proxy.config_path)],
                             capture_output=True, text=True, timeout=30)
     assert health.returncode == 0, health.stdout
+
+
+def test_an_upgrade_applies_listener_changes(cluster: Cluster, code: Path,
+                                             masters: list[int]) -> None:
+    proxy, _ = beating(cluster, code)
+    new_port = free_port()
+    proxy.config["proxy"]["listen"] = [f"127.0.0.1:{new_port}"]
+    proxy.write_config()
+    done = ctl(proxy, "upgrade")
+    assert done.returncode == 0, done.stdout
+    masters.append(master_pid(proxy))
+    serving(proxy, masters[-1])
+    response, _, conn = get(f"http://127.0.0.1:{new_port}")  # bound by the new master
+    conn.close()
+    assert response.status == 200
+
+    def old_port_closed() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=2).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+    # Nobody serves the old port any more once the old workers have drained.
+    wait_until(old_port_closed, 15, message="the listener the config dropped to close")
