@@ -85,9 +85,11 @@ class Succession:
         try:
             self.upgrade.begin(self.config, self.bindings,
                                self.control.sock if self.control else None, self.table.name)
-        except OSError as err:
-            log.error("upgrade: cannot start a new master: %s", describe_error(err))
-            return f"error cannot start a new master: {describe_error(err)}"
+        except (OSError, HbforkError) as err:
+            log.error("upgrade failed; master %d goes on serving: cannot start a new master: "
+                      "%s", self.pid, describe_error(err))
+            return (f"error upgrade failed: cannot start a new master: {describe_error(err)}; "
+                    f"master {self.pid} goes on serving")
         return None
 
     def _upgrade_ready(self, reply: Reply) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from hbfork.core import upgrade
 from hbfork.core.config import Config
+from hbfork.core.errors import HbforkError
 from hbfork.core.upgrade import Hello, Passed, Reply
 from hbfork.master.bindings import Bindings
 from hbfork.system import logs
@@ -71,8 +72,8 @@ class Upgrade:
 
     def begin(self, config: Config, bindings: Bindings, control: socket.socket | None,
               table: str) -> None:
-        """Fork and exec the new master and pass it the sockets; raises OSError (nothing
-        changed) if that cannot be done."""
+        """Fork and exec the new master and pass it the sockets; raises OSError or
+        HbforkError (nothing changed) if that cannot be done."""
         passed, fds = _passed_sockets(config, bindings, control)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -89,11 +90,13 @@ class Upgrade:
         hello = Hello(os.getpid(), table, config.pidfile, config.control_socket, passed)
         try:
             socket.send_fds(ours, [upgrade.encode_hello(hello)], fds)
-        except OSError:
+        except OSError as err:
+            # The child is gone already: most likely its exec failed, and it said why.
+            reason = _last_words(ours) or f"cannot pass the sockets: {err.strerror}"
             os.kill(pid, signal.SIGKILL)  # reaped with the workers; it has nothing of ours
             self.pid = 0
             self._close()
-            raise
+            raise HbforkError(reason) from None
         ours.setblocking(False)
         self.selector.register(ours, selectors.EVENT_READ, self._on_message)
 
@@ -194,6 +197,16 @@ def _passed_sockets(config: Config, bindings: Bindings, control: socket.socket |
     return tuple(passed), fds
 
 
+def _last_words(channel: socket.socket) -> str:
+    """What a new master that died at once said on its way out (a failed exec), if anything."""
+    try:
+        channel.setblocking(False)
+        reply = upgrade.decode_reply(channel.recv(upgrade.MAX_MESSAGE))
+    except OSError:
+        return ""
+    return reply.reason
+
+
 def _exec(channel: socket.socket, argv: list[str]) -> None:  # pragma: no cover - child
     """In the forked child: keep only the channel across exec (every other descriptor is
     close-on-exec, as Python opens them) and become the new master."""
@@ -202,5 +215,11 @@ def _exec(channel: socket.socket, argv: list[str]) -> None:  # pragma: no cover 
         env = dict(os.environ)
         env[upgrade.ENV_FD] = str(channel.fileno())
         os.execve(argv[0], argv, env)
+    except OSError as err:  # e.g. the interpreter is not executable by [proxy] user
+        try:
+            channel.send(upgrade.encode_failed(f"cannot execute {argv[0]} as uid "
+                                               f"{os.getuid()}: {err.strerror}"))
+        except OSError:
+            pass
     finally:
         os._exit(127)

@@ -48,16 +48,31 @@ def code(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def masters() -> Iterator[list[int]]:
-    """Pids of masters started by upgrades (not our children): stopped at the end."""
+def masters(code: Path) -> Iterator[list[int]]:
+    """Pids of masters started by upgrades (not our children): stopped at the end, with any
+    other master running in `code` (one a failed test did not get to record)."""
     pids: list[int] = []
     yield pids
+    pids += [pid for pid in masters_running_in(code) if pid not in pids]
     for pid in pids:
         if pid_alive(pid):
             os.kill(pid, signal.SIGTERM)
     for pid in pids:
         wait_until(lambda p=pid: not pid_alive(p), 20, message=f"master {pid} to stop")
         assert not shm_exists(f"hbfork-{pid}"), f"master {pid} left its table behind"
+
+
+def masters_running_in(directory: Path) -> list[int]:
+    """hbfork masters whose working directory is `directory`: started by this test."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and Path(entry, "cwd").resolve() == directory.resolve() \
+                    and Path(entry, "cmdline").read_bytes().startswith(b"hbfork: master"):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone, or not ours to look at
+    return found
 
 
 def ctl(proxy: Proxy, *words: str) -> subprocess.CompletedProcess[str]:
