@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import hbfork
+from hbfork.cli import health
 from tests.integration.conftest import Cluster
 from tests.integration.harness import (
     HBFORK,
@@ -92,6 +94,25 @@ def serving(proxy: Proxy, pid: int) -> dict:
     return wait_until(check, 15, message=f"master {pid} to serve the status page")
 
 
+class HealthChecker(threading.Thread):
+    """`hbfork health --socket` (its function, in-process) every 0.1 s until stopped."""
+
+    def __init__(self, control: str) -> None:
+        super().__init__(daemon=True)
+        self.control = control
+        self.healthy = 0
+        self.unhealthy: list[str] = []
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(0.1):
+            code, line = health.ask(self.control, timeout=2.0)
+            if code == health.EXIT_HEALTHY:
+                self.healthy += 1
+            else:
+                self.unhealthy.append(line)
+
+
 def beating(cluster: Cluster, code: Path) -> tuple[Proxy, str]:
     """A proxy running `code`, and the address of its one member, which beats every 0.5 s:
     it must stay eligible through every upgrade."""
@@ -110,9 +131,10 @@ def test_upgrades_under_load_lose_nothing(cluster: Cluster, code: Path,
                                           masters: list[int]) -> None:
     proxy, _ = beating(cluster, code)
     clients = [LoadClient(proxy.url, keep_alive=k) for k in (True, False, True, False)]
+    checker = HealthChecker(f"{proxy.config['proxy']['pidfile']}.ctl")
     began = time.monotonic()
-    for client in clients:
-        client.start()
+    for thread in [*clients, checker]:
+        thread.start()
     upgrades = UPGRADES
     pause = SOAK_SECONDS / upgrades if SOAK_SECONDS else 0.5
     status = proxy.status()
@@ -143,17 +165,20 @@ def test_upgrades_under_load_lose_nothing(cluster: Cluster, code: Path,
             assert not shm_exists(f"hbfork-{old_pid}")
             assert status["members"][0]["eligible"]
     finally:
-        for client in clients:
-            client.stop_event.set()
-        for client in clients:
-            client.join(15)
+        for thread in [*clients, checker]:
+            thread.stop_event.set()
+        for thread in [*clients, checker]:
+            thread.join(15)
     ok = sum(c.ok for c in clients)
     failures = [f for c in clients for f in c.failures]
     print(f"\n{upgrades} upgrades under load in {time.monotonic() - began:.1f}s: {ok} "
           f"requests ok, {len(failures)} failed; each upgrade until the old master and workers "
-          f"were gone: {', '.join(f'{t:.2f}s' for t in took)}")
+          f"were gone: {', '.join(f'{t:.2f}s' for t in took)}; health checks "
+          f"{checker.healthy} healthy, {len(checker.unhealthy)} not")
     assert not failures, failures[:10]
     assert ok > 100
+    # keepalived's check would have kept the VIP here all along.
+    assert not checker.unhealthy and checker.healthy > 10, checker.unhealthy[:5]
 
 
 @pytest.mark.slow
