@@ -10,6 +10,7 @@ broken one.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -251,6 +252,9 @@ def test_control_and_health_follow_the_new_master(cluster: Cluster, code: Path,
     health = subprocess.run([*HBFORK, "health", "-c", str(proxy.config_path)],
                             capture_output=True, text=True, timeout=30)
     assert health.returncode == 0, health.stdout
+    shown = subprocess.run([*HBFORK, "status", "-c", str(proxy.config_path), "--json"],
+                           capture_output=True, text=True, timeout=30)
+    assert json.loads(shown.stdout)["master"]["pid"] == masters[-1]  # the pid file moved
 
 
 def test_an_upgrade_applies_listener_changes(cluster: Cluster, code: Path,
