@@ -1,3 +1,3 @@
-from hbfork.cli.main import main
+from hbfork.cli import main
 
 raise SystemExit(main())

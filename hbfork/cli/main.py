@@ -19,10 +19,18 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 def cmd_run(args: argparse.Namespace) -> int:
     # The master forks; what a worker runs is the proxy's, wired in here so that the master
     # and the proxy never import each other.
+    from hbfork.master.adoption import Adoption
     from hbfork.master.master import Master
     from hbfork.proxy.worker import run_worker
 
-    return Master(load(args.config), run_worker).run()
+    adoption = Adoption.from_environment()  # started by a running master's upgrade?
+    try:
+        config = load(args.config)
+    except ConfigError as err:
+        if adoption is not None:  # the old master goes on serving, and says why
+            adoption.fail(f"configuration error: {err}")
+        raise
+    return Master(config, run_worker, adoption).run()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -36,6 +44,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(describe(config))
     print("configuration OK")
     return EXIT_OK
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from hbfork.cli import health
+
+    code, line = health.check(args.config, args.socket, args.timeout, args.from_table)
+    if not args.quiet or code == health.EXIT_CONFIG:
+        print(line, file=sys.stderr if code == health.EXIT_CONFIG else sys.stdout)
+    return code
 
 
 def cmd_backend(args: argparse.Namespace) -> int:
@@ -106,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     from hbfork.cli import beat, health, import_apache, status
 
     status.add_parsers(sub)
-    health.add_parser(sub).set_defaults(func=health.run)
+    health.add_parser(sub).set_defaults(func=cmd_health)
     beat.add_parser(sub).set_defaults(func=cmd_beat)
     import_apache.add_parser(sub).set_defaults(func=import_apache.run)
 

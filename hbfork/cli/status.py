@@ -14,12 +14,14 @@ from typing import Any
 
 from hbfork.core.config import Config
 from hbfork.core.errors import HbforkError
-from hbfork.ops.control import request
+from hbfork.ops.control import DEFERRED_TIMEOUT, request
 from hbfork.ops.snapshot import snapshot
 from hbfork.system.configfile import load
 from hbfork.system.pidfile import read_pid
 from hbfork.table.layout import segment_name
 from hbfork.table.table import Table
+
+UPGRADE_WAIT = DEFERRED_TIMEOUT + 5.0
 
 
 def attach(config: Config) -> Table:
@@ -123,11 +125,12 @@ def cmd_ctl(args: argparse.Namespace) -> int:
         raise HbforkError(f"{config.path}: set [proxy] pidfile or control_socket to use ctl")
     if args.action == "drain-front":
         line = f"drain-front {args.member or ''}"  # the optional argument is SECONDS here
-    elif args.action == "list":
-        line = "list"
+    elif args.action in ("list", "upgrade"):
+        line = args.action
     else:
         line = f"{args.action} {args.member or ''}"
-    reply = request(path, line.strip())
+    # An upgrade answers once the new master serves (or has failed): allow for its start.
+    reply = request(path, line.strip(), timeout=UPGRADE_WAIT if line == "upgrade" else 5.0)
     print(reply)
     return 0 if reply.startswith("ok") else 1
 
@@ -140,9 +143,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     status.add_argument("--interval", type=float, default=1.0, help="--watch period (s)")
     status.set_defaults(func=cmd_status)
     ctl = sub.add_parser("ctl", help="drain, disable or enable a member at runtime; "
-                                     "drain-front hands this front over")
+                                     "drain-front hands this front over; upgrade starts "
+                                     "the installed code in a new master")
     ctl.add_argument("-c", "--config", required=True)
-    ctl.add_argument("action", choices=("drain", "disable", "enable", "list", "drain-front"))
+    ctl.add_argument("action", choices=("drain", "disable", "enable", "list", "drain-front",
+                                        "upgrade"))
     ctl.add_argument("member", nargs="?",
                      help="IP:PORT, IP (all members on it) or name; POOL/MEMBER for one pool; "
                           "for drain-front: SECONDS (default [proxy] drain_delay)")

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from hbfork.core import locations
 from hbfork.core.addresses import Endpoint, parse_endpoint, parse_ip
 from hbfork.core.errors import ConfigError
 from hbfork.core.hcheck import HcheckSettings
@@ -103,9 +104,7 @@ class Config:
 
     def resolve(self, maybe_relative: str | None) -> str | None:
         """A path from the file, taken relative to the file's directory."""
-        if not maybe_relative:
-            return None
-        return os.path.normpath(os.path.join(self.base_dir, maybe_relative))
+        return locations.resolve(self.base_dir, maybe_relative)
 
     @property
     def pidfile(self) -> str | None:
@@ -115,12 +114,8 @@ class Config:
     def control_socket(self) -> str | None:
         """The control socket's path: as configured, else next to the pidfile (if that path
         fits a Unix socket address; the master then says why there is none)."""
-        if self.proxy.control_socket:
-            return self.resolve(self.proxy.control_socket)
-        pid = self.pidfile
-        if pid and len(os.fsencode(pid + ".ctl")) <= UNIX_PATH_MAX:
-            return pid + ".ctl"
-        return None
+        return locations.control_socket_path(self.base_dir, self.proxy.pidfile,
+                                             self.proxy.control_socket)
 
 
 # --- building

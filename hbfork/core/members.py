@@ -322,6 +322,33 @@ class Registry:
         self._reevaluate(member, now)
         self.dirty.add(member.slot)
 
+    def adopt(self, endpoint: Endpoint, ready: int, busy: int, first_seen: int, last_seen: int,
+              error_until: int, drained: bool, disabled: bool, eligible: bool,
+              now: int) -> Member | None:
+        """Take a member's state from the master this one replaces (a binary upgrade: both
+        read the same monotonic clock). Newer news than the copy is kept; a member the config
+        no longer has, and does not discover, is left out. An eligible member stays eligible
+        without a new slow start."""
+        member = self.find(endpoint)
+        if member is None:
+            if not self.rules.discover or not first_seen or len(self.members) >= \
+                    self.rules.capacity:
+                return None
+            member = self._add(endpoint.ip, endpoint.port, static=False)
+        if last_seen > member.last_seen:
+            member.ready, member.busy = ready, busy
+            member.capacity = capacity_of(ready, busy, member.max_conns, self.rules.max_capacity)
+            member.first_seen = member.first_seen or first_seen
+            member.last_seen = last_seen
+        member.error_until = max(member.error_until, error_until)
+        member.drained, member.disabled = drained, disabled
+        if eligible:
+            member.reason = ELIGIBLE  # so _reevaluate does not start a ramp
+        self._reevaluate(member, now)
+        self.dirty.add(member.slot)
+        self.next_deadline = 0  # re-evaluate everyone at the next expire()
+        return member
+
     # --- time
 
     def expire(self, now: int) -> None:

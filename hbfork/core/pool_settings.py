@@ -15,13 +15,13 @@ from typing import Any
 
 from hbfork.core.addresses import Endpoint, parse_endpoint
 from hbfork.core.hcheck import NO_CHECK, HcheckSettings
+from hbfork.core.http_upgrade import DEFAULT_ALLOWED
 from hbfork.core.retry import (
     DEFAULT_FAILONSTATUS,
     DEFAULT_RETRY_ON,
     parse_retry_on,
     parse_statuses,
 )
-from hbfork.core.upgrade import DEFAULT_ALLOWED
 from hbfork.core.values import (
     INT32_MAX,
     BadSetting,

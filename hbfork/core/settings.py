@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hbfork.core.addresses import Endpoint, IPNetwork, parse_endpoint
+from hbfork.core.locations import UNIX_PATH_MAX
 from hbfork.core.outlier import OutlierSettings
 from hbfork.core.tls_settings import TlsSettings
 from hbfork.core.values import (
@@ -29,9 +30,7 @@ from hbfork.core.values import (
     worker_count,
 )
 
-__all__ = ["INT32_MAX", "MAX_WORKERS", "text_value"]
-
-UNIX_PATH_MAX = 107  # sun_path holds 108 bytes, NUL included
+__all__ = ["INT32_MAX", "MAX_WORKERS", "UNIX_PATH_MAX", "text_value"]
 
 
 # --- the sections

@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 from hbfork.core.config import Config
 from hbfork.core.settings import MAX_WORKERS
 from hbfork.master.bindings import Bindings
-from hbfork.master.workers import WorkerProcess, Workers
+from hbfork.master.workers import READY_TIMEOUT, WorkerProcess, Workers
 from hbfork.system.logs import log
 from hbfork.system.tls import TlsContexts
-
-READY_TIMEOUT = 30.0  # seconds a reload waits for its workers before saying so
 
 
 @dataclass(eq=False)

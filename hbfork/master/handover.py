@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from hbfork.core.settings import ProxySettings
 from hbfork.table.layout import W_FRONT_DRAINING_NS
 from hbfork.table.table import Table
 
@@ -32,6 +33,14 @@ class Handover:
         table.set_header(W_FRONT_DRAINING_NS, time.monotonic_ns())
         return (f"ok draining: /healthz fails now; listeners close in {delay:g}s, then "
                 f"in-flight requests finish (up to {shutdown_timeout:g}s) and the master exits")
+
+    def request(self, words: list[str], table: Table, proxy: ProxySettings) -> str:
+        """`ctl drain-front [SECONDS]`: the control reply."""
+        try:
+            delay = parse_delay(words, proxy.drain_delay)
+        except ValueError as err:
+            return f"error {err}"
+        return self.begin(table, delay, proxy.shutdown_timeout)
 
     def due(self, now: float) -> bool:
         """True once, when the listeners should close."""

@@ -10,6 +10,9 @@ everything happens in the loop, which never blocks for long: the select timeout 
 nearest member or check deadline (staleness, end of error, a check due or timing out) capped
 at half a second.
 
+A binary upgrade (SIGUSR2, `ctl upgrade`) execs a new master that takes every socket over
+and copies the members (master.upgrade, master.adoption); this one then drains as on TERM.
+
 Workers come in generations (master.generations); a reload is prepared completely (config,
 keys, files, sockets: master.setup, master.bindings) before anything is committed, so an
 invalid one changes nothing. The heartbeat socket, table and member state survive reloads.
@@ -34,37 +37,39 @@ from hbfork.core.members import NS, Registry, Rules
 from hbfork.core.pool_admin import PoolAdmin
 from hbfork.core.settings import MAX_WORKERS
 from hbfork.master import setup
+from hbfork.master.adoption import Adoption
 from hbfork.master.bindings import Bindings, Plan
 from hbfork.master.checks import Checks
-from hbfork.master.generations import READY_TIMEOUT, Generations
-from hbfork.master.handover import Handover, parse_delay
+from hbfork.master.generations import Generations
+from hbfork.master.handover import Handover
 from hbfork.master.monitor import BUMP_INTERVAL, Monitor
-from hbfork.master.reports import MemberReports
+from hbfork.master.reports import MemberReports, read_reports
 from hbfork.master.storage import StorageFiles
+from hbfork.master.succession import CODE_LOADED, Succession
+from hbfork.master.upgrade import Upgrade
 from hbfork.master.workers import RunWorker, WorkerProcess, Workers, signal_quietly
+from hbfork.ops import health
 from hbfork.ops.control import ControlServer, execute
-from hbfork.system import logs
+from hbfork.system import logs, sdnotify
 from hbfork.system.configfile import load
 from hbfork.system.logs import describe_error
 from hbfork.system.pidfile import claim, release
 from hbfork.system.tls import TlsContexts, load_contexts
-from hbfork.table.layout import (
-    STATE_READY,
-    W_CONFIG_GENERATION,
-    W_CONFIG_LOADED_US,
-)
+from hbfork.table.layout import W_CODE_LOADED_US, W_CONFIG_GENERATION, W_CONFIG_LOADED_US
 from hbfork.table.table import Table
 
 log = logs.log
 HANDLED_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
-                   signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
+                   signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
 WORKER_RECORDS = 2 * MAX_WORKERS  # two generations overlap during a reload
 
 
-class Master:
-    def __init__(self, config: Config, run_worker: RunWorker) -> None:
+class Master(Succession):
+    def __init__(self, config: Config, run_worker: RunWorker,
+                 adoption: Adoption | None = None) -> None:
         self.config = config
         self.reports = MemberReports()
+        self.adoption = adoption  # set when started by another master's upgrade
         self.run_worker = run_worker
         self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
@@ -83,6 +88,9 @@ class Master:
         self.tls: TlsContexts | None = None
         self.storage = StorageFiles()
         self.handover = Handover()
+        self.upgrade = Upgrade(self.selector, self._upgrade_ready, self._upgrade_failed,
+                               self._upgrade_taken)
+        self.handed_over = False  # to the master of an upgrade: its pid file, socket, hb.dat
         self._death_read = self._death_write = -1
         self._wakeup_read = self._wakeup_write = -1
         self._last_watchdog = 0.0
@@ -98,11 +106,13 @@ class Master:
         try:
             logs.setup(self.config.log.level, self.config.resolve(self.config.log.error),
                        "master")
-            if pidfile:
+            if pidfile and self.adoption is None:
                 claim(pidfile, self.pid)
             self._open()
         except (OSError, HbforkError) as err:
             log.error("cannot start: %s", describe_error(err))
+            if self.adoption is not None:
+                self.adoption.fail(f"cannot start: {describe_error(err)}")
             self._cleanup()
             return 1
         finally:
@@ -120,10 +130,18 @@ class Master:
         config = self.config
         keys = setup.keys_of(config)
         self.tls = load_contexts(config)
-        self.bindings.commit(self.bindings.prepare(config))
+        if self.adoption is not None:
+            self.adoption.check(config.pidfile, config.control_socket)
+            self.adoption.seed(self.bindings)
+        replaced = self.bindings.commit(self.bindings.prepare(config))
+        if replaced is not None:  # an upgrade whose config listens for heartbeats elsewhere
+            replaced.close()
+        setup.reclaim_leftover_tables(config)
         self.table = Table.create(config.heartbeat.max_members, WORKER_RECORDS, self.pid)
         if config.control_socket:
-            self.control = ControlServer(config.control_socket, self.selector, self._control)
+            if self.adoption is None:  # else adopted from the old master at the hand-over
+                self.control = ControlServer(config.control_socket, self.selector,
+                                             self._control)
         elif config.pidfile:
             log.warning("no control socket (`hbfork ctl` will not work): %s.ctl would be too "
                         "long for a Unix socket; set [proxy] control_socket", config.pidfile)
@@ -138,9 +156,13 @@ class Master:
         self.monitor.sock = self.bindings.heartbeat_sock
         self.checks = Checks(self.selector, self.registry, self.monitor.publish)
         self.checks.configure(config)
-        self._start_members(config)
+        self.monitor.start_members(config)
+        if self.adoption is not None:
+            self.adoption.copy_members(self.registry, self.admin)
         self.monitor.publish()
         self._set_config_generation(1)
+        self.table.set_header(W_CODE_LOADED_US, int(CODE_LOADED * 1e6))
+        self.table.set_version(__version__)
         self._death_read, self._death_write = os.pipe2(os.O_CLOEXEC)
         self._wakeup_read, self._wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._wakeup_write, warn_on_full_buffer=False)
@@ -148,56 +170,42 @@ class Master:
             signal.signal(signum, self._record_signal)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.selector.register(self._wakeup_read, selectors.EVENT_READ, self._on_wakeup)
-        self.selector.register(self.bindings.heartbeat, selectors.EVENT_READ,
-                               self.monitor.on_readable)
+        if self.adoption is None:  # else once the old master stops reading them
+            self.selector.register(self.bindings.heartbeat, selectors.EVENT_READ,
+                                   self.monitor.on_readable)
+            sdnotify.notify("READY=1")
         self.workers = Workers(self.table, self.run_worker, self._death_read,
                                self._master_only_fds, self._register_worker, self._unregister)
         self.generations = Generations(self.workers, self.bindings)
-        log.info("hbfork %s master started: listening on %s (mode %s), heartbeats on %s%s",
-                 __version__, ", ".join(f"{e.address}{' (TLS)' if e.tls else ''}"
-                                        for e in config.listeners), config.proxy.mode,
-                 config.heartbeat.listen,
-                 f", status on {config.status.listen}" if config.status.listen else "")
+        log.info("hbfork %s master started: %s", __version__, setup.describe_start(config))
 
-    def _start_members(self, config: Config) -> None:
-        """No 503s at start: restore the last hb.dat (a restart keeps the members' state)
-        and begin the startup grace for members still unheard (core.members.evaluate)."""
+    def _control(self, line: str) -> str | None:
         assert self.registry is not None and self.monitor is not None
-        now = time.monotonic_ns()
-        self.registry.start_grace(now)
-        storage = config.resolve(config.heartbeat.storage)
-        if storage:
-            restored = self.monitor.restore(storage, now, time.time())
-            if restored:
-                log.info("restored %d members from %s", restored, storage)
-
-    def _control(self, line: str) -> str:
-        assert self.registry is not None and self.monitor is not None
+        assert self.table is not None and self.workers is not None
         words = line.split()
         if words[:1] == ["drain-front"]:
-            return self._drain_front(words[1:])
+            if self.stopping:
+                return "error already stopping"
+            reply = self.handover.request(words[1:], self.table, self.config.proxy)
+            log.info("control: drain-front -> %s", reply)
+            return reply
+        if words[:1] == ["upgrade"]:
+            return self._begin_upgrade()  # None: answered once the new master serves
+        if words[:1] == ["health"]:  # `hbfork health`, every second from keepalived
+            return health.answer(self.table, self.config, self.workers.processes)
         reply = execute(self.registry, line, time.monotonic_ns(), self.admin, self.config.pools,
                         self.config.discover_pool)
         self.monitor.publish()
         log.info("control: %s -> %s", line.strip()[:80], reply[:200])
         return reply
 
-    def _drain_front(self, words: list[str]) -> str:
-        assert self.table is not None
-        if self.stopping:
-            return "error already stopping"
-        try:
-            delay = parse_delay(words, self.config.proxy.drain_delay)
-        except ValueError as err:
-            return f"error {err}"
-        reply = self.handover.begin(self.table, delay, self.config.proxy.shutdown_timeout)
-        log.info("control: drain-front -> %s", reply)
-        return reply
-
     def _master_only_fds(self) -> list[int]:
         fds = [self.selector.fileno(), self._death_write, self._wakeup_read, self._wakeup_write]
-        if self.bindings.heartbeat_sock is not None:
-            fds.append(self.bindings.heartbeat_sock.fileno())
+        # The upgrade channels too: a worker holding one would hide its master's exit.
+        for sock in (self.bindings.heartbeat_sock, self.upgrade.channel,
+                     self.adoption.channel if self.adoption else None):
+            if sock is not None and sock.fileno() >= 0:
+                fds.append(sock.fileno())
         if self.checks is not None:
             fds += self.checks.fds()  # a worker holding a check's socket would keep it open
         return fds
@@ -266,7 +274,8 @@ class Master:
 
     def _loop(self) -> None:
         assert self.workers is not None
-        while not (self.stopping and not self.workers.processes):
+        # After an upgrade's hand-over, also until the new master says it took over.
+        while not (self.stopping and not self.workers.processes and not self.upgrade.handed):
             try:
                 self._iterate()
             except Exception:
@@ -285,7 +294,10 @@ class Master:
                 log.exception("error in the master loop (continuing)")
         self._handle_signals()
         pending = self.generations.pending
-        for worker in self.workers.reap():
+        if self.adoption is not None and not self.adoption.announced:
+            self._announce_when_serving()
+        self.upgrade.expire(time.monotonic())
+        for worker in self.workers.reap(self.upgrade.child_exited):
             if pending is not None and worker.generation == pending.number \
                     and not worker.draining:
                 log.warning("reload: a new worker died before it was ready")
@@ -293,7 +305,8 @@ class Master:
         if self.checks is not None:
             self.checks.tick()
         self.monitor.publish()
-        self.storage.tick(self.config, self.registry, self.monitor)
+        if not self.handed_over:  # hb.dat is the new master's once an upgrade handed over
+            self.storage.tick(self.config, self.registry, self.monitor)
         if self.control is not None:
             self.control.expire()
         self._watchdog()
@@ -324,31 +337,18 @@ class Master:
         return self.handover.timeout(time.monotonic(), timeout)
 
     def _watchdog(self) -> None:
-        """Kill workers whose loop stopped ticking for worker_timeout (they get replaced)."""
-        assert self.workers is not None and self.table is not None
-        assert self.generations is not None
-        now = time.monotonic()
-        if now - self._last_watchdog < 1.0:
-            return
-        self._last_watchdog = now
-        now_ns = time.monotonic_ns()
-        for worker in self.workers.processes.values():
-            record = self.table.workers.record(worker.index).identity()
-            tick, state = record.tick_ns, record.state
-            limit = self.generations.config_of(worker, self.config).proxy.worker_timeout
-            if state == STATE_READY and tick and now_ns - tick > limit * NS:
-                log.error("%s has not ticked for %.0fs; killing it", worker.label,
-                          (now_ns - tick) / NS)
-                signal_quietly(worker.pid, signal.SIGKILL)
-            elif not worker.ready and not worker.draining and now - worker.born > READY_TIMEOUT:
-                log.error("%s is not ready after %.0fs; killing it", worker.label,
-                          now - worker.born)
-                signal_quietly(worker.pid, signal.SIGKILL)
+        """Once a second: kill workers that stopped ticking (they get replaced)."""
+        assert self.workers is not None and self.generations is not None
+        if time.monotonic() - self._last_watchdog >= 1.0:
+            self._last_watchdog = time.monotonic()
+            gens, config = self.generations, self.config
+            self.workers.kill_stuck(lambda w: gens.config_of(w, config).proxy.worker_timeout)
 
     # --- worker messages
 
     def _register_worker(self, sock: socket.socket, worker: WorkerProcess) -> None:
-        self.selector.register(sock, selectors.EVENT_READ, lambda s: self._read_worker(worker))
+        self.selector.register(sock, selectors.EVENT_READ,
+                               lambda s: read_reports(worker, self._unregister, self._report))
 
     def _unregister(self, sock: socket.socket) -> None:
         try:
@@ -356,25 +356,11 @@ class Master:
         except (KeyError, ValueError):
             pass
 
-    def _read_worker(self, worker: WorkerProcess) -> None:
-        for _ in range(64):
-            try:
-                message = worker.sock.recv(512)
-            except BlockingIOError:
-                return
-            except OSError:
-                message = b""
-            if not message:
-                self._unregister(worker.sock)  # it exited; SIGCHLD and reap() do the rest
-                return
-            self._on_worker_message(worker, message)
-
-    def _on_worker_message(self, worker: WorkerProcess, message: bytes) -> None:
+    def _report(self, worker: WorkerProcess, report: reports.Report) -> None:
         assert self.registry is not None and self.monitor is not None
-        report = reports.decode(message)
         if isinstance(report, reports.Ready):
             worker.ready = True
-        elif report is not None:
+        else:
             self.reports.apply(report, self.registry, self.monitor, self.config.pools)
 
     # --- signals
@@ -393,8 +379,15 @@ class Master:
         signals, self.signals = self.signals, []
         for signum in signals:
             if signum == signal.SIGHUP:
-                if not self.stopping:
+                if self.upgrade.active:
+                    log.warning("reload ignored: an upgrade is in progress (the new master "
+                                "reads the config file)")
+                elif not self.stopping:
                     self._reload()
+            elif signum == signal.SIGUSR2:
+                error = self._begin_upgrade()
+                if error:
+                    log.error("upgrade (SIGUSR2) refused: %s", error.removeprefix("error "))
             elif signum == signal.SIGTERM:
                 self._stop("fast" if self.stopping == "graceful" else "graceful")
             elif signum in (signal.SIGINT, signal.SIGQUIT):
@@ -411,6 +404,8 @@ class Master:
         assert self.workers is not None
         if self.stopping == "fast":
             return
+        if self.upgrade.active:
+            self.upgrade.fail("this master was told to stop")
         first = self.stopping is None
         self.stopping = how
         timeout = self.config.proxy.shutdown_timeout
@@ -435,13 +430,15 @@ class Master:
             self.control.close()
         if self.checks is not None:
             self.checks.close()
-        self.storage.stop(self.registry)
+        in_charge = not self.handed_over and (self.adoption is None or self.adoption.handed)
+        if in_charge:  # else the hb.dat and pid file are another master's
+            self.storage.stop(self.registry)
         if self.table is not None:
             self.table.unlink()
             try:
                 self.table.close()
             except BufferError:
                 pass  # a view is still exported; the mapping goes away with the process
-        if self.config.pidfile:
+        if self.config.pidfile and in_charge:
             release(self.config.pidfile, self.pid)
         self.bindings.close_all()

@@ -16,6 +16,7 @@ import time
 from hbfork.core import heartbeat
 from hbfork.core.addresses import IPAddress, IPNetwork, ip_allowed, normalize_ip
 from hbfork.core.balancer import WEIGHT_MASK
+from hbfork.core.config import Config
 from hbfork.core.errors import HeartbeatError
 from hbfork.core.members import Change, Member, Registry
 from hbfork.core.pool_admin import PoolAdmin
@@ -134,6 +135,17 @@ class Monitor:
             self.table.count_heartbeat(result)
             if result == "accepted":
                 self.table.set_header(W_LAST_HEARTBEAT_NS, now_ns)
+
+    def start_members(self, config: Config) -> None:
+        """No 503s at start: restore the last hb.dat (a restart keeps the members' state)
+        and begin the startup grace for members still unheard (core.members.evaluate)."""
+        now = time.monotonic_ns()
+        self.registry.start_grace(now)
+        storage = config.resolve(config.heartbeat.storage)
+        if storage:
+            restored = self.restore(storage, now, time.time())
+            if restored:
+                log.info("restored %d members from %s", restored, storage)
 
     def restore(self, path: str, now_ns: int, wall: float) -> int:
         """At start, take back the state our own hb.dat recorded before a restart, its age

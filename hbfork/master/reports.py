@@ -5,14 +5,16 @@ registry for the whole front and said once in the error log."""
 from __future__ import annotations
 
 import logging
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from hbfork.core.members import NS, Registry
 from hbfork.core.outlier import CAUSES
 from hbfork.core.pool_settings import PoolSettings
-from hbfork.core.reports import ConnectFailed, Eject
+from hbfork.core.reports import ConnectFailed, Eject, Report, decode
 from hbfork.master.monitor import Monitor
+from hbfork.master.workers import WorkerProcess
 
 log = logging.getLogger("hbfork.master")
 
@@ -62,3 +64,22 @@ class MemberReports:
         log.warning("member %s ejected for %gs: %s (ejection %d in a row)", member.label,
                     done.seconds, why, member.ejections)
         monitor.publish()
+
+
+def read_reports(worker: WorkerProcess, unregister: Callable[[socket.socket], None],
+                 handle: Callable[[WorkerProcess, Report], None]) -> None:
+    """Take what `worker` reported (at most 64 messages a turn, so that one chatty worker
+    cannot hold the master's loop); malformed messages are ignored."""
+    for _ in range(64):
+        try:
+            message = worker.sock.recv(512)
+        except BlockingIOError:
+            return
+        except OSError:
+            message = b""
+        if not message:
+            unregister(worker.sock)  # it exited; SIGCHLD and reap() do the rest
+            return
+        report = decode(message)
+        if report is not None:
+            handle(worker, report)

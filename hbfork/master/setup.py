@@ -11,6 +11,8 @@ from hbfork.core.errors import ConfigError, HbforkError
 from hbfork.system import privileges
 from hbfork.system.keyfile import read_keys
 from hbfork.system.logs import log
+from hbfork.system.pidfile import is_hbfork
+from hbfork.table import segments
 
 
 def keys_of(config: Config) -> tuple[bytes, ...]:
@@ -80,3 +82,22 @@ def check_reloadable(old: Config, new: Config) -> None:
                                ("[proxy] group", old.proxy.group, new.proxy.group)):
         if before != after:
             raise ConfigError(new.path, key, "cannot change on reload; restart to change it")
+
+
+def reclaim_leftover_tables(config: Config) -> None:
+    """Remove the tables of masters killed together with their workers (nobody was left to
+    unlink them): ours, or the [proxy] user's when we start as root."""
+    owners = {os.geteuid()}
+    if config.proxy.user and os.geteuid() == 0:
+        owners.add(privileges.resolve(config.proxy.user, config.proxy.group)[0])
+    for leftover in segments.reclaim(owners, is_hbfork):
+        log.warning("removed table %s (%.1f MiB) left behind by master %d, which is no longer "
+                    "running", leftover.name, leftover.size / 2**20, leftover.pid)
+
+
+def describe_start(config: Config) -> str:
+    """What the master's first log line says it serves."""
+    listeners = ", ".join(f"{e.address}{' (TLS)' if e.tls else ''}" for e in config.listeners)
+    status = f", status on {config.status.listen}" if config.status.listen else ""
+    return (f"listening on {listeners} (mode {config.proxy.mode}), heartbeats on "
+            f"{config.heartbeat.listen}{status}")

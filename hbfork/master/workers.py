@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from hbfork.core.config import Config
 from hbfork.system import logs
 from hbfork.system.process import EXIT_BOOT_FAILURE
+from hbfork.table.layout import STATE_READY
 from hbfork.table.table import Table
 
 # Runs a worker in the forked child and returns its exit code. Called with the keywords config,
@@ -30,6 +31,7 @@ from hbfork.table.table import Table
 # fork so that every worker shares the session-ticket keys).
 RunWorker = Callable[..., int]
 
+READY_TIMEOUT = 30.0  # seconds a new worker may take to say "ready"
 BOOT_GRACE = 5.0        # a worker dying sooner than this after birth counts as a boot failure
 BACKOFF_START = 0.1
 BACKOFF_MAX = 30.0
@@ -159,8 +161,9 @@ class Workers:
 
     # --- death
 
-    def reap(self) -> list[WorkerProcess]:
-        """Collect every exited worker; returns them (the caller decides on respawn)."""
+    def reap(self, others: Callable[[int, int], None] | None = None) -> list[WorkerProcess]:
+        """Collect every exited worker; returns them (the caller decides on respawn). Other
+        children (the new master of an upgrade) go to `others(pid, status)`."""
         gone = []
         while True:
             try:
@@ -171,6 +174,8 @@ class Workers:
                 break
             worker = self.processes.pop(pid, None)
             if worker is None:
+                if others is not None:
+                    others(pid, status)
                 continue
             self._forget(worker, status)
             gone.append(worker)
@@ -226,6 +231,22 @@ class Workers:
             worker.sock.send(message)
         except OSError:
             pass  # it is dying; reap() will see it
+
+    def kill_stuck(self, worker_timeout: Callable[[WorkerProcess], float]) -> None:
+        """Kill ready workers whose loop has not ticked for their generation's worker_timeout,
+        and workers not ready READY_TIMEOUT after birth (they get replaced)."""
+        now, now_ns = time.monotonic(), time.monotonic_ns()
+        for worker in self.processes.values():
+            identity = self.table.workers.record(worker.index).identity()
+            tick, state = identity.tick_ns, identity.state
+            if state == STATE_READY and tick and now_ns - tick > worker_timeout(worker) * 1e9:
+                log.error("%s has not ticked for %.0fs; killing it", worker.label,
+                          (now_ns - tick) / 1e9)
+                signal_quietly(worker.pid, signal.SIGKILL)
+            elif not worker.ready and not worker.draining and now - worker.born > READY_TIMEOUT:
+                log.error("%s is not ready after %.0fs; killing it", worker.label,
+                          now - worker.born)
+                signal_quietly(worker.pid, signal.SIGKILL)
 
     def kill_overdue(self) -> None:
         now = time.monotonic()

@@ -24,6 +24,7 @@ from hbfork.core.pool_settings import PoolSettings
 VERBS = ("drain", "enable", "disable", "list")
 MAX_REQUEST = 4096
 CLIENT_TIMEOUT = 5.0
+DEFERRED_TIMEOUT = 120.0  # a request answered later (`upgrade`) waits at most this long
 
 
 def select_members(registry: Registry, selector: str) -> list[Member]:
@@ -94,25 +95,25 @@ def _flags(flags: int) -> str:
 
 
 class ControlServer:
-    """The master's side: accept, read one line, answer, close. Never blocks the loop."""
+    """The master's side: accept, read one line, answer, close. Never blocks the loop.
+
+    `handle` returns the reply, or None for a request answered later by `answer_deferred`
+    (an upgrade replies once the new master serves)."""
 
     def __init__(self, path: str, selector: selectors.BaseSelector,
-                 handle: Callable[[str], str]) -> None:
+                 handle: Callable[[str], str | None],
+                 adopted: socket.socket | None = None) -> None:
         self.path = path
         self.selector = selector
         self.handle = handle
         self.clients: dict[socket.socket, tuple[bytearray, float]] = {}
+        self.deferred: dict[socket.socket, float] = {}
         self.paused_until = 0.0
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # a stale socket: the pidfile already proved no master owns it
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)
-        try:
-            self.sock.bind(path)
-        finally:
-            os.umask(old_umask)
-        os.chmod(path, 0o600)
-        self.sock.listen(16)
+        self.handed_over = False  # another master serves the path now: never unlink it
+        if adopted is not None:  # bound by the master we replace (binary upgrade)
+            self.sock = adopted
+        else:
+            self.sock = _bind(path)
         self.sock.setblocking(False)
         selector.register(self.sock, selectors.EVENT_READ, self._on_accept)
 
@@ -144,9 +145,28 @@ class ControlServer:
         if b"\n" in buffer or not data or len(buffer) >= MAX_REQUEST:
             line = bytes(buffer).split(b"\n", 1)[0].decode("utf-8", "replace")
             reply = self.handle(line) if line.strip() else "error empty request"
-            with contextlib.suppress(OSError):
-                client.send(reply.encode()[:MAX_REQUEST - 1] + b"\n")
+            if reply is None:
+                self.clients.pop(client, None)
+                with contextlib.suppress(KeyError, ValueError):
+                    self.selector.unregister(client)
+                self.deferred[client] = time.monotonic() + DEFERRED_TIMEOUT
+                return
+            _answer(client, reply)
             self._drop(client)
+
+    def answer_deferred(self, reply: str) -> None:
+        """Answer every request waiting for a later reply."""
+        for client in list(self.deferred):
+            _answer(client, reply)
+            del self.deferred[client]
+            client.close()
+
+    def hand_over(self) -> None:
+        """Another master took the socket over: stop accepting, and leave the path to it."""
+        self.handed_over = True
+        self.paused_until = 0.0
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(self.sock)
 
     def expire(self) -> None:
         now = time.monotonic()
@@ -156,6 +176,11 @@ class ControlServer:
         for client, (_, deadline) in list(self.clients.items()):
             if now >= deadline:
                 self._drop(client)
+        for client, deadline in list(self.deferred.items()):
+            if now >= deadline:
+                _answer(client, "error no answer in time; see the master's log")
+                del self.deferred[client]
+                client.close()
 
     def _drop(self, client: socket.socket) -> None:
         self.clients.pop(client, None)
@@ -166,11 +191,32 @@ class ControlServer:
     def close(self) -> None:
         for client in list(self.clients):
             self._drop(client)
+        self.answer_deferred("error the master is stopping")
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(self.sock)
         self.sock.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        if not self.handed_over:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def _bind(path: str) -> socket.socket:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a stale socket: the pidfile already proved no master owns it
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(16)
+    return sock
+
+
+def _answer(client: socket.socket, reply: str) -> None:
+    with contextlib.suppress(OSError):
+        client.send(reply.encode()[:MAX_REQUEST - 1] + b"\n")
 
 
 def request(path: str, line: str, timeout: float = 5.0) -> str:

@@ -12,9 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hbfork.core import http_heads
+from hbfork.ops.snapshot import snapshot
+
+if TYPE_CHECKING:
+    from hbfork.core.config import Config
+    from hbfork.table.table import Table
 
 WORKER_TICK_LIMIT = 5.0  # seconds: a ready worker's loop ticks at least every 0.5 s
 
@@ -64,6 +69,13 @@ def verdict(data: dict[str, Any], max_age: float, master_alive: bool = True,
                                                       if named else ""))
     usable = sum(m["weight"] > 0 for m in members)
     return Verdict(True, f"{len(workers)} workers, {usable} of {len(members)} members usable")
+
+
+def answer(table: Table, config: Config, worker_pids: Container[int]) -> str:
+    """The master's answer to "health" on its control socket (`hbfork health`): the verdict
+    line for its own table, counting only workers it knows to be running."""
+    data = snapshot(table, config)
+    return verdict(data, config.heartbeat.max_age, True, worker_pids).line
 
 
 def http_response(result: Verdict, method: bytes) -> bytes:

@@ -25,6 +25,7 @@ from hbfork.table.layout import (
     MEMBER_COUNTERS,
     STATE_FREE,
     TLS_RESULTS,
+    W_CODE_LOADED_US,
     W_CONFIG_GENERATION,
     W_CONFIG_LOADED_US,
     W_FRONT_DRAINING_NS,
@@ -93,6 +94,9 @@ def snapshot(table: Table, config: Config | None = None,
             "uptime_seconds": max(0.0, time.time() - started),
             "config_generation": table.header(W_CONFIG_GENERATION),
             "config_loaded": table.header(W_CONFIG_LOADED_US) / 1e6,
+            # Which code serves, and since when: a reload keeps both, an upgrade moves both.
+            "version": table.version(),
+            "code_loaded": table.header(W_CODE_LOADED_US) / 1e6,
             "table": table.name,
             "member_capacity": table.capacity,
             # Monotonic seconds since the last accepted heartbeat (since start if none): a

@@ -23,11 +23,11 @@ from hbfork.core.addresses import Endpoint
 from hbfork.core.balancer import DRAINED, EJECTED, USABLE, WEIGHT_MASK
 from hbfork.core.balancing import FULL, Members, choose
 from hbfork.core.config import Config
+from hbfork.core.http_upgrade import parse_allowed
 from hbfork.core.outlier import Detector
 from hbfork.core.pool_admin import POOL_DISABLED, POOL_DRAINED
 from hbfork.core.pool_settings import PoolSettings
 from hbfork.core.settings import BalanceSettings, HttpSettings
-from hbfork.core.upgrade import parse_allowed
 from hbfork.table.layout import (
     LATENCY_BUCKETS,
     LOAD_MASK,

@@ -29,6 +29,20 @@ def alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
+def is_hbfork(pid: int) -> bool:
+    """Is `pid` alive and an hbfork process? Guards against a pid reused by something else
+    after an hbfork master died (its process title starts with "hbfork")."""
+    if not alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            command = handle.read(256)
+    except OSError:
+        return True  # no /proc, or not ours to read: assume the best, keep its files
+    return command.startswith(b"hbfork") or b"-m\0hbfork" in command \
+        or b"/hbfork\0" in command
+
+
 def read_pid(path: str) -> int | None:
     """The pid in `path` if a process with that pid is alive, else None."""
     try:
@@ -39,10 +53,11 @@ def read_pid(path: str) -> int | None:
     return pid if alive(pid) else None
 
 
-def claim(path: str, pid: int) -> None:
-    """Write `pid` to `path` atomically; refuse if a live process already owns the file."""
+def claim(path: str, pid: int, replacing: int | None = None) -> None:
+    """Write `pid` to `path` atomically; refuse if a live process other than `replacing` (the
+    master an upgrade replaces) already owns the file."""
     other = read_pid(path)
-    if other is not None and other != pid:
+    if other is not None and other not in (pid, replacing):
         raise HbforkError(f"{path}: hbfork master pid {other} is already running "
                           f"(stop it first, or use another pidfile)")
     temp = f"{path}.{pid}.tmp"

@@ -66,6 +66,8 @@ W_ADMIN_COUNT = 14      # admin entries in use
 W_ADMIN_CAPACITY = 15
 W_LAST_HEARTBEAT_NS = 16  # monotonic ns of the last accepted heartbeat (0 = none yet)
 W_FRONT_DRAINING_NS = 17  # monotonic ns `ctl drain-front` began (0 = not draining)
+W_CODE_LOADED_US = 18   # wall clock, µs: when the master process loaded its code (upgrades)
+VERSION_AT, VERSION_SIZE = 960, 32  # header bytes: the master's hbfork version, NUL-padded
 W_HEARTBEAT_COUNTERS = 32
 HEARTBEAT_RESULTS = (
     "accepted", "malformed", "bad_number", "bad_port", "bad_signature", "unsigned", "stale",

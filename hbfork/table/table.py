@@ -41,6 +41,8 @@ from hbfork.table.layout import (
     MEMBER_COUNTERS,
     MEMBER_FORMAT,
     MEMBER_SIZE,
+    VERSION_AT,
+    VERSION_SIZE,
     W_ADMIN_CAPACITY,
     W_ADMIN_COUNT,
     W_ADMIN_SEQ,
@@ -178,6 +180,15 @@ class Table:
 
     def set_header(self, index: int, value: int) -> None:
         self.words[index] = value
+
+    def set_version(self, version: str) -> None:
+        self.buf[VERSION_AT:VERSION_AT + VERSION_SIZE] = \
+            version.encode()[:VERSION_SIZE].ljust(VERSION_SIZE, b"\0")
+
+    def version(self) -> str:
+        """The hbfork version of the master that wrote this table ("" if it did not say)."""
+        raw = bytes(self.buf[VERSION_AT:VERSION_AT + VERSION_SIZE])
+        return raw.rstrip(b"\0").decode("utf-8", "replace")
 
     def count_heartbeat(self, result: str, n: int = 1) -> None:
         self.words[W_HEARTBEAT_COUNTERS + HEARTBEAT_RESULTS.index(result)] += n

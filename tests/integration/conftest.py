@@ -31,12 +31,13 @@ class Cluster:
         backend.wait_ready()
         return backend
 
-    def proxy(self, members: list[dict[str, Any]], **sections: dict[str, Any]) -> Proxy:
+    def proxy(self, members: list[dict[str, Any]], cwd: Path | None = None,
+              **sections: dict[str, Any]) -> Proxy:
         home = self.tmp / f"proxy{sum(isinstance(p, Proxy) for p in self.processes) + 1}"
         home.mkdir()
         if self.http_defaults:
             sections["http"] = {**self.http_defaults, **sections.get("http", {})}
-        proxy = Proxy(home, members, **sections)
+        proxy = Proxy(home, members, cwd, **sections)
         self.processes.append(proxy)  # before waiting: a failed start is still stopped
         self.segments.append(proxy.segment())
         proxy.wait_ready()

@@ -85,12 +85,12 @@ def to_toml(sections: dict[str, Any]) -> str:
 class Process:
     """A child process with its output in a file, stopped by pid."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, cwd: Path | None = None) -> None:
         self.args = args
         self.log_path = log
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
 
     @property
     def pid(self) -> int:
@@ -155,7 +155,9 @@ class Backend(Process):
 class Proxy(Process):
     """`hbfork run` with a config built from defaults plus overrides."""
 
-    def __init__(self, tmp: Path, members: list[dict[str, Any]], **sections: Any) -> None:
+    def __init__(self, tmp: Path, members: list[dict[str, Any]], cwd: Path | None = None,
+                 **sections: Any) -> None:
+        """`cwd`: where `python -m hbfork` finds the package first (a copy to upgrade to)."""
         self.tmp = tmp
         self.port = free_port()
         self.status_port = free_port()
@@ -177,7 +179,7 @@ class Proxy(Process):
         self.config["member"] = members
         self.config_path = tmp / "hbfork.toml"
         self.write_config()
-        super().__init__([*HBFORK, "run", "-c", str(self.config_path)], tmp / "hbfork.log")
+        super().__init__([*HBFORK, "run", "-c", str(self.config_path)], tmp / "hbfork.log", cwd)
 
     def wait_ready(self) -> None:
         wait_until(self._serving, 15, message="hbfork to serve its status page")

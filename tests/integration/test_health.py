@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -110,3 +112,24 @@ def test_drain_front_fails_health_then_closes_then_finishes_in_flight(
     assert served_after, "requests kept being served during drain_delay"
     first_refused = min(t for t, outcome in outcomes if outcome == "refused")
     assert began + 1.4 <= first_refused <= ended, (began, first_refused)
+
+
+def test_health_asks_the_master_and_a_stuck_master_is_unhealthy(cluster: Cluster) -> None:
+    proxy = cluster.proxy([], heartbeat={"discover": True})
+    backend = cluster.backend("b", heartbeat=proxy.heartbeat_address)
+    proxy.wait_eligible(backend.address)
+    control = f"{proxy.config['proxy']['pidfile']}.ctl"
+    for args in (["--socket", control], ["-c", str(proxy.config_path), "--from-table"]):
+        done = subprocess.run([*HBFORK, "health", *args], capture_output=True, text=True,
+                              timeout=20)
+        assert (done.returncode, done.stdout) == (0, "healthy: 2 workers, 1 of 1 members "
+                                                     "usable\n"), (args, done)
+    assert "control: health" not in proxy.output()  # asked every second: not logged
+    os.kill(proxy.pid, signal.SIGSTOP)  # a master loop that does not run any more
+    try:
+        done = subprocess.run([*HBFORK, "health", "--socket", control, "--timeout", "0.5"],
+                              capture_output=True, text=True, timeout=20)
+    finally:
+        os.kill(proxy.pid, signal.SIGCONT)
+    assert done.returncode == 1
+    assert done.stdout == "unhealthy: the master did not answer within 0.5s\n"

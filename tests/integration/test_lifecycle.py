@@ -172,6 +172,25 @@ def test_killed_master_leaves_no_worker_and_no_segment(cluster):
     assert gone_after < 1.0
 
 
+def test_a_master_killed_with_its_workers_leaves_no_table_after_the_next_start(cluster):
+    # SIGKILL to the whole process group: no worker lives to unlink the table.
+    first = cluster.proxy([{"address": "127.0.0.9:9"}])
+    workers = children_of(first.pid)
+    segment = first.segment()
+    os.killpg(first.pid, signal.SIGKILL)
+    wait_until(lambda: not any(pid_alive(p) for p in [first.pid, *workers]), 5,
+               message="the process group to die")
+    # (Another master started on this machine meanwhile may have removed it already.)
+    left_behind = shm_exists(segment)
+    second = cluster.proxy([{"address": "127.0.0.9:9"}])
+    assert not shm_exists(segment)
+    if left_behind:
+        assert f"removed table {segment} (" in second.output()
+        assert f"left behind by master {first.pid}, which is no longer running" \
+            in second.output()
+    assert shm_exists(second.segment())  # its own table is, of course, kept
+
+
 def test_ttin_and_ttou_change_the_worker_count(cluster):
     proxy = cluster.proxy([{"address": "127.0.0.9:9"}])
     proxy.send_signal(signal.SIGTTIN)

@@ -3,6 +3,10 @@ pair of hbfork fronts holding a virtual IP, and three active fronts side by side
 multicast their heartbeats to the group every front has joined, so every front always holds
 the full member table. Clients run in the lab's client host c1.
 
+Every test runs on a busy machine (issue 27): a CPU hog, one busy loop per core, started and
+stopped by the test itself, competes with the fronts, members, clients and keepalived
+(HBFORK_HA_CPU_HOG=0 runs without it). scripts/ha-under-load repeats the module.
+
 Measured numbers are printed (run with -s to see them; docs/high-availability.md quotes them)."""
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 from labkit import GROUP, LABCLIENT, Hbfork, Launcher, hbfork_config, netlab, wait_for
@@ -31,6 +36,19 @@ BEAT_INTERVAL = 1.0   # seconds, as Apache's mod_heartbeat
 MAX_AGE = 3.0
 OUTAGE_LIMIT = 3.0    # seconds a client may see no successful response during a failover
 LOAD_RATE = 500       # requests/s offered to the VIP: steady load that leaves CPU to spare
+
+
+@pytest.fixture(autouse=True)
+def cpu_hog() -> Iterator[int]:
+    """Every core busy for the whole test; the hogs are stopped by pid at the end."""
+    count = 0 if os.environ.get("HBFORK_HA_CPU_HOG") == "0" else os.cpu_count() or 1
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield count
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
 
 
 @pytest.fixture
@@ -97,8 +115,9 @@ def vrrp_pair(launcher: Launcher) -> tuple[list[str], Hbfork, Hbfork, list]:
     members = list(start_members(launcher).values())
     fronts = [start_front(launcher, "front", members), start_front(launcher, "front2", members)]
     eligible_everywhere(fronts, members)
-    keepaliveds = [start_keepalived(launcher, "front", ["front2"], 100, fronts[0].config),
-                   start_keepalived(launcher, "front2", ["front"], 90, fronts[1].config)]
+    # conf/keepalived's priorities: high, so the take-over skew is short.
+    keepaliveds = [start_keepalived(launcher, "front", ["front2"], 250, fronts[0].config),
+                   start_keepalived(launcher, "front2", ["front"], 240, fronts[1].config)]
     # Setup, not a measured figure: two health checks must pass (rise 2), then the election
     # (~3 advert intervals); on a loaded machine each `hbfork health` run can take a second.
     owners = wait_for(lambda: (o := vip_owners(launcher.lab)) and len(o) == 1 and o, 45,
@@ -193,8 +212,10 @@ def test_three_fronts_see_a_member_die_together(ha_launcher: Launcher) -> None:
     # 1. Under load: b3 dies outright; every front stops using it on its first refused
     #    connect, and clients see nothing of it (failover).
     urls = [f"http://{host.address}:{FRONT_PORT}/" for host in lab.fronts]
-    load = start_load(lab, urls, 6, "--conns", "3", "--keepalive")
+    load = start_load(lab, urls, 12, "--conns", "3", "--keepalive")
     wait_for(lambda: all(requests_served(f) > 100 for f in fronts), 10, "load on every front")
+    # Only traffic makes a front try b3 and meet its refusal: the load must still run.
+    assert load.poll() is None, "the load ended before the member was killed"
     died = time.monotonic()
     for name in ("backend-b3", "beat-b3"):
         os.kill(services[name].pid, signal.SIGKILL)

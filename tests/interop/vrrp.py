@@ -3,7 +3,8 @@
 Each keepalived runs inside its front's namespace (`ip netns exec` execs it in place, so its
 pid is the parent keepalived's own), in the foreground, logging to its stdout file, with pid
 files of its own; VRRP adverts go unicast to the peer front over the lab bridge. Its
-vrrp_script is `hbfork health -c` for that front's config.
+vrrp_script is `hbfork health -c` for that front's config, with conf/keepalived's settings
+(interval 1, timeout 2, fall 2, rise 2).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from labkit import Launcher, Service, netlab, wait_for
 KEEPALIVED = shutil.which("keepalived") or shutil.which("keepalived", path="/usr/sbin:/sbin")
 ROUTER_ID = 51
 MASTER_LINE = re.compile(r"\((\w+)\) Entering MASTER STATE")
+HEALTH_TIMEOUT = 1.5  # seconds `hbfork health` waits for the master: below the script timeout
 
 
 def keepalived_unavailable_reason() -> str | None:
@@ -32,7 +34,8 @@ def keepalived_config(lab: netlab.Lab, front: str, peers: list[str], priority: i
                       hbfork_config: Path, directory: Path) -> str:
     me = lab.host(front)
     peer_lines = "\n".join(f"        {lab.host(p).address}" for p in peers)
-    health = f"{sys.executable} -m hbfork health -q -c {hbfork_config}"
+    health = (f"{sys.executable} -m hbfork health -q --timeout {HEALTH_TIMEOUT:g} "
+              f"-c {hbfork_config}")
     return f"""\
 global_defs {{
     router_id {front}
@@ -42,8 +45,8 @@ global_defs {{
 vrrp_script hbfork_health {{
     script "{health}"
     interval 1
-    timeout 3
-    fall 1
+    timeout 2
+    fall 2
     rise 2
 }}
 

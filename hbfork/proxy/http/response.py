@@ -12,9 +12,9 @@ from hbfork.core import http11, http_heads
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import ChunkedBody, LengthBody, ResponseHead, UntilClose
 from hbfork.core.http_heads import HeaderMap
+from hbfork.core.http_upgrade import switch_matches
 from hbfork.core.outlier import FAILED_STATUS, OK
 from hbfork.core.reverse import LOCATION_HEADERS, map_location, map_set_cookie
-from hbfork.core.upgrade import switch_matches
 from hbfork.proxy.http.state import (
     CLOSING,
     FORWARD,

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from hbfork.core.config import Config
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import RequestHead
+from hbfork.core.http_upgrade import allowed_upgrade, parse_allowed
 from hbfork.core.lean import field_values
 from hbfork.core.reverse import ReverseMap, build_map
 from hbfork.core.routes import HOST_CACHE, HostRoutes, Route, compile_routes
 from hbfork.core.sticky import find_route, route_cookie
-from hbfork.core.upgrade import allowed_upgrade, parse_allowed
 from hbfork.core.uri import normalize_host, parse_target
 from hbfork.proxy.upstreams import PoolView, Target, Upstreams
 

@@ -55,3 +55,21 @@ def test_claim_refuses_a_file_a_live_master_owns(tmp_path: Path) -> None:
     path.write_text(f"{dead.pid}\n")
     claim(str(path), os.getpid())
     assert read_pid(str(path)) == os.getpid()
+
+
+
+def test_is_hbfork_tells_a_reused_pid_from_a_master() -> None:
+    from hbfork.system.pidfile import is_hbfork
+
+    sleep = ["-c", "import time; time.sleep(30)"]
+    # argv[0] as setproctitle leaves it ("hbfork: master"), and an unrelated process.
+    master = subprocess.Popen(["hbfork: master", *sleep], executable=sys.executable)
+    other = subprocess.Popen([sys.executable, *sleep])
+    try:
+        assert is_hbfork(master.pid)
+        assert not is_hbfork(other.pid)
+    finally:
+        for child in (master, other):
+            child.kill()
+            child.wait()
+    assert not is_hbfork(master.pid)
