@@ -119,7 +119,7 @@ def haproxy_conf(directory: Path, port: int, members: list[str]) -> str:
     statuses = " ".join(map(str, RETRY_STATUSES))
     return f"""# scripts/bench-gray: HAProxy, httpchk + observe layer7 + retry-on
 global
-    maxconn 20000
+    maxconn 4000
     pidfile {directory}/haproxy.pid
     stats socket {directory}/haproxy.sock mode 600 level user
     log stderr format short local0 warning
