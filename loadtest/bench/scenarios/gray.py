@@ -132,7 +132,13 @@ def haproxy_state(path: Path, server: str) -> str:
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
-    lines = data.decode().splitlines()
+    return stat_state(data.decode(), server)
+
+
+def stat_state(text: str, server: str) -> str:
+    """From HAProxy's `show stat` CSV: "" while `server` is in the rotation (UP, also "UP
+    1/2" while failing checks count towards fall), else its status (DOWN, MAINT, ...)."""
+    lines = text.splitlines()
     header = lines[0].lstrip("# ").split(",")
     for line in lines[1:]:
         row = dict(zip(header, line.split(","), strict=False))
