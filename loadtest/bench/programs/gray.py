@@ -50,6 +50,8 @@ class Scenario:
 
 
 SCENARIOS = {s.name: s for s in (
+    Scenario("healthy", "no fault: the reference of what each front serves here",
+             (), trigger="", ejects=False),
     Scenario("5xx-all", "answers 500 to every request at once",
              ("--fault", "status", "--fault-status", "500", "--fault-on-signal")),
     Scenario("5xx-30", "answers 502 at once to 30 % of requests",

@@ -97,13 +97,15 @@ def table(results: dict[str, Any]) -> list[str]:
             fails = [r["failures"] for r in rs]
             reqs = [r.get("requests", 0) for r in rs]
             g = ratio(runs, scenario, front, "goodput")
+            moment = scenario not in results.get("no_fault_moment", [])
             lines.append(
                 f"| {scenario} | {LABELS.get(front, front)} | {_num(reqs)} | "
                 f"{', '.join(f'{f} ({_pct(f, q)})' for f, q in zip(fails, reqs, strict=True))}"
                 f" | {_num([r.get('goodput', 0.0) for r in rs])} | "
                 f"{'-' if math.isnan(g) else f'{g:.2f}'} | "
-                f"{_num([r.get('p99', math.nan) for r in rs], '{:.1f}')} | {_out(rs)} | "
-                f"{', '.join(str(r['third_after_fault']) for r in rs)} | {_after_out(rs)} |")
+                f"{_num([r.get('p99', math.nan) for r in rs], '{:.1f}')} | "
+                + (f"{_out(rs)} | {', '.join(str(r['third_after_fault']) for r in rs)} | "
+                   f"{_after_out(rs)} |" if moment else "- | - | - |"))
     return lines
 
 
@@ -191,7 +193,10 @@ def section(results: dict[str, Any], raw: Path) -> str:
         f"{results['clients']} keep-alive clients (wrk -t2 -c{results['clients']}); the fault "
         f"starts {results['fault_at']:g} s into each run. Each front is started afresh for "
         "each run, one at a time, over the same members, and the third member afresh with it. "
-        "Failures are what the client saw: non-2xx answers plus socket errors. \"Taken out\": "
+        "Failures are what the client saw: non-2xx answers plus socket errors. Goodput / "
+        "HAProxy is the same-round ratio; the `healthy` row is each front's ceiling on this "
+        "machine with no fault (wrk, a C proxy and Python members share two cores), the "
+        "reference the other rows' ratios should be read against. \"Taken out\": "
         f"hbfork's /status.json (polled every {results['poll'] * 1000:.0f} ms: not eligible, "
         "and why), HAProxy's `show stat` (DOWN); nginx does not show it. Requests at the "
         "member are the member's own count of requests it read (for HAProxy they include "

@@ -279,6 +279,7 @@ def run_all(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         "clients": CLIENTS, "workers": WORKERS, "fault_at": FAULT_AT, "poll": POLL,
         "detection_rate": args.detection_rate, "settings": conf.settings_lines(),
         "scenarios": {n: conf.SCENARIOS[n].what for n in args.scenarios},
+        "no_fault_moment": [n for n in args.scenarios if not conf.SCENARIOS[n].trigger],
         "runs": [], "detection": []}
     started = time.monotonic()
     try:

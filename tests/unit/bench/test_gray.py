@@ -151,3 +151,11 @@ def test_the_table_has_a_row_per_front_and_the_ratio_to_haproxy() -> None:
     assert "0.05 s (ejected)" in rows[0] and "0 (0.00 %)" in rows[0]
     assert "| never |" in rows[1] and "| n/a |" in rows[2]
     assert "| 2.00 |" in rows[2]
+
+
+def test_a_scenario_without_a_fault_moment_shows_no_take_out_figures() -> None:
+    runs = [run("hbfork", "slow", 0, 1000, 90.0, out_after=0.1, out_state="ready 0",
+                third_after_out=40), run("haproxy", "slow", 0, 1000, 100.0)]
+    rows = report.table({"scenarios": {"slow": "x"}, "runs": runs,
+                         "no_fault_moment": ["slow"]})[2:]
+    assert all(row.endswith("| - | - | - |") for row in rows), rows
