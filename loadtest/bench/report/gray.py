@@ -133,11 +133,18 @@ def targets(results: dict[str, Any]) -> list[str]:
                          f"the run | {100 * worst:.2f} % (worst round) | "
                          f"{_met(worst <= AFTER_OUT_SHARE)} |")
     for r in results.get("detection", []):
+        if r.get("front", MINE) != MINE:
+            continue
         took = r.get("ejected_after")
         shown_ = "never" if took is None else f"{took:.2f} s"
         lines.append(f"| {r['scenario']} | ejected within {DETECTION_SECONDS:g} s of the fault "
                      f"at {r['rate']:,.0f} requests/s | {shown_} | "
                      f"{_met(took is not None and took <= DETECTION_SECONDS)} |")
+        share = after_out_share(r)
+        if share is not None:
+            lines.append(f"| {r['scenario']} | after the ejection, requests to the member ≤ 1 % "
+                         f"of the run, at {r['rate']:,.0f} requests/s | {100 * share:.2f} % | "
+                         f"{_met(share <= AFTER_OUT_SHARE)} |")
     return lines
 
 
@@ -154,14 +161,17 @@ def detection(results: dict[str, Any]) -> list[str]:
     rows = results.get("detection", [])
     if not rows:
         return []
-    lines = ["", f"### Detection at {rows[0]['rate']:,.0f} requests/s (hbfork alone, open loop, "
-             f"uniform arrivals, {results['duration']:g} s)", "",
-             "| scenario | fault → ejected | requests sent | client failures | requests at the "
-             "member after the fault | … after the ejection (share of the run) | p99 ms | "
-             "client lag p99 ms |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["", f"### Detection at {rows[0]['rate']:,.0f} requests/s (each front alone, open "
+             f"loop, uniform arrivals, {results['duration']:g} s, the fault "
+             f"{results['fault_at']:g} s in)", "",
+             "| scenario | front | fault → taken out | requests sent | client failures | "
+             "requests at the member after the fault | … after it was taken out (share of "
+             "the run) | p99 ms | client lag p99 ms |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        took = r.get("ejected_after")
-        lines.append(f"| {r['scenario']} | {'never' if took is None else f'{took:.2f} s'} | "
+        front = r.get("front", MINE)
+        took = r.get("ejected_after") if front == MINE else r.get("out_after")
+        lines.append(f"| {r['scenario']} | {LABELS.get(front, front)} | "
+                     f"{'never' if took is None else f'{took:.2f} s'} | "
                      f"{r.get('requests', 0):,} | {r['failures']} | {r['third_after_fault']} | "
                      f"{_after_out([r])} | {fmt_ms(r.get('p99', math.nan))} | "
                      f"{r.get('lag_p99', math.nan):.1f} |")

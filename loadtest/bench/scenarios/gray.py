@@ -20,9 +20,10 @@ p99; the moment the front took the third member out (hbfork: /status.json polled
 state "ejected" or not eligible; HAProxy: `show stat` on its stats socket, status DOWN; nginx
 shows nothing), and the requests that reached the third member after the fault began and
 after it was taken out (the member's own record, `--arrivals`). Then, for the scenarios where
-a member should be ejected, hbfork alone at a paced DETECTION_RATE requests/s
-(loadtest/bench/clients/openloop.py, uniform arrivals): the time from the fault to the
-ejection. Results: JSON in bench/results/, and with --write a section of BENCHMARKS.md.
+a member should be ejected, hbfork and HAProxy each alone at a paced DETECTION_RATE
+requests/s (loadtest/bench/clients/openloop.py, uniform arrivals): the time from the fault
+to the ejection (HAProxy's to DOWN, for comparison). Results: JSON in bench/results/, and
+with --write a section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -293,14 +294,14 @@ def run_all(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                     r["round"] = round_number
                     results["runs"].append(r)
                     show(r)
-        if args.detection_rate and "hbfork" in args.fronts:
-            for name in args.scenarios:
-                if conf.SCENARIOS[name].ejects:
-                    r = session.run(conf.SCENARIOS[name], "hbfork", f"detect-{name}",
-                                    rate=args.detection_rate)
-                    r["rate"] = args.detection_rate
-                    results["detection"].append(r)
-                    show(r)
+        detecting = [f for f in ("hbfork", "haproxy") if f in args.fronts]
+        for name in args.scenarios if args.detection_rate else []:
+            for kind in detecting if conf.SCENARIOS[name].ejects else []:
+                r = session.run(conf.SCENARIOS[name], kind, f"detect-{name}-{kind}",
+                                rate=args.detection_rate)
+                r["rate"] = args.detection_rate
+                results["detection"].append(r)
+                show(r)
     finally:
         for proc in session.healthy:
             proc.stop(timeout=10)

@@ -159,3 +159,18 @@ def test_a_scenario_without_a_fault_moment_shows_no_take_out_figures() -> None:
     rows = report.table({"scenarios": {"slow": "x"}, "runs": runs,
                          "no_fault_moment": ["slow"]})[2:]
     assert all(row.endswith("| - | - | - |") for row in rows), rows
+
+
+def test_detection_targets_are_hbforks_and_haproxy_is_shown_beside() -> None:
+    mine = run("hbfork", "hang", 0, 8000, 1.0, rate=1000.0, ejected_after=2.05,
+               out_after=2.05, out_state="ejected", third_after_out=4)
+    ref = run("haproxy", "hang", 0, 8000, 1.0, rate=1000.0, out_after=1.5, out_state="DOWN",
+              third_after_out=7)
+    data = {"scenarios": {"hang": "x"}, "runs": [], "detection": [mine, ref], "duration": 8,
+            "fault_at": 1.0}
+    lines = report.targets(data)
+    assert sum("within 1 s" in line for line in lines) == 1
+    assert any("2.05 s | **not met**" in line for line in lines)
+    assert any("0.05 % | met" in line for line in lines)
+    rows = report.detection(data)
+    assert any(row.startswith("| hang | HAProxy | 1.50 s |") for row in rows)
