@@ -229,6 +229,26 @@ def section(results: dict[str, Any], raw: Path) -> str:
         "",
         *targets(results),
         "",
-        f"Raw results: `{shown(raw)}` (not committed), configs and logs next to it.",
+        "Notes on the method:",
+        "",
+        "* Bounds set by the settings, not measured: a member that never answers is seen only "
+        "when a request to it times out, so no passive detector (hbfork's, nginx's "
+        "max_fails, HAProxy's observe) can take a hanging member out sooner than the "
+        "response timeout (2 s here); HAProxy's own check (`timeout check 1s`, fall 2) needs "
+        "2 failed checks 1 s apart. For `5xx-30`, hbfork's failure_rate (0.25 over 10 s) "
+        "counts the member's healthy history in its window: with h s of it before the fault, "
+        "the share reaches 0.25 only after 5h s of the fault (h = 1 here; with a full 10-s "
+        "window, 50 s, i.e. never within the window: ~8 s of pure failures), so a quick "
+        "ejection there comes from 5 answers in a row being 502 (0.3^5 ≈ 0.24 % of "
+        "requests), which makes its detection time a matter of chance.",
+        "* The two healthy members and the machine are shared: every figure moves with the "
+        "other engineers' load (see the load averages above); compare fronts by the "
+        "same-round ratios, and the failure scenarios' ratios against the `healthy` row's.",
+        "* wrk is closed loop: a request held by a hanging or slow member holds one of the 16 "
+        "clients, so throughput falls while any front keeps sending to it; the detection "
+        "runs are open loop (arrivals keep coming), where a held request does not slow the "
+        "others.",
+        "* Not a test: nothing here fails a build.",
+        f"* Raw results: `{shown(raw)}` (not committed), configs and logs next to it.",
     ]
     return "\n".join(lines)
