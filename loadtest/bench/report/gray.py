@@ -236,11 +236,11 @@ def section(results: dict[str, Any], raw: Path) -> str:
         "max_fails, HAProxy's observe) can take a hanging member out sooner than the "
         "response timeout (2 s here); HAProxy's own check (`timeout check 1s`, fall 2) needs "
         "2 failed checks 1 s apart. For `5xx-30`, hbfork's failure_rate (0.25 over 10 s) "
-        "counts the member's healthy history in its window: with h s of it before the fault, "
-        "the share reaches 0.25 only after 5h s of the fault (h = 1 here; with a full 10-s "
-        "window, 50 s, i.e. never within the window: ~8 s of pure failures), so a quick "
-        "ejection there comes from 5 answers in a row being 502 (0.3^5 ≈ 0.24 % of "
-        "requests), which makes its detection time a matter of chance.",
+        "counts the member's healthy history in its window: the share 0.3 t / (h + t) after "
+        "t s of the fault with h s of history reaches 0.25 at t = 5 h, i.e. 5 s here (h = "
+        "1 s) and 8.3 s for a member that had been healthy for the whole 10-s window, so a "
+        "quicker ejection there comes from 5 answers in a row being 502 (0.3^5 ≈ 0.24 % of "
+        "requests): its detection time is a matter of chance.",
         "* The two healthy members and the machine are shared: every figure moves with the "
         "other engineers' load (see the load averages above); compare fronts by the "
         "same-round ratios, and the failure scenarios' ratios against the `healthy` row's.",
