@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.bench.paths import shown
+from loadtest.bench.programs.gray import SCENARIOS
 from loadtest.bench.stats import fmt_ms, median
 
 REF, MINE = "haproxy", "hbfork"
@@ -105,8 +106,38 @@ def table(results: dict[str, Any]) -> list[str]:
                 f"{'-' if math.isnan(g) else f'{g:.2f}'} | "
                 f"{_num([r.get('p99', math.nan) for r in rs], '{:.1f}')} | "
                 + (f"{_out(rs)} | {', '.join(str(r['third_after_fault']) for r in rs)} | "
-                   f"{_after_out(rs)} |" if moment else "- | - | - |"))
+                   f"{_after_out(rs)} |" if moment else
+                   f"- | {', '.join(str(r['third_after_fault']) for r in rs)} (the whole run) "
+                   "| - |"))
     return lines
+
+
+def held(results: dict[str, Any]) -> list[str]:
+    """For a member slow from the start: its requests x its service time / the run's length
+    = the requests it held on average, per front (Little's law), from the member's count."""
+    lines = []
+    for scenario in results.get("no_fault_moment", []):
+        delay = delay_ms(scenario)
+        rs = [r for r in results["runs"] if r["scenario"] == scenario]
+        if not delay or not rs:
+            continue
+        per_front: dict[str, list[float]] = defaultdict(list)
+        for r in rs:
+            per_front[r["front"]].append(r["third_after_fault"] * delay / 1000
+                                         / results["duration"])
+        lines.append(f"* `{scenario}`: requests the {delay:g}-ms member held on average "
+                     "(its requests x its service time / the run's length): " + "; ".join(
+                         f"{LABELS.get(f, f)} {', '.join(f'{v:.1f}' for v in vs)}"
+                         for f, vs in per_front.items())
+                     + f", of the {results.get('clients', 16)} clients.")
+    return lines
+
+
+def delay_ms(scenario: str) -> float:
+    spec = SCENARIOS.get(scenario)
+    if spec is None or "--delay-ms" not in spec.args:
+        return 0.0
+    return float(spec.args[spec.args.index("--delay-ms") + 1])
 
 
 def targets(results: dict[str, Any]) -> list[str]:
@@ -231,6 +262,7 @@ def section(results: dict[str, Any], raw: Path) -> str:
         "",
         "Notes on the method:",
         "",
+        *held(results),
         "* Bounds set by the settings, not measured: a member that never answers is seen only "
         "when a request to it times out, so no passive detector (hbfork's, nginx's "
         "max_fails, HAProxy's observe) can take a hanging member out sooner than the "

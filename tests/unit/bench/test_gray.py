@@ -158,7 +158,16 @@ def test_a_scenario_without_a_fault_moment_shows_no_take_out_figures() -> None:
                 third_after_out=40), run("haproxy", "slow", 0, 1000, 100.0)]
     rows = report.table({"scenarios": {"slow": "x"}, "runs": runs,
                          "no_fault_moment": ["slow"]})[2:]
-    assert all(row.endswith("| - | - | - |") for row in rows), rows
+    assert all(row.endswith("| - | 0 (the whole run) | - |") for row in rows), rows
+
+
+def test_what_a_slow_member_held_is_its_requests_times_its_delay() -> None:
+    runs = [run("hbfork", "slow", 0, 1000, 90.0, third_after_fault=320),
+            run("haproxy", "slow", 0, 1000, 100.0, third_after_fault=240)]
+    lines = report.held({"runs": runs, "no_fault_moment": ["slow", "healthy"], "duration": 8})
+    assert lines == ["* `slow`: requests the 200-ms member held on average (its requests x "
+                     "its service time / the run's length): hbfork 8.0; HAProxy 6.0, of the "
+                     "16 clients."]
 
 
 def test_detection_targets_are_hbforks_and_haproxy_is_shown_beside() -> None:
