@@ -165,7 +165,11 @@ class Session:
                                 WORKERS, extra, arrivals)
         proc = Proc(name, argv, self.workdir / f"member-{name}.log", cwd=self.home,
                     env=self.env)
-        wait_http(ip, self.port)
+        try:
+            wait_http(ip, self.port)
+        except BaseException:
+            proc.stop(timeout=5)
+            raise
         return proc
 
     def start_front(self, kind: str, where: Path) -> servers.Server:
@@ -190,9 +194,13 @@ class Session:
             proc = servers.spawn(kind, ["nginx", "-p", str(where), "-c", str(path), "-e",
                                         "stderr"], where)
         server = servers.Server(kind, "127.0.0.1", port, proc, where, info)
-        if kind == "hbfork":
-            servers.wait_members(server, len(self.members))
-        servers.wait_http(server, timeout=30)
+        try:
+            if kind == "hbfork":
+                servers.wait_members(server, len(self.members))
+            servers.wait_http(server, timeout=30)
+        except BaseException:
+            proc.stop(timeout=5)
+            raise
         return server
 
     def run(self, scenario: conf.Scenario, kind: str, tag: str,
@@ -203,11 +211,13 @@ class Session:
         where.mkdir(parents=True)
         arrivals = where / "arrivals.json"
         third = self.member(THIRD[0], THIRD[1], scenario.args, arrivals)
-        front = self.start_front(kind, where / kind)
-        watcher = Watcher(front, self.third)
+        front: servers.Server | None = None
+        watcher: Watcher | None = None
         marks: dict[str, float] = {}
         timer = None
         try:
+            front = self.start_front(kind, where / kind)
+            watcher = Watcher(front, self.third)
             if kind == "hbfork":
                 before = servers.status(front)["totals"]
             watcher.start()
@@ -238,13 +248,15 @@ class Session:
                 after = servers.status(front)["totals"]
                 result["hbfork_totals"] = {k: after[k] - before.get(k, 0) for k in after
                                            if isinstance(after[k], int)}
-        finally:
-            watcher.stopped.set()
-            watcher.join()
+        finally:   # what was started is stopped, even when the front did not start
+            if watcher is not None and watcher.is_alive():
+                watcher.stopped.set()
+                watcher.join()
             if timer:
                 timer.cancel()
             third.stop(timeout=10)
-            front.stop()
+            if front is not None:
+                front.stop()
         seen = json.loads(arrivals.read_text()) if arrivals.exists() else {}
         times = seen.get("arrivals") or []
         fault = seen.get("fault_started") or marks.get("fault", started)
@@ -284,7 +296,8 @@ def run_all(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         "runs": [], "detection": []}
     started = time.monotonic()
     try:
-        session.healthy = [session.member(name, ip) for name, ip in HEALTHY]
+        for name, ip in HEALTHY:   # one by one: the finally stops those that started
+            session.healthy.append(session.member(name, ip))
         for round_number in range(args.rounds):
             k = round_number % len(args.fronts)
             order = args.fronts[k:] + args.fronts[:k]
