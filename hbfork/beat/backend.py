@@ -29,12 +29,25 @@ SHA-256. `Connection: Upgrade` gets 101 and the connection echoes bytes from the
 "gray failure"): on a share `--fault-rate` of requests it answers `--fault-status` at once
 (status), reads the request and never answers (hang), or resets the connection (reset). Such
 requests are not counted in the heartbeat's load: the web server (or heartbeat thread) that
-beats does not see its application failing.
+beats does not see its application failing. With `--fault-on-signal` the fault starts only at
+SIGHUP (a bad deploy breaking a running member; another SIGHUP ends it), so a benchmark can
+time the moment it began.
 
 `--health-file FILE` gives it a health URL, `/health`, for active checks: it answers as FILE
 says when the request comes: absent or empty, 200 "OK"; a status ("500", "302"), that status
 (body "FAIL" unless 200; a 3xx has `Location: /elsewhere`); "hang", never an answer. Tests
 rewrite FILE to make the application fail and recover while the heartbeats go on.
+
+`--stop graceful` makes SIGTERM a graceful stop as application servers do it (Tomcat/Spring
+Boot's graceful shutdown, Apache's graceful-stop): the heartbeats stop, idle keep-alive
+connections are closed at once (FIN; a request that races the close meets a reset), requests in
+flight are answered with `Connection: close`, and the server stops accepting while its
+listening socket stays open for `--stop-drain` seconds, so the kernel still completes new
+connections into the backlog; when the socket closes, those are reset. The default
+(`--stop abort`) drops every connection and closes the listener at once.
+`--arrivals FILE` writes, at exit, when each request was read (time.monotonic(), the same clock
+for every process on the host) and when the fault began, as JSON, so a benchmark can count the
+requests that still reached this member after a front took it out.
 """
 
 from __future__ import annotations
@@ -47,6 +60,7 @@ import random
 import signal
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -62,9 +76,16 @@ REASONS = {200: "OK", 101: "Switching Protocols", 204: "No Content", 304: "Not M
 class Backend:
     def __init__(self, name: str, capacity: int, delay_ms: float, workers: int = 0,
                  jitter_ms: float = 0.0, seed: int | None = None, fault: str = "none",
-                 fault_rate: float = 1.0, fault_status: int = 500) -> None:
+                 fault_rate: float = 1.0, fault_status: int = 500,
+                 fault_active: bool = True) -> None:
         self.fault, self.fault_rate, self.fault_status = fault, fault_rate, fault_status
         self.health_file = ""  # --health-file: see _health
+        self.fault_active = fault_active      # False with --fault-on-signal until SIGHUP
+        self.fault_started: float | None = \
+            time.monotonic() if fault_active and fault != "none" else None
+        self.arrivals: list[float] | None = None   # --arrivals: when each request was read
+        self.stopping = False   # a graceful stop began: answer with Connection: close
+        self.idle: set[asyncio.StreamWriter] = set()  # connections waiting for a request
         self.name = name
         self.capacity = capacity
         self.delay_ms = delay_ms
@@ -82,6 +103,19 @@ class Backend:
         self.beacon: Beacon | None = None
         self.writers: set[asyncio.StreamWriter] = set()
 
+    def toggle_fault(self) -> None:
+        """SIGHUP with --fault-on-signal: the fault starts (or stops) now."""
+        self.fault_active = not self.fault_active
+        if self.fault_active:
+            self.fault_started = time.monotonic()
+
+    def begin_graceful_stop(self) -> None:
+        """Answer what is in flight with Connection: close; close idle connections now."""
+        self.stopping = True
+        self.beating = False
+        for writer in list(self.idle):
+            writer.close()
+
     def load(self) -> tuple[int, int]:
         """(ready, busy) as the heartbeat reports them."""
         if self.workers > 0:
@@ -91,23 +125,29 @@ class Backend:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.writers.add(writer)
         try:
-            while await self._one_request(reader, writer):
+            while not self.stopping and await self._one_request(reader, writer):
                 pass
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError,
                 ValueError):
             pass
         finally:
             self.writers.discard(writer)
+            self.idle.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
     async def _one_request(self, reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter) -> bool:
+        self.idle.add(writer)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError:
             return False
+        finally:
+            self.idle.discard(writer)
+        if self.arrivals is not None:
+            self.arrivals.append(time.monotonic())
         lines = head.decode("latin-1").split("\r\n")
         method, target, version = lines[0].split(" ", 2)
         headers = {}
@@ -117,7 +157,8 @@ class Backend:
                 headers[key.strip().lower()] = value.strip()
         if self.health_file and target.split("?", 1)[0] == "/health":
             return await self._health(reader, writer, method)
-        if self.fault != "none" and self.random.random() < self.fault_rate:
+        if self.fault != "none" and self.fault_active and \
+                self.random.random() < self.fault_rate:
             return await self._faulty(reader, writer, method, headers)
         self.inflight += 1
         self.requests += 1
@@ -148,7 +189,7 @@ class Backend:
             self.fault_status, REASONS.get(self.fault_status, "Error").encode(), len(body),
             self.name.encode()) + (b"" if method == "HEAD" else body))
         await writer.drain()
-        return True
+        return not self.stopping
 
     async def _health(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       method: str) -> bool:
@@ -207,7 +248,7 @@ class Backend:
             await self._upgrade(reader, writer, query.get("switch_to", offered))
             return False
         keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "") \
-            and query.get("close") != "1"
+            and query.get("close") != "1" and not self.stopping
         await self._respond(writer, method, query, headers, head, body_len, digest, keep)
         return keep
 
@@ -306,23 +347,39 @@ class Backend:
             await writer.drain()
 
 
-async def _main(host: str, port: int, backend: Backend) -> None:
-    server = await asyncio.start_server(backend.serve, host, port, limit=MAX_HEAD,
-                                        backlog=1024, reuse_address=True)
+async def _main(host: str, port: int, backend: Backend, stop_mode: str = "abort",
+                drain: float = 1.0) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, backlog=1024,
+                                    reuse_port=False)
+    # A second descriptor of the listening socket: asyncio's close() of its own leaves the
+    # socket listening (the kernel still completes connections) until this one is closed.
+    held = listener.dup()
+    server = await asyncio.start_server(backend.serve, sock=listener, limit=MAX_HEAD)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, lambda: setattr(backend, "beating", False))
     loop.add_signal_handler(signal.SIGUSR2, lambda: setattr(backend, "beating", True))
+    loop.add_signal_handler(signal.SIGHUP, backend.toggle_fault)
     beat_task = asyncio.create_task(_beat(backend))
-    await stop.wait()
-    beat_task.cancel()
-    server.close()
-    for writer in list(backend.writers):
-        writer.transport.abort()  # connection tasks see EOF and end on their own
-    await asyncio.sleep(0)
-    await server.wait_closed()
+    try:
+        await stop.wait()
+        beat_task.cancel()
+        server.close()   # no more accept()s; `held` keeps the socket listening
+        if stop_mode == "graceful":
+            backend.begin_graceful_stop()
+            deadline = loop.time() + drain
+            while loop.time() < deadline:
+                await asyncio.sleep(0.01)
+        held.close()     # connections still in the backlog are reset by the kernel
+        for writer in list(backend.writers):
+            writer.transport.abort()  # connection tasks see EOF and end on their own
+        await asyncio.sleep(0)
+        await server.wait_closed()
+    finally:
+        held.close()
 
 
 async def _beat(backend: Backend) -> None:
@@ -339,19 +396,28 @@ def run(listen: str, heartbeat_to: str | None, capacity: int, delay_ms: float, n
         interval: float = 1.0, send_port: bool = True, key: bytes | None = None,
         workers: int = 0, jitter_ms: float = 0.0, seed: int | None = None,
         fault: str = "none", fault_rate: float = 1.0, fault_status: int = 500,
-        health_file: str = "") -> int:
+        health_file: str = "", fault_on_signal: bool = False, stop: str = "abort",
+        stop_drain: float = 1.0, arrivals: str | None = None) -> int:
     from hbfork.core.addresses import parse_endpoint
 
     endpoint = parse_endpoint(listen)
     backend = Backend(name or str(endpoint), capacity, delay_ms, workers, jitter_ms, seed,
-                      fault, fault_rate, fault_status)
+                      fault, fault_rate, fault_status, fault_active=not fault_on_signal)
+    if arrivals:
+        backend.arrivals = []
     backend.health_file = health_file
     if heartbeat_to:
         target = parse_endpoint(heartbeat_to)
         backend.beacon = Beacon(target.sockaddr, port=endpoint.port if send_port else None,
                                 source=endpoint.host, interval=interval, key=key)
     try:
-        asyncio.run(_main(endpoint.host, endpoint.port, backend))
+        asyncio.run(_main(endpoint.host, endpoint.port, backend, stop, stop_drain))
     except KeyboardInterrupt:
         pass
+    finally:
+        if arrivals:
+            with open(arrivals, "w", encoding="utf-8") as out:
+                json.dump({"name": backend.name, "requests": backend.requests,
+                           "fault_started": backend.fault_started,
+                           "arrivals": backend.arrivals}, out)
     return 0

@@ -62,7 +62,9 @@ def cmd_backend(args: argparse.Namespace) -> int:
                        args.interval, send_port=not args.no_port, workers=args.workers,
                        jitter_ms=args.delay_jitter, seed=args.seed, fault=args.fault,
                        fault_rate=args.fault_rate, fault_status=args.fault_status,
-                       health_file=args.health_file)
+                       health_file=args.health_file,
+                       fault_on_signal=args.fault_on_signal, stop=args.stop,
+                       stop_drain=args.stop_drain, arrivals=args.arrivals)
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
@@ -116,6 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="answer /health as FILE says: absent 200, a status, or hang")
     backend.add_argument("--fault-status", type=int, default=500,
                          help="the status --fault status answers (default 500)")
+    backend.add_argument("--fault-on-signal", action="store_true",
+                         help="the --fault starts at SIGHUP (and stops at the next), not at "
+                              "start")
+    backend.add_argument("--stop", choices=("abort", "graceful"), default="abort",
+                         help="SIGTERM: drop every connection at once (abort, default), or "
+                              "stop gracefully: stop beating and accepting, close idle "
+                              "keep-alive connections, answer requests in flight, reset what "
+                              "waits in the backlog after --stop-drain")
+    backend.add_argument("--stop-drain", type=float, default=1.0, metavar="SECONDS",
+                         help="--stop graceful: seconds the listening socket stays open "
+                              "(not accepting) before it closes (default 1)")
+    backend.add_argument("--arrivals", metavar="FILE",
+                         help="at exit, write when each request was read (monotonic "
+                              "seconds) and when the fault began, as JSON")
     backend.add_argument("--no-port", action="store_true",
                          help="omit port= from heartbeats, as Apache's mod_heartbeat does")
     backend.set_defaults(func=cmd_backend)

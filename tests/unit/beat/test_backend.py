@@ -133,3 +133,60 @@ def test_jitter_is_exponential_on_top_of_the_delay() -> None:
     assert min(seen) >= 0.010
     mean_extra = sum(s - 0.010 for s in seen) / len(seen)
     assert 0.015 < mean_extra < 0.025   # mean 20 ms; 400 draws keep it well inside this
+
+
+async def keepalive_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        query: str = "x=1") -> tuple[int, bytes]:
+    """One GET on a kept-alive connection: (status, the head as received)."""
+    writer.write(f"GET /?{query} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(next(line.split(b": ", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))
+    await reader.readexactly(length)
+    return int(head.split()[1]), head
+
+
+def test_a_fault_on_signal_starts_only_when_toggled() -> None:
+    backend = Backend("f", capacity=10, delay_ms=0, fault="status", fault_status=503,
+                      fault_active=False)
+    backend.arrivals = []
+
+    async def body(port: int) -> None:
+        conn = await asyncio.open_connection("127.0.0.1", port)
+        assert (await asyncio.wait_for(keepalive_get(*conn), DEADLINE))[0] == 200
+        assert backend.fault_started is None
+        backend.toggle_fault()
+        started = backend.fault_started
+        assert started is not None
+        assert (await asyncio.wait_for(keepalive_get(*conn), DEADLINE))[0] == 503
+        backend.toggle_fault()                       # the next SIGHUP ends it
+        assert (await asyncio.wait_for(keepalive_get(*conn), DEADLINE))[0] == 200
+        assert backend.fault_started == started      # when it began is kept
+        conn[1].close()
+
+    asyncio.run(serving(backend, body))
+    assert len(backend.arrivals) == 3 and backend.arrivals == sorted(backend.arrivals)
+
+
+def test_a_graceful_stop_closes_idle_connections_and_answers_the_busy_with_close() -> None:
+    backend = Backend("g", capacity=10, delay_ms=0)
+
+    async def body(port: int) -> None:
+        idle = await asyncio.open_connection("127.0.0.1", port)
+        busy = await asyncio.open_connection("127.0.0.1", port)
+        assert (await keepalive_get(*idle))[0] == 200          # now idle, kept alive
+        gate = gated(backend)
+        answer = asyncio.create_task(keepalive_get(*busy, "delay=1"))
+        await until(lambda: backend.inflight == 1)
+        backend.begin_graceful_stop()
+        assert backend.beating is False
+        # closed without a request
+        assert await asyncio.wait_for(idle[0].read(), DEADLINE) == b""
+        gate.set()
+        status, head = await asyncio.wait_for(answer, DEADLINE)
+        assert status == 200 and b"Connection: close" in head  # answered, then closed
+        assert await asyncio.wait_for(busy[0].read(), DEADLINE) == b""
+        for _, writer in (idle, busy):
+            writer.close()
+
+    asyncio.run(serving(backend, body))
