@@ -13,8 +13,13 @@ capacity back (capped at ready + in_flight_at_report: what the member has in all
 also respects the member's capacity, `ready + busy` from its last heartbeat (or a configured
 `max_conns`): a member with that many requests of ours in flight is full and is not picked.
 
-    corrected (default)   P(m) proportional to effective(m); when every member with room is
-                          at 0, the reported `ready` shares (never refuse while members are up)
+    corrected (default)   P(m) proportional to effective(m) x speed(m); when every member with
+                          room is at 0, the reported `ready` shares (never refuse while members
+                          are up). speed(m) is the pool's fastest recent response time over
+                          m's (1 for the fastest): a member that answers in 200 ms while the
+                          others take 2 ms gets its idle capacity refilled a hundred times more
+                          slowly, instead of at once (every slot it frees is an effective ready
+                          of 1), which kept it full and held clients there
     reported              P(m) proportional to ready(m) (Apache's lbmethod_heartbeat), still
                           within capacity
     p2c                   two members with room drawn at random, the one with more effective
@@ -55,6 +60,7 @@ class Members:
     ready: list[int] = field(default_factory=list)      # reported (capped, ramped) ready
     capacity: list[int] = field(default_factory=list)   # most requests in flight at once
     at_report: list[int] = field(default_factory=list)  # ours in flight when it reported
+    speed: list[float] = field(default_factory=list)    # (0, 1]: relative response speed
     by_capacity: Picker = field(default_factory=Picker)
     by_ready: Picker = field(default_factory=Picker)
 
@@ -67,6 +73,7 @@ class Members:
         self.ready = [e[2] for e in chosen]
         self.capacity = [e[3] for e in chosen]
         self.at_report = [e[4] for e in chosen]
+        self.speed = [1.0] * len(chosen)
         self.by_capacity.load([(0, i, c) for i, c in enumerate(self.capacity) if c], generation)
         self.by_ready.load([(0, i, r) for i, r in enumerate(self.ready) if r], generation)
 
@@ -102,7 +109,7 @@ def _corrected(m: Members, in_flight: InFlight, rand: Callable[[], float],
             continue  # a retry: draw again rather than look at everyone
         now = in_flight(slot)
         if now < capacity[i] and \
-                rand() * capacity[i] < effective(m.ready[i], now, m.at_report[i]):
+                rand() * capacity[i] < effective(m.ready[i], now, m.at_report[i]) * m.speed[i]:
             return slot
     return _scan(m, in_flight, rand, excluded, corrected=True)
 
@@ -124,7 +131,8 @@ def _scan(m: Members, in_flight: InFlight, rand: Callable[[], float],
           excluded: set[int] | frozenset[int], corrected: bool) -> int | None:
     """Every member once: weights of those with room, by effective ready (corrected) with the
     reported shares as the fallback; FULL when none has both room and something to give."""
-    weights, fallback = [], []
+    weights: list[float] = []
+    fallback: list[float] = []
     for i, slot in enumerate(m.slots):
         if slot in excluded:
             weights.append(0)
@@ -133,8 +141,8 @@ def _scan(m: Members, in_flight: InFlight, rand: Callable[[], float],
         now = in_flight(slot)
         room = now < m.capacity[i]
         fallback.append(m.ready[i] if room else 0)
-        weights.append(effective(m.ready[i], now, m.at_report[i]) if room and corrected
-                       else fallback[-1])
+        weights.append(effective(m.ready[i], now, m.at_report[i]) * m.speed[i]
+                       if room and corrected else fallback[-1])
     if not any(weights):
         weights = fallback
     if not any(weights):
@@ -168,9 +176,9 @@ def _p2c(m: Members, weighting: str, in_flight: InFlight, rand: Callable[[], flo
     return m.slots[best]
 
 
-def _draw(weights: list[int], r: float) -> int:
+def _draw(weights: list[float], r: float) -> int:
     target = r * sum(weights)
-    running = 0
+    running = 0.0
     for i, weight in enumerate(weights):
         running += weight
         if target < running:
@@ -191,3 +199,33 @@ def ramp(weight: int, seconds_up: float, slow_start: float) -> int:
     if slow_start <= 0 or seconds_up >= slow_start or weight <= 0:
         return weight
     return max(1, int(weight * max(0.0, seconds_up) / slow_start))
+
+
+class ServiceTimes:
+    """A worker's recent response times per member slot (a moving average), and the speeds
+    the corrected pick weighs members by (Members.speed)."""
+
+    __slots__ = ("seconds",)
+    WEIGHT = 0.1          # of the newest response in the average
+    FLOOR = 0.001         # the smallest speed: a slow member still gets a trickle (and so
+                          # a chance to show it is fast again)
+
+    def __init__(self) -> None:
+        self.seconds: dict[int, float] = {}
+
+    def observe(self, slot: int, seconds: float) -> None:
+        known = self.seconds.get(slot)
+        self.seconds[slot] = seconds if known is None else \
+            known + self.WEIGHT * (seconds - known)
+
+    def forget(self, slot: int) -> None:
+        self.seconds.pop(slot, None)
+
+    def speeds(self, slots: list[int]) -> list[float]:
+        """Each slot's fastest-over-its-own ratio among `slots` (1 when unknown)."""
+        known = [self.seconds[s] for s in slots if s in self.seconds]
+        if len(known) < 2:
+            return [1.0] * len(slots)
+        fastest = max(min(known), 1e-6)
+        return [max(self.FLOOR, min(1.0, fastest / max(self.seconds.get(s, fastest), 1e-6)))
+                for s in slots]

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hbfork.core.balancing import (
     FULL,
     Members,
+    ServiceTimes,
     capacity_of,
     choose,
     effective,
@@ -137,3 +138,37 @@ def test_tiers_lowest_usable_one_only() -> None:
 ])
 def test_slow_start_ramps_linearly(weight: int, up: float, window: float, ramped: int) -> None:
     assert ramp(weight, up, window) == ramped
+
+
+def test_a_slow_member_is_refilled_by_its_speed() -> None:
+    """A member 100x slower than the other: each of its slots that frees is worth a hundredth
+    of the other's (corrected), instead of being refilled at once."""
+    m = members((1, 8, 16, 0), (2, 8, 16, 0))
+    times = ServiceTimes()
+    for _ in range(50):
+        times.observe(1, 0.002)
+        times.observe(2, 0.200)
+    m.speed = times.speeds(m.slots)
+    assert m.speed[0] == 1.0 and m.speed[1] == pytest.approx(0.01, rel=0.05)
+    got = shares(m, "corrected", "weighted", {})
+    assert got[2] == pytest.approx(0.01 / 1.01, abs=0.004)
+    assert shares(m, "reported", "weighted", {})[2] == pytest.approx(0.5, abs=0.02)  # Apache's
+
+
+def test_speeds_need_two_known_members_and_have_a_floor() -> None:
+    times = ServiceTimes()
+    assert times.speeds([1, 2]) == [1.0, 1.0]
+    times.observe(1, 0.001)
+    assert times.speeds([1, 2]) == [1.0, 1.0]  # nothing to compare with yet
+    times.observe(2, 100.0)
+    assert times.speeds([1, 2]) == [1.0, ServiceTimes.FLOOR]
+    times.forget(2)
+    assert times.speeds([1, 2]) == [1.0, 1.0]
+
+
+def test_the_average_follows_a_member_that_recovers() -> None:
+    times = ServiceTimes()
+    times.observe(1, 0.2)
+    for _ in range(60):
+        times.observe(1, 0.002)
+    assert times.seconds[1] < 0.004
