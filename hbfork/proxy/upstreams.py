@@ -59,7 +59,14 @@ RESERVE_TRIES = 4  # picks a request makes when other workers keep taking the la
 
 # sticky() when the session's member is known but cannot serve it now
 STICKY_DOWN = "down"
-__all__ = ["FULL", "STICKY_DOWN", "PoolView", "Target", "Upstreams"]
+# Why acquire() found no member (Unavailable.reason).
+NO_MEMBER = "no member"            # none of the pool can serve at all
+TRIED_ALL = "tried all"            # those that could were tried for this request already
+RETRIES_SPENT = "retries spent"    # the request was tried `retries` times over
+SESSION_DOWN = "session down"      # its sticky session's member is down (nofailover)
+STICKY_HIT, STICKY_LOST = 1, 2     # the request went to its session's member / it could not
+__all__ = ["FULL", "STICKY_DOWN", "Acquired", "Acquiring", "PoolView", "Target",
+           "Unavailable", "Upstreams", "Wait"]
 
 
 Entry = tuple[int, int, int, int, int]  # (tier, slot, weight, capacity, at_report)
@@ -129,7 +136,92 @@ def _or(value: float | int | None, default: float | int) -> float | int:
     return default if value is None else value
 
 
-class Upstreams:
+# --- what acquire() answers
+
+
+class Acquired:
+    """A member with room for the request, already counted in flight there (call finished()
+    when the request ends or never went). `sticky`: 0, STICKY_HIT or STICKY_LOST."""
+    __slots__ = ("sticky", "target")
+
+    def __init__(self, target: Target, sticky: int = 0) -> None:
+        self.target, self.sticky = target, sticky
+
+
+class Wait:
+    """Members are up but none has room now: the request waits in the front queue.
+    `pinned`: it waits for its session's own member, not for any."""
+    __slots__ = ("pinned", "sticky")
+
+    def __init__(self, pinned: bool, sticky: int = 0) -> None:
+        self.pinned, self.sticky = pinned, sticky
+
+
+class Unavailable:
+    """No member can take the request (`reason`: NO_MEMBER, TRIED_ALL, RETRIES_SPENT or
+    SESSION_DOWN)."""
+    __slots__ = ("reason", "sticky")
+
+    def __init__(self, reason: str, sticky: int = 0) -> None:
+        self.reason, self.sticky = reason, sticky
+
+
+Acquisition = Acquired | Wait | Unavailable
+
+
+class Acquiring:
+    """acquire(), over the picker's primitives (choose, reserve, sticky, queue_ahead): the one
+    place where a request or a TCP connection gets its member."""
+
+    __slots__ = ()
+
+    def acquire(self, pool: PoolView, now: float, excluded: set[int] | None = None,
+                sticky_route: str | None = None, queued: bool = False,
+                failover: bool = True) -> Acquisition:
+        """A member of `pool` for a request that tried the slots in `excluded` already
+        (`queued`: it comes from the front queue; `now`: the loop's clock). A sticky session's
+        member is taken when it can serve (a busy one is waited for); when it cannot, the
+        request goes to another member unless the pool has nofailover (or `failover` is
+        False: the caller has its own way to fail over). A request that has not
+        tried yet goes behind the front queue's old waiters."""
+        if excluded and len(excluded) > pool.retries:
+            return Unavailable(RETRIES_SPENT)
+        outcome = 0
+        if sticky_route is not None:
+            found = self.sticky(pool, sticky_route)
+            if isinstance(found, Target) and (not excluded or found.slot not in excluded):
+                if not self.reserve(found):
+                    return Wait(True)  # busy: wait for it, not for another
+                return Acquired(found, STICKY_HIT)
+            if found is not None:  # its member is down, or refused this very request
+                outcome = STICKY_LOST
+                if pool.settings.nofailover or not failover:
+                    return Unavailable(SESSION_DOWN, outcome)
+        if not queued and not excluded and self.queue_ahead(pool, now):
+            return Wait(False, outcome)  # others wait already: behind them, in arrival order
+        target = self.choose(excluded, pool)
+        if target is None:
+            return Unavailable(TRIED_ALL if excluded else NO_MEMBER, outcome)
+        if target == FULL:
+            return Wait(False, outcome)
+        return Acquired(target, outcome)  # type: ignore[arg-type]  # a Target
+
+    # the primitives (Upstreams' own; a test's picker has its own)
+    def sticky(self, pool: PoolView, route: str) -> Target | str | None:
+        raise NotImplementedError
+
+    def reserve(self, target: Target) -> bool:
+        raise NotImplementedError
+
+    def queue_ahead(self, pool: PoolView, now: float) -> bool:
+        raise NotImplementedError
+
+    def choose(self, excluded: set[int] | None = None,
+               pool: PoolView | None = None) -> Target | int | None:
+        raise NotImplementedError
+
+
+class Upstreams(Acquiring):
     def __init__(self, table: Table, record: memoryview, config: Config | None = None,
                  rng: random.Random | None = None) -> None:
         self.table = table

@@ -23,10 +23,10 @@ import time
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import IDEMPOTENT, LengthBody
 from hbfork.core.lean import replace_host, without_hop_fields
-from hbfork.proxy.http.state import FORWARD, HEAD, MAX_RESPONSE_HEAD, STICKY_HIT, ExchangeState
+from hbfork.proxy.http.state import FORWARD, HEAD, MAX_RESPONSE_HEAD, ExchangeState
 from hbfork.proxy.loop import READ, WRITE
 from hbfork.proxy.tls import WOULD_BLOCK
-from hbfork.proxy.upstreams import Target
+from hbfork.proxy.upstreams import Acquired
 
 KEEP_END, CLOSE_END = b"\r\n", b"Connection: close\r\n\r\n"
 
@@ -67,24 +67,12 @@ class FastPath(ExchangeState):
         pool = decision.pool
         if pool is None or not decision.fast or pool.tls_context is not None:
             return self._read_slowly(n)
-        upstreams = ctx.upstreams
-        found: Target | int | str | None = None
-        if pool.sticky:
-            route = ctx.router.sticky_route_lean(decision, head, target)
-            if route is not None:
-                found = upstreams.sticky(pool, route)
-                if found is not None:  # the route names a member: it, or the general path
-                    if not isinstance(found, Target) or not upstreams.reserve(found):
-                        return self._read_slowly(n)  # down, or busy: failover or waiting
-                    self.sticky_route, self.sticky_outcome = route, STICKY_HIT
-                else:
-                    self.sticky_route = route  # no member has it: a weighted pick
-        if found is None:
-            found = None if upstreams.queue_ahead(pool, ctx.loop.now) else \
-                upstreams.choose(None, pool)
-        if not isinstance(found, Target):
-            self.sticky_route = None
-            return self._read_slowly(n)  # queueing or 503: the general path's business
+        route = ctx.router.sticky_route_lean(decision, head, target) if pool.sticky else None
+        got = ctx.upstreams.acquire(pool, ctx.loop.now, None, route, False, False)
+        if type(got) is not Acquired:
+            return self._read_slowly(n)  # waiting, failover or 503: the general path's
+        found = got.target
+        self.sticky_route, self.sticky_outcome = route, got.sticky
         # From here the request is counted in flight to `found`; it is this session's.
         self.exchange_started = time.monotonic()
         self.lean_head = head

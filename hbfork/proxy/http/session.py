@@ -53,7 +53,6 @@ from hbfork.proxy.http.failures import Failures
 from hbfork.proxy.http.fast import FastPath
 from hbfork.proxy.http.member import MemberSide
 from hbfork.proxy.http.response import ResponseRelay, hsts_line
-from hbfork.proxy.http.router import Decision
 from hbfork.proxy.http.state import (
     CLOSING,
     DRAIN_IDLE_GRACE,
@@ -61,14 +60,21 @@ from hbfork.proxy.http.state import (
     HEAD,
     LINGER_BYTES,
     RETRY_AFTER,
-    STICKY_HIT,
-    STICKY_LOST,
     TUNNEL,
 )
 from hbfork.proxy.http.waiting import Waiting
 from hbfork.proxy.loop import READ
 from hbfork.proxy.tls import TlsWriter
-from hbfork.proxy.upstreams import FULL, PoolView, Target
+from hbfork.proxy.upstreams import (
+    RETRIES_SPENT,
+    SESSION_DOWN,
+    TRIED_ALL,
+    Acquired,
+    PoolView,
+    Target,
+    Unavailable,
+    Wait,
+)
 
 PLAIN = ListenSettings()  # a plain listener's options (tests and direct use)
 
@@ -245,16 +251,18 @@ class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Wai
         ctx, decision = self.ctx, self.decision
         assert decision is not None and decision.pool is not None
         pool = decision.pool
-        if len(self.tried) > pool.retries:
-            return self._fail(502, "no member accepted the connection")
-        target = self._pick(pool, decision)
-        if target is None:
-            return  # answered, or waiting in the queue
+        got = ctx.upstreams.acquire(pool, ctx.loop.now, self.tried, self.sticky_route,
+                                    bool(self.queued_at))
+        if got.sticky:
+            self.sticky_outcome = got.sticky
+        if type(got) is not Acquired:
+            return self._not_acquired(got, pool)
+        target = got.target
         if self.tried:
             ctx.count_retry()
         self.tried.add(target.slot)
         self.target = target
-        self.inflight_target = target  # _pick reserved its place: counted in flight already
+        self.inflight_target = target  # acquire() counted it in flight already
         if pool.settings.sticky_cookie:
             self.set_cookie = ctx.router.route_cookie_for(pool, target, self.sticky_route)
         assert self.request is not None
@@ -268,6 +276,20 @@ class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Wai
             return self._attached(conn)
         self._connect(target)
 
+    def _not_acquired(self, got: Wait | Unavailable, pool: PoolView) -> None:
+        """No member for this try: wait in the queue, or answer why not."""
+        if type(got) is Wait:
+            self._wait(pool)
+        elif got.reason == RETRIES_SPENT:
+            self._fail(502, "no member accepted the connection")
+        elif got.reason == SESSION_DOWN:
+            self._fail(503, "the member of this session is unavailable", RETRY_AFTER)
+        elif got.reason == TRIED_ALL:
+            self._fail(*(self.last_failure or (502, "no member accepted the connection")))
+        else:
+            self.ctx.count_no_member(pool)
+            self._fail(503, "no member is available", RETRY_AFTER)
+
     def _redirect_https(self, request: RequestHead) -> None:
         """A plain listener with redirect_https: every request is told to come back over
         TLS (301, the same host and target)."""
@@ -280,41 +302,6 @@ class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Wai
         if not target.startswith("/"):
             target = "/" + target.split("/", 3)[-1] if target.count("/") >= 3 else "/"
         self._fail(301, "", (("Location", f"https://{authority}{target}"),), sound=True)
-
-    def _pick(self, pool: PoolView, decision: Decision) -> Target | None:
-        """The member for this try: the session's own when it can serve it, else a weighted
-        pick (or, with nofailover, a 503 once the session's member cannot serve it)."""
-        ctx = self.ctx
-        if self.sticky_route is not None:
-            found = ctx.upstreams.sticky(pool, self.sticky_route)
-            if isinstance(found, Target) and found.slot not in self.tried:
-                if not ctx.upstreams.reserve(found):
-                    self._wait(pool)  # its member is busy: wait for it, not for another
-                    return None
-                self.sticky_outcome = STICKY_HIT
-                return found
-            if found is not None:  # its member is down, or refused this very request
-                self.sticky_outcome = STICKY_LOST
-                if pool.settings.nofailover:
-                    self._fail(503, "the member of this session is unavailable", RETRY_AFTER)
-                    return None
-        if not self.queued_at and not self.tried and \
-                ctx.upstreams.queue_ahead(pool, ctx.loop.now):
-            self._wait(pool)  # others wait already: behind them, in arrival order
-            return None
-        target = ctx.upstreams.choose(self.tried, pool)
-        if target == FULL:
-            self._wait(pool)
-            return None
-        if target is None:
-            if self.tried:
-                self._fail(*(self.last_failure or (502, "no member accepted the connection")))
-            else:
-                ctx.count_no_member(pool)
-                self._fail(503, "no member is available", RETRY_AFTER)
-            return None
-        assert isinstance(target, Target)
-        return target
 
     def drain(self) -> None:
         """Graceful stop: every connection closes after its current (or next) response;

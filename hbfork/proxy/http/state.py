@@ -16,7 +16,9 @@ from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import Timer
 from hbfork.proxy.relay import Direction
 from hbfork.proxy.tls import TlsWriter
-from hbfork.proxy.upstreams import PoolView, Target
+from hbfork.proxy.upstreams import STICKY_HIT, STICKY_LOST, PoolView, Target
+
+__all__ = ["STICKY_HIT", "STICKY_LOST"]  # where the worker and tests look for them
 
 HEAD, CONNECT, FORWARD, TUNNEL, CLOSING, LINGER, QUEUED = range(7)
 HIGH_WATER = 256 * 1024
@@ -29,7 +31,6 @@ LINGER_QUIET = 0.5   # close once a half-closed client has sent nothing for this
 LINGER_MAX = 5.0     # and in any case after this long
 LINGER_BYTES = 4 << 20  # or after discarding this much
 RETRY_AFTER = (("Retry-After", "1"),)
-STICKY_HIT, STICKY_LOST = 1, 2  # the request went to its session's member / it could not
 
 
 class ExchangeState:
