@@ -134,3 +134,13 @@ def error_response(status: int, detail: str = "", *, keep_alive: bool = False,
 
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def hsts_value(max_age: int, subdomains: bool) -> str:
+    """The Strict-Transport-Security value of a listener with `hsts` (seconds)."""
+    return f"max-age={max_age}" + ("; includeSubDomains" if subdomains else "")
+
+
+def hsts_line(max_age: int, subdomains: bool) -> bytes:
+    """The Strict-Transport-Security field line (without its CRLF)."""
+    return b"Strict-Transport-Security: " + hsts_value(max_age, subdomains).encode()
