@@ -157,7 +157,7 @@ class Worker:
         signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
                        signal.SIGUSR2):
-            signal.signal(signum, self._record_signal)
+            signal.signal(signum, lambda signum, frame: self._signals.append(signum))
         for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_IGN if signum != signal.SIGCHLD else signal.SIG_DFL)
         self.loop.add(read_end, READ, self._on_wakeup)
@@ -172,9 +172,6 @@ class Worker:
                          self.limits, self.config, self.tls)
         self.record[WK_STATE] = STATE_READY
         self._update_title()
-
-    def _record_signal(self, signum: int, frame: object) -> None:
-        self._signals.append(signum)
 
     # --- connections
 
@@ -287,29 +284,14 @@ class Worker:
             record[WK_STATUS_CLASS + status // 100 - 1] += 1
         decision = exchange.decision
         if decision is not None:
-            self._count_routed(decision, status, exchange.sticky_outcome)
+            count_routed(self.record, self._pool_at, self._route_at, decision, status,
+                         exchange.sticky_outcome)
         started = exchange.exchange_started
         now = time.monotonic()
         if started:
             self.upstreams.observe_latency(now - started)
         if self.access_log is not None:
             self.access_log.log(exchange.log_fields(status, target, now))
-
-    def _count_routed(self, decision: Decision, status: int, sticky: int) -> None:
-        """Per-pool and per-route counters (indexed by their place in this config)."""
-        record = self.record
-        if decision.pool is not None:
-            at = self._pool_at[decision.pool.index]
-            if 100 <= status < 600:
-                record[at + PC_STATUS_CLASS + status // 100 - 1] += 1
-            if sticky:
-                record[at + (PC_STICKY if sticky == STICKY_HIT else PC_STICKY_LOST)] += 1
-        route = decision.route
-        if route is not None and route.index < MAX_ROUTES:
-            at = self._route_at[route.index]
-            record[at + RC_REQUESTS] += 1
-            if status >= 500:
-                record[at + RC_ERRORS] += 1
 
     # --- master and signals
 
@@ -404,6 +386,22 @@ class Worker:
             self._title = title
             setproctitle.setproctitle(title)
 
+
+def count_routed(record: memoryview, pool_at: dict[int, int], route_at: list[int],
+                 decision: Decision, status: int, sticky: int) -> None:
+    """Per-pool and per-route counters (indexed by their place in this config)."""
+    if decision.pool is not None:
+        at = pool_at[decision.pool.index]
+        if 100 <= status < 600:
+            record[at + PC_STATUS_CLASS + status // 100 - 1] += 1
+        if sticky:
+            record[at + (PC_STICKY if sticky == STICKY_HIT else PC_STICKY_LOST)] += 1
+    route = decision.route
+    if route is not None and route.index < MAX_ROUTES:
+        at = route_at[route.index]
+        record[at + RC_REQUESTS] += 1
+        if status >= 500:
+            record[at + RC_ERRORS] += 1
 
 
 def run_worker(**kwargs: object) -> int:

@@ -349,27 +349,30 @@ class Table:
                     retired[at + MC_UID] = uid
                 for k in range(MC_STATUS_CLASS, MEMBER_COUNTERS):
                     retired[at + k] += record[at + k]
-        self._retire_scope(record, retired)
+        _retire_scope(self.capacity, record, retired)
         record.release()
         retired.release()
         self.reset_worker(index)
         self.words[W_STATS_SEQ] += 1
 
-    def _retire_scope(self, record: memoryview, retired: memoryview) -> None:
-        """Pool and route counters belong to one generation: fold those of the newest."""
-        generation = record[WK_GENERATION]
-        start = members_end(self.capacity)
-        end = start + MAX_POOLS * POOL_COUNTERS + MAX_ROUTES * ROUTE_COUNTERS
-        if generation < retired[WK_SCOPE_GENERATION]:
-            return  # an old generation's worker: its pools and routes are gone
-        if generation > retired[WK_SCOPE_GENERATION]:
-            retired[start:end] = memoryview(bytes((end - start) * 8)).cast("Q")
-            retired[WK_SCOPE_GENERATION] = generation
-        gauges = {start + pool * POOL_COUNTERS + word
-                  for pool in range(MAX_POOLS) for word in (PC_QUEUED, PC_QUEUE_HEAD)}
-        for word in range(start, end):
-            if record[word] and word not in gauges:
-                retired[word] += record[word]
+
+
+
+def _retire_scope(capacity: int, record: memoryview, retired: memoryview) -> None:
+    """Pool and route counters belong to one generation: fold those of the newest."""
+    generation = record[WK_GENERATION]
+    start = members_end(capacity)
+    end = start + MAX_POOLS * POOL_COUNTERS + MAX_ROUTES * ROUTE_COUNTERS
+    if generation < retired[WK_SCOPE_GENERATION]:
+        return  # an old generation's worker: its pools and routes are gone
+    if generation > retired[WK_SCOPE_GENERATION]:
+        retired[start:end] = memoryview(bytes((end - start) * 8)).cast("Q")
+        retired[WK_SCOPE_GENERATION] = generation
+    gauges = {start + pool * POOL_COUNTERS + word
+              for pool in range(MAX_POOLS) for word in (PC_QUEUED, PC_QUEUE_HEAD)}
+    for word in range(start, end):
+        if record[word] and word not in gauges:
+            retired[word] += record[word]
 
 
 def _word(member: Member) -> int:
