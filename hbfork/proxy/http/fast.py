@@ -26,15 +26,13 @@ import time
 
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import IDEMPOTENT, LengthBody
-from hbfork.core.lean import replace_host, without_hop_fields
+from hbfork.core.http_heads import lean_request_for_member, lean_response_for_client
 from hbfork.core.persistence import client_keeps
 from hbfork.proxy.http.parts import SessionCore
 from hbfork.proxy.http.state import FORWARD, HEAD, MAX_RESPONSE_HEAD
 from hbfork.proxy.loop import EPOLLIN, READ, WRITE
 from hbfork.proxy.tls import WOULD_BLOCK
 from hbfork.proxy.upstreams import Acquired
-
-KEEP_END, CLOSE_END = b"\r\n", b"Connection: close\r\n\r\n"
 
 
 class FastPath:
@@ -108,15 +106,10 @@ class FastPath:
         if conn is None:
             member.connect(found)  # dialing is the general path's (it parses the head whole)
             return s.advance()
-        if decision.target:
-            forward = method + b" " + decision.target + forward[len(method) + 1 + len(target):]
-        if not decision.preserve_host:
-            forward = replace_host(forward, conn.target.address.encode())
-        if ctx.http.forwarded_headers:
-            forward += client.forwarded + (b"X-Forwarded-Host: " + host + b"\r\n\r\n" if host
-                                           else b"\r\n")
-        else:
-            forward += b"\r\n"
+        forward = lean_request_for_member(
+            forward, method, target, decision.target,
+            None if decision.preserve_host else conn.target.address.encode(),
+            client.forwarded if ctx.http.forwarded_headers else None, host)
         member.conn = conn
         s.state = FORWARD
         loop = ctx.loop
@@ -208,8 +201,7 @@ class FastPath:
         if verbatim and keep_alive and not extra:
             out: bytes | memoryview = view[:n]  # forwarded exactly as received
         else:
-            out = without_hop_fields(head) + extra + (KEEP_END if keep_alive else CLOSE_END) \
-                + view[body_at:n]
+            out = lean_response_for_client(head, keep_alive, extra) + view[body_at:n]
         sent = client.send_now(out)  # type: ignore[arg-type]
         if sent < 0:
             return
