@@ -1,15 +1,27 @@
 """A member as a worker connects to it (Target) and a pool as a worker picks from it
-(PoolView): built from the config and the table, read by every session."""
+(PoolView): built from the config and the table, read by every session; and what
+Upstreams.acquire() answers when it found a member (Acquired)."""
 
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hbfork.core.balancing import Members
 from hbfork.core.pool_settings import PoolSettings
 from hbfork.core.settings import BalanceSettings, HttpSettings
 from hbfork.core.upgrade import parse_allowed
+
+STICKY_HIT, STICKY_LOST = 1, 2  # the request went to its session's member / it could not
+
+
+class Acquired:
+    """A member with room for the request, already counted in flight there (call finished()
+    when the request ends or never went). `sticky`: 0, STICKY_HIT or STICKY_LOST."""
+    __slots__ = ("sticky", "target")
+
+    def __init__(self, target: Target, sticky: int = 0) -> None:
+        self.target, self.sticky = target, sticky
 
 
 @dataclass(slots=True, eq=False)
@@ -21,6 +33,11 @@ class Target:
     sockaddr: tuple[str, int]
     label: str
     counters: int  # index of this member's counters in the worker record
+    # acquire()'s answers for this member, by sticky outcome: made once, not per request
+    acquired: tuple[Acquired, Acquired, Acquired] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.acquired = (Acquired(self), Acquired(self, STICKY_HIT), Acquired(self, STICKY_LOST))
 
     @property
     def address(self) -> str:

@@ -25,7 +25,7 @@ from hbfork.core.outlier import Detector
 from hbfork.core.pool_admin import POOL_DISABLED, POOL_DRAINED
 from hbfork.core.pool_settings import PoolSettings
 from hbfork.core.settings import BalanceSettings, HttpSettings
-from hbfork.proxy.targets import PoolView, Target
+from hbfork.proxy.targets import STICKY_HIT, STICKY_LOST, Acquired, PoolView, Target
 from hbfork.table.layout import (
     LATENCY_BUCKETS,
     LOAD_MASK,
@@ -62,24 +62,14 @@ NO_MEMBER = "no member"            # none of the pool can serve at all
 TRIED_ALL = "tried all"            # those that could were tried for this request already
 RETRIES_SPENT = "retries spent"    # the request was tried `retries` times over
 SESSION_DOWN = "session down"      # its sticky session's member is down (nofailover)
-STICKY_HIT, STICKY_LOST = 1, 2     # the request went to its session's member / it could not
-__all__ = ["FULL", "STICKY_DOWN", "Acquired", "Acquiring", "PoolView", "Target",
-           "Unavailable", "Upstreams", "Wait"]
+__all__ = ["FULL", "STICKY_DOWN", "STICKY_HIT", "STICKY_LOST", "Acquired", "Acquiring",
+           "PoolView", "Target", "Unavailable", "Upstreams", "Wait"]
 
 
 Entry = tuple[int, int, int, int, int]  # (tier, slot, weight, capacity, at_report)
 
 
 # --- what acquire() answers
-
-
-class Acquired:
-    """A member with room for the request, already counted in flight there (call finished()
-    when the request ends or never went). `sticky`: 0, STICKY_HIT or STICKY_LOST."""
-    __slots__ = ("sticky", "target")
-
-    def __init__(self, target: Target, sticky: int = 0) -> None:
-        self.target, self.sticky = target, sticky
 
 
 class Wait:
@@ -126,7 +116,7 @@ class Acquiring:
             if isinstance(found, Target) and (not excluded or found.slot not in excluded):
                 if not self.reserve(found):
                     return Wait(True)  # busy: wait for it, not for another
-                return Acquired(found, STICKY_HIT)
+                return found.acquired[STICKY_HIT]
             if found is not None:  # its member is down, or refused this very request
                 outcome = STICKY_LOST
                 if pool.settings.nofailover or not failover:
@@ -134,11 +124,11 @@ class Acquiring:
         if not queued and not excluded and self.queue_ahead(pool, now):
             return Wait(False, outcome)  # others wait already: behind them, in arrival order
         target = self.choose(excluded, pool)
+        if type(target) is Target:
+            return target.acquired[outcome]
         if target is None:
             return Unavailable(TRIED_ALL if excluded else NO_MEMBER, outcome)
-        if target == FULL:
-            return Wait(False, outcome)
-        return Acquired(target, outcome)  # type: ignore[arg-type]  # a Target
+        return Wait(False, outcome)  # FULL
 
     # the primitives (Upstreams' own; a test's picker has its own)
     def sticky(self, pool: PoolView, route: str) -> Target | str | None:

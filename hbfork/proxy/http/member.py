@@ -38,10 +38,11 @@ SPLICE_BODIES = splice_available()
 
 
 class MemberLeg:
-    __slots__ = ("body_relay", "conn", "inbuf", "inflight", "out", "s")
+    __slots__ = ("body_relay", "conn", "ctx", "inbuf", "inflight", "out", "s")
 
     def __init__(self, session: SessionCore) -> None:
         self.s = session
+        self.ctx = session.ctx
         self.conn: MemberConnection | None = None
         self.out = bytearray()     # waiting to be written to the member
         self.inbuf = bytearray()   # read from the member, not yet relayed
@@ -355,7 +356,8 @@ class MemberLeg:
     def release(self, reusable: bool) -> None:
         """The exchange is over for this member connection: to the keep-alive pool, or
         closed."""
-        self.done(0)
+        if self.inflight is not None:
+            self.done(0)
         relay = self.body_relay
         if relay is not None:  # a pipe per upload, not per connection (idle ones hold none)
             self.body_relay = None
@@ -370,7 +372,7 @@ class MemberLeg:
             # connection, which is closed (not reusable), never to the next exchange.
             self.inbuf.clear()
         if reusable:
-            self.s.ctx.conn_pool.checkin(conn)
+            self.ctx.conn_pool.checkin(conn)
         else:
             conn.close()
 
@@ -380,8 +382,8 @@ class MemberLeg:
         target = self.inflight
         if target is not None:
             self.inflight = None
-            upstreams = self.s.ctx.upstreams
+            upstreams = self.ctx.upstreams
             upstreams.finished(target, status)
             if status:
-                upstreams.observe(target, FAILED_STATUS if status in
-                                  self.s.pool.fail_statuses else OK)
+                pool = self.s.ex.decision.pool  # type: ignore[union-attr]  # it was dispatched
+                upstreams.observe(target, FAILED_STATUS if status in pool.fail_statuses else OK)

@@ -21,10 +21,13 @@ from hbfork.proxy.http.state import CLOSING, FORWARD, HEAD, HIGH_WATER, MAX_RESP
 
 
 class ResponseRelay:
-    __slots__ = ("s",)
+    __slots__ = ("client", "ctx", "member", "s")
 
     def __init__(self, session: SessionCore) -> None:
         self.s = session
+        self.ctx = session.ctx  # and the parts, one attribute away (they never change)
+        self.client = session.client
+        self.member = session.member
 
     def process(self) -> None:
         """Make what progress the member's bytes allow: heads parsed, body bytes relayed, the
@@ -176,30 +179,29 @@ class ResponseRelay:
 
     def finish(self) -> None:
         """The response is complete: pool the member connection, then next request or close."""
-        s = self.s
+        s, member = self.s, self.member
         ex = s.ex
         response = ex.response
         reusable = bool(response and response.keep_alive and ex.request_done
-                        and not s.member.inbuf)
+                        and not member.inbuf)
         self.account()
-        s.member.release(reusable=reusable)
+        member.release(reusable)
         if ex.keep_alive:  # even after a client EOF: pipelined requests may be in inbuf
             s.new_exchange()
             s.state = HEAD
             s.idle_deadline()
-            if s.client.inbuf:
+            if self.client.inbuf:
                 s.parse_head()  # a pipelined request is already here
         else:
             s.state = CLOSING
 
     def account(self) -> None:
         """Report the request once: counters, latency, access log."""
-        s = self.s
-        ex = s.ex
-        s.member.done(ex.status)
+        ex = self.s.ex
+        self.member.done(ex.status)
         if not ex.accounted:
             ex.accounted = True
-            s.ctx.request_done(ex, ex.status, ex.target)
+            self.ctx.request_done(ex, ex.status, ex.target)
 
     def tunnel(self) -> None:
         s = self.s
