@@ -19,3 +19,13 @@ def response_keeps(asked: bool, client_eof: bool, buffered: bool, draining: bool
     must have been read (else what is left of its body would be taken as the next request)."""
     return framed and not dechunked and request_read and \
         client_keeps(asked, client_eof, buffered, draining)
+
+
+def own_answer_keeps(status: int, sound: bool, request_read: bool, asked: bool,
+                     client_eof: bool, buffered: bool, draining: bool) -> bool:
+    """client_keeps() after an answer of the proxy's own: only when the request was read whole
+    and was not at fault (a 5xx is the proxy's or a member's failure; `sound`: a refusal of a
+    well-formed request, a redirect or a route's status). After a 4xx for a malformed request
+    nothing that follows on the connection can be trusted."""
+    return (status >= 500 or sound) and request_read and \
+        client_keeps(asked, client_eof, buffered, draining)

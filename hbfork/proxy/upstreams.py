@@ -21,6 +21,9 @@ from hbfork.core.addresses import Endpoint
 from hbfork.core.balancer import DRAINED, EJECTED, USABLE, WEIGHT_MASK
 from hbfork.core.balancing import FULL, choose
 from hbfork.core.config import Config
+
+# Why acquire() found no member (Unavailable.reason).
+from hbfork.core.failures import NO_MEMBER, RETRIES_SPENT, SESSION_DOWN, TRIED_ALL
 from hbfork.core.outlier import Detector
 from hbfork.core.pool_admin import POOL_DISABLED, POOL_DRAINED
 from hbfork.core.pool_settings import PoolSettings
@@ -57,13 +60,23 @@ RESERVE_TRIES = 4  # picks a request makes when other workers keep taking the la
 
 # sticky() when the session's member is known but cannot serve it now
 STICKY_DOWN = "down"
-# Why acquire() found no member (Unavailable.reason).
-NO_MEMBER = "no member"            # none of the pool can serve at all
-TRIED_ALL = "tried all"            # those that could were tried for this request already
-RETRIES_SPENT = "retries spent"    # the request was tried `retries` times over
-SESSION_DOWN = "session down"      # its sticky session's member is down (nofailover)
-__all__ = ["FULL", "STICKY_DOWN", "STICKY_HIT", "STICKY_LOST", "Acquired", "Acquiring",
-           "PoolView", "Target", "Unavailable", "Upstreams", "Wait"]
+__all__ = [
+    "FULL",
+    "NO_MEMBER",
+    "RETRIES_SPENT",
+    "SESSION_DOWN",
+    "STICKY_DOWN",
+    "STICKY_HIT",
+    "STICKY_LOST",
+    "TRIED_ALL",
+    "Acquired",
+    "Acquiring",
+    "PoolView",
+    "Target",
+    "Unavailable",
+    "Upstreams",
+    "Wait",
+]
 
 
 Entry = tuple[int, int, int, int, int]  # (tier, slot, weight, capacity, at_report)

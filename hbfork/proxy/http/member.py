@@ -16,6 +16,7 @@ import ssl
 
 from hbfork.core import http11, http_heads
 from hbfork.core.errors import ProtocolError
+from hbfork.core.failures import gateway_status
 from hbfork.core.http11 import LengthBody, UntilClose
 from hbfork.core.outlier import FAILED_STATUS, GATEWAY, OK
 from hbfork.core.retry import EMPTY, MALFORMED, RESET, may_retry, replayable
@@ -267,9 +268,9 @@ class MemberLeg:
             return self._retry_fresh()
         if ex.response is None:
             if self.inbuf:
-                return self.gateway_failure(MALFORMED, 502,
+                return self.gateway_failure(MALFORMED,
                                             "the member closed the connection mid-answer")
-            return self.gateway_failure(EMPTY, 502,
+            return self.gateway_failure(EMPTY,
                                         "the member closed the connection without answering")
         s.close()  # the head went out already: closing is the only signal left
 
@@ -314,14 +315,15 @@ class MemberLeg:
         if self._may_retry_fresh():
             return self._retry_fresh()
         if self.s.ex.response is None:
-            self.gateway_failure(RESET, 502, "the member reset the connection")
+            self.gateway_failure(RESET, "the member reset the connection")
         else:
             self.s.close()
 
-    def gateway_failure(self, kind: str, status: int, detail: str) -> None:
+    def gateway_failure(self, kind: str, detail: str) -> None:
         """The member gave no usable answer (`kind`: hbfork.core.retry's): the detector hears
         of it, and the request goes to another member if the pool retries `kind` and the
-        request is safe to replay; else the client gets `status`."""
+        request is safe to replay; else the client gets the status for it (502, 504)."""
+        status = gateway_status(kind)
         target = self.inflight
         if target is not None:
             self.s.ctx.upstreams.observe(target, GATEWAY)

@@ -46,8 +46,9 @@ from collections.abc import Callable
 
 from hbfork.core import http11, http_heads
 from hbfork.core.errors import ProtocolError
+from hbfork.core.failures import retry_after, unavailable_answer
 from hbfork.core.http11 import ChunkedBody, LengthBody
-from hbfork.core.persistence import client_keeps
+from hbfork.core.persistence import own_answer_keeps
 from hbfork.core.retry import MALFORMED, TIMEOUT
 from hbfork.core.tls_settings import ListenSettings
 from hbfork.proxy.context import SessionContext
@@ -69,9 +70,7 @@ from hbfork.proxy.http.state import (
 )
 from hbfork.proxy.loop import RDHUP, READ, WRITE
 from hbfork.proxy.upstreams import (
-    RETRIES_SPENT,
-    SESSION_DOWN,
-    TRIED_ALL,
+    NO_MEMBER,
     Acquired,
     PoolView,
     Unavailable,
@@ -134,7 +133,7 @@ class HttpSession:
             self._step()
         except ProtocolError as err:
             if err.status == 502 and self.member.conn is not None and self.ex.response is None:
-                self.member.gateway_failure(MALFORMED, 502, err.detail)  # what the member sent
+                self.member.gateway_failure(MALFORMED, err.detail)  # what the member sent
             else:
                 self.fail(err.status, err.detail)
         if self.closed:
@@ -241,15 +240,11 @@ class HttpSession:
         """No member for this try: wait in the queue, or answer why not."""
         if type(got) is Wait:
             self._wait(pool)
-        elif got.reason == RETRIES_SPENT:
-            self.fail(502, "no member accepted the connection")
-        elif got.reason == SESSION_DOWN:
-            self.fail(503, "the member of this session is unavailable", RETRY_AFTER)
-        elif got.reason == TRIED_ALL:
-            self.fail(*(self.ex.last_failure or (502, "no member accepted the connection")))
-        else:
+            return
+        if got.reason == NO_MEMBER:
             self.ctx.count_no_member(pool)
-            self.fail(503, "no member is available", RETRY_AFTER)
+        status, detail = unavailable_answer(got.reason, self.ex.last_failure)
+        self.fail(status, detail, RETRY_AFTER if retry_after(status) else ())
 
     def _update_interest(self) -> None:
         loop, client, member = self.ctx.loop, self.client, self.member
@@ -295,7 +290,7 @@ class HttpSession:
         elif state == FORWARD and ex.response is None and (ex.request_done or self.member.out):
             # The member has not answered, or stopped taking the request body.
             self.ctx.count_upstream_timeout()
-            self.member.gateway_failure(TIMEOUT, 504, "the member did not answer in time")
+            self.member.gateway_failure(TIMEOUT, "the member did not answer in time")
         elif state == FORWARD and ex.response is None:
             self.fail(408, "request body not received in time")
         else:
@@ -312,9 +307,9 @@ class HttpSession:
         request = ex.request
         self.member.release(reusable=False)
         # The connection can carry on only if the request was read whole and was sound.
-        keep = ((status >= 500 or sound) and request is not None and ex.request_done
-                and client_keeps(ex.keep_alive, client.eof, bool(client.inbuf),
-                                 self.ctx.draining or self.drain_requested))
+        keep = request is not None and own_answer_keeps(
+            status, sound, ex.request_done, ex.keep_alive, client.eof, bool(client.inbuf),
+            self.ctx.draining or self.drain_requested)
         if status < 500 and not sound:
             self.ctx.count_client_error()
         listen = client.listen
