@@ -15,7 +15,7 @@ import socket
 from hbfork.core.http11 import LengthBody
 from hbfork.core.http_heads import hsts_line
 from hbfork.core.tls_settings import ListenSettings
-from hbfork.proxy.http.parts import SessionCore
+from hbfork.proxy.http.parts import MemberSide, SessionCore
 from hbfork.proxy.http.state import (
     CLOSING,
     FORWARD,
@@ -35,12 +35,14 @@ PLAIN = ListenSettings()  # a plain listener's options (tests and direct use)
 
 
 class ClientConnection:
-    __slots__ = ("eof", "extra_head", "fd", "forwarded", "hup", "inbuf", "ip", "linger_left",
-                 "linger_until", "listen", "out", "parked", "s", "sock", "tls")
+    __slots__ = ("ctx", "eof", "extra_head", "fd", "forwarded", "hup", "inbuf", "ip", "linger_left",
+                 "linger_until", "listen", "member", "out", "parked", "s", "sock", "tls")
 
     def __init__(self, session: SessionCore, sock: socket.socket, ip: str,
                  listen: ListenSettings = PLAIN) -> None:
         self.s = session
+        self.ctx = session.ctx
+        self.member: MemberSide  # the session's member leg (it sets it, once made)
         self.sock = sock
         self.fd = sock.fileno()
         self.ip = ip
@@ -91,7 +93,7 @@ class ClientConnection:
             return False
         if state in (HEAD, LINGER):
             return True
-        member = s.member
+        member = self.member
         if state == TUNNEL:
             return len(member.out) < HIGH_WATER
         ex = s.ex
@@ -110,7 +112,7 @@ class ClientConnection:
     def read(self) -> bool:
         """Read what the client sent; False if the session ended."""
         s = self.s
-        member, ex, ctx = s.member, s.ex, s.ctx
+        member, ex, ctx = self.member, s.ex, s.ctx
         if s.state == FORWARD and not ex.request_done and not self.inbuf and \
                 not member.out and member.body_splices():
             return member.relay_body_bulk(ex.body)  # type: ignore[arg-type]  # LengthBody
@@ -169,7 +171,7 @@ class ClientConnection:
         except OSError:
             self.s.close()
             return -1
-        self.s.ctx.count_bytes(False, sent)
+        self.ctx.count_bytes(False, sent)
         return sent
 
     def flush(self) -> bool:

@@ -4,7 +4,8 @@ worker accounts and logs when the request ends (hbfork.proxy.context.Exchange)."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 
 from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHead, UntilClose
 from hbfork.core.lean import field_value
@@ -22,7 +23,7 @@ class Exchange:
     request_done: bool = False      # the whole request body was read
     keep_alive: bool = False        # the client connection carries on after it
     target: Target | None = None    # the member it went to last
-    tried: set[int] = field(default_factory=set)  # the slots it went to
+    tried: AbstractSet[int] = frozenset()  # the slots it went to (a new set per try)
     fresh_retry: bool = False       # it is being sent again on a fresh connection
     last_failure: tuple[int, str] | None = None  # the answer owed if no other member takes it
     sticky_route: str | None = None  # the route its session names (a sticky pool's)

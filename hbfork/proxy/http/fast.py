@@ -38,7 +38,7 @@ from hbfork.proxy.upstreams import Acquired
 class FastPath:
     # The session and its parts, each one attribute away (they never change): this is the
     # hottest code of a worker, and every lookup shows in its CPU per request.
-    __slots__ = ("client", "ctx", "member", "relay", "s")
+    __slots__ = ("client", "ctx", "member", "member_handler", "relay", "s")
 
     def __init__(self, session: SessionCore) -> None:
         self.s = session
@@ -46,6 +46,7 @@ class FastPath:
         self.client = session.client
         self.member = session.member
         self.relay = session.relay
+        self.member_handler = self.on_member  # bound once: it is set for every request
 
     # --- the request
 
@@ -102,7 +103,7 @@ class FastPath:
         ex.keep_alive = request.keep_alive
         ex.request_done = True
         ex.decision = decision
-        ex.tried.add(found.slot)
+        ex.tried = {found.slot}
         ex.target = found
         member = self.member
         member.inflight = found
@@ -117,7 +118,8 @@ class FastPath:
         member.conn = conn
         s.state = FORWARD
         loop = ctx.loop
-        loop.handlers[conn.fd] = s.member_handler
+        # Its response is the fast path's to try (a HEAD's never is: it has no body to send).
+        loop.handlers[conn.fd] = self.member_handler if method != b"HEAD" else member.on_event
         ex.member_started = loop.now
         loop.set_timer(s.timer, loop.now + pool.response_timeout)
         try:
@@ -221,7 +223,10 @@ class FastPath:
 
     def _hand_over_response(self, n: int) -> None:
         """Hand the `n` response bytes just read to the general path."""
-        s = self.s
-        s.member.inbuf += s.ctx.buffer[:n]
+        s, member = self.s, self.member
+        member.inbuf += self.ctx.buffer[:n]
+        conn = member.conn
+        assert conn is not None
+        self.ctx.loop.handlers[conn.fd] = member.on_event  # its next events: no entry test
         s.set_deadline(s.pool.response_timeout)
         s.advance()

@@ -39,11 +39,12 @@ SPLICE_BODIES = splice_available()
 
 
 class MemberLeg:
-    __slots__ = ("body_relay", "conn", "ctx", "inbuf", "inflight", "out", "s")
+    __slots__ = ("body_relay", "client", "conn", "ctx", "inbuf", "inflight", "out", "s")
 
     def __init__(self, session: SessionCore) -> None:
         self.s = session
-        self.ctx = session.ctx
+        self.ctx = session.ctx  # and the client, one attribute away (they never change)
+        self.client = session.client
         self.conn: MemberConnection | None = None
         self.out = bytearray()     # waiting to be written to the member
         self.inbuf = bytearray()   # read from the member, not yet relayed
@@ -55,13 +56,13 @@ class MemberLeg:
     def connect(self, target: Target) -> None:
         s = self.s
         try:
-            sock, err = s.ctx.connect(target)
+            sock, err = self.ctx.connect(target)
         except OSError as error:  # out of fds or memory: our problem, not the member's
-            s.ctx.resource_error(error)
+            self.ctx.resource_error(error)
             return s.fail(503, "the proxy is out of resources", (("Retry-After", "1"),))
-        self.conn = conn = MemberConnection(sock, target, s.ctx.conn_pool)
+        self.conn = conn = MemberConnection(sock, target, self.ctx.conn_pool)
         s.state = CONNECT
-        s.ctx.loop.add(conn.fd, WRITE, s.member_handler)
+        self.ctx.loop.add(conn.fd, WRITE, self.on_event)
         if err not in (0, errno.EINPROGRESS):
             return self.connect_failed(err)
         s.set_deadline(s.pool.connect_timeout)
@@ -71,10 +72,10 @@ class MemberLeg:
         try:
             conn.sock.do_handshake()
         except ssl.SSLWantReadError:
-            self.s.ctx.loop.set_mask(conn.fd, READ)
+            self.ctx.loop.set_mask(conn.fd, READ)
             return
         except ssl.SSLWantWriteError:
-            self.s.ctx.loop.set_mask(conn.fd, WRITE)
+            self.ctx.loop.set_mask(conn.fd, WRITE)
             return
         except (ssl.SSLError, OSError) as err:
             reason = getattr(err, "reason", None) or type(err).__name__
@@ -85,7 +86,7 @@ class MemberLeg:
     def connect_failed(self, err: int, reason: str = "") -> None:
         s, conn = self.s, self.conn
         assert conn is not None
-        s.ctx.member_failed(conn.target, reason or errno.errorcode.get(err, str(err)),
+        self.ctx.member_failed(conn.target, reason or errno.errorcode.get(err, str(err)),
                             s.pool.retry_ms)
         self.done(0)  # it took nothing: no longer in flight there
         conn.close()
@@ -96,7 +97,7 @@ class MemberLeg:
     def attached(self, conn: MemberConnection) -> None:
         """`conn` is connected: send the request head (and the body bytes already here)."""
         s = self.s
-        ctx, ex, client = s.ctx, s.ex, s.client
+        ctx, ex, client = self.ctx, s.ex, self.client
         if ex.lean_head is not None:  # a fast-path request: the head is rebuilt in full
             ex.request = http11.parse_request_head(ex.lean_head, ctx.limits)
             ex.lean_head = None
@@ -104,7 +105,7 @@ class MemberLeg:
         assert request is not None and decision is not None
         self.conn = conn
         s.state = FORWARD
-        ctx.loop.handlers[conn.fd] = s.member_handler
+        ctx.loop.handlers[conn.fd] = self.on_event
         ex.member_started = ctx.loop.now
         listen = client.listen
         self.out += http_heads.request_head_for_member(
@@ -125,7 +126,7 @@ class MemberLeg:
         """The rest of this request body goes through a kernel pipe (see SPLICE_BODIES)."""
         body, conn, relay = self.s.ex.body, self.conn, self.body_relay
         return (type(body) is LengthBody and body.remaining >= SPLICE_AFTER and SPLICE_BODIES
-                and self.s.client.tls is None and conn is not None and conn.tls is None
+                and self.client.tls is None and conn is not None and conn.tls is None
                 and (relay is None or relay.splice))
 
     def relay_request_bytes(self, n: int) -> None:
@@ -133,7 +134,7 @@ class MemberLeg:
         nothing being queued before them (no copy into the buffers)."""
         conn, body = self.conn, self.s.ex.body
         assert conn is not None and body is not None
-        view = self.s.ctx.buffer
+        view = self.ctx.buffer
         taken = body.scan(view, 0, n)
         if taken:
             out = view[:taken]
@@ -147,7 +148,7 @@ class MemberLeg:
             if sent < taken:
                 self.out += out[sent:]
         if taken < n:
-            self.s.client.inbuf += view[taken:n]  # the next (pipelined) request
+            self.client.inbuf += view[taken:n]  # the next (pipelined) request
 
     def relay_body_bulk(self, body: LengthBody) -> bool:
         """Read the next part of a large request body (at most what is left of it) and move
@@ -161,21 +162,21 @@ class MemberLeg:
         conn = self.conn
         assert conn is not None
         try:
-            n = relay.read(s.client.sock, conn.sock, s.ctx.buffer, body.remaining)
+            n = relay.read(self.client.sock, conn.sock, self.ctx.buffer, body.remaining)
         except OSError:  # either socket: a reset client gets nothing anyway
             self.write_failed()
             return not s.closed
         if n == 0:
-            s.client.eof = True  # inside the body: forward_request_body says 400
+            self.client.eof = True  # inside the body: forward_request_body says 400
         elif n > 0:
             body.remaining -= n
-            s.ctx.count_bytes(True, n)
-            s.set_deadline(s.ctx.http.client_timeout)
+            self.ctx.count_bytes(True, n)
+            s.set_deadline(self.ctx.http.client_timeout)
         return True
 
     def forward_request_body(self) -> None:
         s = self.s
-        ex, inbuf = s.ex, s.client.inbuf
+        ex, inbuf = s.ex, self.client.inbuf
         body = ex.body
         if ex.request_done or body is None or self.conn is None:
             return
@@ -186,7 +187,7 @@ class MemberLeg:
         if body.done:
             ex.request_done = True
             s.set_deadline(s.pool.response_timeout)
-        elif s.client.eof:
+        elif self.client.eof:
             raise ProtocolError(400, "connection closed inside a request body")
 
     # --- events
@@ -223,12 +224,12 @@ class MemberLeg:
         s = self.s
         if self.conn is None or s.state not in (FORWARD, TUNNEL):
             return False
-        return len(s.client.out) < HIGH_WATER
+        return len(self.client.out) < HIGH_WATER
 
     def _read(self) -> None:
         s, conn = self.s, self.conn
         assert conn is not None
-        buffer = s.ctx.buffer
+        buffer = self.ctx.buffer
         try:
             n = conn.sock.recv_into(buffer)
         except WOULD_BLOCK:
@@ -239,7 +240,7 @@ class MemberLeg:
             return self.closed()
         ex = s.ex
         if type(ex.response_body) in DIRECT_BODIES and s.state == FORWARD and \
-                not self.inbuf and not s.client.out:
+                not self.inbuf and not self.client.out:
             s.relay.relay_response_bytes(n)
             if s.closed or self.conn is None:
                 return
@@ -247,7 +248,7 @@ class MemberLeg:
             self.inbuf += buffer[:n]
         if conn.tls is not None and conn.sock.pending():  # type: ignore[attr-defined]
             return self._read()  # decrypted bytes epoll cannot see
-        s.set_deadline(s.ctx.http.client_timeout if s.ex.response is not None else
+        s.set_deadline(self.ctx.http.client_timeout if s.ex.response is not None else
                        s.pool.response_timeout)
 
     def closed(self) -> None:
@@ -255,7 +256,7 @@ class MemberLeg:
         s = self.s
         ex = s.ex
         if s.state == TUNNEL:
-            s.client.out += self.inbuf
+            self.client.out += self.inbuf
             self.inbuf.clear()
             self.release(reusable=False)
             s.state = CLOSING
@@ -326,7 +327,7 @@ class MemberLeg:
         status = gateway_status(kind)
         target = self.inflight
         if target is not None:
-            self.s.ctx.upstreams.observe(target, GATEWAY)
+            self.ctx.upstreams.observe(target, GATEWAY)
         if self.may_retry_elsewhere(kind):
             return self.retry_elsewhere(status, detail)
         self.s.fail(status, detail)

@@ -6,7 +6,6 @@ MemberLeg (member), ResponseRelay (response), FastPath (fast)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 from hbfork.core.http11 import LengthBody
@@ -82,7 +81,6 @@ class SessionCore(Protocol):
     timer: Timer
     drain_requested: bool
     head_started: float    # the first byte of the head being read
-    member_handler: Callable[[int], None]  # the loop's handler for member sockets
 
     @property
     def pool(self) -> PoolView: ...

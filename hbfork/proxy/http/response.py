@@ -33,7 +33,7 @@ class ResponseRelay:
         """Make what progress the member's bytes allow: heads parsed, body bytes relayed, the
         exchange finished."""
         s = self.s
-        upbuf = s.member.inbuf
+        upbuf = self.member.inbuf
         while s.state == FORWARD and s.ex.response is None and upbuf:
             if not self._parse_head():
                 return
@@ -46,7 +46,7 @@ class ResponseRelay:
 
     def _parse_head(self) -> bool:
         s = self.s
-        ex, member = s.ex, s.member
+        ex, member = s.ex, self.member
         upbuf = member.inbuf
         end = http11.find_head(upbuf, 0, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEAD, request=False)
         if end < 0:
@@ -59,7 +59,7 @@ class ResponseRelay:
         if response.interim:
             # 100 answers an Expect we never forward (the client had ours); 102/103 pass.
             if request.version == 11 and response.status != 100:
-                s.client.out += head
+                self.client.out += head
             return True
         if response.status == 101:
             return self._switch_protocols(response)
@@ -69,7 +69,7 @@ class ResponseRelay:
             # A status the pool retries (retry_on): the client never sees this answer.
             target = member.inflight
             if target is not None:
-                s.ctx.upstreams.observe(target, FAILED_STATUS if response.status in
+                self.ctx.upstreams.observe(target, FAILED_STATUS if response.status in
                                         pool.fail_statuses else OK)
             member.retry_elsewhere(response.status, f"the member answered {response.status}")
             return False
@@ -80,7 +80,7 @@ class ResponseRelay:
 
     def _start(self, response: ResponseHead) -> None:
         s = self.s
-        ex, client = s.ex, s.client
+        ex, client = s.ex, self.client
         request = ex.request
         assert request is not None
         dechunk = response.chunked and request.version == 10
@@ -91,7 +91,7 @@ class ResponseRelay:
         else:
             ex.response_body = LengthBody(response.content_length)
         ex.keep_alive = response_keeps(
-            ex.keep_alive, client.eof, bool(client.inbuf), s.ctx.draining or s.drain_requested,
+            ex.keep_alive, client.eof, bool(client.inbuf), self.ctx.draining or s.drain_requested,
             response.chunked or response.content_length is not None, dechunk, ex.request_done)
         extra = (b"Set-Cookie: " + ex.set_cookie,) if ex.set_cookie else ()
         listen = client.listen
@@ -100,7 +100,7 @@ class ResponseRelay:
         client.out += http_heads.response_head_for_client(
             response, ex.keep_alive, dechunk, request.version, self._header_map(), extra)
         ex.sent_to_client = True
-        s.set_deadline(s.ctx.http.client_timeout)
+        s.set_deadline(self.ctx.http.client_timeout)
 
     def _header_map(self) -> HeaderMap | None:
         """ProxyPassReverse for this request's route, if it has one."""
@@ -110,7 +110,7 @@ class ResponseRelay:
         if rmap is None:
             return None
         assert s.ex.request is not None
-        scheme = "https" if s.client.tls is not None else "http"
+        scheme = "https" if self.client.tls is not None else "http"
         host = s.ex.request.host.decode("latin-1")
 
         def rewrite(lower: bytes, value: bytes) -> bytes:
@@ -130,21 +130,21 @@ class ResponseRelay:
         ex = s.ex
         body = ex.response_body
         assert body is not None
-        view = s.ctx.buffer
+        view = self.ctx.buffer
         taken = body.scan(view, 0, n)
         ex.bytes_to_client += taken
         if taken:
-            sent = s.client.send_now(view[:taken])
+            sent = self.client.send_now(view[:taken])
             if sent < 0:
                 return
             if sent < taken:
-                s.client.out += view[sent:taken]
+                self.client.out += view[sent:taken]
         if taken < n:
-            s.member.inbuf += view[taken:n]  # bytes after the response: judged by the caller
+            self.member.inbuf += view[taken:n]  # bytes after the response: judged by the caller
 
     def _forward_body(self) -> None:
         s = self.s
-        ex, out, upbuf = s.ex, s.client.out, s.member.inbuf
+        ex, out, upbuf = s.ex, self.client.out, self.member.inbuf
         body = ex.response_body
         assert body is not None
         if len(out) >= HIGH_WATER:
@@ -169,7 +169,7 @@ class ResponseRelay:
         if not switch_matches(request.upgrade, answered):
             raise ProtocolError(502, "101 from the member to a protocol not asked for")
         ex.response, ex.status = response, 101
-        s.client.out += http_heads.response_head_for_client(response, True, False,
+        self.client.out += http_heads.response_head_for_client(response, True, False,
                                                             request.version)
         ex.sent_to_client = True
         s.state = TUNNEL
@@ -204,8 +204,7 @@ class ResponseRelay:
             self.ctx.request_done(ex, ex.status, ex.target)
 
     def tunnel(self) -> None:
-        s = self.s
-        client, member = s.client, s.member
+        client, member = self.client, self.member
         if client.inbuf and len(member.out) < HIGH_WATER:
             member.out += client.inbuf
             client.inbuf.clear()

@@ -42,7 +42,6 @@ from __future__ import annotations
 import errno
 import socket
 import time
-from collections.abc import Callable
 
 from hbfork.core import http11, http_heads
 from hbfork.core.errors import ProtocolError
@@ -81,9 +80,8 @@ __all__ = ["PLAIN", "HttpSession"]
 
 
 class HttpSession:
-    __slots__ = ("client", "client_handler", "closed", "ctx", "drain_requested", "ex", "fast",
-                 "head_started", "member", "member_handler", "queued_at", "relay", "state",
-                 "timer")
+    __slots__ = ("client", "closed", "ctx", "drain_requested", "ex", "fast", "head_started",
+                 "member", "queued_at", "relay", "state", "timer")
 
     def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str,
                  listen: ListenSettings = PLAIN) -> None:
@@ -96,16 +94,15 @@ class HttpSession:
         self.head_started = ctx.loop.now  # the first byte of the head being read
         self.ex = Exchange(client_ip)
         self.member = MemberLeg(self)
+        self.client.member = self.member
         self.relay = ResponseRelay(self)
         fast = self.fast = FastPath(self) if ctx.http.fast_path and not listen.redirect_https \
             else None
-        # the loop's handlers for the two sockets: the fast path's entry tests, when it runs
-        self.client_handler: Callable[[int], None] = \
-            fast.on_client if fast is not None else self.client.on_event
-        self.member_handler: Callable[[int], None] = \
-            fast.on_member if fast is not None else self.member.on_event
         self.state = HEAD
-        ctx.loop.add(self.client.fd, READ, self.client_handler)
+        # The client's events go to the fast path's entry test first, when it runs; a member
+        # connection's go to the fast path only while it carries a fast-path request.
+        ctx.loop.add(self.client.fd, READ,
+                     fast.on_client if fast is not None else self.client.on_event)
         self.set_deadline(ctx.http.header_timeout)
 
     def new_exchange(self) -> None:
@@ -220,7 +217,7 @@ class HttpSession:
         target = got.target
         if ex.tried:
             ctx.count_retry()
-        ex.tried.add(target.slot)
+        ex.tried = {*ex.tried, target.slot}
         ex.target = target
         self.member.inflight = target  # acquire() counted it in flight already
         if pool.settings.sticky_cookie:
@@ -390,11 +387,13 @@ class HttpSession:
             self.idle_deadline()
 
     def idle_deadline(self) -> None:
-        http = self.ctx.http
+        """Between requests: wait keepalive_timeout for the next (less while draining)."""
+        ctx = self.ctx
+        seconds = ctx.http.keepalive_timeout
         if self.drain_requested:
-            self.set_deadline(min(DRAIN_IDLE_GRACE, http.keepalive_timeout))
-        else:
-            self.set_deadline(http.keepalive_timeout)
+            seconds = min(DRAIN_IDLE_GRACE, seconds)
+        loop = ctx.loop
+        loop.set_timer(self.timer, loop.now + seconds)
 
     def close(self) -> None:
         if self.closed:
