@@ -12,6 +12,8 @@ from collections.abc import Callable
 from email.utils import formatdate
 
 from hbfork.core.http11 import CRLF, HOP_BY_HOP, REASONS, RequestHead, ResponseHead
+from hbfork.core.lean import replace_host as lean_replace_host
+from hbfork.core.lean import without_hop_fields
 
 
 def http_date(epoch_seconds: float) -> str:
@@ -33,8 +35,6 @@ def request_head_for_member(head: RequestHead, client_ip: str, forwarded: bool,
     the member's Host instead of the client's), X-Forwarded-* added. `target` replaces the
     request-target (a routed, rewritten path)."""
     drop = HOP_BY_HOP | (head.connection_tokens - END_TO_END)
-    if replace_host:
-        drop = drop | {b"host"}
     out = [b"%s %s HTTP/1.1" % (head.method, head.target if target is None else target)]
     prior_for = b""
     length_sent = False
@@ -45,6 +45,8 @@ def request_head_for_member(head: RequestHead, client_ip: str, forwarded: bool,
                 length_sent = True
         elif lower == b"transfer-encoding":
             out.append(name + b": " + value)  # the body is forwarded as it came, chunked
+        elif lower == b"host" and replace_host:
+            out.append(b"Host: " + member_host)  # in its place, as the fast path puts it
         elif lower in drop or lower.startswith(b"proxy-") or (
                 lower == b"expect" and head.expect_continue):
             continue
@@ -54,8 +56,7 @@ def request_head_for_member(head: RequestHead, client_ip: str, forwarded: bool,
             # the rest are replaced below: a client must not choose what the member believes
         else:
             out.append(name + b": " + value)
-    if member_host and (replace_host or not any(lower == b"host" for _, lower, _ in
-                                                head.headers)):
+    if member_host and not any(lower == b"host" for _, lower, _ in head.headers):
         out.append(b"Host: " + member_host)
     if head.upgrade:
         out.append(b"Connection: Upgrade")
@@ -81,6 +82,31 @@ def _forwarded(head: RequestHead, client_ip: str, prior_for: bytes,
 
 # Maps a response header (lower-case name, value) to the value the client gets.
 HeaderMap = Callable[[bytes, bytes], bytes]
+
+
+def lean_request_for_member(forward: bytes, method: bytes, target: bytes,
+                            member_target: bytes, member_host: bytes | None,
+                            forwarded: bytes | None, host: bytes) -> bytes:
+    """request_head_for_member() for a lean request (hbfork.core.lean): `forward` as
+    lean_request made it (the head as received, without X-Forwarded-* and its final CRLF), given
+    the route's `member_target` (b"": as it came), the member's authority as Host
+    (`member_host`, None to keep the client's) and `forwarded`, this client's X-Forwarded-For,
+    -Proto and -Port lines (None when forwarded_headers is off)."""
+    if member_target:
+        forward = method + b" " + member_target + forward[len(method) + 1 + len(target):]
+    if member_host is not None:
+        forward = lean_replace_host(forward, member_host)
+    if forwarded is None:
+        return forward + CRLF
+    return forward + forwarded + (b"X-Forwarded-Host: " + host + b"\r\n\r\n" if host else CRLF)
+
+
+def lean_response_for_client(head: bytes, keep_alive: bool, extra: bytes = b"") -> bytes:
+    """response_head_for_client() for a lean response head (hbfork.core.lean) to a
+    keep-alive HTTP/1.1 request: without its hop-by-hop fields, with the `extra` lines (each
+    ending in CRLF) and our own Connection."""
+    return without_hop_fields(head) + extra + (
+        CRLF if keep_alive else b"Connection: close\r\n\r\n")
 
 
 def response_head_for_client(response: ResponseHead, keep_alive: bool, dechunk: bool,
@@ -134,3 +160,13 @@ def error_response(status: int, detail: str = "", *, keep_alive: bool = False,
 
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def hsts_value(max_age: int, subdomains: bool) -> str:
+    """The Strict-Transport-Security value of a listener with `hsts` (seconds)."""
+    return f"max-age={max_age}" + ("; includeSubDomains" if subdomains else "")
+
+
+def hsts_line(max_age: int, subdomains: bool) -> bytes:
+    """The Strict-Transport-Security field line (without its CRLF)."""
+    return b"Strict-Transport-Security: " + hsts_value(max_age, subdomains).encode()

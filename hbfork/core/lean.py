@@ -19,11 +19,17 @@ from __future__ import annotations
 
 import re
 
-from hbfork.core.http11 import _DIGITS, _FIELDS, _HOST, RequestHead, ResponseHead
+from hbfork.core.grammar import (
+    DIGITS,
+    FIELDS,
+    HOST,
+    LEAN_REQUEST_LINE,
+    LEAN_STATUS_LINE,
+    LOWER_NAME,
+)
+from hbfork.core.http11 import RequestHead, ResponseHead
 
-_REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/1\.1\r\n")
-_STATUS_LINE = re.compile(rb"HTTP/1\.1 ([2-5][0-9]{2})(?: [^\r\n]*)?\r\n")
-_NAME = rb"[!#$%&'*+\-.^_`|~0-9a-z]*"
+_NAME = LOWER_NAME
 _VALUE = rb":[ \t]*([^\r]*)"  # up to the CRLF (the grammar was checked): trailing blanks too
 # In one pass over the lower-cased head, (name, value) of the fields the fast path reads, and
 # of every field that sends the head to the full parser instead.
@@ -60,11 +66,11 @@ def lean_request(head: bytes, max_line: int) -> LeanRequest | None:
     None: the full parser must read it. The head to forward lacks only the X-Forwarded-* fields
     and the final CRLF. A client's `Connection: keep-alive` is kept (it is our own option
     towards the member too); `Connection: close` is cut (we keep the member connection)."""
-    line = _REQUEST_LINE.match(head)
+    line = LEAN_REQUEST_LINE.match(head)
     if line is None:
         return None
     start = line.end()
-    if start - 2 > max_line or not _FIELDS.fullmatch(head, start, len(head) - 2):
+    if start - 2 > max_line or not FIELDS.fullmatch(head, start, len(head) - 2):
         return None  # too long, or malformed: the full parser says what is wrong
     method, target = line.groups()
     if method == b"CONNECT" or (target[:1] != b"/" and target != b"*") or b"\\" in target:
@@ -90,7 +96,7 @@ def lean_request(head: bytes, max_line: int) -> LeanRequest | None:
         return None
     at = lower.find(b"\r\nhost:", start - 2) + 7
     host = head[at:head.find(b"\r\n", at)].strip(b" \t")
-    if not _HOST.fullmatch(host):
+    if not HOST.fullmatch(host):
         return None
     forward = head[:-2]
     if not keep_alive:
@@ -107,12 +113,12 @@ def lean_response(head: bytes, mapped: bool = False) -> LeanResponse | None:
     The head may go to a client as received when the connection stays open and the member sent
     no hop-by-hop field but `Connection: keep-alive` (which is then our own option too);
     otherwise without_hop_fields() makes the head to send."""
-    line = _STATUS_LINE.match(head)
+    line = LEAN_STATUS_LINE.match(head)
     if line is None:
         return None
     status = int(line.group(1))
     start = line.end()
-    if status == 204 or status == 304 or not _FIELDS.fullmatch(head, start, len(head) - 2):
+    if status == 204 or status == 304 or not FIELDS.fullmatch(head, start, len(head) - 2):
         return None
     length = -1
     member_keeps = True
@@ -121,7 +127,7 @@ def lean_response(head: bytes, mapped: bool = False) -> LeanResponse | None:
             head.lower(), start - 2):
         if name == b"content-length" and length < 0:
             value = value.rstrip(b" \t")
-            if not _DIGITS.fullmatch(value):
+            if not DIGITS.fullmatch(value):
                 return None
             length = int(value)
         elif name == b"connection" and not connection:

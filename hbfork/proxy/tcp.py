@@ -22,7 +22,7 @@ import ssl
 from hbfork.proxy.context import SessionContext
 from hbfork.proxy.loop import EPOLLIN, ERROR, HANGUP, RDHUP, READ, WRITE
 from hbfork.proxy.relay import SPLICE_AFTER, Direction
-from hbfork.proxy.upstreams import FULL, PoolView, Target
+from hbfork.proxy.upstreams import RETRIES_SPENT, Acquired, PoolView, Target, Wait
 from hbfork.system.logs import log
 
 _RESET = (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH)
@@ -76,17 +76,14 @@ class TcpSession:
     def _connect_next(self) -> None:
         ctx = self.ctx
         pool = ctx.upstreams.default
-        if len(self.tried) > pool.retries:
+        got = ctx.upstreams.acquire(pool, ctx.loop.now, self.tried, None, bool(self.queued_at))
+        if type(got) is not Acquired:
+            if type(got) is Wait:
+                return self._wait(pool)
+            if got.reason != RETRIES_SPENT:
+                ctx.count_no_member(pool)
             return self.close()
-        if not self.queued_at and not self.tried and \
-                ctx.upstreams.queue_ahead(pool, ctx.loop.now):
-            return self._wait(pool)  # others wait already: behind them, in arrival order
-        target = ctx.upstreams.choose(self.tried)
-        if target == FULL:
-            return self._wait(pool)
-        if not isinstance(target, Target):
-            ctx.count_no_member(pool)
-            return self.close()
+        target = got.target
         if self.tried:
             ctx.count_retry()
         self.tried.add(target.slot)

@@ -13,21 +13,22 @@ from __future__ import annotations
 
 import random
 import socket
-import ssl
 import time
 from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from hbfork.core.addresses import Endpoint
 from hbfork.core.balancer import DRAINED, EJECTED, USABLE, WEIGHT_MASK
-from hbfork.core.balancing import FULL, Members, choose
+from hbfork.core.balancing import FULL, choose
 from hbfork.core.config import Config
-from hbfork.core.http_upgrade import parse_allowed
+
+# Why acquire() found no member (Unavailable.reason).
+from hbfork.core.failures import NO_MEMBER, RETRIES_SPENT, SESSION_DOWN, TRIED_ALL
 from hbfork.core.outlier import Detector
 from hbfork.core.pool_admin import POOL_DISABLED, POOL_DRAINED
 from hbfork.core.pool_settings import PoolSettings
 from hbfork.core.settings import BalanceSettings, HttpSettings
+from hbfork.proxy.targets import STICKY_HIT, STICKY_LOST, Acquired, PoolView, Target
 from hbfork.table.layout import (
     LATENCY_BUCKETS,
     LOAD_MASK,
@@ -59,77 +60,105 @@ RESERVE_TRIES = 4  # picks a request makes when other workers keep taking the la
 
 # sticky() when the session's member is known but cannot serve it now
 STICKY_DOWN = "down"
-__all__ = ["FULL", "STICKY_DOWN", "PoolView", "Target", "Upstreams"]
+__all__ = [
+    "FULL",
+    "NO_MEMBER",
+    "RETRIES_SPENT",
+    "SESSION_DOWN",
+    "STICKY_DOWN",
+    "STICKY_HIT",
+    "STICKY_LOST",
+    "TRIED_ALL",
+    "Acquired",
+    "Acquiring",
+    "PoolView",
+    "Target",
+    "Unavailable",
+    "Upstreams",
+    "Wait",
+]
 
 
 Entry = tuple[int, int, int, int, int]  # (tier, slot, weight, capacity, at_report)
 
 
-@dataclass(slots=True, eq=False)
-class Target:
-    """A member as a worker connects to it."""
-    slot: int
-    uid: int
-    family: int
-    sockaddr: tuple[str, int]
-    label: str
-    counters: int  # index of this member's counters in the worker record
-
-    @property
-    def address(self) -> str:
-        """host:port, IPv6 bracketed."""
-        host, port = self.sockaddr
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+# --- what acquire() answers
 
 
-class PoolView:
-    """One pool as the worker picks from it: its settings, and its current candidates."""
+class Wait:
+    """Members are up but none has room now: the request waits in the front queue.
+    `pinned`: it waits for its session's own member, not for any."""
+    __slots__ = ("pinned", "sticky")
 
-    __slots__ = ("built", "candidates", "connect_timeout", "cookie_bytes", "cookie_name",
-                 "discover", "fail_statuses", "index", "members", "name", "param_bytes",
-                 "param_name", "pick", "queue_max", "queue_timeout", "response_timeout",
-                 "retries", "retry_ms", "retry_on", "retry_statuses", "routes", "separator",
-                 "server_name", "settings", "sticky", "tls_context", "upgrades", "weighting")
-
-    def __init__(self, index: int, settings: PoolSettings, http: HttpSettings,
-                 balance: BalanceSettings | None = None) -> None:
-        balance = balance or BalanceSettings()
-        self.index = index
-        # The pool's own timeouts and balancing, or the sections'; retry_ms None: the master's
-        # [proxy] retry.
-        self.connect_timeout = _or(settings.connect_timeout, http.connect_timeout)
-        self.response_timeout = _or(settings.response_timeout, http.response_timeout)
-        self.retries = _or(settings.retries, http.retries)
-        self.retry_ms = None if settings.retry is None else int(settings.retry * 1000)
-        self.weighting = settings.weighting or balance.weighting
-        self.pick = settings.pick or balance.pick
-        self.queue_timeout = _or(settings.queue_timeout, balance.queue_timeout)
-        self.queue_max = _or(settings.queue_max, balance.queue_max)
-        self.name = settings.name
-        self.settings = settings
-        self.members = [(m.address, m.tier) for m in settings.members]
-        self.routes = {m.route: m.address for m in settings.members if m.route}
-        self.discover = settings.discover
-        self.cookie_name, self.param_name = settings.sticky_names
-        self.cookie_bytes = self.cookie_name.encode()
-        self.param_bytes = self.param_name.encode()
-        self.sticky = bool(self.cookie_name)
-        self.separator = settings.stickysessionsep
-        self.upgrades = parse_allowed(settings.upgrade)
-        self.fail_statuses = frozenset(settings.failonstatus)
-        self.retry_on = frozenset(settings.retry_on)
-        self.retry_statuses = frozenset(s for s in settings.retry_on if isinstance(s, int))
-        self.candidates = Members()
-        self.built = -1
-        self.tls_context: ssl.SSLContext | None = None  # TLS to members (set by the worker)
-        self.server_name = settings.tls_server_name
+    def __init__(self, pinned: bool, sticky: int = 0) -> None:
+        self.pinned, self.sticky = pinned, sticky
 
 
-def _or(value: float | int | None, default: float | int) -> float | int:
-    return default if value is None else value
+class Unavailable:
+    """No member can take the request (`reason`: NO_MEMBER, TRIED_ALL, RETRIES_SPENT or
+    SESSION_DOWN)."""
+    __slots__ = ("reason", "sticky")
+
+    def __init__(self, reason: str, sticky: int = 0) -> None:
+        self.reason, self.sticky = reason, sticky
 
 
-class Upstreams:
+Acquisition = Acquired | Wait | Unavailable
+
+
+class Acquiring:
+    """acquire(), over the picker's primitives (choose, reserve, sticky, queue_ahead): the one
+    place where a request or a TCP connection gets its member."""
+
+    __slots__ = ()
+
+    def acquire(self, pool: PoolView, now: float, excluded: set[int] | None = None,
+                sticky_route: str | None = None, queued: bool = False,
+                failover: bool = True) -> Acquisition:
+        """A member of `pool` for a request that tried the slots in `excluded` already
+        (`queued`: it comes from the front queue; `now`: the loop's clock). A sticky session's
+        member is taken when it can serve (a busy one is waited for); when it cannot, the
+        request goes to another member unless the pool has nofailover (or `failover` is
+        False: the caller has its own way to fail over). A request that has not
+        tried yet goes behind the front queue's old waiters."""
+        if excluded and len(excluded) > pool.retries:
+            return Unavailable(RETRIES_SPENT)
+        outcome = 0
+        if sticky_route is not None:
+            found = self.sticky(pool, sticky_route)
+            if isinstance(found, Target) and (not excluded or found.slot not in excluded):
+                if not self.reserve(found):
+                    return Wait(True)  # busy: wait for it, not for another
+                return found.acquired[STICKY_HIT]
+            if found is not None:  # its member is down, or refused this very request
+                outcome = STICKY_LOST
+                if pool.settings.nofailover or not failover:
+                    return Unavailable(SESSION_DOWN, outcome)
+        if not queued and not excluded and self.queue_ahead(pool, now):
+            return Wait(False, outcome)  # others wait already: behind them, in arrival order
+        target = self.choose(excluded, pool)
+        if type(target) is Target:
+            return target.acquired[outcome]
+        if target is None:
+            return Unavailable(TRIED_ALL if excluded else NO_MEMBER, outcome)
+        return Wait(False, outcome)  # FULL
+
+    # the primitives (Upstreams' own; a test's picker has its own)
+    def sticky(self, pool: PoolView, route: str) -> Target | str | None:
+        raise NotImplementedError
+
+    def reserve(self, target: Target) -> bool:
+        raise NotImplementedError
+
+    def queue_ahead(self, pool: PoolView, now: float) -> bool:
+        raise NotImplementedError
+
+    def choose(self, excluded: set[int] | None = None,
+               pool: PoolView | None = None) -> Target | int | None:
+        raise NotImplementedError
+
+
+class Upstreams(Acquiring):
     def __init__(self, table: Table, record: memoryview, config: Config | None = None,
                  rng: random.Random | None = None) -> None:
         self.table = table

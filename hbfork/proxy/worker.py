@@ -139,7 +139,7 @@ class Worker:
         signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
                        signal.SIGUSR2):
-            signal.signal(signum, self._record_signal)
+            signal.signal(signum, lambda signum, frame: self._signals.append(signum))
         for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_IGN if signum != signal.SIGCHLD else signal.SIG_DFL)
         self.loop.add(read_end, READ, self._on_wakeup)
@@ -156,9 +156,6 @@ class Worker:
                          self.limits, self.config, self.tls)
         self.record.set_state(STATE_READY)
         self._update_title()
-
-    def _record_signal(self, signum: int, frame: object) -> None:
-        self._signals.append(signum)
 
     # --- connections
 
@@ -363,7 +360,6 @@ class Worker:
         if title != self._title:
             self._title = title
             setproctitle.setproctitle(title)
-
 
 
 def run_worker(**kwargs: object) -> int:

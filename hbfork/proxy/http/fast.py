@@ -6,14 +6,18 @@ in one read. For those, the general state machine (hbfork.proxy.http.session) co
 the worker's CPU in bookkeeping: a field list built and re-joined per head, buffers appended
 and cut, and a dozen steps per event. Here such an exchange is two straight-line handlers, one
 per event: the request is read into the worker's buffer, parsed lean (hbfork.core.lean),
-routed, picked and sent; the response is read, parsed lean, and sent to the client with its
-body in one send().
+routed, given a member and sent; the response is read, parsed lean, and sent to the client
+with its body in one send().
 
-Every check fails over to the general path, never to an error: the bytes read so far are handed
-to it exactly as if it had read them, and it finishes the exchange from whatever state the
-fast path left, which is always one of its own (HEAD, FORWARD with the request sent). So every
-hard case (pipelining, bodies, chunked, Expect, upgrades, half-closes, retries, queueing, a
-fresh connect, TLS to members, sticky sessions) keeps exactly the general path's behaviour.
+The FastPath's handlers are the ones the loop calls for the session's sockets; each begins
+with its entry test (on_client, on_member) and otherwise passes the event to the general
+path. Every later check ends in an explicit hand-over (_hand_over_request,
+_hand_over_response), never in an error: the bytes read so far are given to the general path
+exactly as if it had read them, and it finishes the exchange from whatever state the fast path
+left, which is always one of its own (HEAD, FORWARD with the request sent). So every hard case
+(pipelining, bodies, chunked, Expect, upgrades, half-closes, retries, queueing, a fresh
+connect, TLS to members, sticky sessions whose member is down or busy) keeps exactly the
+general path's behaviour.
 """
 
 from __future__ import annotations
@@ -22,125 +26,142 @@ import time
 
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import IDEMPOTENT, LengthBody
-from hbfork.core.lean import replace_host, without_hop_fields
-from hbfork.proxy.http.state import FORWARD, HEAD, MAX_RESPONSE_HEAD, STICKY_HIT, ExchangeState
-from hbfork.proxy.loop import READ, WRITE
+from hbfork.core.http_heads import lean_request_for_member, lean_response_for_client
+from hbfork.core.persistence import client_keeps
+from hbfork.proxy.http.parts import SessionCore
+from hbfork.proxy.http.state import FORWARD, HEAD, MAX_RESPONSE_HEAD
+from hbfork.proxy.loop import EPOLLIN, READ, WRITE
 from hbfork.proxy.tls import WOULD_BLOCK
-from hbfork.proxy.upstreams import Target
-
-KEEP_END, CLOSE_END = b"\r\n", b"Connection: close\r\n\r\n"
+from hbfork.proxy.upstreams import Acquired
 
 
-class FastPath(ExchangeState):
-    __slots__ = ()
+class FastPath:
+    # The session and its parts, each one attribute away (they never change): this is the
+    # hottest code of a worker, and every lookup shows in its CPU per request.
+    __slots__ = ("client", "ctx", "member", "member_handler", "relay", "s")
+
+    def __init__(self, session: SessionCore) -> None:
+        self.s = session
+        self.ctx = session.ctx
+        self.client = session.client
+        self.member = session.member
+        self.relay = session.relay
+        self.member_handler = self.on_member  # bound once: it is set for every request
 
     # --- the request
 
-    def _fast_request(self) -> None:
-        """The client is readable, no request is in progress and nothing is buffered."""
-        ctx = self.ctx
+    def on_client(self, mask: int) -> None:
+        """The client socket's events: readable with no request in progress and nothing
+        buffered is the fast path's; anything else the general path's."""
+        client = self.client
+        if mask == EPOLLIN and self.s.state == HEAD and not client.inbuf and not client.out \
+                and not client.hup:
+            return self._request()
+        client.on_event(mask)
+
+    def _request(self) -> None:
+        s, ctx, client = self.s, self.ctx, self.client
         view = ctx.buffer
         try:
-            n = self.client.recv_into(view)
+            n = client.sock.recv_into(view)
         except WOULD_BLOCK:
             return
         except OSError:
-            return self.close()
+            return s.close()
         if n == 0:
-            self.client_eof = True
-            return self._advance()
+            client.eof = True
+            return s.advance()
         ctx.count_bytes(True, n)
         # One whole head and nothing after it (no body, no pipelined request).
         if view.obj.find(b"\r\n\r\n", 0, n) != n - 4 or n > ctx.limits.max_header_size + 4 or \
-                (self.tls is not None and self.client.pending()):
-            return self._read_slowly(n)
+                (client.tls is not None and client.sock.pending()):  # type: ignore[attr-defined]
+            return self._hand_over_request(n)
         head = bytes(view[:n])
         lean = ctx.lean.request(head)
         if lean is None:
-            return self._read_slowly(n)
+            return self._hand_over_request(n)
         request, forward = lean
         method, target, host = request.method, request.target, request.host
         try:
             decision = ctx.router.decide_for(host, target)
         except ProtocolError:
-            return self._read_slowly(n)  # the general path answers it
+            return self._hand_over_request(n)  # the general path answers it
         pool = decision.pool
         if pool is None or not decision.fast or pool.tls_context is not None:
-            return self._read_slowly(n)
-        upstreams = ctx.upstreams
-        found: Target | int | str | None = None
-        if pool.sticky:
-            route = ctx.router.sticky_route_lean(decision, head, target)
-            if route is not None:
-                found = upstreams.sticky(pool, route)
-                if found is not None:  # the route names a member: it, or the general path
-                    if not isinstance(found, Target) or not upstreams.reserve(found):
-                        return self._read_slowly(n)  # down, or busy: failover or waiting
-                    self.sticky_route, self.sticky_outcome = route, STICKY_HIT
-                else:
-                    self.sticky_route = route  # no member has it: a weighted pick
-        if found is None:
-            found = None if upstreams.queue_ahead(pool, ctx.loop.now) else \
-                upstreams.choose(None, pool)
-        if not isinstance(found, Target):
-            self.sticky_route = None
-            return self._read_slowly(n)  # queueing or 503: the general path's business
-        # From here the request is counted in flight to `found`; it is this session's.
-        self.exchange_started = time.monotonic()
-        self.lean_head = head
-        self.request = request
-        self.keep_alive = request.keep_alive
-        self.request_done = True
-        self.decision = decision
-        self.tried.add(found.slot)
-        self.target = self.inflight_target = found
+            return self._hand_over_request(n)
+        route = ctx.router.sticky_route_lean(decision, head, target) if pool.sticky else None
+        got = ctx.upstreams.acquire(pool, ctx.loop.now, None, route, False, False)
+        if type(got) is not Acquired:
+            return self._hand_over_request(n)  # waiting, failover or 503: the general path's
+        found = got.target
+        # From here the request is counted in flight to `found`; it is this exchange's.
+        ex = s.ex
+        ex.sticky_route, ex.sticky_outcome = route, got.sticky
+        ex.exchange_started = time.monotonic()
+        ex.lean_head = head
+        ex.request = request
+        ex.keep_alive = request.keep_alive
+        ex.request_done = True
+        ex.decision = decision
+        ex.tried = {found.slot}
+        ex.target = found
+        member = self.member
+        member.inflight = found
         conn = ctx.conn_pool.checkout(found, verify=method not in IDEMPOTENT)
         if conn is None:
-            self._connect(found)  # dialing is the general path's (it parses the head whole)
-            return self._advance()
-        if decision.target:
-            forward = method + b" " + decision.target + forward[len(method) + 1 + len(target):]
-        if not decision.preserve_host:
-            forward = replace_host(forward, conn.target.address.encode())
-        if ctx.http.forwarded_headers:
-            forward += self.forwarded + (b"X-Forwarded-Host: " + host + b"\r\n\r\n" if host
-                                         else b"\r\n")
-        else:
-            forward += b"\r\n"
-        self.conn = conn
-        self.state = FORWARD
+            member.connect(found)  # dialing is the general path's (it parses the head whole)
+            return s.advance()
+        forward = lean_request_for_member(
+            forward, method, target, decision.target,
+            None if decision.preserve_host else conn.target.address.encode(),
+            client.forwarded if ctx.http.forwarded_headers else None, host)
+        member.conn = conn
+        s.state = FORWARD
         loop = ctx.loop
-        loop.handlers[conn.fd] = self.member_handler
-        self.member_started = loop.now
-        loop.set_timer(self.timer, loop.now + pool.response_timeout)
+        # Its response is the fast path's to try (a HEAD's never is: it has no body to send).
+        loop.handlers[conn.fd] = self.member_handler if method != b"HEAD" else member.on_event
+        ex.member_started = loop.now
+        loop.set_timer(s.timer, loop.now + pool.response_timeout)
         try:
             sent = conn.sock.send(forward)
         except BlockingIOError:
             sent = 0
         except OSError:
-            self.upstream_out += forward
-            self._member_write_failed()  # a retry on a fresh connection, or a 502
-            return self._advance()
+            member.out += forward
+            member.write_failed()  # a retry on a fresh connection, or a 502
+            return s.advance()
         if sent < len(forward):
-            self.upstream_out += memoryview(forward)[sent:]
+            member.out += memoryview(forward)[sent:]
             loop.set_mask(conn.fd, READ | WRITE)
 
-    def _read_slowly(self, n: int) -> None:
+    def _hand_over_request(self, n: int) -> None:
         """Hand the `n` bytes just read to the general path, as if it had read them."""
-        self.head_started = self.ctx.loop.now
-        self.inbuf += self.ctx.buffer[:n]
-        if self.tls is not None and self.client.pending() and not self._read_client():
+        s = self.s
+        s.head_started = s.ctx.loop.now
+        s.client.inbuf += s.ctx.buffer[:n]
+        if s.client.tls is not None and s.client.sock.pending() and \
+                not s.client.read():  # type: ignore[attr-defined]
             return
-        self._advance()
+        s.advance()
 
     # --- the response
 
-    def _fast_response(self) -> None:
-        """The member is readable; a lean request was sent whole and nothing of the response
-        has arrived yet."""
-        conn = self.conn
+    def on_member(self, mask: int) -> None:
+        """The member socket's events: readable, a lean request sent whole and nothing of its
+        response here yet is the fast path's; anything else the general path's."""
+        s, member = self.s, self.member
+        ex = s.ex
+        if mask == EPOLLIN and ex.lean_head is not None and ex.response is None and \
+                s.state == FORWARD and member.conn is not None and not member.inbuf and \
+                not member.out and not self.client.out and \
+                ex.request.method != b"HEAD":  # type: ignore[union-attr]
+            return self._response()
+        member.on_event(mask)
+
+    def _response(self) -> None:
+        s, member, ctx = self.s, self.member, self.ctx
+        conn = member.conn
         assert conn is not None
-        ctx = self.ctx
         view = ctx.buffer
         try:
             n = conn.sock.recv_into(view)
@@ -149,62 +170,63 @@ class FastPath(ExchangeState):
         except OSError:
             n = 0
         if n == 0:
-            self._member_closed()
-            if not self.closed:
-                self._advance()
+            member.closed()
+            if not s.closed:
+                s.advance()
             return
         end = view.obj.find(b"\r\n\r\n", 0, min(n, MAX_RESPONSE_HEAD))
         if end < 0:
-            return self._member_read_slowly(n)
+            return self._hand_over_response(n)
         body_at = end + 4
         head = bytes(view[:body_at])
-        decision = self.decision
-        assert decision is not None
+        ex = s.ex
+        decision = ex.decision
+        assert decision is not None and decision.pool is not None
         lean = ctx.lean.response(head, decision.reverse is not None)
         if lean is None:
-            return self._member_read_slowly(n)
+            return self._hand_over_response(n)
         response, verbatim = lean
-        if response.status in decision.pool.retry_statuses:  # type: ignore[union-attr]
-            return self._member_read_slowly(n)  # maybe retried: the general path decides
+        if response.status in decision.pool.retry_statuses:
+            return self._hand_over_response(n)  # maybe retried: the general path decides
         length = response.content_length
         assert length is not None
         have = n - body_at
         if have > length:
-            return self._member_read_slowly(n)  # bytes after the response: not ours to judge
+            return self._hand_over_response(n)  # bytes after the response: not ours to judge
         ctx.count_fast_path()
-        keep_alive = (self.keep_alive and not self.client_eof and not ctx.draining
-                      and not self.drain_requested)
-        self.keep_alive = keep_alive
-        self.response = response
-        self.status = response.status
-        self.sent_to_client = True
-        self.bytes_to_client = have
-        extra = self.extra_head
+        client = self.client
+        # (the request was read whole, with nothing after it: buffered is False)
+        ex.keep_alive = keep_alive = client_keeps(ex.keep_alive, client.eof, False,
+                                                  ctx.draining or s.drain_requested)
+        ex.response = response
+        ex.status = response.status
+        ex.sent_to_client = True
+        ex.bytes_to_client = have
+        extra = client.extra_head
         if verbatim and keep_alive and not extra:
             out: bytes | memoryview = view[:n]  # forwarded exactly as received
         else:
-            out = without_hop_fields(head) + extra + (KEEP_END if keep_alive else CLOSE_END) \
-                + view[body_at:n]
-        try:
-            sent = self.client.send(out) if self.tls is None else self.tls.send(self.client, out)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            return self.close()
-        ctx.count_bytes(False, sent)
+            out = lean_response_for_client(head, keep_alive, extra) + view[body_at:n]
+        sent = client.send_now(out)  # type: ignore[arg-type]
+        if sent < 0:
+            return
         if sent < len(out):
-            self.client_out += out[sent:]  # the buffer is reused: what waits is copied
+            client.out += out[sent:]  # the buffer is reused: what waits is copied
         if have < length:
-            self.response_body = LengthBody(length - have)
-            self._set_deadline(ctx.http.client_timeout)
-            return self._advance()
-        self._finish_exchange()
-        if self.state != HEAD or self.client_out or self.inbuf:
-            return self._advance()
-        ctx.loop.set_mask(self.client_fd, READ)
+            ex.response_body = LengthBody(length - have)
+            s.set_deadline(ctx.http.client_timeout)
+            return s.advance()
+        self.relay.finish()
+        if s.state != HEAD or client.out or client.inbuf:
+            return s.advance()
+        ctx.loop.set_mask(client.fd, READ)
 
-    def _member_read_slowly(self, n: int) -> None:
+    def _hand_over_response(self, n: int) -> None:
         """Hand the `n` response bytes just read to the general path."""
-        self.upbuf += self.ctx.buffer[:n]
-        self._set_deadline(self.pool.response_timeout)
-        self._advance()
+        s, member = self.s, self.member
+        member.inbuf += self.ctx.buffer[:n]
+        conn = member.conn
+        assert conn is not None
+        self.ctx.loop.handlers[conn.fd] = member.on_event  # its next events: no entry test
+        s.set_deadline(s.pool.response_timeout)
+        s.advance()

@@ -4,6 +4,8 @@ body, reading the response bytes, and what to do when the member closes or reset
 A refused or timed-out connect marks the member in error and the request goes to another
 member, up to `retries`. A pooled connection the member closed before answering is retried once
 on a fresh connection, if the request is idempotent and has no body (the keep-alive race).
+Other failures before a response head go to the outlier detector, and to another member when
+the pool retries them (`retry_on`) and the request is safe to replay (hbfork.core.retry).
 """
 
 from __future__ import annotations
@@ -14,45 +16,58 @@ import ssl
 
 from hbfork.core import http11, http_heads
 from hbfork.core.errors import ProtocolError
+from hbfork.core.failures import gateway_status
 from hbfork.core.http11 import LengthBody, UntilClose
 from hbfork.core.outlier import FAILED_STATUS, GATEWAY, OK
 from hbfork.core.retry import EMPTY, MALFORMED, RESET, may_retry, replayable
-from hbfork.proxy.http.state import (
-    CLOSING,
-    CONNECT,
-    FORWARD,
-    HIGH_WATER,
-    TUNNEL,
-    ExchangeState,
-)
+from hbfork.proxy.http.parts import SessionCore
+from hbfork.proxy.http.state import CLOSING, CONNECT, FORWARD, HIGH_WATER, TUNNEL
 from hbfork.proxy.keepalive import MemberConnection
-from hbfork.proxy.loop import EPOLLIN, READ, WRITE
-from hbfork.proxy.relay import Direction
+from hbfork.proxy.loop import READ, WRITE
+from hbfork.proxy.relay import SPLICE_AFTER, Direction, splice_available
 from hbfork.proxy.tls import WOULD_BLOCK
 from hbfork.proxy.upstreams import Target
 
 # Bodies whose bytes can go from the worker's buffer straight to the other side: their
 # framing needs no parsing that could fail (chunked bodies take the queued path).
 DIRECT_BODIES = (LengthBody, UntilClose)
+# A request body of known length with at least SPLICE_AFTER bytes still to come goes from the
+# client's socket to the member's through a kernel pipe (splice(2)), never through Python
+# buffers: uploads took twice the CPU per MiB of downloads when copied (scripts/bench,
+# 1 MiB POSTs). Plain connections only: over TLS, splice would move ciphertext.
+SPLICE_BODIES = splice_available()
 
 
-class MemberSide(ExchangeState):
-    __slots__ = ()
+class MemberLeg:
+    __slots__ = ("body_relay", "client", "conn", "ctx", "inbuf", "inflight", "out", "s")
 
-    def _connect(self, target: Target) -> None:
+    def __init__(self, session: SessionCore) -> None:
+        self.s = session
+        self.ctx = session.ctx  # and the client, one attribute away (they never change)
+        self.client = session.client
+        self.conn: MemberConnection | None = None
+        self.out = bytearray()     # waiting to be written to the member
+        self.inbuf = bytearray()   # read from the member, not yet relayed
+        self.body_relay: Direction | None = None  # a large request body spliced (after its head)
+        self.inflight: Target | None = None  # the member counted as having this request
+
+    # --- dialing
+
+    def connect(self, target: Target) -> None:
+        s = self.s
         try:
             sock, err = self.ctx.connect(target)
         except OSError as error:  # out of fds or memory: our problem, not the member's
             self.ctx.resource_error(error)
-            return self._fail(503, "the proxy is out of resources", (("Retry-After", "1"),))
-        self.conn = MemberConnection(sock, target, self.ctx.conn_pool)
-        self.state = CONNECT
-        self.ctx.loop.add(self.conn.fd, WRITE, self._on_member)
+            return s.fail(503, "the proxy is out of resources", (("Retry-After", "1"),))
+        self.conn = conn = MemberConnection(sock, target, self.ctx.conn_pool)
+        s.state = CONNECT
+        self.ctx.loop.add(conn.fd, WRITE, self.on_event)
         if err not in (0, errno.EINPROGRESS):
-            return self._connect_failed(err)
-        self._set_deadline(self.pool.connect_timeout)
+            return self.connect_failed(err)
+        s.set_deadline(s.pool.connect_timeout)
 
-    def _member_handshake(self, conn: MemberConnection) -> None:
+    def _handshake(self, conn: MemberConnection) -> None:
         """TLS to the member: one step of the handshake (connect_timeout covers it all)."""
         try:
             conn.sock.do_handshake()
@@ -64,50 +79,60 @@ class MemberSide(ExchangeState):
             return
         except (ssl.SSLError, OSError) as err:
             reason = getattr(err, "reason", None) or type(err).__name__
-            return self._connect_failed(0, f"TLS: {reason}")
+            return self.connect_failed(0, f"TLS: {reason}")
         conn.handshaking = False
-        self._attached(conn)
+        self.attached(conn)
 
-    def _connect_failed(self, err: int, reason: str = "") -> None:
-        assert self.conn is not None
-        self.ctx.member_failed(self.conn.target, reason or errno.errorcode.get(err, str(err)),
-                              self.pool.retry_ms)
-        self._member_done(0)  # it took nothing: no longer in flight there
-        self.conn.close()
+    def connect_failed(self, err: int, reason: str = "") -> None:
+        s, conn = self.s, self.conn
+        assert conn is not None
+        self.ctx.member_failed(conn.target, reason or errno.errorcode.get(err, str(err)),
+                            s.pool.retry_ms)
+        self.done(0)  # it took nothing: no longer in flight there
+        conn.close()
         self.conn = None
-        self.state = FORWARD  # between members; _dispatch decides what is next
-        self._dispatch()
+        s.state = FORWARD  # between members; dispatch() decides what is next
+        s.dispatch()
 
-    def _attached(self, conn: MemberConnection) -> None:
+    def attached(self, conn: MemberConnection) -> None:
         """`conn` is connected: send the request head (and the body bytes already here)."""
-        ctx = self.ctx
-        if self.lean_head is not None:  # a fast-path request: the head is rebuilt in full
-            self.request = http11.parse_request_head(self.lean_head, ctx.limits)
-            self.lean_head = None
-        assert self.request is not None
+        s = self.s
+        ctx, ex, client = self.ctx, s.ex, self.client
+        if ex.lean_head is not None:  # a fast-path request: the head is rebuilt in full
+            ex.request = http11.parse_request_head(ex.lean_head, ctx.limits)
+            ex.lean_head = None
+        request, decision = ex.request, ex.decision
+        assert request is not None and decision is not None
         self.conn = conn
-        self.state = FORWARD
-        ctx.loop.handlers[conn.fd] = self._on_member
-        self.member_started = ctx.loop.now
-        decision = self.decision
-        assert decision is not None
-        self.upstream_out += http_heads.request_head_for_member(
-            self.request, self.client_ip, ctx.http.forwarded_headers,
-            b"https" if self.tls is not None else b"http", _authority(conn.target),
-            decision.target or None, not decision.preserve_host, self.listen.address.port
-            if self.listen.address is not None else 0)
-        if self.request.expect_continue and not self.request_done and not self.inbuf:
+        s.state = FORWARD
+        ctx.loop.handlers[conn.fd] = self.on_event
+        ex.member_started = ctx.loop.now
+        listen = client.listen
+        self.out += http_heads.request_head_for_member(
+            request, client.ip, ctx.http.forwarded_headers,
+            b"https" if client.tls is not None else b"http", conn.target.address.encode(),
+            decision.target or None, not decision.preserve_host,
+            listen.address.port if listen.address is not None else 0)
+        if request.expect_continue and not ex.request_done and not client.inbuf:
             # We answer the expectation ourselves (and do not forward it), now that a member
             # is ready to take the body: members that ignore Expect would make the client wait.
-            self._to_client(http_heads.CONTINUE)
+            client.out += http_heads.CONTINUE
         # Until the body is all here we wait on the client, not the member.
-        self._set_deadline(self.pool.response_timeout if self.request_done
-                           else ctx.http.client_timeout)
+        s.set_deadline(s.pool.response_timeout if ex.request_done else ctx.http.client_timeout)
 
-    def _relay_request_bytes(self, n: int) -> None:
+    # --- the request body
+
+    def body_splices(self) -> bool:
+        """The rest of this request body goes through a kernel pipe (see SPLICE_BODIES)."""
+        body, conn, relay = self.s.ex.body, self.conn, self.body_relay
+        return (type(body) is LengthBody and body.remaining >= SPLICE_AFTER and SPLICE_BODIES
+                and self.client.tls is None and conn is not None and conn.tls is None
+                and (relay is None or relay.splice))
+
+    def relay_request_bytes(self, n: int) -> None:
         """Request body bytes just read into the worker's buffer go straight to the member,
-        nothing being queued before them (no copy into inbuf and upstream_out)."""
-        conn, body = self.conn, self.body
+        nothing being queued before them (no copy into the buffers)."""
+        conn, body = self.conn, self.s.ex.body
         assert conn is not None and body is not None
         view = self.ctx.buffer
         taken = body.scan(view, 0, n)
@@ -118,17 +143,18 @@ class MemberSide(ExchangeState):
             except BlockingIOError:
                 sent = 0
             except OSError:
-                self.upstream_out += out
-                return self._member_write_failed()
+                self.out += out
+                return self.write_failed()
             if sent < taken:
-                self.upstream_out += out[sent:]
+                self.out += out[sent:]
         if taken < n:
-            self.inbuf += view[taken:n]  # the next (pipelined) request
+            self.client.inbuf += view[taken:n]  # the next (pipelined) request
 
-    def _relay_body_bulk(self, body: LengthBody) -> bool:
+    def relay_body_bulk(self, body: LengthBody) -> bool:
         """Read the next part of a large request body (at most what is left of it) and move
-        it to the member through the session's pipe; False if the session ended. The client
-        is not read again until the member has taken all of it (see _wants_client_read)."""
+        it to the member through the pipe; False if the session ended. The client is not read
+        again until the member has taken all of it (see HttpSession)."""
+        s = self.s
         relay = self.body_relay
         if relay is None:
             relay = self.body_relay = Direction()
@@ -136,195 +162,205 @@ class MemberSide(ExchangeState):
         conn = self.conn
         assert conn is not None
         try:
-            n = relay.read(self.client, conn.sock, self.ctx.buffer, body.remaining)
+            n = relay.read(self.client.sock, conn.sock, self.ctx.buffer, body.remaining)
         except OSError:  # either socket: a reset client gets nothing anyway
-            self._member_write_failed()
-            return not self.closed
+            self.write_failed()
+            return not s.closed
         if n == 0:
-            self.client_eof = True  # inside the body: _forward_request_body says 400
+            self.client.eof = True  # inside the body: forward_request_body says 400
         elif n > 0:
             body.remaining -= n
             self.ctx.count_bytes(True, n)
-            self._set_deadline(self.ctx.http.client_timeout)
+            s.set_deadline(self.ctx.http.client_timeout)
         return True
 
-    def _flush_body_relay(self, relay: Direction) -> None:
-        assert self.conn is not None
-        try:
-            relay.flush(self.conn.sock)
-        except OSError:
-            self._member_write_failed()
-
-    def _forward_request_body(self) -> None:
-        if self.request_done or self.body is None or self.conn is None:
+    def forward_request_body(self) -> None:
+        s = self.s
+        ex, inbuf = s.ex, self.client.inbuf
+        body = ex.body
+        if ex.request_done or body is None or self.conn is None:
             return
-        if self.inbuf and len(self.upstream_out) < HIGH_WATER:
-            taken = self.body.scan(self.inbuf, 0, len(self.inbuf))
-            self.upstream_out += self.inbuf[:taken]
-            del self.inbuf[:taken]
-        if self.body.done:
-            self.request_done = True
-            self._set_deadline(self.pool.response_timeout)
-        elif self.client_eof:
+        if inbuf and len(self.out) < HIGH_WATER:
+            taken = body.scan(inbuf, 0, len(inbuf))
+            self.out += inbuf[:taken]
+            del inbuf[:taken]
+        if body.done:
+            ex.request_done = True
+            s.set_deadline(s.pool.response_timeout)
+        elif self.client.eof:
             raise ProtocolError(400, "connection closed inside a request body")
 
-    def _on_member(self, mask: int) -> None:
-        conn = self.conn
+    # --- events
+
+    def on_event(self, mask: int) -> None:
+        """The member socket's events (the general path)."""
+        conn, s = self.conn, self.s
         if conn is None:
             return
-        if mask == EPOLLIN and self.lean_head is not None and self.state == FORWARD and \
-                self.response is None and not self.upbuf and not self.upstream_out and \
-                not self.client_out and self.request.method != b"HEAD":  # type: ignore[union-attr]
-            return self._fast_response()
-        if self.state == CONNECT:
+        if s.state == CONNECT:
             if conn.handshaking:
-                self._member_handshake(conn)
+                self._handshake(conn)
             elif err := conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                self._connect_failed(err)
-            elif self.pool.tls_context is not None:
-                conn.start_tls(self.pool.tls_context,
-                               self.pool.server_name or conn.target.sockaddr[0])
-                self._member_handshake(conn)
+                self.connect_failed(err)
+            elif s.pool.tls_context is not None:
+                conn.start_tls(s.pool.tls_context, s.pool.server_name or conn.target.sockaddr[0])
+                self._handshake(conn)
             else:
-                self._attached(conn)
+                self.attached(conn)
         else:
-            if mask & WRITE and self.upstream_out:
-                self._flush_member()
+            if mask & WRITE and self.out:
+                self.flush()
             elif mask & WRITE and self.body_relay is not None and self.body_relay.waiting():
-                self._flush_body_relay(self.body_relay)
-            if mask & ~WRITE and self.conn is conn and self._wants_member_read():
-                self._read_member()
-        if not self.closed:
-            self._advance()
+                try:
+                    self.body_relay.flush(conn.sock)
+                except OSError:
+                    self.write_failed()
+            if mask & ~WRITE and self.conn is conn and self.wants_read():
+                self._read()
+        if not s.closed:
+            s.advance()
 
-    def _wants_member_read(self) -> bool:
-        if self.conn is None or self.state not in (FORWARD, TUNNEL):
+    def wants_read(self) -> bool:
+        s = self.s
+        if self.conn is None or s.state not in (FORWARD, TUNNEL):
             return False
-        return len(self.client_out) < HIGH_WATER
+        return len(self.client.out) < HIGH_WATER
 
-    def _read_member(self) -> None:
-        assert self.conn is not None
+    def _read(self) -> None:
+        s, conn = self.s, self.conn
+        assert conn is not None
         buffer = self.ctx.buffer
         try:
-            n = self.conn.sock.recv_into(buffer)
+            n = conn.sock.recv_into(buffer)
         except WOULD_BLOCK:
             return
         except OSError:
             n = 0
         if n == 0:
-            return self._member_closed()
-        if type(self.response_body) in DIRECT_BODIES and self.state == FORWARD and \
-                not self.upbuf and not self.client_out:
-            self._relay_response_bytes(n)
-            if self.closed or self.conn is None:
+            return self.closed()
+        ex = s.ex
+        if type(ex.response_body) in DIRECT_BODIES and s.state == FORWARD and \
+                not self.inbuf and not self.client.out:
+            s.relay.relay_response_bytes(n)
+            if s.closed or self.conn is None:
                 return
         else:
-            self.upbuf += buffer[:n]
-        if self.conn.tls is not None and self.conn.sock.pending():
-            return self._read_member()  # decrypted bytes epoll cannot see
-        self._set_deadline(self.ctx.http.client_timeout
-                           if self.response is not None else
-                           self.pool.response_timeout)
+            self.inbuf += buffer[:n]
+        if conn.tls is not None and conn.sock.pending():  # type: ignore[attr-defined]
+            return self._read()  # decrypted bytes epoll cannot see
+        s.set_deadline(self.ctx.http.client_timeout if s.ex.response is not None else
+                       s.pool.response_timeout)
 
-    def _member_closed(self) -> None:
+    def closed(self) -> None:
         """EOF (or an error) from the member."""
-        conn = self.conn
-        assert conn is not None
-        if self.state == TUNNEL:
-            self.client_out += self.upbuf
-            self.upbuf.clear()
-            self._release_member(reusable=False)
-            self.state = CLOSING
+        s = self.s
+        ex = s.ex
+        if s.state == TUNNEL:
+            self.client.out += self.inbuf
+            self.inbuf.clear()
+            self.release(reusable=False)
+            s.state = CLOSING
             return
-        if isinstance(self.response_body, UntilClose):
-            self.response_body.done = True  # finished once upbuf has gone to the client
+        if isinstance(ex.response_body, UntilClose):
+            ex.response_body.done = True  # finished once its bytes have gone to the client
             return
-        if self.response is None and not self.upbuf and self._may_retry_fresh():
+        if ex.response is None and not self.inbuf and self._may_retry_fresh():
             # The keep-alive race: the member closed an idle connection as we reused it.
             return self._retry_fresh()
-        if self.response is None:
-            if self.upbuf:
-                return self._gateway_failure(MALFORMED, 502,
-                                             "the member closed the connection mid-answer")
-            return self._gateway_failure(EMPTY, 502,
-                                         "the member closed the connection without answering")
-        self.close()  # the head went out already: closing is the only signal left
+        if ex.response is None:
+            if self.inbuf:
+                return self.gateway_failure(MALFORMED,
+                                            "the member closed the connection mid-answer")
+            return self.gateway_failure(EMPTY,
+                                        "the member closed the connection without answering")
+        s.close()  # the head went out already: closing is the only signal left
 
-    def _may_retry_fresh(self) -> bool:
-        """A request may be sent again only if nothing of it can have had an effect: it came on
-        a reused connection, is idempotent, has no body, and was not retried already."""
-        request, conn = self.request, self.conn
-        return (conn is not None and conn.reused and request is not None
-                and request.idempotent and not request.has_body and self.response is None
-                and not self.fresh_retry)
-
-    def _retry_fresh(self) -> None:
-        conn = self.conn
-        assert conn is not None
-        target = conn.target
-        self.conn = None
-        conn.close()  # the request stays counted in flight to the same member
-        self.upstream_out.clear()
-        self.upbuf.clear()
-        self.fresh_retry = True
-        self._connect(target)
-
-    def _flush_member(self) -> None:
+    def flush(self) -> None:
         """Write what is queued for the member; a failure is handled (retry, 502 or close)."""
         conn = self.conn
         assert conn is not None
         try:
             if conn.tls is None:
-                sent = conn.sock.send(self.upstream_out)
+                sent = conn.sock.send(self.out)
             else:
-                sent = conn.tls.send(conn.sock, self.upstream_out)
+                sent = conn.tls.send(conn.sock, self.out)
         except BlockingIOError:
             return
         except OSError:
-            return self._member_write_failed()
-        del self.upstream_out[:sent]
+            return self.write_failed()
+        del self.out[:sent]
 
-    def _member_write_failed(self) -> None:
+    # --- failures
+
+    def _may_retry_fresh(self) -> bool:
+        """A request may be sent again only if nothing of it can have had an effect: it came on
+        a reused connection, is idempotent, has no body, and was not retried already."""
+        ex, conn = self.s.ex, self.conn
+        request = ex.request
+        return (conn is not None and conn.reused and request is not None
+                and request.idempotent and not request.has_body and ex.response is None
+                and not ex.fresh_retry)
+
+    def _retry_fresh(self) -> None:
+        conn = self.conn
+        assert conn is not None
+        self.conn = None
+        conn.close()  # the request stays counted in flight to the same member
+        self.out.clear()
+        self.inbuf.clear()
+        self.s.ex.fresh_retry = True
+        self.connect(conn.target)
+
+    def write_failed(self) -> None:
         """The member reset the connection while we were sending the request."""
         if self._may_retry_fresh():
             return self._retry_fresh()
-        if self.response is None:
-            self._gateway_failure(RESET, 502, "the member reset the connection")
+        if self.s.ex.response is None:
+            self.gateway_failure(RESET, "the member reset the connection")
         else:
-            self.close()
+            self.s.close()
 
-    def _gateway_failure(self, kind: str, status: int, detail: str) -> None:
+    def gateway_failure(self, kind: str, detail: str) -> None:
         """The member gave no usable answer (`kind`: hbfork.core.retry's): the detector hears
         of it, and the request goes to another member if the pool retries `kind` and the
-        request is safe to replay; else the client gets `status`."""
-        target = self.inflight_target
+        request is safe to replay; else the client gets the status for it (502, 504)."""
+        status = gateway_status(kind)
+        target = self.inflight
         if target is not None:
             self.ctx.upstreams.observe(target, GATEWAY)
-        if self._may_retry_elsewhere(kind):
-            return self._retry_elsewhere(status, detail)
-        self._fail(status, detail)
+        if self.may_retry_elsewhere(kind):
+            return self.retry_elsewhere(status, detail)
+        self.s.fail(status, detail)
 
-    def _may_retry_elsewhere(self, failure: str | int) -> bool:
-        request = self.request
+    def may_retry_elsewhere(self, failure: str | int) -> bool:
+        s = self.s
+        request = s.ex.request
         return request is not None and may_retry(
-            failure, self.pool.retry_on, replayable(request.idempotent, request.has_body),
-            self.sent_to_client, len(self.tried), self.pool.retries)
+            failure, s.pool.retry_on, replayable(request.idempotent, request.has_body),
+            s.ex.sent_to_client, len(s.ex.tried), s.pool.retries)
 
-    def _retry_elsewhere(self, status: int, detail: str) -> None:
+    def retry_elsewhere(self, status: int, detail: str) -> None:
         """Send the request to another member (the pick avoids those tried); if none can
         take it, the client gets what this failure deserved."""
-        self.last_failure = (status, detail)
-        self._release_member(reusable=False)
-        self.upstream_out.clear()
-        self.upbuf.clear()
-        self.response = self.response_body = None
-        self.status = 0
-        self.fresh_retry = False
-        self.state = FORWARD  # between members; _dispatch decides what is next
-        self._dispatch()
+        s = self.s
+        ex = s.ex
+        ex.last_failure = (status, detail)
+        self.release(reusable=False)
+        self.out.clear()
+        self.inbuf.clear()
+        ex.response = ex.response_body = None
+        ex.status = 0
+        ex.fresh_retry = False
+        s.state = FORWARD  # between members; dispatch() decides what is next
+        s.dispatch()
 
-    def _release_member(self, reusable: bool) -> None:
-        self._member_done(0)
+    # --- the end
+
+    def release(self, reusable: bool) -> None:
+        """The exchange is over for this member connection: to the keep-alive pool, or
+        closed."""
+        if self.inflight is not None:
+            self.done(0)
         relay = self.body_relay
         if relay is not None:  # a pipe per upload, not per connection (idle ones hold none)
             self.body_relay = None
@@ -334,28 +370,23 @@ class MemberSide(ExchangeState):
         if conn is None:
             return
         self.conn = None
-        if self.upbuf:
+        if self.inbuf:
             # Bytes the member sent after its response (it must not): they belong to the
             # connection, which is closed (not reusable), never to the next exchange.
-            self.upbuf.clear()
+            self.inbuf.clear()
         if reusable:
             self.ctx.conn_pool.checkin(conn)
         else:
             conn.close()
 
-    def _member_done(self, status: int) -> None:
+    def done(self, status: int) -> None:
         """End the member's in-flight count for this request (status 0: no response); the
         status the member answered goes to the outlier detector."""
-        target = self.inflight_target
+        target = self.inflight
         if target is not None:
-            self.inflight_target = None
+            self.inflight = None
             upstreams = self.ctx.upstreams
             upstreams.finished(target, status)
             if status:
-                upstreams.observe(target, FAILED_STATUS if status in
-                                  self.decision.pool.fail_statuses else OK)  # type: ignore
-
-
-def _authority(target: Target) -> bytes:
-    """host:port of a member, for the Host header of a request that came without one."""
-    return target.address.encode()
+                pool = self.s.ex.decision.pool  # type: ignore[union-attr]  # it was dispatched
+                upstreams.observe(target, FAILED_STATUS if status in pool.fail_statuses else OK)

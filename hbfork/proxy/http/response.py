@@ -14,93 +14,104 @@ from hbfork.core.http11 import ChunkedBody, LengthBody, ResponseHead, UntilClose
 from hbfork.core.http_heads import HeaderMap
 from hbfork.core.http_upgrade import switch_matches
 from hbfork.core.outlier import FAILED_STATUS, OK
+from hbfork.core.persistence import response_keeps
 from hbfork.core.reverse import LOCATION_HEADERS, map_location, map_set_cookie
-from hbfork.proxy.http.state import (
-    CLOSING,
-    FORWARD,
-    HEAD,
-    HIGH_WATER,
-    MAX_RESPONSE_HEAD,
-    TUNNEL,
-    ExchangeState,
-)
+from hbfork.proxy.http.parts import SessionCore
+from hbfork.proxy.http.state import CLOSING, FORWARD, HEAD, HIGH_WATER, MAX_RESPONSE_HEAD, TUNNEL
 
 
-class ResponseRelay(ExchangeState):
-    __slots__ = ()
+class ResponseRelay:
+    __slots__ = ("client", "ctx", "member", "s")
 
-    def _process_response(self) -> None:
-        while self.state == FORWARD and self.response is None and self.upbuf:
-            if not self._parse_response_head():
+    def __init__(self, session: SessionCore) -> None:
+        self.s = session
+        self.ctx = session.ctx  # and the parts, one attribute away (they never change)
+        self.client = session.client
+        self.member = session.member
+
+    def process(self) -> None:
+        """Make what progress the member's bytes allow: heads parsed, body bytes relayed, the
+        exchange finished."""
+        s = self.s
+        upbuf = self.member.inbuf
+        while s.state == FORWARD and s.ex.response is None and upbuf:
+            if not self._parse_head():
                 return
-        body = self.response_body
-        if self.state == FORWARD and body is not None:
-            if self.upbuf:
-                self._forward_response_body()
-            if body.done and not (self.upbuf and isinstance(body, UntilClose)):
-                self._finish_exchange()
+        body = s.ex.response_body
+        if s.state == FORWARD and body is not None:
+            if upbuf:
+                self._forward_body()
+            if body.done and not (upbuf and isinstance(body, UntilClose)):
+                self.finish()
 
-    def _parse_response_head(self) -> bool:
-        end = http11.find_head(self.upbuf, 0, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEAD,
-                               request=False)
+    def _parse_head(self) -> bool:
+        s = self.s
+        ex, member = s.ex, self.member
+        upbuf = member.inbuf
+        end = http11.find_head(upbuf, 0, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEAD, request=False)
         if end < 0:
             return False
-        assert self.request is not None
-        head = bytes(self.upbuf[:end])
-        del self.upbuf[:end]
-        response = http11.parse_response_head(head, self.request.method)
+        request = ex.request
+        assert request is not None
+        head = bytes(upbuf[:end])
+        del upbuf[:end]
+        response = http11.parse_response_head(head, request.method)
         if response.interim:
             # 100 answers an Expect we never forward (the client had ours); 102/103 pass.
-            if self.request.version == 11 and response.status != 100:
-                self._to_client(head)
+            if request.version == 11 and response.status != 100:
+                self.client.out += head
             return True
         if response.status == 101:
             return self._switch_protocols(response)
-        if response.status in self.pool.retry_statuses and \
-                self._may_retry_elsewhere(response.status):
+        pool = s.pool
+        if response.status in pool.retry_statuses and \
+                member.may_retry_elsewhere(response.status):
             # A status the pool retries (retry_on): the client never sees this answer.
-            target = self.inflight_target
+            target = member.inflight
             if target is not None:
                 self.ctx.upstreams.observe(target, FAILED_STATUS if response.status in
-                                           self.pool.fail_statuses else OK)
-            self._retry_elsewhere(response.status, f"the member answered {response.status}")
+                                        pool.fail_statuses else OK)
+            member.retry_elsewhere(response.status, f"the member answered {response.status}")
             return False
-        self.response = response
-        self.status = response.status
-        self._start_response(response)
+        ex.response = response
+        ex.status = response.status
+        self._start(response)
         return True
 
-    def _start_response(self, response: ResponseHead) -> None:
-        request = self.request
+    def _start(self, response: ResponseHead) -> None:
+        s = self.s
+        ex, client = s.ex, self.client
+        request = ex.request
         assert request is not None
         dechunk = response.chunked and request.version == 10
         if response.chunked:
-            self.response_body = ChunkedBody(decode=dechunk, status=502)
+            ex.response_body = ChunkedBody(decode=dechunk, status=502)
         elif response.content_length is None:
-            self.response_body = UntilClose()
+            ex.response_body = UntilClose()
         else:
-            self.response_body = LengthBody(response.content_length)
-        framed = response.chunked or response.content_length is not None
-        self.keep_alive = (self.keep_alive and framed and not dechunk and self.request_done
-                           and (not self.client_eof or bool(self.inbuf))
-                           and not self.ctx.draining and not self.drain_requested)
-        extra = (b"Set-Cookie: " + self.set_cookie,) if self.set_cookie else ()
-        if self.listen.hsts:
-            extra += (hsts_line(self.listen.hsts, self.listen.hsts_subdomains),)
-        self._to_client(http_heads.response_head_for_client(
-            response, self.keep_alive, dechunk, request.version, self._header_map(), extra))
-        self.sent_to_client = True
-        self._set_deadline(self.ctx.http.client_timeout)
+            ex.response_body = LengthBody(response.content_length)
+        ex.keep_alive = response_keeps(
+            ex.keep_alive, client.eof, bool(client.inbuf), self.ctx.draining or s.drain_requested,
+            response.chunked or response.content_length is not None, dechunk, ex.request_done)
+        extra = (b"Set-Cookie: " + ex.set_cookie,) if ex.set_cookie else ()
+        listen = client.listen
+        if listen.hsts:
+            extra += (http_heads.hsts_line(listen.hsts, listen.hsts_subdomains),)
+        client.out += http_heads.response_head_for_client(
+            response, ex.keep_alive, dechunk, request.version, self._header_map(), extra)
+        ex.sent_to_client = True
+        s.set_deadline(self.ctx.http.client_timeout)
 
     def _header_map(self) -> HeaderMap | None:
         """ProxyPassReverse for this request's route, if it has one."""
-        decision = self.decision
+        s = self.s
+        decision = s.ex.decision
         rmap = decision.reverse if decision is not None else None
         if rmap is None:
             return None
-        assert self.request is not None
-        scheme = "https" if self.tls is not None else "http"
-        host = self.request.host.decode("latin-1")
+        assert s.ex.request is not None
+        scheme = "https" if self.client.tls is not None else "http"
+        host = s.ex.request.host.decode("latin-1")
 
         def rewrite(lower: bytes, value: bytes) -> bytes:
             if lower in LOCATION_HEADERS and rmap.urls:
@@ -112,89 +123,96 @@ class ResponseRelay(ExchangeState):
 
         return rewrite
 
-    def _relay_response_bytes(self, n: int) -> None:
+    def relay_response_bytes(self, n: int) -> None:
         """Body bytes just read into the worker's buffer go straight to the client, nothing
-        being queued before them (no copy into upbuf and client_out)."""
-        body = self.response_body
+        being queued before them (no copy into the buffers)."""
+        s = self.s
+        ex = s.ex
+        body = ex.response_body
         assert body is not None
         view = self.ctx.buffer
         taken = body.scan(view, 0, n)
-        self.bytes_to_client += taken
+        ex.bytes_to_client += taken
         if taken:
-            sent = self._send_client_now(view[:taken])
+            sent = self.client.send_now(view[:taken])
             if sent < 0:
                 return
             if sent < taken:
-                self.client_out += view[sent:taken]
+                self.client.out += view[sent:taken]
         if taken < n:
-            self.upbuf += view[taken:n]  # bytes after the response: judged by the caller
+            self.member.inbuf += view[taken:n]  # bytes after the response: judged by the caller
 
-    def _forward_response_body(self) -> None:
-        body = self.response_body
+    def _forward_body(self) -> None:
+        s = self.s
+        ex, out, upbuf = s.ex, self.client.out, self.member.inbuf
+        body = ex.response_body
         assert body is not None
-        if len(self.client_out) >= HIGH_WATER:
+        if len(out) >= HIGH_WATER:
             return
-        taken = body.scan(self.upbuf, 0, len(self.upbuf))
+        taken = body.scan(upbuf, 0, len(upbuf))
         if isinstance(body, ChunkedBody) and body.decode:
             for start, end in body.pieces:
-                self._to_client(self.upbuf[start:end])
+                out += upbuf[start:end]
         else:
-            self._to_client(self.upbuf[:taken])
-        del self.upbuf[:taken]
-        self.bytes_to_client += taken
+            out += upbuf[:taken]
+        del upbuf[:taken]
+        ex.bytes_to_client += taken
 
     def _switch_protocols(self, response: ResponseHead) -> bool:
-        assert self.request is not None
-        if not self.request.upgrade:
+        s = self.s
+        ex = s.ex
+        request = ex.request
+        assert request is not None
+        if not request.upgrade:
             raise ProtocolError(502, "101 from the member without an upgrade request")
         answered = b", ".join(v for _, lower, v in response.headers if lower == b"upgrade")
-        if not switch_matches(self.request.upgrade, answered):
+        if not switch_matches(request.upgrade, answered):
             raise ProtocolError(502, "101 from the member to a protocol not asked for")
-        self.response, self.status = response, 101
-        self._to_client(http_heads.response_head_for_client(response, True, False,
-                                                        self.request.version))
-        self.sent_to_client = True
-        self.state = TUNNEL
-        self.request_done = True
-        self._account()
+        ex.response, ex.status = response, 101
+        self.client.out += http_heads.response_head_for_client(response, True, False,
+                                                            request.version)
+        ex.sent_to_client = True
+        s.state = TUNNEL
+        ex.request_done = True
+        self.account()
         return False
 
-    def _finish_exchange(self) -> None:
+    def finish(self) -> None:
         """The response is complete: pool the member connection, then next request or close."""
-        reusable = bool(self.response and self.response.keep_alive and self.request_done
-                        and not self.upbuf)
-        self._account()
-        self._release_member(reusable=reusable)
-        if self.keep_alive:  # even after a client EOF: pipelined requests may be in inbuf
-            self._reset_exchange()
-            self.state = HEAD
-            self._idle_deadline()
-            if self.inbuf:
-                self._parse_head()  # a pipelined request is already here
+        s, member = self.s, self.member
+        ex = s.ex
+        response = ex.response
+        reusable = bool(response and response.keep_alive and ex.request_done
+                        and not member.inbuf)
+        self.account()
+        member.release(reusable)
+        if ex.keep_alive:  # even after a client EOF: pipelined requests may be in inbuf
+            s.new_exchange()
+            s.state = HEAD
+            s.idle_deadline()
+            if self.client.inbuf:
+                s.parse_head()  # a pipelined request is already here
         else:
-            self.state = CLOSING
+            s.state = CLOSING
 
-    def _account(self) -> None:
+    def account(self) -> None:
         """Report the request once: counters, latency, access log."""
-        self._member_done(self.status)
-        if not self.accounted:
-            self.accounted = True
-            self.ctx.request_done(self, self.status, self.target)
+        ex = self.s.ex
+        self.member.done(ex.status)
+        if not ex.accounted:
+            ex.accounted = True
+            self.ctx.request_done(ex, ex.status, ex.target)
 
-    def _tunnel(self) -> None:
-        if self.inbuf and len(self.upstream_out) < HIGH_WATER:
-            self.upstream_out += self.inbuf
-            self.inbuf.clear()
-        if self.upbuf and len(self.client_out) < HIGH_WATER:
-            self._to_client(self.upbuf)
-            self.upbuf.clear()
-        if self.client_eof and not self.upstream_out and self.conn is not None:
+    def tunnel(self) -> None:
+        client, member = self.client, self.member
+        if client.inbuf and len(member.out) < HIGH_WATER:
+            member.out += client.inbuf
+            client.inbuf.clear()
+        if member.inbuf and len(client.out) < HIGH_WATER:
+            client.out += member.inbuf
+            member.inbuf.clear()
+        if client.eof and not member.out and member.conn is not None:
             try:
-                self.conn.sock.shutdown(socket.SHUT_WR)
+                member.conn.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-
-
-def hsts_line(max_age: int, subdomains: bool) -> bytes:
-    return b"Strict-Transport-Security: max-age=%d%s" % (
-        max_age, b"; includeSubDomains" if subdomains else b"")

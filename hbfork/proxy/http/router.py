@@ -159,3 +159,15 @@ class Router:
                             settings.sticky_cookie_path, settings.sticky_cookie_httponly,
                             settings.sticky_cookie_secure, settings.sticky_cookie_samesite)
 
+
+def https_location(request: RequestHead, https_port: int) -> str:
+    """Where a plain listener with redirect_https sends a request: the same host and target
+    over TLS (301)."""
+    if not request.host:
+        raise ProtocolError(400, "a Host header is needed to redirect to https")
+    host = normalize_host(request.host.decode("latin-1"))
+    authority = host if https_port == 443 else f"{host}:{https_port}"
+    target = request.target.decode("latin-1")
+    if not target.startswith("/"):
+        target = "/" + target.split("/", 3)[-1] if target.count("/") >= 3 else "/"
+    return f"https://{authority}{target}"

@@ -9,11 +9,12 @@ order. Bytes move with back-pressure: a side is read only while what is queued f
 side is below HIGH_WATER, so a slow client holds at most a buffer or two of a large response
 in memory, never the response.
 
-The session is one state machine whose parts live in their own modules, by side: `client`
-(reading requests, writing responses, interest, linger), `member` (dialing, failover, request
-forwarding), `response` (the response relay, tunnels, the end of an exchange) and `failures`
-(deadlines and the proxy's own answers). HttpSession puts them together and holds the
-attributes that `state.ExchangeState` declares.
+The session is the state machine; it is composed of parts with their own state and modules:
+the `ClientConnection` (the client's socket and buffers), the `MemberLeg` (dialing, failover,
+request forwarding, the member's socket and buffers), the `ResponseRelay` (the response relay,
+tunnels, the end of an exchange) and, when enabled, the `FastPath` (the common exchange
+straight through). Each request is a fresh `Exchange` (`ex`): the request, where it goes, the
+member it went to, its timings and outcome.
 
 States: HEAD (reading a request head) -> CONNECT (dialing a member) -> FORWARD (sending the
 request, receiving the response) -> HEAD again for keep-alive, or CLOSING (flush) -> LINGER
@@ -29,7 +30,8 @@ another member, up to `retries`. A pooled connection the member closed before an
 retried once on a fresh connection, if the request is idempotent and has no body. Anything
 else that fails before the response head reached the client is answered 502 (or 504 for a
 response timeout); after that, the client connection is closed, which is the only honest
-signal left. A client that stops sending its request body gets 408.
+signal left. A client that stops sending its request body gets 408. A 5xx answer to a sound
+request keeps the connection open for the next one.
 
 Expect: 100-continue is answered by the proxy itself once a member connection is ready for the
 body, and not forwarded: members that ignore Expect would otherwise leave the client waiting.
@@ -37,298 +39,361 @@ body, and not forwarded: members that ignore Expect would otherwise leave the cl
 
 from __future__ import annotations
 
+import errno
 import socket
 import time
 
-from hbfork.core import http11
+from hbfork.core import http11, http_heads
 from hbfork.core.errors import ProtocolError
-from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead
-from hbfork.core.lean import field_value
-from hbfork.core.retry import MALFORMED
+from hbfork.core.failures import retry_after, unavailable_answer
+from hbfork.core.http11 import ChunkedBody, LengthBody
+from hbfork.core.persistence import own_answer_keeps
+from hbfork.core.retry import MALFORMED, TIMEOUT
 from hbfork.core.tls_settings import ListenSettings
-from hbfork.core.uri import normalize_host
 from hbfork.proxy.context import SessionContext
-from hbfork.proxy.http.client import ClientSide
-from hbfork.proxy.http.failures import Failures
+from hbfork.proxy.http.client import PLAIN, ClientConnection
+from hbfork.proxy.http.exchange import Exchange
 from hbfork.proxy.http.fast import FastPath
-from hbfork.proxy.http.member import MemberSide
-from hbfork.proxy.http.response import ResponseRelay, hsts_line
-from hbfork.proxy.http.router import Decision
+from hbfork.proxy.http.member import MemberLeg
+from hbfork.proxy.http.response import ResponseRelay
+from hbfork.proxy.http.router import https_location
 from hbfork.proxy.http.state import (
     CLOSING,
+    CONNECT,
     DRAIN_IDLE_GRACE,
     FORWARD,
     HEAD,
-    LINGER_BYTES,
+    QUEUED,
     RETRY_AFTER,
-    STICKY_HIT,
-    STICKY_LOST,
     TUNNEL,
 )
-from hbfork.proxy.http.waiting import Waiting
-from hbfork.proxy.loop import READ
-from hbfork.proxy.tls import TlsWriter
-from hbfork.proxy.upstreams import FULL, PoolView, Target
+from hbfork.proxy.loop import RDHUP, READ, WRITE
+from hbfork.proxy.upstreams import (
+    NO_MEMBER,
+    Acquired,
+    PoolView,
+    Unavailable,
+    Wait,
+)
 
-PLAIN = ListenSettings()  # a plain listener's options (tests and direct use)
+__all__ = ["PLAIN", "HttpSession"]
 
 
-class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Waiting):
-    __slots__ = (
-        "accounted", "body", "body_relay", "bytes_to_client", "client", "client_eof", "client_fd",
-        "client_hup", "client_ip", "client_out", "client_parked", "closed", "conn", "ctx",
-        "decision", "drain_requested", "exchange_started", "extra_head", "fast", "forwarded",
-        "fresh_retry", "head_started", "inbuf", "inflight_target", "keep_alive", "last_failure",
-        "lean_head",
-        "linger_left", "linger_until", "listen", "member_handler",
-        "member_started", "queued_at", "request", "request_done", "response", "response_body",
-        "sent_to_client", "set_cookie", "state", "status", "sticky_outcome", "sticky_route",
-        "target", "timer", "tls",
-        "tried", "upbuf", "upstream_out",
-    )
+class HttpSession:
+    __slots__ = ("client", "closed", "ctx", "drain_requested", "ex", "fast", "head_started",
+                 "member", "queued_at", "relay", "state", "timer")
 
     def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str,
                  listen: ListenSettings = PLAIN) -> None:
         self.ctx = ctx
-        self.client = client
-        self.client_fd = client.fileno()
-        self.client_ip = client_ip
-        self.listen = listen
-        self.tls = TlsWriter() if listen.tls else None
-        self.inbuf = bytearray()
-        self.upbuf = bytearray()
-        self.client_out = bytearray()
-        self.upstream_out = bytearray()
-        self.body_relay = None
-        self.client_eof = False
-        self.client_hup = False
-        self.client_parked = False
-        self.linger_until = 0.0
-        self.linger_left = LINGER_BYTES
+        self.client = ClientConnection(self, client, client_ip, listen)
         self.closed = False
         self.drain_requested = False
+        self.queued_at = 0.0   # when it started waiting in the front queue (0: it does not)
         self.timer = ctx.loop.timer(self.on_deadline)
-        self.head_started = ctx.loop.now
-        self.conn = None
-        self.inflight_target = None
-        self.tried = set()
-        self.member_handler = self._on_member  # bound once: the fast path sets it per request
-        self.fast = ctx.http.fast_path and not listen.redirect_https
-        port = listen.address.port if listen.address is not None else 0
-        self.forwarded = b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n%s" % (
-            client_ip.encode(), b"https" if self.tls is not None else b"http",
-            b"X-Forwarded-Port: %d\r\n" % port if port else b"")
-        self.extra_head = hsts_line(listen.hsts, listen.hsts_subdomains) + b"\r\n" \
-            if listen.hsts else b""
-        self._reset_exchange()
+        self.head_started = ctx.loop.now  # the first byte of the head being read
+        self.ex = Exchange(client_ip)
+        self.member = MemberLeg(self)
+        self.client.member = self.member
+        self.relay = ResponseRelay(self)
+        fast = self.fast = FastPath(self) if ctx.http.fast_path and not listen.redirect_https \
+            else None
         self.state = HEAD
-        ctx.loop.add(self.client_fd, READ, self._on_client)
-        self._set_deadline(ctx.http.header_timeout)
+        # The client's events go to the fast path's entry test first, when it runs; a member
+        # connection's go to the fast path only while it carries a fast-path request.
+        ctx.loop.add(self.client.fd, READ,
+                     fast.on_client if fast is not None else self.client.on_event)
+        self.set_deadline(ctx.http.header_timeout)
 
-    def _reset_exchange(self) -> None:
-        self.request = None
-        self.response = None
-        self.body = None
-        self.response_body = None
-        self.target = None
-        if self.tried:
-            self.tried = set()
-        self.lean_head = None
-        self.request_done = False
-        self.sent_to_client = False
-        self.keep_alive = False
-        self.status = 0
-        self.bytes_to_client = 0
-        self.exchange_started = 0.0
-        self.member_started = 0.0
-        self.fresh_retry = False
-        self.last_failure = None
-        self.accounted = False
-        self.decision = None
-        self.sticky_route = None
-        self.set_cookie = None
-        self.sticky_outcome = 0
-        self.queued_at = 0.0
+    def new_exchange(self) -> None:
+        """The next request on this connection starts from nothing."""
+        self.ex = Exchange(self.client.ip)
         self.head_started = self.ctx.loop.now  # a pipelined head already waits from now
 
-    def _set_deadline(self, seconds: float) -> None:
+    def set_deadline(self, seconds: float) -> None:
         """Time out `seconds` from now (the one timer of this session moves)."""
         loop = self.ctx.loop
         loop.set_timer(self.timer, loop.now + seconds)
 
-    def on_deadline(self, now: float) -> None:
-        self._on_deadline()
-        if not self.closed:
-            self._advance()  # a 408/504 or a failover queued by the timeout goes out now
+    @property
+    def pool(self) -> PoolView:
+        """The pool serving the current request (there is one once it is dispatched)."""
+        decision = self.ex.decision
+        assert decision is not None and decision.pool is not None
+        return decision.pool
 
-    def _advance(self) -> None:
+    # --- progress
+
+    def advance(self) -> None:
         """Make all progress the buffers allow, then set epoll interest to match."""
         try:
             self._step()
         except ProtocolError as err:
-            if err.status == 502 and self.conn is not None and self.response is None:
-                self._gateway_failure(MALFORMED, 502, err.detail)  # what the member sent
+            if err.status == 502 and self.member.conn is not None and self.ex.response is None:
+                self.member.gateway_failure(MALFORMED, err.detail)  # what the member sent
             else:
-                self._fail(err.status, err.detail)
+                self.fail(err.status, err.detail)
         if self.closed:
             return
         # Output is queued by the steps above and written here, so a response head and the
         # body bytes that came with it leave in one send().
-        if self.upstream_out and self.conn is not None and self.state in (FORWARD, TUNNEL):
-            self._flush_member()
+        member, client = self.member, self.client
+        if member.out and member.conn is not None and self.state in (FORWARD, TUNNEL):
+            member.flush()
             if self.closed:
                 return
-        if self.client_out and not self._flush_client():
+        if client.out and not client.flush():
             return
-        if self.state == HEAD and self.client_eof and not self.inbuf:
+        if self.state == HEAD and client.eof and not client.inbuf:
             self.state = CLOSING
-        if self.state == CLOSING and not self.client_out:
-            self._start_linger()
+        if self.state == CLOSING and not client.out:
+            client.start_linger()
         if not self.closed:
             self._update_interest()
 
     def _step(self) -> None:
-        if self.state == HEAD and self.inbuf:
-            self._parse_head()
+        if self.state == HEAD and self.client.inbuf:
+            self.parse_head()
         while self.state == FORWARD:
-            request = self.request
-            self._forward_request_body()
-            self._process_response()
-            if self.request is request:
+            ex = self.ex
+            self.member.forward_request_body()
+            self.relay.process()
+            if self.ex is ex:
                 break  # no pipelined request started meanwhile: wait for I/O
         if self.state == TUNNEL:
-            self._tunnel()
+            self.relay.tunnel()
 
-    def _parse_head(self) -> None:
-        config = self.ctx.http
-        start = http11.skip_empty_lines(self.inbuf, 0)
+    def parse_head(self) -> None:
+        config, inbuf = self.ctx.http, self.client.inbuf
+        start = http11.skip_empty_lines(inbuf, 0)
         if start:
-            del self.inbuf[:start]  # else a stream of CRLFs would grow the buffer forever
-            if not self.inbuf:
+            del inbuf[:start]  # else a stream of CRLFs would grow the buffer forever
+            if not inbuf:
                 return
-        end = http11.find_head(self.inbuf, 0, config.max_request_line,
-                               config.max_header_size)
+        end = http11.find_head(inbuf, 0, config.max_request_line, config.max_header_size)
         if end < 0:
-            if self.client_eof:
+            if self.client.eof:
                 raise ProtocolError(400, "connection closed inside a request head")
             # The whole head must arrive within header_timeout of its first byte; later bytes
             # do not extend it (slowloris sends one byte at a time). A head that arrives in
             # one read, the usual case, never needs this deadline.
-            loop = self.ctx.loop
-            self._set_deadline(self.head_started + config.header_timeout - loop.now)
+            self.set_deadline(self.head_started + config.header_timeout - self.ctx.loop.now)
             return
-        head = bytes(self.inbuf[:end])
-        del self.inbuf[:end]
-        self.exchange_started = time.monotonic()
-        self.request = request = http11.parse_request_head(head, self.ctx.limits)
-        self.keep_alive = request.keep_alive
+        head = bytes(inbuf[:end])
+        del inbuf[:end]
+        ex = self.ex
+        ex.exchange_started = time.monotonic()
+        ex.request = request = http11.parse_request_head(head, self.ctx.limits)
+        ex.keep_alive = request.keep_alive
         if request.chunked:
-            self.body = ChunkedBody(limit=config.max_body_size)
+            ex.body = ChunkedBody(limit=config.max_body_size)
         elif request.content_length:
-            self.body = LengthBody(request.content_length)
+            ex.body = LengthBody(request.content_length)
         else:
-            self.request_done = True
-        if self.listen.redirect_https:
-            return self._redirect_https(request)
+            ex.request_done = True
+        if self.client.listen.redirect_https:
+            location = https_location(request, self.client.listen.https_port)
+            return self.fail(301, "", (("Location", location),), sound=True)
         router = self.ctx.router
-        self.decision = decision = router.decide(request)
+        ex.decision = decision = router.decide(request)
         if decision.pool is None:
-            return self._fail(decision.status, decision.detail, sound=True)
+            return self.fail(decision.status, decision.detail, sound=True)
         if request.upgrade:
             request.upgrade = router.upgrade_for(decision, request.upgrade)
         if decision.pool.sticky:
-            self.sticky_route = router.sticky_route(decision, request)
-        self._dispatch()
+            ex.sticky_route = router.sticky_route(decision, request)
+        self.dispatch()
 
-    def _dispatch(self) -> None:
+    def dispatch(self) -> None:
         """Pick a member for the current request and get a connection to it."""
-        ctx, decision = self.ctx, self.decision
-        assert decision is not None and decision.pool is not None
-        pool = decision.pool
-        if len(self.tried) > pool.retries:
-            return self._fail(502, "no member accepted the connection")
-        target = self._pick(pool, decision)
-        if target is None:
-            return  # answered, or waiting in the queue
-        if self.tried:
+        ctx, ex = self.ctx, self.ex
+        pool = self.pool
+        got = ctx.upstreams.acquire(pool, ctx.loop.now, ex.tried, ex.sticky_route,
+                                    bool(self.queued_at))
+        if got.sticky:
+            ex.sticky_outcome = got.sticky
+        if type(got) is not Acquired:
+            return self._not_acquired(got, pool)  # type: ignore[arg-type]
+        target = got.target
+        if ex.tried:
             ctx.count_retry()
-        self.tried.add(target.slot)
-        self.target = target
-        self.inflight_target = target  # _pick reserved its place: counted in flight already
+        ex.tried = {*ex.tried, target.slot}
+        ex.target = target
+        self.member.inflight = target  # acquire() counted it in flight already
         if pool.settings.sticky_cookie:
-            self.set_cookie = ctx.router.route_cookie_for(pool, target, self.sticky_route)
-        assert self.request is not None
-        request = self.request
+            ex.set_cookie = ctx.router.route_cookie_for(pool, target, ex.sticky_route)
+        request = ex.request
+        assert request is not None
         # A request that may be replayed survives a connection the member just closed (it is
         # retried on a fresh one), so only the others pay a syscall to check it first.
         conn = None if request.upgrade else ctx.conn_pool.checkout(
             target, verify=not (request.idempotent and not request.has_body),
             tls=pool.tls_context is not None)
         if conn is not None:
-            return self._attached(conn)
-        self._connect(target)
+            return self.member.attached(conn)
+        self.member.connect(target)
 
-    def _redirect_https(self, request: RequestHead) -> None:
-        """A plain listener with redirect_https: every request is told to come back over
-        TLS (301, the same host and target)."""
-        if not request.host:
-            raise ProtocolError(400, "a Host header is needed to redirect to https")
-        host = normalize_host(request.host.decode("latin-1"))
-        port = self.listen.https_port
-        authority = host if port == 443 else f"{host}:{port}"
-        target = request.target.decode("latin-1")
-        if not target.startswith("/"):
-            target = "/" + target.split("/", 3)[-1] if target.count("/") >= 3 else "/"
-        self._fail(301, "", (("Location", f"https://{authority}{target}"),), sound=True)
-
-    def _pick(self, pool: PoolView, decision: Decision) -> Target | None:
-        """The member for this try: the session's own when it can serve it, else a weighted
-        pick (or, with nofailover, a 503 once the session's member cannot serve it)."""
-        ctx = self.ctx
-        if self.sticky_route is not None:
-            found = ctx.upstreams.sticky(pool, self.sticky_route)
-            if isinstance(found, Target) and found.slot not in self.tried:
-                if not ctx.upstreams.reserve(found):
-                    self._wait(pool)  # its member is busy: wait for it, not for another
-                    return None
-                self.sticky_outcome = STICKY_HIT
-                return found
-            if found is not None:  # its member is down, or refused this very request
-                self.sticky_outcome = STICKY_LOST
-                if pool.settings.nofailover:
-                    self._fail(503, "the member of this session is unavailable", RETRY_AFTER)
-                    return None
-        if not self.queued_at and not self.tried and \
-                ctx.upstreams.queue_ahead(pool, ctx.loop.now):
-            self._wait(pool)  # others wait already: behind them, in arrival order
-            return None
-        target = ctx.upstreams.choose(self.tried, pool)
-        if target == FULL:
+    def _not_acquired(self, got: Wait | Unavailable, pool: PoolView) -> None:
+        """No member for this try: wait in the queue, or answer why not."""
+        if type(got) is Wait:
             self._wait(pool)
-            return None
-        if target is None:
-            if self.tried:
-                self._fail(*(self.last_failure or (502, "no member accepted the connection")))
+            return
+        if got.reason == NO_MEMBER:
+            self.ctx.count_no_member(pool)
+        status, detail = unavailable_answer(got.reason, self.ex.last_failure)
+        self.fail(status, detail, RETRY_AFTER if retry_after(status) else ())
+
+    def _update_interest(self) -> None:
+        loop, client, member = self.ctx.loop, self.client, self.member
+        if client.wants_read():
+            client.parked = False
+            client_mask = READ
+        elif self.state in (CONNECT, FORWARD) and not (client.eof or client.hup):
+            # Left readable until the client sends something we cannot take yet (a pipelined
+            # request): parking it at once would cost two epoll_ctl calls per request.
+            client_mask = RDHUP if client.parked else READ
+        elif self.state == QUEUED:
+            client_mask = RDHUP  # only to see it leave while it waits
+        else:
+            client_mask = 0
+        if client.out:
+            client_mask |= WRITE
+        loop.set_mask(client.fd, client_mask)
+        conn = member.conn
+        if conn is not None and self.state != CONNECT:
+            mask = READ if member.wants_read() else 0
+            if member.out or (member.body_relay is not None and member.body_relay.waiting()):
+                mask |= WRITE
+            loop.set_mask(conn.fd, mask)
+
+    # --- deadlines and the proxy's own answers
+
+    def on_deadline(self, now: float) -> None:
+        self._on_deadline()
+        if not self.closed:
+            self.advance()  # a 408/504 or a failover queued by the timeout goes out now
+
+    def _on_deadline(self) -> None:
+        state, ex = self.state, self.ex
+        if state == QUEUED:
+            self._queue_timed_out()
+        elif state == HEAD:
+            if self.client.inbuf:
+                self.fail(408, "request head not received in time")
             else:
-                ctx.count_no_member(pool)
-                self._fail(503, "no member is available", RETRY_AFTER)
-            return None
-        assert isinstance(target, Target)
-        return target
+                self.close()  # an idle keep-alive connection: close quietly
+        elif state == CONNECT:
+            self.member.connect_failed(errno.ETIMEDOUT)
+        elif state == FORWARD and ex.response is None and (ex.request_done or self.member.out):
+            # The member has not answered, or stopped taking the request body.
+            self.ctx.count_upstream_timeout()
+            self.member.gateway_failure(TIMEOUT, "the member did not answer in time")
+        elif state == FORWARD and ex.response is None:
+            self.fail(408, "request body not received in time")
+        else:
+            self.close()  # no progress in either direction for client_timeout
+
+    def fail(self, status: int, detail: str, extra: tuple[tuple[str, str], ...] = (),
+             sound: bool = False) -> None:
+        """Answer `status` ourselves, if the client has not seen a response head yet.
+        `sound`: the request itself was fine (a route keeps it out, say), so an answer below
+        500 is not a client error and the connection may carry on."""
+        ex, client = self.ex, self.client
+        if ex.sent_to_client:
+            return self.close()
+        request = ex.request
+        self.member.release(reusable=False)
+        # The connection can carry on only if the request was read whole and was sound.
+        keep = request is not None and own_answer_keeps(
+            status, sound, ex.request_done, ex.keep_alive, client.eof, bool(client.inbuf),
+            self.ctx.draining or self.drain_requested)
+        if status < 500 and not sound:
+            self.ctx.count_client_error()
+        listen = client.listen
+        if listen.hsts:  # on our own answers too, as Apache's `Header always set` does
+            extra = (*extra, ("Strict-Transport-Security",
+                              http_heads.hsts_value(listen.hsts, listen.hsts_subdomains)))
+        client.out += http_heads.error_response(
+            status, detail, keep_alive=keep, extra=extra,
+            head_only=request is not None and request.method == b"HEAD",
+            date=http_heads.http_date(time.time()))
+        ex.status = status
+        ex.sent_to_client = True
+        if not ex.accounted:
+            ex.accounted = True
+            self.ctx.request_done(ex, status, None)
+        if keep:
+            self.new_exchange()
+            self.state = HEAD
+            self.idle_deadline()
+            if client.inbuf:
+                self.advance()
+        else:
+            self.state = CLOSING  # advance() flushes the answer, then lingers
+            client.inbuf.clear()
+            self.set_deadline(self.ctx.http.client_timeout)
+
+    # --- waiting in the front queue (hbfork.proxy.queue) for a member with room
+
+    def _wait(self, pool: PoolView) -> bool:
+        """Every member is full: wait in the queue. False when it cannot wait (queueing off,
+        or the queue full): then it was answered 503."""
+        if self.queued_at:  # trying again from the queue, and still no room
+            self.state = QUEUED
+            return True
+        if not self.ctx.enqueue(pool, self):
+            why = "every member is full" if pool.queue_timeout <= 0 else "the queue is full"
+            self.fail(503, why, RETRY_AFTER)
+            return False
+        self.state = QUEUED
+        self.set_deadline(pool.queue_timeout)
+        return True
+
+    def try_dispatch(self) -> bool:
+        """From the queue: try to send the request again; True when it no longer waits."""
+        if self.closed or self.state != QUEUED:
+            return True
+        self.state = FORWARD  # between members; dispatch() decides what is next
+        self.dispatch()
+        if self.state == QUEUED:
+            return False
+        self.queued_at = 0.0
+        if not self.closed:
+            self.advance()
+        return True
+
+    @property
+    def pinned(self) -> bool:
+        """It waits for its session's own member (others may have room for other requests)."""
+        return self.ex.sticky_route is not None
+
+    def _queue_timed_out(self) -> None:
+        self.ctx.leave_queue(self.pool, self, "timeout")
+        self.queued_at = 0.0
+        self.fail(503, "no member had room within queue_timeout", RETRY_AFTER)
+
+    def _client_left_queue(self) -> None:
+        self.ctx.leave_queue(self.pool, self, "gone")
+        self.queued_at = 0.0
+        self.close()
+
+    # --- the end
 
     def drain(self) -> None:
         """Graceful stop: every connection closes after its current (or next) response;
         one with no request in progress closes after DRAIN_IDLE_GRACE."""
         self.drain_requested = True
-        if self.state == HEAD and not self.inbuf:
-            self._idle_deadline()
+        if self.state == HEAD and not self.client.inbuf:
+            self.idle_deadline()
 
-    def _idle_deadline(self) -> None:
-        http = self.ctx.http
+    def idle_deadline(self) -> None:
+        """Between requests: wait keepalive_timeout for the next (less while draining)."""
+        ctx = self.ctx
+        seconds = ctx.http.keepalive_timeout
         if self.drain_requested:
-            self._set_deadline(min(DRAIN_IDLE_GRACE, http.keepalive_timeout))
-        else:
-            self._set_deadline(http.keepalive_timeout)
+            seconds = min(DRAIN_IDLE_GRACE, seconds)
+        loop = ctx.loop
+        loop.set_timer(self.timer, loop.now + seconds)
 
     def close(self) -> None:
         if self.closed:
@@ -337,41 +402,13 @@ class HttpSession(FastPath, ClientSide, MemberSide, ResponseRelay, Failures, Wai
             self._client_left_queue()  # leaves the queue, then closes
             return
         self.closed = True
-        self.ctx.loop.cancel(self.timer)  # its heap entry may outlive us; it drops us
-        self._release_member(reusable=False)
-        if self.request is not None and not self.accounted:
-            self.accounted = True
-            self.ctx.request_done(self, self.status, self.target)
-        self.ctx.loop.remove(self.client_fd)
-        self.client.close()
-        self.ctx.session_closed(self)
+        ctx, ex = self.ctx, self.ex
+        ctx.loop.cancel(self.timer)  # its heap entry may outlive us; it drops us
+        self.member.release(reusable=False)
+        if ex.request is not None and not ex.accounted:
+            ex.accounted = True
+            ctx.request_done(ex, ex.status, ex.target)
+        ctx.loop.remove(self.client.fd)
+        self.client.sock.close()
+        ctx.session_closed(self)
 
-
-    def log_fields(self, status: int, target: Target | None, now: float) -> dict[str, object]:
-        """What the access log records of the request that just ended."""
-        request = self.request
-        referer = agent = b""
-        line = "-"
-        if request is not None:
-            line = f"{request.method.decode()} {request.target.decode('latin-1')} HTTP/" \
-                   f"{'1.1' if request.version == 11 else '1.0'}"
-            if self.lean_head is not None:  # its fields were not parsed
-                referer = field_value(self.lean_head, b"referer")
-                agent = field_value(self.lean_head, b"user-agent")
-            for _, lower, value in request.headers:
-                if lower == b"referer":
-                    referer = value
-                elif lower == b"user-agent":
-                    agent = value
-        member_started = self.member_started
-        return {
-            "client": self.client_ip,
-            "request": line,
-            "status": status,
-            "bytes": self.bytes_to_client,
-            "referer": referer.decode("latin-1"),
-            "user_agent": agent.decode("latin-1"),
-            "member": target.address if target else "",
-            "upstream_seconds": (now - member_started) if member_started and target else None,
-            "total_seconds": now - (self.exchange_started or now),
-        }

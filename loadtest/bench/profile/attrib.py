@@ -3,7 +3,8 @@ and the two ways of applying it (a cProfile stats file, py-spy's raw collapsed s
 
 The rule is the same for both: time spent in a function belongs to that function's category if
 the map names it, else to the category of whoever called it (so `socket.send` called from
-`_flush_client` is client write, from `_flush_member` upstream write; http11's helpers shared
+`ClientConnection.flush` is client write, from `MemberLeg.flush` upstream write (by file:
+client.py, member.py); http11's helpers shared
 by the request and the response parser go to whichever parser called them). In cProfile's
 data a function called from several places is split in proportion to the time each caller
 spent in it; in py-spy's samples each stack is walked from its innermost frame outwards to the
@@ -27,12 +28,14 @@ CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
     # function: its own time (the recv and send calls included) is counted per half; the lean
     # parsers, the pick and the accounting it calls keep their own categories.
     "fast path: request (recv, route, send to the member)": {
-        "fast.py": ("_fast_request", "_read_slowly"),
+        "fast.py": ("on_client", "_request", "_hand_over_request"),
         "lean.py": ("replace_host",),
+        "http_heads.py": ("lean_request_for_member",),
     },
     "fast path: response (recv, send to the client)": {
-        "fast.py": ("_fast_response", "_member_read_slowly"),
+        "fast.py": ("on_member", "_response", "_hand_over_response"),
         "lean.py": ("without_hop_fields", "_cut_line"),
+        "http_heads.py": ("lean_response_for_client",),
     },
     "lean parse (request and response heads)": {
         "lean.py": ("lean_request", "lean_response", "field_value"),
@@ -42,66 +45,70 @@ CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
                         "_peer_ip", "connection_closed"),
         "worker.py": ("_open_session", "_count_accepted"),
         "session.py": ("__init__",),
+        "client.py": ("__init__",),
+        "member.py": ("__init__",),
+        "response.py": ("__init__",),
     },
     "client read + parse": {
-        "client.py": ("_read_client", "_client_half_closed"),
-        "session.py": ("_parse_head",),
+        "client.py": ("read", "_half_closed"),
+        "session.py": ("parse_head",),
         "http11.py": ("parse_request_head", "_request_line"),
         "router.py": ("decide", "decide_for", "_route", "sticky_route", "_sticky_route"),
     },
     "pick (+ pool checkout)": {
-        "session.py": ("_dispatch",),
-        "upstreams.py": ("choose", "_load", "reserve", "in_flight", "_refresh", "_build"),
+        "session.py": ("dispatch", "_not_acquired"),
+        "upstreams.py": ("acquire", "choose", "_load", "reserve", "in_flight", "_refresh",
+                         "_build", "queue_ahead", "sticky"),
         "balancing.py": ("choose", "_corrected", "_reported", "_scan", "_p2c", "_draw"),
         "balancer.py": ("pick", "pick_excluding", "rebuild"),
         "keepalive.py": ("checkout", "_still_open"),
     },
     "upstream write (head rewrite + send)": {
-        "member.py": ("_attached", "_flush_member", "_forward_request_body", "_authority"),
+        "member.py": ("attached", "flush", "forward_request_body", "relay_request_bytes"),
         "http_heads.py": ("request_head_for_member", "_forwarded"),
     },
     "upstream read + parse": {
-        "member.py": ("_read_member", "_member_closed"),
-        "response.py": ("_process_response", "_parse_response_head", "_start_response"),
+        "member.py": ("_read", "closed"),
+        "response.py": ("process", "_parse_head", "_start"),
         "http11.py": ("parse_response_head",),
     },
     "client write (head rewrite + send)": {
-        "client.py": ("_to_client", "_flush_client"),
-        "response.py": ("_forward_response_body",),
+        "client.py": ("send_now", "flush"),
+        "response.py": ("_forward_body", "relay_response_bytes"),
         "http_heads.py": ("response_head_for_client",),
     },
     "logging + accounting": {
-        "worker.py": ("request_done", "count_bytes", "_count_routed", "count_fast_path"),
+        "worker.py": ("request_done", "count_bytes", "count_routed", "count_fast_path"),
         "queue.py": ("soon",),
-        "response.py": ("_account",),
-        "member.py": ("_member_done",),
-        "upstreams.py": ("started", "finished", "observe_latency"),
-        "session.py": ("log_fields",),
+        "response.py": ("account",),
+        "member.py": ("done",),
+        "upstreams.py": ("started", "finished", "observe_latency", "observe"),
+        "exchange.py": ("log_fields",),
         "accesslog.py": ("log", "now", "format_line", "_quote", "flush", "tick"),
     },
     "exchange end (pool checkin, keep-alive reset)": {
-        "response.py": ("_finish_exchange",),
-        "member.py": ("_release_member",),
+        "response.py": ("finish",),
+        "member.py": ("release",),
         "keepalive.py": ("checkin",),
-        "session.py": ("_reset_exchange", "_idle_deadline"),
+        "session.py": ("new_exchange", "idle_deadline"),
+        "exchange.py": ("__init__",),
     },
     "session dispatch (state machine glue)": {
-        "session.py": ("_advance", "_step"),
-        "client.py": ("_on_client", "_wants_client_read"),
-        "member.py": ("_on_member", "_wants_member_read"),
+        "session.py": ("advance", "_step"),
+        "client.py": ("on_event", "wants_read"),
+        "member.py": ("on_event", "wants_read"),
     },
     "loop (epoll_wait, timers, interest changes)": {
         "loop.py": ("run_once", "next_timeout", "_run_deadlines", "set_mask", "set_timer",
                     "cancel", "_compact", "timer", "add", "remove", "_contain"),
-        "session.py": ("_set_deadline", "on_deadline"),
-        "client.py": ("_update_interest",),
+        "session.py": ("set_deadline", "on_deadline", "_update_interest"),
         "worker.py": ("run", "_housekeeping", "_finished", "_update_title", "_on_wakeup",
                       "_on_master_message"),
     },
     "connect / close": {
-        "member.py": ("_connect", "_connect_failed", "_retry_fresh", "_may_retry_fresh"),
+        "member.py": ("connect", "connect_failed", "_retry_fresh", "_may_retry_fresh"),
         "session.py": ("close", "drain"),
-        "client.py": ("_start_linger", "_linger"),
+        "client.py": ("start_linger", "_linger"),
         "keepalive.py": ("discard", "close", "<lambda>"),
         "connect.py": ("start_connect",),
         "worker.py": ("connect", "session_closed"),

@@ -16,7 +16,7 @@ from hbfork.core.lean import LeanCache
 from hbfork.proxy.http.router import Router
 from hbfork.proxy.keepalive import ConnectionPool
 from hbfork.proxy.loop import Loop
-from hbfork.proxy.upstreams import FULL, ORDER_AFTER, STICKY_DOWN, PoolView, Target
+from hbfork.proxy.upstreams import FULL, ORDER_AFTER, STICKY_DOWN, Acquiring, PoolView, Target
 
 
 @dataclass
@@ -38,8 +38,9 @@ class FakeMember:
         return self.peers[-1]
 
 
-class FakePicker:
-    """Picks the first member of the pool not excluded (deterministic, for tests)."""
+class FakePicker(Acquiring):
+    """Picks the first member of the pool not excluded (deterministic, for tests); acquire()
+    is Upstreams' own, over these primitives."""
 
     def __init__(self, members: list[FakeMember], config: Config) -> None:
         self.members = members

@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from hbfork.proxy.http import client as client_side
+from hbfork.proxy.http import member as member_side
 from hbfork.proxy.http.session import HttpSession
 from hbfork.proxy.relay import PIPE_SIZE, splice_available
 from tests.unit.proxy.fakes import FakeContext, Reader, member, read_available
@@ -113,7 +113,7 @@ def test_a_large_body_is_spliced_whole_and_the_next_request_kept(splices) -> Non
         [hashlib.sha256(body).hexdigest(), hashlib.sha256(b"small").hexdigest()]
     assert backend.requests[1][0].startswith(b"POST /next ")
     assert sum(splices) >= 2 * (len(body) - 256 * 1024)  # in and out of the pipe, mostly
-    assert session.body_relay is None   # the pipe went with the exchange
+    assert session.member.body_relay is None   # the pipe went with the exchange
     assert ctx.done == [(200, 1), (200, 1)]
 
 
@@ -132,7 +132,7 @@ def test_the_client_waits_while_the_member_is_slow(splices) -> None:
         except BlockingIOError:
             pass
         ctx.loop.run_once(0.001)
-    relay = session.body_relay
+    relay = session.member.body_relay
     assert relay is not None and relay.in_pipe <= PIPE_SIZE
     assert sent < len(view)   # back-pressure reached the client
     backend.paused = False
@@ -143,7 +143,7 @@ def test_the_client_waits_while_the_member_is_slow(splices) -> None:
 
 
 def test_copying_when_splice_is_off(monkeypatch: pytest.MonkeyPatch, splices) -> None:
-    monkeypatch.setattr(client_side, "SPLICE_BODIES", False)
+    monkeypatch.setattr(member_side, "SPLICE_BODIES", False)
     ctx = FakeContext([member(1)])
     _, client = start(ctx)
     body = os.urandom(2 * PIPE_SIZE)
@@ -175,7 +175,7 @@ def test_a_member_that_answers_before_the_body_ends_gets_a_closed_connection() -
     send_all(ctx, client, head + f"Content-Length: {4 * PIPE_SIZE}\r\n\r\n".encode()
              + os.urandom(256 * 1024), early_answer)
     ctx.run_until(lambda: b"413" in reply.poll(), serve=early_answer)
-    ctx.run_until(lambda: session.body_relay is None)
+    ctx.run_until(lambda: session.member.body_relay is None)
     assert not ctx.conn_pool.idle.get(1)  # never pooled with a request half sent
     assert ctx.done == [(413, 1)]
 
@@ -192,8 +192,8 @@ def test_a_steadily_slow_member_still_gets_most_of_the_body_spliced(splices) -> 
     shrunk = []
 
     def serve() -> None:
-        if session.conn is not None and not shrunk:  # a small socket buffer to the member
-            session.conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+        if session.member.conn is not None and not shrunk:  # a small socket buffer to the member
+            session.member.conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
             shrunk.append(True)
         backend.serve()
 

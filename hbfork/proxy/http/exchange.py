@@ -1,0 +1,68 @@
+"""One HTTP request and its response, as a session serves it: a fresh Exchange per request
+(the session's `ex`), so nothing of one request can leak into the next. It is also what the
+worker accounts and logs when the request ends (hbfork.proxy.context.Exchange)."""
+
+from __future__ import annotations
+
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+
+from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHead, UntilClose
+from hbfork.core.lean import field_value
+from hbfork.proxy.http.router import Decision
+from hbfork.proxy.upstreams import Target
+
+
+@dataclass(slots=True, eq=False)
+class Exchange:
+    client_ip: str
+    request: RequestHead | None = None
+    lean_head: bytes | None = None  # the head as received, while `request` is a lean parse
+    decision: Decision | None = None  # where the router sends it
+    body: LengthBody | ChunkedBody | None = None  # the request body's framing
+    request_done: bool = False      # the whole request body was read
+    keep_alive: bool = False        # the client connection carries on after it
+    target: Target | None = None    # the member it went to last
+    tried: AbstractSet[int] = frozenset()  # the slots it went to (a new set per try)
+    fresh_retry: bool = False       # it is being sent again on a fresh connection
+    last_failure: tuple[int, str] | None = None  # the answer owed if no other member takes it
+    sticky_route: str | None = None  # the route its session names (a sticky pool's)
+    sticky_outcome: int = 0         # 0, STICKY_HIT or STICKY_LOST
+    set_cookie: bytes | None = None  # a sticky-session cookie for the response
+    response: ResponseHead | None = None
+    response_body: LengthBody | ChunkedBody | UntilClose | None = None
+    sent_to_client: bool = False    # the response head (ours or the member's) went out
+    status: int = 0
+    bytes_to_client: int = 0
+    exchange_started: float = 0.0   # time.monotonic() when its head was read
+    member_started: float = 0.0     # the loop's clock when it went to the member that answered
+    accounted: bool = False         # request_done() was reported for it
+
+    def log_fields(self, status: int, target: Target | None, now: float) -> dict[str, object]:
+        """What the access log records of the request that just ended."""
+        request = self.request
+        referer = agent = b""
+        line = "-"
+        if request is not None:
+            line = f"{request.method.decode()} {request.target.decode('latin-1')} HTTP/" \
+                   f"{'1.1' if request.version == 11 else '1.0'}"
+            if self.lean_head is not None:  # its fields were not parsed
+                referer = field_value(self.lean_head, b"referer")
+                agent = field_value(self.lean_head, b"user-agent")
+            for _, lower, value in request.headers:
+                if lower == b"referer":
+                    referer = value
+                elif lower == b"user-agent":
+                    agent = value
+        member_started = self.member_started
+        return {
+            "client": self.client_ip,
+            "request": line,
+            "status": status,
+            "bytes": self.bytes_to_client,
+            "referer": referer.decode("latin-1"),
+            "user_agent": agent.decode("latin-1"),
+            "member": target.address if target else "",
+            "upstream_seconds": (now - member_started) if member_started and target else None,
+            "total_seconds": now - (self.exchange_started or now),
+        }
