@@ -15,11 +15,11 @@ also respects the member's capacity, `ready + busy` from its last heartbeat (or 
 
     corrected (default)   P(m) proportional to effective(m) x speed(m); when every member with
                           room is at 0, the reported `ready` shares (never refuse while members
-                          are up). speed(m) is the pool's fastest recent response time over
-                          m's (1 for the fastest): a member that answers in 200 ms while the
-                          others take 2 ms gets its idle capacity refilled a hundred times more
-                          slowly, instead of at once (every slot it frees is an effective ready
-                          of 1), which kept it full and held clients there
+                          are up). speed(m) is 1 for members whose recent response times are
+                          within 4x the pool's fastest, else 4 x fastest / m's: a member that
+                          answers in 200 ms while the others take 2 ms gets its freed slots
+                          refilled 25 times more slowly instead of at once (every slot it frees
+                          is an effective ready of 1), which kept it full and clients held there
     reported              P(m) proportional to ready(m) (Apache's lbmethod_heartbeat), still
                           within capacity
     p2c                   two members with room drawn at random, the one with more effective
@@ -209,6 +209,8 @@ class ServiceTimes:
     WEIGHT = 0.1          # of the newest response in the average
     FLOOR = 0.001         # the smallest speed: a slow member still gets a trickle (and so
                           # a chance to show it is fast again)
+    TOLERANCE = 4.0       # members within this factor of the fastest all count as fast:
+                          # ready shares stay ready shares among comparable members
 
     def __init__(self) -> None:
         self.seconds: dict[int, float] = {}
@@ -222,10 +224,12 @@ class ServiceTimes:
         self.seconds.pop(slot, None)
 
     def speeds(self, slots: list[int]) -> list[float]:
-        """Each slot's fastest-over-its-own ratio among `slots` (1 when unknown)."""
+        """Each slot's speed among `slots`: 1 within TOLERANCE of the fastest (and when
+        unknown), else TOLERANCE x fastest / its own."""
         known = [self.seconds[s] for s in slots if s in self.seconds]
         if len(known) < 2:
             return [1.0] * len(slots)
         fastest = max(min(known), 1e-6)
-        return [max(self.FLOOR, min(1.0, fastest / max(self.seconds.get(s, fastest), 1e-6)))
+        limit = fastest * self.TOLERANCE
+        return [max(self.FLOOR, min(1.0, limit / max(self.seconds.get(s, fastest), 1e-6)))
                 for s in slots]

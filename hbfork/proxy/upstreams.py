@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from hbfork.core.addresses import Endpoint
 from hbfork.core.balancer import DRAINED, EJECTED, USABLE, WEIGHT_MASK
-from hbfork.core.balancing import FULL, choose
+from hbfork.core.balancing import FULL, ServiceTimes, choose
 from hbfork.core.config import Config
 
 # Why acquire() found no member (Unavailable.reason).
@@ -185,6 +185,7 @@ class Upstreams(Acquiring):
         self.on_room: Callable[[], None] | None = None  # called when a request finished
         outlier = config.outlier if config is not None else None
         self.detector = Detector(outlier) if outlier is not None and outlier.enabled else None
+        self.times = ServiceTimes()  # members' recent response times: the pick's speeds
         # called when the detector says a member should be ejected (target, cause)
         self.on_eject: Callable[[Target, int], None] | None = None
         self.clock: Callable[[], float] = time.monotonic  # tests pass a fake one
@@ -215,6 +216,7 @@ class Upstreams(Acquiring):
                 if at == slot:
                     del self.slot_of[address]
             self.discovered.discard(slot)
+            self.times.forget(slot)
             record = self.table.read_member(slot) if uid else None
             if record is not None:
                 self.slot_of[Endpoint(record.ip, record.port)] = slot
@@ -241,6 +243,8 @@ class Upstreams(Acquiring):
         if ejected and not any(entry[2] for entry in entries):
             entries += ejected
         pool.candidates.load(entries, generation)
+        if pool.weighting == "corrected":  # "reported" stays Apache's ready shares
+            pool.candidates.speed = self.times.speeds(pool.candidates.slots)
         pool.built = generation
 
     def _add(self, entries: list[Entry], ejected: list[Entry], pool: PoolView, slot: int,
@@ -396,9 +400,13 @@ class Upstreams(Acquiring):
         if self.on_room is not None:
             self.on_room()
 
-    def observe(self, target: Target, outcome: int) -> None:
+    def observe(self, target: Target, outcome: int, seconds: float = 0.0) -> None:
         """What one request told about `target` (hbfork.core.outlier: OK, FAILED_STATUS,
-        GATEWAY); reported to the master when the detector says the member should go."""
+        GATEWAY) and, for an answer, how long it took (the corrected pick's speeds, read when
+        the pool's candidates are next rebuilt); reported to the master when the detector
+        says the member should go."""
+        if seconds > 0:
+            self.times.observe(target.slot, seconds)
         detector = self.detector
         if detector is None:
             return

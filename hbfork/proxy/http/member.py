@@ -388,5 +388,8 @@ class MemberLeg:
             upstreams = self.ctx.upstreams
             upstreams.finished(target, status)
             if status:
-                pool = self.s.ex.decision.pool  # type: ignore[union-attr]  # it was dispatched
-                upstreams.observe(target, FAILED_STATUS if status in pool.fail_statuses else OK)
+                ex = self.s.ex
+                pool = ex.decision.pool  # type: ignore[union-attr]  # it was dispatched
+                took = self.ctx.loop.now - ex.member_started if ex.member_started else 0.0
+                upstreams.observe(target, FAILED_STATUS if status in pool.fail_statuses else OK,
+                                  took)

@@ -96,7 +96,7 @@ class FakePicker(Acquiring):
         self.in_flight[target.slot] -= 1
         self.finished_statuses.append((target.slot, status))
 
-    def observe(self, target: Target, outcome: int) -> None:
+    def observe(self, target: Target, outcome: int, seconds: float = 0.0) -> None:
         self.outcomes.append((target.slot, outcome))
 
 
