@@ -89,11 +89,13 @@ def section(results: dict[str, Any], raw: Path) -> str:
         "|---|---|---|---|---|---|",
     ]
     for pair, specs in results["members"].items():
+        if pair not in results["capacity"]:
+            continue   # not run (closed loop only)
         for s in specs:
             lines.append(f"| {pair} loop | {s['name']} | {s['workers']} | {s['delay_ms']:g} ms | "
                          f"{_rate(s['nominal_rps'])} req/s | "
                          f"{_rate(results['capacity'][pair].get(s['name'], 0))} req/s |")
-    capacity = results["capacity_rps"]["open"]
+    capacity = results["capacity_rps"].get("open", 0.0)
     lines += ["", f"Total capacity used for the open-loop rates: {_rate(capacity)} req/s "
                   "(measured, open-loop pair)."]
     for load in loads:
