@@ -100,6 +100,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--trace-interval", type=float, default=0.002)
     parser.add_argument("--source", type=Path, metavar="DIR",
                         help="run the hbfork committed at HEAD of the git tree DIR")
+    parser.add_argument("--workers", default="auto",
+                        help="hbfork's workers (default auto: one per core)")
     parser.add_argument("--section", default="bench-overload",
                         help="the BENCHMARKS.md section to write")
     parser.add_argument("--in-lab", metavar="PREFIX", help=argparse.SUPPRESS)
@@ -111,7 +113,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def start_front(kind: str, directory: Path, addresses: list[str]) -> Any:
+def start_front(kind: str, directory: Path, addresses: list[str],
+                workers: int | str = "auto") -> Any:
     if kind == "haproxy-queue":
         return start_lab_front(kind, directory, addresses, maxconn=WORKERS,
                                queue_timeout=QUEUE_TIMEOUT)
@@ -121,8 +124,12 @@ def start_front(kind: str, directory: Path, addresses: list[str]) -> Any:
     if kind in ("hbfork", "hbfork-1worker"):
         return start_lab_front(kind, directory, addresses,
                                    balance=f"queue_timeout = {QUEUE_TIMEOUT:g}\n",
-                               workers=1 if kind == "hbfork-1worker" else "auto")
+                               workers=1 if kind == "hbfork-1worker" else workers)
     return start_lab_front(kind, directory, addresses)
+
+
+def _workers(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
 
 
 def measure_capacity(servers: dict[str, Any], seconds: float = 3) -> dict[str, float]:
@@ -190,6 +197,7 @@ def run_inside(args: argparse.Namespace, argv: list[str]) -> int:
                                "machine": machine(), "seconds": args.seconds,
                                "rounds": args.rounds, "factors": args.factors,
                                "queue_timeout": QUEUE_TIMEOUT, "clients": CLIENTS,
+                               "workers": args.workers,
                                "members": {pair: [s.__dict__ | {"nominal_rps": s.capacity_rps}
                                                   for s in specs]
                                            for pair, specs in pairs.items()},
@@ -208,7 +216,8 @@ def run_inside(args: argparse.Namespace, argv: list[str]) -> int:
             results["capacity_rps"][pair] = sum(results["capacity"][pair].values())
             addresses = [f"{s.host}:{s.port}" for s in servers[pair].values()]
             for kind in args.contenders:
-                fronts[pair, kind] = start_front(kind, workdir / pair / kind, addresses)
+                fronts[pair, kind] = start_front(kind, workdir / pair / kind, addresses,
+                                                 _workers(args.workers))
                 log(TAG, f"{kind} over the {pair}-loop members serving on "
                          f"{fronts[pair, kind].url}")
         for front in fronts.values():   # warm-up
