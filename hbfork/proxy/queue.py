@@ -83,6 +83,7 @@ class FrontQueue:
         self.waiting: dict[PoolView, dict[Waiter, None]] = {}  # insertion-ordered sets
         self.timer = loop.timer(self._on_timer)
         self.first = False  # our oldest waiter is older than other workers': poll faster
+        self.due = False    # a dispatch is to run once the current handler returns
 
     def __len__(self) -> int:
         return sum(len(w) for w in self.waiting.values())
@@ -152,11 +153,13 @@ class FrontQueue:
 
     def soon(self) -> None:
         """A request of this worker finished, so a member may have room now. Our waiters try
-        at the end of this loop iteration (not from inside the session that made the room);
+        as soon as the handler that ended it returns (not from inside the session that made
+        the room, nor after the rest of the loop's batch of events: the room would idle);
         when another worker's waiter came first (by more than YIELD_MARGIN), that worker is
         woken now, before this worker's client can send its next request: the room is its."""
-        if self.waiting:
-            self.loop.set_timer(self.timer, self.loop.now)
+        if self.waiting and not self.due:
+            self.due = True
+            self.loop.after(self._due_now)
         if self.wake is None:
             return
         words, own, records = self.area.words, self.record.base, self.records()
@@ -180,6 +183,10 @@ class FrontQueue:
         self._count(pool, PC_QUEUE_HANDOFFS)
 
     def _on_timer(self, now: float) -> None:
+        self.dispatch()
+
+    def _due_now(self) -> None:
+        self.due = False
         self.dispatch()
 
     def _arm(self) -> None:

@@ -259,7 +259,7 @@ def test_a_worker_with_no_waiters_wakes_the_oldest_waiters_worker_when_a_request
     room.free = 1
     at(b, 1000.001).soon()          # b's request ended; b has nobody waiting
     assert woken == [0]
-    assert b.timer.when is None     # and nothing of its own to try
+    assert not b.due                # and nothing of its own to try
     at(a, 1000.001).dispatch()      # a's eventfd handler
     assert old.served
     assert b.record.words[pool_counters_at(table.capacity, pool.index) + PC_QUEUE_HANDOFFS] == 1
@@ -273,7 +273,7 @@ def test_soon_wakes_the_other_worker_only_when_its_waiter_came_first(table, pool
     assert at(a, 1000.000).add(pool, FakeWaiter(room, "a's"), [])
     assert at(b, 1000.010).add(pool, FakeWaiter(room, "b's"), [])
     at(a, 1000.011).soon()          # a's own waiter is the oldest: a's dispatch takes it
-    assert woken == [] and a.timer.when == pytest.approx(1000.011)
+    assert woken == [] and a.due
     at(b, 1000.011).soon()          # b's is younger by 10 ms: a is woken now
     assert woken == [0]
 
@@ -283,8 +283,28 @@ def test_soon_reads_nothing_but_the_head_words_when_nobody_waits(table, pool) ->
     woken: list[int] = []
     b.wake = woken.append
     at(b, 1000.0).soon()
-    assert woken == [] and b.timer.when is None
+    assert woken == [] and not b.due
     assert FrontQueue(b.loop, table.workers, b.record).queueing == []  # no pools given
     off = PoolView(1, PoolSettings(name="off", queue_timeout=0), HttpSettings())
     assert [p for p, _ in FrontQueue(b.loop, table.workers, b.record, list, None,
                                      [pool, off]).queueing] == [pool]
+
+
+def test_a_room_is_offered_to_waiters_as_soon_as_the_handler_that_made_it_returns(
+        table, pool) -> None:
+    """Not after the rest of the loop's batch of events: the place would idle meanwhile."""
+    room = Room()
+    a, _b = queues_with_pools(table, pool)
+    waiter = FakeWaiter(room, "w")
+    assert at(a, 1000.0).add(pool, waiter, [])
+    seen = []
+
+    def handler() -> None:   # a session's event: its request ends, the room is made
+        room.free = 1
+        a.soon()
+        a.soon()             # twice in one handler: one dispatch
+        seen.append(waiter.served)
+
+    a.loop.after(handler)
+    a.loop._run_after()
+    assert seen == [False] and waiter.served and not a.due
