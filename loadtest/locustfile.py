@@ -393,7 +393,8 @@ def _summary(status: dict[str, Any]) -> dict[str, Any]:
                                                 "requests", "connect_failures", "in_flight",
                                                 "capacity")}
                         for m in status.get("members", [])],
-            "pools": [{k: p.get(k) for k in ("name", "queued", "dequeued", "queue_rejected")}
+            "pools": [{k: p.get(k) for k in ("name", "queued", "dequeued", "handed_over",
+                                             "queue_rejected")}
                       for p in status.get("pools", [])]}
 
 

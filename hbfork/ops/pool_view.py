@@ -20,6 +20,7 @@ from hbfork.table.layout import (
     PC_NO_MEMBER,
     PC_QUEUE_FULL,
     PC_QUEUE_GONE,
+    PC_QUEUE_HANDOFFS,
     PC_QUEUE_TIMEOUT,
     PC_QUEUED,
     PC_STATUS_CLASS,
@@ -84,6 +85,8 @@ def pools(config: Config, records: list[MemberRecord], admin: dict[tuple[str, in
             "sticky_lost": counters[at + PC_STICKY_LOST],
             "queued": counters[at + PC_QUEUED],
             "dequeued": counters[at + PC_DEQUEUED],
+            # rooms a worker made and left to an older waiter of another worker (woken)
+            "handed_over": counters[at + PC_QUEUE_HANDOFFS],
             "queue_rejected": {"timeout": counters[at + PC_QUEUE_TIMEOUT],
                                "full": counters[at + PC_QUEUE_FULL],
                                "gone": counters[at + PC_QUEUE_GONE]},

@@ -185,6 +185,9 @@ def _pool_metrics(m: _Metrics, data: dict[str, Any]) -> None:
               for pool, x in members])
     m.family("hbfork_queue_depth", "gauge", "Requests waiting in the front queue.",
              [({"pool": p["name"]}, p["queued"]) for p in pools])
+    m.family("hbfork_queue_handed_over", "counter",
+             "Rooms a worker made and left to an older waiter of another worker, woken for it.",
+             [({"pool": p["name"]}, p.get("handed_over", 0)) for p in pools])
     m.family("hbfork_queue_rejected", "counter",
              "Requests that left the front queue without a member, by reason.",
              [({"pool": p["name"], "reason": reason}, count) for p in pools

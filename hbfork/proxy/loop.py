@@ -10,6 +10,12 @@ connection. Moving a timer later costs nothing (its entry fires early and is re-
 moving it earlier pushes a new entry and leaves the old one stale. Stale entries are skipped
 when they surface, and the heap is rebuilt from the live timers whenever stale ones outnumber
 them, so memory stays proportional to the connections, not to the requests they served.
+
+after(callback) runs `callback()` once, as soon as the handler (or timer callback) now running
+returns, before the next event of the batch: for work that must not run inside the code that
+asked for it but should not wait for the rest of the batch either (the front queue's dispatch
+when a request ends: a member place it made would idle meanwhile; measured, a freed place at a
+2 ms member stood idle in 25-30 % of 2 ms samples while requests waited).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class Loop:
         self._order = itertools.count()
         self._live = 0  # timers that are set
         self._removed: set[int] = set()  # fds removed while dispatching the current batch
+        self._after: list[Callable[[], object]] = []
         self.now = time.monotonic()
 
     def add(self, fd: int, mask: int, handler: Callable[[int], None]) -> None:
@@ -72,6 +79,19 @@ class Loop:
                 self.epoll.unregister(fd)
             except (OSError, ValueError):
                 pass  # already closed: the kernel dropped it from the set
+
+    def after(self, callback: Callable[[], object]) -> None:
+        """Run `callback()` once the handler or timer callback now running returns."""
+        self._after.append(callback)
+
+    def _run_after(self) -> None:
+        while self._after:
+            callbacks, self._after = self._after, []
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:
+                    self._contain(callback)
 
     def timer(self, callback: Callable[[float], object]) -> Timer:
         return Timer(callback)
@@ -127,6 +147,8 @@ class Loop:
                     handler(mask)
                 except Exception:
                     self._contain(handler)
+                if self._after:
+                    self._run_after()
         self._run_deadlines()
 
     @staticmethod
@@ -165,6 +187,8 @@ class Loop:
                     callback(now)
                 except Exception:
                     self._contain(callback)
+                if self._after:
+                    self._run_after()
 
     def close(self) -> None:
         self.epoll.close()

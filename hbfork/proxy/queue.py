@@ -12,7 +12,11 @@ table so `queue_max` and the status page see the whole front. Arrival order hold
 workers too: each worker publishes when its oldest waiter arrived, and a worker whose own
 oldest is younger (by more than YIELD_MARGIN) than another worker's leaves the room it made
 to that worker and wakes it at once through the worker's eventfd (made by the master before
-forking, one per worker record), so the room does not idle until that worker polls. Without
+forking, one per worker record), so the room does not idle until that worker polls. A worker
+with no waiters of its own does the same when one of its requests ends (soon()): it wakes the
+worker that holds the oldest waiter there and then, before its own client can send its next
+request (PC_QUEUE_HANDOFFS counts these wake-ups; the status page shows them as
+"handed_over"). Without
 that, room went mostly to the worker whose request had just finished, so waiters of a worker
 that accepted more connections timed out while the other worker's younger ones were served;
 and with a yield margin of 100 ms but no wake-up (the margin kept the cost of idle rooms
@@ -22,12 +26,20 @@ to, queued one behind the other: the 700-850 ms tails of issue 28.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from hbfork.proxy.loop import Loop
 from hbfork.proxy.upstreams import PoolView
-from hbfork.table.layout import PC_QUEUE_FULL, PC_QUEUE_GONE, PC_QUEUE_TIMEOUT, PC_QUEUED
+from hbfork.table.layout import (
+    PC_QUEUE_FULL,
+    PC_QUEUE_GONE,
+    PC_QUEUE_HANDOFFS,
+    PC_QUEUE_HEAD,
+    PC_QUEUE_TIMEOUT,
+    PC_QUEUED,
+    pool_counters_at,
+)
 from hbfork.table.worker_area import WorkerArea
 from hbfork.table.worker_record import WorkerRecord
 
@@ -54,18 +66,24 @@ class Waiter(Protocol):
 class FrontQueue:
     def __init__(self, loop: Loop, area: WorkerArea, record: WorkerRecord,
                  records: Callable[[], list[int]] = list,
-                 wake: Callable[[int], None] | None = None) -> None:
+                 wake: Callable[[int], None] | None = None,
+                 pools: Iterable[PoolView] = ()) -> None:
         """`record` is this worker's record in the table's worker `area`; `records` gives
         the word offsets of every live worker's record (its own included); `wake(index)`
-        wakes the worker of record `index` (its dispatch() runs at once)."""
+        wakes the worker of record `index` (its dispatch() runs at once); `pools`: the
+        pools whose waiters in other workers a room made here may be owed to."""
         self.loop = loop
         self.wake = wake
         self.area = area
         self.record = record
         self.records = records
+        # (pool, the word of its queue head in any record) for the pools that queue
+        self.queueing = [(pool, pool_counters_at(area.capacity, pool.index) + PC_QUEUE_HEAD)
+                         for pool in pools if pool.queue_timeout > 0]
         self.waiting: dict[PoolView, dict[Waiter, None]] = {}  # insertion-ordered sets
         self.timer = loop.timer(self._on_timer)
         self.first = False  # our oldest waiter is older than other workers': poll faster
+        self.due = False    # a dispatch is to run once the current handler returns
 
     def __len__(self) -> int:
         return sum(len(w) for w in self.waiting.values())
@@ -120,7 +138,7 @@ class FrontQueue:
                         older + YIELD_MARGIN < queued_at:
                     # Another worker's waiter came first: the room is for it, now.
                     if not woken and self.wake is not None and owner >= 0:
-                        self.wake(owner)
+                        self._hand_over(pool, owner)
                         woken = True
                     continue
                 if not waiter.try_dispatch():
@@ -134,12 +152,41 @@ class FrontQueue:
         self._arm()
 
     def soon(self) -> None:
-        """A member may have room now: try at the end of this loop iteration (not from
-        inside the session that made the room)."""
-        if self.waiting:
-            self.loop.set_timer(self.timer, self.loop.now)
+        """A request of this worker finished, so a member may have room now. Our waiters try
+        as soon as the handler that ended it returns (not from inside the session that made
+        the room, nor after the rest of the loop's batch of events: the room would idle);
+        when another worker's waiter came first (by more than YIELD_MARGIN), that worker is
+        woken now, before this worker's client can send its next request: the room is its."""
+        if self.waiting and not self.due:
+            self.due = True
+            self.loop.after(self._due_now)
+        if self.wake is None:
+            return
+        words, own, records = self.area.words, self.record.base, self.records()
+        for pool, at in self.queueing:
+            for base in records:
+                if base != own and words[base + at]:
+                    break
+            else:
+                continue  # nobody else waits for this pool (the common case: two reads)
+            older, owner = self._oldest_elsewhere(pool)
+            if owner < 0 or older is None:
+                continue
+            head = self.record.queue_head(pool)
+            if not head or older + YIELD_MARGIN < (head - 1) / 1e6:
+                self._hand_over(pool, owner)
+
+    def _hand_over(self, pool: PoolView, owner: int) -> None:
+        """Wake the worker of record `owner`, whose waiter the room just made is owed to."""
+        assert self.wake is not None
+        self.wake(owner)
+        self._count(pool, PC_QUEUE_HANDOFFS)
 
     def _on_timer(self, now: float) -> None:
+        self.dispatch()
+
+    def _due_now(self) -> None:
+        self.due = False
         self.dispatch()
 
     def _arm(self) -> None:

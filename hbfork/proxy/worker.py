@@ -85,7 +85,8 @@ class Worker:
         self.loop = Loop()
         self.wakeups = wakeups or []  # eventfds by worker record index (the master's)
         self.queue = FrontQueue(self.loop, table.workers, record,
-                                lambda: self.upstreams.records, self._wake_worker)
+                                lambda: self.upstreams.records, self._wake_worker,
+                                self.upstreams.pools.values())
         self.upstreams.on_room = self.queue.soon
         self.upstreams.on_eject = self._ask_ejection
         self.buffer = memoryview(bytearray(256 * 1024))

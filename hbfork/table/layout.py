@@ -115,6 +115,8 @@ PC_QUEUE_TIMEOUT, PC_QUEUE_FULL, PC_QUEUE_GONE = 9, 10, 11  # 503s, and clients 
 PC_DEQUEUED = 12         # requests that waited, then went to a member
 PC_QUEUE_HEAD = 13       # a gauge: when the worker's oldest waiter that any member may take
                          # arrived (CLOCK_MONOTONIC µs + 1; 0: none), for FIFO across workers
+PC_QUEUE_HANDOFFS = 14   # rooms this worker made and left to another worker's older waiter
+                         # (that worker woken through its eventfd)
 MAX_ROUTES = 1024
 ROUTE_COUNTERS = 2
 RC_REQUESTS, RC_ERRORS = 0, 1  # errors: 5xx answers

@@ -29,8 +29,8 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def commit() -> str:
-    return first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+def commit(root: Path = ROOT) -> str:
+    return first_line(["git", "-C", str(root), "rev-parse", "--short", "HEAD"])
 
 
 def machine() -> dict[str, Any]:
@@ -51,11 +51,12 @@ def machine() -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%d %H:%M %Z")}
 
 
-def export_head(directory: Path, paths: tuple[str, ...] = EXPORTED) -> Path:
-    """`paths` as committed at HEAD, unpacked in `directory` (made; readable by all, for
-    Apache's unprivileged children and the lab's hosts)."""
-    directory.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD", *paths],
+def export_head(directory: Path, paths: tuple[str, ...] = EXPORTED, root: Path = ROOT) -> Path:
+    """`paths` as committed at HEAD of the tree `root` (default: this one), unpacked in
+    `directory` (made; readable by all, for Apache's unprivileged children and the lab's
+    hosts)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(root), "archive", "HEAD", *paths],
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
     os.chmod(directory, 0o755)

@@ -112,3 +112,31 @@ def test_an_event_for_a_closed_fd_never_reaches_a_socket_that_reused_its_number(
         for fd in (a_r, a_w, b_w, *new_fds):
             os.close(fd)
         loop.close()
+
+
+def test_after_runs_once_the_handler_returns_before_the_next_event():
+    loop = Loop()
+    pipes = [os.pipe(), os.pipe()]
+    order: list[str] = []
+
+    def handler(name: str, fd: int):
+        def on_readable(mask: int) -> None:
+            os.read(fd, 10)
+            order.append(name)
+            loop.after(lambda: order.append(f"after {name}"))
+        return on_readable
+
+    try:
+        for n, (r, w) in enumerate(pipes):
+            loop.add(r, READ, handler(str(n), r))
+            os.write(w, b"x")
+        loop.run_once(1.0)   # both pipes are readable: one batch of two events
+        assert order in (["0", "after 0", "1", "after 1"], ["1", "after 1", "0", "after 0"])
+        timer = loop.timer(lambda now: loop.after(lambda: order.append("after timer")))
+        loop.set_timer(timer, 0.0)
+        loop.run_once(0.0)
+        assert order[-1] == "after timer"
+    finally:
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)

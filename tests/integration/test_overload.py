@@ -7,6 +7,8 @@ import threading
 import time
 from collections import Counter
 
+import pytest
+
 from tests.integration.harness import free_port, get, wait_until
 
 
@@ -156,3 +158,52 @@ def test_capacity_is_capped_for_absurd_reports(cluster):
     sock.close()
     wait_until(lambda: _members(proxy).get(f"127.0.0.9:{port}", {}).get("capacity") == 50, 5,
                message="the capacity to be capped")
+
+
+def test_waiters_of_both_workers_are_served_in_arrival_order(cluster):
+    """Issue 28: with two workers, requests go to the member in the order they arrived at
+    the front, whichever worker holds each (a room made in one worker goes to the other's
+    older waiter, which is woken for it), and none waits an idle round longer."""
+    proxy, _ = start(cluster, 1, delay_ms=150)
+    by_worker: dict[int, list] = {}
+    before = {}
+    for _ in range(60):   # idle keep-alive connections; which worker holds each
+        _, _, conn = get(proxy.url, "/")
+        now = {w["pid"]: w["connections"] for w in proxy.status()["workers"]
+               if w["state"] == "ready"}
+        grown = [pid for pid, n in now.items() if n > before.get(pid, 0)]
+        before = now
+        if len(grown) == 1:
+            by_worker.setdefault(grown[0], []).append(conn)
+        if len(by_worker) >= 2 and all(len(c) >= 3 for c in by_worker.values()):
+            break
+    else:
+        pytest.skip(f"the connections did not spread over two workers: {before}")
+    first, second = (conns[:3] for conns in list(by_worker.values())[:2])
+    order = [first[0], second[0], first[1], second[1], first[2], second[2]]
+    done: list[tuple[int, float]] = []
+    lock = threading.Lock()
+
+    def one(n: int, conn) -> None:
+        response, _, _ = get(proxy.url, "/", conn=conn)
+        with lock:
+            done.append((n, time.monotonic()))
+        assert response.status == 200
+
+    threads = []
+    started = time.monotonic()
+    for n, conn in enumerate(order):   # the workers alternate
+        thread = threading.Thread(target=one, args=(n, conn))
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.04)    # arrivals 40 ms apart, far above the 2 ms yield margin
+    for thread in threads:
+        thread.join(20)
+    assert [n for n, _ in sorted(done, key=lambda d: d[1])] == list(range(6))
+    # one place at the member, 150 ms a request: ~0.9 s for the six, not an idle poll round
+    # (or a 100 ms margin) more per waiter
+    assert max(t for _, t in done) - started < 1.6
+    assert pool_state(proxy)["handed_over"] >= 2
+    for conns in by_worker.values():
+        for conn in conns:
+            conn.close()

@@ -89,11 +89,13 @@ def section(results: dict[str, Any], raw: Path) -> str:
         "|---|---|---|---|---|---|",
     ]
     for pair, specs in results["members"].items():
+        if pair not in results["capacity"]:
+            continue   # not run (closed loop only)
         for s in specs:
             lines.append(f"| {pair} loop | {s['name']} | {s['workers']} | {s['delay_ms']:g} ms | "
                          f"{_rate(s['nominal_rps'])} req/s | "
                          f"{_rate(results['capacity'][pair].get(s['name'], 0))} req/s |")
-    capacity = results["capacity_rps"]["open"]
+    capacity = results["capacity_rps"].get("open", 0.0)
     lines += ["", f"Total capacity used for the open-loop rates: {_rate(capacity)} req/s "
                   "(measured, open-loop pair)."]
     for load in loads:
@@ -135,6 +137,7 @@ def section(results: dict[str, Any], raw: Path) -> str:
                     f"{same_round(runs, load, kind, 'p99'):.2f} |")
             lines.append(row)
     lines += _targets(runs, loads, results)
+    lines += _every_run(runs, loads)
     lags = [r["lag_p99"] for r in runs if "lag_p99" in r]
     lines += ["", "Notes on the method:", "",
               f"* The open-loop client's own sending lag (due → sent) had a p99 of "
@@ -200,3 +203,54 @@ def _pairs(runs: list[dict[str, Any]], load: str) -> list[tuple[int, int]]:
 
 def _met(ok: bool) -> str:
     return "met" if ok else "**not met**"
+
+
+def _by_round(runs: list[dict[str, Any]], load: str) -> dict[int, dict[str, dict[str, Any]]]:
+    rounds: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in runs:
+        if r["load"] == load and "failed" not in r:
+            rounds[r["round"]][r["contender"]] = r
+    return {k: v for k, v in sorted(rounds.items()) if MINE in v and REF in v}
+
+
+def _every_run(runs: list[dict[str, Any]], loads: list[str]) -> list[str]:
+    """Issue 28's targets, which must hold in every round, not in the median: closed loop
+    p99 <= 1.5x and goodput >= 0.9x HAProxy's in the same round with no non-2xx answer;
+    open loop errors <= HAProxy's in the same round."""
+    closed = _by_round(runs, "closed")
+    opens = [load for load in loads if load != "closed"]
+    per_open = {load: _by_round(runs, load) for load in opens}
+    if not closed:
+        return []
+    lines = ["", "### Every round (issue 28: each must hold in every round)", "",
+             "| round | closed: hbfork p99 ms | HAProxy p99 ms | p99 / HAProxy | goodput / "
+             "HAProxy | hbfork non-2xx + socket errors |"
+             + "".join(f" {load}: errors hbfork / HAProxy |" for load in opens),
+             "|---|---|---|---|---|---|" + "---|" * len(opens)]
+    worst_p, worst_g, errors, worse = 0.0, math.inf, 0, 0
+    for number, pair in closed.items():
+        mine, ref = pair[MINE], pair[REF]
+        p = mine["p99"] / ref["p99"] if ref["p99"] else math.nan
+        g = mine["goodput"] / ref["goodput"] if ref["goodput"] else math.nan
+        worst_p, worst_g = max(worst_p, p), min(worst_g, g)
+        errors += mine["errors"]
+        row = (f"| {number + 1} | {fmt_ms(mine['p99'])} | {fmt_ms(ref['p99'])} | {p:.2f} | "
+               f"{g:.2f} | {mine['errors']} |")
+        for load in opens:
+            other = per_open[load].get(number)
+            if other is None:
+                row += " - |"
+                continue
+            a, b = other[MINE]["errors"], other[REF]["errors"]
+            worse += a > b
+            row += f" {a} / {b} |"
+        lines.append(row)
+    lines += ["", f"Closed loop in every one of {len(closed)} rounds: p99 ≤ 1.5x HAProxy's: worst "
+                  f"{worst_p:.2f}x, {_met(worst_p <= 1.5)}; goodput ≥ 0.9x HAProxy's: worst "
+                  f"{worst_g:.2f}x, {_met(worst_g >= 0.9)}; 0 errors: {errors}, "
+                  f"{_met(errors == 0)}."]
+    if opens:
+        lines.append(f"Open loop ({', '.join(opens)}) errors ≤ HAProxy's in every round: more "
+                     f"in {worse} of {sum(len(v) for v in per_open.values())} runs, "
+                     f"{_met(worse == 0)}.")
+    return lines

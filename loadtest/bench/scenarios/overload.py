@@ -2,6 +2,8 @@
 
     scripts/bench-overload [--rounds 3] [--seconds 8] [--quick]
     scripts/bench-overload --report-only bench/results/overload-....json
+    scripts/bench-overload --factors '' --contenders hbfork,haproxy-queue --trace \
+        --source /tmp/q-before --rounds 5     # closed loop only, hbfork from another tree
 
 Root only: a network-namespace lab with member hosts, each running `hbfork backend --workers
 8` that multicasts its true idle/busy workers every second. Fronts on the lab's front host,
@@ -28,6 +30,12 @@ over capacity c is absorbable by a 5 s queue when its backlog drains in time: (r
 <= 5 s, i.e. T <= 10 s at 1.5x (the whole run) and T <= 2.5 s at 3x; the report counts the
 errors among the arrivals inside that window apart.
 Results: JSON in bench/results/ and a section of BENCHMARKS.md.
+
+--trace samples hbfork's table every 2 ms during each hbfork run (loadtest/bench/probes/
+queue_trace.py: per worker its connections, waiters, oldest waiter's age, places taken and
+freed per member; per member in flight against capacity); the run's result gets the summary,
+the samples go to bench/results/overload-trace-*.json. --source DIR runs the hbfork of the
+git tree DIR (its HEAD, exported; e.g. a worktree of an older commit) with this harness.
 """
 
 from __future__ import annotations
@@ -46,9 +54,10 @@ from typing import Any
 from loadtest.bench import tools
 from loadtest.bench.lab import netns
 from loadtest.bench.lab.inlab import exit_on_term, lab_unavailable, log, run_in_lab
-from loadtest.bench.machine import export_head, loadavg, machine
+from loadtest.bench.machine import commit, export_head, loadavg, machine
 from loadtest.bench.markdown import update_section
 from loadtest.bench.paths import ROOT
+from loadtest.bench.probes.queue_trace import QueueTrace, summary
 from loadtest.bench.programs import servers as launch
 from loadtest.bench.programs.fronts import MemberSpec, start_member
 from loadtest.bench.programs.fronts import start_front as start_lab_front
@@ -86,16 +95,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--report-only", type=Path, metavar="JSON")
+    parser.add_argument("--trace", action="store_true",
+                        help="sample hbfork's front queue from its table during its runs")
+    parser.add_argument("--trace-interval", type=float, default=0.002)
+    parser.add_argument("--source", type=Path, metavar="DIR",
+                        help="run the hbfork committed at HEAD of the git tree DIR")
+    parser.add_argument("--workers", default="auto",
+                        help="hbfork's workers (default auto: one per core)")
+    parser.add_argument("--section", default="bench-overload",
+                        help="the BENCHMARKS.md section to write")
     parser.add_argument("--in-lab", metavar="PREFIX", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds = 1
-    args.factors = [float(x) for x in args.factors.split(",")]
+    args.factors = [float(x) for x in args.factors.split(",") if x]
     args.contenders = [c for c in args.contenders.split(",") if c]
     return args
 
 
-def start_front(kind: str, directory: Path, addresses: list[str]) -> Any:
+def start_front(kind: str, directory: Path, addresses: list[str],
+                workers: int | str = "auto") -> Any:
     if kind == "haproxy-queue":
         return start_lab_front(kind, directory, addresses, maxconn=WORKERS,
                                queue_timeout=QUEUE_TIMEOUT)
@@ -105,8 +124,12 @@ def start_front(kind: str, directory: Path, addresses: list[str]) -> Any:
     if kind in ("hbfork", "hbfork-1worker"):
         return start_lab_front(kind, directory, addresses,
                                    balance=f"queue_timeout = {QUEUE_TIMEOUT:g}\n",
-                               workers=1 if kind == "hbfork-1worker" else "auto")
+                               workers=1 if kind == "hbfork-1worker" else workers)
     return start_lab_front(kind, directory, addresses)
+
+
+def _workers(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
 
 
 def measure_capacity(servers: dict[str, Any], seconds: float = 3) -> dict[str, float]:
@@ -120,8 +143,27 @@ def measure_capacity(servers: dict[str, Any], seconds: float = 3) -> dict[str, f
 
 
 def one_run(server: Any, load: str, rate: float, seconds: float, seed: int,
-            workdir: Path) -> dict[str, Any]:
+            workdir: Path, trace: dict[str, Any] | None = None) -> dict[str, Any]:
     time.sleep(SETTLE)
+    probe = None
+    if trace is not None and server.name.startswith("hbfork") and load == "closed":
+        probe = QueueTrace(server.proc.pid, interval=trace["interval"]).start()
+    try:
+        result = _load(server, load, rate, seconds, seed, workdir)
+    finally:
+        if probe is not None:
+            samples = probe.stop()
+            labels = [probe.labels[slot] for slot in probe.slots]
+            trace.setdefault("runs", []).append({"load": load, "seed": seed,
+                                                 "labels": labels, "samples": samples})
+    if probe is not None:
+        result["trace"] = summary(samples, labels)
+        result["trace_run"] = len(trace["runs"]) - 1
+    return result
+
+
+def _load(server: Any, load: str, rate: float, seconds: float, seed: int,
+          workdir: Path) -> dict[str, Any]:
     if load == "closed":
         result = runs.wrk_run(server.url, CLIENTS, seconds)
         result.update(p99=result.get("p99", float("nan")), errors=result.get("errors_total", 0))
@@ -139,7 +181,12 @@ def run_inside(args: argparse.Namespace, argv: list[str]) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="hbovl-"))
     os.chmod(workdir, 0o755)
-    launch.HBFORK_HOME = export_head(workdir / "hbfork-head")
+    if args.source is None:
+        launch.HBFORK_HOME = export_head(workdir / "hbfork-head")
+    else:   # its hbfork, our harness
+        launch.HBFORK_HOME = export_head(workdir / "hbfork-head", ("loadtest",))
+        export_head(workdir / "hbfork-head", ("hbfork",), root=args.source)
+    trace = {"interval": args.trace_interval} if args.trace else None
     pairs = members()
     lab = netns.Lab(prefix=args.in_lab, backends=member_hosts())   # already up
     hosts = iter(lab.backends)
@@ -150,12 +197,17 @@ def run_inside(args: argparse.Namespace, argv: list[str]) -> int:
                                "machine": machine(), "seconds": args.seconds,
                                "rounds": args.rounds, "factors": args.factors,
                                "queue_timeout": QUEUE_TIMEOUT, "clients": CLIENTS,
+                               "workers": args.workers,
                                "members": {pair: [s.__dict__ | {"nominal_rps": s.capacity_rps}
                                                   for s in specs]
                                            for pair, specs in pairs.items()},
-                               "capacity": {}, "capacity_rps": {}, "runs": []}
+                               "capacity": {}, "capacity_rps": {}, "runs": [],
+                               "source": None if args.source is None else
+                               {"dir": str(args.source), "commit": commit(args.source)}}
     try:
         for pair, specs in pairs.items():
+            if pair == "open" and not args.factors:
+                continue   # closed loop only
             servers[pair] = {}
             for i, spec in enumerate(specs):
                 servers[pair][spec.name] = start_member(lab, next(hosts), spec,
@@ -164,12 +216,13 @@ def run_inside(args: argparse.Namespace, argv: list[str]) -> int:
             results["capacity_rps"][pair] = sum(results["capacity"][pair].values())
             addresses = [f"{s.host}:{s.port}" for s in servers[pair].values()]
             for kind in args.contenders:
-                fronts[pair, kind] = start_front(kind, workdir / pair / kind, addresses)
+                fronts[pair, kind] = start_front(kind, workdir / pair / kind, addresses,
+                                                 _workers(args.workers))
                 log(TAG, f"{kind} over the {pair}-loop members serving on "
                          f"{fronts[pair, kind].url}")
         for front in fronts.values():   # warm-up
             runs.wrk_run(front.url, 4, 1)
-        capacity = results["capacity_rps"]["open"]
+        capacity = results["capacity_rps"].get("open", 0.0)
         loads = ["closed", *(f"{f:g}x" for f in args.factors)]
         names = list(args.contenders)
         for round_number in range(args.rounds):
@@ -181,7 +234,7 @@ def run_inside(args: argparse.Namespace, argv: list[str]) -> int:
                 pair = "closed" if load == "closed" else "open"
                 for kind in order:
                     result = one_run(fronts[pair, kind], load, capacity * factor,
-                                     args.seconds, seed, workdir)
+                                     args.seconds, seed, workdir, trace)
                     result.update(contender=kind, load=load, factor=factor,
                                   round=round_number, loadavg=loadavg())
                     results["runs"].append(result)
@@ -195,10 +248,13 @@ def run_inside(args: argparse.Namespace, argv: list[str]) -> int:
                                                       "*.pid", "*.ctl", "__pycache__"))
         shutil.rmtree(workdir, ignore_errors=True)
     results["elapsed_seconds"] = time.monotonic() - started
-    raw = args.results / f"overload-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    raw = args.results / f"overload-{stamp}.json"
+    if trace is not None:
+        results["trace_file"] = str(args.results / f"overload-trace-{stamp}.json")
+        Path(results["trace_file"]).write_text(json.dumps(trace))
     raw.write_text(json.dumps(results, indent=1))
-    update_section(args.output, "bench-overload", section(results, raw),
-                             after="simulate")
+    update_section(args.output, args.section, section(results, raw), after="simulate")
     log(TAG, f"done in {results['elapsed_seconds']:.0f} s: {raw}, {args.output}")
     return 0
 
@@ -211,6 +267,16 @@ def show(r: dict[str, Any], where: str) -> None:
              f"p99 {fmt_ms(r.get('p99', float('nan')))} ms errors {r.get('errors', 0)} "
              f"{r.get('error_kinds', '')} lag p99 {r.get('lag_p99', 0):.1f} ms "
              f"load {r['loadavg']}")
+    trace = r.get("trace")
+    if trace:
+        workers = " | ".join(
+            f"w{i}: conns {w['conns']} depth {w['depth_mean']:.1f} head p99 "
+            f"{w['head_age_p99_ms']:.0f} max {w['head_age_max_ms']:.0f} ms deq {w['dequeued']}"
+            for i, w in trace["workers"].items())
+        members = " | ".join(f"{name}: in flight {m['in_flight_mean']:.1f}/{m['capacity']} "
+                             f"idle-while-waiting {m['idle_while_waiting']:.0%}"
+                             for name, m in trace["members"].items())
+        log(TAG, f"    trace {workers} || {members}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     tools.require("scripts/bench-overload", "wrk", "haproxy")
     if args.report_only:
         results = json.loads(args.report_only.read_text())
-        update_section(args.output, "bench-overload",
-                                 section(results, args.report_only), after="simulate")
+        update_section(args.output, args.section, section(results, args.report_only),
+                       after="simulate")
         print(f"{args.output}: section bench-overload rewritten from {args.report_only}")
         return 0
     if args.in_lab:

@@ -18,7 +18,9 @@ from hbfork.proxy.loop import Loop
 from hbfork.proxy.queue import QUEUE_POLL, QUEUE_POLL_FIRST, YIELD_MARGIN, FrontQueue
 from hbfork.proxy.upstreams import ORDER_AFTER, PoolView, Upstreams
 from hbfork.table.layout import (
+    PC_QUEUE_HANDOFFS,
     STATE_READY,
+    pool_counters_at,
 )
 from hbfork.table.table import Table
 
@@ -230,3 +232,79 @@ def test_waiters_within_a_millisecond_do_not_hand_the_room_back_and_forth(table,
     room.free = 1
     at(b, 1000.001).dispatch()
     assert second.served and woken == []
+
+
+def queues_with_pools(table: Table, pool: PoolView) -> tuple[FrontQueue, FrontQueue]:
+    a, b = worker_queues(table)
+    bases = [a.record.base, b.record.base]
+    fresh = []
+    for old in (a, b):
+        q = FrontQueue(old.loop, table.workers, old.record, lambda: bases, None, [pool])
+        fresh.append(q)
+    return fresh[0], fresh[1]
+
+
+def test_a_worker_with_no_waiters_wakes_the_oldest_waiters_worker_when_a_request_ends(
+        table, pool) -> None:
+    """Issue 28: the room a finished request makes in a worker that has no waiters of its
+    own is owed to another worker's waiter; it is woken from soon() (when the request ends,
+    before this worker's client can send its next request and take the room), not when it
+    next polls."""
+    room = Room()
+    a, b = queues_with_pools(table, pool)
+    woken: list[int] = []
+    b.wake = woken.append
+    old = FakeWaiter(room, "old")
+    assert at(a, 1000.0).add(pool, old, [])
+    room.free = 1
+    at(b, 1000.001).soon()          # b's request ended; b has nobody waiting
+    assert woken == [0]
+    assert not b.due                # and nothing of its own to try
+    at(a, 1000.001).dispatch()      # a's eventfd handler
+    assert old.served
+    assert b.record.words[pool_counters_at(table.capacity, pool.index) + PC_QUEUE_HANDOFFS] == 1
+
+
+def test_soon_wakes_the_other_worker_only_when_its_waiter_came_first(table, pool) -> None:
+    room = Room()
+    a, b = queues_with_pools(table, pool)
+    woken: list[int] = []
+    a.wake = b.wake = woken.append
+    assert at(a, 1000.000).add(pool, FakeWaiter(room, "a's"), [])
+    assert at(b, 1000.010).add(pool, FakeWaiter(room, "b's"), [])
+    at(a, 1000.011).soon()          # a's own waiter is the oldest: a's dispatch takes it
+    assert woken == [] and a.due
+    at(b, 1000.011).soon()          # b's is younger by 10 ms: a is woken now
+    assert woken == [0]
+
+
+def test_soon_reads_nothing_but_the_head_words_when_nobody_waits(table, pool) -> None:
+    _a, b = queues_with_pools(table, pool)
+    woken: list[int] = []
+    b.wake = woken.append
+    at(b, 1000.0).soon()
+    assert woken == [] and not b.due
+    assert FrontQueue(b.loop, table.workers, b.record).queueing == []  # no pools given
+    off = PoolView(1, PoolSettings(name="off", queue_timeout=0), HttpSettings())
+    assert [p for p, _ in FrontQueue(b.loop, table.workers, b.record, list, None,
+                                     [pool, off]).queueing] == [pool]
+
+
+def test_a_room_is_offered_to_waiters_as_soon_as_the_handler_that_made_it_returns(
+        table, pool) -> None:
+    """Not after the rest of the loop's batch of events: the place would idle meanwhile."""
+    room = Room()
+    a, _b = queues_with_pools(table, pool)
+    waiter = FakeWaiter(room, "w")
+    assert at(a, 1000.0).add(pool, waiter, [])
+    seen = []
+
+    def handler() -> None:   # a session's event: its request ends, the room is made
+        room.free = 1
+        a.soon()
+        a.soon()             # twice in one handler: one dispatch
+        seen.append(waiter.served)
+
+    a.loop.after(handler)
+    a.loop._run_after()
+    assert seen == [False] and waiter.served and not a.due

@@ -1,0 +1,177 @@
+"""A trace of hbfork's front queue, sampled from the shared table while a benchmark runs.
+
+    trace = QueueTrace(master_pid, interval=0.002); trace.start(); ...; samples = trace.stop()
+    summary(samples)   # per worker and per member figures of one run (JSON-ready)
+
+Every `interval` seconds (a thread; reads only, through hbfork.table's readers) it records,
+for each live worker of the newest generation: its connections, its waiters (PC_QUEUED of the
+pool), the age of its oldest waiter (PC_QUEUE_HEAD), how many waiters it has sent on so far
+(PC_DEQUEUED), and per member its requests in flight and its finished requests (the status
+classes); and per member the capacity the heartbeats give. From two samples in a row one sees
+who freed a place (finished += 1) and who took one (started = in-flight delta + finished),
+so over a run: whether freed places idled while requests waited anywhere, and which worker's
+waiters got them.
+
+One sample: (t, [(index, connections, queued, head_age_ms, dequeued,
+                  ((in_flight, finished) per member slot)) per worker], capacities by slot).
+The slots are those with a member when the trace started.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from hbfork.table.layout import (
+    LOAD_MASK,
+    MC_INFLIGHT,
+    MC_STATUS_CLASS,
+    MC_UID,
+    MEMBER_COUNTERS,
+    PC_DEQUEUED,
+    PC_QUEUE_HEAD,
+    PC_QUEUED,
+    STATE_READY,
+    WK_CONNECTIONS,
+    WK_GENERATION,
+    WK_MEMBERS,
+    WK_STATE,
+    pool_counters_at,
+    segment_name,
+)
+from hbfork.table.table import Table
+
+Sample = tuple[float, list[tuple[Any, ...]], list[int]]
+
+
+class QueueTrace:
+    def __init__(self, master_pid: int, pool: int = 0, interval: float = 0.002) -> None:
+        self.table = Table.attach(segment_name(master_pid))
+        self.pool_at = pool_counters_at(self.table.capacity, pool)
+        self.interval = interval
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="queue-trace", daemon=True)
+        uids = self.table.uid_words()
+        self.slots = [slot for slot, uid in enumerate(uids) if uid]
+        self.labels = {}
+        for slot in self.slots:
+            record = self.table.read_member(slot)
+            self.labels[slot] = record.label if record is not None else str(slot)
+
+    def start(self) -> QueueTrace:
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[Sample]:
+        self._stop.set()
+        self._thread.join()
+        self.table.close()
+        return self.samples
+
+    def sample(self) -> Sample:
+        table, words = self.table, self.table.words
+        now = time.monotonic()
+        now_us = now * 1e6
+        records = [r for r in table.workers.records[:table.worker_capacity]
+                   if r.words[WK_STATE] == STATE_READY]
+        newest = max((r.words[WK_GENERATION] for r in records), default=0)
+        rows = []
+        for r in records:
+            w = r.words
+            if w[WK_GENERATION] != newest:
+                continue
+            head = w[self.pool_at + PC_QUEUE_HEAD]
+            age = (now_us - (head - 1)) / 1000 if head else 0.0
+            per_member = []
+            for slot in self.slots:
+                at = WK_MEMBERS + slot * MEMBER_COUNTERS
+                if w[at + MC_UID] != table.uid(slot):
+                    per_member.append((0, 0))
+                    continue
+                per_member.append((w[at + MC_INFLIGHT],
+                                   sum(w[at + MC_STATUS_CLASS:at + MC_STATUS_CLASS + 5])))
+            rows.append((r.index, w[WK_CONNECTIONS], w[self.pool_at + PC_QUEUED],
+                         round(age, 2), w[self.pool_at + PC_DEQUEUED], tuple(per_member)))
+        loads = words[table.loads_at:table.loads_at + table.capacity]
+        return (round(now, 4), rows, [loads[slot] & LOAD_MASK for slot in self.slots])
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.samples.append(self.sample())
+            except (ValueError, IndexError):   # a worker restarting mid-read: skip it
+                continue
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+def summary(samples: list[Sample], labels: list[str] | None = None) -> dict[str, Any]:
+    """Per worker: connections, queue depth, head age, places taken (by its waiters and in
+    all), places freed; per member: capacity, in flight, and the share of the time a place
+    stood free while a request waited in some worker (a freed place idling)."""
+    if len(samples) < 2:
+        return {}
+    workers: dict[int, dict[str, Any]] = {}
+    slots = len(samples[0][2])
+    labels = labels or [str(i) for i in range(slots)]
+    idle = [0] * slots           # samples with a free place while someone waited
+    waiting_samples = 0
+    inflight_sum = [0] * slots
+    previous: dict[int, tuple[Any, ...]] = {}
+    for _, rows, caps in samples:
+        waiting = sum(row[2] for row in rows)
+        totals = [sum(row[5][k][0] for row in rows) for k in range(slots)]
+        for k in range(slots):
+            inflight_sum[k] += totals[k]
+        if waiting:
+            waiting_samples += 1
+            for k in range(slots):
+                if totals[k] < caps[k]:
+                    idle[k] += 1
+        for row in rows:
+            index, conns, queued, age, dequeued, per_member = row
+            w = workers.setdefault(index, {"conns": [], "depth": [], "ages": [],
+                                           "dequeued": 0, "started": [0] * slots,
+                                           "finished": [0] * slots})
+            w["conns"].append(conns)
+            w["depth"].append(queued)
+            if queued:
+                w["ages"].append(age)
+            before = previous.get(index)
+            if before is not None:
+                w["dequeued"] += dequeued - before[4]
+                for k in range(slots):
+                    done = per_member[k][1] - before[5][k][1]
+                    w["finished"][k] += done
+                    w["started"][k] += per_member[k][0] - before[5][k][0] + done
+            previous[index] = row
+    n = len(samples)
+    out: dict[str, Any] = {"samples": n, "seconds": round(samples[-1][0] - samples[0][0], 2),
+                           "workers": {}, "members": {}}
+    for index, w in sorted(workers.items()):
+        out["workers"][str(index)] = {
+            "conns": _pct(w["conns"], 50),
+            "depth_mean": round(sum(w["depth"]) / max(1, len(w["depth"])), 2),
+            "depth_max": max(w["depth"], default=0),
+            "head_age_p50_ms": round(_pct(w["ages"], 50), 1),
+            "head_age_p99_ms": round(_pct(w["ages"], 99), 1),
+            "head_age_max_ms": round(max(w["ages"], default=0.0), 1),
+            "dequeued": w["dequeued"],
+            "started": dict(zip(labels, w["started"], strict=True)),
+            "finished": dict(zip(labels, w["finished"], strict=True)),
+        }
+    for k, label in enumerate(labels):
+        out["members"][label] = {
+            "capacity": samples[-1][2][k],
+            "in_flight_mean": round(inflight_sum[k] / n, 2),
+            "idle_while_waiting": round(idle[k] / max(1, waiting_samples), 3),
+        }
+    out["waiting_share"] = round(waiting_samples / n, 3)
+    return out

@@ -1,0 +1,108 @@
+"""The front-queue traces of scripts/bench-overload --trace, side by side (issue 28's evidence).
+
+    python -m loadtest.bench.report.overload_trace [--output BENCHMARKS.md] \\
+        "before (280b154)=bench/results/overload-A.json" "after=bench/results/overload-B.json"
+
+One row per traced hbfork closed-loop run: the run's p99 and goodput against HAProxy's in the
+same round, then per worker (the trace's workers, in record order): connections, mean queue
+depth, the oldest waiter's age (p50 / p99 / max over the samples in which it had one), the
+places its requests took at each member per connection it held (a fair front gives every
+connection the same), and per member the share of the samples in which a place stood free
+while a request waited somewhere in the front.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from loadtest.bench.markdown import update_section
+from loadtest.bench.report.overload import REF
+
+
+def _ref(results: dict[str, Any], run: dict[str, Any]) -> dict[str, Any] | None:
+    for r in results["runs"]:
+        if r["contender"] == REF and r["round"] == run["round"] and r["load"] == run["load"]:
+            return r
+    return None
+
+
+def rows(label: str, results: dict[str, Any]) -> list[str]:
+    out = []
+    for run in results["runs"]:
+        trace = run.get("trace")
+        if run["contender"] != "hbfork" or run["load"] != "closed" or not trace:
+            continue
+        ref = _ref(results, run) or {}
+        members = list(trace["members"])
+        workers = [w for w in trace["workers"].values() if w["conns"]]
+        per_conn = " / ".join(
+            ", ".join(f"{w['started'][m] / max(1, w['conns']):.0f}" for m in members)
+            for w in workers)
+        out.append(
+            f"| {label} | {run['round'] + 1} | {run['p99']:.0f} | {ref.get('p99', 0):.0f} | "
+            f"{run['goodput'] / max(1.0, ref.get('goodput', 0)):.2f} | "
+            f"{' / '.join(str(w['conns']) for w in workers)} | "
+            f"{' / '.join(format(w['depth_mean'], '.1f') for w in workers)} | "
+            + " / ".join(f"{w['head_age_p50_ms']:.0f}, {w['head_age_p99_ms']:.0f}, "
+                         f"{w['head_age_max_ms']:.0f}" for w in workers)
+            + f" | {per_conn} | "
+            + ", ".join(f"{trace['members'][m]['in_flight_mean']:.1f}/"
+                        f"{trace['members'][m]['capacity']}" for m in members)
+            + " | " + ", ".join(f"{trace['members'][m]['idle_while_waiting']:.0%}"
+                                for m in members) + " |")
+    return out
+
+
+def section(labelled: list[tuple[str, Path]]) -> str:
+    lines = [
+        "## Overload: the front queue traced (issue 28)",
+        "",
+        "`scripts/bench-overload --factors '' --contenders hbfork,haproxy-queue --trace "
+        "[--source DIR]`: the closed-loop run (members of 8 workers at 80 ms and 2 ms, wrk "
+        "-c24), hbfork's table sampled every 2 ms (loadtest/bench/probes/queue_trace.py). "
+        "Per worker (separated by /): its client connections, its mean number of waiters, its "
+        "oldest waiter's age in ms (p50, p99, max over the samples in which it had one), and "
+        "the places its requests took at each member per client connection it held (slow, "
+        "fast: a front fair to every client gives every connection the same). Per member "
+        "(slow, fast): mean requests in flight / capacity, and the share of samples in which "
+        "a place stood free while a request waited in some worker.",
+        "",
+        "| code | round | hbfork p99 ms | HAProxy p99 ms | goodput / HAProxy | connections "
+        "| waiters (mean) | oldest waiter age ms | places taken per connection | in flight "
+        "/ capacity | free place while waiting |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    sources = []
+    for label, path in labelled:
+        results = json.loads(path.read_text())
+        lines += rows(label, results)
+        src = results.get("source") or {}
+        sources.append(f"{label}: `{path.name}`, hbfork at "
+                       f"{src.get('commit') or results['machine']['commit']}, load average "
+                       f"{min(r['loadavg'] for r in results['runs'])} … "
+                       f"{max(r['loadavg'] for r in results['runs'])}")
+    lines += ["", "Runs: " + "; ".join(sources) + "."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", metavar="LABEL=JSON")
+    parser.add_argument("--output", type=Path)
+    parser.add_argument("--after", default="bench-overload",
+                        help="the section it follows when it is new")
+    args = parser.parse_args(argv)
+    labelled = [(item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.runs]
+    text = section(labelled)
+    if args.output is None:
+        print(text)
+    else:
+        update_section(args.output, "bench-overload-trace", text, after=args.after)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
