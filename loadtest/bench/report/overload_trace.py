@@ -56,6 +56,35 @@ def rows(label: str, results: dict[str, Any]) -> list[str]:
     return out
 
 
+def digest(label: str, results: dict[str, Any]) -> str | None:
+    """One row for all of a code's traced runs: what the per-run rows say, at their worst."""
+    runs = [r for r in results["runs"] if r["contender"] == "hbfork" and
+            r["load"] == "closed" and r.get("trace")]
+    if not runs:
+        return None
+    split = [r for r in runs if sum(1 for w in r["trace"]["workers"].values() if w["conns"]) > 1]
+    ratios = []
+    for r in runs:
+        ref = _ref(results, r) or {}
+        if ref.get("p99"):
+            ratios.append((r["p99"] / ref["p99"], r["goodput"] / max(1.0, ref["goodput"])))
+    fewest = [min((w for w in r["trace"]["workers"].values() if w["conns"]),
+                  key=lambda w: w["conns"]) for r in split]
+    fast = list(runs[0]["trace"]["members"])[-1]
+    fairness = []
+    for r in split:
+        per = [w["started"][fast] / w["conns"] for w in r["trace"]["workers"].values()
+               if w["conns"]]
+        fairness.append(min(per) / max(per))
+    idle = sorted(r["trace"]["members"][fast]["idle_while_waiting"] for r in runs)
+    return (f"| {label} | {len(runs)} ({len(split)} split) | "
+            f"{min(r['p99'] for r in runs):.0f}-{max(r['p99'] for r in runs):.0f} | "
+            f"{max(p for p, _ in ratios):.2f} | {min(g for _, g in ratios):.2f} | "
+            f"{max((w['head_age_p99_ms'] for w in fewest), default=0):.0f} | "
+            f"{max(w['head_age_max_ms'] for r in runs for w in r['trace']['workers'].values()):.0f}"
+            f" | {min(fairness, default=1.0):.2f} | {idle[len(idle) // 2]:.0%} |")
+
+
 def section(labelled: list[tuple[str, Path]]) -> str:
     lines = [
         "## Overload: the front queue traced (issue 28)",
@@ -70,21 +99,40 @@ def section(labelled: list[tuple[str, Path]]) -> str:
         "(slow, fast): mean requests in flight / capacity, and the share of samples in which "
         "a place stood free while a request waited in some worker.",
         "",
+        "In short, per code (all its traced runs; split: runs in which more than one worker "
+        "held connections): hbfork's p99 range, the worst p99 and goodput against HAProxy's "
+        "in the same round, the oldest-waiter age p99 of the worker with the fewest "
+        "connections (worst split run), the oldest waiter ever seen, how evenly the fast "
+        "member's places went per connection across workers (fewest / most, worst split "
+        "run; 1.00 is even), and the median share of samples with a free fast-member place "
+        "while a request waited:",
+        "",
+        "| code | traced runs | hbfork p99 ms | worst p99 / HAProxy | worst goodput / HAProxy "
+        "| fewest-connections worker: oldest waiter p99 ms | oldest waiter max ms | places per "
+        "connection, fewest / most | free place while waiting |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "DIGEST",
+        "",
+        "Every traced run:",
+        "",
         "| code | round | hbfork p99 ms | HAProxy p99 ms | goodput / HAProxy | connections "
         "| waiters (mean) | oldest waiter age ms | places taken per connection | in flight "
         "/ capacity | free place while waiting |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    sources = []
+    sources, digests = [], []
     for label, path in labelled:
         results = json.loads(path.read_text())
         lines += rows(label, results)
+        digests.append(digest(label, results))
         src = results.get("source") or {}
         sources.append(f"{label}: `{path.name}`, hbfork at "
                        f"{src.get('commit') or results['machine']['commit']}, load average "
                        f"{min(r['loadavg'] for r in results['runs'])} … "
                        f"{max(r['loadavg'] for r in results['runs'])}")
     lines += ["", "Runs: " + "; ".join(sources) + "."]
+    at = lines.index("DIGEST")
+    lines[at:at + 1] = [d for d in digests if d]
     return "\n".join(lines)
 
 
