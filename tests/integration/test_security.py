@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from hbfork.core import heartbeat
 from tests.integration.harness import HBFORK, children_of, get, spread, wait_until
 
@@ -243,9 +245,10 @@ def test_full_table_refuses_newcomers_and_keeps_members(cluster):
     assert set(spread(proxy.url, 100)) == {"first", "second"}
 
 
-def test_lying_member_is_capped_and_port_change_is_not_remapped(cluster):
+@pytest.mark.parametrize("strict", [False, True], ids=["ip-alone", "require-port-match"])
+def test_lying_member_is_capped_and_port_change_is_not_remapped(cluster, strict):
     proxy = cluster.proxy([{"address": "127.0.0.40:9040"}, {"address": "127.0.0.41:9041"}],
-                          heartbeat={"max_ready": 10})
+                          heartbeat={"max_ready": 10, "require_port_match": strict})
     liar, honest = cluster.backend("liar", 1_000_000, ip="127.0.0.40", port=9040,
                                    heartbeat=proxy.heartbeat_address), \
         cluster.backend("honest", 10, ip="127.0.0.41", port=9041,
@@ -257,9 +260,14 @@ def test_lying_member_is_capped_and_port_change_is_not_remapped(cluster):
     sock = _sender("127.0.0.41")
     sock.sendto(b"v=1&ready=5&busy=0&port=9999", ("127.0.0.1", proxy.heartbeat_port))
     sock.close()
-    wait_until(lambda: proxy.status()["heartbeats"]["unknown_port"] >= 1, 5,
-               message="the port change to be refused")
-    assert "port=9999" in proxy.output()
+    if strict:
+        wait_until(lambda: proxy.status()["heartbeats"]["unknown_port"] >= 1, 5,
+                   message="the port change to be refused")
+        assert "port=9999" in proxy.output()
+    else:  # Apache's matching: the member of that IP is updated, never moved to port 9999
+        wait_until(lambda: "by IP alone" in proxy.output(), 5,
+                   message="the port change to be matched by IP alone")
+        assert "port=9999" in proxy.output()
     assert set(_members(proxy)) == {liar.address, honest.address}
 
 
