@@ -11,7 +11,6 @@ ones in `hc` for hbfork.apache.hchecks; the rest is a note or, for loadfactor=, 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +18,9 @@ from urllib.parse import urlsplit
 
 from hbfork.apache.conf import Directive, Note, key_values, parse_duration, undefined_note
 from hbfork.core.addresses import parse_ip
+from hbfork.core.member_names import is_host_name
 from hbfork.core.pool_settings import PoolMemberSettings
 from hbfork.core.values import BadSetting, build
-
-HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
-                       r"(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?")
 
 MAX_LBSET = 99                          # Apache refuses lbset outside 0-99
 TIMING = ("retry", "timeout", "connectiontimeout")
@@ -110,7 +107,7 @@ def _address(d: Directive, url: str, notes: list[Note]) -> tuple[str, str, bool]
     try:
         ip = parse_ip(host)
     except ValueError:
-        if not HOST_NAME.fullmatch(host):
+        if not is_host_name(host):
             notes.append(Note.of(d, f"{host or url!r} is neither an IP address nor a host name"))
             return None
         return f"{host}:{port}", parts.path.rstrip("/"), scheme == "https"

@@ -17,26 +17,27 @@ ANY = b"*"
 DEFAULT_ALLOWED = ("websocket",)
 
 
+def _items(value: bytes) -> list[tuple[bytes, bytes]]:
+    """(item as sent, protocol name lower-case without `/version`) of an Upgrade value."""
+    out = []
+    for item in value.split(b","):
+        item = item.strip()
+        name = item.partition(b"/")[0].strip().lower()
+        if name:
+            out.append((item, name))
+    return out
+
+
 def protocol_names(value: bytes) -> list[bytes]:
     """The protocol names (lower-case, without `/version`) of an Upgrade field value."""
-    names = []
-    for item in value.split(b","):
-        name = item.strip().partition(b"/")[0].strip().lower()
-        if name:
-            names.append(name)
-    return names
+    return [name for _, name in _items(value)]
 
 
 def allowed_upgrade(offered: bytes, allowed: frozenset[bytes]) -> bytes:
     """The part of the client's Upgrade value (`offered`) that may go to the member: the
     protocols `allowed` names (or any, with `*`), never h2c; b"" when none may."""
-    kept = []
-    for item in offered.split(b","):
-        item = item.strip()
-        name = item.partition(b"/")[0].strip().lower()
-        if name and name not in NEVER and (name in allowed or ANY in allowed):
-            kept.append(item)
-    return b", ".join(kept)
+    return b", ".join(item for item, name in _items(offered)
+                      if name not in NEVER and (name in allowed or ANY in allowed))
 
 
 def switch_matches(requested: bytes, answered: bytes) -> bool:

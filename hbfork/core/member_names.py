@@ -14,10 +14,14 @@ out is what an operator could have written with IPs.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from typing import Any
 
 from hbfork.core.errors import ConfigError
+
+HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
+                       r"(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?")
 
 # host name -> its addresses, as IP strings; raises OSError when the name does not resolve
 Resolver = Callable[[str], list[str]]
@@ -92,16 +96,14 @@ def _name_and_port(address: Any) -> tuple[str, str] | None:
         return None
     except ValueError:
         pass
-    if not _valid_name(host):
+    if not is_host_name(host):
         return None
     return host, (":" + port if colon else "")
 
 
-def _valid_name(host: str) -> bool:
-    labels = host.rstrip(".").split(".")
-    return len(host) <= 253 and all(
-        0 < len(label) <= 63 and label.replace("-", "").replace("_", "").isalnum()
-        and not label.startswith("-") for label in labels)
+def is_host_name(host: str) -> bool:
+    """Is `host` a DNS name (labels of letters, digits, '-' and '_', at most 253 bytes)?"""
+    return HOST_NAME.fullmatch(host) is not None
 
 
 def _join(ip: str, port: str) -> str:

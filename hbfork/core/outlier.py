@@ -106,11 +106,11 @@ class Detector:
 
     def observe(self, slot: int, uid: int, outcome: int, now: float) -> int:
         """Record one outcome; the cause to report the member for (CAUSE_*), or 0."""
+        bucket = int(now * self.per_second)
         track = self.tracks.get(slot)
         if track is None or track.uid != uid:
-            track = self.tracks[slot] = Track(uid, bucket=int(now * self.per_second))
-        bucket = int(now * self.per_second)
-        if bucket != track.bucket:
+            track = self.tracks[slot] = Track(uid, bucket=bucket)
+        elif bucket != track.bucket:
             track.roll(bucket)
         at = bucket % BUCKETS
         track.requests[at] += 1

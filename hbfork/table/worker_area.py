@@ -91,14 +91,11 @@ class WorkerArea:
         words = self.words
         return sum(words[base + at] for base in bases)
 
-    def oldest_head(self, pool: Indexed, bases: list[int], generation: int, skip: int) -> int:
-        """The oldest queue head word (WorkerRecord.queue_head) for `pool` among the workers
-        of `generation` at `bases` but `skip`; 0 when none has a waiter."""
-        return self.oldest_waiter(pool, bases, generation, skip)[0]
-
     def oldest_waiter(self, pool: Indexed, bases: list[int], generation: int,
                       skip: int) -> tuple[int, int]:
-        """(oldest_head()'s word, the index of the worker record that has it); (0, -1)."""
+        """The oldest queue head word (WorkerRecord.queue_head) for `pool` among the workers
+        of `generation` at `bases` but `skip`, and the index of the worker record that has
+        it; (0, -1) when none has a waiter."""
         words = self.words
         at = members_end(self.capacity) + pool.index * POOL_COUNTERS + PC_QUEUE_HEAD
         oldest, owner = 0, -1
