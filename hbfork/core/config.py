@@ -21,6 +21,7 @@ from hbfork.core.errors import ConfigError
 from hbfork.core.hcheck import HcheckSettings
 from hbfork.core.member_names import Resolver, resolve_names
 from hbfork.core.outlier import OutlierSettings
+from hbfork.core.request_id import RequestIdSettings
 from hbfork.core.pool_settings import (
     DEFAULT_POOL,
     PoolMemberSettings,
@@ -73,6 +74,7 @@ class Config:
     certificates: tuple[CertificateSettings, ...] = ()
     listens: tuple[ListenSettings, ...] = ()
     outlier: OutlierSettings = OutlierSettings()
+    request_id: RequestIdSettings = RequestIdSettings()
     base_dir: str = "."  # the config file's directory (absolute when read from a file)
 
     @property

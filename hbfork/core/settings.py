@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hbfork.core.header_rules import Rule, request_setting, response_setting
+from hbfork.core.request_id import RequestIdSettings
+
 from hbfork.core.addresses import Endpoint, IPNetwork, parse_endpoint
 from hbfork.core.locations import UNIX_PATH_MAX
 from hbfork.core.outlier import OutlierSettings
@@ -177,6 +180,8 @@ class HttpSettings:
                               "serve common exchanges (a whole GET-like head in one read, a "
                               "pooled member connection, a Content-Length response) by the "
                               "lean fast path; false: every request by the general path")
+    request_headers: tuple[Rule, ...] = request_setting("on every listener")
+    response_headers: tuple[Rule, ...] = response_setting("on every listener")
 
 
 @dataclass(frozen=True)
@@ -231,4 +236,5 @@ SECTIONS: dict[str, type] = {
     "status": StatusSettings,
     "log": LogSettings,
     "outlier": OutlierSettings,
+    "request_id": RequestIdSettings,
 }
