@@ -21,7 +21,6 @@ from hbfork.core.errors import ConfigError
 from hbfork.core.hcheck import HcheckSettings
 from hbfork.core.member_names import Resolver, resolve_names
 from hbfork.core.outlier import OutlierSettings
-from hbfork.core.request_id import RequestIdSettings
 from hbfork.core.pool_settings import (
     DEFAULT_POOL,
     PoolMemberSettings,
@@ -35,6 +34,7 @@ from hbfork.core.pools import (
     parse_routes,
     static_members,
 )
+from hbfork.core.request_id import RequestIdSettings
 from hbfork.core.routes import compile_routes
 from hbfork.core.routes import describe as describe_routes
 from hbfork.core.settings import (

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from hbfork.core.config import Config
 from hbfork.core.header_rules import Header, Rule, apply
+from hbfork.core.routes import Route
 
 CACHE_ENTRIES = 1024  # heads remembered per program and kind
 CACHE_HEAD_MAX = 4096  # longer heads are rewritten every time
@@ -148,17 +149,16 @@ class HeaderPlans:
                                               for r in config.routes)))
         self.programs: dict[Key, HeaderProgram] = {}
 
-    def program(self, listen: object, route: tuple[int, tuple[Rule, ...], tuple[Rule, ...]]
-                | None, pool: str) -> HeaderProgram:
+    def program(self, listen: object, route: Route | None, pool: str) -> HeaderProgram:
         """The program of a request on listener `listen` (its address), routed by `route`
-        ((index, request rules, response rules), None: none) to `pool` ("": none)."""
-        key = (listen, route[0] if route is not None else -1, pool)
+        (None: none) to `pool` ("": none)."""
+        key = (listen, route.index if route is not None else -1, pool)
         found = self.programs.get(key)
         if found is None:
             levels = [self.base, self.listens.get(listen, NO_RULES),  # type: ignore[call-overload]
                       self.pools.get(pool, NO_RULES)]
             if route is not None:
-                levels.append(route[1:])
+                levels.append((route.settings.request_headers, route.settings.response_headers))
             found = self.programs[key] = HeaderProgram(
                 tuple(rule for level in levels for rule in level[0]),
                 tuple(rule for level in levels for rule in level[1]), self.id_lower)

@@ -46,7 +46,7 @@ class RequestIdSettings:
     trusted: tuple[IPNetwork, ...] = setting((), network_list,
                                              "CIDRs of clients (front proxies) whose own ID "
                                              "is passed through; from others it is replaced",
-                                             "[] (none)")
+                                             "[]")
     response: bool = setting(True, boolean, "send the ID back in the response too (ours too)")
 
 

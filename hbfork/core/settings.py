@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hbfork.core.header_rules import Rule, request_setting, response_setting
-from hbfork.core.request_id import RequestIdSettings
-
 from hbfork.core.addresses import Endpoint, IPNetwork, parse_endpoint
+from hbfork.core.header_rules import Rule, request_setting, response_setting
 from hbfork.core.locations import UNIX_PATH_MAX
 from hbfork.core.outlier import OutlierSettings
+from hbfork.core.request_id import RequestIdSettings
 from hbfork.core.tls_settings import TlsSettings
 from hbfork.core.values import (
     INT32_MAX,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
+from hbfork.core.header_plan import HeaderProgram
 from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHead, UntilClose
 from hbfork.core.lean import field_value
 from hbfork.proxy.http.router import Decision
@@ -37,6 +38,8 @@ class Exchange:
     exchange_started: float = 0.0   # time.monotonic() when its head was read
     member_started: float = 0.0     # the loop's clock when it went to the member that answered
     accounted: bool = False         # request_done() was reported for it
+    request_id: bytes = b""         # its ID ([request_id]; b"": none yet, or off)
+    headers: HeaderProgram | None = None  # the header rules it meets (None: none anywhere)
 
     def log_fields(self, status: int, target: Target | None, now: float) -> dict[str, object]:
         """What the access log records of the request that just ended."""
@@ -65,4 +68,5 @@ class Exchange:
             "member": target.address if target else "",
             "upstream_seconds": (now - member_started) if member_started and target else None,
             "total_seconds": now - (self.exchange_started or now),
+            "request_id": self.request_id.decode("latin-1"),
         }

@@ -111,6 +111,11 @@ class FastPath:
         if conn is None:
             member.connect(found)  # dialing is the general path's (it parses the head whole)
             return s.advance()
+        edge = ctx.router.edge
+        if edge.active:  # header rules and the request ID, on the head as bytes
+            program = ex.headers = edge.program(client.listen.address, decision)
+            forward, offered = program.request_head(forward)
+            forward += edge.id_line(ex, offered, client.ip)
         forward = lean_request_for_member(
             forward, method, target, decision.target,
             None if decision.preserve_host else conn.target.address.encode(),
@@ -203,6 +208,12 @@ class FastPath:
         ex.sent_to_client = True
         ex.bytes_to_client = have
         extra = client.extra_head
+        program = ex.headers
+        if program is not None:  # header rules and the request ID (proxy.http.headers)
+            verbatim = False
+            if program.rewrites_response:
+                head = program.response_head(head)
+            extra += ctx.router.edge.response_line(ex)
         if verbatim and keep_alive and not extra:
             out: bytes | memoryview = view[:n]  # forwarded exactly as received
         else:

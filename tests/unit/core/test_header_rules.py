@@ -48,7 +48,7 @@ def test_only_always_rules_touch_the_proxys_own_answers():
     ("frob X-A 1", "expected one of"), ("set", "header name"), ("set X:A 1", "header name"),
     ("set X-A", "takes 1 value"), ("unset X-A 1", "takes 0 value"),
     ("set X-A 'a\r\nInjected: 1'", "CR, LF"), ("edit X-A ( b", "does not compile"),
-    ("set X-A 1 env=HTTPS", "takes 1 value"), ("set X-A 'unclosed", "No closing quotation"),
+    ("set X-A 1 env=HTTPS", "conditions"), ("set X-A 'unclosed", "No closing quotation"),
 ])
 def test_refused_at_load(rule, problem):
     with pytest.raises(ValueError, match=problem):

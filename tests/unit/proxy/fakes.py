@@ -113,6 +113,8 @@ def config_for(members: list[FakeMember], http: dict[str, object], extra: str) -
     if not members and not extra:
         text = "[heartbeat]\ndiscover = true\n"
     text += "[http]\n" + "".join(f"{k} = {v!r}\n" for k, v in http.items()) + extra
+    if "[request_id]" not in extra:  # byte-exact tests: no ID unless a test asks for one
+        text += "\n[request_id]\nheader = ''\n"
     return loads(text.replace("'", '"').replace("True", "true").replace("False", "false"))
 
 
