@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from hbfork.apache import headers
 from hbfork.apache.collected import (  # re-exported: the pipeline's modules read them here
     Balancer,
     Block,
@@ -287,7 +288,10 @@ class Collector:
 
     def on_header(self, d: Directive, ctx: Context) -> bool:
         """Apache's recipe for a route cookie sets it with mod_headers; a server's
-        Strict-Transport-Security header is kept for its TLS listener."""
+        Strict-Transport-Security header is kept for its TLS listener; the other Header and
+        RequestHeader lines become header rules (hbfork.apache.headers)."""
+        if d.key == "requestheader":
+            return headers.collect(d, ctx, self.block(ctx), self.notes)
         if any(a.lower() == HSTS for a in d.args):
             if self._server_level(d, ctx, "only a server's or <VirtualHost>'s header becomes "
                                           "[[listen]] hsts"):
@@ -295,7 +299,7 @@ class Collector:
             return True
         if "BALANCER_WORKER_ROUTE" not in d.raw or not any(a.lower() == "set-cookie"
                                                            for a in d.args):
-            return False
+            return headers.collect(d, ctx, self.block(ctx), self.notes)
         self.route_cookies.append(d)
         return True
 
@@ -377,6 +381,7 @@ HANDLERS = {
     "servername": Collector.on_server_name,
     "serveralias": Collector.on_server_name,
     "header": Collector.on_header,
+    "requestheader": Collector.on_header,
     "timeout": Collector.on_server,
     "keepalivetimeout": Collector.on_server,
     "keepalive": Collector.on_server,

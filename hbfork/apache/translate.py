@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hbfork.apache import headers
 from hbfork.apache.collect import Collector
 from hbfork.apache.conf import (
     Directive,
@@ -85,6 +86,11 @@ class Translator:
         self._heartbeat()
         self._timeouts()
         self._user()
+        # the main server's RequestHeader/Header rules apply to every request (hbfork.apache.
+        # headers); a vhost's and a Location's are their routes'
+        for key, found in headers.rules([self.collected.servers[0].block]).items():
+            self.set("http", key, [text for text, _ in found],
+                     "; ".join(f"{d.text} ({d.where})" for _, d in found))
         self.notes.extend(self.collected.notes)
         order = {path: index for index, path in enumerate(self.walked.files)}
         self.notes.sort(key=lambda n: (order.get(n.file, len(order)), n.line))
