@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hbfork.core.config import Config
 from hbfork.core.header_plan import HeaderPlans, HeaderProgram
@@ -14,10 +14,34 @@ from hbfork.core.http11 import RequestHead, ResponseHead
 from hbfork.core.http_heads import HeaderMap
 from hbfork.core.lean import field_value
 from hbfork.core.request_id import RequestIds
+from hbfork.core.routes import Route
 
-if TYPE_CHECKING:  # both import the router, which makes an EdgeHeaders
-    from hbfork.proxy.http.exchange import Exchange
-    from hbfork.proxy.http.router import Decision
+# What is read of a Decision and an Exchange (hbfork.proxy.http.router, .exchange: both import
+# the router, which makes the EdgeHeaders, so they are described here, not imported).
+
+
+class _Pool(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class Decision(Protocol):
+    @property
+    def route(self) -> Route | None: ...
+    @property
+    def pool(self) -> _Pool | None: ...
+
+
+class Exchange(Protocol):
+    request_id: bytes
+    headers: HeaderProgram | None
+
+    @property
+    def decision(self) -> Decision | None: ...
+    @property
+    def request(self) -> RequestHead | None: ...
+    @property
+    def lean_head(self) -> bytes | None: ...
 
 CRLF = b"\r\n"
 
