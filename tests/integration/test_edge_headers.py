@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.integration.harness import get, wait_until
+from tests.integration.harness import free_port, get, wait_until
 
 RULES = {
     "request_headers": ["set X-Env prod", "unset X-Drop"],
@@ -108,3 +108,19 @@ def test_a_clients_id_is_passed_through_only_when_trusted(cluster, trusted, kept
         assert (seen["x-trace-id"] == ["edge-42"]) is kept
         assert response.getheader("X-Trace-ID") == seen["x-trace-id"][0]
         assert "x-request-id" not in seen
+
+
+def test_a_listeners_rules_apply_after_the_servers_and_only_there(cluster) -> None:
+    port = free_port()
+    proxy, _ = one_member(cluster, http={"request_headers": ["set X-Order http"]},
+                          listen=[{"address": f"127.0.0.1:{port}",
+                                   "request_headers": ["append X-Order listen"],
+                                   "response_headers": ["set X-Listener alt"]}])
+    response, body, conn = get(f"http://127.0.0.1:{port}", "/?headers=1")
+    conn.close()
+    assert member_fields(body)["x-order"] == ["http, listen"]
+    assert response.getheader("X-Listener") == "alt"
+    response, body, conn = get(proxy.url, "/?headers=1")
+    conn.close()
+    assert member_fields(body)["x-order"] == ["http"]
+    assert response.getheader("X-Listener") is None

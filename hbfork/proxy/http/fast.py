@@ -114,8 +114,9 @@ class FastPath:
         edge = ctx.router.edge
         if edge.active:  # header rules and the request ID, on the head as bytes
             program = ex.headers = edge.program(client.listen.address, decision)
-            forward, offered = program.request_head(forward)
-            forward += edge.id_line(ex, offered, client.ip)
+            if program.rewrites_request:
+                forward, offered = program.request_head(forward)
+                forward += edge.id_line(ex, offered, client.ip)
         forward = lean_request_for_member(
             forward, method, target, decision.target,
             None if decision.preserve_host else conn.target.address.encode(),
@@ -210,9 +211,8 @@ class FastPath:
         extra = client.extra_head
         program = ex.headers
         if program is not None:  # header rules and the request ID (proxy.http.headers)
-            verbatim = False
             if program.rewrites_response:
-                head = program.response_head(head)
+                head, verbatim = program.response_head(head), False
             extra += ctx.router.edge.response_line(ex)
         if verbatim and keep_alive and not extra:
             out: bytes | memoryview = view[:n]  # forwarded exactly as received
