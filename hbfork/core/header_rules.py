@@ -153,25 +153,30 @@ def apply(rules: tuple[Rule, ...], headers: list[Header], own_answer: bool = Fal
 
 
 def _one(rule: Rule, headers: list[Header]) -> list[Header]:
+    """One rule, as Apache's tables do it: `set` replaces the first field of the name in place
+    and drops the others; `append` and `merge` extend the first field in place (merge: unless
+    the value is already one of its comma-separated items, compared exactly); `edit` changes
+    every field of the name."""
     lower, action = rule.lower, rule.action
-    present = [h for h in headers if h[1] == lower]
-    others = [h for h in headers if h[1] != lower]
+    first = next((i for i, h in enumerate(headers) if h[1] == lower), -1)
     field = (rule.name, lower, rule.value)
-    if action == "set":
-        return [*others, field]
-    if action == "unset":
-        return others
-    if action == "add":
+    if action == "add" or (first < 0 and action in ("set", "setifempty", "append", "merge")):
         return [*headers, field]
-    if action == "setifempty":
-        return headers if present else [*headers, field]
+    if action == "setifempty" or first < 0:
+        return headers  # (edit or unset of a field that is not there)
+    if action == "unset":
+        return [h for h in headers if h[1] != lower]
+    if action == "set":
+        return [field if i == first else h for i, h in enumerate(headers)
+                if i == first or h[1] != lower]
     if action in ("append", "merge"):
-        if not present:
-            return [*headers, field]
-        joined = b", ".join(h[2] for h in present)
-        if action == "merge" and rule.value in (item.strip() for item in joined.split(b",")):
+        name, _, value = headers[first]
+        if action == "merge" and rule.value in (item.strip(b" \t")
+                                                for item in value.split(b",")):
             return headers
-        return [*others, (present[0][0], lower, joined + b", " + rule.value)]
+        out = list(headers)
+        out[first] = (name, lower, value + b", " + rule.value)
+        return out
     assert rule.pattern is not None
     count = 0 if action == "edit*" else 1
     return [(h[0], h[1], rule.pattern.sub(rule.value, h[2], count=count)) if h[1] == lower

@@ -40,7 +40,8 @@ def test_levels_apply_from_the_server_to_the_route() -> None:
     program = plans.program(address, route, "default")
     fields, _ = program.request_fields([])
     assert fields == [(b"X-L", b"x-l", b"http, listen, pool, route")]
-    assert program.response_fields([]) == [(b"X-A", b"x-a", b"http"), (b"X-R", b"x-r", b"route")]
+    # the route's set replaces the server's field in place
+    assert program.response_fields([]) == [(b"X-R", b"x-r", b"route"), (b"X-A", b"x-a", b"http")]
     assert plans.program(address, route, "default") is program  # compiled once
     other = plans.program(None, None, "default")  # [proxy] listen, no route
     assert other.request_fields([])[0][0][2] == b"http, pool"

@@ -70,9 +70,16 @@ def test_always_is_for_responses():
     ("set X-Pct 100%%", [], [("X-Pct", "100%")]),
     ("onsuccess unset X-A", [("X-A", "1")], []),
     ("edit X-A x y", [("X-B", "x")], [("X-B", "x")]),  # no such field: nothing
+    # Apache's tables: the first field of the name, in place
     ("merge Vary Accept", [("Vary", "Origin"), ("Vary", "Accept")],
-     [("Vary", "Origin"), ("Vary", "Accept")]),  # already among the items of its fields
-    ("append X-A 2", [("X-A", "1"), ("B", "b"), ("X-A", "3")], [("B", "b"), ("X-A", "1, 3, 2")]),
+     [("Vary", "Origin, Accept"), ("Vary", "Accept")]),
+    ("merge Vary Accept", [("Vary", "Origin,Accept")], [("Vary", "Origin,Accept")]),
+    ("merge Vary accept", [("Vary", "Accept")], [("Vary", "Accept, accept")]),  # exact
+    ("append X-A 2", [("X-A", "1"), ("B", "b"), ("X-A", "3")],
+     [("X-A", "1, 2"), ("B", "b"), ("X-A", "3")]),
+    ("set X-A 9", [("B", "b"), ("X-A", "1"), ("C", "c"), ("X-A", "3")],
+     [("B", "b"), ("X-A", "9"), ("C", "c")]),
+    ("unset X-A", [], []), ("edit X-A a b", [], []),
 ])
 def test_apache_details(rule, before, after):
     assert run(rule, *before) == after
