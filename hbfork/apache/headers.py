@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from hbfork.apache.collected import Block
+from hbfork.apache.collected import Block, Server
 from hbfork.apache.conf import Directive, Note
 from hbfork.apache.unhandled import header_reason
 from hbfork.core.header_rules import parse_rule
@@ -72,4 +72,26 @@ def rules(blocks: Sequence[Block]) -> dict[str, list[tuple[str, Directive]]]:
     for block in blocks:
         for key, text, d in block.headers:
             out.setdefault(key, []).append((text, d))
+    return out
+
+
+def unplaced(servers: Sequence[Server]) -> list[Note]:
+    """Notes for rules no route carries: a <Location> without a ProxyPass of its own, a
+    <VirtualHost> that proxies nothing (`servers[0]`: the main server, whose rules are
+    [http]'s)."""
+    main, out = servers[0], []
+    main_passes = bool(main.block.passes) or any(loc.block.passes for loc in main.locations)
+    for index, server in enumerate(servers):
+        for location in server.locations:
+            if location.block.passes:
+                continue
+            out += [Note.of(d, f"{location.directive.text} has no ProxyPass of its own, so no "
+                               "hbfork route to carry its header rules: not applied")
+                    for _, _, d in location.block.headers]
+        proxies = main_passes or bool(server.block.passes) or any(
+            loc.block.passes for loc in server.locations)
+        if index and not proxies:
+            out += [Note.of(d, "its <VirtualHost> proxies nothing, so no hbfork route carries "
+                               "its header rules: not applied")
+                    for _, _, d in server.block.headers]
     return out

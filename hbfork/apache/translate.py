@@ -91,6 +91,7 @@ class Translator:
         for key, found in headers.rules([self.collected.servers[0].block]).items():
             self.set("http", key, [text for text, _ in found],
                      "; ".join(f"{d.text} ({d.where})" for _, d in found))
+        self.notes += headers.unplaced(self.collected.servers)
         self.notes.extend(self.collected.notes)
         order = {path: index for index, path in enumerate(self.walked.files)}
         self.notes.sort(key=lambda n: (order.get(n.file, len(order)), n.line))

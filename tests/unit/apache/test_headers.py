@@ -71,3 +71,17 @@ def test_a_rule_in_a_balancer_section_is_listed() -> None:
                    "Header set X-A 1\n</Proxy>\nProxyPass / balancer://app/\n")
     assert any("Header set X-A 1" in note and "per server" in note for note in notes(text))
     assert "response_headers" not in text
+
+
+def test_rules_no_route_carries_are_listed() -> None:
+    text, _ = load(BASE + "ProxyPass /app/ balancer://app/\n<Location /admin>\n"
+                   "Header set X-Admin 1\n</Location>\n<VirtualHost *:80>\nServerName a.example\n"
+                   "Header set X-A 1\n</VirtualHost>\n")
+    listed = notes(text)
+    assert any("X-Admin" in note and "no ProxyPass of its own" in note for note in listed)
+    # the vhost inherits the main server's ProxyPass: its rule rides on that route
+    assert not any("X-A 1" in note for note in listed), listed
+    assert 'response_headers = ["set X-A 1"]' in text
+    text, _ = load(BASE + "<VirtualHost *:80>\nServerName a.example\nHeader set X-A 1\n"
+                   "</VirtualHost>\n")
+    assert any("X-A 1" in note and "proxies nothing" in note for note in notes(text))
