@@ -26,8 +26,11 @@ from hbfork.core.config import Config
 from hbfork.core.header_rules import Header, Rule, apply
 from hbfork.core.routes import Route
 
-CACHE_ENTRIES = 1024  # heads remembered per program and kind
-CACHE_HEAD_MAX = 4096  # longer heads are rewritten every time
+# Heads remembered per worker and kind, shared out among the programs the config can make
+# (at least MIN_ENTRIES each): with CACHE_HEAD_MAX, a worker's caches stay within ~16 MiB.
+CACHE_ENTRIES = 4096
+MIN_ENTRIES = 32
+CACHE_HEAD_MAX = 2048  # longer heads are rewritten every time
 CRLF = b"\r\n"
 
 
@@ -50,15 +53,17 @@ def join_fields(fields: list[Header]) -> bytes:
 class HeaderProgram:
     """The rules of one (listener, pool, route), with what they made of recent heads."""
 
-    __slots__ = ("always", "id_lower", "request_rules", "requests", "response_rules",
-                 "responses", "rewrites_request", "rewrites_response")
+    __slots__ = ("always", "entries", "id_lower", "id_needle", "request_rules", "requests",
+                 "response_rules", "responses", "rewrites_request", "rewrites_response")
 
     def __init__(self, request_rules: tuple[Rule, ...], response_rules: tuple[Rule, ...],
-                 id_lower: bytes = b"") -> None:
+                 id_lower: bytes = b"", entries: int = CACHE_ENTRIES) -> None:
         self.request_rules = request_rules
         self.response_rules = response_rules
         self.always = tuple(rule for rule in response_rules if rule.always)
         self.id_lower = id_lower  # the request-ID field: taken out of the client's head
+        self.id_needle = b"\r\n" + id_lower + b":"
+        self.entries = entries
         self.rewrites_request = bool(request_rules or id_lower)
         self.rewrites_response = bool(response_rules)
         self.requests: dict[bytes, tuple[bytes, bytes]] = {}
@@ -88,11 +93,31 @@ class HeaderProgram:
             return self.requests[forward]
         except KeyError:
             pass
+        offered = b""
+        if self.id_lower and self.id_needle in forward.lower():
+            # A client's ID makes every head unique: remember the head without it.
+            forward, offered = self._without_id(forward)
+            try:
+                return self.requests[forward][0], offered
+            except KeyError:
+                pass
         line_end = forward.find(CRLF) + 2
-        fields, offered = self.request_fields(split_fields(forward[line_end:]))
+        fields, _ = self.request_fields(split_fields(forward[line_end:]))
         found = (forward[:line_end] + join_fields(fields), offered)
-        _remember(self.requests, forward, found)
+        self._remember(self.requests, forward, (found[0], b""))
         return found
+
+    def _without_id(self, head: bytes) -> tuple[bytes, bytes]:
+        """(`head` without its ID fields, the first one's value)."""
+        offered = b""
+        at = head.lower().find(self.id_needle)
+        while at >= 0:
+            end = head.find(CRLF, at + 2)
+            if not offered:
+                offered = head[at + len(self.id_needle):end].strip(b" \t")
+            head = head[:at] + head[end:]
+            at = head.lower().find(self.id_needle)
+        return head, offered
 
     def response_head(self, head: bytes) -> bytes:
         """A lean response head (with its final CRLF CRLF) after the response rules."""
@@ -101,8 +126,15 @@ class HeaderProgram:
         except KeyError:
             pass
         found = _rewrite(head, lambda fields: apply(self.response_rules, fields))
-        _remember(self.responses, head, found)
+        self._remember(self.responses, head, found)
         return found
+
+    def _remember(self, cache: dict[bytes, tuple[bytes, bytes]] | dict[bytes, bytes],
+                  head: bytes, found: object) -> None:
+        if len(head) <= CACHE_HEAD_MAX:
+            if len(cache) >= self.entries:
+                cache.clear()
+            cache[head] = found  # type: ignore[assignment]
 
     def own_answer(self, answer: bytes) -> bytes:
         """One of hbfork's own answers (head and body) after the `always` rules."""
@@ -117,14 +149,6 @@ def _rewrite(head: bytes, change: Callable[[list[Header]], list[Header]]) -> byt
     return head[:line_end] + join_fields(change(split_fields(head[line_end:-4]))) + CRLF
 
 
-def _remember(cache: dict[bytes, tuple[bytes, bytes]] | dict[bytes, bytes], head: bytes,
-              found: object) -> None:
-    if len(head) <= CACHE_HEAD_MAX:
-        if len(cache) >= CACHE_ENTRIES:
-            cache.clear()
-        cache[head] = found  # type: ignore[assignment]
-
-
 Key = tuple[object, int, str]  # (listener address, route index or -1, pool name or "")
 NO_RULES = ((), ())
 
@@ -132,7 +156,7 @@ NO_RULES = ((), ())
 class HeaderPlans:
     """Every program a worker's requests may meet, made on first use."""
 
-    __slots__ = ("active", "base", "id_lower", "listens", "pools", "programs")
+    __slots__ = ("active", "base", "entries", "id_lower", "listens", "pools", "programs")
 
     def __init__(self, config: Config, id_lower: bytes = b"") -> None:
         http = config.http
@@ -148,6 +172,8 @@ class HeaderPlans:
                                             *((r.request_headers, r.response_headers)
                                               for r in config.routes)))
         self.programs: dict[Key, HeaderProgram] = {}
+        possible = max(1, len(self.listens)) * (len(config.routes) + max(1, len(config.pools)))
+        self.entries = max(MIN_ENTRIES, CACHE_ENTRIES // possible)
 
     def program(self, listen: object, route: Route | None, pool: str) -> HeaderProgram:
         """The program of a request on listener `listen` (its address), routed by `route`
@@ -161,5 +187,6 @@ class HeaderPlans:
                 levels.append((route.settings.request_headers, route.settings.response_headers))
             found = self.programs[key] = HeaderProgram(
                 tuple(rule for level in levels for rule in level[0]),
-                tuple(rule for level in levels for rule in level[1]), self.id_lower)
+                tuple(rule for level in levels for rule in level[1]), self.id_lower,
+                self.entries)
         return found

@@ -43,6 +43,7 @@ class Exchange(Protocol):
     @property
     def lean_head(self) -> bytes | None: ...
 
+
 CRLF = b"\r\n"
 
 

@@ -98,3 +98,21 @@ def test_ids_are_made_unless_a_trusted_client_offers_a_sane_one() -> None:
     untrusting = RequestIds(RequestIdSettings(), b"p")
     assert untrusting.decide(b"given", "10.0.0.1") == b"p-1"
     assert RequestIds(RequestIdSettings(header=""), b"p").lower == b""
+
+
+def test_a_clients_id_does_not_defeat_the_cache() -> None:
+    program = HeaderProgram(parse_rules(["add X-New 1"], False), (), b"x-request-id")
+    heads = [HEAD.replace(b"abc", b"id-%d" % n) for n in range(3)]
+    answers = [program.request_head(head) for head in heads]
+    assert [offered for _, offered in answers] == [b"id-0", b"id-1", b"id-2"]
+    assert len({head for head, _ in answers}) == 1
+    assert len(program.requests) == 1  # remembered once, without the ID
+    twice = b"GET / HTTP/1.1\r\nx-request-id: a\r\nHost: a\r\nX-REQUEST-ID: b\r\n"
+    assert program.request_head(twice) == (b"GET / HTTP/1.1\r\nHost: a\r\nX-New: 1\r\n", b"a")
+
+
+def test_caches_are_bounded() -> None:
+    program = HeaderProgram((), parse_rules(["unset Server"], True), entries=4)
+    for n in range(10):
+        program.response_head(b"HTTP/1.1 200 OK\r\nDate: %d\r\n\r\n" % n)
+    assert len(program.responses) <= 4
