@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from hbfork.core.config import Config
 from hbfork.core.header_rules import Header, Rule, apply
+from hbfork.core.lean import without_hop_fields
 from hbfork.core.routes import Route
 
 # Heads remembered per worker and kind, shared out among the programs the config can make
@@ -121,11 +122,18 @@ class HeaderProgram:
 
     def response_head(self, head: bytes) -> bytes:
         """A lean response head (with its final CRLF CRLF) after the response rules."""
+        return _rewrite(head, lambda fields: apply(self.response_rules, fields))
+
+    def client_head(self, head: bytes) -> bytes:
+        """A lean response head as the client gets it, but for hbfork's own lines: the rules
+        applied, its hop-by-hop fields cut (hbfork.core.lean.without_hop_fields), no final
+        CRLF. Remembered: per request it is one lookup (the rules cannot touch the fields
+        that depend on the connection)."""
         try:
             return self.responses[head]
         except KeyError:
             pass
-        found = _rewrite(head, lambda fields: apply(self.response_rules, fields))
+        found = without_hop_fields(self.response_head(head))
         self._remember(self.responses, head, found)
         return found
 

@@ -209,13 +209,12 @@ class FastPath:
         ex.sent_to_client = True
         ex.bytes_to_client = have
         extra = client.extra_head
-        program = ex.headers
-        if program is not None:  # header rules and the request ID (proxy.http.headers)
-            if program.rewrites_response:
-                head, verbatim = program.response_head(head), False
-            extra += ctx.router.edge.response_line(ex)
-        if verbatim and keep_alive and not extra:
-            out: bytes | memoryview = view[:n]  # forwarded exactly as received
+        ruled = ctx.router.edge.client_head(ex, head, keep_alive, extra) \
+            if ex.headers is not None else None  # header rules, the request ID
+        if ruled is not None:
+            out: bytes | memoryview = ruled + view[body_at:n]
+        elif verbatim and keep_alive and not extra:
+            out = view[:n]  # forwarded exactly as received
         else:
             out = lean_response_for_client(head, keep_alive, extra) + view[body_at:n]
         sent = client.send_now(out)  # type: ignore[arg-type]

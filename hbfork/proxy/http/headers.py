@@ -81,14 +81,27 @@ class EdgeHeaders:
             return b""
         return self.ids.name + b": " + ex.request_id + CRLF
 
+    def client_head(self, ex: Exchange, head: bytes, keep_alive: bool, extra: bytes
+                    ) -> bytes | None:
+        """The fast path's response head for the client (lean_response_for_client() with the
+        rules and the ID), or None when `ex` has neither: then the head may go as it came."""
+        program, line = ex.headers, self.response_line(ex)
+        if program is None or not (program.rewrites_response or line):
+            return None
+        return program.client_head(head) + extra + line + (
+            CRLF if keep_alive else b"Connection: close\r\n\r\n")
+
     # --- the general path
 
     def request_for_member(self, ex: Exchange, listen: object, request: RequestHead,
-                           ip: str) -> tuple[RequestHead, bytes]:
-        """(`request` as the rules make it, the ID line to add to its head)."""
+                           ip: str) -> RequestHead:
+        """`request` as the rules make it, with its ID field last (where the fast path puts
+        it: before hbfork's X-Forwarded-*)."""
         program = ex.headers = ex.headers or self.program(listen, ex.decision)
         fields, offered = program.request_fields(request.headers)
-        return replace(request, headers=fields), self.id_line(ex, offered, ip)
+        if self.id_line(ex, offered, ip):
+            fields.append((self.ids.name, self.ids.lower, ex.request_id))
+        return replace(request, headers=fields)
 
     def response_for_client(self, ex: Exchange, listen: object, response: ResponseHead,
                             rewrite: HeaderMap | None) -> ResponseHead:

@@ -108,15 +108,13 @@ class MemberLeg:
         ctx.loop.handlers[conn.fd] = self.on_event
         ex.member_started = ctx.loop.now
         listen = client.listen
-        edge, id_line = ctx.router.edge, b""
-        if edge.active:  # header rules and the request ID (hbfork.proxy.http.headers)
-            request, id_line = edge.request_for_member(ex, listen.address, request, client.ip)
-        head = http_heads.request_head_for_member(
+        if ctx.router.edge.active:  # header rules, the request ID (hbfork.proxy.http.headers)
+            request = ctx.router.edge.request_for_member(ex, listen.address, request, client.ip)
+        self.out += http_heads.request_head_for_member(
             request, client.ip, ctx.http.forwarded_headers,
             b"https" if client.tls is not None else b"http", conn.target.address.encode(),
             decision.target or None, not decision.preserve_host,
             listen.address.port if listen.address is not None else 0)
-        self.out += head[:-2] + id_line + head[-2:] if id_line else head
         if request.expect_continue and not ex.request_done and not client.inbuf:
             # We answer the expectation ourselves (and do not forward it), now that a member
             # is ready to take the body: members that ignore Expect would make the client wait.

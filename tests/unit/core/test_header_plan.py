@@ -114,5 +114,13 @@ def test_a_clients_id_does_not_defeat_the_cache() -> None:
 def test_caches_are_bounded() -> None:
     program = HeaderProgram((), parse_rules(["unset Server"], True), entries=4)
     for n in range(10):
-        program.response_head(b"HTTP/1.1 200 OK\r\nDate: %d\r\n\r\n" % n)
-    assert len(program.responses) <= 4
+        program.client_head(b"HTTP/1.1 200 OK\r\nDate: %d\r\n\r\n" % n)
+        assert 1 <= len(program.responses) <= 4
+
+
+def test_the_fast_paths_client_head_is_the_rules_without_hop_fields() -> None:
+    program = HeaderProgram((), parse_rules(["unset Server", "set X-A 1"], True))
+    head = (b"HTTP/1.1 200 OK\r\nServer: x\r\nConnection: keep-alive\r\nKeep-Alive: t=5\r\n"
+            b"Content-Length: 0\r\n\r\n")
+    assert program.client_head(head) == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: 1\r\n"
+    assert program.client_head(head) is program.client_head(head)  # remembered

@@ -144,3 +144,24 @@ def test_ids_switched_off_add_nothing(both_http_paths: bool) -> None:
     serve, answers = two_requests(ctx, OFFERED, ANSWER, "198.51.100.7")
     assert ids_of(serve.got) == ["abc-123"] * 2  # an ordinary field: passed on
     assert ids_of(answers) == []
+
+
+def test_both_paths_send_the_same_bytes_with_rules_and_ids(monkeypatch: pytest.MonkeyPatch,
+                                                           both_http_paths: bool) -> None:
+    """The same exchanges through a session with the fast path on and one with it off: with
+    rules and IDs the member and the client get the same bytes (the IDs masked)."""
+    request = (b"GET /app/x?y=1 HTTP/1.1\r\nHost: front.example\r\nX-Drop: 1\r\n"
+               b"Accept: */*\r\nX-Request-ID: client-chosen\r\n\r\n")
+    answer = (b"HTTP/1.1 200 OK\r\nServer: member/1\r\nCache-Control: private\r\n"
+              b"Connection: keep-alive\r\nContent-Length: 5\r\n\r\nhello")
+    seen = {}
+    for fast in (True, False):
+        monkeypatch.setattr(FakeContext, "defaults", {"fast_path": fast})
+        ctx = ctx_with(RULES + IDS)
+        serve, answers = two_requests(ctx, request, answer, "10.9.9.9")
+        if fast:
+            assert ctx.counts["fast_path"] == 1
+        mask = re.compile(rb"X-Request-ID: [^\r]+")
+        seen[fast] = [mask.sub(b"X-Request-ID: *", data) for data in [*serve.got, *answers]]
+    assert seen[True] == seen[False]
+    assert b"X-Request-ID: *" in seen[True][1] and b"X-Drop" not in seen[True][1]
