@@ -242,6 +242,7 @@ def _check(config: Config) -> None:
         raise ConfigError(path, "[heartbeat] forget_after",
                           f"({hb.forget_after:g}) must not be less than max_age ({hb.max_age:g})")
     check_listeners(config)
+    check_beat_posts(config)
     if hb.require_signature and not hb.key_file:
         raise ConfigError(path, "[heartbeat] require_signature", "needs [heartbeat] key_file")
     if any(m.require_signature for m in listed) and not hb.key_file:
@@ -259,6 +260,22 @@ def _check(config: Config) -> None:
     # "file:" alone named no file: the master's periodic read then failed on None
     if hb.source and (not hb.source.startswith("file:") or hb.source == "file:"):
         raise ConfigError(path, "[heartbeat] source", f"expected \"file:PATH\", got {hb.source!r}")
+
+
+def check_beat_posts(config: Config) -> None:
+    """[heartbeat] http_path and http_listen (hbfork.core.beat_post)."""
+    hb = config.heartbeat
+    if hb.http_listen and not hb.http_path:
+        raise ConfigError(config.path, "[heartbeat] http_listen", "needs [heartbeat] http_path")
+    if hb.http_path and config.proxy.mode != "http":
+        raise ConfigError(config.path, "[heartbeat] http_path",
+                          "heartbeats by POST need [proxy] mode = \"http\"")
+    addresses = {listen.address for listen in config.listeners}
+    for address in hb.http_listen:
+        if address not in addresses:
+            raise ConfigError(config.path, "[heartbeat] http_listen",
+                              f"{address} is not a client listener ([proxy] listen or "
+                              f"[[listen]])")
 
 
 def check_listeners(config: Config) -> None:
