@@ -74,6 +74,8 @@ class Config:
     listens: tuple[ListenSettings, ...] = ()
     outlier: OutlierSettings = OutlierSettings()
     base_dir: str = "."  # the config file's directory (absolute when read from a file)
+    # host names members were given by, and the addresses each had when the file was read
+    names: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def listeners(self) -> tuple[ListenSettings, ...]:

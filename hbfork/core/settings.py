@@ -71,6 +71,10 @@ class ProxySettings:
     control_socket: str | None = setting(None, optional_text,
                                          "Unix socket for `hbfork ctl` (default: next to the "
                                          "pidfile, else off)", '""')
+    resolve_interval: float = setting(0.0, seconds(0.5, 86400, allow_zero=True),
+                                      "resolve members given by host name again this often "
+                                      "(seconds); new addresses reload the config as SIGHUP "
+                                      "does; 0 = only at start and reload")
 
 
 @dataclass(frozen=True)
