@@ -272,6 +272,10 @@ def check_beat_posts(config: Config) -> None:
     if hb.http_path and config.proxy.mode != "http":
         raise ConfigError(config.path, "[heartbeat] http_path",
                           "heartbeats by POST need [proxy] mode = \"http\"")
+    if hb.http_path and config.discovering and not hb.allow:
+        raise ConfigError(config.path, "[heartbeat] http_path",
+                          "with discover, heartbeats by POST need [heartbeat] allow (else any "
+                          "client could make itself a member)")
     addresses = {listen.address for listen in config.listeners}
     for address in hb.http_listen:
         if address not in addresses:

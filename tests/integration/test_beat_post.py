@@ -5,6 +5,7 @@ the master with the UDP path's allow-list and counters."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -120,3 +121,26 @@ def test_only_the_listed_listeners_take_beats(cluster):
     with _tcp_sender(other, backend.ip) as sock:
         answer = _post(sock, heartbeat.encode(3, 0))
         assert answer.endswith(b"OK") and b"X-Backend" not in answer
+
+
+def test_posted_beats_pass_the_rate_limit_and_signature_checks_of_datagrams(cluster, tmp_path):
+    key = tmp_path / "hb.key"
+    key.write_text("s3cret\n")
+    key.chmod(0o600)
+    backend = cluster.backend("tomcat1", 8, heartbeat=None)
+    proxy = cluster.proxy([{"address": backend.address}],
+                          heartbeat={"http_path": PATH, "key_file": str(key),
+                                     "require_signature": True, "rate_limit": 1,
+                                     "startup_grace": 0})
+    with _tcp_sender(proxy.port, backend.ip) as sock:
+        assert _post(sock, heartbeat.encode(5, 0)).startswith(b"HTTP/1.1 200 ")
+        wait_until(lambda: proxy.status()["heartbeats"].get("unsigned", 0) == 1, 5,
+                   message="the unsigned beat to be refused by the master")
+        assert not proxy.member(backend.address)["eligible"]
+        signed = heartbeat.sign(heartbeat.encode(5, 0), b"s3cret", time.time())
+        assert _post(sock, signed).startswith(b"HTTP/1.1 200 ")
+        proxy.wait_eligible(backend.address)
+        for _ in range(8):  # over 1/s (burst 2): the master's per-source limiter says no
+            _post(sock, heartbeat.sign(heartbeat.encode(5, 0), b"s3cret", time.time()))
+    wait_until(lambda: proxy.status()["heartbeats"].get("rate_limited", 0) >= 1, 5,
+               message="POSTed beats to be rate limited")

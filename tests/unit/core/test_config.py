@@ -560,3 +560,7 @@ def test_heartbeat_http_path_and_listeners() -> None:
           "[heartbeat] http_listen", "127.0.0.1:9999 is not a client listener")
     error('[proxy]\nmode = "tcp"\n' + MEMBER + '[heartbeat]\nhttp_path = "/hb"\n',
           "[heartbeat] http_path", "mode = \"http\"")
+    error('[heartbeat]\ndiscover = true\nhttp_path = "/hb"\n', "[heartbeat] http_path",
+          "need [heartbeat] allow")
+    assert load('[heartbeat]\ndiscover = true\nhttp_path = "/hb"\nallow = ["10.0.0.0/8"]\n'
+                ).heartbeat.http_path == "/hb"
