@@ -338,7 +338,8 @@ def describe(config: Config) -> str:
         f"max_age {hb.max_age:g}s, table {hb.max_members} slots, "
         f"discover {'on' if hb.discover else 'off'}"
         + (f", allow {', '.join(map(str, hb.allow))}" if hb.allow else "")
-        + (", signed" + (" (required)" if hb.require_signature else "") if hb.key_file else ""),
+        + (", signed" + (" (required)" if hb.require_signature else "") if hb.key_file else "")
+        + (f", POST {hb.http_path}" if hb.http_path else ""),
         f"status:     {config.status.listen or 'off'}",
         f"members:    {len(config.static_members)} static"
         + (" + discovered" if config.discovering else ""),

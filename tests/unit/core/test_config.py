@@ -552,6 +552,7 @@ def test_heartbeat_http_path_and_listeners() -> None:
                '[heartbeat]\nhttp_path = "/HeartbeatListener"\nhttp_listen = ["127.0.0.1:8090"]\n')
     assert cfg.heartbeat.http_path == "/HeartbeatListener"
     assert cfg.heartbeat.http_listen == (ep("127.0.0.1:8090"),)
+    assert "POST /HeartbeatListener" in describe(cfg)
     error(MEMBER + '[heartbeat]\nhttp_path = "HeartbeatListener"\n', "[heartbeat] http_path",
           "expected a path")
     error(MEMBER + '[heartbeat]\nhttp_listen = ["127.0.0.1:8080"]\n',
