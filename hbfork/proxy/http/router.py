@@ -91,7 +91,9 @@ class Router:
 
     def decide_for(self, host: bytes, target: bytes, beats: bool = True) -> Decision:
         """decide() for a request's Host and request-target."""
-        if beats and self.beat_path is not None and beat_post.matches(target, self.beat_path):
+        path = self.beat_path
+        if path is not None and beats and target.startswith(path) and \
+                beat_post.matches(target, path):
             return self.beat
         if not self.routed:
             return self._default
