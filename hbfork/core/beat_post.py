@@ -2,15 +2,18 @@
 which Tomcat's TcpSender (HeartbeatListener with `proxyList`) posts. Pure: a request's method,
 length and body in, the answer out.
 
-What mod_heartmonitor's handler does (httpd 2.4): a method other than POST is answered 405; the
-body, read up to 1000 bytes, is the same `v=1&ready=N&busy=M[&port=P]` a datagram carries, the
-sender is the connection's peer address, and the answer is 200 with the body `OK` (text/plain).
-2.4.69 and later answer 400 to a body without ready/busy and 413 to a larger one.
+What mod_heartmonitor's handler does (httpd 2.4; answers checked against Debian's 2.4.71): a
+method other than POST is answered 405; the body, of which the first 1000 bytes are read, is
+the same `v=1&ready=N&busy=M[&port=P]` a datagram carries; the sender is the connection's peer
+address; the answer is 200 with the body `OK` (text/plain), or 400 for a body without
+ready/busy (2.4.69 and later; earlier ones crashed).
 
-hbfork reads the body whole before it answers (Content-Length required, at most MAX_BODY bytes:
-a beat is ~40), checks the source against [heartbeat] allow (403, as Apache's `Require ip`) and
-the syntax (400); every body read is then handed to the master, which applies it exactly as a
-datagram (allow-list, rate limit, signature, member rules, counters).
+hbfork reads the body whole before it answers and is stricter about its size: Content-Length
+required (411 for chunked, which Apache takes) and at most MAX_BODY bytes (413, where Apache
+reads the first 1000 and ignores the rest; a beat is ~40). It checks the source against
+[heartbeat] allow (403, as Apache's `Require ip`) and the syntax (400); every body read is
+then handed to the master, which applies it exactly as a datagram (allow-list, rate limit,
+signature, member rules, counters).
 """
 
 from __future__ import annotations
