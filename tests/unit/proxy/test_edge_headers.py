@@ -165,3 +165,19 @@ def test_both_paths_send_the_same_bytes_with_rules_and_ids(monkeypatch: pytest.M
         seen[fast] = [mask.sub(b"X-Request-ID: *", data) for data in [*serve.got, *answers]]
     assert seen[True] == seen[False]
     assert b"X-Request-ID: *" in seen[True][1] and b"X-Drop" not in seen[True][1]
+
+
+def test_a_redirect_to_https_meets_the_always_rules_and_carries_the_id() -> None:
+    from hbfork.core.tls_settings import ListenSettings
+    ctx = ctx_with(RULES + IDS)
+    ours, client = socket.socketpair()
+    ours.setblocking(False)
+    HttpSession(ctx, ours, "198.51.100.7", ListenSettings(redirect_https=True))
+    reply = Reader(client)
+    client.sendall(b"GET /app/x HTTP/1.1\r\nHost: front.example\r\n\r\n")
+    ctx.run_until(lambda: b"\r\n\r\n" in reply.poll())
+    got = dict(fields(reply.data))
+    assert reply.data.startswith(b"HTTP/1.1 301")
+    assert got["Location"] == "https://front.example/app/x"
+    assert got["X-Frame-Options"] == "DENY" and "X-Route" not in got
+    assert re.fullmatch(r"[0-9a-f]{12}-1", got["X-Request-ID"])
