@@ -37,6 +37,13 @@ class Exchange:
     exchange_started: float = 0.0   # time.monotonic() when its head was read
     member_started: float = 0.0     # the loop's clock when it went to the member that answered
     accounted: bool = False         # request_done() was reported for it
+    lean_response: bytes | None = None  # a fast-path response's head (its fields unparsed)
+
+    @property
+    def log_client(self) -> str:
+        """The client address the access log names: the connection's peer (the one place to
+        point at the real client once trusted proxies say who it is)."""
+        return self.client_ip
 
     def log_fields(self, status: int, target: Target | None, now: float) -> dict[str, object]:
         """What the access log records of the request that just ended."""
@@ -56,7 +63,7 @@ class Exchange:
                     agent = value
         member_started = self.member_started
         return {
-            "client": self.client_ip,
+            "client": self.log_client,
             "request": line,
             "status": status,
             "bytes": self.bytes_to_client,
