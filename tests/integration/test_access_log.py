@@ -154,6 +154,8 @@ def test_a_dying_members_answer_names_it(cluster, tmp_path, fast_path, fault, st
     match = COMBINED_PLUS_TAIL.search(_lines(log_path, 1)[-1])
     assert match, _lines(log_path, 1)
     assert match.group(1) == status and match.group(3) == backend.address
+    wait_until(lambda: f"member {backend.address}: " in proxy.output(), 5,
+               message="the error log line naming the member")
 
 
 @pytest.mark.parametrize(("key", "value", "problem"), [
