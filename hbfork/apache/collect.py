@@ -27,6 +27,7 @@ from hbfork.apache.collected import (  # re-exported: the pipeline's modules rea
     label,
 )
 from hbfork.apache.conf import Directive, Note, key_values
+from hbfork.apache.logs import LogLine
 from hbfork.apache.unhandled import reason_left_out
 
 __all__ = ["HSTS", "Balancer", "Block", "Collector", "Context", "Location", "Pass", "Reverse",
@@ -79,6 +80,7 @@ class Collector:
         self.route_cookies: list[Directive] = []     # Header ... BALANCER_WORKER_ROUTE
         self.hc: list[Directive] = []                # ProxyHCExpr, ProxyHCTemplate
         self.notes: list[Note] = []
+        self.logs: list[LogLine] = []                 # LogFormat, CustomLog, TransferLog
         self.unrelated = 0
 
     def visit(self, directives: Sequence[Directive], ctx: Context | None = None) -> None:
@@ -161,6 +163,13 @@ class Collector:
             self.notes.append(Note.of(earlier, f"overridden by {d.text} ({d.where}): hbfork "
                                                "has one value"))
         self.server[d.key] = d
+        return True
+
+    def on_log(self, d: Directive, ctx: Context) -> bool:
+        """mod_log_config's lines of the server or a vhost (hbfork.apache.logs)."""
+        if ctx.nested or ctx.location or ctx.balancer:
+            return False
+        self.logs.append(LogLine(d, ctx.vhost))
         return True
 
     def on_listen(self, d: Directive, ctx: Context) -> bool:
@@ -383,6 +392,7 @@ HANDLERS = {
     "user": Collector.on_server,
     "group": Collector.on_server,
     "sethandler": Collector.on_sethandler,
+    **dict.fromkeys(("logformat", "customlog", "transferlog"), Collector.on_log),
     **dict.fromkeys(REDIRECTS, Collector.on_redirect),
     **dict.fromkeys(("rewriteengine", "rewritecond", "rewriterule", "rewriteoptions",
                      "rewritebase", "rewritemap"), Collector.on_rewrite),

@@ -9,7 +9,8 @@ joins them for one record. Supported directives (mod_log_config's meaning):
     %t         [time the request came]  %{FORMAT}t strftime FORMAT, begin:/end:, sec, msec,
                                                    usec, msec_frac, usec_frac
     %r         the request line         %>s %<s %s the status
-    %b %B      response bytes ("-" / 0) %I %O      bytes from / to the client (TCP mode)
+    %b %B      response bytes ("-" / 0) %I %O      bytes from / to the client (TCP mode;
+                                                   HTTP: %O is %B, %I is "-")
     %D %T      time taken: µs / s       %{ms}T %{us}T %{s}T
     %{X}i %{X}o  a request / response header ("-" when absent; repeated fields joined)
     %{X}C      cookie X of the request  %L         the request ID, if one was given

@@ -50,6 +50,7 @@ def http_fields(ex: Any, status: int, target: Any, now: float, port: int,
         scheme = "https" if pool is not None and pool.tls_context is not None else "http"
         fields["member_url"] = f"{scheme}://{target.address}"
     fields["peer"] = ex.client_ip
+    fields["bytes_out"] = fields["bytes"]  # %O: the body (head bytes are not counted here)
     fields["keep_alive"] = ex.keep_alive
     fields["request_id"] = getattr(ex, "request_id", None)  # when request IDs are on
     fields["port"] = port
