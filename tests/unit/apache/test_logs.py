@@ -67,7 +67,7 @@ def test_an_unknown_name_or_unsupported_directive_keeps_the_default_format():
 
 
 def test_a_vhost_log_is_taken_when_the_server_has_none():
-    text, config = load(FRONT + "<VirtualHost *:80>\nServerName a.example\n"
+    _, config = load(FRONT + "<VirtualHost *:80>\nServerName a.example\n"
                         "CustomLog /var/log/vhost.log \"%v %h\"\n</VirtualHost>\n")
     assert _log(config) == ("/var/log/vhost.log", "%v %h")
 
