@@ -35,8 +35,8 @@ than logged as nonsense.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 
@@ -135,7 +135,8 @@ def _time(argument: str) -> Part:
         digits, scale = (3, 1000) if argument == "msec_frac" else (6, 1_000_000)
         return lambda record, stamp: f"{int(when(record) * scale) % scale:0{digits}d}"
     strftime = argument or "[%d/%b/%Y:%H:%M:%S %z]"
-    return lambda record, stamp: time.strftime(strftime, time.localtime(when(record)))
+    return lambda record, stamp: datetime.fromtimestamp(when(record)).astimezone() \
+        .strftime(strftime)
 
 
 def _connection_status(record: LogRecord, stamp: str) -> str:

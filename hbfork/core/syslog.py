@@ -13,8 +13,8 @@ at MAX_MESSAGE bytes (a datagram must fit, and receivers keep far less anyway).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from hbfork.core.addresses import Endpoint, parse_endpoint
 
@@ -83,13 +83,7 @@ def log_destination(value: object) -> str | None:
 
 def timestamp(epoch: float) -> str:
     """RFC 3339 as RFC 5424 wants it: local time, microseconds, the offset (+hh:mm)."""
-    local = time.localtime(epoch)
-    offset = local.tm_gmtoff or 0
-    sign = "+" if offset >= 0 else "-"
-    hours, minutes = divmod(abs(offset) // 60, 60)
-    micro = int((epoch % 1) * 1_000_000)
-    return (time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{micro:06d}"
-            + f"{sign}{hours:02d}:{minutes:02d}")
+    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="microseconds")
 
 
 def _token(text: str, limit: int) -> str:
