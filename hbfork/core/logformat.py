@@ -68,17 +68,27 @@ def escape(text: str) -> str:
     return _UNSAFE.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()) & 0xff:02x}"), text)
 
 
-def _text(value: object) -> str:
-    return "-" if value is None or value == "" else str(value)
+def _get(record: LogRecord, name: str) -> Any:
+    """A field, or None. Records may fill their fields on first use (a dict's __missing__),
+    which `get` would bypass: hence the lookup by key."""
+    try:
+        return record.fields[name]
+    except KeyError:
+        return None
 
 
 def _field(name: str, zero: str = "-", escaped: bool = False) -> Part:
     """A field as text: "-" when missing or empty; `zero` for 0 (Apache's %b is "-")."""
     def part(record: LogRecord, stamp: str) -> str:
-        value = record.fields.get(name)
+        try:
+            value = record.fields[name]  # (_get, inlined: the most common part)
+        except KeyError:
+            return "-"
         if value is None or value == "":
             return "-"
-        if value == 0 and not isinstance(value, bool):
+        if value.__class__ is str:
+            return escape(value) if escaped else value
+        if value == 0 and value.__class__ is int:
             return zero
         return escape(str(value)) if escaped else str(value)
     return part
@@ -86,7 +96,7 @@ def _field(name: str, zero: str = "-", escaped: bool = False) -> Part:
 
 def _seconds(scale: float) -> Part:
     def part(record: LogRecord, stamp: str) -> str:
-        return str(int(float(record.fields.get("total_seconds") or 0) * scale))
+        return str(int(float(_get(record, "total_seconds") or 0) * scale))
     return part
 
 
@@ -124,8 +134,8 @@ def _time(argument: str) -> Part:
     argument = argument.removeprefix("end:").removeprefix("begin:")
 
     def when(record: LogRecord) -> float:
-        started = float(record.fields.get("started") or 0.0)
-        return started + float(record.fields.get("total_seconds") or 0) if end else started
+        started = float(_get(record, "started") or 0.0)
+        return started + float(_get(record, "total_seconds") or 0) if end else started
 
     scales = {"sec": 1, "msec": 1000, "usec": 1_000_000}
     if argument in scales:
@@ -140,7 +150,7 @@ def _time(argument: str) -> Part:
 
 
 def _connection_status(record: LogRecord, stamp: str) -> str:
-    return "+" if record.fields.get("keep_alive") else "-"
+    return "+" if _get(record, "keep_alive") else "-"
 
 
 _SIMPLE: dict[str, Part] = {
@@ -155,7 +165,7 @@ _SIMPLE: dict[str, Part] = {
     "v": _field("host", escaped=True), "V": _field("host", escaped=True),
     "p": _field("port"), "P": _field("pid"), "L": _field("request_id", escaped=True),
     "m": _field("method", escaped=True), "U": _field("path", escaped=True),
-    "q": lambda r, t: "?" + escape(str(r.fields["query"])) if r.fields.get("query") else "",
+    "q": lambda r, t: "?" + escape(str(query)) if (query := _get(r, "query")) else "",
     "H": _field("protocol", escaped=True), "X": _connection_status,
     "%": lambda r, t: "%",
 }
@@ -171,7 +181,7 @@ _ARGUMENTS: dict[tuple[str, str], Part] = {
 
 def _conditional(part: Part, statuses: frozenset[int], negated: bool) -> Part:
     def conditional(record: LogRecord, stamp: str) -> str:
-        status = record.fields.get("status") or 0
+        status = _get(record, "status") or 0
         if (status in statuses) == negated:
             return "-"
         return part(record, stamp)

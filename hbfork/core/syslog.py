@@ -100,12 +100,16 @@ class Framer:
         self.facility = facility
         self.head = (f"{_token(hostname, 255)} {_token(app, 48)} {_token(str(procid), 128)} "
                      f"{_token(msgid, 32)} -")
+        self._epoch = -1.0
+        self._stamp = ""
 
     def frame(self, severity: int, message: str, epoch: float) -> bytes:
         """One message; line ends are dropped (one message is one line)."""
         text = message.rstrip("\r\n").encode("utf-8", "replace")[:MAX_MESSAGE]
+        if epoch != self._epoch:  # a batch of lines shares its time: formatted once
+            self._epoch, self._stamp = epoch, timestamp(epoch)
         pri = self.facility * 8 + severity
-        return f"<{pri}>1 {timestamp(epoch)} {self.head} ".encode() + text
+        return f"<{pri}>1 {self._stamp} {self.head} ".encode() + text
 
 
 def parse_message(data: bytes) -> dict[str, str | int]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from hbfork.core.config import Config
 from hbfork.core.logformat import BUILTIN, compile_format, render
-from hbfork.ops.access_record import HttpRecord, TcpRecord, http_fields
+from hbfork.ops.access_record import HttpFields, HttpRecord, TcpRecord
 from hbfork.ops.log_sinks import Writer, open_sink
 
 FLUSH_BYTES = 64 * 1024
@@ -103,10 +103,10 @@ class AccessLog:
 
     def _request_rich(self, exchange: Any, status: int, target: Any, now: float) -> None:
         """A request ended: a LogFormat string, or JSON with chosen fields."""
-        fields = http_fields(exchange, status, target, now, self.port, self.pid)
+        fields = HttpFields(exchange, status, target, now, self.port, self.pid)
         if self.parts is not None:
             stamp = self.clock.at(int(fields["started"]))
-            self.add(render(self.parts, HttpRecord(fields, exchange), stamp) + "\n")
+            self.add(render(self.parts, HttpRecord(fields), stamp) + "\n")
         else:
             self.add(self._json(fields))
 
@@ -117,13 +117,14 @@ class AccessLog:
             stamp = self.clock.at(int(fields["started"]))
             self.add(render(self.parts, TcpRecord(fields), stamp) + "\n")
         elif self.kind == "json":
-            self.add(self._json(fields))
+            self.add(self._json(TcpRecord(fields).fields))
         else:
             self.add(tcp_line(fields, self.clock.at(int(fields["started"]))))
 
     def _json(self, fields: dict[str, Any]) -> str:
-        fields["time"] = self.clock.at(int(fields.get("started") or time.time()))
-        chosen = {name: fields.get(name) for name in self.fields} if self.fields else fields
+        """JSON with the chosen fields (TCP mode: all of them, when none are chosen)."""
+        fields["time"] = self.clock.at(int(fields["started"] or time.time()))
+        chosen = {name: fields[name] for name in self.fields} if self.fields else fields
         return json.dumps(chosen, separators=(",", ":")) + "\n"
 
     def add(self, line: str) -> None:
