@@ -170,3 +170,35 @@ def test_a_bad_log_setting_is_a_config_error(tmp_path, key, value, problem):
                             text=True, timeout=30)
     assert result.returncode != 0
     assert str(config) in result.stderr and key in result.stderr and problem in result.stderr
+
+
+def test_access_log_to_a_unix_syslog_socket(cluster, tmp_path):
+    path = tmp_path / "log.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(0.2)
+        proxy = cluster.proxy([], heartbeat={"discover": True},
+                              log={"access": f"syslog:unix:{path}",
+                                   "access_format": "%h %>s %U %{member}e"})
+        backend = cluster.backend("ux", 5, heartbeat=proxy.heartbeat_address)
+        proxy.wait_eligible(backend.address)
+        get(proxy.url, "/over-unix")[2].close()
+        found: list[dict] = []
+        access = wait_until(lambda: _received(sock, found, lambda m: m["msgid"] == "access"),
+                            10, message="an access log datagram on the unix socket")
+        assert access[0]["message"] == f"127.0.0.1 200 /over-unix {backend.address}"
+        assert access[0]["facility"] == 23  # local7, the default
+
+
+def test_no_syslog_daemon_drops_lines_and_never_stalls(cluster, tmp_path):
+    proxy = cluster.proxy([], heartbeat={"discover": True},
+                          log={"access": f"syslog:unix:{tmp_path}/nobody-listens"})
+    backend = cluster.backend("nd", 5, heartbeat=proxy.heartbeat_address)
+    proxy.wait_eligible(backend.address)
+    conn = None
+    for _ in range(50):
+        response, _, conn = get(proxy.url, "/x", conn=conn)
+        assert response.status == 200
+    conn.close()
+    wait_until(lambda: "lines dropped" in proxy.output(), 10,
+               message="the dropped lines reported")
