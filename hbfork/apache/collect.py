@@ -167,8 +167,9 @@ class Collector:
 
     def on_log(self, d: Directive, ctx: Context) -> bool:
         """mod_log_config's lines of the server or a vhost (hbfork.apache.logs)."""
-        if ctx.nested or ctx.location or ctx.balancer:
-            return False
+        if ctx.nested or ctx.location or ctx.balancer or \
+                (d.key == "errorlog" and not (d.args and d.args[0].startswith("syslog"))):
+            return False  # an error log file: the server's own business (skipped)
         self.logs.append(LogLine(d, ctx.vhost))
         return True
 
@@ -392,7 +393,7 @@ HANDLERS = {
     "user": Collector.on_server,
     "group": Collector.on_server,
     "sethandler": Collector.on_sethandler,
-    **dict.fromkeys(("logformat", "customlog", "transferlog"), Collector.on_log),
+    **dict.fromkeys(("logformat", "customlog", "transferlog", "errorlog"), Collector.on_log),
     **dict.fromkeys(REDIRECTS, Collector.on_redirect),
     **dict.fromkeys(("rewriteengine", "rewritecond", "rewriterule", "rewriteoptions",
                      "rewritebase", "rewritemap"), Collector.on_rewrite),

@@ -4,6 +4,7 @@
     LogFormat FORMAT          the format TransferLog uses
     CustomLog FILE FORMAT|NAME [env=...|expr=...]
     TransferLog FILE
+    ErrorLog syslog[:FACILITY]  (an error log file is the server's own: not translated)
 
 hbfork writes one access log: the first CustomLog (or TransferLog) of the main server, else
 of the first virtual host, becomes [log] access and access_format (its format compiled as
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 from hbfork.apache.conf import Directive, Note, Setting, resolve_path, undefined_note
 from hbfork.core.logformat import COMMON, compile_format
+from hbfork.core.syslog import FACILITIES
 
 APACHE_DEFAULT = COMMON  # mod_log_config's format when no LogFormat without a name is given
 
@@ -57,7 +59,22 @@ def plan_logs(lines: Sequence[LogLine], server_root: str) -> LogPlan:
             plan.notes.append(Note.of(line.directive, _why_not(line.directive, chosen)))
     if chosen is not None:
         _translate(chosen.directive, named, default, server_root, plan)
+    errors = [line for line in lines if line.directive.key == "errorlog"]
+    if errors:  # the main server's, else the first vhost's
+        _error_log(([line for line in errors if not line.vhost] or errors)[0].directive, plan)
     return plan
+
+
+def _error_log(d: Directive, plan: LogPlan) -> None:
+    """`ErrorLog syslog[:facility]`: hbfork's error log to the local syslog socket."""
+    facility = d.args[0].partition(":")[2] or "local7"  # Apache's default facility
+    if facility not in FACILITIES:
+        plan.notes.append(Note.of(d, f"unknown syslog facility {facility!r}"))
+        return
+    plan.settings.append(Setting("error", "syslog:unix:/dev/log",
+                                 f"{d.text} ({d.where}): to the local syslog socket"))
+    if not any(s.key == "syslog_facility" for s in plan.settings):
+        plan.settings.append(Setting("syslog_facility", facility, f"{d.text} ({d.where})"))
 
 
 def _choose(logs: list[LogLine], plan: LogPlan) -> LogLine | None:

@@ -82,3 +82,18 @@ def test_an_undefined_variable_is_listed():
     text, config = load(FRONT + "CustomLog ${APACHE_LOG_DIR}/access.log \"%h\"\n")
     assert config.log.access is None
     assert any("${APACHE_LOG_DIR} not defined" in n for n in notes(text))
+
+
+def test_error_log_to_syslog():
+    _, config = load(FRONT + "ErrorLog syslog:local3\n")
+    assert (config.log.error, config.log.syslog_facility) == ("syslog:unix:/dev/log", "local3")
+    _, config = load(FRONT + "ErrorLog syslog\n")
+    assert (config.log.error, config.log.syslog_facility) == ("syslog:unix:/dev/log", "local7")
+    text, config = load(FRONT + "ErrorLog syslog:nosuch\n")
+    assert config.log.error is None
+    assert any("unknown syslog facility 'nosuch'" in n for n in notes(text))
+
+
+def test_an_error_log_file_stays_the_servers_own():
+    text, config = load(FRONT + "ErrorLog logs/error_log\n")
+    assert config.log.error is None and not notes(text)
