@@ -6,8 +6,8 @@
     TransferLog FILE
     ErrorLog syslog[:FACILITY]  (an error log file is the server's own: not translated)
 
-hbfork writes one access log: the first CustomLog (or TransferLog) of the main server, else
-of the first virtual host, becomes [log] access and access_format (its format compiled as
+hbfork writes one access log: the first CustomLog (or TransferLog) of a virtual host, else of
+the main server, becomes [log] access and access_format (its format compiled as
 hbfork compiles it at load: one hbfork cannot log is noted, and hbfork's default kept). Every
 other log line is listed with the reason: piped logs (`|program`; hbfork can send to syslog
 instead), further logs, conditions (`env=`, `expr=`: hbfork logs every request; the log is
@@ -78,10 +78,12 @@ def _error_log(d: Directive, plan: LogPlan) -> None:
 
 
 def _choose(logs: list[LogLine], plan: LogPlan) -> LogLine | None:
-    """The log hbfork writes: the main server's first usable one, else a vhost's."""
+    """The log hbfork writes: the first usable one of a <VirtualHost> (Apache logs a vhost's
+    requests there, not in the main server's logs, which get only the requests of vhosts
+    without a log of their own), else the main server's."""
     usable = [line for line in logs if _usable(line.directive)]
-    main = [line for line in usable if not line.vhost]
-    return (main or usable)[0] if usable else None
+    vhosts = [line for line in usable if line.vhost]
+    return (vhosts or usable)[0] if usable else None
 
 
 def _usable(d: Directive) -> bool:

@@ -66,10 +66,14 @@ def test_an_unknown_name_or_unsupported_directive_keeps_the_default_format():
     assert any("'%f' is not supported" in n for n in notes(text))
 
 
-def test_a_vhost_log_is_taken_when_the_server_has_none():
-    _, config = load(FRONT + "<VirtualHost *:80>\nServerName a.example\n"
+def test_a_vhost_log_is_taken_before_the_servers():
+    """Apache logs a vhost's requests in its own log; the main server's (Debian's
+    other_vhosts_access.log) gets those of vhosts without one."""
+    text, config = load(FRONT + "CustomLog /var/log/other.log \"%h\"\n"
+                        "<VirtualHost *:80>\nServerName a.example\n"
                         "CustomLog /var/log/vhost.log \"%v %h\"\n</VirtualHost>\n")
     assert _log(config) == ("/var/log/vhost.log", "%v %h")
+    assert any("other.log" in n and "one access log" in n for n in notes(text))
 
 
 def test_a_log_inside_a_location_is_listed():
