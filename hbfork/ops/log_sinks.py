@@ -86,7 +86,8 @@ class Writer:
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
-        self.dropped = 0
+        self.dropped = 0       # counted by the loop, reported by the thread
+        self._reported = 0
         self._queue: queue.SimpleQueue[tuple[float, list[str]] | str | None] = \
             queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="hbfork-access",
@@ -106,9 +107,14 @@ class Writer:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=5)
-        if self.dropped:
-            os.write(2, f"hbfork: access log {self.sink.name}: {self.dropped} lines dropped "
-                        "(the writer fell behind)\n".encode())
+        self._report()
+
+    def _report(self) -> None:
+        dropped = self.dropped
+        if dropped > self._reported:
+            os.write(2, f"hbfork: access log {self.sink.name}: {dropped - self._reported} "
+                        "lines dropped (the writer fell behind)\n".encode())
+            self._reported = dropped
 
     def _write_loop(self) -> None:
         while True:
@@ -121,5 +127,6 @@ class Writer:
                     self.sink.write(item[1], item[0])
                 else:
                     self.sink.reopen()
+                self._report()  # it caught up: say what was lost meanwhile
             except Exception as err:  # the writer thread must outlive any one failure
                 os.write(2, f"hbfork: access log {self.sink.name}: {err}\n".encode())
