@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 
@@ -202,3 +203,18 @@ def test_no_syslog_daemon_drops_lines_and_never_stalls(cluster, tmp_path):
     conn.close()
     wait_until(lambda: "lines dropped" in proxy.output(), 10,
                message="the dropped lines reported")
+
+
+def test_a_bad_format_on_reload_keeps_the_running_log(cluster, tmp_path):
+    log_path = tmp_path / "access.log"
+    proxy = cluster.proxy([], heartbeat={"discover": True},
+                          log={"access": str(log_path), "access_format": "%h %>s %U"})
+    backend = cluster.backend("rl", 5, heartbeat=proxy.heartbeat_address)
+    proxy.wait_eligible(backend.address)
+    proxy.config["log"]["access_format"] = "%h %>s %{VAR}e"
+    proxy.write_config()
+    proxy.send_signal(signal.SIGHUP)
+    wait_until(lambda: "reload failed" in proxy.output(), 10, message="the failed reload")
+    assert "access_format" in proxy.output() and "'%{VAR}e' is not supported" in proxy.output()
+    get(proxy.url, "/after")[2].close()
+    assert _lines(log_path, 1)[-1] == "127.0.0.1 200 /after"
