@@ -28,6 +28,7 @@ from hbfork.apache.collected import (  # re-exported: the pipeline's modules rea
     label,
 )
 from hbfork.apache.conf import Directive, Note, key_values
+from hbfork.apache.logs import LogLine
 from hbfork.apache.unhandled import reason_left_out
 
 __all__ = ["HSTS", "Balancer", "Block", "Collector", "Context", "Location", "Pass", "Reverse",
@@ -80,6 +81,7 @@ class Collector:
         self.route_cookies: list[Directive] = []     # Header ... BALANCER_WORKER_ROUTE
         self.hc: list[Directive] = []                # ProxyHCExpr, ProxyHCTemplate
         self.notes: list[Note] = []
+        self.logs: list[LogLine] = []                 # LogFormat, CustomLog, TransferLog
         self.unrelated = 0
 
     def visit(self, directives: Sequence[Directive], ctx: Context | None = None) -> None:
@@ -162,6 +164,14 @@ class Collector:
             self.notes.append(Note.of(earlier, f"overridden by {d.text} ({d.where}): hbfork "
                                                "has one value"))
         self.server[d.key] = d
+        return True
+
+    def on_log(self, d: Directive, ctx: Context) -> bool:
+        """mod_log_config's lines of the server or a vhost (hbfork.apache.logs)."""
+        if ctx.nested or ctx.location or ctx.balancer or \
+                (d.key == "errorlog" and not (d.args and d.args[0].startswith("syslog"))):
+            return False  # an error log file: the server's own business (skipped)
+        self.logs.append(LogLine(d, ctx.vhost))
         return True
 
     def on_listen(self, d: Directive, ctx: Context) -> bool:
@@ -399,6 +409,7 @@ HANDLERS = {
     "user": Collector.on_server,
     "group": Collector.on_server,
     "sethandler": Collector.on_sethandler,
+    **dict.fromkeys(("logformat", "customlog", "transferlog", "errorlog"), Collector.on_log),
     "require": Collector.on_require,
     **dict.fromkeys(REDIRECTS, Collector.on_redirect),
     **dict.fromkeys(("rewriteengine", "rewritecond", "rewriterule", "rewriteoptions",

@@ -45,10 +45,9 @@ REASONS = {
     "remoteipinternalproxy": "hbfork does not take the client from a header (no trusted "
                              "proxies)",
     "remoteipproxyprotocol": "hbfork does not read the PROXY protocol",
-    "logformat": "hbfork's access log ([log] access) writes combined, combined+ or json; "
-                 "this format is not translated",
-    "customlog": "set [log] access (and access_format) for hbfork's access log",
-    "transferlog": "set [log] access for hbfork's access log",
+    "logformat": "only a server's or a <VirtualHost>'s LogFormat is translated",
+    "customlog": "only a server's or a <VirtualHost>'s CustomLog is translated",
+    "transferlog": "only a server's or a <VirtualHost>'s TransferLog is translated",
     "protocols": "hbfork speaks HTTP/1.1 to clients (HTTP/2 is not offered)",
     "addoutputfilterbytype": "hbfork does not compress or filter responses (members' encoded "
                              "responses pass through)",

@@ -40,6 +40,13 @@ class Exchange:
     accounted: bool = False         # request_done() was reported for it
     request_id: bytes = b""         # its ID ([request_id]; b"": none yet, or off)
     headers: HeaderProgram | None = None  # the header rules it meets (None: none anywhere)
+    lean_response: bytes | None = None  # a fast-path response's head (its fields unparsed)
+
+    @property
+    def log_client(self) -> str:
+        """The client address the access log names: the connection's peer (the one place to
+        point at the real client once trusted proxies say who it is)."""
+        return self.client_ip
 
     def log_fields(self, status: int, target: Target | None, now: float) -> dict[str, object]:
         """What the access log records of the request that just ended."""
@@ -59,7 +66,7 @@ class Exchange:
                     agent = value
         member_started = self.member_started
         return {
-            "client": self.client_ip,
+            "client": self.log_client,
             "request": line,
             "status": status,
             "bytes": self.bytes_to_client,

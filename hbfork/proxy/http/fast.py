@@ -205,6 +205,7 @@ class FastPath:
         ex.keep_alive = keep_alive = client_keeps(ex.keep_alive, client.eof, False,
                                                   ctx.draining or s.drain_requested)
         ex.response = response
+        ex.lean_response = head
         ex.status = response.status
         ex.sent_to_client = True
         ex.bytes_to_client = have

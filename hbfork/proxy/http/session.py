@@ -330,7 +330,8 @@ class HttpSession:
         ex.sent_to_client = True
         if not ex.accounted:
             ex.accounted = True
-            self.ctx.request_done(ex, status, None)
+            # Named in the log even when it caused the answer without one (502, 504).
+            self.ctx.request_done(ex, status, ex.target)
         if keep:
             self.new_exchange()
             self.state = HEAD
