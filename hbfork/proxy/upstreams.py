@@ -205,6 +205,11 @@ class Upstreams(Acquiring):
             self.admin = table.read_admin() if table.admin_count() else {}
         return generation
 
+    def refresh(self) -> None:
+        """Take the table's latest generation in (for a look outside the picks)."""
+        if self.words_view[W_GENERATION] != self.seen:
+            self._refresh()
+
     def _remap(self, uids: list[int]) -> None:
         """Slots whose member changed: learn their addresses again."""
         old = self.uids
