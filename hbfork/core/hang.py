@@ -13,7 +13,9 @@ times a second (not per request) at, per member of each pool it serves:
     silent    seconds since it last finished answering a request to any worker (the table's
               per-worker answer counters stopped moving then: AnswerClock)
     usual     its recent response time as this worker measured it (the corrected pick's
-              moving average), 0 when unknown
+              moving average), 0 when unknown: a member that has not answered this worker
+              yet is not judged (a cold application's first answers may take seconds; a
+              member that hangs from its start is left to response_timeout)
 
 and calls it silent when all of these hold (judge):
 
@@ -72,7 +74,7 @@ def judge(members: Sequence[Seen], settings: OutlierSettings) -> dict[int, float
     median = median_usual(members)
     found: dict[int, float] = {}
     for m in members:
-        if m.pending < settings.no_answer_min_pending:
+        if m.pending < settings.no_answer_min_pending or m.usual <= 0:
             continue
         limit = limit_for(m.usual, median, settings)
         if m.silent >= limit and any(o.slot != m.slot and o.silent < limit for o in members):

@@ -41,8 +41,10 @@ CASES = [
      pool((8, 0.7, 0.002), (8, 0.9, 0.002), (4, 0.0, 0.002)), {0: 0.5, 1: 0.5}),
     ("a pool of one: nothing to compare with",
      pool((8, 9.0, 0.002)), {}),
-    ("unknown response times: the floor",
-     pool((3, 0.5, 0.0), (1, 0.1, 0.0)), {0: 0.5}),
+    ("a member that never answered this worker (warming up, or hung from its start)",
+     pool((8, 3.0, 0.0), (4, 0.0, 0.002)), {}),
+    ("the others' times unknown: the floor",
+     pool((3, 0.5, 0.001), (1, 0.1, 0.0)), {0: 0.5}),
     ("the other member answered, but longer ago than the limit",
      pool((8, 0.6, 0.002), (4, 0.55, 0.002)), {}),
 ]
