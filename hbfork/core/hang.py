@@ -21,7 +21,9 @@ and calls it silent when all of these hold (judge):
 
     pending >= no_answer_min_pending, and
     silent  >= limit = max(no_answer_after, no_answer_factor x max(usual, the pool's median)),
-    while another member of the same pool finished an answer less than `limit` ago.
+    while another member of the same pool works: it finished an answer less than `limit`
+    ago, or it holds nothing and answered at least as recently as this one (closed-loop
+    clients all stuck on the silent member leave the others idle, not failing).
 
 A member that is merely slow still finishes answers, so it is never silent (the pick gives it
 fewer requests instead: hbfork.core.balancing.ServiceTimes); one slow request among quick
@@ -77,9 +79,14 @@ def judge(members: Sequence[Seen], settings: OutlierSettings) -> dict[int, float
         if m.pending < settings.no_answer_min_pending or m.usual <= 0:
             continue
         limit = limit_for(m.usual, median, settings)
-        if m.silent >= limit and any(o.slot != m.slot and o.silent < limit for o in members):
+        if m.silent >= limit and any(o.slot != m.slot and works(o, m, limit) for o in members):
             found[m.slot] = limit
     return found
+
+
+def works(other: Seen, silent: Seen, limit: float) -> bool:
+    """Does `other` show that the pool can answer while `silent` does not?"""
+    return other.silent < limit or (other.pending == 0 and other.silent <= silent.silent)
 
 
 class AnswerClock:

@@ -133,3 +133,23 @@ def test_every_member_hanging_ejects_none_of_them_for_it(cluster):
             time.sleep(0.1)  # a look every 0.1 s for 2 s (not a synchronisation)
         for member in members:
             member.send_signal(signal.SIGHUP)  # answering again: the clients finish
+
+
+def test_a_member_stopping_gracefully_costs_the_clients_nothing(cluster):
+    """`hbfork backend --stop graceful` on SIGTERM: it stops beating and accepting, closes its
+    idle kept-alive connections (the race: those requests go to another member at once), and
+    its listening socket stays open 1 s, so new connections to it are completed by the kernel
+    and then reset (those requests are retried elsewhere, or handed on sooner by the
+    no-answer rule). No client sees any of it."""
+    proxy, _, leaving = start(cluster, ("--stop", "graceful", "--stop-drain", "1"),
+                              good_delay=2)
+    with Load(proxy.url) as load:
+        wait_until(lambda: load.outcomes()["bad"] >= 20, 10, message="traffic to every member")
+        leaving.send_signal(signal.SIGTERM)
+        wait_until(lambda: not leaving.alive(), 10, message="the member to exit")
+        answered = sum(load.outcomes().values())
+        wait_until(lambda: sum(load.outcomes().values()) >= answered + 200, 10,
+                   message="more requests after the member left")
+    counts = load.outcomes()
+    assert set(counts) == {"a", "b", "bad"}, counts  # not one failure, 502 or 504
+    assert load.longest() < RESPONSE_TIMEOUT - 1, load.longest()

@@ -45,8 +45,14 @@ CASES = [
      pool((8, 3.0, 0.0), (4, 0.0, 0.002)), {}),
     ("the others' times unknown: the floor",
      pool((3, 0.5, 0.001), (1, 0.1, 0.0)), {0: 0.5}),
-    ("the other member answered, but longer ago than the limit",
+    ("the other member answered, but longer ago than the limit, and holds requests",
      pool((8, 0.6, 0.002), (4, 0.55, 0.002)), {}),
+    ("closed-loop clients all stuck on the silent member: the others idle, not failing",
+     pool((8, 0.6, 0.002), (0, 0.6, 0.002), (0, 0.58, 0.002)), {0: 0.5}),
+    ("an idle member that last answered before the silent one did is no evidence",
+     pool((8, 0.6, 0.002), (0, 5.0, 0.002)), {}),
+    ("every member holding requests and silent: none judged",
+     pool((8, 0.6, 0.002), (1, 0.6, 0.002), (2, 0.6, 0.002)), {}),
 ]
 
 
