@@ -4,8 +4,9 @@ to it and whether it has finished an answer since the last look; hbfork.core.han
 which members are silent while their pool answers. Only then are the worker's sessions
 looked at: a request waiting there without a byte of answer for the member's limit is this
 worker's evidence (it asks the master to eject the member, cause "no answer") and is handed
-on as a response timeout would be (hbfork.proxy.http.stalled.give_up). Requests this worker
-still holds on a member another worker had ejected, silent as long, are handed on too.
+on as a response timeout would be (hbfork.proxy.http.stalled.give_up), with every other
+request waiting there for a first byte, however young. Requests this worker still holds on a
+member another worker had ejected, silent as long, are handed on too.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class NoAnswerWatch:
         found = self.silent_members(now)
         if not found:
             return
-        stuck: list[object] = []
+        waiting: dict[int, list[object]] = {}
         evidence: dict[int, Target] = {}
         for session in list(self.sessions()):
             waits = self.waiting(session)
@@ -111,22 +112,30 @@ class NoAnswerWatch:
                 continue
             target, since = waits
             limit = found.get(target.slot)
-            if limit is None or now - since < limit:
+            if limit is None or target.uid != self.upstreams.uids[target.slot]:
                 continue
-            stuck.append(session)
-            evidence[target.slot] = target
-        up = self.upstreams
+            waiting.setdefault(target.slot, []).append(session)
+            if now - since >= limit:
+                evidence[target.slot] = target
+        words = self.upstreams.words
         for slot, target in evidence.items():
-            if not up.words[slot] & EJECTED and self.reports.due(slot, target.uid, now):
+            if not words[slot] & EJECTED and self.reports.due(slot, target.uid, now):
                 self.eject(target, CAUSE_NO_ANSWER)
-        for session in stuck:
-            try:
-                self.give_up(session)
-            except Exception:  # a bug costs that connection, not the watch
-                log.exception("internal error handing on a request from a silent member")
-                close = getattr(session, "close", None)
-                if callable(close):
-                    close()
+        # Every request waiting on a member shown silent goes on, however young: it was sent
+        # to a member that answers nothing (one that is out already needs no more evidence).
+        for slot, sessions in waiting.items():
+            if slot in evidence or words[slot] & EJECTED:
+                for session in sessions:
+                    self._hand_on(session)
+
+    def _hand_on(self, session: object) -> None:
+        try:
+            self.give_up(session)
+        except Exception:  # a bug costs that connection, not the watch
+            log.exception("internal error handing on a request from a silent member")
+            close = getattr(session, "close", None)
+            if callable(close):
+                close()
 
 
 def no_answer_watch(loop: Loop, upstreams: Upstreams, config: Config,

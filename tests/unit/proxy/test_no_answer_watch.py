@@ -142,3 +142,24 @@ def test_off(lab):
     for _ in range(4):
         lab.send(BAD)
     assert lab.run(2.0) == []
+
+
+def test_once_shown_silent_its_younger_requests_go_on_too(lab):
+    for _ in range(3):
+        lab.send(BAD)
+    lab.run(0.3)
+    young = Waiter(lab.targets[BAD], lab.front.now)  # sent 0.2 s before the verdict
+    lab.up.started(young.target)
+    lab.waiters.append(young)
+    assert lab.run(0.2) == [0.2]
+    assert all(w.handed_on for w in lab.waiters)
+
+
+def test_a_member_ejected_by_another_worker_gets_its_waiting_requests_handed_on(lab):
+    for _ in range(4):
+        lab.send(BAD)
+    lab.front.eject(lab.targets[BAD], CAUSE_NO_ANSWER)  # another worker's report
+    assert lab.run(0.4) == []
+    assert not any(w.handed_on for w in lab.waiters)  # not silent for its limit yet
+    assert lab.run(0.2) == []  # no report of its own: it is out already
+    assert all(w.handed_on for w in lab.waiters)
