@@ -210,8 +210,7 @@ class Upstreams(Acquiring):
 
     def refresh(self) -> None:
         """Take the table's latest generation in (for a look outside the picks)."""
-        if self.words_view[W_GENERATION] != self.seen:
-            self._refresh()
+        self._refresh()
 
     def _remap(self, uids: list[int]) -> None:
         """Slots whose member changed: learn their addresses again."""
