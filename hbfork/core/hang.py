@@ -33,10 +33,10 @@ behind them all is down, say), none is judged: no pool is emptied by this rule, 
 ejection cap and the panic rule hold as for the others.
 
 The worker that judges a member silent asks the master to eject it (only if one of its own
-requests has waited `limit` without a byte of answer: its own evidence), and the requests it
-holds there that have waited that long without a byte of answer are handled as a response
-timeout (hbfork.core.retry: another member if idempotent, without a body and nothing was sent
-to the client; the others keep waiting for their answer or their response_timeout).
+requests has waited `limit` without a byte of answer: its own evidence), and every request it
+holds there without a byte of answer is handled as a response timeout (hbfork.core.retry:
+another member if idempotent, without a body and nothing was sent to the client; the others
+keep waiting for their answer or their response_timeout).
 """
 
 from __future__ import annotations
