@@ -34,6 +34,7 @@ from hbfork.proxy.http.router import Router
 from hbfork.proxy.http.session import HttpSession
 from hbfork.proxy.keepalive import ConnectionPool
 from hbfork.proxy.loop import READ, Loop
+from hbfork.proxy.no_answer import no_answer_watch
 from hbfork.proxy.queue import FrontQueue, Waiter
 from hbfork.proxy.status_server import StatusServer
 from hbfork.proxy.tcp import TcpSession
@@ -112,6 +113,8 @@ class Worker:
         self.acceptor = Acceptor(self.loop, listeners, config.proxy.max_connections,
                                  lambda: len(self.sessions), self._open_session,
                                  record.count_accepted)
+        self.no_answer = no_answer_watch(self.loop, self.upstreams, config, self.sessions,
+                                         self._ask_ejection)
 
     # --- process setup
 
@@ -152,6 +155,8 @@ class Worker:
         if access:
             self.access_log = open_access_log(self.config, access)
         self.acceptor.start()
+        if self.no_answer is not None:
+            self.no_answer.start()
         if self.status_listener is not None:
             StatusServer(self.loop, self.table, self.status_listener, self.config.status.allow,
                          self.limits, self.config, self.tls)

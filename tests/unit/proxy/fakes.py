@@ -66,6 +66,9 @@ class FakePicker(Acquiring):
                 return member.target
         return FULL if candidates else None
 
+    def has_other(self, pool: PoolView, tried: set[int]) -> bool:
+        return any(m.target.slot not in tried and not m.down for m in self._in(pool))
+
     def queue_ahead(self, pool: PoolView, now: float) -> bool:
         """Others have waited in the front queue for any member (the context's queue) for
         ORDER_AFTER or longer."""
