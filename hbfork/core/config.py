@@ -261,6 +261,10 @@ def _check(config: Config) -> None:
         raise ConfigError(path, "[heartbeat] source", f"expected \"file:PATH\", got {hb.source!r}")
 
 
+NO_PROXY_SOURCES = ("needs the sources it is taken from: proxy_protocol_from or "
+                    "trusted_proxies (\"0.0.0.0/0\" and \"::/0\" for any)")
+
+
 def check_listeners(config: Config) -> None:
     path = config.path
     listeners = config.listeners
@@ -275,6 +279,8 @@ def check_listeners(config: Config) -> None:
             raise ConfigError(path, f"{where} redirect_https", "is for a plain listener")
         if listen.hsts and not listen.tls:
             raise ConfigError(path, f"{where} hsts", "only means something with tls = true")
+        if listen.proxy_protocol and not listen.proxy_sources(config.proxy.trusted_proxies):
+            raise ConfigError(path, f"{where} proxy_protocol", NO_PROXY_SOURCES)
         if config.proxy.mode == "tcp":  # TLS is terminated and the bytes relayed: no HTTP
             for key, value in (("redirect_https", listen.redirect_https),
                                ("hsts", listen.hsts)):

@@ -19,6 +19,7 @@ from hbfork.core.values import (
     endpoint,
     endpoint_list,
     grace,
+    header_name,
     integer,
     network_list,
     optional_endpoint,
@@ -70,6 +71,13 @@ class ProxySettings:
     control_socket: str | None = setting(None, optional_text,
                                          "Unix socket for `hbfork ctl` (default: next to the "
                                          "pidfile, else off)", '""')
+    trusted_proxies: tuple[IPNetwork, ...] = setting(
+        (), network_list, "CIDRs of proxies whose client_ip_header (and PROXY headers) are "
+        "believed; empty = none (a [[listen]] may have its own)", "[]")
+    client_ip_header: str = setting("X-Forwarded-For", header_name,
+                                    "HTTP mode: the header naming the client, read from "
+                                    "trusted_proxies only (mod_remoteip's RemoteIPHeader)",
+                                    '"X-Forwarded-For"')
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hbfork.core.addresses import Endpoint
+from hbfork.core.addresses import Endpoint, IPNetwork
 from hbfork.core.pool_settings import normalize_host_pattern
 from hbfork.core.values import (
     boolean,
     choice,
     endpoint,
     integer,
+    optional_network_list,
     seconds,
     setting,
     text_value,
@@ -78,3 +79,23 @@ class ListenSettings:
     hsts: int = setting(0, integer(0, 63072000),
                         "TLS listener: Strict-Transport-Security max-age in seconds; 0 = off")
     hsts_subdomains: bool = setting(False, boolean, "add includeSubDomains to HSTS")
+    trusted_proxies: tuple[IPNetwork, ...] | None = setting(
+        None, optional_network_list, "this listener's trusted proxies (CIDRs)",
+        "(from [proxy])")
+    proxy_protocol: bool = setting(False, boolean,
+                                   "every connection starts with a PROXY protocol header (v1 or "
+                                   "v2), read before TLS; without one it is closed")
+    proxy_protocol_from: tuple[IPNetwork, ...] | None = setting(
+        None, optional_network_list, "CIDRs allowed to send that header (others are closed)",
+        "(trusted_proxies)")
+    proxy_protocol_timeout: float = setting(5.0, seconds(0, 600),
+                                            "seconds a connection has to send its PROXY header")
+
+    def proxies(self, default: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
+        """Its trusted proxies: its own, else `default` ([proxy] trusted_proxies)."""
+        return default if self.trusted_proxies is None else self.trusted_proxies
+
+    def proxy_sources(self, default: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
+        """Who may send it a PROXY header: proxy_protocol_from, else its trusted proxies."""
+        return self.proxies(default) if self.proxy_protocol_from is None \
+            else self.proxy_protocol_from
