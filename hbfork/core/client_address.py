@@ -23,6 +23,7 @@ received and appends the connection's address, as mod_proxy does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from hbfork.core.addresses import IPAddress, IPNetwork, parse_ip
 
@@ -116,3 +117,17 @@ class ClientAddressRule:
             if not _within(address, self.proxies):
                 break           # the first untrusted entry from the right: the client
         return client
+
+
+@lru_cache(maxsize=64)
+def _rule(proxies: tuple[IPNetwork, ...], header: str) -> ClientAddressRule:
+    return ClientAddressRule(proxies, header.lower().encode("ascii"))
+
+
+def address_rule(peer: str, proxies: tuple[IPNetwork, ...] | None,
+                 header: str) -> ClientAddressRule | None:
+    """The rule a connection from `peer` applies to its requests: None when `peer` is not one
+    of `proxies` (then its requests' client is `peer`, whatever they carry)."""
+    if not proxies or not trusted(peer, proxies):
+        return None
+    return _rule(proxies, header)

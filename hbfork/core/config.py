@@ -78,7 +78,11 @@ class Config:
     @property
     def listeners(self) -> tuple[ListenSettings, ...]:
         """Every client-facing listener: [proxy] listen (plain), then the [[listen]] ones."""
-        return tuple(ListenSettings(address=e) for e in self.proxy.listen) + self.listens
+        trusted = self.proxy.trusted_proxies  # a listener's own, else these
+        return tuple(ListenSettings(address=e, trusted_proxies=trusted)
+                     for e in self.proxy.listen) + tuple(
+            listen if listen.trusted_proxies is not None
+            else replace(listen, trusted_proxies=trusted) for listen in self.listens)
 
     @property
     def discovering(self) -> bool:

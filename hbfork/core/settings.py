@@ -72,12 +72,8 @@ class ProxySettings:
                                          "Unix socket for `hbfork ctl` (default: next to the "
                                          "pidfile, else off)", '""')
     trusted_proxies: tuple[IPNetwork, ...] = setting(
-        (), network_list, "CIDRs of proxies whose client_ip_header (and PROXY headers) are "
-        "believed; empty = none (a [[listen]] may have its own)", "[]")
-    client_ip_header: str = setting("X-Forwarded-For", header_name,
-                                    "HTTP mode: the header naming the client, read from "
-                                    "trusted_proxies only (mod_remoteip's RemoteIPHeader)",
-                                    '"X-Forwarded-For"')
+        (), network_list, "CIDRs of proxies whose [http] client_ip_header (and PROXY "
+        "headers) are believed; empty = none (a [[listen]] may have its own)", "[]")
 
 
 @dataclass(frozen=True)
@@ -174,6 +170,10 @@ class HttpSettings:
                                  "largest request body in bytes (413 beyond); 0 = no limit")
     forwarded_headers: bool = setting(True, boolean,
                                       "add X-Forwarded-For, -Proto and -Host")
+    client_ip_header: str = setting("X-Forwarded-For", header_name,
+                                    "the header naming the client, read only from [proxy] "
+                                    "trusted_proxies (mod_remoteip's RemoteIPHeader)",
+                                    '"X-Forwarded-For"')
     # Measured: one worker at 128 concurrent requests to one member spent 57 µs per request
     # with 32 (each response beyond them closed its member connection, and the next request
     # dialled again) and 35 with 256.

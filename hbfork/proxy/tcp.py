@@ -19,8 +19,10 @@ import errno
 import socket
 import ssl
 
+from hbfork.core.client_address import Origin
 from hbfork.proxy.context import SessionContext
 from hbfork.proxy.loop import EPOLLIN, ERROR, HANGUP, RDHUP, READ, WRITE
+from hbfork.proxy.proxy_header import send_header
 from hbfork.proxy.relay import SPLICE_AFTER, Direction
 from hbfork.proxy.upstreams import RETRIES_SPENT, Acquired, PoolView, Target, Wait
 from hbfork.system.logs import log
@@ -36,6 +38,7 @@ class TcpSession:
         "connecting",
         "ctx",
         "down",
+        "origin",
         "queued_at",
         "reserved",
         "target",
@@ -48,8 +51,9 @@ class TcpSession:
     )
 
     def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str = "-",
-                 listen: object = None) -> None:
+                 listen: object = None, origin: Origin | None = None) -> None:
         self.ctx = ctx
+        self.origin = origin  # what a PROXY header said (None: the socket's own addresses)
         self.client = client
         self.client_fd = client.fileno()
         self.upstream: socket.socket | None = None
@@ -139,7 +143,10 @@ class TcpSession:
         self._connect_next()
 
     def _connected(self) -> None:
-        assert self.target is not None
+        assert self.target is not None and self.upstream is not None
+        version = self.ctx.upstreams.default.settings.proxy_protocol
+        if version and not send_header(self.upstream, version, self.origin, self.client):
+            return self._connect_failed(errno.EPIPE)  # first, before any client byte
         self.connecting = False
         self._touch()
         self._update_interest()

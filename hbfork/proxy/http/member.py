@@ -24,6 +24,7 @@ from hbfork.proxy.http.parts import SessionCore
 from hbfork.proxy.http.state import CLOSING, CONNECT, FORWARD, HIGH_WATER, TUNNEL
 from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import READ, WRITE
+from hbfork.proxy.proxy_header import introduce
 from hbfork.proxy.relay import SPLICE_AFTER, Direction, splice_available
 from hbfork.proxy.tls import WOULD_BLOCK
 from hbfork.proxy.upstreams import Target
@@ -202,6 +203,9 @@ class MemberLeg:
                 self._handshake(conn)
             elif err := conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
                 self.connect_failed(err)
+            elif not introduce(conn, s.pool.settings.proxy_protocol, self.client.origin,
+                               self.client.sock):
+                self.connect_failed(0, "PROXY header not sent")
             elif s.pool.tls_context is not None:
                 conn.start_tls(s.pool.tls_context, s.pool.server_name or conn.target.sockaddr[0])
                 self._handshake(conn)
