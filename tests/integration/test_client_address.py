@@ -164,7 +164,7 @@ def test_proxy_header_before_tls(cluster, tmp_path):
     ca = Authority(tmp_path / "pki")
     cert = ca.issue("www", "www.test")
     listen = _proxy_listener(tls=True)
-    proxy, log = _front(cluster, tmp_path, listen=[listen],
+    _proxy, log = _front(cluster, tmp_path, listen=[listen],
                         certificate=[{"cert": str(cert.cert), "key": str(cert.key)}])
     context = ssl.create_default_context(cafile=str(ca.path))
     header = encode_v2(("203.0.113.50", 5555), ("127.0.0.1", _port(listen)))
@@ -184,7 +184,7 @@ def _behind(cluster, tmp_path: Path):
 @pytest.mark.parametrize("mode", ["http", "tcp"])
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_a_pool_sends_the_client_to_its_members(cluster, tmp_path, mode, version):
-    member, member_log, listen = _behind(cluster, tmp_path)
+    _member, member_log, listen = _behind(cluster, tmp_path)
     front = cluster.proxy([], proxy={"mode": mode}, heartbeat={"startup_grace": 3600},
                           pool=[{"name": "default", "members": [listen["address"]],
                                  "proxy_protocol": version}])
@@ -214,7 +214,7 @@ def _one_response(sock: socket.socket) -> bytes:
 
 
 def test_tcp_mode_listener_passes_the_proxy_client_on(cluster, tmp_path):
-    member, member_log, listen = _behind(cluster, tmp_path)
+    _member, member_log, listen = _behind(cluster, tmp_path)
     front_listen = _proxy_listener()
     front = cluster.proxy([], proxy={"mode": "tcp"}, heartbeat={"startup_grace": 3600},
                           listen=[front_listen],
