@@ -27,6 +27,7 @@ from hbfork.apache.collected import (  # re-exported: the pipeline's modules rea
     label,
 )
 from hbfork.apache.conf import Directive, Note, key_values
+from hbfork.apache.remoteip import KEYS as REMOTEIP_KEYS
 from hbfork.apache.unhandled import reason_left_out
 
 __all__ = ["HSTS", "Balancer", "Block", "Collector", "Context", "Location", "Pass", "Reverse",
@@ -78,6 +79,7 @@ class Collector:
         self.servers: list[Server] = [Server(None)]
         self.route_cookies: list[Directive] = []     # Header ... BALANCER_WORKER_ROUTE
         self.hc: list[Directive] = []                # ProxyHCExpr, ProxyHCTemplate
+        self.remoteip: list[Directive] = []          # mod_remoteip's (hbfork.apache.remoteip)
         self.notes: list[Note] = []
         self.unrelated = 0
 
@@ -161,6 +163,10 @@ class Collector:
             self.notes.append(Note.of(earlier, f"overridden by {d.text} ({d.where}): hbfork "
                                                "has one value"))
         self.server[d.key] = d
+        return True
+
+    def on_remoteip(self, d: Directive, ctx: Context) -> bool:
+        self.remoteip.append(d)
         return True
 
     def on_listen(self, d: Directive, ctx: Context) -> bool:
@@ -383,6 +389,7 @@ HANDLERS = {
     "user": Collector.on_server,
     "group": Collector.on_server,
     "sethandler": Collector.on_sethandler,
+    **dict.fromkeys(REMOTEIP_KEYS, Collector.on_remoteip),
     **dict.fromkeys(REDIRECTS, Collector.on_redirect),
     **dict.fromkeys(("rewriteengine", "rewritecond", "rewriterule", "rewriteoptions",
                      "rewritebase", "rewritemap"), Collector.on_rewrite),

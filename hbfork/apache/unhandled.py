@@ -42,13 +42,6 @@ REASONS = {
                      "header rule is not applied",
     "header": "hbfork sets no response headers of its own beyond HSTS and its route cookie: "
               "this header rule is not applied",
-    "remoteipheader": "hbfork logs and forwards the connecting address; it does not take the "
-                      "client from a header",
-    "remoteiptrustedproxy": "hbfork does not take the client from a header (no trusted "
-                            "proxies)",
-    "remoteipinternalproxy": "hbfork does not take the client from a header (no trusted "
-                             "proxies)",
-    "remoteipproxyprotocol": "hbfork does not read the PROXY protocol",
     "logformat": "hbfork's access log ([log] access) writes combined, combined+ or json; "
                  "this format is not translated",
     "customlog": "set [log] access (and access_format) for hbfork's access log",

