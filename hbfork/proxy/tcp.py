@@ -34,6 +34,7 @@ class TcpSession:
     __slots__ = (
         "client",
         "client_fd",
+        "client_ip",
         "closed",
         "connecting",
         "ctx",
@@ -53,6 +54,7 @@ class TcpSession:
     def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str = "-",
                  listen: object = None, origin: Origin | None = None) -> None:
         self.ctx = ctx
+        self.client_ip = client_ip  # the client: the peer, or what its PROXY header said
         self.origin = origin  # what a PROXY header said (None: the socket's own addresses)
         self.client = client
         self.client_fd = client.fileno()
