@@ -13,10 +13,11 @@ Two sources, as Apache's mod_remoteip and HAProxy have them:
   sending the header, and one behind a trusted proxy can only add entries to the left of what
   that proxy wrote, which are never read.
 
-What every consumer reads: `Origin` is the connection's (the peer, or the PROXY header's
-source), given to sessions and to per-connection limits; a request's client (the access log,
-per-request limits) is `ClientAddressRule.client_of(origin ip, header values)`, which the HTTP
-session stores as its exchange's `client_ip`. The X-Forwarded-For sent on keeps the chain as
+What every consumer reads: the connection's client (the peer, or the PROXY header's source)
+is the `client_ip` a session is made with (`ClientConnection.ip` in HTTP mode,
+`TcpSession.client_ip` in TCP mode): per-connection limits read that. A request's client (the
+access log, per-request limits) is `ClientAddressRule.client_of(connection ip, header values)`,
+which the HTTP session stores as its exchange's `client_ip` as soon as the head is parsed. The X-Forwarded-For sent on keeps the chain as
 received and appends the connection's address, as mod_proxy does.
 """
 

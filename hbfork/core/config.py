@@ -341,6 +341,8 @@ def describe(config: Config) -> str:
 
 
 def _describe_listener(listen: ListenSettings) -> str:
+    if listen.proxy_protocol:
+        return _describe_listener(replace(listen, proxy_protocol=False)) + " [PROXY protocol]"
     if listen.tls:
         return f"{listen.address} (tls" + (f", hsts {listen.hsts}s)" if listen.hsts else ")")
     if listen.redirect_https:
