@@ -17,8 +17,9 @@ What every consumer reads: the connection's client (the peer, or the PROXY heade
 is the `client_ip` a session is made with (`ClientConnection.ip` in HTTP mode,
 `TcpSession.client_ip` in TCP mode): per-connection limits read that. A request's client (the
 access log, per-request limits) is `ClientAddressRule.client_of(connection ip, header values)`,
-which the HTTP session stores as its exchange's `client_ip` as soon as the head is parsed. The X-Forwarded-For sent on keeps the chain as
-received and appends the connection's address, as mod_proxy does.
+which the HTTP session stores as its exchange's `client_ip` as soon as the head is parsed.
+The X-Forwarded-For sent on keeps the chain as received and appends the connection's address,
+as mod_proxy does.
 """
 
 from __future__ import annotations

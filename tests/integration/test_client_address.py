@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,9 @@ def test_bad_proxy_headers_are_closed_counted_and_never_forwarded(cluster, tmp_p
     wait_until(counted, 5, message="every refused header counted")
     assert proxy.status()["totals"]["requests"] == requests_before  # nothing reached a member
     assert not log.exists() or not log.read_text()
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{proxy.status_port}/metrics",
+                                     timeout=5).read().decode()
+    assert 'hbfork_proxy_protocol_headers_total{result="malformed"} 3' in metrics
     # and the listener still serves a good one
     good = encode_v1(("192.0.2.3", 1), ("192.0.2.2", 2))
     assert _exchange(port, _request(), before=good).startswith(b"HTTP/1.1 200")
