@@ -77,7 +77,7 @@ class ConnectionPool:
             conn = conns.pop()
             conn.pooled = False
             if conn.target.uid != target.uid or (conn.tls is not None) != tls or (
-                    verify and not _still_open(conn.sock)):
+                    verify and not still_open(conn.sock)):
                 conn.close()
                 continue
             return conn
@@ -113,7 +113,7 @@ class ConnectionPool:
         self.idle.clear()
 
 
-def _still_open(sock: socket.socket) -> bool:
+def still_open(sock: socket.socket) -> bool:
     try:
         peek(sock)
     except BlockingIOError:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
+from typing import Protocol
 
 from hbfork.core.addresses import IPNetwork, normalize_ip
 from hbfork.core.client_address import Origin, trusted
@@ -33,13 +34,18 @@ from hbfork.core.proxy_protocol import (
 )
 from hbfork.core.ratelimit import LogLimiter
 from hbfork.core.tls_settings import ListenSettings
-from hbfork.proxy.keepalive import MemberConnection
+from hbfork.proxy.keepalive import MemberConnection, still_open
 from hbfork.proxy.loop import ERROR, READ, Loop
+from hbfork.proxy.upstreams import Target
 from hbfork.system.logs import log
 from hbfork.table.worker_record import WorkerRecord
 
 PEEK_MAX = V2_HEADER + V2_MAX_PAYLOAD   # the longest header we take
 _log_limiter = LogLimiter(5.0)
+
+class HasKept(Protocol):
+    kept: MemberConnection | None
+
 
 # Called with the reader once its header is read: the connection goes on (TLS or a session)
 OnHeader = Callable[["ProxyHeaderReader"], None]
@@ -175,6 +181,34 @@ def introduce(conn: MemberConnection, version: str, origin: Origin | None,
         return True
     conn.private = True
     return send_header(conn.sock, version, origin, client)
+
+
+def keep_private(loop: Loop, conn: MemberConnection | None,
+                 kept: MemberConnection | None) -> MemberConnection | None:
+    """Keep `conn` (a private connection whose exchange ended well) for its client's next
+    request, instead of `kept` (closed); None: keep nothing. While kept, an event on it (the
+    member closed it) closes it."""
+    if kept is not None and kept is not conn:
+        kept.close()
+    if conn is None or conn.closed:
+        return None
+    conn.reused = True   # a reused connection: a request it fails is retried on a fresh one
+    loop.handlers[conn.fd] = conn.on_idle_event
+    loop.set_mask(conn.fd, READ)
+    return conn
+
+
+def take_private(member: HasKept, target: Target, tls: bool) -> MemberConnection | None:
+    """The connection `member` kept for its client, if it goes to `target` (the same member,
+    the same TLS-ness) and still looks open; else None (and it is closed)."""
+    kept, member.kept = member.kept, None
+    if kept is None:
+        return None
+    if kept.closed or kept.target.slot != target.slot or kept.target.uid != target.uid or \
+            (kept.tls is not None) != tls or not still_open(kept.sock):
+        kept.close()
+        return None
+    return kept
 
 
 def send_header(sock: socket.socket, version: str, origin: Origin | None,

@@ -188,12 +188,12 @@ def _behind(cluster, tmp_path: Path):
 @pytest.mark.parametrize("mode", ["http", "tcp"])
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_a_pool_sends_the_client_to_its_members(cluster, tmp_path, mode, version):
-    _member, member_log, listen = _behind(cluster, tmp_path)
+    member, member_log, listen = _behind(cluster, tmp_path)
     front = cluster.proxy([], proxy={"mode": mode}, heartbeat={"startup_grace": 3600},
                           pool=[{"name": "default", "members": [listen["address"]],
                                  "proxy_protocol": version}])
-    # two requests on one keep-alive client connection (HTTP mode: one member connection
-    # each, never shared), then one from another client
+    # two requests on one keep-alive client connection (one member connection, kept for that
+    # client), then one from another client (a connection of its own, never a shared one)
     sock = socket.create_connection(("127.0.0.1", front.port), timeout=10,
                                     source_address=("127.0.0.7", 0))
     with sock:
@@ -203,6 +203,8 @@ def test_a_pool_sends_the_client_to_its_members(cluster, tmp_path, mode, version
             assert got.startswith(b"HTTP/1.1 200"), got
     assert _exchange(front.port, _request(), source="127.0.0.8").startswith(b"HTTP/1.1 200")
     assert _log_clients(member_log, 3) == ["127.0.0.7", "127.0.0.7", "127.0.0.8"]
+    totals = member.status()["totals"]
+    assert totals["accepted"] == 2 and totals["proxy_protocol"]["ok"] == 2, totals
 
 
 def _one_response(sock: socket.socket) -> bytes:

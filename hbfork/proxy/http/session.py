@@ -69,6 +69,7 @@ from hbfork.proxy.http.state import (
     TUNNEL,
 )
 from hbfork.proxy.loop import RDHUP, READ, WRITE
+from hbfork.proxy.proxy_header import take_private
 from hbfork.proxy.upstreams import (
     NO_MEMBER,
     Acquired,
@@ -228,9 +229,10 @@ class HttpSession:
         assert request is not None
         # A request that may be replayed survives a connection the member just closed (it is
         # retried on a fresh one), so only the others pay a syscall to check it first.
-        conn = None if request.upgrade or pool.settings.proxy_protocol else ctx.conn_pool.checkout(
+        conn = None if request.upgrade else ctx.conn_pool.checkout(
             target, verify=not (request.idempotent and not request.has_body),
-            tls=pool.tls_context is not None)
+            tls=pool.tls_context is not None) if not pool.settings.proxy_protocol \
+            else take_private(self.member, target, pool.tls_context is not None)
         if conn is not None:
             return self.member.attached(conn)
         self.member.connect(target)
