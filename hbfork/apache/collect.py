@@ -352,10 +352,21 @@ class Collector:
         if handler == "balancer-manager":
             self.notes.append(Note.of(d, "hbfork's status page ([status] listen) and "
                                          "`hbfork ctl` take the balancer-manager's place"))
+        elif handler == "heartbeat" and ctx.location is not None and not ctx.location.regex:
+            ctx.location.heartbeat = d  # [heartbeat] http_path (hbfork.apache.beats)
         elif handler == "heartbeat":
-            self.notes.append(Note.of(d, "heartbeats by HTTP POST: hbfork takes them by UDP only"))
+            self.notes.append(Note.of(d, "hbfork takes heartbeats by POST on one <Location "
+                                         "PATH> ([heartbeat] http_path), not here"))
         else:
             return False
+        return True
+
+    def on_require(self, d: Directive, ctx: Context) -> bool:
+        """A <Location>'s own Require lines: its allow-list if it takes heartbeats, else
+        noted as any other access rule (hbfork.apache.beats decides)."""
+        if ctx.location is None or ctx.nested:
+            return False
+        ctx.location.requires.append(d)
         return True
 
 
@@ -390,6 +401,7 @@ HANDLERS = {
     "group": Collector.on_server,
     "sethandler": Collector.on_sethandler,
     **dict.fromkeys(REMOTEIP_KEYS, Collector.on_remoteip),
+    "require": Collector.on_require,
     **dict.fromkeys(REDIRECTS, Collector.on_redirect),
     **dict.fromkeys(("rewriteengine", "rewritecond", "rewriterule", "rewriteoptions",
                      "rewritebase", "rewritemap"), Collector.on_rewrite),

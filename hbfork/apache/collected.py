@@ -72,6 +72,8 @@ class Location:
     directive: Directive
     block: Block = field(default_factory=Block)
     regex: bool = False            # <Location ~ ...> and <LocationMatch>
+    heartbeat: Directive | None = None   # its SetHandler heartbeat (mod_heartmonitor)
+    requires: list[Directive] = field(default_factory=list)  # its own Require lines
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hbfork.apache.beats import plan_beats
 from hbfork.apache.collect import Collector
 from hbfork.apache.conf import (
     Directive,
@@ -212,6 +213,18 @@ class Translator:
             self._file_source(storage)
         if len(self.addresses) > 256:
             self.set("heartbeat", "max_members", len(self.addresses))
+        self._beat_location()
+
+    def _beat_location(self) -> None:
+        """<Location PATH> SetHandler heartbeat: heartbeats by POST (hbfork.apache.beats)."""
+        plan = plan_beats(self.collected.servers)
+        self.notes += plan.notes
+        for key, value, comment in plan.settings:
+            self.set("heartbeat", key, value, comment)
+        if plan.settings and all(s.key != "listen" for s in self.sections["heartbeat"]):
+            self.set("heartbeat", "listen", LOOPBACK_HEARTBEAT,
+                     "no HeartbeatListen: heartbeats come by POST only, so the UDP socket "
+                     "hbfork always opens stays on loopback")
 
     def _file_source(self, storage: str) -> None:
         self.set("heartbeat", "source", f"file:{storage}",

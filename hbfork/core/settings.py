@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hbfork.core.addresses import Endpoint, IPNetwork, parse_endpoint
+from hbfork.core.beat_post import http_path
 from hbfork.core.locations import UNIX_PATH_MAX
 from hbfork.core.outlier import OutlierSettings
 from hbfork.core.tls_settings import TlsSettings
@@ -74,6 +75,10 @@ class ProxySettings:
     trusted_proxies: tuple[IPNetwork, ...] = setting(
         (), network_list, "CIDRs of proxies whose [http] client_ip_header (and PROXY "
         "headers) are believed; empty = none (a [[listen]] may have its own)", "[]")
+    resolve_interval: float = setting(0.0, seconds(0.5, 86400, allow_zero=True),
+                                      "resolve members given by host name again this often "
+                                      "(seconds); new addresses reload the config as SIGHUP "
+                                      "does; 0 = only at start and reload")
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,14 @@ class HeartbeatSettings:
     source: str | None = setting(None, optional_text,
                                  "\"file:PATH\": read members from another monitor's hb.dat "
                                  "instead of (or as well as) UDP", '""')
+    http_path: str | None = setting(None, http_path,
+                                    "also take heartbeats POSTed to this path of the client "
+                                    "listeners (Apache's `SetHandler heartbeat`, Tomcat's "
+                                    "TcpSender: \"/HeartbeatListener\"); never forwarded; "
+                                    "\"\" = off", '""')
+    http_listen: tuple[Endpoint, ...] = setting((), endpoint_list,
+                                                "the client listeners (IP:port) that take "
+                                                "http_path; empty = every listener", "[]")
 
 
 @dataclass(frozen=True)

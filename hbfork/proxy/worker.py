@@ -255,6 +255,14 @@ class Worker:
         self._send(reports.encode(reports.ConnectFailed(target.slot, target.uid, reason,
                                                         retry_ms)))
 
+    def report_beat(self, ip: str, body: bytes) -> bool:
+        """A heartbeat POSTed to [heartbeat] http_path: the master applies it."""
+        try:
+            self.report.send(reports.encode(reports.Beat(ip, body)))
+        except OSError:
+            return False  # full (the master is behind) or gone
+        return True
+
     def _wake_worker(self, index: int) -> None:
         """Another worker's waiter is owed the room just made: wake it now."""
         if 0 <= index < len(self.wakeups) and index != self.index:

@@ -144,6 +144,8 @@ class FakeContext:
         self.queue: list[object] = []   # waiters, oldest first
         self.upstreams.queue = self.queue
         self.left: list[str] = []       # why waiters left the queue without a member
+        self.beats: list[tuple[str, bytes]] = []  # heartbeats POSTed, as handed to the master
+        self.master_full = False        # report_beat fails (the master is behind)
 
     # --- the SessionContext
 
@@ -160,6 +162,12 @@ class FakeContext:
 
     def member_failed(self, target: Target, reason: str, retry_ms: int | None = None) -> None:
         self.failed.append((target.slot, reason))
+
+    def report_beat(self, ip: str, body: bytes) -> bool:
+        if self.master_full:
+            return False
+        self.beats.append((ip, body))
+        return True
 
     def resource_error(self, err: OSError) -> None:
         self._count("resource_error")
