@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from hbfork.apache import headers
 from hbfork.apache.collected import (  # re-exported: the pipeline's modules read them here
     Balancer,
     Block,
@@ -27,6 +28,7 @@ from hbfork.apache.collected import (  # re-exported: the pipeline's modules rea
     label,
 )
 from hbfork.apache.conf import Directive, Note, key_values
+from hbfork.apache.logs import LogLine
 from hbfork.apache.remoteip import KEYS as REMOTEIP_KEYS
 from hbfork.apache.unhandled import reason_left_out
 
@@ -81,6 +83,7 @@ class Collector:
         self.hc: list[Directive] = []                # ProxyHCExpr, ProxyHCTemplate
         self.remoteip: list[Directive] = []          # mod_remoteip's (hbfork.apache.remoteip)
         self.notes: list[Note] = []
+        self.logs: list[LogLine] = []                 # LogFormat, CustomLog, TransferLog
         self.unrelated = 0
 
     def visit(self, directives: Sequence[Directive], ctx: Context | None = None) -> None:
@@ -167,6 +170,14 @@ class Collector:
 
     def on_remoteip(self, d: Directive, ctx: Context) -> bool:
         self.remoteip.append(d)
+        return True
+
+    def on_log(self, d: Directive, ctx: Context) -> bool:
+        """mod_log_config's lines of the server or a vhost (hbfork.apache.logs)."""
+        if ctx.nested or ctx.location or ctx.balancer or \
+                (d.key == "errorlog" and not (d.args and d.args[0].startswith("syslog"))):
+            return False  # an error log file: the server's own business (skipped)
+        self.logs.append(LogLine(d, ctx.vhost))
         return True
 
     def on_listen(self, d: Directive, ctx: Context) -> bool:
@@ -293,7 +304,10 @@ class Collector:
 
     def on_header(self, d: Directive, ctx: Context) -> bool:
         """Apache's recipe for a route cookie sets it with mod_headers; a server's
-        Strict-Transport-Security header is kept for its TLS listener."""
+        Strict-Transport-Security header is kept for its TLS listener; the other Header and
+        RequestHeader lines become header rules (hbfork.apache.headers)."""
+        if d.key == "requestheader":
+            return headers.collect(d, ctx, self.block(ctx), self.notes)
         if any(a.lower() == HSTS for a in d.args):
             if self._server_level(d, ctx, "only a server's or <VirtualHost>'s header becomes "
                                           "[[listen]] hsts"):
@@ -301,7 +315,7 @@ class Collector:
             return True
         if "BALANCER_WORKER_ROUTE" not in d.raw or not any(a.lower() == "set-cookie"
                                                            for a in d.args):
-            return False
+            return headers.collect(d, ctx, self.block(ctx), self.notes)
         self.route_cookies.append(d)
         return True
 
@@ -394,6 +408,7 @@ HANDLERS = {
     "servername": Collector.on_server_name,
     "serveralias": Collector.on_server_name,
     "header": Collector.on_header,
+    "requestheader": Collector.on_header,
     "timeout": Collector.on_server,
     "keepalivetimeout": Collector.on_server,
     "keepalive": Collector.on_server,
@@ -401,6 +416,7 @@ HANDLERS = {
     "group": Collector.on_server,
     "sethandler": Collector.on_sethandler,
     **dict.fromkeys(REMOTEIP_KEYS, Collector.on_remoteip),
+    **dict.fromkeys(("logformat", "customlog", "transferlog", "errorlog"), Collector.on_log),
     "require": Collector.on_require,
     **dict.fromkeys(REDIRECTS, Collector.on_redirect),
     **dict.fromkeys(("rewriteengine", "rewritecond", "rewriterule", "rewriteoptions",

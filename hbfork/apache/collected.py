@@ -62,6 +62,8 @@ class Block:
     cookie_paths: list[tuple[str, str, Directive]] = field(default_factory=list)
     cookie_domains: list[tuple[str, str, Directive]] = field(default_factory=list)
     preserve_host: Directive | None = None
+    # RequestHeader / Header as hbfork rules: (request_headers or response_headers, rule, from)
+    headers: list[tuple[str, str, Directive]] = field(default_factory=list)
 
 
 @dataclass

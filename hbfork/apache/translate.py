@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hbfork.apache import headers
 from hbfork.apache.beats import plan_beats
 from hbfork.apache.collect import Collector
 from hbfork.apache.conf import (
@@ -30,6 +31,7 @@ from hbfork.apache.conf import (
 )
 from hbfork.apache.include import Walked
 from hbfork.apache.listeners import TablePlan, plan_front
+from hbfork.apache.logs import plan_logs
 from hbfork.apache.pools import PoolBook, PoolPlan
 from hbfork.apache.remoteip import apply_proxy_protocol, plan_remoteip
 from hbfork.apache.routes import UNUSABLE, RoutePlan
@@ -72,7 +74,7 @@ class Translator:
         self.notes: list[Note] = list(walked.notes)
         self.remarks: list[str] = []
         self.sections: dict[str, list[Setting]] = {"proxy": [], "heartbeat": [], "http": [],
-                                                   "tls": [], "status": []}
+                                                   "tls": [], "status": [], "log": []}
         self.listens: list[TablePlan] = []
         self.certificates: list[TablePlan] = []
         self.skipped = 0                  # collected lines the front needed nothing from
@@ -88,6 +90,14 @@ class Translator:
         self._timeouts()
         self._user()
         self._remoteip()
+        # the main server's RequestHeader/Header rules apply to every request (hbfork.apache.
+        # headers); a vhost's and a Location's are their routes'
+        for key, found in headers.rules([self.collected.servers[0].block]).items():
+            self.set("http", key, [text for text, _ in found],
+                     "; ".join(f"{d.text} ({d.where})" for _, d in found))
+        self.notes += headers.unplaced(self.collected.servers)
+        logs = plan_logs(self.collected.logs, self.walked.server_root)
+        self.sections["log"], self.notes = logs.settings, self.notes + logs.notes
         self.notes.extend(self.collected.notes)
         order = {path: index for index, path in enumerate(self.walked.files)}
         self.notes.sort(key=lambda n: (order.get(n.file, len(order)), n.line))

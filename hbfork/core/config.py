@@ -34,6 +34,7 @@ from hbfork.core.pools import (
     parse_routes,
     static_members,
 )
+from hbfork.core.request_id import RequestIdSettings
 from hbfork.core.routes import compile_routes
 from hbfork.core.routes import describe as describe_routes
 from hbfork.core.settings import (
@@ -73,6 +74,7 @@ class Config:
     certificates: tuple[CertificateSettings, ...] = ()
     listens: tuple[ListenSettings, ...] = ()
     outlier: OutlierSettings = OutlierSettings()
+    request_id: RequestIdSettings = RequestIdSettings()
     base_dir: str = "."  # the config file's directory (absolute when read from a file)
     # host names members were given by, and the addresses each had when the file was read
     names: tuple[tuple[str, tuple[str, ...]], ...] = ()

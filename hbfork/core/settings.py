@@ -9,8 +9,12 @@ from dataclasses import dataclass
 
 from hbfork.core.addresses import Endpoint, IPNetwork, parse_endpoint
 from hbfork.core.beat_post import http_path
+from hbfork.core.header_rules import Rule, request_setting, response_setting
 from hbfork.core.locations import UNIX_PATH_MAX
+from hbfork.core.logformat import access_fields, access_format
 from hbfork.core.outlier import OutlierSettings
+from hbfork.core.request_id import RequestIdSettings
+from hbfork.core.syslog import FACILITIES, log_destination
 from hbfork.core.tls_settings import TlsSettings
 from hbfork.core.values import (
     INT32_MAX,
@@ -198,6 +202,8 @@ class HttpSettings:
                               "serve common exchanges (a whole GET-like head in one read, a "
                               "pooled member connection, a Content-Length response) by the "
                               "lean fast path; false: every request by the general path")
+    request_headers: tuple[Rule, ...] = request_setting("on every listener")
+    response_headers: tuple[Rule, ...] = response_setting("on every listener")
 
 
 @dataclass(frozen=True)
@@ -236,11 +242,23 @@ class StatusSettings:
 @dataclass(frozen=True)
 class LogSettings:
     level: str = setting("info", choice("debug", "info", "warning", "error"), "error log level")
-    error: str | None = setting(None, optional_text, "error log file (default: stderr)", '""')
-    access: str | None = setting(None, optional_text, "access log file (default: off)", '""')
-    access_format: str = setting("combined+", choice("combined", "combined+", "json"),
+    error: str | None = setting(None, log_destination,
+                                "error log: a file, or syslog (as access); default: stderr",
+                                '""')
+    access: str | None = setting(None, log_destination,
+                                 "access log: a file, \"syslog:udp://IP[:PORT]\" or "
+                                 "\"syslog:unix:/PATH\" (RFC 5424); default: off", '""')
+    access_format: str = setting("combined+", access_format,
                                  "\"combined\" (Apache), \"combined+\" (plus member and "
-                                 "timings) or \"json\"", '"combined+"')
+                                 "timings), \"json\", or an Apache LogFormat string "
+                                 "(\"%h %l %u %t \\\"%r\\\" %>s %b\"); TCP mode: one line "
+                                 "per connection", '"combined+"')
+    access_fields: tuple[str, ...] = setting((), access_fields,
+                                             "json: the fields each line carries (default: "
+                                             "the combined+ fields)", "[]")
+    syslog_facility: str = setting("local7", choice(*FACILITIES),
+                                   "facility of syslog messages (access and error logs)",
+                                   '"local7"')
 
 
 SECTIONS: dict[str, type] = {
@@ -252,4 +270,5 @@ SECTIONS: dict[str, type] = {
     "status": StatusSettings,
     "log": LogSettings,
     "outlier": OutlierSettings,
+    "request_id": RequestIdSettings,
 }

@@ -107,7 +107,7 @@ class Master(Succession):
         pidfile = self.config.pidfile
         try:
             logs.setup(self.config.log.level, self.config.resolve(self.config.log.error),
-                       "master")
+                       "master", self.config.log.syslog_facility)
             if pidfile and self.adoption is None:
                 claim(pidfile, self.pid)
             self._open()
@@ -229,7 +229,7 @@ class Master(Succession):
             setup.prepare_access_log(new)
             error_log = new.resolve(new.log.error)
             if error_log != logs.current_path():
-                handler = logs.make_handler(error_log)
+                handler = logs.make_handler(error_log, new.log.syslog_facility)
             plan = self.bindings.prepare(new)
         except (ConfigError, HbforkError, HeartbeatError, OSError) as err:
             if handler is not None:

@@ -27,7 +27,7 @@ from hbfork.core.http11 import Limits
 from hbfork.core.lean import LeanCache
 from hbfork.core.ratelimit import LogLimiter
 from hbfork.core.tls_settings import ListenSettings
-from hbfork.ops.accesslog import AccessLog
+from hbfork.ops.accesslog import AccessLog, open_access_log
 from hbfork.proxy.acceptor import Acceptor
 from hbfork.proxy.connect import start_connect
 from hbfork.proxy.context import Exchange, Session, SessionContext
@@ -152,8 +152,8 @@ class Worker:
             self.loop.add(self.wakeups[self.index], READ, self._on_woken)
         self.loop.add(self.report.fileno(), READ, self._on_master_message)
         access = self.config.resolve(self.config.log.access)
-        if access and self.config.proxy.mode == "http":
-            self.access_log = AccessLog(access, self.config.log.access_format)
+        if access:
+            self.access_log = open_access_log(self.config, access)
         self.acceptor.start()
         if self.status_listener is not None:
             StatusServer(self.loop, self.table, self.status_listener, self.config.status.allow,
@@ -241,6 +241,8 @@ class Worker:
         self.queue.leave(pool, waiter, reason)
 
     def session_closed(self, session: Session) -> None:
+        if self.access_log is not None and type(session) is TcpSession:
+            self.access_log.connection(session.log_fields(self.loop.now))
         self.sessions.discard(session)
         self.record.set_connections(len(self.sessions))
         self.acceptor.connection_closed()
@@ -302,7 +304,7 @@ class Worker:
         if started:
             self.upstreams.observe_latency(now - started)
         if self.access_log is not None:
-            self.access_log.log(exchange.log_fields(status, target, now))
+            self.access_log.request(exchange, status, target, now)
 
     # --- master and signals
 

@@ -15,8 +15,6 @@ Under CI=true a missing tomcat10 fails instead of skipping.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import textwrap
 import threading
@@ -27,31 +25,13 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import Process, Proxy, free_port, get, wait_until
+from tests.interop.tomcat_kit import STARTUP, prepare_base, require_tomcat
 
 pytestmark = pytest.mark.tomcat
 
-CATALINA_HOME = Path("/usr/share/tomcat10")
 BEAT_PATH = "/HeartbeatListener"
 IPS = ("127.0.0.81", "127.0.0.82")
 MAX_THREADS = 20
-STARTUP = 90.0  # seconds a JVM may take to start on a loaded two-core machine
-
-
-def tomcat_unavailable_reason() -> str | None:
-    if not (CATALINA_HOME / "bin" / "bootstrap.jar").exists():
-        return f"tomcat10 is not installed ({CATALINA_HOME}; apt-get install tomcat10)"
-    if shutil.which("java") is None:
-        return "no java on PATH (tomcat10 depends on a JRE)"
-    return None
-
-
-def require_tomcat() -> None:
-    reason = tomcat_unavailable_reason()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"real Tomcat missing under CI: {reason}")
-    pytest.skip(f"real Tomcat unavailable: {reason}")
 
 
 def server_xml(ip: str, http_port: int, proxy: str, ajp_port: int | None) -> str:
@@ -90,21 +70,9 @@ class Tomcat(Process):
         self.ajp_port = free_port(ip) if ajp else None
 
     def start(self, proxy: str) -> None:
+        args = prepare_base(self.base, self.name,
+                            server_xml(self.ip, self.http_port, proxy, self.ajp_port))
         base = self.base
-        for sub in ("conf", "logs", "temp", "work", "webapps/ROOT"):
-            (base / sub).mkdir(parents=True, exist_ok=True)
-        for conf in ("web.xml", "catalina.properties", "logging.properties"):
-            shutil.copy(CATALINA_HOME / "etc" / conf, base / "conf" / conf)
-        (base / "conf" / "server.xml").write_text(
-            server_xml(self.ip, self.http_port, proxy, self.ajp_port))
-        (base / "webapps" / "ROOT" / "index.html").write_text(f"{self.name}\n")
-        args = ["java", "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                "-Djava.awt.headless=true", f"-Dcatalina.home={CATALINA_HOME}",
-                f"-Dcatalina.base={base}", f"-Djava.io.tmpdir={base / 'temp'}",
-                "-Djava.util.logging.manager=org.apache.juli.ClassLoaderLogManager",
-                f"-Djava.util.logging.config.file={base / 'conf' / 'logging.properties'}",
-                "-cp", f"{CATALINA_HOME}/bin/bootstrap.jar:{CATALINA_HOME}/bin/tomcat-juli.jar",
-                "org.apache.catalina.startup.Bootstrap", "start"]
         super().__init__(args, base / "tomcat.log", cwd=base)
 
     @property

@@ -20,6 +20,7 @@ from hbfork.core.failures import gateway_status
 from hbfork.core.http11 import LengthBody, UntilClose
 from hbfork.core.outlier import FAILED_STATUS, GATEWAY, OK
 from hbfork.core.retry import EMPTY, MALFORMED, RESET, may_retry, replayable
+from hbfork.proxy.http.gateway_log import gateway_failed
 from hbfork.proxy.http.parts import SessionCore
 from hbfork.proxy.http.state import CLOSING, CONNECT, FORWARD, HIGH_WATER, TUNNEL
 from hbfork.proxy.keepalive import MemberConnection
@@ -112,6 +113,8 @@ class MemberLeg:
         ctx.loop.handlers[conn.fd] = self.on_event
         ex.member_started = ctx.loop.now
         listen = client.listen
+        if ctx.router.edge.active:  # header rules, the request ID (hbfork.proxy.http.headers)
+            request = ctx.router.edge.request_for_member(ex, listen.address, request, client.ip)
         self.out += http_heads.request_head_for_member(
             request, client.ip, ctx.http.forwarded_headers,
             b"https" if client.tls is not None else b"http", conn.target.address.encode(),
@@ -333,9 +336,11 @@ class MemberLeg:
         request is safe to replay; else the client gets the status for it (502, 504)."""
         status = gateway_status(kind)
         target = self.inflight
+        retried = self.may_retry_elsewhere(kind)
         if target is not None:
             self.ctx.upstreams.observe(target, GATEWAY)
-        if self.may_retry_elsewhere(kind):
+            gateway_failed(target, status, detail, retried, self.ctx.loop.now)
+        if retried:
             return self.retry_elsewhere(status, detail)
         self.s.fail(status, detail)
 

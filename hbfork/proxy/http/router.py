@@ -21,6 +21,7 @@ from hbfork.core.reverse import ReverseMap, build_map
 from hbfork.core.routes import HOST_CACHE, HostRoutes, Route, compile_routes
 from hbfork.core.sticky import find_route, route_cookie
 from hbfork.core.uri import normalize_host, parse_target
+from hbfork.proxy.http.headers import EdgeHeaders
 from hbfork.proxy.upstreams import PoolView, Target, Upstreams
 
 DECISION_CACHE = 8192  # (Host, target) pairs whose routing is remembered
@@ -65,6 +66,7 @@ class Router:
         self.beat_allow = hb.allow
         self.beat = Decision(None, b"", status=405, beat=True)
         self.reverse: dict[int, ReverseMap] = {}
+        self.edge = EdgeHeaders(config)  # header rules and request IDs
         for route in self.table.routes:
             s = route.settings
             if s.passes and (s.reverse or s.reverse_cookie_path or s.reverse_cookie_domain):

@@ -322,15 +322,20 @@ class HttpSession:
         if listen.hsts:  # on our own answers too, as Apache's `Header always set` does
             extra = (*extra, ("Strict-Transport-Security",
                               http_heads.hsts_value(listen.hsts, listen.hsts_subdomains)))
-        client.out += http_heads.error_response(
+        answer = http_heads.error_response(
             status, detail, keep_alive=keep, extra=extra,
             head_only=request is not None and request.method == b"HEAD",
             date=http_heads.http_date(time.time()), body=body)
+        edge = self.ctx.router.edge
+        if edge.active:  # `always` header rules and the request ID
+            answer = edge.own_answer(ex, listen.address, answer, client.ip)
+        client.out += answer
         ex.status = status
         ex.sent_to_client = True
         if not ex.accounted:
             ex.accounted = True
-            self.ctx.request_done(ex, status, None)
+            # Named in the log even when it caused the answer without one (502, 504).
+            self.ctx.request_done(ex, status, ex.target)
         if keep:
             self.new_exchange()
             self.state = HEAD

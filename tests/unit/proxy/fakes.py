@@ -113,6 +113,8 @@ def config_for(members: list[FakeMember], http: dict[str, object], extra: str) -
     if not members and not extra:
         text = "[heartbeat]\ndiscover = true\n"
     text += "[http]\n" + "".join(f"{k} = {v!r}\n" for k, v in http.items()) + extra
+    if "[request_id]" not in extra:  # byte-exact tests: no ID unless a test asks for one
+        text += "\n[request_id]\nheader = ''\n"
     return loads(text.replace("'", '"').replace("True", "true").replace("False", "false"))
 
 
@@ -141,6 +143,7 @@ class FakeContext:
         self.done: list[tuple[int, int | None]] = []  # (status, slot) per finished request
         self.closed_sessions: list[object] = []
         self.outcomes: list[int] = []  # sticky outcome per finished request
+        self.request_ids: list[bytes] = []  # request ID per finished request
         self.queue: list[object] = []   # waiters, oldest first
         self.upstreams.queue = self.queue
         self.left: list[str] = []       # why waiters left the queue without a member
@@ -196,6 +199,7 @@ class FakeContext:
     def request_done(self, exchange: object, status: int, target: Target | None) -> None:
         self.done.append((status, target.slot if target else None))
         self.outcomes.append(getattr(exchange, "sticky_outcome", 0))
+        self.request_ids.append(getattr(exchange, "request_id", b""))
 
     def session_closed(self, session: object) -> None:
         self.closed_sessions.append(session)
