@@ -218,6 +218,9 @@ class PoolSettings:
     tls_server_name: str = setting("", text_value,
                                    "the name sent as SNI and checked in the members' "
                                    "certificates (default: the member's IP)", '""')
+    proxy_protocol: str = setting("", choice("", "v1", "v2"),
+                                  "send a PROXY protocol header (\"v1\" or \"v2\") first on "
+                                  "every connection to a member; \"\" = off", '""')
     request_headers: tuple[Rule, ...] = request_setting("to this pool")
     response_headers: tuple[Rule, ...] = response_setting("from this pool")
     # The hc* keys (hbfork.core.hcheck), read beside the others; listed after them.

@@ -46,7 +46,9 @@ class Decision:
         # requests take the general path. Sticky pools take the fast path when the session's
         # member can take the request at once (proxy.http.fast).
         pool = self.pool
-        object.__setattr__(self, "fast", pool is not None and not pool.settings.sticky_cookie)
+        # A pool that sends PROXY headers takes no pooled connection (hbfork.proxy.proxy_header).
+        object.__setattr__(self, "fast", pool is not None and not pool.settings.sticky_cookie
+                           and not pool.settings.proxy_protocol)
 
 
 class Router:
