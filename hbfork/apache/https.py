@@ -84,7 +84,7 @@ def redirect_of(server: Server, main: Server, port: int | None) -> HttpsRedirect
     """The server's redirect of every request to https (problem set when it is one hbfork
     cannot take as it is), or None when it has none. `port`: the plain port it serves."""
     rules = [d for d in server.rewrites if d.key == "rewriterule"]
-    if _rewrite_on(server) and any(len(d.args) > 1 and d.args[1].lower().startswith("https://")
+    if rewrite_on(server) and any(len(d.args) > 1 and d.args[1].lower().startswith("https://")
                                    for d in rules):
         return _rewrite_redirect(server, rules, port)
     redirects = [*server.redirects, *(main.redirects if server is not main else ())]
@@ -93,7 +93,8 @@ def redirect_of(server: Server, main: Server, port: int | None) -> HttpsRedirect
     return _alias_redirect(redirects[0])
 
 
-def _rewrite_on(server: Server) -> bool:
+def rewrite_on(server: Server) -> bool:
+    """Whether the server's last RewriteEngine says On (its rules run only then)."""
     engine = [d for d in server.rewrites if d.key == "rewriteengine"]
     return bool(engine) and bool(engine[-1].args) and engine[-1].args[0].lower() == "on"
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from hbfork.apache.certificates import TlsServers
 from hbfork.apache.collect import Collector, Server, label, proxies
 from hbfork.apache.conf import Directive, Note, Setting, TablePlan, undefined_note
-from hbfork.apache.https import Hsts, HttpsRedirect, hsts_of, redirect_of
+from hbfork.apache.https import Hsts, HttpsRedirect, hsts_of, redirect_of, rewrite_on
 from hbfork.apache.ssl import SslServer, enabled, ssl_of
 from hbfork.apache.vhosts import address_port, has_passes, own_names
 from hbfork.core.addresses import Endpoint, parse_endpoint
@@ -97,6 +97,7 @@ class _Planner:
         routed = {p.endpoint.port for p in kept if p.redirect is None}
         redirected = {p.endpoint.port for p in kept if p.redirect is not None}
         blocks = [p.block for p in kept if p.block is not None] if options else []
+        self._untranslated_rewrites()
         return Front([p.endpoint for p in kept], [p.source for p in kept], blocks,
                      certificates, tls, routed, redirected, self.notes, self.remarks,
                      self._skipped())
@@ -347,6 +348,18 @@ class _Planner:
         self.note(server.source or found.source,
                   f"{found.label} redirects in this TLS server too: hbfork redirects only on "
                   "plain listeners", f"{found.source.text} in {label(server)}")
+
+    def _untranslated_rewrites(self) -> None:
+        """Rewrites and redirects other than the redirect to https change what clients get:
+        each one is listed, never counted among the lines that change nothing."""
+        lines = [d for s in self.collected.servers
+                 for d in (*s.redirects, *(s.rewrites if rewrite_on(s) else ()))
+                 if d.key in ("rewriterule", "redirect", "redirectmatch", "redirectpermanent",
+                              "redirecttemp")]
+        for d in {id(d): d for d in lines}.values():
+            if id(d) not in self.handled and not (d.key == "rewriterule" and proxies(d)):
+                self.note(d, "hbfork translates only the redirect of plain HTTP to https; "
+                             "other rewrites and redirects are not applied")
 
     def _skipped(self) -> int:
         lines = [d for s in self.collected.servers

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 
 from hbfork.apache.conf import ApacheConfigError, parse_envvars
 from hbfork.apache.include import DiskSource, Walked, Walker
@@ -55,9 +56,9 @@ def _walk(args: argparse.Namespace) -> Walked:
 def _verify(text: str, translation: Translation) -> int:
     try:
         # Members by host name are resolved when hbfork reads the file; here a documentation
-        # address stands in, so that the rest of the translation is what is checked.
-        config_module.loads(text, "<import-apache output>",
-                            resolve=lambda host: ["192.0.2.1"])
+        # address per name stands in (distinct names, distinct addresses: two members named
+        # differently are never one member), so that the rest of the translation is checked.
+        config_module.loads(text, "<import-apache output>", resolve=_stand_in_resolver())
     except ConfigError as err:
         print(f"hbfork import-apache: the translation does not load ({err}); please report "
               "this with the Apache config", file=sys.stderr)
@@ -67,6 +68,19 @@ def _verify(text: str, translation: Translation) -> int:
           f"{len(translation.routes)} route(s), {len(translation.notes)} directive(s) not "
           "translated (see the comments)", file=sys.stderr)
     return EXIT_OK
+
+
+def _stand_in_resolver() -> Callable[[str], list[str]]:
+    """A resolver giving each host name its own address of 198.18.0.0/15 (RFC 2544's
+    benchmarking range, routed nowhere)."""
+    given: dict[str, str] = {}
+
+    def resolve(host: str) -> list[str]:
+        if host not in given:
+            number = len(given) + 1
+            given[host] = f"198.18.{number >> 8}.{number & 0xFF}"
+        return [given[host]]
+    return resolve
 
 
 def _envvars(path: str | None, server_root: str) -> dict[str, str]:
