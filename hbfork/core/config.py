@@ -17,6 +17,7 @@ from typing import Any
 
 from hbfork.core import locations
 from hbfork.core.addresses import Endpoint, parse_endpoint, parse_ip
+from hbfork.core.client_limits import LimitSettings
 from hbfork.core.errors import ConfigError
 from hbfork.core.hcheck import HcheckSettings
 from hbfork.core.member_names import Resolver, resolve_names
@@ -73,6 +74,7 @@ class Config:
     certificates: tuple[CertificateSettings, ...] = ()
     listens: tuple[ListenSettings, ...] = ()
     outlier: OutlierSettings = OutlierSettings()
+    limits: LimitSettings = LimitSettings()
     base_dir: str = "."  # the config file's directory (absolute when read from a file)
 
     @property

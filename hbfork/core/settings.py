@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hbfork.core.addresses import Endpoint, IPNetwork, parse_endpoint
+from hbfork.core.client_limits import LimitSettings
 from hbfork.core.locations import UNIX_PATH_MAX
 from hbfork.core.outlier import OutlierSettings
 from hbfork.core.tls_settings import TlsSettings
@@ -231,4 +232,5 @@ SECTIONS: dict[str, type] = {
     "status": StatusSettings,
     "log": LogSettings,
     "outlier": OutlierSettings,
+    "limits": LimitSettings,
 }

@@ -1,0 +1,183 @@
+"""Per-client limits in a worker: connections at accept, requests on both HTTP paths.
+
+The rules are hbfork.core.client_limits'; the shared counts hbfork.table.client_table's. A
+worker builds one ClientLimits when [limits] turns a limit on; its hooks are small:
+
+- Worker._open_session asks `admit(ip)` for each accepted connection: refused ones get a
+  429 (HTTP, plain listeners) or are closed (TCP mode, TLS listeners: nothing can be said
+  before the handshake), and are never sessions; admitted ones are `hold`-ed until
+  session_closed `drop`s them.
+- Each HTTP session gets a ClientRate (`rate_for`), which both paths ask before a request
+  goes on (`check(head)`): 0, or the Retry-After seconds of a 429. The fast path asks it once
+  per request with the head it read; when it then hands the request over to the general
+  path, the verdict goes along (`handed_over`), so no request is charged twice.
+
+The address a request is counted under comes from `client_address(session)`, the one place to
+point at the real client (X-Forwarded-For from trusted proxies, PROXY protocol) once the
+session knows it; today it is the peer's address.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from hbfork.core.addresses import parse_ip
+from hbfork.core.client_limits import (
+    Bucket,
+    LimitSettings,
+    header_value,
+    is_exempt,
+    retry_after,
+)
+from hbfork.table.client_table import ClientTable, key_hash
+from hbfork.table.layout import WK_LIMIT_EVICTIONS, WK_LIMITED_CONNECTIONS, WK_LIMITED_REQUESTS
+
+if TYPE_CHECKING:
+    from hbfork.proxy.context import Session
+    from hbfork.proxy.http.parts import SessionCore
+
+REFUSED = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           b"Retry-After: 1\r\nContent-Length: 47\r\nConnection: close\r\n\r\n"
+           b"429 Too Many Requests: too many connections\n\n\n\n")
+_FRESH, _CHARGED = 0, -1  # ClientRate.verdict besides a pending Retry-After
+_EXEMPT_CACHE = 4096
+
+
+def client_address(session: SessionCore) -> str:
+    """The address per-client limits count the session's current request under."""
+    return session.ex.client_ip
+
+
+class ClientLimits:
+    """A worker's side of the per-client limits (see the module docstring)."""
+
+    def __init__(self, settings: LimitSettings, table: ClientTable, words: memoryview) -> None:
+        self.table = table
+        self.words = words  # the worker's record (u64 words): its counters are ours to bump
+        self.connection_limit = settings.connections_per_client
+        self.bucket = Bucket.of(settings.requests_per_second, settings.burst) \
+            if settings.requests_per_second else None
+        self.header = settings.header
+        self.exempt_networks = settings.exempt
+        self._exempt: dict[str, bool] = {}
+        self.held: dict[Session, int] = {}       # admitted connections: their table keys
+        self.handshakes: dict[Session, int] = {}  # the same, for TLS handshakes in progress
+
+    def exempt(self, ip: str) -> bool:
+        if not self.exempt_networks:
+            return False
+        known = self._exempt.get(ip)
+        if known is None:
+            try:
+                known = is_exempt(parse_ip(ip), self.exempt_networks)
+            except ValueError:
+                known = False  # "-": a Unix socket peer is limited as one client
+            if len(self._exempt) >= _EXEMPT_CACHE:
+                self._exempt.clear()
+            self._exempt[ip] = known
+        return known
+
+    # --- connections
+
+    def admit(self, ip: str) -> int:
+        """A connection from `ip` was accepted: its table key (0: not counted), or -1 when
+        the client has connections_per_client open already."""
+        if not self.connection_limit or self.exempt(ip):
+            return 0
+        key = key_hash(ip)
+        admitted, evicted = self.table.open(key, time.monotonic_ns(), self.connection_limit)
+        if evicted:
+            self.words[WK_LIMIT_EVICTIONS] += 1
+        if not admitted:
+            self.words[WK_LIMITED_CONNECTIONS] += 1
+            return -1
+        return key
+
+    def refuse(self, client: socket.socket, answer: bool) -> None:
+        """Close a refused connection, first with a 429 when `answer` (plain HTTP)."""
+        if answer:
+            try:
+                client.setblocking(False)
+                client.send(REFUSED)
+            except OSError:
+                pass  # gone already, or a full buffer at once: the close says enough
+        client.close()
+
+    def hold(self, session: Session, key: int, handshake: bool = False) -> None:
+        (self.handshakes if handshake else self.held)[session] = key
+
+    def moved(self, handshake: Session, session: Session | None) -> None:
+        """A TLS handshake became `session` (None: it could not)."""
+        key = self.handshakes.pop(handshake, 0)
+        if key and session is not None and not session.closed:
+            self.held[session] = key
+        elif key:
+            self.table.close_one(key)
+
+    def drop(self, session: Session) -> None:
+        key = self.held.pop(session, 0)
+        if key:
+            self.table.close_one(key)
+
+    def sweep(self) -> None:
+        """Release handshakes that failed (they close without telling the worker)."""
+        for handshake in [h for h in self.handshakes if h.closed]:
+            self.moved(handshake, None)
+
+    # --- requests
+
+    def rate_for(self, session: SessionCore) -> ClientRate | None:
+        """The request limiter of an HTTP session (None when no rate is set)."""
+        return ClientRate(self, session, self.bucket) if self.bucket is not None else None
+
+
+class ClientRate:
+    """One HTTP session's request limiter: the client's key and slot, kept between requests."""
+
+    __slots__ = ("address", "bucket", "exempt", "key", "limits", "session", "slot", "verdict")
+
+    def __init__(self, limits: ClientLimits, session: SessionCore, bucket: Bucket) -> None:
+        self.limits = limits
+        self.session = session
+        self.bucket = bucket
+        self.address = ""
+        self.key = 0
+        self.exempt = False
+        self.slot = -1
+        self.verdict = _FRESH
+
+    def check(self, head: bytes) -> int:
+        """Charge one request (its head): 0 when it may go on, else Retry-After seconds."""
+        verdict = self.verdict
+        if verdict != _FRESH:  # the fast path judged this request, then handed it over
+            self.verdict = _FRESH
+            return verdict if verdict > 0 else 0
+        limits = self.limits
+        address = client_address(self.session)
+        if address != self.address:
+            self.address, self.key, self.slot = address, key_hash(address), -1
+            self.exempt = limits.exempt(address)
+        if self.exempt:
+            return 0
+        key = self.key
+        if limits.header is not None:
+            value = header_value(head, limits.header)
+            if value is not None:
+                key = key_hash(b"\0" + value)  # never equal to an address's hash input
+        slot, wait, evicted = limits.table.charge(key, time.monotonic_ns(), self.bucket,
+                                                  self.slot if key == self.key else -1)
+        if key == self.key:
+            self.slot = slot
+        if evicted:
+            limits.words[WK_LIMIT_EVICTIONS] += 1
+        if wait:
+            limits.words[WK_LIMITED_REQUESTS] += 1
+            return retry_after(wait)
+        return 0
+
+    def handed_over(self, wait: int) -> None:
+        """The fast path checked this request (`wait`: its result) and gives it to the general
+        path, whose check must then not charge it again."""
+        self.verdict = wait if wait > 0 else _CHARGED
