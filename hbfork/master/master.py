@@ -55,6 +55,7 @@ from hbfork.system.configfile import load
 from hbfork.system.logs import describe_error
 from hbfork.system.pidfile import claim, release
 from hbfork.system.tls import TlsContexts, load_contexts
+from hbfork.table.client_table import ClientTable
 from hbfork.table.layout import W_CODE_LOADED_US, W_CONFIG_GENERATION, W_CONFIG_LOADED_US
 from hbfork.table.table import Table
 
@@ -175,7 +176,8 @@ class Master(Succession):
                                    self.monitor.on_readable)
             sdnotify.notify("READY=1")
         self.workers = Workers(self.table, self.run_worker, self._death_read,
-                               self._master_only_fds, self._register_worker, self._unregister)
+                               self._master_only_fds, self._register_worker, self._unregister,
+                               clients=ClientTable(config.limits.slots))
         self.generations = Generations(self.workers, self.bindings)
         log.info("hbfork %s master started: %s", __version__, setup.describe_start(config))
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from hbfork.core.config import Config
 from hbfork.system import logs
 from hbfork.system.process import EXIT_BOOT_FAILURE
+from hbfork.table.client_table import ClientTable
 from hbfork.table.layout import STATE_READY
 from hbfork.table.table import Table
 
@@ -68,6 +69,7 @@ class Workers:
     # a worker that leaves room in the front queue to another's older waiter wakes it.
     wakeups: list[int] = field(default_factory=list)
     failures: int = 0
+    clients: ClientTable | None = None  # the per-client limit table every worker shares
     next_spawn_at: float = 0.0
     last_failure_at: float = 0.0
 
@@ -133,7 +135,8 @@ class Workers:
                     config=config, table=self.table, index=index, number=number,
                     generation=generation, listeners=listeners, report=child_end,
                     death_fd=self.death_fd, master_pid=master_pid,
-                    status_listener=status_listener, tls=tls, wakeups=self.wakeups)
+                    status_listener=status_listener, tls=tls, wakeups=self.wakeups,
+                    client_table=self.clients)
             except BaseException:
                 log.exception("worker %d crashed", number)
             finally:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hbfork.core.addresses import parse_ip
 from hbfork.core.client_limits import (
@@ -34,9 +34,22 @@ from hbfork.core.client_limits import (
 from hbfork.table.client_table import ClientTable, key_hash
 from hbfork.table.layout import WK_LIMIT_EVICTIONS, WK_LIMITED_CONNECTIONS, WK_LIMITED_REQUESTS
 
-if TYPE_CHECKING:
-    from hbfork.proxy.context import Session
-    from hbfork.proxy.http.parts import SessionCore
+
+class Session(Protocol):
+    """A connection the worker holds (hbfork.proxy.context.Session, as far as we need it)."""
+    @property
+    def closed(self) -> bool: ...
+
+
+class _Request(Protocol):
+    @property
+    def client_ip(self) -> str: ...
+
+
+class SessionCore(Protocol):
+    """An HTTP session (hbfork.proxy.http.parts.SessionCore, as far as we need it)."""
+    @property
+    def ex(self) -> _Request: ...
 
 REFUSED = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n"
            b"Retry-After: 1\r\nContent-Length: 47\r\nConnection: close\r\n\r\n"
@@ -106,7 +119,14 @@ class ClientLimits:
         client.close()
 
     def hold(self, session: Session, key: int, handshake: bool = False) -> None:
-        (self.handshakes if handshake else self.held)[session] = key
+        """Count `key` as open until `session` closes (a handshake: until it becomes a
+        session, or fails)."""
+        if handshake:
+            self.handshakes[session] = key  # a failed one is released by sweep()
+        elif session.closed:
+            self.table.close_one(key)  # closed before it was held: session_closed came first
+        else:
+            self.held[session] = key
 
     def moved(self, handshake: Session, session: Session | None) -> None:
         """A TLS handshake became `session` (None: it could not)."""

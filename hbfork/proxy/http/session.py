@@ -81,7 +81,7 @@ __all__ = ["PLAIN", "HttpSession"]
 
 class HttpSession:
     __slots__ = ("client", "closed", "ctx", "drain_requested", "ex", "fast", "head_started",
-                 "member", "queued_at", "relay", "state", "timer")
+                 "limit", "member", "queued_at", "relay", "state", "timer")
 
     def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str,
                  listen: ListenSettings = PLAIN) -> None:
@@ -96,6 +96,8 @@ class HttpSession:
         self.member = MemberLeg(self)
         self.client.member = self.member
         self.relay = ResponseRelay(self)
+        limits = ctx.client_limits
+        self.limit = limits.rate_for(self) if limits is not None else None
         fast = self.fast = FastPath(self) if ctx.http.fast_path and not listen.redirect_https \
             else None
         self.state = HEAD
@@ -194,6 +196,8 @@ class HttpSession:
         if self.client.listen.redirect_https:
             location = https_location(request, self.client.listen.https_port)
             return self.fail(301, "", (("Location", location),), sound=True)
+        if self.limit is not None and (wait := self.limit.check(head)):
+            return self.fail(429, "too many requests", (("Retry-After", str(wait)),), sound=True)
         router = self.ctx.router
         ex.decision = decision = router.decide(request)
         if decision.pool is None:
