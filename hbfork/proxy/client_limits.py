@@ -66,8 +66,10 @@ def client_address(session: SessionCore) -> str:
 class ClientLimits:
     """A worker's side of the per-client limits (see the module docstring)."""
 
-    def __init__(self, settings: LimitSettings, table: ClientTable, words: memoryview) -> None:
+    def __init__(self, settings: LimitSettings, table: ClientTable, words: memoryview,
+                 tcp: bool = False) -> None:
         self.table = table
+        self.tcp = tcp  # TCP mode: requests_per_second counts new connections
         self.words = words  # the worker's record (u64 words): its counters are ours to bump
         self.connection_limit = settings.connections_per_client
         self.bucket = Bucket.of(settings.requests_per_second, settings.burst) \
@@ -96,11 +98,23 @@ class ClientLimits:
 
     def admit(self, ip: str) -> int:
         """A connection from `ip` was accepted: its table key (0: not counted), or -1 when
-        the client has connections_per_client open already."""
-        if not self.connection_limit or self.exempt(ip):
+        the client has connections_per_client open already (or, in TCP mode, opens them
+        faster than requests_per_second)."""
+        tcp_rate = self.bucket if self.tcp else None
+        if not (self.connection_limit or tcp_rate) or self.exempt(ip):
             return 0
         key = key_hash(ip)
-        admitted, evicted = self.table.open(key, time.monotonic_ns(), self.connection_limit)
+        now = time.monotonic_ns()
+        if tcp_rate is not None:
+            _, wait, evicted = self.table.charge(key, now, tcp_rate)
+            if evicted:
+                self.words[WK_LIMIT_EVICTIONS] += 1
+            if wait:
+                self.words[WK_LIMITED_REQUESTS] += 1
+                return -1
+            if not self.connection_limit:
+                return 0
+        admitted, evicted = self.table.open(key, now, self.connection_limit)
         if evicted:
             self.words[WK_LIMIT_EVICTIONS] += 1
         if not admitted:

@@ -82,7 +82,8 @@ class Worker:
         self.count_upstream_timeout = record.count_upstream_timeout
         self.count_client_error = record.count_client_error
         self.upstreams = Upstreams(table, record.words, config)
-        self.client_limits = ClientLimits(config.limits, client_table, record.words) \
+        self.client_limits = ClientLimits(config.limits, client_table, record.words,
+                                          config.proxy.mode == "tcp") \
             if client_table is not None and config.limits.enabled else None
         for name, context in (tls.members.items() if tls else ()):
             self.upstreams.pools[name].tls_context = context
