@@ -65,7 +65,8 @@ class LimitSettings:
     requests_per_second: float = setting(0.0, _rate,
                                          "requests per second per client (a token bucket "
                                          "shared by all workers); more are answered 429 with "
-                                         "Retry-After; 0 = off", "0")
+                                         "Retry-After (TCP mode: new connections per second, "
+                                         "more are closed); 0 = off", "0")
     burst: int = setting(0, integer(0, 1_000_000),
                          "requests a client may send at once before requests_per_second "
                          "applies (the bucket's size); 0 = one second's worth, at least 1")
