@@ -86,9 +86,9 @@ class LimitSettings:
         return bool(self.connections_per_client or self.requests_per_second)
 
     @property
-    def header(self) -> bytes | None:
-        """The header a request is keyed by, lower-case (None: by address)."""
-        return self.key[len("header:"):].lower().encode() if self.key != "address" else None
+    def header(self) -> tuple[bytes, bytes] | None:
+        """What finds the header a request is keyed by (header_needles; None: by address)."""
+        return header_needles(self.key[len("header:"):]) if self.key != "address" else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,13 +124,22 @@ def is_exempt(ip: IPAddress, exempt: tuple[IPNetwork, ...]) -> bool:
     return any(ip.version == net.version and ip in net for net in exempt)
 
 
-def header_value(head: bytes, name: bytes) -> bytes | None:
-    """The value of the first `name` field (lower-case) of a request head, trimmed; None when
-    absent or empty. Used on both HTTP paths, so both key a request alike."""
-    at = head.lower().find(b"\r\n" + name + b":")
+def header_needles(name: str) -> tuple[bytes, bytes]:
+    """What header_value looks for: the field as written in the config, then lower-case."""
+    return b"\r\n" + name.encode() + b":", b"\r\n" + name.lower().encode() + b":"
+
+
+def header_value(head: bytes, needles: tuple[bytes, bytes]) -> bytes | None:
+    """The value of the first field `needles` (header_needles) names in a request head,
+    trimmed; None when absent or empty. Used on both HTTP paths, so both key a request
+    alike. The field as configured is found without lower-casing the head (the usual case)."""
+    exact, lower = needles
+    at = head.find(exact)
     if at < 0:
-        return None
-    start = at + len(name) + 3
+        at = head.lower().find(lower)
+        if at < 0:
+            return None
+    start = at + len(exact)
     end = head.find(b"\r\n", start)
     value = head[start:end if end >= 0 else len(head)].strip(b" \t")
     return value or None

@@ -170,7 +170,8 @@ class ClientLimits:
 class ClientRate:
     """One HTTP session's request limiter: the client's key and slot, kept between requests."""
 
-    __slots__ = ("address", "bucket", "exempt", "key", "limits", "session", "slot", "verdict")
+    __slots__ = ("address", "bucket", "exempt", "key", "limits", "session", "slot", "value",
+                 "value_key", "value_slot", "verdict")
 
     def __init__(self, limits: ClientLimits, session: SessionCore, bucket: Bucket) -> None:
         self.limits = limits
@@ -180,6 +181,9 @@ class ClientRate:
         self.key = 0
         self.exempt = False
         self.slot = -1
+        self.value = b""     # the header value of the last request, its key and slot
+        self.value_key = 0
+        self.value_slot = -1
         self.verdict = _FRESH
 
     def check(self, head: bytes) -> int:
@@ -195,14 +199,17 @@ class ClientRate:
             self.exempt = limits.exempt(address)
         if self.exempt:
             return 0
-        key = self.key
-        if limits.header is not None:
-            value = header_value(head, limits.header)
-            if value is not None:
-                key = key_hash(b"\0" + value)  # never equal to an address's hash input
-        slot, wait, evicted = limits.table.charge(key, time.monotonic_ns(), self.bucket,
-                                                  self.slot if key == self.key else -1)
-        if key == self.key:
+        if limits.header is not None and \
+                (value := header_value(head, limits.header)) is not None:
+            if value != self.value:
+                self.value, self.value_key = value, key_hash(b"\0" + value)  # != any address
+                self.value_slot = -1
+            slot, wait, evicted = limits.table.charge(self.value_key, time.monotonic_ns(),
+                                                      self.bucket, self.value_slot)
+            self.value_slot = slot
+        else:
+            slot, wait, evicted = limits.table.charge(self.key, time.monotonic_ns(),
+                                                      self.bucket, self.slot)
             self.slot = slot
         if evicted:
             limits.words[WK_LIMIT_EVICTIONS] += 1

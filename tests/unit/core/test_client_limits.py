@@ -9,6 +9,7 @@ from hbfork.core.addresses import parse_ip
 from hbfork.core.client_limits import (
     NS,
     Bucket,
+    header_needles,
     header_value,
     is_exempt,
     retry_after,
@@ -87,7 +88,8 @@ def test_retry_after_rounds_up(wait: int, seconds: int) -> None:
     (b"GET / HTTP/1.1\r\nX-Api-Key-Old: z\r\n\r\n", None),           # another field
 ])
 def test_header_value(head: bytes, value: bytes | None) -> None:
-    assert header_value(head, b"x-api-key") == value
+    assert header_value(head, header_needles("X-Api-Key")) == value
+    assert header_value(head, header_needles("x-API-key")) == value
 
 
 def test_exempt_networks() -> None:
@@ -107,7 +109,7 @@ def test_settings_parse() -> None:
     limits = loads(BASE + 'requests_per_second = 2.5\nburst = 4\nkey = "header:X-Api-Key"\n'
                    "connections_per_client = 3\nslots = 5000\n").limits
     assert limits.enabled
-    assert limits.header == b"x-api-key"
+    assert limits.header == (b"\r\nX-Api-Key:", b"\r\nx-api-key:")
     assert (limits.requests_per_second, limits.burst, limits.connections_per_client) == \
         (2.5, 4, 3)
     assert table_slots(limits.slots) == 5000  # whole buckets of 8

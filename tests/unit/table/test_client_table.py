@@ -6,12 +6,13 @@ is shared memory and its locks process-shared semaphores, so one process cannot 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import time
 
 import pytest
 
-from hbfork.core.client_limits import BUCKET, NS, Bucket
+from hbfork.core.client_limits import BUCKET, NS, Bucket, take
 from hbfork.table.client_table import (
     CONNS,
     KEY,
@@ -125,6 +126,20 @@ def test_eviction_prefers_clients_without_open_connections() -> None:
     assert evicted
     assert table.connections(busy) == 1  # kept: its count would have been lost
     assert table.charge(bucket_of[1], T0 + 200, Bucket.of(1.0, 1))[2]  # the idle oldest went
+
+
+def test_charge_follows_take() -> None:
+    """charge() writes the GCRA out for speed: it must decide exactly as take() does."""
+    table = ClientTable(1024)
+    bucket = Bucket.of(7.0, 3)
+    key = key_hash("192.0.2.50")
+    rng = random.Random(5)
+    now, tat, slot = T0, 0, -1
+    for _ in range(2000):
+        now += rng.randrange(0, NS // 4)
+        tat, expected = take(tat, now, bucket)
+        slot, wait, _ = table.charge(key, now, bucket, slot)
+        assert wait == expected
 
 
 def test_close_of_an_evicted_client_changes_nothing() -> None:
