@@ -145,6 +145,21 @@ def header_value(head: bytes, needles: tuple[bytes, bytes]) -> bytes | None:
     return value or None
 
 
+def describe(settings: LimitSettings) -> str:
+    """The [limits] line of `hbfork check`."""
+    if not settings.enabled:
+        return "off"
+    parts = []
+    if settings.connections_per_client:
+        parts.append(f"{settings.connections_per_client} connections per client")
+    if settings.requests_per_second:
+        size = settings.burst or max(1, math.ceil(settings.requests_per_second))
+        parts.append(f"{settings.requests_per_second:g} requests/s (burst {size}) by "
+                     + (settings.key[len("header:"):] if settings.header else "address"))
+    exempt = f"; exempt {', '.join(map(str, settings.exempt))}" if settings.exempt else ""
+    return f"{', '.join(parts)}{exempt}; table {table_slots(settings.slots)} slots, all workers"
+
+
 def table_slots(slots: int) -> int:
     """The slots a table of at least `slots` has: whole buckets."""
     return -(-slots // BUCKET) * BUCKET

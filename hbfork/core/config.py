@@ -18,6 +18,7 @@ from typing import Any
 from hbfork.core import locations
 from hbfork.core.addresses import Endpoint, parse_endpoint, parse_ip
 from hbfork.core.client_limits import LimitSettings
+from hbfork.core.client_limits import describe as describe_limits
 from hbfork.core.errors import ConfigError
 from hbfork.core.hcheck import HcheckSettings
 from hbfork.core.member_names import Resolver, resolve_names
@@ -319,6 +320,7 @@ def describe(config: Config) -> str:
         + (f", allow {', '.join(map(str, hb.allow))}" if hb.allow else "")
         + (", signed" + (" (required)" if hb.require_signature else "") if hb.key_file else ""),
         f"status:     {config.status.listen or 'off'}",
+        f"limits:     {describe_limits(config.limits)}",
         f"members:    {len(config.static_members)} static"
         + (" + discovered" if config.discovering else ""),
     ]

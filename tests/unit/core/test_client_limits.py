@@ -9,6 +9,7 @@ from hbfork.core.addresses import parse_ip
 from hbfork.core.client_limits import (
     NS,
     Bucket,
+    describe,
     header_needles,
     header_value,
     is_exempt,
@@ -135,3 +136,11 @@ def test_bad_settings_name_file_and_key(line: str, problem: str) -> None:
     with pytest.raises(ConfigError) as err:
         loads(BASE + line + "\n", "front.toml")
     assert "front.toml" in str(err.value) and f"[limits] {problem}" in str(err.value)
+
+
+def test_check_describes_the_limits() -> None:
+    assert describe(loads(BASE).limits) == "off"
+    text = describe(loads(BASE + 'requests_per_second = 5\nconnections_per_client = 3\n'
+                          'key = "header:X-Api-Key"\nexempt = ["10.0.0.0/8"]\n').limits)
+    assert text == ("3 connections per client, 5 requests/s (burst 5) by X-Api-Key; "
+                    "exempt 10.0.0.0/8; table 65536 slots, all workers")
