@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import signal
 import socket
 import threading
 import time
@@ -180,3 +181,29 @@ def test_tcp_mode_rate_closes_new_connections(cluster: Any) -> None:
     assert [r.startswith(b"HTTP/1.1 200") for r in replies] == [True, True, False, False]
     assert replies[2:] == [b"", b""]
     assert proxy.status()["totals"]["limited_requests"] == 2
+
+
+def test_a_reload_turns_limits_on_and_an_invalid_one_keeps_them(cluster: Any) -> None:
+    proxy = start(cluster, workers=2)
+    conn = connection(proxy)
+    assert [get(proxy.url, conn=conn)[0].status for _ in range(5)] == [200] * 5
+    conn.close()
+    proxy.config["limits"] = {"requests_per_second": 0.01, "burst": 2}
+    proxy.write_config()
+    proxy.send_signal(signal.SIGHUP)
+    wait_until(lambda: proxy.status()["master"]["config_generation"] == 2, 10,
+               message="the reload")
+    wait_until(lambda: all(w["generation"] == 2 for w in proxy.workers()), 10,
+               message="the new generation's workers alone")
+    conn = connection(proxy)
+    assert [get(proxy.url, conn=conn)[0].status for _ in range(3)] == [200, 200, 429]
+    conn.close()
+    proxy.config["limits"] = {"requests_per_second": -5}
+    proxy.write_config()
+    proxy.send_signal(signal.SIGHUP)
+    wait_until(lambda: "[limits] requests_per_second" in proxy.output(), 10,
+               message="the refused reload's error")
+    assert proxy.status()["master"]["config_generation"] == 2
+    conn = connection(proxy)
+    assert get(proxy.url, conn=conn)[0].status == 429  # the old limits, same shared counts
+    conn.close()
