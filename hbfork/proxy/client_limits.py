@@ -155,6 +155,13 @@ class ClientLimits:
         if key:
             self.table.close_one(key)
 
+    def release_all(self) -> None:
+        """The worker leaves: every connection it still counts is uncounted."""
+        for key in [*self.held.values(), *self.handshakes.values()]:
+            self.table.close_one(key)
+        self.held.clear()
+        self.handshakes.clear()
+
     def sweep(self) -> None:
         """Release handshakes that failed (they close without telling the worker)."""
         for handshake in [h for h in self.handshakes if h.closed]:

@@ -129,9 +129,13 @@ class Worker:
             return EXIT_BOOT_FAILURE
         self._send(reports.encode(reports.Ready()))
         log.debug("worker %d gen %d ready", self.number, self.generation)
-        while not self._finished():
-            self.loop.run_once(0.5)
-            self._housekeeping()
+        try:
+            while not self._finished():
+                self.loop.run_once(0.5)
+                self._housekeeping()
+        finally:  # leaving with connections open (drain deadline, a crash): uncount them
+            if self.client_limits is not None:
+                self.client_limits.release_all()
         if self.access_log is not None:
             self.access_log.close()
         return 0

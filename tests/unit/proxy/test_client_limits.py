@@ -114,7 +114,9 @@ def test_connection_admission_and_release() -> None:
         assert key > 0
         limits.hold(s, key)
     assert limits.admit("192.0.2.1") == -1
-    assert limits.admit("192.0.2.2") > 0  # another client
+    other = limits.admit("192.0.2.2")  # another client
+    assert other > 0
+    limits.hold(S(), other)
     limits.drop(sessions[0])
     assert limits.admit("192.0.2.1") > 0
     assert limits.table.connections(key_hash("192.0.2.1")) == 2
@@ -125,3 +127,6 @@ def test_connection_admission_and_release() -> None:
     handshake.closed = True  # a failed TLS handshake: released by the sweep
     limits.sweep()
     assert limits.handshakes == {} and limits.table.connections(key) == 0
+    limits.release_all()  # the worker leaves with sessions still open
+    assert limits.held == {} and limits.table.connections(key_hash("192.0.2.1")) == 0
+    assert limits.table.connections(key_hash("192.0.2.2")) == 0
