@@ -207,3 +207,34 @@ def test_a_reload_turns_limits_on_and_an_invalid_one_keeps_them(cluster: Any) ->
     conn = connection(proxy)
     assert get(proxy.url, conn=conn)[0].status == 429  # the old limits, same shared counts
     conn.close()
+
+
+def test_connection_limit_on_a_tls_listener(cluster: Any, tmp_path: Any) -> None:
+    """Counted from accept, through the handshake, to the session's end; a handshake that
+    fails is uncounted too."""
+    from tests.integration.test_tls import TlsFront
+
+    front = TlsFront(cluster, tmp_path, limits={"connections_per_client": 2},
+                     proxy={"workers": 2})
+
+    def served() -> bool:
+        conn = front.connection()
+        try:
+            conn.request("GET", "/")
+            return conn.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    first = front.connection()
+    first.request("GET", "/")
+    assert first.getresponse().status == 200
+    silent = socket.create_connection(("127.0.0.1", front.port), timeout=10)  # no handshake
+    wait_until(lambda: front.proxy.status()["totals"]["connections"] >= 2, 5,
+               message="both connections open")
+    assert not served()  # the third: closed before its handshake
+    assert front.proxy.status()["totals"]["limited_connections"] >= 1
+    silent.close()  # its handshake fails ("closed"): uncounted within a second
+    wait_until(served, 5, message="a connection once the silent one left")
+    first.close()
