@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import mmap
 import multiprocessing
+import multiprocessing.synchronize  # loaded here, before the master drops privileges
 from typing import Any
 
 from hbfork.core.client_limits import BUCKET, Bucket, table_slots
