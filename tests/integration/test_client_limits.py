@@ -84,6 +84,8 @@ def test_a_rate_of_n_per_second_holds_within_ten_percent_with_four_workers(
     assert (totals["fast_path"] >= allowed // 2) if fast_path else totals["fast_path"] == 0
     metrics = get(f"http://127.0.0.1:{proxy.status_port}", "/metrics")[1].decode()
     assert f"hbfork_limited_requests_total {len(rows) - allowed}" in metrics
+    page = get(f"http://127.0.0.1:{proxy.status_port}", "/")[1].decode()
+    assert f"<b>{len(rows) - allowed}</b> limited" in page
 
 
 def test_header_key_counts_each_key_apart(cluster: Any) -> None:
