@@ -177,7 +177,8 @@ class Master(Succession):
             sdnotify.notify("READY=1")
         self.workers = Workers(self.table, self.run_worker, self._death_read,
                                self._master_only_fds, self._register_worker, self._unregister,
-                               clients=ClientTable(config.limits.slots))
+                               clients=ClientTable(config.limits.slots, WORKER_RECORDS,
+                                                   config.proxy.max_connections))
         self.generations = Generations(self.workers, self.bindings)
         log.info("hbfork %s master started: %s", __version__, setup.describe_start(config))
 

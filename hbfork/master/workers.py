@@ -188,6 +188,8 @@ class Workers:
         self.unregister(worker.sock)
         worker.sock.close()
         self.table.workers.retire(worker.index)
+        if self.clients is not None:  # a killed worker could not uncount its connections
+            self.clients.forget_worker(worker.index)
         lived = time.monotonic() - worker.born
         how = _describe_status(status)
         expected = worker.draining

@@ -67,7 +67,7 @@ class ClientLimits:
     """A worker's side of the per-client limits (see the module docstring)."""
 
     def __init__(self, settings: LimitSettings, table: ClientTable, words: memoryview,
-                 tcp: bool = False) -> None:
+                 tcp: bool = False, index: int = 0) -> None:
         self.table = table
         self.tcp = tcp  # TCP mode: requests_per_second counts new connections
         self.words = words  # the worker's record (u64 words): its counters are ours to bump
@@ -77,8 +77,13 @@ class ClientLimits:
         self.header = settings.header
         self.exempt_networks = settings.exempt
         self._exempt: dict[str, bool] = {}
-        self.held: dict[Session, int] = {}       # admitted connections: their table keys
-        self.handshakes: dict[Session, int] = {}  # the same, for TLS handshakes in progress
+        # Admitted connections: their table keys and places in our mirror (-1: not listed)
+        self.held: dict[Session, tuple[int, int]] = {}
+        self.handshakes: dict[Session, tuple[int, int]] = {}  # the same, handshaking
+        self.mirror = table.mirror  # our part: the master uncounts it if we are killed
+        self.mirror_at = table.mirror_of(index)
+        self._fresh = self.mirror_at + 1      # the next never-used place
+        self._free: list[int] = []            # places used and given back
 
     def exempt(self, ip: str) -> bool:
         if not self.exempt_networks:
@@ -135,32 +140,55 @@ class ClientLimits:
     def hold(self, session: Session, key: int, handshake: bool = False) -> None:
         """Count `key` as open until `session` closes (a handshake: until it becomes a
         session, or fails)."""
-        if handshake:
-            self.handshakes[session] = key  # a failed one is released by sweep()
-        elif session.closed:
+        if session.closed and not handshake:
             self.table.close_one(key)  # closed before it was held: session_closed came first
+            return
+        entry = key, self._list(key)
+        if handshake:
+            self.handshakes[session] = entry  # a failed one is released by sweep()
         else:
-            self.held[session] = key
+            self.held[session] = entry
 
     def moved(self, handshake: Session, session: Session | None) -> None:
         """A TLS handshake became `session` (None: it could not)."""
-        key = self.handshakes.pop(handshake, 0)
-        if key and session is not None and not session.closed:
-            self.held[session] = key
-        elif key:
-            self.table.close_one(key)
+        entry = self.handshakes.pop(handshake, None)
+        if entry is not None and session is not None and not session.closed:
+            self.held[session] = entry
+        elif entry is not None:
+            self._release(entry)
 
     def drop(self, session: Session) -> None:
-        key = self.held.pop(session, 0)
-        if key:
-            self.table.close_one(key)
+        entry = self.held.pop(session, None)
+        if entry is not None:
+            self._release(entry)
 
     def release_all(self) -> None:
         """The worker leaves: every connection it still counts is uncounted."""
-        for key in [*self.held.values(), *self.handshakes.values()]:
-            self.table.close_one(key)
+        for entry in [*self.held.values(), *self.handshakes.values()]:
+            self._release(entry)
         self.held.clear()
         self.handshakes.clear()
+
+    def _list(self, key: int) -> int:
+        """Note `key` in our mirror: its place (-1: the mirror is full)."""
+        if self._free:
+            place = self._free.pop()
+        elif self._fresh <= self.mirror_at + self.table.held:
+            place = self._fresh
+            self._fresh += 1
+        else:
+            return -1
+        self.mirror[place] = key
+        self.mirror[self.mirror_at] += 1
+        return place
+
+    def _release(self, entry: tuple[int, int]) -> None:
+        key, place = entry
+        self.table.close_one(key)
+        if place >= 0:
+            self.mirror[place] = 0
+            self.mirror[self.mirror_at] -= 1
+            self._free.append(place)
 
     def sweep(self) -> None:
         """Release handshakes that failed (they close without telling the worker)."""

@@ -83,7 +83,7 @@ class Worker:
         self.count_client_error = record.count_client_error
         self.upstreams = Upstreams(table, record.words, config)
         self.client_limits = ClientLimits(config.limits, client_table, record.words,
-                                          config.proxy.mode == "tcp") \
+                                          config.proxy.mode == "tcp", index) \
             if client_table is not None and config.limits.enabled else None
         for name, context in (tls.members.items() if tls else ()):
             self.upstreams.pools[name].tls_context = context

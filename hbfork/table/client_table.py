@@ -21,6 +21,13 @@ slot of the least recently seen one there, preferring one with no open connectio
 count would otherwise be lost); that eviction is counted. So 100,000 distinct clients cost the
 same memory as 8 (slots x 32 bytes) and evict the idlest ones first.
 
+Connections a worker counts are also listed in its own part of a second mapping, the mirror
+(`held` words per worker record index, one key per open connection, 0 = free; only that
+worker writes it). A worker that exits in order uncounts its connections itself; one that is
+killed (SIGKILL, the OOM killer) cannot, so the master, when it reaps it, uncounts what its
+mirror lists (`forget_worker`). A connection beyond `held` (more open than the mirror has
+room for) is counted but not listed: only a killed worker's count of it would stay.
+
 Consistency: workers write the same slots concurrently, so each update (find or claim a slot,
 read, compute, write) runs under the lock of the slot's stripe: STRIPES process-shared locks
 (POSIX semaphores of multiprocessing's fork context; uncontended, a user-space atomic: about
@@ -44,6 +51,7 @@ from hbfork.core.client_limits import BUCKET, Bucket, table_slots
 SLOT_WORDS = 4
 KEY, TAT, LAST, CONNS = range(SLOT_WORDS)
 STRIPES = 64
+MAX_HELD = 65536  # connections per worker the mirror lists at most
 LOCK_WAIT = 0.05  # seconds: longer than any critical section, short enough not to hang a worker
 MASK = (1 << 64) - 1
 
@@ -56,11 +64,17 @@ def key_hash(key: str | bytes) -> int:
 class ClientTable:
     """The shared slots and their stripe locks; every method takes a key from key_hash()."""
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, workers: int = 1, held: int = 1024) -> None:
         self.slots = table_slots(slots)
         self.buckets = self.slots // BUCKET
         self._mem = mmap.mmap(-1, self.slots * SLOT_WORDS * 8)  # MAP_SHARED | MAP_ANONYMOUS
         self.words = memoryview(self._mem).cast("Q")
+        # The mirror: per worker index, a count of listed keys, then `held` key words. Pages
+        # nobody touches cost no memory.
+        self.held = max(1, min(held, MAX_HELD))
+        self.workers = workers
+        self._mirror_mem = mmap.mmap(-1, workers * (self.held + 1) * 8)
+        self.mirror = memoryview(self._mirror_mem).cast("Q")
         fork = multiprocessing.get_context("fork")  # unlinked at once: no resource tracker
         self.locks: list[Any] = [fork.Lock() for _ in range(STRIPES)]
         self.stalls = 0  # this process's lock waits that gave up (see the module docstring)
@@ -68,6 +82,33 @@ class ClientTable:
     def close(self) -> None:
         self.words.release()
         self._mem.close()
+        self.mirror.release()
+        self._mirror_mem.close()
+
+    def mirror_of(self, worker: int) -> int:
+        """Where worker index `worker`'s mirror starts (its count word; keys follow)."""
+        if not 0 <= worker < self.workers:
+            raise IndexError(f"worker index {worker} not in 0..{self.workers - 1}")
+        return worker * (self.held + 1)
+
+    def forget_worker(self, worker: int) -> int:
+        """Uncount the connections a dead worker's mirror lists (the master, once it reaped
+        it: nobody else writes that mirror then). Returns how many."""
+        if not 0 <= worker < self.workers:
+            return 0
+        at = self.mirror_of(worker)
+        mirror = self.mirror
+        if not mirror[at]:
+            return 0
+        found = 0
+        for i in range(at + 1, at + 1 + self.held):
+            key = mirror[i]
+            if key:
+                self.close_one(key)
+                mirror[i] = 0
+                found += 1
+        mirror[at] = 0
+        return found
 
     def _bucket(self, key: int) -> int:
         return key % self.buckets

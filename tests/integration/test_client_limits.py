@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import signal
 import socket
 import threading
@@ -240,3 +241,23 @@ def test_connection_limit_on_a_tls_listener(cluster: Any, tmp_path: Any) -> None
     silent.close()  # its handshake fails ("closed"): uncounted within a second
     wait_until(served, 5, message="a connection once the silent one left")
     first.close()
+
+
+def test_a_killed_workers_connections_are_uncounted(cluster: Any) -> None:
+    proxy = start(cluster, workers=1, connections_per_client=2)
+    held = [raw(proxy), raw(proxy)]
+    for sock in held:
+        assert answered(sock).startswith(b"HTTP/1.1 200")
+    extra = raw(proxy)
+    assert not answered(extra).startswith(b"HTTP/1.1 200")
+    extra.close()
+    (victim,) = [w["pid"] for w in proxy.workers()]
+    os.kill(victim, signal.SIGKILL)  # it cannot uncount its two connections itself
+    for sock in held:
+        sock.close()
+    wait_until(lambda: [w["pid"] for w in proxy.workers() if w["state"] == "ready"]
+               not in ([], [victim]), 15, message="a new worker")
+    fresh = [raw(proxy), raw(proxy)]
+    assert all(answered(sock).startswith(b"HTTP/1.1 200") for sock in fresh)
+    for sock in fresh:
+        sock.close()

@@ -188,3 +188,62 @@ def test_size_is_whole_buckets(slots: int) -> None:
     assert table.slots % BUCKET == 0 and table.slots >= slots
     assert len(table.words) == table.slots * SLOT_WORDS
     table.close()
+
+
+def test_the_master_uncounts_what_a_killed_worker_held() -> None:
+    """A worker SIGKILLed with connections open: forget_worker (the master, at the reap)
+    uncounts exactly what its mirror lists, and leaves the other workers' counts alone."""
+    from hbfork.core.config import loads
+    from hbfork.proxy.client_limits import ClientLimits
+
+    class Open:
+        closed = False
+
+    settings = loads("[heartbeat]\ndiscover = true\n[limits]\n"
+                     "connections_per_client = 10\n").limits
+    table = ClientTable(1024, workers=4, held=16)
+    survivor = ClientLimits(settings, table, memoryview(bytearray(1024)).cast("Q"), index=1)
+    survivor.hold(Open(), survivor.admit("192.0.2.1"))
+    ready = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the worker that is killed
+        mine = ClientLimits(settings, table, memoryview(bytearray(1024)).cast("Q"), index=2)
+        for ip in ("192.0.2.1", "192.0.2.1", "192.0.2.2"):
+            mine.hold(Open(), mine.admit(ip))
+        gone = Open()
+        mine.hold(gone, mine.admit("192.0.2.3"))
+        mine.drop(gone)  # closed in order: not listed any more
+        os.write(ready[1], b"x")
+        time.sleep(60)
+        os._exit(0)
+    os.read(ready[0], 1)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert table.connections(key_hash("192.0.2.1")) == 3
+    assert table.forget_worker(2) == 3
+    assert table.connections(key_hash("192.0.2.1")) == 1  # the survivor's
+    assert table.connections(key_hash("192.0.2.2")) == 0
+    assert table.forget_worker(2) == 0  # nothing twice
+    assert table.mirror[table.mirror_of(1)] == 1
+
+
+def test_a_full_mirror_still_counts() -> None:
+    from hbfork.core.config import loads
+    from hbfork.proxy.client_limits import ClientLimits
+
+    class Open:
+        closed = False
+
+    settings = loads("[heartbeat]\ndiscover = true\n[limits]\n"
+                     "connections_per_client = 10\n").limits
+    table = ClientTable(1024, workers=1, held=2)
+    limits = ClientLimits(settings, table, memoryview(bytearray(1024)).cast("Q"))
+    sessions = [Open() for _ in range(3)]
+    for s in sessions:
+        limits.hold(s, limits.admit("192.0.2.9"))
+    assert table.connections(key_hash("192.0.2.9")) == 3
+    assert table.mirror[0] == 2  # two listed, the third not
+    for s in sessions:
+        limits.drop(s)
+    assert table.connections(key_hash("192.0.2.9")) == 0 and table.mirror[0] == 0
+    assert table.mirror.tolist() == [0, 0, 0]
