@@ -18,14 +18,15 @@ Layout: `slots` slots of four u64 words, grouped in buckets of BUCKET slots:
 
 A client lives in the bucket its key picks. When the bucket is full, a new client takes the
 slot of the least recently seen one there, preferring one with no open connection (whose
-count would otherwise be lost); that eviction is counted. So 100,000 distinct clients cost the
-same memory as 8 (slots x 32 bytes) and evict the idlest ones first.
+count would otherwise be lost); that eviction is counted. So 100,000 distinct clients take
+no more memory than any other number (slots x 32 bytes), and the idlest ones go first.
 
 Connections a worker counts are also listed in its own part of a second mapping, the mirror
 (`held` words per worker record index, one key per open connection, 0 = free; only that
 worker writes it). A worker that exits in order uncounts its connections itself; one that is
 killed (SIGKILL, the OOM killer) cannot, so the master, when it reaps it, uncounts what its
-mirror lists (`forget_worker`). A connection beyond `held` (more open than the mirror has
+mirror lists (`forget_worker`; should the worker have died inside a stripe lock, the master
+waits LOCK_WAIT for it once). A connection beyond `held` (more open than the mirror has
 room for) is counted but not listed: only a killed worker's count of it would stay.
 
 Consistency: workers write the same slots concurrently, so each update (find or claim a slot,
@@ -109,9 +110,6 @@ class ClientTable:
                 found += 1
         mirror[at] = 0
         return found
-
-    def _bucket(self, key: int) -> int:
-        return key % self.buckets
 
     def _find(self, key: int, bucket: int, now: int) -> tuple[int, bool]:
         """The slot base (word index) of `key`, claimed if absent; with the lock held. Also
