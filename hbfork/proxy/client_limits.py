@@ -31,6 +31,7 @@ from hbfork.core.client_limits import (
     is_exempt,
     retry_after,
 )
+from hbfork.core.http_heads import error_response
 from hbfork.table.client_table import ClientTable, key_hash
 from hbfork.table.layout import WK_LIMIT_EVICTIONS, WK_LIMITED_CONNECTIONS, WK_LIMITED_REQUESTS
 
@@ -51,9 +52,8 @@ class SessionCore(Protocol):
     @property
     def ex(self) -> _Request: ...
 
-REFUSED = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n"
-           b"Retry-After: 1\r\nContent-Length: 47\r\nConnection: close\r\n\r\n"
-           b"429 Too Many Requests: too many connections\n\n\n\n")
+REFUSED = error_response(429, "too many connections from this client",
+                         extra=(("Retry-After", "1"),))  # Connection: close
 _FRESH, _CHARGED = 0, -1  # ClientRate.verdict besides a pending Retry-After
 _EXEMPT_CACHE = 4096
 
