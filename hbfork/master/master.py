@@ -44,6 +44,7 @@ from hbfork.master.generations import Generations
 from hbfork.master.handover import Handover
 from hbfork.master.monitor import BUMP_INTERVAL, Monitor
 from hbfork.master.reports import MemberReports, read_reports
+from hbfork.master.reresolve import Reresolver
 from hbfork.master.storage import StorageFiles
 from hbfork.master.succession import CODE_LOADED, Succession
 from hbfork.master.upgrade import Upgrade
@@ -51,11 +52,10 @@ from hbfork.master.workers import RunWorker, WorkerProcess, Workers, signal_quie
 from hbfork.ops import health
 from hbfork.ops.control import ControlServer, execute
 from hbfork.system import logs, sdnotify
-from hbfork.system.configfile import load
+from hbfork.system.configfile import Resolver, load
 from hbfork.system.logs import describe_error
 from hbfork.system.pidfile import claim, release
 from hbfork.system.tls import TlsContexts, load_contexts
-from hbfork.table.client_table import ClientTable
 from hbfork.table.layout import W_CODE_LOADED_US, W_CONFIG_GENERATION, W_CONFIG_LOADED_US
 from hbfork.table.table import Table
 
@@ -70,6 +70,7 @@ class Master(Succession):
                  adoption: Adoption | None = None) -> None:
         self.config = config
         self.reports = MemberReports()
+        self.reresolver = Reresolver()  # [proxy] resolve_interval
         self.adoption = adoption  # set when started by another master's upgrade
         self.run_worker = run_worker
         self.pid = os.getpid()
@@ -106,7 +107,7 @@ class Master(Succession):
         pidfile = self.config.pidfile
         try:
             logs.setup(self.config.log.level, self.config.resolve(self.config.log.error),
-                       "master")
+                       "master", self.config.log.syslog_facility)
             if pidfile and self.adoption is None:
                 claim(pidfile, self.pid)
             self._open()
@@ -176,9 +177,7 @@ class Master(Succession):
                                    self.monitor.on_readable)
             sdnotify.notify("READY=1")
         self.workers = Workers(self.table, self.run_worker, self._death_read,
-                               self._master_only_fds, self._register_worker, self._unregister,
-                               clients=ClientTable(config.limits.slots, WORKER_RECORDS,
-                                                   config.proxy.max_connections))
+                               self._master_only_fds, self._register_worker, self._unregister)
         self.generations = Generations(self.workers, self.bindings)
         log.info("hbfork %s master started: %s", __version__, setup.describe_start(config))
 
@@ -220,17 +219,17 @@ class Master(Succession):
 
     # --- reload
 
-    def _reload(self) -> None:
+    def _reload(self, resolver: Resolver | None = None) -> None:
         handler = None
         try:
-            new = load(self.config.path)
+            new = load(self.config.path, resolver)
             keys = setup.keys_of(new)
             tls = load_contexts(new)
             setup.check_reloadable(self.config, new)
             setup.prepare_access_log(new)
             error_log = new.resolve(new.log.error)
             if error_log != logs.current_path():
-                handler = logs.make_handler(error_log)
+                handler = logs.make_handler(error_log, new.log.syslog_facility)
             plan = self.bindings.prepare(new)
         except (ConfigError, HbforkError, HeartbeatError, OSError) as err:
             if handler is not None:
@@ -313,6 +312,9 @@ class Master(Succession):
         if self.control is not None:
             self.control.expire()
         self._watchdog()
+        if (fresh := self.reresolver.check(self.config, time.monotonic())) is not None and \
+                not self.stopping and not self.upgrade.active:
+            self._reload(fresh)
         if self.handover.due(time.monotonic()) and not self.stopping:
             log.info("drain-front: closing the listeners")
             self._stop("graceful")

@@ -95,6 +95,9 @@ class Workers:
         now = time.monotonic()
         if now < self.next_spawn_at:
             return False
+        if self.clients is None:  # made once, before the first fork: every worker shares it
+            self.clients = ClientTable(config.limits.slots, self.table.worker_capacity,
+                                       config.proxy.max_connections)
         taken = {w.index for w in self.processes.values()}
         index = self.table.workers.free_index(taken)
         if index is None:
