@@ -56,6 +56,7 @@ REFUSED = error_response(429, "too many connections from this client",
                          extra=(("Retry-After", "1"),))  # Connection: close
 _FRESH, _CHARGED = 0, -1  # ClientRate.verdict besides a pending Retry-After
 _EXEMPT_CACHE = 4096
+_VALUE_CACHE = 65536  # header values whose key and slot a worker remembers
 
 
 def client_address(session: SessionCore) -> str:
@@ -77,6 +78,7 @@ class ClientLimits:
         self.header = settings.header
         self.exempt_networks = settings.exempt
         self._exempt: dict[str, bool] = {}
+        self.values: dict[bytes, tuple[int, int]] = {}  # header value -> its key and slot
         # Admitted connections: their table keys and places in our mirror (-1: not listed)
         self.held: dict[Session, tuple[int, int]] = {}
         self.handshakes: dict[Session, tuple[int, int]] = {}  # the same, handshaking
@@ -205,8 +207,7 @@ class ClientLimits:
 class ClientRate:
     """One HTTP session's request limiter: the client's key and slot, kept between requests."""
 
-    __slots__ = ("address", "bucket", "exempt", "key", "limits", "session", "slot", "value",
-                 "value_key", "value_slot", "verdict")
+    __slots__ = ("address", "bucket", "exempt", "key", "limits", "session", "slot", "verdict")
 
     def __init__(self, limits: ClientLimits, session: SessionCore, bucket: Bucket) -> None:
         self.limits = limits
@@ -216,9 +217,6 @@ class ClientRate:
         self.key = 0
         self.exempt = False
         self.slot = -1
-        self.value = b""     # the header value of the last request, its key and slot
-        self.value_key = 0
-        self.value_slot = -1
         self.verdict = _FRESH
 
     def check(self, head: bytes) -> int:
@@ -236,12 +234,15 @@ class ClientRate:
             return 0
         if limits.header is not None and \
                 (value := header_value(head, limits.header)) is not None:
-            if value != self.value:
-                self.value, self.value_key = value, key_hash(b"\0" + value)  # != any address
-                self.value_slot = -1
-            slot, wait, evicted = limits.table.charge(self.value_key, time.monotonic_ns(),
-                                                      self.bucket, self.value_slot)
-            self.value_slot = slot
+            # Keyed by hash(b"\0" + value): never an address's hash input (a str, no NUL).
+            known = limits.values.get(value)
+            key, hint = known if known is not None else (key_hash(b"\0" + value), -1)
+            slot, wait, evicted = limits.table.charge(key, time.monotonic_ns(), self.bucket,
+                                                      hint)
+            if slot != hint:
+                if len(limits.values) >= _VALUE_CACHE:
+                    limits.values.clear()
+                limits.values[value] = key, slot
         else:
             slot, wait, evicted = limits.table.charge(self.key, time.monotonic_ns(),
                                                       self.bucket, self.slot)
