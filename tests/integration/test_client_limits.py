@@ -261,3 +261,19 @@ def test_a_killed_workers_connections_are_uncounted(cluster: Any) -> None:
     assert all(answered(sock).startswith(b"HTTP/1.1 200") for sock in fresh)
     for sock in fresh:
         sock.close()
+
+
+def test_more_clients_than_slots_evict_and_are_counted(cluster: Any) -> None:
+    proxy = start(cluster, workers=2, requests_per_second=100, burst=100,
+                  key="header:X-Api-Key", slots=1024)
+    conn = connection(proxy)
+    statuses = set()
+    for n in range(3000):
+        response, _, conn = get(proxy.url, conn=conn, headers={"X-Api-Key": f"k{n}"})
+        statuses.add(response.status)
+    conn.close()
+    assert statuses == {200}
+    evictions = proxy.status()["totals"]["limit_evictions"]
+    assert 3000 - 1024 <= evictions < 3000
+    metrics = get(f"http://127.0.0.1:{proxy.status_port}", "/metrics")[1].decode()
+    assert f"hbfork_limit_evictions_total {evictions}" in metrics
