@@ -52,6 +52,7 @@ class SessionCore(Protocol):
     @property
     def ex(self) -> _Request: ...
 
+
 REFUSED = error_response(429, "too many connections from this client",
                          extra=(("Retry-After", "1"),))  # Connection: close
 _FRESH, _CHARGED = 0, -1  # ClientRate.verdict besides a pending Retry-After
