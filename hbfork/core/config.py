@@ -17,6 +17,8 @@ from typing import Any
 
 from hbfork.core import locations
 from hbfork.core.addresses import Endpoint, parse_endpoint, parse_ip
+from hbfork.core.client_limits import LimitSettings
+from hbfork.core.client_limits import describe as describe_limits
 from hbfork.core.errors import ConfigError
 from hbfork.core.hcheck import HcheckSettings
 from hbfork.core.member_names import Resolver, resolve_names
@@ -75,6 +77,7 @@ class Config:
     listens: tuple[ListenSettings, ...] = ()
     outlier: OutlierSettings = OutlierSettings()
     request_id: RequestIdSettings = RequestIdSettings()
+    limits: LimitSettings = LimitSettings()
     base_dir: str = "."  # the config file's directory (absolute when read from a file)
     # host names members were given by, and the addresses each had when the file was read
     names: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -353,6 +356,7 @@ def describe(config: Config) -> str:
         + (", signed" + (" (required)" if hb.require_signature else "") if hb.key_file else "")
         + (f", POST {hb.http_path}" if hb.http_path else ""),
         f"status:     {config.status.listen or 'off'}",
+        f"limits:     {describe_limits(config.limits)}",
         f"members:    {len(config.static_members)} static"
         + (" + discovered" if config.discovering else ""),
     ]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from hbfork.core.addresses import Endpoint, IPNetwork, parse_endpoint
 from hbfork.core.beat_post import http_path
+from hbfork.core.client_limits import LimitSettings
 from hbfork.core.header_rules import Rule, request_setting, response_setting
 from hbfork.core.locations import UNIX_PATH_MAX
 from hbfork.core.logformat import access_fields, access_format
@@ -271,4 +272,5 @@ SECTIONS: dict[str, type] = {
     "log": LogSettings,
     "outlier": OutlierSettings,
     "request_id": RequestIdSettings,
+    "limits": LimitSettings,
 }

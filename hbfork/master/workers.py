@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from hbfork.core.config import Config
 from hbfork.system import logs
 from hbfork.system.process import EXIT_BOOT_FAILURE
+from hbfork.table.client_table import ClientTable
 from hbfork.table.layout import STATE_READY
 from hbfork.table.table import Table
 
@@ -68,6 +69,7 @@ class Workers:
     # a worker that leaves room in the front queue to another's older waiter wakes it.
     wakeups: list[int] = field(default_factory=list)
     failures: int = 0
+    clients: ClientTable | None = None  # the per-client limit table every worker shares
     next_spawn_at: float = 0.0
     last_failure_at: float = 0.0
 
@@ -93,6 +95,9 @@ class Workers:
         now = time.monotonic()
         if now < self.next_spawn_at:
             return False
+        if self.clients is None:  # made once, before the first fork: every worker shares it
+            self.clients = ClientTable(config.limits.slots, self.table.worker_capacity,
+                                       config.proxy.max_connections)
         taken = {w.index for w in self.processes.values()}
         index = self.table.workers.free_index(taken)
         if index is None:
@@ -133,7 +138,8 @@ class Workers:
                     config=config, table=self.table, index=index, number=number,
                     generation=generation, listeners=listeners, report=child_end,
                     death_fd=self.death_fd, master_pid=master_pid,
-                    status_listener=status_listener, tls=tls, wakeups=self.wakeups)
+                    status_listener=status_listener, tls=tls, wakeups=self.wakeups,
+                    client_table=self.clients)
             except BaseException:
                 log.exception("worker %d crashed", number)
             finally:
@@ -185,6 +191,8 @@ class Workers:
         self.unregister(worker.sock)
         worker.sock.close()
         self.table.workers.retire(worker.index)
+        if self.clients is not None:  # a killed worker could not uncount its connections
+            self.clients.forget_worker(worker.index)
         lived = time.monotonic() - worker.born
         how = _describe_status(status)
         expected = worker.draining

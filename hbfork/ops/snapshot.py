@@ -44,6 +44,9 @@ from hbfork.table.layout import (
     WK_FAST_PATH,
     WK_GENERATION,
     WK_HISTOGRAM,
+    WK_LIMIT_EVICTIONS,
+    WK_LIMITED_CONNECTIONS,
+    WK_LIMITED_REQUESTS,
     WK_NO_MEMBER,
     WK_NUMBER,
     WK_PID,
@@ -221,6 +224,7 @@ def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str,
             "connections": 0, "accepted": 0, "requests": 0, "fast_path": 0, "no_member": 0,
             "retries": 0,
             "connect_failures": 0, "upstream_timeouts": 0, "client_errors": 0,
+            "limited_requests": 0, "limited_connections": 0, "limit_evictions": 0,
             "bytes_in": 0, "bytes_out": 0, "responses": dict.fromkeys(CLASSES, 0),
             "tls": dict.fromkeys(TLS_RESULTS, 0),
             "proxy_protocol": dict.fromkeys(PROXY_RESULTS, 0)}
@@ -254,6 +258,9 @@ def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str,
                           ("connect_failures", WK_CONNECT_FAILURES),
                           ("upstream_timeouts", WK_UPSTREAM_TIMEOUTS),
                           ("client_errors", WK_CLIENT_ERRORS), ("bytes_in", WK_BYTES_IN),
+                          ("limited_requests", WK_LIMITED_REQUESTS),
+                          ("limited_connections", WK_LIMITED_CONNECTIONS),
+                          ("limit_evictions", WK_LIMIT_EVICTIONS),
                           ("bytes_out", WK_BYTES_OUT)):
             sums[key] += values[word]
         for i, name in enumerate(CLASSES):

@@ -138,6 +138,14 @@ def render_metrics(data: dict[str, Any]) -> bytes:
                                          "(lean heads, a pooled member connection)."),
                            ("upstream_timeouts", "Responses that timed out (504)."),
                            ("client_errors", "Malformed requests answered 4xx by the proxy."),
+                           ("limited_requests", "Requests answered 429 by [limits] "
+                                                "requests_per_second (TCP mode: connections "
+                                                "closed)."),
+                           ("limited_connections", "Connections refused by [limits] "
+                                                   "connections_per_client (429 or closed)."),
+                           ("limit_evictions", "Clients the per-client limit table evicted "
+                                               "to make room (raise [limits] slots if it "
+                                               "grows fast)."),
                            ("bytes_in", "Bytes received from clients."),
                            ("bytes_out", "Bytes sent to clients.")):
         m.family(f"hbfork_{key}", "counter", help_text, [({}, totals[key])])
@@ -258,6 +266,8 @@ def render_html(data: dict[str, Any]) -> bytes:
 <div><b>{totals["connections"]}</b> open connections</div>
 <div><b>{r["2xx"] + r["3xx"]}</b> 2xx/3xx &middot; <b>{r["4xx"]}</b> 4xx &middot;
 <b>{r["5xx"]}</b> 5xx</div><div><b>{totals["no_member"]}</b> with no member</div>
+<div><b>{totals["limited_requests"]}</b> limited &middot; <b>{totals["limited_connections"]}</b>
+connections refused &middot; <b>{totals["limit_evictions"]}</b> clients evicted</div>
 <div><b>{hb["accepted"]}</b> heartbeats &middot; <b>{rejected}</b> rejected</div></div>
 <h2>Members</h2><table><tr><th class="l">address</th><th class="l">name</th><th>lbset</th>
 <th class="l">state</th><th class="l">why</th><th>ready</th><th>busy</th><th>heartbeat</th>

@@ -19,6 +19,7 @@ from hbfork.core.settings import HttpSettings
 from hbfork.proxy.loop import Loop
 
 if TYPE_CHECKING:
+    from hbfork.proxy.client_limits import ClientLimits
     from hbfork.proxy.http.router import Decision, Router
     from hbfork.proxy.keepalive import ConnectionPool
     from hbfork.proxy.queue import Waiter
@@ -70,6 +71,7 @@ class SessionContext(Protocol):
     router: Router           # HTTP mode: which pool and path each request goes to
     conn_pool: ConnectionPool
     draining: bool           # the worker is shutting down gracefully
+    client_limits: ClientLimits | None  # [limits] (None: off)
 
     def connect(self, target: Target) -> tuple[socket.socket, int]:
         """Start a non-blocking connect: (socket, 0 or EINPROGRESS or an errno). Raises

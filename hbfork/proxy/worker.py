@@ -29,6 +29,7 @@ from hbfork.core.ratelimit import LogLimiter
 from hbfork.core.tls_settings import ListenSettings
 from hbfork.ops.accesslog import AccessLog, open_access_log
 from hbfork.proxy.acceptor import Acceptor
+from hbfork.proxy.client_limits import ClientLimits
 from hbfork.proxy.connect import start_connect
 from hbfork.proxy.context import Exchange, Session, SessionContext
 from hbfork.proxy.http.router import Router
@@ -45,6 +46,7 @@ from hbfork.proxy.upstreams import PoolView, Target, Upstreams
 from hbfork.system import logs
 from hbfork.system.process import EXIT_BOOT_FAILURE, set_parent_death_signal
 from hbfork.system.tls import TlsContexts
+from hbfork.table.client_table import ClientTable
 from hbfork.table.layout import STATE_DRAINING, STATE_READY
 from hbfork.table.table import Table
 
@@ -61,7 +63,8 @@ class Worker:
     def __init__(self, config: Config, table: Table, index: int, number: int, generation: int,
                  listeners: list[socket.socket], report: socket.socket, death_fd: int,
                  master_pid: int, status_listener: socket.socket | None = None,
-                 tls: TlsContexts | None = None, wakeups: list[int] | None = None) -> None:
+                 tls: TlsContexts | None = None, wakeups: list[int] | None = None,
+                 client_table: ClientTable | None = None) -> None:
         self.config = config
         self.table = table
         self.index = index
@@ -83,6 +86,9 @@ class Worker:
         self.count_upstream_timeout = record.count_upstream_timeout
         self.count_client_error = record.count_client_error
         self.upstreams = Upstreams(table, record.words, config)
+        self.client_limits = ClientLimits(config.limits, client_table, record.words,
+                                          config.proxy.mode == "tcp", index) \
+            if client_table is not None and config.limits.enabled else None
         for name, context in (tls.members.items() if tls else ()):
             self.upstreams.pools[name].tls_context = context
         self.router = Router(config, self.upstreams)
@@ -129,9 +135,13 @@ class Worker:
             return EXIT_BOOT_FAILURE
         self._send(reports.encode(reports.Ready()))
         log.debug("worker %d gen %d ready", self.number, self.generation)
-        while not self._finished():
-            self.loop.run_once(0.5)
-            self._housekeeping()
+        try:
+            while not self._finished():
+                self.loop.run_once(0.5)
+                self._housekeeping()
+        finally:  # leaving with connections open (drain deadline, a crash): uncount them
+            if self.client_limits is not None:
+                self.client_limits.release_all()
         if self.access_log is not None:
             self.access_log.close()
         return 0
@@ -170,6 +180,11 @@ class Worker:
 
     def _open_session(self, client: socket.socket, client_ip: str, index: int) -> None:
         listen = self.listens[index]
+        limits = self.client_limits
+        counted = limits.admit(client_ip) if limits is not None else 0
+        if counted < 0:  # that client has its connections_per_client open already
+            assert limits is not None
+            return limits.refuse(client, self._new_session is HttpSession and not listen.tls)
         try:
             client.setblocking(False)
             # Responses end in small writes (in TCP mode: whatever pieces the member sent);
@@ -190,10 +205,16 @@ class Worker:
             if isinstance(err, OSError) and err.errno is not None and \
                     err.errno in (errno.EMFILE, errno.ENFILE):
                 self.acceptor.back_off(err)
+            if counted:
+                assert limits is not None
+                limits.table.close_one(counted)
             return
         if not session.closed:
             self.sessions.add(session)
             self.record.set_connections(len(self.sessions))
+        if counted:
+            assert limits is not None
+            limits.hold(session, counted, isinstance(session, Handshake))
 
     def _start_session(self, client: socket.socket, client_ip: str, listen: ListenSettings,
                        origin: Origin | None) -> Session:
@@ -222,6 +243,7 @@ class Worker:
         """A TLS handshake finished: the connection becomes a session like any other."""
         self.sessions.discard(handshake)
         sock = handshake.sock
+        session: Session | None = None
         try:
             session = self._new_session(self.context, sock, handshake.client_ip,
                                         handshake.listen, handshake.origin)
@@ -230,6 +252,9 @@ class Worker:
             self.loop.remove(sock.fileno())
             sock.close()
             return
+        finally:
+            if self.client_limits is not None:
+                self.client_limits.moved(handshake, session)
         if not session.closed:
             self.sessions.add(session)
         self.record.set_connections(len(self.sessions))
@@ -249,6 +274,8 @@ class Worker:
         if self.access_log is not None and type(session) is TcpSession:
             self.access_log.connection(session.log_fields(self.loop.now))
         self.sessions.discard(session)
+        if self.client_limits is not None:
+            self.client_limits.drop(session)
         self.record.set_connections(len(self.sessions))
         self.acceptor.connection_closed()
 
@@ -394,6 +421,8 @@ class Worker:
             self.access_log.tick(now)
         if now - self._title_at >= 1.0:
             self._update_title()
+            if self.client_limits is not None:
+                self.client_limits.sweep()
 
     def _update_title(self) -> None:
         self._title_at = self.loop.now

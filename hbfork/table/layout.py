@@ -102,6 +102,9 @@ WK_LATENCY_COUNT = WK_LATENCY_SUM + 1
 WK_QUEUE_HISTOGRAM = 64  # time requests waited in the front queue: same buckets, sum, count
 WK_QUEUE_SUM = WK_QUEUE_HISTOGRAM + len(LATENCY_BUCKETS) + 1
 WK_QUEUE_COUNT = WK_QUEUE_SUM + 1
+WK_LIMITED_REQUESTS = 82    # requests answered 429 by [limits] requests_per_second
+WK_LIMITED_CONNECTIONS = 83  # connections refused by [limits] connections_per_client
+WK_LIMIT_EVICTIONS = 84     # clients the per-client limit table evicted to make room
 WK_PROXY = 88           # 88..93: PROXY protocol headers received, by result (PROXY_RESULTS)
 PROXY_RESULTS = ("ok", "local", "malformed", "untrusted", "timeout", "closed")
 WK_MEMBERS = 96         # then capacity x MEMBER_COUNTERS words
@@ -130,6 +133,7 @@ WORKER_STATES = ("free", "booting", "ready", "draining", "exited")
 WORKER_TOTALS = (WK_ACCEPTED, WK_REQUESTS, *range(WK_STATUS_CLASS, WK_STATUS_CLASS + 5),
                  WK_BYTES_IN, WK_BYTES_OUT, WK_CONNECT_FAILURES, WK_NO_MEMBER, WK_RETRIES,
                  WK_UPSTREAM_TIMEOUTS, WK_CLIENT_ERRORS, WK_FAST_PATH,
+                 WK_LIMITED_REQUESTS, WK_LIMITED_CONNECTIONS, WK_LIMIT_EVICTIONS,
                  *range(WK_TLS, WK_TLS + len(TLS_RESULTS)),
                  *range(WK_PROXY, WK_PROXY + len(PROXY_RESULTS)),
                  *range(WK_HISTOGRAM, WK_LATENCY_COUNT + 1),

@@ -38,7 +38,7 @@ from hbfork.proxy.upstreams import Acquired
 class FastPath:
     # The session and its parts, each one attribute away (they never change): this is the
     # hottest code of a worker, and every lookup shows in its CPU per request.
-    __slots__ = ("client", "ctx", "member", "member_handler", "relay", "s")
+    __slots__ = ("client", "ctx", "member", "member_handler", "rate", "relay", "s")
 
     def __init__(self, session: SessionCore) -> None:
         self.s = session
@@ -46,6 +46,7 @@ class FastPath:
         self.client = session.client
         self.member = session.member
         self.relay = session.relay
+        self.rate = session.limit  # per-client rate ([limits]): one shared-slot update a request
         self.member_handler = self.on_member  # bound once: it is set for every request
 
     # --- the request
@@ -91,8 +92,14 @@ class FastPath:
         if pool is None or not decision.fast or pool.tls_context is not None:
             return self._hand_over_request(n)
         route = ctx.router.sticky_route_lean(decision, head, target) if pool.sticky else None
+        rate = self.rate
+        if rate is not None and (wait := rate.check(head)):
+            rate.handed_over(wait)
+            return self._hand_over_request(n)  # the general path answers the 429
         got = ctx.upstreams.acquire(pool, ctx.loop.now, None, route, False, False)
         if type(got) is not Acquired:
+            if rate is not None:
+                rate.handed_over(0)  # charged already
             return self._hand_over_request(n)  # waiting, failover or 503: the general path's
         found = got.target
         # From here the request is counted in flight to `found`; it is this exchange's.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from hbfork.core.http11 import LengthBody
+from hbfork.proxy.client_limits import ClientRate
 from hbfork.proxy.context import SessionContext
 from hbfork.proxy.http.exchange import Exchange
 from hbfork.proxy.keepalive import MemberConnection
@@ -81,6 +82,7 @@ class SessionCore(Protocol):
     timer: Timer
     drain_requested: bool
     head_started: float    # the first byte of the head being read
+    limit: ClientRate | None  # per-client request rate ([limits]; None: off)
 
     @property
     def pool(self) -> PoolView: ...

@@ -84,7 +84,7 @@ __all__ = ["PLAIN", "HttpSession"]
 
 class HttpSession:
     __slots__ = ("client", "closed", "ctx", "drain_requested", "ex", "fast", "head_started",
-                 "member", "queued_at", "relay", "state", "timer")
+                 "limit", "member", "queued_at", "relay", "state", "timer")
 
     def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str,
                  listen: ListenSettings = PLAIN, origin: Origin | None = None) -> None:
@@ -99,6 +99,8 @@ class HttpSession:
         self.member = MemberLeg(self)
         self.client.member = self.member
         self.relay = ResponseRelay(self)
+        limits = ctx.client_limits
+        self.limit = limits.rate_for(self) if limits is not None else None
         fast = self.fast = FastPath(self) if ctx.http.fast_path and not listen.redirect_https \
             else None
         self.state = HEAD
@@ -204,6 +206,8 @@ class HttpSession:
             ex.decision = decision = heartbeat_post.take(self, self.client, request, head)
             if decision.beat:
                 return
+        if self.limit is not None and (wait := self.limit.check(head)):  # not beats: above
+            return self.fail(429, "too many requests", (("Retry-After", str(wait)),), sound=True)
         if decision.pool is None:
             return self.fail(decision.status, decision.detail, sound=True)
         if request.upgrade:

@@ -140,6 +140,7 @@ class FakeContext:
         self.conn_pool = ConnectionPool(self.loop, self.http.pool_size,
                                         self.http.pool_idle_timeout)
         self.draining = False
+        self.client_limits = None
         self.connects: list[int] = []         # slots dialed, in order
         self.failed: list[tuple[int, str]] = []
         self.counts: dict[str, int] = {}
