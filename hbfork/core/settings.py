@@ -164,6 +164,26 @@ class HttpSettings:
                                    "largest request head in bytes (431 beyond)")
     max_body_size: int = setting(0, integer(0, 1 << 62),
                                  "largest request body in bytes (413 beyond); 0 = no limit")
+    # Slow clients (docs/security.md): a request body is read into memory, up to
+    # request_buffering bytes, before a member is chosen; bodies and responses must then keep
+    # a minimum rate while a member is held (mod_reqtimeout's body=20,MinRate=500 model).
+    request_buffering: int = setting(65536, integer(0, 1 << 24),
+                                     "request body bytes read into memory before a member is "
+                                     "chosen (the whole body when smaller); 0 = choose the "
+                                     "member at the head")
+    body_timeout: float = setting(20.0, seconds(0, 86400, allow_zero=True),
+                                  "seconds a request body may take, plus one second per "
+                                  "body_min_rate bytes (408 after); 0 = no limit")
+    body_min_rate: int = setting(500, integer(0, 1 << 30),
+                                 "bytes per second a request body must keep after "
+                                 "body_timeout; 0 = body_timeout is a whole-body deadline")
+    send_timeout: float = setting(20.0, seconds(0, 86400, allow_zero=True),
+                                  "seconds a client may take to read a response while its "
+                                  "member is held, plus one second per send_min_rate bytes "
+                                  "(then cut); 0 = no limit")
+    send_min_rate: int = setting(500, integer(0, 1 << 30),
+                                 "bytes per second a client must read a response at after "
+                                 "send_timeout; 0 = send_timeout is a whole-response deadline")
     forwarded_headers: bool = setting(True, boolean,
                                       "add X-Forwarded-For, -Proto and -Host")
     # Measured: one worker at 128 concurrent requests to one member spent 57 µs per request

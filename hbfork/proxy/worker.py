@@ -78,6 +78,7 @@ class Worker:
         self.count_bytes = record.count_bytes
         self.count_upstream_timeout = record.count_upstream_timeout
         self.count_client_error = record.count_client_error
+        self.count_slow = record.count_slow
         self.upstreams = Upstreams(table, record.words, config)
         for name, context in (tls.members.items() if tls else ()):
             self.upstreams.pools[name].tls_context = context

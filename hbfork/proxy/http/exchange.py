@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHead, UntilClose
 from hbfork.core.lean import field_value
+from hbfork.core.slow_clients import BodyProbe
 from hbfork.proxy.http.router import Decision
 from hbfork.proxy.upstreams import Target
 
@@ -37,6 +38,13 @@ class Exchange:
     exchange_started: float = 0.0   # time.monotonic() when its head was read
     member_started: float = 0.0     # the loop's clock when it went to the member that answered
     accounted: bool = False         # request_done() was reported for it
+    # slow clients (hbfork.proxy.http.slow): when its body and its response began to move,
+    # the look-ahead of a body being buffered, and how it ended when not plainly ("slow_body",
+    # "slow_reader", ...: hbfork.core.slow_clients, for the access log)
+    body_started: float = 0.0
+    response_started: float = 0.0
+    probe: BodyProbe | None = None
+    outcome: str = ""
 
     def log_fields(self, status: int, target: Target | None, now: float) -> dict[str, object]:
         """What the access log records of the request that just ended."""

@@ -15,6 +15,7 @@ import socket
 import ssl
 
 from hbfork.core import http11, http_heads
+from hbfork.core.chunked import Rechunker
 from hbfork.core.errors import ProtocolError
 from hbfork.core.failures import gateway_status
 from hbfork.core.http11 import LengthBody, UntilClose
@@ -181,8 +182,11 @@ class MemberLeg:
         if ex.request_done or body is None or self.conn is None:
             return
         if inbuf and len(self.out) < HIGH_WATER:
-            taken = body.scan(inbuf, 0, len(inbuf))
-            self.out += inbuf[:taken]
+            if type(body) is Rechunker:
+                taken = body.relay(inbuf, len(inbuf), self.out)  # re-framed (core.chunked)
+            else:
+                taken = body.scan(inbuf, 0, len(inbuf))
+                self.out += inbuf[:taken]
             del inbuf[:taken]
         if body.done:
             ex.request_done = True
@@ -231,7 +235,9 @@ class MemberLeg:
         assert conn is not None
         buffer = self.ctx.buffer
         try:
-            n = conn.sock.recv_into(buffer)
+            # No more than what the client's side has room for: a slow reader then holds at
+            # most HIGH_WATER of the response (wants_read: this is above 0).
+            n = conn.sock.recv_into(buffer, max(HIGH_WATER - len(self.client.out), 4096))
         except WOULD_BLOCK:
             return
         except OSError:

@@ -1,0 +1,131 @@
+"""Slow clients in an HTTP session: what keeps a client that sends or reads slowly from holding
+a member's capacity (or a place in the front queue) for long.
+
+- Request buffering: a request with a body is read into memory, up to `request_buffering`
+  bytes (the whole body when smaller), before a member is chosen (state BUFFERING). A client
+  that trickles its body holds only its own connection meanwhile, never a member's place.
+- Minimum rates while a member is held (mod_reqtimeout's `body=20,MinRate=500` model,
+  hbfork.core.slow_clients.rate_deadline): a request body must arrive within `body_timeout`
+  plus a second per `body_min_rate` bytes (in BUFFERING too), else 408 and close; a response
+  must be read by the client within `send_timeout` plus a second per `send_min_rate` bytes
+  while its member connection is held, else the member connection is closed and the client
+  cut. A slow head (header_timeout) is counted with them.
+
+Each cut-off is counted by kind (SessionContext.count_slow, /metrics hbfork_slow_clients) and
+named in the exchange's `outcome` (the access log). The session calls in at three points:
+after reading a head (start_buffering), after each step (pace), and when its deadline passes
+(cut_slow).
+"""
+
+from __future__ import annotations
+
+from hbfork.core.errors import ProtocolError
+from hbfork.core.http11 import LengthBody
+from hbfork.core.slow_clients import (
+    SLOW_BODY,
+    SLOW_HEAD,
+    SLOW_READER,
+    BodyProbe,
+    body_ready,
+    rate_deadline,
+    sent_bytes,
+)
+from hbfork.proxy.http.exchange import Exchange
+from hbfork.proxy.http.parts import SessionCore
+from hbfork.proxy.http.state import BUFFERING, FORWARD, HEAD
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def start_buffering(s: SessionCore) -> bool:
+    """A request head was just read and routed: if it has a body to buffer first, enter
+    BUFFERING (and say True); else the member is chosen now."""
+    ex, http = s.ex, s.ctx.http
+    request = ex.request
+    if http.request_buffering <= 0 or ex.request_done or request is None or request.upgrade:
+        return False
+    ex.probe = BodyProbe(request.content_length, request.chunked, http.max_body_size)
+    ex.body_started = s.ctx.loop.now
+    s.state = BUFFERING
+    if request.expect_continue and not s.client.inbuf:
+        # The client waits for this before it sends its body; no member is needed to say it
+        # (and the member leg does not say it again: the body is there by then).
+        s.client.out += CONTINUE
+    buffering_step(s)
+    return True
+
+
+def buffering_step(s: SessionCore) -> None:
+    """In BUFFERING: go to a member once the body is all here or `request_buffering` bytes
+    of it are; until then, wait for the client (under the body's minimum rate)."""
+    ex, client = s.ex, s.client
+    probe = ex.probe
+    assert probe is not None
+    http = s.ctx.http
+    if body_ready(len(client.inbuf), probe.complete(client.inbuf), http.request_buffering):
+        ex.probe = None
+        s.state = FORWARD  # between members; dispatch() decides what is next
+        s.dispatch()
+        return
+    if client.eof:
+        raise ProtocolError(400, "connection closed inside a request body")
+    s.ctx.loop.set_timer(s.timer, rate_deadline(
+        ex.body_started, len(client.inbuf), http.body_timeout, http.body_min_rate))
+
+
+def _body_received(ex: Exchange, buffered: int) -> int:
+    body, request = ex.body, ex.request
+    if type(body) is LengthBody and request is not None:
+        return request.content_length - body.remaining + buffered
+    return (body.total if body is not None else 0) + buffered
+
+
+def pace(s: SessionCore) -> None:
+    """After a step in FORWARD: bound the session's deadline by the minimum rate of what the
+    client is doing while a member is held (sending its body, or reading the response)."""
+    ex = s.ex
+    http = s.ctx.http
+    loop = s.ctx.loop
+    if ex.response is None:
+        if ex.request_done or s.member.out or s.member.conn is None:
+            return  # the member's turn: response_timeout
+        if not ex.body_started:
+            ex.body_started = loop.now
+        when = rate_deadline(ex.body_started, _body_received(ex, len(s.client.inbuf)),
+                             http.body_timeout, http.body_min_rate)
+    else:
+        if not ex.response_started:
+            ex.response_started = loop.now
+        out = s.client.out
+        if not out or s.member.conn is None:
+            return  # the client keeps up, or the member is no longer held
+        when = rate_deadline(ex.response_started, sent_bytes(ex.bytes_to_client, len(out)),
+                             http.send_timeout, http.send_min_rate)
+    timer = s.timer
+    if timer.when is None or when < timer.when:
+        loop.set_timer(timer, when)
+
+
+def cut_slow(s: SessionCore) -> bool:
+    """The session's deadline passed: if a slow client is why, count it, answer or cut it,
+    and say True; False leaves the deadline to the session."""
+    state, ex = s.state, s.ex
+    if state == BUFFERING or (state == FORWARD and ex.response is None and
+                              not ex.request_done and not s.member.out):
+        _count(s, SLOW_BODY)
+        s.fail(408, "request body not received in time")
+    elif state == HEAD and s.client.inbuf:
+        _count(s, SLOW_HEAD)
+        s.fail(408, "request head not received in time")
+    elif state == FORWARD and ex.response is not None and s.client.out and \
+            s.member.conn is not None:
+        _count(s, SLOW_READER)
+        s.close()  # the member connection goes with it (mid-response: not reusable)
+    else:
+        return False
+    return True
+
+
+def _count(s: SessionCore, kind: str) -> None:
+    s.ex.outcome = kind
+    s.ctx.count_slow(kind)
