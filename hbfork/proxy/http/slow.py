@@ -19,6 +19,8 @@ after reading a head (start_buffering), after each step (pace), and when its dea
 
 from __future__ import annotations
 
+import math
+
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import LengthBody
 from hbfork.core.slow_clients import (
@@ -46,6 +48,7 @@ def start_buffering(s: SessionCore) -> bool:
         return False
     ex.probe = BodyProbe(request.content_length, request.chunked, http.max_body_size)
     ex.body_started = s.ctx.loop.now
+    s.set_deadline(http.client_timeout)  # idle between reads, as when streaming
     s.state = BUFFERING
     if request.expect_continue and not s.client.inbuf:
         # The client waits for this before it sends its body; no member is needed to say it
@@ -69,8 +72,15 @@ def buffering_step(s: SessionCore) -> None:
         return
     if client.eof:
         raise ProtocolError(400, "connection closed inside a request body")
-    s.ctx.loop.set_timer(s.timer, rate_deadline(
-        ex.body_started, len(client.inbuf), http.body_timeout, http.body_min_rate))
+    _bound(s, rate_deadline(ex.body_started, len(client.inbuf), http.body_timeout,
+                            http.body_min_rate))
+
+
+def _bound(s: SessionCore, when: float) -> None:
+    """The session's deadline is `when` if that comes first."""
+    timer = s.timer
+    if when != math.inf and (timer.when is None or when < timer.when):
+        s.ctx.loop.set_timer(timer, when)
 
 
 def _body_received(ex: Exchange, buffered: int) -> int:
@@ -101,9 +111,7 @@ def pace(s: SessionCore) -> None:
             return  # the client keeps up, or the member is no longer held
         when = rate_deadline(ex.response_started, sent_bytes(ex.bytes_to_client, len(out)),
                              http.send_timeout, http.send_min_rate)
-    timer = s.timer
-    if timer.when is None or when < timer.when:
-        loop.set_timer(timer, when)
+    _bound(s, when)
 
 
 def cut_slow(s: SessionCore) -> bool:
