@@ -69,3 +69,29 @@ def test_a_chunked_body_over_the_limit_is_413_while_buffered():
     with pytest.raises(ProtocolError) as err:
         BodyProbe(0, chunked=True, limit=4).complete(bytearray(b"5\r\nhello\r\n"))
     assert err.value.status == 413
+
+
+# --- the keys
+
+
+@pytest.mark.parametrize(("line", "key", "problem"), [
+    ("request_buffering = -1", "[http] request_buffering", "must be from 0"),
+    ("request_buffering = 1.5", "[http] request_buffering", "integer"),
+    ("body_timeout = -2", "[http] body_timeout", ""),
+    ("body_min_rate = \"fast\"", "[http] body_min_rate", "integer"),
+    ("send_timeout = true", "[http] send_timeout", "seconds"),
+    ("send_min_rate = -5", "[http] send_min_rate", "must be from 0"),
+])
+def test_invalid_slow_client_keys_are_refused_naming_the_key(line, key, problem):
+    from tests.unit.core.test_config import MEMBER, error
+    error(f"[http]\n{line}\n{MEMBER}", key, problem)
+
+
+def test_slow_client_keys_load_with_their_defaults_and_zeroes():
+    from tests.unit.core.test_config import MEMBER, load
+    http = load(MEMBER).http
+    assert (http.request_buffering, http.body_timeout, http.body_min_rate, http.send_timeout,
+            http.send_min_rate) == (65536, 20.0, 500, 20.0, 500)
+    off = load("[http]\nrequest_buffering = 0\nbody_timeout = 0\nsend_timeout = 0\n"
+               "body_min_rate = 0\nsend_min_rate = 0\n" + MEMBER).http
+    assert (off.request_buffering, off.body_timeout, off.send_timeout) == (0, 0.0, 0.0)
