@@ -285,3 +285,26 @@ def test_a_stray_empty_line_after_an_interim_response_is_skipped(cluster):
         response = c.read_response()
     assert interim.status == 103
     assert response.status == 200 and response.body == b"ok"
+
+
+# --- response framings RFC 9112 §6.3 defines
+
+
+def test_a_response_coded_without_chunked_is_relayed_until_the_member_closes(cluster):
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n" + b"coded bytes" * 100
+    with raw_member(cluster, answer) as (proxy, _), client(proxy, timeout=5) as c:
+        c.send(request("GET", "/"))
+        head = c.read_head()
+        body = c.read_to_eof()  # the proxy closes too: nothing else frames it
+    assert head.status == 200 and head.header("Transfer-Encoding") == "gzip"
+    assert body == b"coded bytes" * 100
+
+
+def test_a_responses_transfer_encoding_overrides_its_content_length(cluster):
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"5\r\nhello\r\n0\r\n\r\n")
+    with raw_member(cluster, answer) as (proxy, _), client(proxy, timeout=5) as c:
+        c.send(request("GET", "/"))
+        response = c.read_response()
+    assert response.status == 200 and response.body == b"hello"
+    assert response.header("Content-Length") is None
