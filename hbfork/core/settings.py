@@ -178,12 +178,13 @@ class HttpSettings:
                                  "bytes per second a request body must keep after "
                                  "body_timeout; 0 = body_timeout is a whole-body deadline")
     send_timeout: float = setting(20.0, seconds(0, 86400, allow_zero=True),
-                                  "seconds a client may take to read a response while its "
-                                  "member is held, plus one second per send_min_rate bytes "
-                                  "(then cut); 0 = no limit")
+                                  "window in seconds: a client behind in reading a response "
+                                  "while its member is held must take send_min_rate bytes a "
+                                  "second in each (else cut); 0 = no limit")
     send_min_rate: int = setting(500, integer(0, 1 << 30),
-                                 "bytes per second a client must read a response at after "
-                                 "send_timeout; 0 = send_timeout is a whole-response deadline")
+                                 "bytes per second a client behind must read at, per "
+                                 "send_timeout window; 0 = one byte per window (nginx's "
+                                 "send_timeout)")
     forwarded_headers: bool = setting(True, boolean,
                                       "add X-Forwarded-For, -Proto and -Host")
     # Measured: one worker at 128 concurrent requests to one member spent 57 µs per request

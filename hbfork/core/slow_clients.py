@@ -2,10 +2,12 @@
 something scarce (mod_reqtimeout's `body=20,MinRate=500` model), and when a request body has
 been buffered enough to go to a member (nginx's request buffering, in memory and bounded).
 
-A transfer that started at `started` must have moved `done` bytes by
+A request body that started at `started` must have moved `done` bytes by
 `started + grace + done / min_rate`: `grace` seconds for nothing at all, then one more second
-for every `min_rate` bytes. With min_rate 0 the grace is a deadline for the whole transfer;
-with grace 0 there is no limit. Pure: numbers in, deadlines and decisions out.
+for every `min_rate` bytes (rate_deadline). With min_rate 0 the grace is a deadline for the
+whole body; with grace 0 there is no limit. A response reader is judged per window instead
+(kept_up): in every `send_timeout` seconds it spends behind, it must take `send_min_rate`
+bytes a second. Pure: numbers in, deadlines and decisions out.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ def rate_deadline(started: float, done: int, grace: float, min_rate: int) -> flo
     if min_rate <= 0:
         return started + grace
     return started + grace + done / min_rate
+
+
+def kept_up(took: int, window: float, min_rate: int) -> bool:
+    """A reader took `took` bytes in a window of `window` seconds during which it was behind
+    (bytes were waiting for it): enough, at least `min_rate` a second (at least one byte with
+    no rate, nginx's send_timeout)? Measured per window, not since the start: what the
+    kernel's socket buffers swallowed at first would otherwise count as read for minutes."""
+    return took >= max(1.0, min_rate * window)
 
 
 def body_ready(buffered: int, complete: bool, limit: int) -> bool:

@@ -38,11 +38,13 @@ class Exchange:
     exchange_started: float = 0.0   # time.monotonic() when its head was read
     member_started: float = 0.0     # the loop's clock when it went to the member that answered
     accounted: bool = False         # request_done() was reported for it
-    # slow clients (hbfork.proxy.http.slow): when its body and its response began to move,
+    # slow clients (hbfork.proxy.http.slow): when its body began to move, the
+    # window in which its reader is judged,
     # the look-ahead of a body being buffered, and how it ended when not plainly ("slow_body",
     # "slow_reader", ...: hbfork.core.slow_clients, for the access log)
     body_started: float = 0.0
-    response_started: float = 0.0
+    send_window: float = 0.0        # when the client's current window of being behind began
+    sent_mark: int = 0              # the response bytes it had taken then
     probe: BodyProbe | None = None
     outcome: str = ""
 

@@ -6,10 +6,11 @@ a member's capacity (or a place in the front queue) for long.
   that trickles its body holds only its own connection meanwhile, never a member's place.
 - Minimum rates while a member is held (mod_reqtimeout's `body=20,MinRate=500` model,
   hbfork.core.slow_clients.rate_deadline): a request body must arrive within `body_timeout`
-  plus a second per `body_min_rate` bytes (in BUFFERING too), else 408 and close; a response
-  must be read by the client within `send_timeout` plus a second per `send_min_rate` bytes
-  while its member connection is held, else the member connection is closed and the client
-  cut. A slow head (header_timeout) is counted with them.
+  plus a second per `body_min_rate` bytes (in BUFFERING too), else 408 and close. A client
+  that falls behind reading a response while its member connection is held must take
+  `send_min_rate` bytes a second over every window of `send_timeout` seconds (core.slow_clients
+  .kept_up), else the member connection is closed and the client cut. A slow head
+  (header_timeout) is counted with them.
 
 Each cut-off is counted by kind (SessionContext.count_slow, /metrics hbfork_slow_clients) and
 named in the exchange's `outcome` (the access log). The session calls in at three points:
@@ -29,6 +30,7 @@ from hbfork.core.slow_clients import (
     SLOW_READER,
     BodyProbe,
     body_ready,
+    kept_up,
     rate_deadline,
     sent_bytes,
 )
@@ -104,13 +106,15 @@ def pace(s: SessionCore) -> None:
         when = rate_deadline(ex.body_started, _body_received(ex, len(s.client.inbuf)),
                              http.body_timeout, http.body_min_rate)
     else:
-        if not ex.response_started:
-            ex.response_started = loop.now
         out = s.client.out
-        if not out or s.member.conn is None:
-            return  # the client keeps up, or the member is no longer held
-        when = rate_deadline(ex.response_started, sent_bytes(ex.bytes_to_client, len(out)),
-                             http.send_timeout, http.send_min_rate)
+        if not out or s.member.conn is None or not ex.send_window:
+            # The client keeps up (or the member is no longer held): a window starts later.
+            ex.send_window = loop.now
+            ex.sent_mark = sent_bytes(ex.bytes_to_client, len(out))
+            return
+        if http.send_timeout <= 0:
+            return
+        when = ex.send_window + http.send_timeout
     _bound(s, when)
 
 
@@ -127,6 +131,13 @@ def cut_slow(s: SessionCore) -> bool:
         s.fail(408, "request head not received in time")
     elif state == FORWARD and ex.response is not None and s.client.out and \
             s.member.conn is not None:
+        http, now = s.ctx.http, s.ctx.loop.now
+        sent = sent_bytes(ex.bytes_to_client, len(s.client.out))
+        if http.send_timeout > 0 and now >= ex.send_window + http.send_timeout and \
+                kept_up(sent - ex.sent_mark, http.send_timeout, http.send_min_rate):
+            ex.send_window, ex.sent_mark = now, sent  # fast enough: judged again later
+            return True
+        # Too slow in its window, or idle for client_timeout with a member held for it.
         _count(s, SLOW_READER)
         s.close()  # the member connection goes with it (mid-response: not reusable)
     else:

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from hbfork.core.errors import ProtocolError
-from hbfork.core.slow_clients import BodyProbe, body_ready, rate_deadline, sent_bytes
+from hbfork.core.slow_clients import BodyProbe, body_ready, kept_up, rate_deadline, sent_bytes
 
 
 @pytest.mark.parametrize(("started", "done", "grace", "rate", "expected"), [
@@ -95,3 +95,14 @@ def test_slow_client_keys_load_with_their_defaults_and_zeroes():
     off = load("[http]\nrequest_buffering = 0\nbody_timeout = 0\nsend_timeout = 0\n"
                "body_min_rate = 0\nsend_min_rate = 0\n" + MEMBER).http
     assert (off.request_buffering, off.body_timeout, off.send_timeout) == (0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(("took", "window", "rate", "ok"), [
+    (10_000, 20.0, 500, True),     # exactly 500 B/s over the window
+    (9_999, 20.0, 500, False),
+    (0, 20.0, 0, False),           # no rate: at least a byte per window (nginx)
+    (1, 20.0, 0, True),
+    (320, 20.0, 500, False),       # slowhttptest -X: 16 bytes a second
+])
+def test_kept_up(took, window, rate, ok):
+    assert kept_up(took, window, rate) is ok
