@@ -11,10 +11,13 @@ hbfork). Fronts, one at a time over the same members, one worker each:
 Per front, three phases of --seconds each: normal clients alone (wrk -t1 -c16, GET of 1 KiB),
 then the same while `2C + extra` slow-body connections (slowhttptest -B style: a POST
 announcing 10 MB, 16 bytes a second) hold on, then while `2C + extra` slow readers (a GET of
-50 MB, 4 KiB receive window, 16 bytes read a second) do. A slow connection the front closes
-is opened again at once. Reported per phase: the normal clients' success % (2xx among all
-answers and socket errors), their p99 against the no-attack p99, and the front worker's RSS
-growth per slow connection (KiB). The issue's targets: success >= 99 %, p99 <= 2x, <= 64 KiB.
+--reader-sizes bytes, 4 KiB receive window, 16 bytes read a second) do: 32 KiB fits what a
+front keeps per connection (the member is free at once), 1 MiB does not (hbfork holds the
+member until the reader is cut; nginx spools the response to a temporary file). A slow
+connection the front closes is opened again at once. Reported per phase: the normal
+clients' success % (2xx among all answers and socket errors), their p99 against the
+no-attack p99, and the front worker's RSS growth per slow connection (KiB). The issue's
+targets: success >= 99 %, p99 <= 2x, <= 64 KiB.
 
 The slow clients are this script's Python (loadtest/bench/clients/slow.py), not slowhttptest.
 On a shared two-core machine, take the figures alone: a smoke run (--quick) shows the shape.
@@ -84,6 +87,7 @@ def nginx_front(stack: lab.Stack, backends: list[tuple[str, int]],
     servers = "".join(f"server {ip}:{p} max_conns={capacity};" for ip, p in backends)
     proc = stack._nginx("front", f"""
 http {{ access_log off; keepalive_timeout 300s; client_body_buffer_size 64k;
+  client_max_body_size 0;
   upstream members {{ {servers} keepalive 64; }}
   server {{ listen 127.0.0.1:{port} backlog=4096;
     location / {{ proxy_pass http://members; proxy_http_version 1.1;
@@ -101,9 +105,11 @@ def normal(port: int, seconds: float) -> dict[str, Any]:
     return result
 
 
-def phase(port: int, worker: int, kind: str, count: int, seconds: float) -> dict[str, Any]:
+def phase(port: int, worker: int, kind: str, count: int, seconds: float,
+          size: int = 0) -> dict[str, Any]:
     before = rss_kib(worker)
-    slow = SlowClients("127.0.0.1", port, kind, count).start()
+    slow = SlowClients("127.0.0.1", port, kind, count,
+                       response_path=f"/?size={size}").start()
     time.sleep(min(3.0, seconds / 4))  # let them settle in (the load, not a synchronisation)
     result = normal(port, seconds)
     held = rss_kib(worker)
@@ -114,17 +120,20 @@ def phase(port: int, worker: int, kind: str, count: int, seconds: float) -> dict
     return result
 
 
-def run_front(name: str, port: int, worker: int, count: int, seconds: float) -> list[str]:
+def run_front(name: str, port: int, worker: int, count: int, seconds: float,
+              sizes: list[int]) -> list[str]:
     base = normal(port, seconds)
     rows = [f"| {name} | none | {base['success']:.1f} % | {base.get('p99', 0):.1f} ms | 1.00x "
             f"| - | {rss_kib(worker) / 1024:.1f} MiB |"]
-    for kind in (BODY, READER):
-        r = phase(port, worker, kind, count, seconds)
+    attacks = [(BODY, 0), *((READER, size) for size in sizes)]
+    for kind, size in attacks:
+        r = phase(port, worker, kind, count, seconds, size)
+        what = f"{count} slow {kind}" + (f" ({size // 1024} KiB)" if size else "")
         ratio = r.get("p99", 0) / base["p99"] if base.get("p99") else 0
-        rows.append(f"| {name} | {count} slow {kind} | {r['success']:.1f} % | "
+        rows.append(f"| {name} | {what} | {r['success']:.1f} % | "
                     f"{r.get('p99', 0):.1f} ms | {ratio:.2f}x | {r['rss_per_conn_kib']:.1f} "
                     f"KiB | {r['rss_kib'] / 1024:.1f} MiB |")
-        print(f"  {name} {kind}: {r['open']} open, {r['opened']} opened, {r['cut']} cut; "
+        print(f"  {name} {what}: {r['open']} open, {r['opened']} opened, {r['cut']} cut; "
               f"answers {r['answers']}", flush=True)
     return rows
 
@@ -137,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 5 s phases")
     parser.add_argument("--fronts", default="hbfork,nginx")
+    parser.add_argument("--reader-sizes", default="32768,1048576",
+                        help="response sizes the slow readers ask for (bytes, comma-separated)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds = 5.0
@@ -159,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     backends = members(stack, args.capacity, heartbeat_port)
                     port, worker = nginx_front(stack, backends, args.capacity)
-                rows += run_front(front, port, worker, count, args.seconds)
+                rows += run_front(front, port, worker, count, args.seconds,
+                                  [int(x) for x in args.reader_sizes.split(",") if x])
             finally:
                 stack.stop()
     print("\n" + "\n".join(rows))
