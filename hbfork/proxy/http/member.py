@@ -22,6 +22,7 @@ from hbfork.core.http11 import LengthBody, UntilClose
 from hbfork.core.outlier import FAILED_STATUS, GATEWAY, OK
 from hbfork.core.retry import EMPTY, MALFORMED, RESET, may_retry, replayable
 from hbfork.proxy.http.parts import SessionCore
+from hbfork.proxy.http.slow import read_size
 from hbfork.proxy.http.state import CLOSING, CONNECT, FORWARD, HIGH_WATER, TUNNEL
 from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import READ, WRITE
@@ -234,10 +235,11 @@ class MemberLeg:
         s, conn = self.s, self.conn
         assert conn is not None
         buffer = self.ctx.buffer
+        out = self.client.out
         try:
-            # No more than what the client's side has room for: a slow reader then holds at
-            # most HIGH_WATER of the response (wants_read: this is above 0).
-            n = conn.sock.recv_into(buffer, max(HIGH_WATER - len(self.client.out), 4096))
+            # No more than the client can take: a slow reader holds at most ~HIGH_WATER.
+            n = conn.sock.recv_into(buffer, read_size(
+                self.client.sock, len(out), max(HIGH_WATER - len(out), 4096), len(buffer)))
         except WOULD_BLOCK:
             return
         except OSError:

@@ -20,7 +20,11 @@ after reading a head (start_buffering), after each step (pace), and when its dea
 
 from __future__ import annotations
 
+import fcntl
 import math
+import socket
+import struct
+import termios
 
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import LengthBody
@@ -39,6 +43,31 @@ from hbfork.proxy.http.parts import SessionCore
 from hbfork.proxy.http.state import BUFFERING, FORWARD, HEAD
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_INT = struct.Struct("i")
+_ZERO = bytes(_INT.size)
+SIOCOUTQ = termios.TIOCOUTQ  # the same request on a TCP socket: bytes not yet acknowledged
+SIOCOUTQNSD = 0x894B         # bytes not yet sent (linux/sockios.h)
+
+
+def read_size(client: socket.socket, waiting: int, room: int, most: int) -> int:
+    """How much to read from a member for this client: no more than the client's side has
+    room for (`room`, below the high-water mark), so a reader that does not read holds little;
+    but when nothing waits for it and its socket sends what it is given (less than `room`
+    not yet sent), as much as that socket can still take, up to `most`: a client that keeps
+    up gets large reads, which cost far less CPU per byte (a 1 MiB response in 48 KiB reads
+    took 1.8x the worker CPU of 256 KiB reads). SO_SNDBUF counts the kernel's overhead too
+    (measured on loopback: 3.9 MB held ~2.6 MB), hence 5/8 of it."""
+    if waiting:
+        return room
+    fd = client.fileno()
+    try:
+        if _INT.unpack(fcntl.ioctl(fd, SIOCOUTQNSD, _ZERO))[0] >= room:
+            return room  # it is behind already: the kernel holds what it has not taken
+        free = (client.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) * 5 >> 3) - \
+            _INT.unpack(fcntl.ioctl(fd, SIOCOUTQ, _ZERO))[0]
+    except (OSError, ValueError):  # closed under us (fd -1)
+        return room
+    return min(most, max(room, free))
 
 
 def start_buffering(s: SessionCore) -> bool:
