@@ -217,12 +217,14 @@ def _framing(found: dict[bytes, list[bytes]], version: int,
         codings = _tokens(encodings)
         if not codings:  # some servers take the mere presence of the field as chunked
             raise ProtocolError(status, "empty Transfer-Encoding")
-        if lengths:
+        if lengths and request:  # a response's TE overrides its CL (parse_response_head)
             raise ProtocolError(status, "both Content-Length and Transfer-Encoding")
         if request and version == 10:
             raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
         if codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
-            raise ProtocolError(status, "Transfer-Encoding must end in chunked")
+            if request or b"chunked" in codings:
+                raise ProtocolError(status, "Transfer-Encoding must end in chunked")
+            return None, False  # a response's body then runs until the member closes (§6.3)
         return None, True
     if not lengths:
         return None, False
@@ -325,6 +327,11 @@ def parse_response_head(head: bytes, request_method: bytes) -> ResponseHead:
         length, chunked = _framing(found, version, request=False)
     keep_alive = (b"close" not in connection if version == 11 else
                   b"keep-alive" in connection) and (length is not None or chunked)
+    if b"transfer-encoding" in found and b"content-length" in found:
+        # RFC 9112 §6.3: Transfer-Encoding wins; the length is not forwarded and the
+        # connection, which may be out of step, is not used again.
+        headers = [field for field in headers if field[1] != b"content-length"]
+        keep_alive = False
     return ResponseHead(version, status, reason, headers, length, chunked, keep_alive,
                         connection)
 

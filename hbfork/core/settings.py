@@ -186,6 +186,27 @@ class HttpSettings:
                                    "largest request head in bytes (431 beyond)")
     max_body_size: int = setting(0, integer(0, 1 << 62),
                                  "largest request body in bytes (413 beyond); 0 = no limit")
+    # Slow clients (docs/security.md): a request body is read into memory, up to
+    # request_buffering bytes, before a member is chosen; bodies and responses must then keep
+    # a minimum rate while a member is held (mod_reqtimeout's body=20,MinRate=500 model).
+    request_buffering: int = setting(65536, integer(0, 1 << 24),
+                                     "request body bytes read into memory before a member is "
+                                     "chosen (the whole body when smaller); 0 = choose the "
+                                     "member at the head")
+    body_timeout: float = setting(20.0, seconds(0, 86400, allow_zero=True),
+                                  "seconds a request body may take, plus one second per "
+                                  "body_min_rate bytes (408 after); 0 = no limit")
+    body_min_rate: int = setting(500, integer(0, 1 << 30),
+                                 "bytes per second a request body must keep after "
+                                 "body_timeout; 0 = body_timeout is a whole-body deadline")
+    send_timeout: float = setting(20.0, seconds(0, 86400, allow_zero=True),
+                                  "window in seconds: a client behind in reading a response "
+                                  "while its member is held must take send_min_rate bytes a "
+                                  "second in each (else cut); 0 = no limit")
+    send_min_rate: int = setting(500, integer(0, 1 << 30),
+                                 "bytes per second a client behind must read at, per "
+                                 "send_timeout window; 0 = one byte per window (nginx's "
+                                 "send_timeout)")
     forwarded_headers: bool = setting(True, boolean,
                                       "add X-Forwarded-For, -Proto and -Host")
     client_ip_header: str = setting("X-Forwarded-For", header_name,

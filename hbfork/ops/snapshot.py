@@ -24,6 +24,7 @@ from hbfork.table.layout import (
     MC_UID,
     MEMBER_COUNTERS,
     PROXY_RESULTS,
+    SLOW_KINDS,
     STATE_FREE,
     TLS_RESULTS,
     W_CODE_LOADED_US,
@@ -54,6 +55,7 @@ from hbfork.table.layout import (
     WK_QUEUE_HISTOGRAM,
     WK_REQUESTS,
     WK_RETRIES,
+    WK_SLOW,
     WK_STATE,
     WK_STATUS_CLASS,
     WK_TICK_NS,
@@ -226,7 +228,7 @@ def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str,
             "connect_failures": 0, "upstream_timeouts": 0, "client_errors": 0,
             "limited_requests": 0, "limited_connections": 0, "limit_evictions": 0,
             "bytes_in": 0, "bytes_out": 0, "responses": dict.fromkeys(CLASSES, 0),
-            "tls": dict.fromkeys(TLS_RESULTS, 0),
+            "tls": dict.fromkeys(TLS_RESULTS, 0), "slow_clients": dict.fromkeys(SLOW_KINDS, 0),
             "proxy_protocol": dict.fromkeys(PROXY_RESULTS, 0)}
     histograms = {"latency": [0] * HISTOGRAM_WORDS, "queue_wait": [0] * HISTOGRAM_WORDS}
     per_member: dict[int, list[int]] = {}
@@ -269,6 +271,8 @@ def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str,
             sums["tls"][name] += values[WK_TLS + i]
         for i, name in enumerate(PROXY_RESULTS):
             sums["proxy_protocol"][name] += values[WK_PROXY + i]
+        for i, name in enumerate(SLOW_KINDS):
+            sums["slow_clients"][name] += values[WK_SLOW + i]
         for name, start in (("latency", WK_HISTOGRAM), ("queue_wait", WK_QUEUE_HISTOGRAM)):
             acc = histograms[name]
             for i in range(HISTOGRAM_WORDS):

@@ -149,6 +149,10 @@ def render_metrics(data: dict[str, Any]) -> bytes:
                            ("bytes_in", "Bytes received from clients."),
                            ("bytes_out", "Bytes sent to clients.")):
         m.family(f"hbfork_{key}", "counter", help_text, [({}, totals[key])])
+    m.family("hbfork_slow_clients", "counter",
+             "Slow clients cut off, by kind: slow_head (408), slow_body (408), slow_reader "
+             "(response cut).",
+             [({"kind": k}, v) for k, v in totals.get("slow_clients", {}).items()])
     m.family("hbfork_worker_connections", "gauge", "Open client connections per worker.",
              [({"worker": w["number"], "generation": w["generation"], "pid": w["pid"]},
                w["connections"]) for w in data["workers"]])

@@ -85,6 +85,7 @@ class Worker:
         self.count_bytes = record.count_bytes
         self.count_upstream_timeout = record.count_upstream_timeout
         self.count_client_error = record.count_client_error
+        self.count_slow = record.count_slow
         self.upstreams = Upstreams(table, record.words, config)
         self.client_limits = ClientLimits(config.limits, client_table, record.words,
                                           config.proxy.mode == "tcp", index) \

@@ -107,6 +107,8 @@ WK_LIMITED_CONNECTIONS = 83  # connections refused by [limits] connections_per_c
 WK_LIMIT_EVICTIONS = 84     # clients the per-client limit table evicted to make room
 WK_PROXY = 88           # 88..93: PROXY protocol headers received, by result (PROXY_RESULTS)
 PROXY_RESULTS = ("ok", "local", "malformed", "untrusted", "timeout", "closed")
+WK_SLOW = 50            # 50..52: slow-client cut-offs by kind (hbfork.core.slow_clients)
+SLOW_KINDS = ("slow_head", "slow_body", "slow_reader")  # = slow_clients.SLOW_KINDS
 WK_MEMBERS = 96         # then capacity x MEMBER_COUNTERS words
 MEMBER_COUNTERS = 8
 MC_UID, MC_INFLIGHT, MC_STATUS_CLASS, MC_CONNECT_FAILURES = 0, 1, 2, 7  # 2..6: 1xx..5xx
@@ -134,6 +136,7 @@ WORKER_TOTALS = (WK_ACCEPTED, WK_REQUESTS, *range(WK_STATUS_CLASS, WK_STATUS_CLA
                  WK_BYTES_IN, WK_BYTES_OUT, WK_CONNECT_FAILURES, WK_NO_MEMBER, WK_RETRIES,
                  WK_UPSTREAM_TIMEOUTS, WK_CLIENT_ERRORS, WK_FAST_PATH,
                  WK_LIMITED_REQUESTS, WK_LIMITED_CONNECTIONS, WK_LIMIT_EVICTIONS,
+                 *range(WK_SLOW, WK_SLOW + len(SLOW_KINDS)),
                  *range(WK_TLS, WK_TLS + len(TLS_RESULTS)),
                  *range(WK_PROXY, WK_PROXY + len(PROXY_RESULTS)),
                  *range(WK_HISTOGRAM, WK_LATENCY_COUNT + 1),

@@ -31,6 +31,7 @@ from hbfork.table.layout import (
     RC_ERRORS,
     RC_REQUESTS,
     ROUTE_COUNTERS,
+    SLOW_KINDS,
     STATE_BOOTING,
     STICKY_HIT,
     TLS_RESULTS,
@@ -53,6 +54,7 @@ from hbfork.table.layout import (
     WK_REQUESTS,
     WK_RETRIES,
     WK_SCOPE_GENERATION,
+    WK_SLOW,
     WK_STATE,
     WK_STATUS_CLASS,
     WK_TICK_NS,
@@ -161,6 +163,10 @@ class WorkerRecord:
 
     def count_client_error(self) -> None:
         self.words[WK_CLIENT_ERRORS] += 1
+
+    def count_slow(self, kind: str) -> None:
+        """A slow client was cut off (`kind`: one of SLOW_KINDS)."""
+        self.words[WK_SLOW + SLOW_KINDS.index(kind)] += 1
 
     def count_tls(self, result: str) -> None:
         """One TLS handshake ended with `result` (one of TLS_RESULTS)."""

@@ -18,6 +18,7 @@ from hbfork.core.http_heads import hsts_line
 from hbfork.core.tls_settings import ListenSettings
 from hbfork.proxy.http.parts import MemberSide, SessionCore
 from hbfork.proxy.http.state import (
+    BUFFERING,
     CLOSING,
     FORWARD,
     HEAD,
@@ -107,7 +108,7 @@ class ClientConnection:
         state = s.state
         if self.eof or state == CLOSING:
             return False
-        if state in (HEAD, LINGER):
+        if state in (HEAD, LINGER, BUFFERING):
             return True
         member = self.member
         if state == TUNNEL:

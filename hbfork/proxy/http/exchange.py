@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from hbfork.core.header_plan import HeaderProgram
 from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHead, UntilClose
 from hbfork.core.lean import field_value
+from hbfork.core.slow_clients import BodyProbe
 from hbfork.proxy.http.router import Decision
 from hbfork.proxy.upstreams import Target
 
@@ -47,6 +48,15 @@ class Exchange:
         """The client address the access log names: the connection's peer (the one place to
         point at the real client once trusted proxies say who it is)."""
         return self.client_ip
+    # slow clients (hbfork.proxy.http.slow): when its body began to move, the
+    # window in which its reader is judged,
+    # the look-ahead of a body being buffered, and how it ended when not plainly ("slow_body",
+    # "slow_reader", ...: hbfork.core.slow_clients, for the access log)
+    body_started: float = 0.0
+    send_window: float = 0.0        # when the client's current window of being behind began
+    sent_mark: int = 0              # the response bytes it had taken then
+    probe: BodyProbe | None = None
+    outcome: str = ""
 
     def log_fields(self, status: int, target: Target | None, now: float) -> dict[str, object]:
         """What the access log records of the request that just ended."""

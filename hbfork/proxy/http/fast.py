@@ -29,7 +29,7 @@ from hbfork.core.http11 import IDEMPOTENT, LengthBody
 from hbfork.core.http_heads import lean_request_for_member, lean_response_for_client
 from hbfork.core.persistence import client_keeps
 from hbfork.proxy.http.parts import SessionCore
-from hbfork.proxy.http.state import FORWARD, HEAD, MAX_RESPONSE_HEAD
+from hbfork.proxy.http.state import FORWARD, HEAD, HIGH_WATER, MAX_RESPONSE_HEAD
 from hbfork.proxy.loop import EPOLLIN, READ, WRITE
 from hbfork.proxy.tls import WOULD_BLOCK
 from hbfork.proxy.upstreams import Acquired
@@ -178,7 +178,7 @@ class FastPath:
         assert conn is not None
         view = ctx.buffer
         try:
-            n = conn.sock.recv_into(view)
+            n = conn.sock.recv_into(view, HIGH_WATER)  # what a slow reader may hold
         except WOULD_BLOCK:
             return
         except OSError:

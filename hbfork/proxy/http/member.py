@@ -15,6 +15,7 @@ import socket
 import ssl
 
 from hbfork.core import http11, http_heads
+from hbfork.core.chunked import Rechunker
 from hbfork.core.errors import ProtocolError
 from hbfork.core.failures import gateway_status
 from hbfork.core.http11 import LengthBody, UntilClose
@@ -22,6 +23,7 @@ from hbfork.core.outlier import FAILED_STATUS, GATEWAY, OK
 from hbfork.core.retry import EMPTY, MALFORMED, RESET, may_retry, race_goes_elsewhere, replayable
 from hbfork.proxy.http.gateway_log import gateway_failed
 from hbfork.proxy.http.parts import SessionCore
+from hbfork.proxy.http.slow import read_size
 from hbfork.proxy.http.state import CLOSING, CONNECT, FORWARD, HIGH_WATER, TUNNEL
 from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import READ, WRITE
@@ -188,8 +190,11 @@ class MemberLeg:
         if ex.request_done or body is None or self.conn is None:
             return
         if inbuf and len(self.out) < HIGH_WATER:
-            taken = body.scan(inbuf, 0, len(inbuf))
-            self.out += inbuf[:taken]
+            if type(body) is Rechunker:
+                taken = body.relay(inbuf, len(inbuf), self.out)  # re-framed (core.chunked)
+            else:
+                taken = body.scan(inbuf, 0, len(inbuf))
+                self.out += inbuf[:taken]
             del inbuf[:taken]
         if body.done:
             ex.request_done = True
@@ -240,8 +245,11 @@ class MemberLeg:
         s, conn = self.s, self.conn
         assert conn is not None
         buffer = self.ctx.buffer
+        out = self.client.out
         try:
-            n = conn.sock.recv_into(buffer)
+            # No more than the client can take: a slow reader holds at most ~HIGH_WATER.
+            n = conn.sock.recv_into(buffer, read_size(
+                self.client.sock, len(out), max(HIGH_WATER - len(out), 4096), len(buffer)))
         except WOULD_BLOCK:
             return
         except OSError:

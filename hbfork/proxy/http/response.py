@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 
 from hbfork.core import http11, http_heads
+from hbfork.core.chunked import Rechunker
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import ChunkedBody, LengthBody, ResponseHead, UntilClose
 from hbfork.core.http_heads import HeaderMap
@@ -34,20 +35,40 @@ class ResponseRelay:
         exchange finished."""
         s = self.s
         upbuf = self.member.inbuf
+        mark = -1  # where the response head parsed in this call begins in the client's queue
         while s.state == FORWARD and s.ex.response is None and upbuf:
+            mark = len(self.client.out)
             if not self._parse_head():
                 return
         body = s.ex.response_body
         if s.state == FORWARD and body is not None:
-            if upbuf:
+            if upbuf and mark >= 0:
+                self._first_body(mark)
+            elif upbuf:
                 self._forward_body()
             if body.done and not (upbuf and isinstance(body, UntilClose)):
                 self.finish()
+
+    def _first_body(self, mark: int) -> None:
+        """Body bytes that came with the response head: malformed, the head is taken back
+        (nothing of it has left yet) and the client gets a 502, not a cut connection."""
+        ex = self.s.ex
+        try:
+            self._forward_body()
+        except ProtocolError:
+            del self.client.out[mark:]
+            ex.response = ex.response_body = None
+            ex.sent_to_client = False
+            raise
 
     def _parse_head(self) -> bool:
         s = self.s
         ex, member = s.ex, self.member
         upbuf = member.inbuf
+        if upbuf[:2] == b"\r\n":  # stray empty lines before a head (after a 1xx, say)
+            del upbuf[:http11.skip_empty_lines(upbuf, 0)]
+            if not upbuf:
+                return False
         end = http11.find_head(upbuf, 0, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEAD, request=False)
         if end < 0:
             return False
@@ -84,8 +105,9 @@ class ResponseRelay:
         request = ex.request
         assert request is not None
         dechunk = response.chunked and request.version == 10
-        if response.chunked:
-            ex.response_body = ChunkedBody(decode=dechunk, status=502)
+        if response.chunked:  # re-framed for an HTTP/1.1 client, de-chunked for 1.0
+            ex.response_body = ChunkedBody(decode=True, status=502) if dechunk else \
+                Rechunker(status=502)
         elif response.content_length is None:
             ex.response_body = UntilClose()
         else:
@@ -154,6 +176,11 @@ class ResponseRelay:
         body = ex.response_body
         assert body is not None
         if len(out) >= HIGH_WATER:
+            return
+        if type(body) is Rechunker:
+            taken = body.relay(upbuf, len(upbuf), out)  # hbfork.core.chunked
+            del upbuf[:taken]
+            ex.bytes_to_client += taken
             return
         taken = body.scan(upbuf, 0, len(upbuf))
         if isinstance(body, ChunkedBody) and body.decode:

@@ -44,10 +44,11 @@ import socket
 import time
 
 from hbfork.core import http11, http_heads
+from hbfork.core.chunked import Rechunker
 from hbfork.core.client_address import Origin
 from hbfork.core.errors import ProtocolError
 from hbfork.core.failures import retry_after, unavailable_answer
-from hbfork.core.http11 import ChunkedBody, LengthBody
+from hbfork.core.http11 import LengthBody
 from hbfork.core.persistence import own_answer_keeps
 from hbfork.core.retry import MALFORMED, TIMEOUT
 from hbfork.core.tls_settings import ListenSettings
@@ -59,7 +60,9 @@ from hbfork.proxy.http.fast import FastPath
 from hbfork.proxy.http.member import MemberLeg
 from hbfork.proxy.http.response import ResponseRelay
 from hbfork.proxy.http.router import https_location
+from hbfork.proxy.http.slow import buffering_step, cut_slow, pace, start_buffering
 from hbfork.proxy.http.state import (
+    BUFFERING,
     CLOSING,
     CONNECT,
     DRAIN_IDLE_GRACE,
@@ -133,6 +136,8 @@ class HttpSession:
         """Make all progress the buffers allow, then set epoll interest to match."""
         try:
             self._step()
+            if self.state == FORWARD:
+                pace(self)  # the minimum rates of a slow client (hbfork.proxy.http.slow)
         except ProtocolError as err:
             if err.status == 502 and self.member.conn is not None and self.ex.response is None:
                 self.member.gateway_failure(MALFORMED, err.detail)  # what the member sent
@@ -159,6 +164,8 @@ class HttpSession:
     def _step(self) -> None:
         if self.state == HEAD and self.client.inbuf:
             self.parse_head()
+        if self.state == BUFFERING:
+            buffering_step(self)
         while self.state == FORWARD:
             ex = self.ex
             self.member.forward_request_body()
@@ -192,7 +199,7 @@ class HttpSession:
         ex.client_ip = self.client.client_of(request)  # the real client (trusted proxies)
         ex.keep_alive = request.keep_alive
         if request.chunked:
-            ex.body = ChunkedBody(limit=config.max_body_size)
+            ex.body = Rechunker(limit=config.max_body_size)  # re-framed when forwarded
         elif request.content_length:
             ex.body = LengthBody(request.content_length)
         else:
@@ -214,6 +221,8 @@ class HttpSession:
             request.upgrade = router.upgrade_for(decision, request.upgrade)
         if decision.pool.sticky:
             ex.sticky_route = router.sticky_route(decision, request)
+        if start_buffering(self):
+            return  # its body is read first (hbfork.proxy.http.slow)
         self.dispatch()
 
     def dispatch(self) -> None:
@@ -287,6 +296,8 @@ class HttpSession:
             self.advance()  # a 408/504 or a failover queued by the timeout goes out now
 
     def _on_deadline(self) -> None:
+        if cut_slow(self):
+            return
         state, ex = self.state, self.ex
         if state == QUEUED:
             self._queue_timed_out()

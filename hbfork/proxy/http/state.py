@@ -7,7 +7,12 @@ from hbfork.proxy.upstreams import STICKY_HIT, STICKY_LOST
 __all__ = ["STICKY_HIT", "STICKY_LOST"]  # where the worker and tests look for them
 
 HEAD, CONNECT, FORWARD, TUNNEL, CLOSING, LINGER, QUEUED = range(7)
-HIGH_WATER = 256 * 1024
+BUFFERING = 7  # reading a request body into memory before a member is chosen
+# What may wait for a socket, per direction and connection: a side is read only while what is
+# queued for the other is below it, and no read takes more than what is left below it, so a
+# slow reader holds at most this much (issue 24: 256 KiB plus a read, ~385 KB, before; at
+# 64 KiB a reader measured 72 KiB of RSS, the bytearray grown past it).
+HIGH_WATER = 48 * 1024
 # While draining, a connection with no request in progress is closed after this idle time; a
 # request arriving before then is still served (with Connection: close). Closing at once would
 # race requests already on their way, which clients see as a reset.

@@ -594,7 +594,6 @@ def test_response_keep_alive_rules(version, connection, framing, keep):
 
 
 @pytest.mark.parametrize("raw", [
-    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
@@ -607,7 +606,6 @@ def test_response_keep_alive_rules(version, connection, framing, keep):
     b"HTTP/1.1 000 Zero\r\n\r\n",
     b"HTTP/1.1 600 Too far\r\n\r\n",
     b"ICY 200 OK\r\n\r\n",
-    b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n",
 ])
 def test_bad_responses_are_502(raw):
     bad_response(raw)
@@ -615,8 +613,23 @@ def test_bad_responses_are_502(raw):
 
 def test_response_framing_errors_are_502_not_400():
     with pytest.raises(ProtocolError) as info:
-        response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n")
+        response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n")
     assert info.value.status == 502
+
+
+def test_a_response_coded_without_chunked_runs_until_close():
+    """RFC 9112 §6.3 ¶4: chunked not the final coding of a response: read until close."""
+    head = response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n")
+    assert (head.content_length, head.chunked, head.keep_alive) == (None, False, False)
+
+
+@pytest.mark.parametrize("status", [200, 204])
+def test_a_responses_transfer_encoding_overrides_its_length(status):
+    """RFC 9112 §6.3 ¶3: TE wins, the length is not forwarded, the connection not reused."""
+    head = response(b"HTTP/1.1 %d X\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n"
+                    b"\r\n" % status)
+    assert head.chunked is (status == 200) and not head.keep_alive
+    assert all(lower != b"content-length" for _, lower, _ in head.headers)
 
 
 # --- fuzzing: any input parses or raises ProtocolError; accepted means unambiguous

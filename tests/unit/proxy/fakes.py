@@ -200,6 +200,9 @@ class FakeContext:
     def count_client_error(self) -> None:
         self._count("client_error")
 
+    def count_slow(self, kind: str) -> None:
+        self._count(kind)
+
     def request_done(self, exchange: object, status: int, target: Target | None) -> None:
         self.done.append((status, target.slot if target else None))
         self.outcomes.append(getattr(exchange, "sticky_outcome", 0))

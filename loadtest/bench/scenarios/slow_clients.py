@@ -1,0 +1,182 @@
+"""Slow clients against hbfork and nginx on the same members (issue 24): does a slow-client
+attack keep normal clients from being served, and what does each slow connection cost?
+
+    scripts/bench-slow-clients [--capacity 10] [--extra 100] [--seconds 20] [--quick]
+
+A benchmark, not a test; loopback only. Two members, `hbfork backend --capacity C --workers
+C` on 127.0.0.2/.3 (each serves at most C requests at once and beats its true capacity to
+hbfork). Fronts, one at a time over the same members, one worker each:
+  hbfork  its defaults (request_buffering 64 KiB, body 20 s + 500 B/s, send 20 s + 500 B/s)
+  nginx   proxy_request_buffering on (its default), `max_conns=C` per server
+Per front, three phases of --seconds each: normal clients alone (wrk -t1 -c16, GET of 1 KiB),
+then the same while `2C + extra` slow-body connections (slowhttptest -B style: a POST
+announcing 10 MB, 16 bytes a second) hold on, then while `2C + extra` slow readers (a GET of
+--reader-sizes bytes, 4 KiB receive window, 16 bytes read a second) do: 32 KiB fits what a
+front keeps per connection (the member is free at once), 1 MiB does not (hbfork holds the
+member until the reader is cut; nginx spools the response to a temporary file). A slow
+connection the front closes is opened again at once. Reported per phase: the normal
+clients' success % (2xx among all answers and socket errors), their p99 against the
+no-attack p99, and the front worker's RSS growth per slow connection (KiB). The issue's
+targets: success >= 99 %, p99 <= 2x, <= 64 KiB.
+
+The slow clients are this script's Python (loadtest/bench/clients/slow.py), not slowhttptest.
+On a shared two-core machine, take the figures alone: a smoke run (--quick) shows the shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from loadtest.bench import tools, wrk
+from loadtest.bench.clients.slow import BODY, READER, SlowClients
+from loadtest.bench.lab import loopback as lab
+from loadtest.bench.proc_stats import rss_kib
+from loadtest.bench.procs import free_port, raise_nofile, wait_children, wait_http
+
+NORMAL_PATH = "/?size=1024"
+
+
+def members(stack: lab.Stack, capacity: int, heartbeat_port: int) -> list[tuple[str, int]]:
+    out = []
+    for ip in lab.MEMBER_IPS:
+        port = free_port(ip)
+        stack.start([sys.executable, "-m", "hbfork", "backend", "--listen", f"{ip}:{port}",
+                     "--capacity", str(capacity), "--workers", str(capacity), "--heartbeat",
+                     f"127.0.0.1:{heartbeat_port}", "--interval", "0.5"], f"backend-{ip}.log")
+        out.append((ip, port))
+    for ip, port in out:
+        wait_http(ip, port, NORMAL_PATH)
+    return out
+
+
+def hbfork_front(stack: lab.Stack, backends: list[tuple[str, int]],
+                 heartbeat_port: int) -> tuple[int, int]:
+    port = free_port()
+    conf = stack.tmp / "hbfork-slow.toml"
+    member_lines = "".join(f'[[member]]\naddress = "{ip}:{p}"\n' for ip, p in backends)
+    conf.write_text(f"""
+[proxy]
+listen = ["127.0.0.1:{port}"]
+workers = 1
+allow_root = true
+max_connections = 20000
+backlog = 4096
+[heartbeat]
+listen = "127.0.0.1:{heartbeat_port}"
+[status]
+listen = ""
+[log]
+level = "warning"
+{member_lines}""")
+    master = stack.start([sys.executable, "-m", "hbfork", "run", "-c", str(conf)],
+                         "hbfork-slow.log").pid
+    wait_http("127.0.0.1", port, NORMAL_PATH, timeout=20)
+    return port, wait_children(master)[-1]
+
+
+def nginx_front(stack: lab.Stack, backends: list[tuple[str, int]],
+                capacity: int) -> tuple[int, int]:
+    port = free_port()
+    servers = "".join(f"server {ip}:{p} max_conns={capacity};" for ip, p in backends)
+    proc = stack._nginx("front", f"""
+http {{ access_log off; keepalive_timeout 300s; client_body_buffer_size 64k;
+  client_max_body_size 0;
+  upstream members {{ {servers} keepalive 64; }}
+  server {{ listen 127.0.0.1:{port} backlog=4096;
+    location / {{ proxy_pass http://members; proxy_http_version 1.1;
+      proxy_set_header Connection ""; proxy_request_buffering on; }} }} }}""")
+    wait_http("127.0.0.1", port, NORMAL_PATH)
+    return port, wait_children(proc.pid)[-1]
+
+
+def normal(port: int, seconds: float) -> dict[str, Any]:
+    result = wrk.run(f"http://127.0.0.1:{port}{NORMAL_PATH}", 16, seconds, threads=1,
+                     timeout="5s")
+    answered = result.get("requests", 0) + result.get("errors", 0)
+    bad = wrk.error_count(result)
+    result["success"] = 100.0 * (answered - bad) / answered if answered else 0.0
+    return result
+
+
+def phase(port: int, worker: int, kind: str, count: int, seconds: float,
+          size: int = 0) -> dict[str, Any]:
+    before = rss_kib(worker)
+    slow = SlowClients("127.0.0.1", port, kind, count,
+                       response_path=f"/?size={size}").start()
+    time.sleep(min(3.0, seconds / 4))  # let them settle in (the load, not a synchronisation)
+    result = normal(port, seconds)
+    held = rss_kib(worker)
+    result.update(open=slow.open_now(), opened=slow.opened, cut=slow.cut, answers=slow.answers,
+                  rss_per_conn_kib=(held - before) / max(count, 1), rss_kib=held)
+    slow.stop()
+    time.sleep(1.0)  # let the front close them before the next phase
+    return result
+
+
+def run_front(name: str, port: int, worker: int, count: int, seconds: float,
+              sizes: list[int]) -> list[str]:
+    base = normal(port, seconds)
+    rows = [f"| {name} | none | {base['success']:.1f} % | {base.get('p99', 0):.1f} ms | 1.00x "
+            f"| - | {rss_kib(worker) / 1024:.1f} MiB |"]
+    attacks = [(BODY, 0), *((READER, size) for size in sizes)]
+    for kind, size in attacks:
+        r = phase(port, worker, kind, count, seconds, size)
+        what = f"{count} slow {kind}" + (f" ({size // 1024} KiB)" if size else "")
+        ratio = r.get("p99", 0) / base["p99"] if base.get("p99") else 0
+        rows.append(f"| {name} | {what} | {r['success']:.1f} % | "
+                    f"{r.get('p99', 0):.1f} ms | {ratio:.2f}x | {r['rss_per_conn_kib']:.1f} "
+                    f"KiB | {r['rss_kib'] / 1024:.1f} MiB |")
+        print(f"  {name} {what}: {r['open']} open, {r['opened']} opened, {r['cut']} cut; "
+              f"answers {r['answers']}", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench-slow-clients",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--capacity", type=int, default=10, help="per member")
+    parser.add_argument("--extra", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 s phases")
+    parser.add_argument("--fronts", default="hbfork,nginx")
+    parser.add_argument("--reader-sizes", default="32768,1048576",
+                        help="response sizes the slow readers ask for (bytes, comma-separated)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds = 5.0
+    tools.require("scripts/bench-slow-clients", "wrk", "nginx")
+    count = 2 * args.capacity + args.extra  # the members' whole capacity + extra
+    raise_nofile(lab.NOFILE)
+    print(f"2 members x capacity {args.capacity}; {count} slow connections per attack; "
+          f"normal clients wrk -t1 -c16 -d{args.seconds:g}s; {os.cpu_count()} CPUs, load "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
+    rows = ["| front | attack | normal success | normal p99 | p99 vs none | RSS per slow "
+            "conn | worker RSS |", "|---|---|---|---|---|---|---|"]
+    for front in args.fronts.split(","):
+        with tempfile.TemporaryDirectory(prefix="bench-slow-") as tmp:
+            stack = lab.Stack(Path(tmp))
+            try:
+                heartbeat_port = free_port(kind=socket.SOCK_DGRAM)
+                if front == "hbfork":
+                    backends = members(stack, args.capacity, heartbeat_port)
+                    port, worker = hbfork_front(stack, backends, heartbeat_port)
+                else:
+                    backends = members(stack, args.capacity, heartbeat_port)
+                    port, worker = nginx_front(stack, backends, args.capacity)
+                rows += run_front(front, port, worker, count, args.seconds,
+                                  [int(x) for x in args.reader_sizes.split(",") if x])
+            finally:
+                stack.stop()
+    print("\n" + "\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
