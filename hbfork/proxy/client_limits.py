@@ -3,7 +3,7 @@
 The rules are hbfork.core.client_limits'; the shared counts hbfork.table.client_table's. A
 worker builds one ClientLimits when [limits] turns a limit on; its hooks are small:
 
-- Worker._open_session asks `admit(ip)` for each accepted connection: refused ones get a
+- Admission.open_session asks `admit(ip)` for each accepted connection: refused ones get a
   429 (HTTP, plain listeners) or are closed (TCP mode, TLS listeners: nothing can be said
   before the handshake), and are never sessions; admitted ones are `hold`-ed until
   session_closed `drop`s them.

@@ -11,24 +11,21 @@ Messages on the report socket: to the master "ready", "error SLOT UID REASON"; f
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import socket
 import time
-from collections.abc import Callable
 
 import setproctitle
 
 from hbfork.core import reports
-from hbfork.core.client_address import Origin
 from hbfork.core.config import Config
 from hbfork.core.http11 import Limits
 from hbfork.core.lean import LeanCache
 from hbfork.core.ratelimit import LogLimiter
-from hbfork.core.tls_settings import ListenSettings
 from hbfork.ops.accesslog import AccessLog, open_access_log
 from hbfork.proxy.acceptor import Acceptor
+from hbfork.proxy.admission import Admission, SessionFactory
 from hbfork.proxy.client_limits import ClientLimits
 from hbfork.proxy.connect import start_connect
 from hbfork.proxy.context import Exchange, Session, SessionContext
@@ -37,11 +34,9 @@ from hbfork.proxy.http.session import HttpSession
 from hbfork.proxy.keepalive import ConnectionPool
 from hbfork.proxy.loop import READ, Loop
 from hbfork.proxy.no_answer import no_answer_watch
-from hbfork.proxy.proxy_header import ProxyHeaderReader
 from hbfork.proxy.queue import FrontQueue, Waiter
 from hbfork.proxy.status_server import StatusServer
 from hbfork.proxy.tcp import TcpSession
-from hbfork.proxy.tls import Handshake, wrap
 from hbfork.proxy.upstreams import PoolView, Target, Upstreams
 from hbfork.system import logs
 from hbfork.system.process import EXIT_BOOT_FAILURE, set_parent_death_signal
@@ -51,9 +46,6 @@ from hbfork.table.layout import STATE_DRAINING, STATE_READY
 from hbfork.table.table import Table
 
 log = logs.log
-
-SessionFactory = Callable[[SessionContext, socket.socket, str, ListenSettings, Origin | None],
-                          Session]
 
 
 
@@ -120,8 +112,11 @@ class Worker:
         self.conn_pool = ConnectionPool(self.loop, http.pool_size, http.pool_idle_timeout)
         self.access_log: AccessLog | None = None
         self._log_limiter = LogLimiter(5.0)
+        self.admission = Admission(self.loop, record, config, tls, self.context,
+                                   self._new_session, self.sessions, self.client_limits,
+                                   self._back_off)
         self.acceptor = Acceptor(self.loop, listeners, config.proxy.max_connections,
-                                 lambda: len(self.sessions), self._open_session,
+                                 lambda: len(self.sessions), self.admission.open_session,
                                  record.count_accepted)
         self.no_answer = no_answer_watch(self.loop, self.upstreams, config, self.sessions,
                                          self._ask_ejection)
@@ -177,90 +172,10 @@ class Worker:
         self.record.set_state(STATE_READY)
         self._update_title()
 
-    # --- connections
+    def _back_off(self, err: OSError) -> None:
+        self.acceptor.back_off(err)  # out of descriptors: accept again later
 
-    def _open_session(self, client: socket.socket, client_ip: str, index: int) -> None:
-        listen = self.listens[index]
-        limits = self.client_limits
-        counted = limits.admit(client_ip) if limits is not None else 0
-        if counted < 0:  # that client has its connections_per_client open already
-            assert limits is not None
-            return limits.refuse(client, self._new_session is HttpSession and not listen.tls)
-        try:
-            client.setblocking(False)
-            # Responses end in small writes (in TCP mode: whatever pieces the member sent);
-            # Nagle plus the client's delayed ACK would hold each such tail for 40 ms.
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if listen.proxy_protocol:  # its PROXY header first, before TLS
-                session: Session = ProxyHeaderReader(
-                    self.loop, self.record, client, client_ip, listen,
-                    listen.proxy_sources(self.config.proxy.trusted_proxies),
-                    self._proxy_header_read)
-            else:
-                session = self._start_session(client, client_ip, listen, None)
-        except Exception as err:
-            # Never leave an accepted connection open and unowned.
-            log.exception("cannot start a session for a new connection; closing it")
-            self.loop.remove(client.fileno())
-            client.close()
-            if isinstance(err, OSError) and err.errno is not None and \
-                    err.errno in (errno.EMFILE, errno.ENFILE):
-                self.acceptor.back_off(err)
-            if counted:
-                assert limits is not None
-                limits.table.close_one(counted)
-            return
-        if not session.closed:
-            self.sessions.add(session)
-            self.record.set_connections(len(self.sessions))
-        if counted:
-            assert limits is not None
-            limits.hold(session, counted, isinstance(session, Handshake))
-
-    def _start_session(self, client: socket.socket, client_ip: str, listen: ListenSettings,
-                       origin: Origin | None) -> Session:
-        if listen.tls and self.tls is not None and self.tls.default is not None:
-            return Handshake(self.loop, self.record, wrap(self.tls.default, client), client_ip,
-                             listen, self.config.tls.handshake_timeout, self._handshake_done,
-                             origin)
-        return self._new_session(self.context, client, client_ip, listen, origin)
-
-    def _proxy_header_read(self, reader: ProxyHeaderReader) -> None:
-        """A PROXY header was read: the connection goes on with the address it gave."""
-        self.sessions.discard(reader)
-        try:
-            session = self._start_session(reader.sock, reader.client_ip, reader.listen,
-                                          reader.origin)
-        except Exception:
-            log.exception("cannot start a session after a PROXY header; closing it")
-            self.loop.remove(reader.fd)
-            reader.sock.close()
-            return
-        if not session.closed:
-            self.sessions.add(session)
-        self.record.set_connections(len(self.sessions))
-
-    def _handshake_done(self, handshake: Handshake) -> None:
-        """A TLS handshake finished: the connection becomes a session like any other."""
-        self.sessions.discard(handshake)
-        sock = handshake.sock
-        session: Session | None = None
-        try:
-            session = self._new_session(self.context, sock, handshake.client_ip,
-                                        handshake.listen, handshake.origin)
-        except Exception:
-            log.exception("cannot start a session for a TLS connection; closing it")
-            self.loop.remove(sock.fileno())
-            sock.close()
-            return
-        finally:
-            if self.client_limits is not None:
-                self.client_limits.moved(handshake, session)
-        if not session.closed:
-            self.sessions.add(session)
-        self.record.set_connections(len(self.sessions))
-
-    # --- the SessionContext
+    # --- what sessions see of the worker (SessionContext)
 
     def connect(self, target: Target) -> tuple[socket.socket, int]:
         return start_connect(target)

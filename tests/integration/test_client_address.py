@@ -235,3 +235,25 @@ def test_tcp_mode_listener_passes_the_proxy_client_on(cluster, tmp_path):
     assert front.status()["totals"]["proxy_protocol"]["ok"] == 1
     # TCP mode refuses a bad header the same way
     assert _exchange(_port(front_listen), b"junk\r\n") == b""
+
+
+def test_per_client_limits_count_the_client_a_proxy_header_names(cluster, tmp_path):
+    """Behind a PROXY-protocol balancer every connection comes from the balancer: the
+    per-client connection limit must count the clients its headers name, not the balancer."""
+    listen = _proxy_listener()
+    proxy, _ = _front(cluster, tmp_path, listen=[listen],
+                      limits={"connections_per_client": 1})
+    port = _port(listen)
+    held = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        held.sendall(encode_v1(("192.0.2.1", 1000), ("192.0.2.2", 80)))
+        # the held connection is counted once hbfork has read its header
+        wait_until(lambda: proxy.status()["totals"]["proxy_protocol"]["ok"] >= 1, 5,
+                   message="the held connection's header to be read")
+        other = _exchange(port, _request(), before=encode_v1(("192.0.2.9", 1), ("192.0.2.2", 80)))
+        assert other.startswith(b"HTTP/1.1 200"), other[:200]
+        same = _exchange(port, _request(), before=encode_v1(("192.0.2.1", 2), ("192.0.2.2", 80)))
+        assert same.startswith(b"HTTP/1.1 429"), same[:200]
+    finally:
+        held.close()
+    assert proxy.status()["totals"]["limited_connections"] >= 1
