@@ -129,6 +129,10 @@ class MemberLeg:
                 and self.client.tls is None and conn is not None and conn.tls is None
                 and (relay is None or relay.splice))
 
+    def takes_body(self) -> bool:
+        """More of the request body may be read from the client now."""
+        return len(self.out) < HIGH_WATER
+
     def relay_request_bytes(self, n: int) -> None:
         """Request body bytes just read into the worker's buffer go straight to the member,
         nothing being queued before them (no copy into the buffers)."""

@@ -43,7 +43,8 @@ class Decision:
         # requests take the general path. Sticky pools take the fast path when the session's
         # member can take the request at once (proxy.http.fast).
         pool = self.pool
-        object.__setattr__(self, "fast", pool is not None and not pool.settings.sticky_cookie)
+        object.__setattr__(self, "fast", pool is not None and not pool.settings.sticky_cookie
+                           and pool.settings.protocol == "http")  # AJP: the general path
 
 
 class Router:

@@ -1,0 +1,134 @@
+"""AJP pools with real `hbfork run` in front of tests.ajp_server (a small AJP/1.3 container):
+the FORWARD_REQUEST's fields, bodies both ways, reuse of member connections, CPING, sticky
+sessions, and failures (a member that is not AJP, a member that is gone)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.ajp_server import AjpServer
+from tests.integration.harness import HBFORK, Process, get
+
+
+@pytest.fixture
+def servers() -> Iterator[list[AjpServer]]:
+    started = [AjpServer("127.0.0.2", secret="s3cret", route="node1"),
+               AjpServer("127.0.0.3", secret="s3cret", route="node2")]
+    yield started
+    for server in started:
+        server.stop()
+
+
+def start(cluster, servers, **pool):
+    members = [{"address": s.address, "route": s.route} for s in servers]
+    proxy = cluster.proxy([], pool=[{"name": "tomcat", "protocol": "ajp",
+                                     "ajp_secret": "s3cret", "stickysession": "JSESSIONID",
+                                     "member": members, **pool}],
+                          route=[{"path": "/", "pool": "tomcat"}])
+    for server in servers:
+        beat = Process([*HBFORK, "beat", "--to", proxy.heartbeat_address, "--from", server.ip,
+                        "--port", str(server.port), "--ready", "10", "--interval", "0.2"],
+                       cluster.tmp / f"beat-{server.ip}.log")
+        cluster.processes.append(beat)
+    proxy.wait_eligible(*(s.address for s in servers))
+    return proxy
+
+
+def answer(body: bytes) -> dict:
+    return json.loads(body)
+
+
+def test_get_post_and_reuse(cluster, servers):
+    proxy = start(cluster, servers)
+    response, body, conn = get(proxy.url, "/app/x?a=1&b=2",
+                               headers={"Host": "www.example.com", "X-Custom": "v",
+                                        "Connection": "keep-alive, X-Hop", "X-Hop": "no"})
+    seen = answer(body)
+    assert response.status == 200 and response.getheader("Content-Type") == "application/json"
+    assert seen["method"] == "GET" and seen["uri"] == "/app/x" and seen["protocol"] == "HTTP/1.1"
+    assert seen["attributes"]["5"] == "a=1&b=2"  # the query string attribute
+    assert seen["attributes"]["12"] == "s3cret"
+    assert int(seen["attributes"]["AJP_REMOTE_PORT"]) == conn.sock.getsockname()[1]
+    assert seen["remote_addr"] == "127.0.0.1" and seen["ssl"] is False
+    assert seen["server_name"] == "www.example.com"
+    assert seen["headers"]["x-custom"] == "v" and "x-hop" not in seen["headers"]
+    assert "connection" not in seen["headers"]
+    first = (seen["route"], seen["conn"])
+    # a POST with a body larger than a packet: the container asks for it chunk by chunk
+    data = bytes(range(256)) * 100
+    response, body, conn = get(proxy.url, "/echo", conn=conn, method="POST", body=data,
+                               headers={"Content-Type": "application/octet-stream"})
+    seen = answer(body)
+    assert response.status == 200 and seen["body_length"] == len(data)
+    assert seen["headers"]["content-length"] == str(len(data))
+    # chunked request body: de-chunked, sent only as asked, ended with an empty packet
+    conn.request("PUT", "/echo", body=iter([b"hello ", b"world"]), encode_chunked=True,
+                 headers={"Transfer-Encoding": "chunked"})
+    response = conn.getresponse()
+    seen = answer(response.read())
+    assert response.status == 200 and seen["body_length"] == 11 and seen["body"] == "hello world"
+    assert "transfer-encoding" not in seen["headers"]
+    # no Content-Length from the container: chunked to the client
+    response, body, conn = get(proxy.url, "/stream", conn=conn)
+    assert response.status == 200 and response.getheader("Transfer-Encoding") == "chunked"
+    assert answer(body)["uri"] == "/stream"
+    response, body, conn = get(proxy.url, "/echo", conn=conn, method="HEAD")
+    assert response.status == 200 and body == b""
+    # the member connections were reused: few connections for many requests
+    served = []
+    for _ in range(20):
+        response, body, conn = get(proxy.url, "/x", conn=conn)
+        seen = answer(body)
+        served.append((seen["route"], seen["conn"], seen["served"]))
+    assert max(s for _, _, s in served) > 3
+    assert sum(s.connections for s in servers) <= 8, served
+    assert first[0] in ("node1", "node2")
+    conn.close()
+
+
+def test_a_connection_the_container_does_not_reuse_is_closed(cluster, servers):
+    proxy = start(cluster, servers[:1])
+    response, body, conn = get(proxy.url, "/close")
+    assert response.status == 200 and answer(body)["served"] == 1
+    response, body, conn = get(proxy.url, "/x", conn=conn)
+    assert response.status == 200 and answer(body)["served"] == 1  # a fresh connection
+    conn.close()
+
+
+def test_cping_before_reuse(cluster, servers):
+    proxy = start(cluster, servers[:1], ajp_ping=2)
+    conn = None
+    for _ in range(5):
+        response, body, conn = get(proxy.url, "/x", conn=conn)
+        assert response.status == 200
+    assert servers[0].pings >= 3
+    conn.close()
+
+
+def test_sticky_sessions_by_jvm_route(cluster, servers):
+    proxy = start(cluster, servers)
+    for route in ("node1", "node2"):
+        for _ in range(20):
+            response, body, conn = get(proxy.url, "/x",
+                                       headers={"Cookie": f"JSESSIONID=abc.{route}"})
+            assert answer(body)["route"] == route
+            conn.close()
+
+
+def test_wrong_secret_and_bad_members(cluster, servers):
+    servers[0].secret = "other"
+    proxy = start(cluster, servers[:1], retries=0)
+    response, _, conn = get(proxy.url, "/x")
+    assert response.status == 403  # the container's own answer
+    conn.close()
+    servers[0].secret = "s3cret"
+    response, body, conn = get(proxy.url, "/garbage")
+    assert response.status == 502
+    conn.close()
+    servers[0].stop()
+    response, body, conn = get(proxy.url, "/x")
+    assert response.status in (502, 503)
+    conn.close()
