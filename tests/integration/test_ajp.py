@@ -102,7 +102,7 @@ def test_cping_before_reuse(cluster, servers):
     proxy = start(cluster, servers[:1], ajp_ping=2)
     conn = None
     for _ in range(5):
-        response, body, conn = get(proxy.url, "/x", conn=conn)
+        response, _body, conn = get(proxy.url, "/x", conn=conn)
         assert response.status == 200
     assert servers[0].pings >= 3
     conn.close()
@@ -112,7 +112,7 @@ def test_sticky_sessions_by_jvm_route(cluster, servers):
     proxy = start(cluster, servers)
     for route in ("node1", "node2"):
         for _ in range(20):
-            response, body, conn = get(proxy.url, "/x",
+            _response, body, conn = get(proxy.url, "/x",
                                        headers={"Cookie": f"JSESSIONID=abc.{route}"})
             assert answer(body)["route"] == route
             conn.close()
@@ -125,10 +125,10 @@ def test_wrong_secret_and_bad_members(cluster, servers):
     assert response.status == 403  # the container's own answer
     conn.close()
     servers[0].secret = "s3cret"
-    response, body, conn = get(proxy.url, "/garbage")
+    response, _, conn = get(proxy.url, "/garbage")
     assert response.status == 502
     conn.close()
     servers[0].stop()
-    response, body, conn = get(proxy.url, "/x")
+    response, _body, conn = get(proxy.url, "/x")
     assert response.status in (502, 503)
     conn.close()
