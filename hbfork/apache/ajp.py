@@ -9,23 +9,36 @@ uses the buffer size as its AJP packet size, from 8192 up to 65536).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Any
 
 from hbfork.apache.conf import Directive, Note, parse_duration
+from hbfork.apache.members import Member
 from hbfork.core.ajp import DEFAULT_PACKET_SIZE, MAX_PACKET_SIZE
-
-if TYPE_CHECKING:  # the pool plan is hbfork.apache.pools', which imports this module
-    from hbfork.apache.collect import Collector
-    from hbfork.apache.pools import PoolPlan
 
 MAX_PING = 60.0  # hbfork's limit on ajp_ping
 
 
-def apply_ajp(plan: PoolPlan, collected: Collector, notes: list[Note]) -> None:
-    """Set `plan`'s AJP keys if its members are ajp:// ones."""
-    if not plan.members or not plan.members[0].ajp:
-        return
-    first = plan.members[0].source
+class AjpKeys:
+    """The pool keys (key, value, comment) and comments the members make."""
+
+    def __init__(self, members: Sequence[Member]) -> None:
+        self.members = members
+        self.settings: list[tuple[str, Any, str]] = []
+        self.comments: list[str] = []
+
+    def set(self, key: str, value: Any, comment: str) -> None:
+        self.settings.append((key, value, comment))
+
+
+def ajp_keys(members: Sequence[Member], io_buffer: Directive | None,
+             notes: list[Note]) -> AjpKeys:
+    """The AJP keys of a pool of `members` (none unless they are ajp:// ones); `io_buffer`:
+    the server's ProxyIOBufferSize."""
+    plan = AjpKeys(members)
+    if not members or not members[0].ajp:
+        return plan
+    first = members[0].source
     plan.set("protocol", "ajp", "ajp:// members (mod_proxy_ajp): hbfork speaks AJP/1.3 to them")
     plan.comments.append("AJP members are checked with hcmethod \"tcp\" at most, and get no "
                          "X-Forwarded-* headers (the client's address travels in AJP itself)")
@@ -38,15 +51,14 @@ def apply_ajp(plan: PoolPlan, collected: Collector, notes: list[Note]) -> None:
         _ping(plan, ping, first, notes)
     size = _agreed(plan, "iobuffersize", notes)
     said = "BalancerMember iobuffersize="
-    if not size:
-        server = collected.server.get("proxyiobuffersize")
-        if server is not None and server.args:
-            size, said = server.args[0], f"{server.text} ({server.where}):"
+    if not size and io_buffer is not None and io_buffer.args:
+        size, said = io_buffer.args[0], f"{io_buffer.text} ({io_buffer.where}):"
     if size:
         _packet_size(plan, size, said, first, notes)
+    return plan
 
 
-def _agreed(plan: PoolPlan, key: str, notes: list[Note]) -> str:
+def _agreed(plan: AjpKeys, key: str, notes: list[Note]) -> str:
     values = [m.ajp_params.get(key, "") for m in plan.members]
     if len(set(values)) > 1:
         shown = "/".join(v or "unset" for v in values)
@@ -57,7 +69,7 @@ def _agreed(plan: PoolPlan, key: str, notes: list[Note]) -> str:
     return values[0]
 
 
-def _ping(plan: PoolPlan, value: str, d: Directive, notes: list[Note]) -> None:
+def _ping(plan: AjpKeys, value: str, d: Directive, notes: list[Note]) -> None:
     seconds = parse_duration(value)
     if seconds is None or seconds < 0:
         notes.append(Note.of(d, "not a duration", f"ping={value}"))
@@ -67,7 +79,7 @@ def _ping(plan: PoolPlan, value: str, d: Directive, notes: list[Note]) -> None:
                  + (f" (hbfork's limit is {MAX_PING:g})" if seconds > MAX_PING else ""))
 
 
-def _packet_size(plan: PoolPlan, value: str, said: str, d: Directive,
+def _packet_size(plan: AjpKeys, value: str, said: str, d: Directive,
                  notes: list[Note]) -> None:
     if not value.isdigit():
         notes.append(Note.of(d, "not a number", f"iobuffersize={value}"))

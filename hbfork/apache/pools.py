@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from hbfork.apache.ajp import apply_ajp
+from hbfork.apache.ajp import ajp_keys
 from hbfork.apache.collect import Balancer, Collector, balancer_name
 from hbfork.apache.conf import Directive, Note, parse_duration, resolve_path
 from hbfork.apache.hchecks import Definitions, apply_checks
@@ -144,7 +144,7 @@ class PoolBook:
             self._param(plan, key, value, d)
         self._timing(plan)
         self._tls(plan)
-        apply_ajp(plan, self.collected, self.notes)
+        self._ajp(plan)
         self._checks(plan)
         if plan.lbmethod != "heartbeat":
             plan.comments.append(f"lbmethod={plan.lbmethod}: hbfork balances by the members' "
@@ -278,6 +278,14 @@ class PoolBook:
             plan.set("tls_ca", resolve_path(self.server_root, ca.args[0]),
                      f"{ca.text} ({ca.where})")
 
+    def _ajp(self, plan: PoolPlan) -> None:
+        """ajp:// members: an AJP pool (hbfork.apache.ajp)."""
+        found = ajp_keys(plan.members, self.collected.server.get("proxyiobuffersize"),
+                         self.notes)
+        for key, value, comment in found.settings:
+            plan.set(key, value, comment)
+        plan.comments += found.comments
+
     def _route_cookies(self, headers: list[Directive]) -> None:
         """`Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/"`: hbfork
         sets that cookie itself (sticky_cookie) for the pools that read it."""
@@ -324,7 +332,7 @@ class PoolBook:
                              "traffic only while it sends heartbeats")
         self._timing(pool)
         self._tls(pool)
-        apply_ajp(pool, self.collected, self.notes)
+        self._ajp(pool)
         self._checks(pool)
         self.by_server[key] = self.pools[pool.name] = pool
         return pool
