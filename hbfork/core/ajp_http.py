@@ -6,7 +6,9 @@ The framing rule: the response is complete for the relay only once END_RESPONSE 
 member connection is never given back to the pool before the container has finished with it. A
 response with a Content-Length has its last body byte held back until END_RESPONSE; one without
 is sent chunked, its last chunk written at END_RESPONSE; one without a body (HEAD, 204, 304, a
-zero Content-Length) has its whole head held back until END_RESPONSE.
+zero Content-Length) has its whole head held back until END_RESPONSE. And a small response (up
+to SMALL bytes of body) is held back whole until END_RESPONSE, then goes to the client in one
+write, however many packets the container wrote it in.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ END_TO_END = frozenset((b"content-length", b"transfer-encoding", b"host", b"expe
 
 # Response framing modes
 WAITING, BODILESS, LENGTH, CHUNKED = 0, 1, 2, 3
+SMALL = 16384  # a response body up to this size is sent to the client in one piece
 
 
 def request_fields(head: RequestHead, member_host: bytes | None) -> list[tuple[bytes, bytes]]:
@@ -58,20 +61,33 @@ class ResponseFramer:
     framing rule). feed() returns the bytes to append to the relay's input; `asked` is the
     body room the container asked for (GET_BODY_CHUNK), None when it asks for nothing."""
 
-    __slots__ = ("asked", "bodiless_request", "ended", "held", "mode", "pong", "remaining",
-                 "reuse")
+    __slots__ = ("asked", "bodiless_request", "ended", "held", "holding", "mode", "pending",
+                 "pong", "remaining", "reuse")
 
     def __init__(self, bodiless_request: bool) -> None:
         self.bodiless_request = bodiless_request  # a HEAD: no body whatever the head says
         self.mode = WAITING
         self.remaining = 0
         self.held = b""
+        self.holding = False  # a small response: all of it waits in `pending` for the end
+        self.pending = b""
         self.ended = False
         self.reuse = False
         self.asked: int | None = None
         self.pong = False
 
     def feed(self, events: list[Event]) -> bytes:
+        out = self._feed(events)
+        if not self.holding:
+            return out
+        self.pending += out
+        if self.ended or len(self.pending) > SMALL:  # complete, or not small after all
+            self.holding = False
+            out, self.pending = self.pending, b""
+            return out
+        return b""
+
+    def _feed(self, events: list[Event]) -> bytes:
         out = bytearray()
         for event in events:
             if self.ended:
@@ -99,6 +115,7 @@ class ResponseFramer:
             self.mode = BODILESS
             self.held = ajp_http_head(event, chunked=False, keep_alive=True)
             return b""
+        self.holding = length is None or length <= SMALL
         if length is not None:
             self.mode, self.remaining = LENGTH, length
             return ajp_http_head(event, chunked=False, keep_alive=True)
@@ -126,10 +143,8 @@ class ResponseFramer:
         if self.mode == LENGTH and self.remaining:
             raise AjpError("END_RESPONSE before the whole Content-Length")
         self.ended, self.reuse = True, reuse
-        if self.mode == CHUNKED:
-            return b"0\r\n\r\n"
         held, self.held = self.held, b""
-        return held
+        return held + b"0\r\n\r\n" if self.mode == CHUNKED else held
 
 
 def _content_length(event: Headers) -> int | None:

@@ -14,7 +14,8 @@ it carries a request when the pool has `ajp_ping`; no CPONG in time: it is close
 request goes on a fresh connection.
 
 The session uses its HTTP leg (MemberLeg) unless the request's pool speaks AJP: use_leg() swaps
-the leg in at dispatch, and the AjpLeg gives the session back its HTTP leg when it is released.
+the leg in at dispatch, and the AjpLeg gives the session back its HTTP leg when it is released
+(the fast path knows only that one); the HTTP leg keeps the AjpLeg (`spare`) for the next.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def use_leg(session: SessionCore, pool: PoolView) -> None:
     if wants_ajp == (type(member) is AjpLeg):
         return
     if wants_ajp:
-        _install(session, AjpLeg(session, member))
+        leg = member.spare
+        if leg is None:
+            leg = member.spare = AjpLeg(session, member)
+        _install(session, leg)
     else:  # an AjpLeg left in place (it gives the HTTP leg back when released)
         assert isinstance(member, AjpLeg)
         _install(session, member.http)
@@ -53,8 +57,8 @@ def _install(session: SessionCore, leg: MemberLeg) -> None:
 
 
 class AjpLeg(MemberLeg):
-    __slots__ = ("decoder", "framer", "http", "packet_size", "pending", "ping_timer",
-                 "pinging")
+    __slots__ = ("client_port", "decoder", "framer", "http", "packet_size", "pending",
+                 "ping_timer", "pinging")
 
     def __init__(self, session: SessionCore, http: MemberLeg) -> None:
         super().__init__(session)
@@ -65,6 +69,7 @@ class AjpLeg(MemberLeg):
         self.pending = bytearray()  # request body bytes (de-chunked) not yet sent
         self.pinging = False
         self.ping_timer: Timer | None = None
+        self.client_port = -1  # not looked up yet
 
     # --- the request
 
@@ -124,10 +129,12 @@ class AjpLeg(MemberLeg):
         s.set_deadline(s.pool.response_timeout if ex.request_done else ctx.http.client_timeout)
 
     def _client_port(self) -> int:
-        try:
-            return int(self.client.sock.getpeername()[1])  # type: ignore[attr-defined]
-        except (OSError, IndexError, TypeError):
-            return 0
+        if self.client_port < 0:  # once per client connection
+            try:
+                self.client_port = int(self.client.sock.getpeername()[1])  # type: ignore[attr-defined]
+            except (OSError, IndexError, TypeError):
+                self.client_port = 0
+        return self.client_port
 
     # --- the request body: only as the container asks for it
 
@@ -257,6 +264,7 @@ class AjpLeg(MemberLeg):
             self.ctx.loop.cancel(self.ping_timer)
         self.pinging = False
         super().release(reusable)
+        self.out.clear()  # whatever was not sent belonged to that connection
         self.pending.clear()
         self.framer = ResponseFramer(False)
         if self.s.member is self:

@@ -39,7 +39,7 @@ SPLICE_BODIES = splice_available()
 
 
 class MemberLeg:
-    __slots__ = ("body_relay", "client", "conn", "ctx", "inbuf", "inflight", "out", "s")
+    __slots__ = ("body_relay", "client", "conn", "ctx", "inbuf", "inflight", "out", "s", "spare")
 
     def __init__(self, session: SessionCore) -> None:
         self.s = session
@@ -50,6 +50,7 @@ class MemberLeg:
         self.inbuf = bytearray()   # read from the member, not yet relayed
         self.body_relay: Direction | None = None  # a large request body spliced (after its head)
         self.inflight: Target | None = None  # the member counted as having this request
+        self.spare: MemberLeg | None = None  # the session's AJP leg, kept between requests
 
     # --- dialing
 

@@ -7,27 +7,45 @@ import pytest
 
 from hbfork.core import http11
 from hbfork.core.ajp import AjpError, BodyChunk, Cpong, EndResponse, GetBodyChunk, Headers
-from hbfork.core.ajp_http import ResponseFramer, request_fields, server_name
+from hbfork.core.ajp_http import SMALL, ResponseFramer, request_fields, server_name
 from hbfork.core.http11 import Limits
 
 OK = Headers(200, b"OK", ((b"Content-Type", b"text/plain"),))
 SIZED = Headers(200, b"OK", ((b"Content-Length", b"5"),))
 
 
-def test_length_body_holds_its_last_byte_until_the_end() -> None:
+def test_a_small_response_goes_out_whole_at_the_end() -> None:
     framer = ResponseFramer(False)
-    assert framer.feed([SIZED, BodyChunk(b"hel")]) == \
-        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel"
-    assert framer.feed([BodyChunk(b"lo")]) == b"l"
-    assert framer.feed([EndResponse(True)]) == b"o"
+    assert framer.feed([SIZED, BodyChunk(b"hel")]) == b""
+    assert framer.feed([BodyChunk(b"lo")]) == b""
+    assert framer.feed([EndResponse(True)]) == \
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
     assert framer.ended and framer.reuse
-
-
-def test_no_length_is_chunked_and_ends_at_end_response() -> None:
     framer = ResponseFramer(False)
-    out = framer.feed([OK, BodyChunk(b"abc"), BodyChunk(b""), BodyChunk(b"de")])
-    assert out.endswith(b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n")
-    assert framer.feed([EndResponse(False)]) == b"0\r\n\r\n" and not framer.reuse
+    assert framer.feed([OK, BodyChunk(b"abc"), BodyChunk(b""), BodyChunk(b"de"),
+                        EndResponse(False)]).endswith(
+        b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+    assert not framer.reuse
+
+
+def test_a_large_length_body_streams_and_holds_its_last_byte_until_the_end() -> None:
+    size = SMALL + 10
+    framer = ResponseFramer(False)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size
+    assert framer.feed([Headers(200, b"OK", ((b"Content-Length", b"%d" % size),)),
+                        BodyChunk(b"a" * 8000)]) == head + b"a" * 8000
+    assert framer.feed([BodyChunk(b"b" * (size - 8000))]) == b"b" * (size - 8001)
+    assert framer.feed([EndResponse(True)]) == b"b"
+
+
+def test_a_large_chunked_body_streams_once_past_small() -> None:
+    framer = ResponseFramer(False)
+    assert framer.feed([OK, BodyChunk(b"x" * 100)]) == b""
+    out = framer.feed([BodyChunk(b"y" * SMALL)])
+    assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(b"y" * SMALL + b"\r\n")
+    assert b"64\r\n" + b"x" * 100 in out
+    assert framer.feed([BodyChunk(b"z")]) == b"1\r\nz\r\n"
+    assert framer.feed([EndResponse(True)]) == b"0\r\n\r\n"
 
 
 @pytest.mark.parametrize(("head_only", "event"), [
