@@ -108,6 +108,7 @@ class AjpServer:
         self.secret, self.route = secret, route
         self.connections = 0
         self.pings = 0
+        self.answer_pings = True  # False: a CPING gets no CPONG (a hung container)
         self.lock = threading.Lock()
         self.stopped = False
         self.conns: list[socket.socket] = []
@@ -150,7 +151,8 @@ class AjpServer:
                 payload = read_packet(conn)
                 if payload == b"\x0a":
                     self.pings += 1
-                    conn.sendall(packet(b"\x09"))
+                    if self.answer_pings:
+                        conn.sendall(packet(b"\x09"))
                     continue
                 served += 1
                 if not self._answer(conn, parse_forward(payload), serial, served):

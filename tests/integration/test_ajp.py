@@ -5,6 +5,7 @@ sessions, and failures (a member that is not AJP, a member that is gone)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -105,6 +106,22 @@ def test_cping_before_reuse(cluster, servers):
         response, _body, conn = get(proxy.url, "/x", conn=conn)
         assert response.status == 200
     assert servers[0].pings >= 3
+    conn.close()
+
+
+def test_a_pooled_connection_without_cpong_is_replaced(cluster, servers):
+    proxy = start(cluster, servers[:1], ajp_ping=0.5, retries=0)
+    response, body, conn = get(proxy.url, "/x")
+    assert response.status == 200 and answer(body)["conn"] == 1
+    servers[0].answer_pings = False
+    started = time.monotonic()
+    for _ in range(3):  # on a kept connection, each goes through a CPING first
+        response, body, conn = get(proxy.url, "/x", conn=conn)
+        assert response.status == 200
+        if answer(body)["conn"] > 1:
+            break
+    assert answer(body)["served"] == 1  # a fresh connection took it
+    assert servers[0].pings >= 1 and time.monotonic() - started >= 0.5
     conn.close()
 
 
