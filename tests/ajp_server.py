@@ -2,7 +2,8 @@
 it parses FORWARD_REQUEST, asks for body chunks (GET_BODY_CHUNK) as Tomcat does, answers CPING,
 and sends SEND_HEADERS, SEND_BODY_CHUNK and END_RESPONSE with reuse.
 
-Paths: /echo reads the whole body; /stream answers without a Content-Length in three chunks;
+Paths: …/echo reads the whole body (elsewhere the first body packet is dropped unread, as
+Tomcat does); /stream answers without a Content-Length in three chunks;
 /close ends without reuse and closes; /garbage answers bytes that are not AJP; anything else
 answers without reading the body. Every answer is JSON: what the request carried, the
 connection's serial number and how many requests it served."""
@@ -178,6 +179,13 @@ class AjpServer:
             body += data[2:]
         return body
 
+    def _swallow(self, conn: socket.socket, request: dict[str, Any]) -> bytes:
+        """A body the application did not read: its first packet, which came unasked, is read
+        and dropped (as Tomcat does), nothing more is asked for."""
+        if int(request["headers"].get("content-length", "0")) > 0:
+            read_packet(conn)
+        return b""
+
     def _answer(self, conn: socket.socket, request: dict[str, Any], serial: int,
                 served: int) -> bool:
         uri = request["uri"]
@@ -188,7 +196,7 @@ class AjpServer:
         if uri == "/garbage":
             conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
             return False
-        body = self._body(conn, request) if uri == "/echo" else b""
+        body = self._body(conn, request) if uri.endswith("/echo") else self._swallow(conn, request)
         answer = {**request, "body_length": len(body), "body": body[:64].decode("latin-1"),
                   "conn": serial, "served": served, "route": self.route}
         if uri == "/stream":

@@ -149,3 +149,44 @@ def test_wrong_secret_and_bad_members(cluster, servers):
     response, _body, conn = get(proxy.url, "/x")
     assert response.status in (502, 503)
     conn.close()
+
+
+def test_ajp_and_http_pools_alternate_on_one_client_connection(cluster, servers):
+    http_member = cluster.backend("web", 10, ip="127.0.0.4")
+    ajp = servers[0]
+    proxy = cluster.proxy([], pool=[
+        {"name": "tomcat", "protocol": "ajp", "ajp_secret": "s3cret", "members": [ajp.address]},
+        {"name": "web", "members": [http_member.address]}],
+        route=[{"path": "/java", "pool": "tomcat"}, {"path": "/", "pool": "web"}])
+    cluster.processes.append(Process(
+        [*HBFORK, "beat", "--to", proxy.heartbeat_address, "--from", ajp.ip, "--port",
+         str(ajp.port), "--ready", "10", "--interval", "0.2"], cluster.tmp / "beat.log"))
+    cluster.processes.append(Process(
+        [*HBFORK, "beat", "--to", proxy.heartbeat_address, "--from", http_member.ip, "--port",
+         str(http_member.port), "--ready", "10", "--interval", "0.2"], cluster.tmp / "beat2.log"))
+    proxy.wait_eligible(ajp.address, http_member.address)
+    conn = None
+    for number in range(30):  # the HTTP ones take the fast path, the AJP ones the general
+        response, body, conn = get(proxy.url, "/java/x" if number % 3 else "/plain", conn=conn)
+        assert response.status == 200
+        if number % 3:
+            assert answer(body)["uri"] == "/java/x"
+        else:
+            assert response.getheader("X-Backend") == "web"
+    conn.request("POST", "/plain", body=b"x" * 100_000)
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("X-Backend") == "web"
+    response.read()
+    response, body, conn = get(proxy.url, "/java/echo", conn=conn, method="POST",
+                               body=b"y" * 50_000)
+    assert response.status == 200 and answer(body)["body_length"] == 50_000
+    conn.close()
+    assert ajp.connections <= 2  # one per worker at most: reused throughout
+    # a body the container does not read: its answer comes, and that member connection
+    # (which Tomcat would reuse) is not, since the rest of the body was never sent
+    response, body, conn = get(proxy.url, "/java/x", method="POST", body=b"z" * 50_000)
+    assert response.status == 200 and answer(body)["body_length"] == 0
+    conn.close()
+    response, body, conn = get(proxy.url, "/java/x")
+    assert response.status == 200 and answer(body)["served"] >= 1
+    conn.close()
