@@ -1,7 +1,7 @@
 """Real Tomcat 10 (Debian's tomcat10) for scripts/bench-ajp and the AJP interop tests: a private
 CATALINA_BASE per instance with its own server.xml (an AJP/1.3 connector on a loopback address,
 with secretRequired, and the Engine's jvmRoute), and one small servlet that says what it
-received (compiled once with javac against Tomcat's servlet-api.jar).
+received (compiled once against Tomcat's servlet-api.jar, by javac or by Debian's ECJ).
 
 Tomcat runs in the foreground (`Bootstrap start`, no shutdown port) and is stopped by its pid.
 """
@@ -16,6 +16,9 @@ from pathlib import Path
 CATALINA_HOME = Path("/usr/share/tomcat10")
 CONF_SOURCES = (Path("/etc/tomcat10"), CATALINA_HOME / "etc")
 SECRET = "s3cret-ajp"
+# Eclipse's compiler, which Debian's tomcat10 brings for JSPs (libeclipse-jdt-core-java): the
+# servlet compiles with it where there is no JDK.
+ECJ = Path("/usr/share/java/eclipse-jdt-core.jar")
 
 # Says what the request carried; `?session` makes a session (its id ends with the jvmRoute).
 SERVLET = """\
@@ -66,8 +69,10 @@ WEB_XML = """\
 def unavailable_reason() -> str | None:
     if not (CATALINA_HOME / "bin" / "bootstrap.jar").exists():
         return "tomcat10 is not installed (apt-get install tomcat10)"
-    if shutil.which("java") is None or shutil.which("javac") is None:
-        return "java/javac missing (tomcat10 brings a JRE; javac: default-jdk-headless)"
+    if shutil.which("java") is None:
+        return "java missing (tomcat10 brings a JRE)"
+    if shutil.which("javac") is None and not ECJ.exists():
+        return f"no Java compiler for the test servlet (javac, or {ECJ})"
     return None
 
 
@@ -77,7 +82,10 @@ def build_servlet(directory: Path) -> Path:
     classes.mkdir(parents=True, exist_ok=True)
     source = directory / "Echo.java"
     source.write_text(SERVLET)
-    subprocess.run(["javac", "-cp", str(CATALINA_HOME / "lib" / "servlet-api.jar"), "-d",
+    compiler = ["javac"] if shutil.which("javac") else \
+        ["java", "-cp", str(ECJ), "org.eclipse.jdt.internal.compiler.batch.Main", "-17",
+         "-nowarn", "-proc:none"]
+    subprocess.run([*compiler, "-cp", str(CATALINA_HOME / "lib" / "servlet-api.jar"), "-d",
                     str(classes), str(source)], check=True, capture_output=True, timeout=120)
     return classes
 

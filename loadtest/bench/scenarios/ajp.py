@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of load through each front (twice) before measuring")
     parser.add_argument("--body", type=int, default=0, help="POST bodies of this many bytes")
     args = parser.parse_args(argv)
-    tools.require("scripts/bench-ajp", "wrk", "apache2", "java", "javac")
+    tools.require("scripts/bench-ajp", "wrk", "apache2", "java")
     reason = tomcat.unavailable_reason()
     if reason:
         print(f"scripts/bench-ajp: {reason}", file=sys.stderr)
