@@ -190,3 +190,17 @@ def test_ajp_and_http_pools_alternate_on_one_client_connection(cluster, servers)
     response, body, conn = get(proxy.url, "/java/x")
     assert response.status == 200 and answer(body)["served"] >= 1
     conn.close()
+
+
+def test_a_head_larger_than_the_packet_size(cluster, servers):
+    big = {"Cookie": "c=" + "x" * 12_000}
+    proxy = start(cluster, servers[:1])
+    response, body, conn = get(proxy.url, "/x", headers=big)
+    assert response.status == 431 and b"packetSize" in body  # not the member's fault
+    conn.close()
+    assert proxy.member(servers[0].address)["eligible"]
+    cluster.stop()
+    proxy = start(cluster, servers[:1], ajp_packet_size=65536)
+    response, body, conn = get(proxy.url, "/x", headers=big)
+    assert response.status == 200 and len(answer(body)["headers"]["cookie"]) == 12_002
+    conn.close()
