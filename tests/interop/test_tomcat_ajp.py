@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tomcat_kit
-from tomcat_kit import SECRET, Tomcat
+import tomcat_ajp_kit as tomcat_kit
+from tomcat_ajp_kit import SECRET, Tomcat
 
 from tests.integration.conftest import Cluster
 from tests.integration.harness import HBFORK, Process, free_port, get
