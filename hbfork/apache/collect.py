@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from hbfork.apache import headers
 from hbfork.apache.collected import (  # re-exported: the pipeline's modules read them here
     Balancer,
     Block,
@@ -27,6 +28,7 @@ from hbfork.apache.collected import (  # re-exported: the pipeline's modules rea
     label,
 )
 from hbfork.apache.conf import Directive, Note, key_values
+from hbfork.apache.logs import LogLine
 from hbfork.apache.unhandled import reason_left_out
 
 __all__ = ["HSTS", "Balancer", "Block", "Collector", "Context", "Location", "Pass", "Reverse",
@@ -79,6 +81,7 @@ class Collector:
         self.route_cookies: list[Directive] = []     # Header ... BALANCER_WORKER_ROUTE
         self.hc: list[Directive] = []                # ProxyHCExpr, ProxyHCTemplate
         self.notes: list[Note] = []
+        self.logs: list[LogLine] = []                 # LogFormat, CustomLog, TransferLog
         self.unrelated = 0
 
     def visit(self, directives: Sequence[Directive], ctx: Context | None = None) -> None:
@@ -161,6 +164,14 @@ class Collector:
             self.notes.append(Note.of(earlier, f"overridden by {d.text} ({d.where}): hbfork "
                                                "has one value"))
         self.server[d.key] = d
+        return True
+
+    def on_log(self, d: Directive, ctx: Context) -> bool:
+        """mod_log_config's lines of the server or a vhost (hbfork.apache.logs)."""
+        if ctx.nested or ctx.location or ctx.balancer or \
+                (d.key == "errorlog" and not (d.args and d.args[0].startswith("syslog"))):
+            return False  # an error log file: the server's own business (skipped)
+        self.logs.append(LogLine(d, ctx.vhost))
         return True
 
     def on_listen(self, d: Directive, ctx: Context) -> bool:
@@ -287,7 +298,10 @@ class Collector:
 
     def on_header(self, d: Directive, ctx: Context) -> bool:
         """Apache's recipe for a route cookie sets it with mod_headers; a server's
-        Strict-Transport-Security header is kept for its TLS listener."""
+        Strict-Transport-Security header is kept for its TLS listener; the other Header and
+        RequestHeader lines become header rules (hbfork.apache.headers)."""
+        if d.key == "requestheader":
+            return headers.collect(d, ctx, self.block(ctx), self.notes)
         if any(a.lower() == HSTS for a in d.args):
             if self._server_level(d, ctx, "only a server's or <VirtualHost>'s header becomes "
                                           "[[listen]] hsts"):
@@ -295,7 +309,7 @@ class Collector:
             return True
         if "BALANCER_WORKER_ROUTE" not in d.raw or not any(a.lower() == "set-cookie"
                                                            for a in d.args):
-            return False
+            return headers.collect(d, ctx, self.block(ctx), self.notes)
         self.route_cookies.append(d)
         return True
 
@@ -346,10 +360,21 @@ class Collector:
         if handler == "balancer-manager":
             self.notes.append(Note.of(d, "hbfork's status page ([status] listen) and "
                                          "`hbfork ctl` take the balancer-manager's place"))
+        elif handler == "heartbeat" and ctx.location is not None and not ctx.location.regex:
+            ctx.location.heartbeat = d  # [heartbeat] http_path (hbfork.apache.beats)
         elif handler == "heartbeat":
-            self.notes.append(Note.of(d, "heartbeats by HTTP POST: hbfork takes them by UDP only"))
+            self.notes.append(Note.of(d, "hbfork takes heartbeats by POST on one <Location "
+                                         "PATH> ([heartbeat] http_path), not here"))
         else:
             return False
+        return True
+
+    def on_require(self, d: Directive, ctx: Context) -> bool:
+        """A <Location>'s own Require lines: its allow-list if it takes heartbeats, else
+        noted as any other access rule (hbfork.apache.beats decides)."""
+        if ctx.location is None or ctx.nested:
+            return False
+        ctx.location.requires.append(d)
         return True
 
 
@@ -378,12 +403,15 @@ HANDLERS = {
     "servername": Collector.on_server_name,
     "serveralias": Collector.on_server_name,
     "header": Collector.on_header,
+    "requestheader": Collector.on_header,
     "timeout": Collector.on_server,
     "keepalivetimeout": Collector.on_server,
     "keepalive": Collector.on_server,
     "user": Collector.on_server,
     "group": Collector.on_server,
     "sethandler": Collector.on_sethandler,
+    **dict.fromkeys(("logformat", "customlog", "transferlog", "errorlog"), Collector.on_log),
+    "require": Collector.on_require,
     **dict.fromkeys(REDIRECTS, Collector.on_redirect),
     **dict.fromkeys(("rewriteengine", "rewritecond", "rewriterule", "rewriteoptions",
                      "rewritebase", "rewritemap"), Collector.on_rewrite),

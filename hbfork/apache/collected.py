@@ -62,6 +62,8 @@ class Block:
     cookie_paths: list[tuple[str, str, Directive]] = field(default_factory=list)
     cookie_domains: list[tuple[str, str, Directive]] = field(default_factory=list)
     preserve_host: Directive | None = None
+    # RequestHeader / Header as hbfork rules: (request_headers or response_headers, rule, from)
+    headers: list[tuple[str, str, Directive]] = field(default_factory=list)
 
 
 @dataclass
@@ -72,6 +74,8 @@ class Location:
     directive: Directive
     block: Block = field(default_factory=Block)
     regex: bool = False            # <Location ~ ...> and <LocationMatch>
+    heartbeat: Directive | None = None   # its SetHandler heartbeat (mod_heartmonitor)
+    requires: list[Directive] = field(default_factory=list)  # its own Require lines
 
 
 @dataclass

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hbfork.apache import headers
 from hbfork.apache.collect import Block, Pass, Reverse
 from hbfork.apache.conf import Directive, Note
 from hbfork.apache.pools import Destination, PoolBook
@@ -58,6 +59,7 @@ class RoutePlan:
     cookie_domains: tuple[tuple[str, str], ...] = ()
     comments: list[str] = field(default_factory=list)
     heading: list[str] = field(default_factory=list)   # said before it (the vhost it is of)
+    headers: dict[str, list[str]] = field(default_factory=dict)  # header rules by key
 
     def table(self) -> dict[str, Any]:
         """The [[route]] keys, in the order they are written."""
@@ -69,7 +71,7 @@ class RoutePlan:
             out["pass"] = False
             if self.status != 404:
                 out["status"] = self.status
-            return out
+            return {**out, **self.headers}
         out["pool"] = self.pool
         if self.rewrite is not None:
             out["rewrite"] = self.rewrite
@@ -81,7 +83,7 @@ class RoutePlan:
             out["reverse_cookie_path"] = [list(p) for p in self.cookie_paths]
         if self.cookie_domains:
             out["reverse_cookie_domain"] = [list(p) for p in self.cookie_domains]
-        return out
+        return {**out, **self.headers}
 
     def covers(self, later: RoutePlan) -> bool:
         """Does this route (for the same hosts) take every request `later` could match?"""
@@ -110,6 +112,10 @@ class RouteMaker:
         """The route for `step` where `chain` is in force (None, noted, if there is none)."""
         d = step.directive
         plan = RoutePlan(step, comments=[f"{step.label} ({d.where})"])
+        # the vhost's and the Location's header rules (the main server's are [http]'s)
+        for key, found in headers.rules(chain[1:]).items():
+            plan.headers[key] = [text for text, _ in found]
+            plan.comments += [f"{source.text} ({source.where})" for _, source in found]
         if step.regex:
             plan.regex = step.path
             if not self._valid(plan, d):

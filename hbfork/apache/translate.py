@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hbfork.apache import headers
+from hbfork.apache.beats import plan_beats
 from hbfork.apache.collect import Collector
 from hbfork.apache.conf import (
     Directive,
@@ -29,6 +31,7 @@ from hbfork.apache.conf import (
 )
 from hbfork.apache.include import Walked
 from hbfork.apache.listeners import TablePlan, plan_front
+from hbfork.apache.logs import plan_logs
 from hbfork.apache.pools import PoolBook, PoolPlan
 from hbfork.apache.routes import UNUSABLE, RoutePlan
 from hbfork.apache.vhosts import plan_routes
@@ -70,7 +73,7 @@ class Translator:
         self.notes: list[Note] = list(walked.notes)
         self.remarks: list[str] = []
         self.sections: dict[str, list[Setting]] = {"proxy": [], "heartbeat": [], "http": [],
-                                                   "tls": [], "status": []}
+                                                   "tls": [], "status": [], "log": []}
         self.listens: list[TablePlan] = []
         self.certificates: list[TablePlan] = []
         self.skipped = 0                  # collected lines the front needed nothing from
@@ -85,6 +88,14 @@ class Translator:
         self._heartbeat()
         self._timeouts()
         self._user()
+        # the main server's RequestHeader/Header rules apply to every request (hbfork.apache.
+        # headers); a vhost's and a Location's are their routes'
+        for key, found in headers.rules([self.collected.servers[0].block]).items():
+            self.set("http", key, [text for text, _ in found],
+                     "; ".join(f"{d.text} ({d.where})" for _, d in found))
+        self.notes += headers.unplaced(self.collected.servers)
+        logs = plan_logs(self.collected.logs, self.walked.server_root)
+        self.sections["log"], self.notes = logs.settings, self.notes + logs.notes
         self.notes.extend(self.collected.notes)
         order = {path: index for index, path in enumerate(self.walked.files)}
         self.notes.sort(key=lambda n: (order.get(n.file, len(order)), n.line))
@@ -210,6 +221,18 @@ class Translator:
             self._file_source(storage)
         if len(self.addresses) > 256:
             self.set("heartbeat", "max_members", len(self.addresses))
+        self._beat_location()
+
+    def _beat_location(self) -> None:
+        """<Location PATH> SetHandler heartbeat: heartbeats by POST (hbfork.apache.beats)."""
+        plan = plan_beats(self.collected.servers)
+        self.notes += plan.notes
+        for key, value, comment in plan.settings:
+            self.set("heartbeat", key, value, comment)
+        if plan.settings and all(s.key != "listen" for s in self.sections["heartbeat"]):
+            self.set("heartbeat", "listen", LOOPBACK_HEARTBEAT,
+                     "no HeartbeatListen: heartbeats come by POST only, so the UDP socket "
+                     "hbfork always opens stays on loopback")
 
     def _file_source(self, storage: str) -> None:
         self.set("heartbeat", "source", f"file:{storage}",

@@ -38,10 +38,6 @@ HARMLESS = frozenset({
 
 # Directives that change what clients or members see, and why hbfork leaves them out.
 REASONS = {
-    "requestheader": "hbfork sets no request headers of its own beyond X-Forwarded-*: this "
-                     "header rule is not applied",
-    "header": "hbfork sets no response headers of its own beyond HSTS and its route cookie: "
-              "this header rule is not applied",
     "remoteipheader": "hbfork logs and forwards the connecting address; it does not take the "
                       "client from a header",
     "remoteiptrustedproxy": "hbfork does not take the client from a header (no trusted "
@@ -49,10 +45,9 @@ REASONS = {
     "remoteipinternalproxy": "hbfork does not take the client from a header (no trusted "
                              "proxies)",
     "remoteipproxyprotocol": "hbfork does not read the PROXY protocol",
-    "logformat": "hbfork's access log ([log] access) writes combined, combined+ or json; "
-                 "this format is not translated",
-    "customlog": "set [log] access (and access_format) for hbfork's access log",
-    "transferlog": "set [log] access for hbfork's access log",
+    "logformat": "only a server's or a <VirtualHost>'s LogFormat is translated",
+    "customlog": "only a server's or a <VirtualHost>'s CustomLog is translated",
+    "transferlog": "only a server's or a <VirtualHost>'s TransferLog is translated",
     "protocols": "hbfork speaks HTTP/1.1 to clients (HTTP/2 is not offered)",
     "addoutputfilterbytype": "hbfork does not compress or filter responses (members' encoded "
                              "responses pass through)",
@@ -91,6 +86,29 @@ SECTION_REASONS = {
     "requireany": "hbfork has no access rules",
     "requirenone": "hbfork has no access rules",
 }
+
+
+# Why a RequestHeader or Header is not a header rule (hbfork.apache.headers), by what it uses.
+HEADER_REASONS = (
+    ("expr=", "hbfork evaluates no expressions (expr=): the rule would apply unconditionally, "
+              "so it is not applied"),
+    ("env=", "hbfork has no environment variables (env=): the rule is not applied"),
+    ("early", "hbfork has no early phase: its rules apply once the request is routed"),
+    ("echo", "hbfork does not echo request fields into responses"),
+    ("note", "hbfork has no request notes"),
+    ("%", "hbfork writes values as given: format specifiers (%t, %D, %{VAR}e...) are not "
+          "expanded, so the rule is not applied"),
+)
+
+
+def header_reason(args: tuple[str, ...], problem: str) -> str:
+    """Why a RequestHeader/Header with `args` was left out (`problem`: the parser's words)."""
+    for word, reason in HEADER_REASONS:
+        if word == "%" and "format specifiers" in problem:
+            return reason
+        if any(arg == word or (word.endswith("=") and arg.startswith(word)) for arg in args):
+            return reason
+    return f"not a rule hbfork can apply: {problem.split(': ', 1)[-1]}"
 
 
 def reason_left_out(key: str, section: bool = False) -> str | None:

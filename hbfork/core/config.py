@@ -34,6 +34,7 @@ from hbfork.core.pools import (
     parse_routes,
     static_members,
 )
+from hbfork.core.request_id import RequestIdSettings
 from hbfork.core.routes import compile_routes
 from hbfork.core.routes import describe as describe_routes
 from hbfork.core.settings import (
@@ -73,7 +74,10 @@ class Config:
     certificates: tuple[CertificateSettings, ...] = ()
     listens: tuple[ListenSettings, ...] = ()
     outlier: OutlierSettings = OutlierSettings()
+    request_id: RequestIdSettings = RequestIdSettings()
     base_dir: str = "."  # the config file's directory (absolute when read from a file)
+    # host names members were given by, and the addresses each had when the file was read
+    names: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def listeners(self) -> tuple[ListenSettings, ...]:
@@ -242,6 +246,7 @@ def _check(config: Config) -> None:
         raise ConfigError(path, "[heartbeat] forget_after",
                           f"({hb.forget_after:g}) must not be less than max_age ({hb.max_age:g})")
     check_listeners(config)
+    check_beat_posts(config)
     if hb.require_signature and not hb.key_file:
         raise ConfigError(path, "[heartbeat] require_signature", "needs [heartbeat] key_file")
     if any(m.require_signature for m in listed) and not hb.key_file:
@@ -259,6 +264,26 @@ def _check(config: Config) -> None:
     # "file:" alone named no file: the master's periodic read then failed on None
     if hb.source and (not hb.source.startswith("file:") or hb.source == "file:"):
         raise ConfigError(path, "[heartbeat] source", f"expected \"file:PATH\", got {hb.source!r}")
+
+
+def check_beat_posts(config: Config) -> None:
+    """[heartbeat] http_path and http_listen (hbfork.core.beat_post)."""
+    hb = config.heartbeat
+    if hb.http_listen and not hb.http_path:
+        raise ConfigError(config.path, "[heartbeat] http_listen", "needs [heartbeat] http_path")
+    if hb.http_path and config.proxy.mode != "http":
+        raise ConfigError(config.path, "[heartbeat] http_path",
+                          "heartbeats by POST need [proxy] mode = \"http\"")
+    if hb.http_path and config.discovering and not hb.allow:
+        raise ConfigError(config.path, "[heartbeat] http_path",
+                          "with discover, heartbeats by POST need [heartbeat] allow (else any "
+                          "client could make itself a member)")
+    addresses = {listen.address for listen in config.listeners}
+    for address in hb.http_listen:
+        if address not in addresses:
+            raise ConfigError(config.path, "[heartbeat] http_listen",
+                              f"{address} is not a client listener ([proxy] listen or "
+                              f"[[listen]])")
 
 
 def check_listeners(config: Config) -> None:
@@ -315,7 +340,8 @@ def describe(config: Config) -> str:
         f"max_age {hb.max_age:g}s, table {hb.max_members} slots, "
         f"discover {'on' if hb.discover else 'off'}"
         + (f", allow {', '.join(map(str, hb.allow))}" if hb.allow else "")
-        + (", signed" + (" (required)" if hb.require_signature else "") if hb.key_file else ""),
+        + (", signed" + (" (required)" if hb.require_signature else "") if hb.key_file else "")
+        + (f", POST {hb.http_path}" if hb.http_path else ""),
         f"status:     {config.status.listen or 'off'}",
         f"members:    {len(config.static_members)} static"
         + (" + discovered" if config.discovering else ""),

@@ -145,11 +145,13 @@ def response_head_for_client(response: ResponseHead, keep_alive: bool, dechunk: 
 
 def error_response(status: int, detail: str = "", *, keep_alive: bool = False,
                    extra: tuple[tuple[str, str], ...] = (), head_only: bool = False,
-                   date: str = "") -> bytes:
+                   date: str = "", body: bytes | None = None) -> bytes:
     """A short response the proxy itself sends (4xx for the client's mistakes, 5xx for ours).
-    `date`: the Date field's value (RFC 9110 §6.6.1: an origin with a clock sends one)."""
+    `date`: the Date field's value (RFC 9110 §6.6.1: an origin with a clock sends one).
+    `body`: instead of the status line and detail (a heartbeat's "OK")."""
     reason = REASONS.get(status, "Error")
-    body = f"{status} {reason}{': ' + detail if detail else ''}\n".encode()
+    if body is None:
+        body = f"{status} {reason}{': ' + detail if detail else ''}\n".encode()
     lines = [f"HTTP/1.1 {status} {reason}", *((f"Date: {date}",) if date else ()),
              "Content-Type: text/plain; charset=utf-8",
              f"Content-Length: {len(body)}", "Cache-Control: no-store",

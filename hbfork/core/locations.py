@@ -11,9 +11,12 @@ UNIX_PATH_MAX = 107  # sun_path holds 108 bytes, NUL included
 
 
 def resolve(base_dir: str, maybe_relative: str | None) -> str | None:
-    """A path from the config file, taken relative to the file's directory."""
+    """A path from the config file, taken relative to the file's directory. A log
+    destination that names syslog (hbfork.core.syslog) is not a path: it is kept as it is."""
     if not maybe_relative:
         return None
+    if maybe_relative.startswith("syslog:"):
+        return maybe_relative
     return os.path.normpath(os.path.join(base_dir, maybe_relative))
 
 

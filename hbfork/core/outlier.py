@@ -15,6 +15,9 @@ of a pool that may be out at once (Envoy's model, and what HAProxy's `observe la
     failure_rate                 the share of failures of either kind over the last
                                  `failure_rate_window` seconds, once at least
                                  `failure_rate_min_requests` requests were seen
+    no_answer_after              a member that holds requests and finishes none for this
+                                 long (or longer, see hbfork.core.hang) while the rest of
+                                 its pool answers: out well before response_timeout
 
 An ejection lasts `eject_time` times the number of recent ejections (capped at
 `max_eject_time`; the count decays by one for every `eject_time` the member stays in), and
@@ -31,6 +34,12 @@ from hbfork.core.values import boolean, integer, seconds, setting
 def _share(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise ValueError(f"expected a fraction from 0 to 1, got {value!r}")
+    return float(value)
+
+
+def _factor(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 1000:
+        raise ValueError(f"expected a number from 1 to 1000, got {value!r}")
     return float(value)
 
 
@@ -61,6 +70,18 @@ class OutlierSettings:
     max_ejected_share: float = setting(0.5, _share,
                                        "most of a pool's members out by ejection at once (at "
                                        "least one may always be)")
+    no_answer_after: float = setting(0.5, seconds(0, 3600, allow_zero=True),
+                                     "seconds a member may hold requests without finishing "
+                                     "any while the rest of its pool answers before it is "
+                                     "ejected (at least no_answer_factor times its usual "
+                                     "response time); 0 = off")
+    no_answer_factor: float = setting(10.0, _factor,
+                                      "how many times a member's usual response time (or "
+                                      "its pool's median, if longer) a silence must last "
+                                      "to count, when that is more than no_answer_after")
+    no_answer_min_pending: int = setting(3, integer(1, 1_000_000),
+                                         "requests the whole front must have in flight to "
+                                         "a silent member before no_answer_after judges it")
     slow_start: float = setting(10.0, seconds(0, 3600, allow_zero=True),
                                 "seconds over which an ejected member ramps back to its full "
                                 "weight ([balance] slow_start if longer)")
@@ -70,8 +91,8 @@ class OutlierSettings:
 OK, FAILED_STATUS, GATEWAY = 0, 1, 2
 # Why a member was ejected, as the table stores it (index) and the status page shows it.
 CAUSES = ("", "consecutive 5xx", "consecutive gateway failures", "failure rate",
-          "active check")
-CAUSE_5XX, CAUSE_GATEWAY, CAUSE_RATE, CAUSE_CHECK = 1, 2, 3, 4
+          "active check", "no answer while its pool answers")
+CAUSE_5XX, CAUSE_GATEWAY, CAUSE_RATE, CAUSE_CHECK, CAUSE_NO_ANSWER = 1, 2, 3, 4, 5
 BUCKETS = 10          # the failure-rate window in this many buckets
 QUIET = 1.0           # seconds a worker waits before reporting the same member again
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from hbfork.core.addresses import Endpoint, parse_endpoint
 from hbfork.core.hcheck import NO_CHECK, HcheckSettings
+from hbfork.core.header_rules import Rule, request_setting, response_setting
 from hbfork.core.http_upgrade import DEFAULT_ALLOWED
 from hbfork.core.retry import (
     DEFAULT_FAILONSTATUS,
@@ -229,6 +230,8 @@ class PoolSettings:
     ajp_packet_size: int = setting(8192, integer(8192, 65536),
                                    "AJP: packet size, as Tomcat's packetSize (Apache "
                                    "ProxyIOBufferSize)")
+    request_headers: tuple[Rule, ...] = request_setting("to this pool")
+    response_headers: tuple[Rule, ...] = response_setting("from this pool")
     # The hc* keys (hbfork.core.hcheck), read beside the others; listed after them.
     hcheck: HcheckSettings = setting(NO_CHECK, _hc_table, "", key="hc*")
 
@@ -322,6 +325,8 @@ class RouteSettings:
                                               "the pool's upgrade list for this route's "
                                               "requests (ProxyPass upgrade=)", "(the pool's)")
     name: str = setting("", text_value, "label for its counters", "(host and path)")
+    request_headers: tuple[Rule, ...] = request_setting("on this route")
+    response_headers: tuple[Rule, ...] = response_setting("on this route")
 
     @property
     def label(self) -> str:

@@ -7,6 +7,8 @@ One datagram-sized message per event, space-separated ASCII:
                                    retry in milliseconds, else the master's [proxy] retry)
     eject SLOT UID CAUSE           the worker's outlier detector says the member fails
                                    (CAUSE: hbfork.core.outlier.CAUSES index)
+    beat IP BODY                   a heartbeat POSTed to [heartbeat] http_path by IP (the
+                                   connection's peer); BODY as received, up to 1000 bytes
 
 The master is the table's only writer: these are how what workers see reaches it.
 """
@@ -36,7 +38,14 @@ class Eject:
     cause: int
 
 
-Report = Ready | ConnectFailed | Eject
+@dataclass(frozen=True, slots=True)
+class Beat:
+    ip: str
+    body: bytes
+
+
+Report = Ready | ConnectFailed | Eject | Beat
+MAX_MESSAGE = 1100  # the longest: a beat (5 + an IPv6 address + 1 + 1000 bytes)
 
 
 def encode(report: Report) -> bytes:
@@ -46,11 +55,16 @@ def encode(report: Report) -> bytes:
         reason = report.reason.replace(" ", "_").encode(errors="replace") or b"?"
         message = b"error %d %d %s" % (report.slot, report.uid, reason)
         return message if report.retry_ms is None else message + b" %d" % report.retry_ms
+    if isinstance(report, Beat):
+        return b"beat %s %s" % (report.ip.encode("ascii", "replace"), report.body)
     return b"eject %d %d %d" % (report.slot, report.uid, report.cause)
 
 
 def decode(message: bytes) -> Report | None:
     """The report in `message`, or None for anything malformed (ignored, never fatal)."""
+    if message.startswith(b"beat "):
+        _, ip, body = (message + (b"" if message.count(b" ") > 1 else b" ")).split(b" ", 2)
+        return Beat(ip.decode("ascii", "replace"), body) if ip else None
     parts = message.split()
     try:
         if parts == [b"ready"]:

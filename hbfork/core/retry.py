@@ -73,3 +73,14 @@ def may_retry(failure: str | int, retry_on: frozenset[str | int], replay_ok: boo
     of an answer, never a request that is not safe to replay, at most `limit` more tries."""
     return (not answered_client and replay_ok and tries <= limit
             and failure in retry_on)
+
+
+def race_goes_elsewhere(sticky: bool, others: bool, tries: int, limit: int) -> bool:
+    """A reused connection the member closed before any answer, for a request that may be
+    sent again (the keep-alive race): another member takes it when one can (`others`), the
+    request is not bound to this member by its session and tries are left; else a fresh
+    connection to the same member. Closing kept-alive connections is also how a member
+    stopping gracefully starts (hbfork's backend, Apache, Tomcat): a fresh connect to it may
+    then land in a backlog it no longer serves, or be accepted and reset. Not a failure of the
+    member (the outlier detector does not hear of it)."""
+    return not sticky and others and tries <= limit

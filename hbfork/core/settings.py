@@ -8,8 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hbfork.core.addresses import Endpoint, IPNetwork, parse_endpoint
+from hbfork.core.beat_post import http_path
+from hbfork.core.header_rules import Rule, request_setting, response_setting
 from hbfork.core.locations import UNIX_PATH_MAX
+from hbfork.core.logformat import access_fields, access_format
 from hbfork.core.outlier import OutlierSettings
+from hbfork.core.request_id import RequestIdSettings
+from hbfork.core.syslog import FACILITIES, log_destination
 from hbfork.core.tls_settings import TlsSettings
 from hbfork.core.values import (
     INT32_MAX,
@@ -70,6 +75,10 @@ class ProxySettings:
     control_socket: str | None = setting(None, optional_text,
                                          "Unix socket for `hbfork ctl` (default: next to the "
                                          "pidfile, else off)", '""')
+    resolve_interval: float = setting(0.0, seconds(0.5, 86400, allow_zero=True),
+                                      "resolve members given by host name again this often "
+                                      "(seconds); new addresses reload the config as SIGHUP "
+                                      "does; 0 = only at start and reload")
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,14 @@ class HeartbeatSettings:
     source: str | None = setting(None, optional_text,
                                  "\"file:PATH\": read members from another monitor's hb.dat "
                                  "instead of (or as well as) UDP", '""')
+    http_path: str | None = setting(None, http_path,
+                                    "also take heartbeats POSTed to this path of the client "
+                                    "listeners (Apache's `SetHandler heartbeat`, Tomcat's "
+                                    "TcpSender: \"/HeartbeatListener\"); never forwarded; "
+                                    "\"\" = off", '""')
+    http_listen: tuple[Endpoint, ...] = setting((), endpoint_list,
+                                                "the client listeners (IP:port) that take "
+                                                "http_path; empty = every listener", "[]")
 
 
 @dataclass(frozen=True)
@@ -177,6 +194,8 @@ class HttpSettings:
                               "serve common exchanges (a whole GET-like head in one read, a "
                               "pooled member connection, a Content-Length response) by the "
                               "lean fast path; false: every request by the general path")
+    request_headers: tuple[Rule, ...] = request_setting("on every listener")
+    response_headers: tuple[Rule, ...] = response_setting("on every listener")
 
 
 @dataclass(frozen=True)
@@ -215,11 +234,23 @@ class StatusSettings:
 @dataclass(frozen=True)
 class LogSettings:
     level: str = setting("info", choice("debug", "info", "warning", "error"), "error log level")
-    error: str | None = setting(None, optional_text, "error log file (default: stderr)", '""')
-    access: str | None = setting(None, optional_text, "access log file (default: off)", '""')
-    access_format: str = setting("combined+", choice("combined", "combined+", "json"),
+    error: str | None = setting(None, log_destination,
+                                "error log: a file, or syslog (as access); default: stderr",
+                                '""')
+    access: str | None = setting(None, log_destination,
+                                 "access log: a file, \"syslog:udp://IP[:PORT]\" or "
+                                 "\"syslog:unix:/PATH\" (RFC 5424); default: off", '""')
+    access_format: str = setting("combined+", access_format,
                                  "\"combined\" (Apache), \"combined+\" (plus member and "
-                                 "timings) or \"json\"", '"combined+"')
+                                 "timings), \"json\", or an Apache LogFormat string "
+                                 "(\"%h %l %u %t \\\"%r\\\" %>s %b\"); TCP mode: one line "
+                                 "per connection", '"combined+"')
+    access_fields: tuple[str, ...] = setting((), access_fields,
+                                             "json: the fields each line carries (default: "
+                                             "the combined+ fields)", "[]")
+    syslog_facility: str = setting("local7", choice(*FACILITIES),
+                                   "facility of syslog messages (access and error logs)",
+                                   '"local7"')
 
 
 SECTIONS: dict[str, type] = {
@@ -231,4 +262,5 @@ SECTIONS: dict[str, type] = {
     "status": StatusSettings,
     "log": LogSettings,
     "outlier": OutlierSettings,
+    "request_id": RequestIdSettings,
 }

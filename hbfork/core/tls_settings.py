@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hbfork.core.addresses import Endpoint
+from hbfork.core.header_rules import Rule, request_setting, response_setting
 from hbfork.core.pool_settings import normalize_host_pattern
 from hbfork.core.values import (
     boolean,
@@ -78,3 +79,5 @@ class ListenSettings:
     hsts: int = setting(0, integer(0, 63072000),
                         "TLS listener: Strict-Transport-Security max-age in seconds; 0 = off")
     hsts_subdomains: bool = setting(False, boolean, "add includeSubDomains to HSTS")
+    request_headers: tuple[Rule, ...] = request_setting("on this listener")
+    response_headers: tuple[Rule, ...] = response_setting("on this listener")

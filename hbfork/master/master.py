@@ -44,6 +44,7 @@ from hbfork.master.generations import Generations
 from hbfork.master.handover import Handover
 from hbfork.master.monitor import BUMP_INTERVAL, Monitor
 from hbfork.master.reports import MemberReports, read_reports
+from hbfork.master.reresolve import Reresolver
 from hbfork.master.storage import StorageFiles
 from hbfork.master.succession import CODE_LOADED, Succession
 from hbfork.master.upgrade import Upgrade
@@ -51,7 +52,7 @@ from hbfork.master.workers import RunWorker, WorkerProcess, Workers, signal_quie
 from hbfork.ops import health
 from hbfork.ops.control import ControlServer, execute
 from hbfork.system import logs, sdnotify
-from hbfork.system.configfile import load
+from hbfork.system.configfile import Resolver, load
 from hbfork.system.logs import describe_error
 from hbfork.system.pidfile import claim, release
 from hbfork.system.tls import TlsContexts, load_contexts
@@ -69,6 +70,7 @@ class Master(Succession):
                  adoption: Adoption | None = None) -> None:
         self.config = config
         self.reports = MemberReports()
+        self.reresolver = Reresolver()  # [proxy] resolve_interval
         self.adoption = adoption  # set when started by another master's upgrade
         self.run_worker = run_worker
         self.pid = os.getpid()
@@ -105,7 +107,7 @@ class Master(Succession):
         pidfile = self.config.pidfile
         try:
             logs.setup(self.config.log.level, self.config.resolve(self.config.log.error),
-                       "master")
+                       "master", self.config.log.syslog_facility)
             if pidfile and self.adoption is None:
                 claim(pidfile, self.pid)
             self._open()
@@ -217,17 +219,17 @@ class Master(Succession):
 
     # --- reload
 
-    def _reload(self) -> None:
+    def _reload(self, resolver: Resolver | None = None) -> None:
         handler = None
         try:
-            new = load(self.config.path)
+            new = load(self.config.path, resolver)
             keys = setup.keys_of(new)
             tls = load_contexts(new)
             setup.check_reloadable(self.config, new)
             setup.prepare_access_log(new)
             error_log = new.resolve(new.log.error)
             if error_log != logs.current_path():
-                handler = logs.make_handler(error_log)
+                handler = logs.make_handler(error_log, new.log.syslog_facility)
             plan = self.bindings.prepare(new)
         except (ConfigError, HbforkError, HeartbeatError, OSError) as err:
             if handler is not None:
@@ -310,6 +312,9 @@ class Master(Succession):
         if self.control is not None:
             self.control.expire()
         self._watchdog()
+        if (fresh := self.reresolver.check(self.config, time.monotonic())) is not None and \
+                not self.stopping and not self.upgrade.active:
+            self._reload(fresh)
         if self.handover.due(time.monotonic()) and not self.stopping:
             log.info("drain-front: closing the listeners")
             self._stop("graceful")

@@ -1,6 +1,7 @@
 """The master's side of what workers report (hbfork.core.reports): members in error after a
 failed connect, and ejections asked by the workers' outlier detectors, applied to the
-registry for the whole front and said once in the error log."""
+registry for the whole front and said once in the error log; heartbeats POSTed to a worker
+([heartbeat] http_path), handled exactly as datagrams from the same IP."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Callable, Sequence
 from hbfork.core.members import NS, Registry
 from hbfork.core.outlier import CAUSES
 from hbfork.core.pool_settings import PoolSettings
-from hbfork.core.reports import ConnectFailed, Eject, Report, decode
+from hbfork.core.reports import MAX_MESSAGE, Beat, ConnectFailed, Eject, Report, decode
 from hbfork.master.monitor import Monitor
 from hbfork.master.workers import WorkerProcess
 
@@ -25,9 +26,12 @@ class MemberReports:
     def __init__(self) -> None:
         self._refusals: dict[int, int] = {}  # member uid -> ns a refusal was last logged
 
-    def apply(self, report: ConnectFailed | Eject, registry: Registry, monitor: Monitor,
+    def apply(self, report: ConnectFailed | Eject | Beat, registry: Registry, monitor: Monitor,
               pools: Sequence[PoolSettings]) -> None:
-        if isinstance(report, ConnectFailed):
+        if isinstance(report, Beat):
+            monitor.receive(report.body, report.ip)  # allow-list, rate limit, rules, counters
+            monitor.publish()
+        elif isinstance(report, ConnectFailed):
             self._connect_failed(report, registry, monitor)
         else:
             self._eject(report, registry, monitor, pools)
@@ -72,7 +76,7 @@ def read_reports(worker: WorkerProcess, unregister: Callable[[socket.socket], No
     cannot hold the master's loop); malformed messages are ignored."""
     for _ in range(64):
         try:
-            message = worker.sock.recv(512)
+            message = worker.sock.recv(MAX_MESSAGE)
         except BlockingIOError:
             return
         except OSError:

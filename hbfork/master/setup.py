@@ -8,6 +8,7 @@ import os
 
 from hbfork.core.config import Config
 from hbfork.core.errors import ConfigError, HbforkError
+from hbfork.core.syslog import is_syslog
 from hbfork.system import privileges
 from hbfork.system.keyfile import read_keys
 from hbfork.system.logs import log
@@ -24,7 +25,7 @@ def prepare_access_log(config: Config) -> None:
     """Create the access log now (workers open it by path, perhaps unprivileged), so a bad path
     is a clear error here rather than workers dying at boot."""
     path = config.resolve(config.log.access)
-    if not path or config.proxy.mode != "http":
+    if not path or is_syslog(path):
         return
     try:
         with open(path, "a", encoding="utf-8"):
@@ -44,7 +45,7 @@ def check_owned_by_user(config: Config) -> None:
         return
     uid, gid = privileges.resolve(config.proxy.user, config.proxy.group)
     error_log = config.resolve(config.log.error)
-    if error_log:
+    if error_log and not is_syslog(error_log):
         os.chown(error_log, uid, gid)
     key_file = config.resolve(config.heartbeat.key_file)
     if key_file and os.stat(key_file).st_uid != uid:

@@ -53,7 +53,7 @@ class Direction:
     """Bytes read from one socket on their way to the other."""
 
     __slots__ = ("bulk", "eof", "in_pipe", "pending", "pipe_r", "pipe_w", "shut", "splice",
-                 "writer")
+                 "total", "writer")
 
     def __init__(self, splice: bool | None = None, tls_sink: bool = False) -> None:
         self.pending: bytes | memoryview = b""  # copied out of the source, not yet written
@@ -63,6 +63,7 @@ class Direction:
         self.splice = splice_available() if splice is None else splice
         self.eof = False       # the source will send no more
         self.shut = False      # the sink has been shut down for writing
+        self.total = 0         # bytes read from the source (the TCP-mode access log's)
         # The sink is a TLS socket: writes go through its retry rule.
         self.writer = TlsWriter() if tls_sink else None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import socket
 import ssl
+import time
 
 from hbfork.proxy.context import SessionContext
 from hbfork.proxy.loop import EPOLLIN, ERROR, HANGUP, RDHUP, READ, WRITE
@@ -32,12 +33,16 @@ class TcpSession:
     __slots__ = (
         "client",
         "client_fd",
+        "client_ip",
         "closed",
         "connecting",
         "ctx",
         "down",
+        "member",
+        "outcome",
         "queued_at",
         "reserved",
+        "started",
         "target",
         "timer",
         "tls",
@@ -52,6 +57,10 @@ class TcpSession:
         self.ctx = ctx
         self.client = client
         self.client_fd = client.fileno()
+        self.client_ip = client_ip
+        self.started = ctx.loop.now
+        self.member: Target | None = None  # the last member tried (the access log's)
+        self.outcome = ""  # how it ended, when not by both sides closing (the access log's)
         self.upstream: socket.socket | None = None
         self.upstream_fd = -1
         self.target: Target | None = None
@@ -82,16 +91,19 @@ class TcpSession:
                 return self._wait(pool)
             if got.reason != RETRIES_SPENT:
                 ctx.count_no_member(pool)
+            self.outcome = "connect_failed" if self.tried else "no_member"
             return self.close()
         target = got.target
         if self.tried:
             ctx.count_retry()
         self.tried.add(target.slot)
         self.target, self.reserved = target, True  # choose() counted it in flight already
+        self.member = target
         try:
             sock, err = ctx.connect(target)
         except OSError as error:  # out of fds or memory: our problem, not the member's
             ctx.resource_error(error)
+            self.outcome = "resources"
             return self.close()
         self.target, self.upstream, self.upstream_fd = target, sock, sock.fileno()
         if err not in (0, errno.EINPROGRESS):
@@ -104,6 +116,7 @@ class TcpSession:
         """Every member is full: the connection waits (accepted, not yet connected)."""
         if not self.queued_at:
             if not self.ctx.enqueue(pool, self):
+                self.outcome = "queue_full"
                 return self.close()
             self.ctx.loop.set_mask(self.client_fd, RDHUP)  # to see it leave
             self.ctx.loop.set_timer(self.timer, self.ctx.loop.now + pool.queue_timeout)
@@ -148,10 +161,12 @@ class TcpSession:
         if self.queued_at:
             self.ctx.leave_queue(self.ctx.upstreams.default, self, "timeout")
             self.queued_at = 0.0
+            self.outcome = "queue_timeout"
             self.close()
         elif self.connecting:
             self._connect_failed(errno.ETIMEDOUT)
         else:
+            self.outcome = "idle_timeout"
             self.close()  # idle for client_timeout in both directions
 
     def _touch(self) -> None:
@@ -194,6 +209,7 @@ class TcpSession:
         except OSError as err:
             if err.errno not in _RESET:
                 log.debug("tcp relay error: %s", err)
+            self.outcome = "reset"
             return self.close()
         self._touch()
         if self.up.shut and self.down.shut:
@@ -226,6 +242,7 @@ class TcpSession:
             return self._update_interest()
         if n >= SPLICE_AFTER:
             pipe.bulk = True  # a bulk transfer: the next read splices
+        pipe.total += n
         ctx.count_bytes(from_client, n)
         try:
             sent = sink.send(buffer[:n])
@@ -234,6 +251,7 @@ class TcpSession:
         except OSError as err:
             if err.errno not in _RESET:
                 log.debug("tcp relay error: %s", err)
+            self.outcome = "reset"
             return self.close()
         loop = ctx.loop
         loop.set_timer(self.timer, loop.now + ctx.http.client_timeout)
@@ -244,6 +262,7 @@ class TcpSession:
     def _read(self, source: socket.socket, pipe: Direction, sink: socket.socket) -> None:
         n = pipe.read(source, sink, self.ctx.buffer)
         if n > 0:
+            pipe.total += n
             self.ctx.count_bytes(source is self.client, n)
         if pipe.eof and not pipe.waiting():
             self._shut(pipe, sink)
@@ -258,6 +277,7 @@ class TcpSession:
             assert self.upstream is not None
             n = up.read(client, self.upstream, self.ctx.buffer)
             if n > 0:
+                up.total += n
                 self.ctx.count_bytes(True, n)
             if up.eof and not up.waiting():
                 self._shut(up, self.upstream)
@@ -297,11 +317,24 @@ class TcpSession:
     def drain(self) -> None:
         """Graceful stop: a relayed connection is left to finish (or to hit the deadline)."""
 
+    def log_fields(self, now: float) -> dict[str, object]:
+        """What the access log records of the connection that just closed."""
+        member = self.member
+        outcome = self.outcome or ("closed" if self.up.shut and self.down.shut else "aborted")
+        return {"client": self.client_ip, "peer": self.client_ip,
+                "member": member.address if member is not None else "",
+                "member_name": member.label if member is not None else "",
+                "bytes_in": self.up.total, "bytes_out": self.down.total,
+                "bytes": self.down.total, "total_seconds": now - self.started,
+                "outcome": outcome, "status": 0,
+                "started": time.time() - (now - self.started)}
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         if self.queued_at:
+            self.outcome = self.outcome or "client_gone"
             self.ctx.leave_queue(self.ctx.upstreams.default, self, "gone")
             self.queued_at = 0.0
         loop = self.ctx.loop

@@ -156,6 +156,9 @@ class Acquiring:
                pool: PoolView | None = None) -> Target | int | None:
         raise NotImplementedError
 
+    def has_other(self, pool: PoolView, tried: set[int]) -> bool:
+        raise NotImplementedError
+
 
 class Upstreams(Acquiring):
     def __init__(self, table: Table, record: memoryview, config: Config | None = None,
@@ -204,6 +207,10 @@ class Upstreams(Acquiring):
                 self._remap(uids)
             self.admin = table.read_admin() if table.admin_count() else {}
         return generation
+
+    def refresh(self) -> None:
+        """Take the table's latest generation in (for a look outside the picks)."""
+        self._refresh()
 
     def _remap(self, uids: list[int]) -> None:
         """Slots whose member changed: learn their addresses again."""
@@ -332,6 +339,13 @@ class Upstreams(Acquiring):
             return True
         self.record[target.counters + MC_INFLIGHT] -= 1
         return False
+
+    def has_other(self, pool: PoolView, tried: set[int]) -> bool:
+        """Has `pool` a member to take a request that tried the slots in `tried`?"""
+        generation = self._refresh()
+        if pool.built != generation:
+            self._build(pool, generation)
+        return any(slot not in tried for slot in pool.candidates.slots)
 
     def has_room(self, target: Target) -> bool:
         """Can the member take one more request (its capacity is not all in flight)?"""

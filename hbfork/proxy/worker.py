@@ -26,7 +26,7 @@ from hbfork.core.http11 import Limits
 from hbfork.core.lean import LeanCache
 from hbfork.core.ratelimit import LogLimiter
 from hbfork.core.tls_settings import ListenSettings
-from hbfork.ops.accesslog import AccessLog
+from hbfork.ops.accesslog import AccessLog, open_access_log
 from hbfork.proxy.acceptor import Acceptor
 from hbfork.proxy.connect import start_connect
 from hbfork.proxy.context import Exchange, Session, SessionContext
@@ -34,6 +34,7 @@ from hbfork.proxy.http.router import Router
 from hbfork.proxy.http.session import HttpSession
 from hbfork.proxy.keepalive import ConnectionPool
 from hbfork.proxy.loop import READ, Loop
+from hbfork.proxy.no_answer import no_answer_watch
 from hbfork.proxy.queue import FrontQueue, Waiter
 from hbfork.proxy.status_server import StatusServer
 from hbfork.proxy.tcp import TcpSession
@@ -112,6 +113,8 @@ class Worker:
         self.acceptor = Acceptor(self.loop, listeners, config.proxy.max_connections,
                                  lambda: len(self.sessions), self._open_session,
                                  record.count_accepted)
+        self.no_answer = no_answer_watch(self.loop, self.upstreams, config, self.sessions,
+                                         self._ask_ejection)
 
     # --- process setup
 
@@ -149,9 +152,11 @@ class Worker:
             self.loop.add(self.wakeups[self.index], READ, self._on_woken)
         self.loop.add(self.report.fileno(), READ, self._on_master_message)
         access = self.config.resolve(self.config.log.access)
-        if access and self.config.proxy.mode == "http":
-            self.access_log = AccessLog(access, self.config.log.access_format)
+        if access:
+            self.access_log = open_access_log(self.config, access)
         self.acceptor.start()
+        if self.no_answer is not None:
+            self.no_answer.start()
         if self.status_listener is not None:
             StatusServer(self.loop, self.table, self.status_listener, self.config.status.allow,
                          self.limits, self.config, self.tls)
@@ -214,6 +219,8 @@ class Worker:
         self.queue.leave(pool, waiter, reason)
 
     def session_closed(self, session: Session) -> None:
+        if self.access_log is not None and type(session) is TcpSession:
+            self.access_log.connection(session.log_fields(self.loop.now))
         self.sessions.discard(session)
         self.record.set_connections(len(self.sessions))
         self.acceptor.connection_closed()
@@ -227,6 +234,14 @@ class Worker:
             log.warning("member %s: connect failed (%s)%s", target.label, reason, more)
         self._send(reports.encode(reports.ConnectFailed(target.slot, target.uid, reason,
                                                         retry_ms)))
+
+    def report_beat(self, ip: str, body: bytes) -> bool:
+        """A heartbeat POSTed to [heartbeat] http_path: the master applies it."""
+        try:
+            self.report.send(reports.encode(reports.Beat(ip, body)))
+        except OSError:
+            return False  # full (the master is behind) or gone
+        return True
 
     def _wake_worker(self, index: int) -> None:
         """Another worker's waiter is owed the room just made: wake it now."""
@@ -267,7 +282,7 @@ class Worker:
         if started:
             self.upstreams.observe_latency(now - started)
         if self.access_log is not None:
-            self.access_log.log(exchange.log_fields(status, target, now))
+            self.access_log.request(exchange, status, target, now)
 
     # --- master and signals
 

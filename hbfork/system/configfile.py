@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from hbfork.core.config import Config, from_document
 from hbfork.core.errors import ConfigError
-from hbfork.core.member_names import resolve_names
+from hbfork.core.member_names import Resolver, resolve_names
 from hbfork.system.resolve import system_resolver
+
+__all__ = ["Resolver", "load"]
 
 log = logging.getLogger("hbfork.config")
 
@@ -20,8 +23,10 @@ else:  # pragma: no cover - only where tomllib is missing
     import tomli as tomllib
 
 
-def load(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a config file; raises ConfigError naming file, key and problem."""
+def load(path: str | os.PathLike[str], resolver: Resolver | None = None) -> Config:
+    """Read and validate a config file; raises ConfigError naming file, key and problem.
+    `resolver` turns members' host names into addresses (the system's, unless the master's
+    re-resolution, hbfork.master.reresolve, hands the addresses it just found)."""
     name = str(path)
     try:
         with open(name, "rb") as handle:
@@ -32,7 +37,18 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(name, "", f"cannot read: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(name, "", f"not valid TOML: {err}") from None
-    # Members by host name become their addresses (a name left out is said in the log).
-    for warning in resolve_names(document, name, system_resolver):
+    # Members by host name become their addresses (a name left out is said in the log); what
+    # each name gave is kept in Config.names, for resolve_interval.
+    names: dict[str, tuple[str, ...]] = {}
+    resolve = resolver or system_resolver
+
+    def recording(host: str) -> list[str]:
+        names[host] = ()
+        found = resolve(host)
+        names[host] = tuple(found)
+        return found
+
+    for warning in resolve_names(document, name, recording):
         log.warning("%s: %s", name, warning)
-    return from_document(document, name, str(Path(name).resolve().parent))
+    config = from_document(document, name, str(Path(name).resolve().parent))
+    return replace(config, names=tuple(names.items()))

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+
+from hbfork.core.syslog import FACILITIES, SEVERITIES, is_syslog, parse_destination
+from hbfork.system.syslog import SyslogSender
 
 FORMAT = "%(asctime)s %(levelname)s hbfork[%(process)d] %(role)s: %(message)s"
 
@@ -18,14 +22,46 @@ class _RoleFilter(logging.Filter):
         return True
 
 
+class SyslogHandler(logging.Handler):
+    """The error log as RFC 5424 datagrams (MSGID "error"), sent without waiting: a message
+    the socket cannot take at once is dropped (and counted), never queued."""
+
+    def __init__(self, destination: str, facility: str) -> None:
+        super().__init__()
+        self.destination = parse_destination(destination)
+        self.facility = FACILITIES[facility]
+        self.pid = os.getpid()
+        self.sender = SyslogSender(self.destination, self.facility, "error")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if os.getpid() != self.pid:  # a forked worker: its own socket and PROCID
+            self.pid = os.getpid()
+            self.sender = SyslogSender(self.destination, self.facility, "error")
+        severity = SEVERITIES["err"] if record.levelno >= logging.ERROR else \
+            SEVERITIES["warning"] if record.levelno >= logging.WARNING else \
+            SEVERITIES["info"] if record.levelno >= logging.INFO else SEVERITIES["debug"]
+        try:
+            self.sender.send(severity, self.format(record), record.created)
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.sender.close()
+        super().close()
+
+
 _role = _RoleFilter()
 _path: str | None = None
+_facility = "local7"
 
 
-def make_handler(path: str | None) -> logging.Handler:
-    """A handler writing to `path` (appending) or stderr; raises OSError if it cannot open."""
+def make_handler(path: str | None, facility: str = "local7") -> logging.Handler:
+    """A handler writing to `path` (appending), syslog (a `syslog:` destination) or stderr;
+    raises OSError if it cannot open a file."""
     handler: logging.Handler
-    if path:
+    if is_syslog(path):
+        handler = SyslogHandler(path, facility)  # type: ignore[arg-type]
+    elif path:
         handler = logging.FileHandler(path, encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)
@@ -46,10 +82,13 @@ def install(handler: logging.Handler, level: str, path: str | None) -> None:
     log.propagate = False
 
 
-def setup(level: str = "info", path: str | None = None, role: str = "main") -> None:
-    """(Re)configure the hbfork logger: to `path` (appending) or stderr."""
+def setup(level: str = "info", path: str | None = None, role: str = "main",
+          facility: str = "local7") -> None:
+    """(Re)configure the hbfork logger: to `path` (appending), syslog or stderr."""
+    global _facility
     _role.role = role
-    install(make_handler(path), level, path)
+    _facility = facility
+    install(make_handler(path, facility), level, path)
 
 
 def current_path() -> str | None:
@@ -66,7 +105,7 @@ def reopen() -> None:
     if not _path:
         return
     try:
-        handler = make_handler(_path)
+        handler = make_handler(_path, _facility)
     except OSError as err:
         log.error("cannot reopen the error log %s: %s", _path, err.strerror)
         return

@@ -204,3 +204,14 @@ def test_a_head_larger_than_the_packet_size(cluster, servers):
     response, body, conn = get(proxy.url, "/x", headers=big)
     assert response.status == 200 and len(answer(body)["headers"]["cookie"]) == 12_002
     conn.close()
+
+
+def test_header_rules_and_the_request_id_reach_ajp_members(cluster, servers):
+    proxy = start(cluster, servers[:1], request_headers=["set X-Env prod", "unset X-Debug"],
+                  response_headers=["set X-Frame-Options DENY"])
+    response, body, conn = get(proxy.url, "/x", headers={"X-Debug": "1"})
+    seen = answer(body)
+    assert response.status == 200 and response.getheader("X-Frame-Options") == "DENY"
+    assert seen["headers"]["x-env"] == "prod" and "x-debug" not in seen["headers"]
+    assert seen["headers"]["x-request-id"] == response.getheader("X-Request-ID")
+    conn.close()

@@ -175,11 +175,19 @@ def test_metrics_and_status_show_pools_and_routes(cluster):
     for _ in range(5):
         _, _, conn = request(proxy, "/")
         conn.close()
-    conn = http.client.HTTPConnection("127.0.0.1", proxy.status_port, timeout=5)
-    conn.request("GET", "/metrics")
-    text = conn.getresponse().read().decode()
-    conn.close()
-    assert 'hbfork_pool_requests_total{pool="app",code="2xx"} 5' in text
+
+    def metrics() -> str:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.status_port, timeout=5)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        conn.close()
+        return text
+
+    # Workers publish their counts to the table on their own tick, not per request: poll.
+    pool_count = 'hbfork_pool_requests_total{pool="app",code="2xx"} 5'
+    wait_until(lambda: pool_count in metrics(), 10, message="the pool's 5 requests in /metrics")
+    text = metrics()
+    assert pool_count in text
     assert 'hbfork_route_requests_total{route="*/",index="1"} 5' in text
     assert f'hbfork_pool_member_eligible{{pool="app",member="{a[0]}:{a[1]}",route="n1"}} 1' \
         in text

@@ -104,6 +104,8 @@ class AjpLeg(MemberLeg):
         ex.member_started = ctx.loop.now
         settings = s.pool.settings
         listen = client.listen
+        if ctx.router.edge.active:  # header rules, the request ID (hbfork.proxy.http.headers)
+            request = ctx.router.edge.request_for_member(ex, listen.address, request, client.ip)
         port = listen.address.port if listen.address is not None else 0
         forward = ajp.Forward(
             remote_addr=client.ip.encode(),

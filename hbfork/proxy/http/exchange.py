@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
+from hbfork.core.header_plan import HeaderProgram
 from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHead, UntilClose
 from hbfork.core.lean import field_value
 from hbfork.proxy.http.router import Decision
@@ -37,6 +38,15 @@ class Exchange:
     exchange_started: float = 0.0   # time.monotonic() when its head was read
     member_started: float = 0.0     # the loop's clock when it went to the member that answered
     accounted: bool = False         # request_done() was reported for it
+    request_id: bytes = b""         # its ID ([request_id]; b"": none yet, or off)
+    headers: HeaderProgram | None = None  # the header rules it meets (None: none anywhere)
+    lean_response: bytes | None = None  # a fast-path response's head (its fields unparsed)
+
+    @property
+    def log_client(self) -> str:
+        """The client address the access log names: the connection's peer (the one place to
+        point at the real client once trusted proxies say who it is)."""
+        return self.client_ip
 
     def log_fields(self, status: int, target: Target | None, now: float) -> dict[str, object]:
         """What the access log records of the request that just ended."""
@@ -56,7 +66,7 @@ class Exchange:
                     agent = value
         member_started = self.member_started
         return {
-            "client": self.client_ip,
+            "client": self.log_client,
             "request": line,
             "status": status,
             "bytes": self.bytes_to_client,
@@ -65,4 +75,5 @@ class Exchange:
             "member": target.address if target else "",
             "upstream_seconds": (now - member_started) if member_started and target else None,
             "total_seconds": now - (self.exchange_started or now),
+            "request_id": self.request_id.decode("latin-1"),
         }

@@ -111,6 +111,12 @@ class FastPath:
         if conn is None:
             member.connect(found)  # dialing is the general path's (it parses the head whole)
             return s.advance()
+        edge = ctx.router.edge
+        if edge.active:  # header rules and the request ID, on the head as bytes
+            program = ex.headers = edge.program(client.listen.address, decision)
+            if program.rewrites_request:
+                forward, offered = program.request_head(forward)
+                forward += edge.id_line(ex, offered, client.ip)
         forward = lean_request_for_member(
             forward, method, target, decision.target,
             None if decision.preserve_host else conn.target.address.encode(),
@@ -199,12 +205,17 @@ class FastPath:
         ex.keep_alive = keep_alive = client_keeps(ex.keep_alive, client.eof, False,
                                                   ctx.draining or s.drain_requested)
         ex.response = response
+        ex.lean_response = head
         ex.status = response.status
         ex.sent_to_client = True
         ex.bytes_to_client = have
         extra = client.extra_head
-        if verbatim and keep_alive and not extra:
-            out: bytes | memoryview = view[:n]  # forwarded exactly as received
+        ruled = ctx.router.edge.client_head(ex, head, keep_alive, extra) \
+            if ex.headers is not None else None  # header rules, the request ID
+        if ruled is not None:
+            out: bytes | memoryview = ruled + view[body_at:n]
+        elif verbatim and keep_alive and not extra:
+            out = view[:n]  # forwarded exactly as received
         else:
             out = lean_response_for_client(head, keep_alive, extra) + view[body_at:n]
         sent = client.send_now(out)  # type: ignore[arg-type]

@@ -19,7 +19,8 @@ from hbfork.core.errors import ProtocolError
 from hbfork.core.failures import gateway_status
 from hbfork.core.http11 import LengthBody, UntilClose
 from hbfork.core.outlier import FAILED_STATUS, GATEWAY, OK
-from hbfork.core.retry import EMPTY, MALFORMED, RESET, may_retry, replayable
+from hbfork.core.retry import EMPTY, MALFORMED, RESET, may_retry, race_goes_elsewhere, replayable
+from hbfork.proxy.http.gateway_log import gateway_failed
 from hbfork.proxy.http.parts import SessionCore
 from hbfork.proxy.http.state import CLOSING, CONNECT, FORWARD, HIGH_WATER, TUNNEL
 from hbfork.proxy.keepalive import MemberConnection
@@ -109,6 +110,8 @@ class MemberLeg:
         ctx.loop.handlers[conn.fd] = self.on_event
         ex.member_started = ctx.loop.now
         listen = client.listen
+        if ctx.router.edge.active:  # header rules, the request ID (hbfork.proxy.http.headers)
+            request = ctx.router.edge.request_for_member(ex, listen.address, request, client.ip)
         self.out += http_heads.request_head_for_member(
             request, client.ip, ctx.http.forwarded_headers,
             b"https" if client.tls is not None else b"http", conn.target.address.encode(),
@@ -307,13 +310,23 @@ class MemberLeg:
                 and not ex.fresh_retry)
 
     def _retry_fresh(self) -> None:
-        conn = self.conn
+        """Send the request again: to another member when one can take it, else on a fresh
+        connection to the same one (hbfork.core.retry.race_goes_elsewhere)."""
+        conn, s = self.conn, self.s
         assert conn is not None
+        ex = s.ex
         self.conn = None
         conn.close()  # the request stays counted in flight to the same member
         self.out.clear()
         self.inbuf.clear()
-        self.s.ex.fresh_retry = True
+        ex.fresh_retry = True
+        if race_goes_elsewhere(ex.sticky_route is not None,
+                               self.ctx.upstreams.has_other(s.pool, ex.tried),
+                               len(ex.tried), s.pool.retries):
+            ex.last_failure = (502, "the member closed the connection without answering")
+            self.release(reusable=False)
+            s.state = FORWARD  # between members; dispatch() decides what is next
+            return s.dispatch()
         self.connect(conn.target)
 
     def write_failed(self) -> None:
@@ -331,9 +344,11 @@ class MemberLeg:
         request is safe to replay; else the client gets the status for it (502, 504)."""
         status = gateway_status(kind)
         target = self.inflight
+        retried = self.may_retry_elsewhere(kind)
         if target is not None:
             self.ctx.upstreams.observe(target, GATEWAY)
-        if self.may_retry_elsewhere(kind):
+            gateway_failed(target, status, detail, retried, self.ctx.loop.now)
+        if retried:
             return self.retry_elsewhere(status, detail)
         self.s.fail(status, detail)
 

@@ -97,8 +97,14 @@ class ResponseRelay:
         listen = client.listen
         if listen.hsts:
             extra += (http_heads.hsts_line(listen.hsts, listen.hsts_subdomains),)
+        rewrite, edge = self._header_map(), self.ctx.router.edge
+        if edge.active:  # header rules and the request ID (hbfork.proxy.http.headers)
+            response = edge.response_for_client(ex, listen.address, response, rewrite)
+            rewrite = None  # applied, before the rules
+            if edge.response_line(ex):
+                extra += (edge.response_line(ex)[:-2],)
         client.out += http_heads.response_head_for_client(
-            response, ex.keep_alive, dechunk, request.version, self._header_map(), extra)
+            response, ex.keep_alive, dechunk, request.version, rewrite, extra)
         ex.sent_to_client = True
         s.set_deadline(self.ctx.http.client_timeout)
 

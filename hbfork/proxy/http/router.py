@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hbfork.core import beat_post
 from hbfork.core.config import Config
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import RequestHead
@@ -20,6 +21,7 @@ from hbfork.core.reverse import ReverseMap, build_map
 from hbfork.core.routes import HOST_CACHE, HostRoutes, Route, compile_routes
 from hbfork.core.sticky import find_route, route_cookie
 from hbfork.core.uri import normalize_host, parse_target
+from hbfork.proxy.http.headers import EdgeHeaders
 from hbfork.proxy.upstreams import PoolView, Target, Upstreams
 
 DECISION_CACHE = 8192  # (Host, target) pairs whose routing is remembered
@@ -36,6 +38,7 @@ class Decision:
     detail: str = ""
     preserve_host: bool = True
     reverse: ReverseMap | None = None
+    beat: bool = False            # [heartbeat] http_path (hbfork.proxy.http.heartbeat_post)
     fast: bool = field(default=False, init=False)  # may take the fast path (proxy.http.fast)
 
     def __post_init__(self) -> None:
@@ -56,7 +59,13 @@ class Router:
         self._hosts: dict[bytes, HostRoutes] = {}   # Host header as sent -> its routes
         self._decided: dict[tuple[bytes, bytes], Decision] = {}
         self._default = Decision(self.default, b"")
+        hb = config.heartbeat
+        self.beat_path = hb.http_path.encode() if hb.http_path else None
+        self.beat_listens = frozenset(hb.http_listen)  # empty: every listener
+        self.beat_allow = hb.allow
+        self.beat = Decision(None, b"", status=405, beat=True)
         self.reverse: dict[int, ReverseMap] = {}
+        self.edge = EdgeHeaders(config)  # header rules and request IDs
         for route in self.table.routes:
             s = route.settings
             if s.passes and (s.reverse or s.reverse_cookie_path or s.reverse_cookie_domain):
@@ -76,13 +85,19 @@ class Router:
             return allowed_upgrade(offered, parse_allowed(route.settings.upgrade))
         return allowed_upgrade(offered, decision.pool.upgrades)
 
-    def decide(self, request: RequestHead) -> Decision:
+    def decide(self, request: RequestHead, beats: bool = True) -> Decision:
         """Where `request` goes (the same Decision object for the same Host and target: they
-        are cached). Raises ProtocolError for a target or Host that cannot be routed safely."""
-        return self.decide_for(request.host, request.target)
+        are cached). Raises ProtocolError for a target or Host that cannot be routed safely.
+        `beats`: a target under [heartbeat] http_path gets self.beat (the fast path hands it
+        to the general path, which takes the beat if its listener does)."""
+        return self.decide_for(request.host, request.target, beats)
 
-    def decide_for(self, host: bytes, target: bytes) -> Decision:
+    def decide_for(self, host: bytes, target: bytes, beats: bool = True) -> Decision:
         """decide() for a request's Host and request-target."""
+        path = self.beat_path
+        if path is not None and beats and target.startswith(path) and \
+                beat_post.matches(target, path):
+            return self.beat
         if not self.routed:
             return self._default
         key = (host, target)

@@ -51,6 +51,7 @@ from hbfork.core.persistence import own_answer_keeps
 from hbfork.core.retry import MALFORMED, TIMEOUT
 from hbfork.core.tls_settings import ListenSettings
 from hbfork.proxy.context import SessionContext
+from hbfork.proxy.http import heartbeat_post
 from hbfork.proxy.http.ajp_leg import use_leg
 from hbfork.proxy.http.client import PLAIN, ClientConnection
 from hbfork.proxy.http.exchange import Exchange
@@ -197,6 +198,10 @@ class HttpSession:
             return self.fail(301, "", (("Location", location),), sound=True)
         router = self.ctx.router
         ex.decision = decision = router.decide(request)
+        if decision.beat:  # [heartbeat] http_path: answered here, or routed as any other
+            ex.decision = decision = heartbeat_post.take(self, self.client, request, head)
+            if decision.beat:
+                return
         if decision.pool is None:
             return self.fail(decision.status, decision.detail, sound=True)
         if request.upgrade:
@@ -296,7 +301,7 @@ class HttpSession:
             self.close()  # no progress in either direction for client_timeout
 
     def fail(self, status: int, detail: str, extra: tuple[tuple[str, str], ...] = (),
-             sound: bool = False) -> None:
+             sound: bool = False, body: bytes | None = None) -> None:
         """Answer `status` ourselves, if the client has not seen a response head yet.
         `sound`: the request itself was fine (a route keeps it out, say), so an answer below
         500 is not a client error and the connection may carry on."""
@@ -315,15 +320,20 @@ class HttpSession:
         if listen.hsts:  # on our own answers too, as Apache's `Header always set` does
             extra = (*extra, ("Strict-Transport-Security",
                               http_heads.hsts_value(listen.hsts, listen.hsts_subdomains)))
-        client.out += http_heads.error_response(
+        answer = http_heads.error_response(
             status, detail, keep_alive=keep, extra=extra,
             head_only=request is not None and request.method == b"HEAD",
-            date=http_heads.http_date(time.time()))
+            date=http_heads.http_date(time.time()), body=body)
+        edge = self.ctx.router.edge
+        if edge.active:  # `always` header rules and the request ID
+            answer = edge.own_answer(ex, listen.address, answer, client.ip)
+        client.out += answer
         ex.status = status
         ex.sent_to_client = True
         if not ex.accounted:
             ex.accounted = True
-            self.ctx.request_done(ex, status, None)
+            # Named in the log even when it caused the answer without one (502, 504).
+            self.ctx.request_done(ex, status, ex.target)
         if keep:
             self.new_exchange()
             self.state = HEAD

@@ -32,13 +32,17 @@ Require all denied
 def test_every_edge_directive_is_listed_by_line():
     text, _ = load(EDGE)
     listed = "\n".join(notes(text))
-    for directive, line in (("RequestHeader", 7), ("Header always", 8), ("Header unset", 9),
-                            ("RemoteIPHeader", 10), ("RemoteIPTrustedProxy", 11),
-                            ("LogFormat", 12), ("CustomLog", 13), ("Protocols", 14),
+    # mod_headers' rules are translated (hbfork.apache.headers; tests/unit/apache/test_headers)
+    assert 'request_headers = ["set X-Env prod"]' in text
+    for directive, line in (("RemoteIPHeader", 10), ("RemoteIPTrustedProxy", 11),
+                            ("Protocols", 14),
                             ("AddOutputFilterByType", 15), ("ProxyErrorOverride", 16),
                             ("<If", 17)):
         assert any(directive in note and f":{line})" in note for note in notes(text)), \
             (directive, listed)
+    # LogFormat and CustomLog are translated (hbfork.apache.logs)
+    assert 'access = "/var/log/apache2/access.log"' in text
+    assert "LogFormat" not in listed and "CustomLog" not in listed
     # LoadModule and AddType cannot change what anyone sees: summarised, not listed
     assert "LoadModule" not in listed and "AddType" not in listed
     assert "2 other directive(s) that cannot change what a client" in text

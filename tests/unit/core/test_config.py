@@ -544,3 +544,24 @@ def test_configured_control_socket_too_long_is_a_config_error():
         loads(f'[proxy]\ncontrol_socket = "/tmp/{"x" * 120}.sock"\n'
               '[heartbeat]\ndiscover = true\n', "c.toml")
     assert "[proxy] control_socket" in str(err.value) and "c.toml" in str(err.value)
+
+
+def test_heartbeat_http_path_and_listeners() -> None:
+    assert load(MEMBER).heartbeat.http_path is None
+    cfg = load('[proxy]\nlisten = ["127.0.0.1:8080", "127.0.0.1:8090"]\n' + MEMBER +
+               '[heartbeat]\nhttp_path = "/HeartbeatListener"\nhttp_listen = ["127.0.0.1:8090"]\n')
+    assert cfg.heartbeat.http_path == "/HeartbeatListener"
+    assert cfg.heartbeat.http_listen == (ep("127.0.0.1:8090"),)
+    assert "POST /HeartbeatListener" in describe(cfg)
+    error(MEMBER + '[heartbeat]\nhttp_path = "HeartbeatListener"\n', "[heartbeat] http_path",
+          "expected a path")
+    error(MEMBER + '[heartbeat]\nhttp_listen = ["127.0.0.1:8080"]\n',
+          "[heartbeat] http_listen", "needs [heartbeat] http_path")
+    error(MEMBER + '[heartbeat]\nhttp_path = "/hb"\nhttp_listen = ["127.0.0.1:9999"]\n',
+          "[heartbeat] http_listen", "127.0.0.1:9999 is not a client listener")
+    error('[proxy]\nmode = "tcp"\n' + MEMBER + '[heartbeat]\nhttp_path = "/hb"\n',
+          "[heartbeat] http_path", "mode = \"http\"")
+    error('[heartbeat]\ndiscover = true\nhttp_path = "/hb"\n', "[heartbeat] http_path",
+          "need [heartbeat] allow")
+    assert load('[heartbeat]\ndiscover = true\nhttp_path = "/hb"\nallow = ["10.0.0.0/8"]\n'
+                ).heartbeat.http_path == "/hb"

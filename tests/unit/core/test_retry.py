@@ -50,3 +50,15 @@ def test_parse_retry_on():
     assert parse_retry_on(["reset", 502, "503-504", "reset"]) == ("reset", 502, 503, 504)
     with pytest.raises(ValueError, match="reset, empty-response"):
         parse_retry_on(["connect"])
+
+
+@pytest.mark.parametrize(("sticky", "others", "tries", "limit", "elsewhere"), [
+    (False, True, 1, 1, True),     # another member can take it: at once, not the same one
+    (False, False, 1, 1, False),   # a pool of one: a fresh connection to the same member
+    (True, True, 1, 1, False),     # a sticky session stays with its member
+    (False, True, 2, 1, False),    # no tries left: the same member, fresh
+    (False, True, 1, 0, False),    # retries = 0
+])
+def test_race_goes_elsewhere(sticky, others, tries, limit, elsewhere):
+    from hbfork.core.retry import race_goes_elsewhere
+    assert race_goes_elsewhere(sticky, others, tries, limit) is elsewhere

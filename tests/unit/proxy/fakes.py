@@ -66,6 +66,9 @@ class FakePicker(Acquiring):
                 return member.target
         return FULL if candidates else None
 
+    def has_other(self, pool: PoolView, tried: set[int]) -> bool:
+        return any(m.target.slot not in tried and not m.down for m in self._in(pool))
+
     def queue_ahead(self, pool: PoolView, now: float) -> bool:
         """Others have waited in the front queue for any member (the context's queue) for
         ORDER_AFTER or longer."""
@@ -113,6 +116,8 @@ def config_for(members: list[FakeMember], http: dict[str, object], extra: str) -
     if not members and not extra:
         text = "[heartbeat]\ndiscover = true\n"
     text += "[http]\n" + "".join(f"{k} = {v!r}\n" for k, v in http.items()) + extra
+    if "[request_id]" not in extra:  # byte-exact tests: no ID unless a test asks for one
+        text += "\n[request_id]\nheader = ''\n"
     return loads(text.replace("'", '"').replace("True", "true").replace("False", "false"))
 
 
@@ -141,9 +146,12 @@ class FakeContext:
         self.done: list[tuple[int, int | None]] = []  # (status, slot) per finished request
         self.closed_sessions: list[object] = []
         self.outcomes: list[int] = []  # sticky outcome per finished request
+        self.request_ids: list[bytes] = []  # request ID per finished request
         self.queue: list[object] = []   # waiters, oldest first
         self.upstreams.queue = self.queue
         self.left: list[str] = []       # why waiters left the queue without a member
+        self.beats: list[tuple[str, bytes]] = []  # heartbeats POSTed, as handed to the master
+        self.master_full = False        # report_beat fails (the master is behind)
 
     # --- the SessionContext
 
@@ -160,6 +168,12 @@ class FakeContext:
 
     def member_failed(self, target: Target, reason: str, retry_ms: int | None = None) -> None:
         self.failed.append((target.slot, reason))
+
+    def report_beat(self, ip: str, body: bytes) -> bool:
+        if self.master_full:
+            return False
+        self.beats.append((ip, body))
+        return True
 
     def resource_error(self, err: OSError) -> None:
         self._count("resource_error")
@@ -188,6 +202,7 @@ class FakeContext:
     def request_done(self, exchange: object, status: int, target: Target | None) -> None:
         self.done.append((status, target.slot if target else None))
         self.outcomes.append(getattr(exchange, "sticky_outcome", 0))
+        self.request_ids.append(getattr(exchange, "request_id", b""))
 
     def session_closed(self, session: object) -> None:
         self.closed_sessions.append(session)

@@ -172,7 +172,7 @@ def test_a_member_that_closes_without_answering_is_502(method: bytes) -> None:
     reply = Reader(client)
     ctx.run_until(lambda: b"\r\n\r\n" in reply.poll(), serve=serve)
     assert reply.data.startswith(b"HTTP/1.1 502 ")
-    assert ctx.done == [(502, None)]
+    assert ctx.done == [(502, 1)]  # the member that caused it is named (issue 25 item 7)
 
 
 def test_a_malformed_request_is_400_and_the_connection_closes() -> None:
