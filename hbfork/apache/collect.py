@@ -29,6 +29,7 @@ from hbfork.apache.collected import (  # re-exported: the pipeline's modules rea
 )
 from hbfork.apache.conf import Directive, Note, key_values
 from hbfork.apache.logs import LogLine
+from hbfork.apache.remoteip import KEYS as REMOTEIP_KEYS
 from hbfork.apache.unhandled import reason_left_out
 
 __all__ = ["HSTS", "Balancer", "Block", "Collector", "Context", "Location", "Pass", "Reverse",
@@ -80,6 +81,7 @@ class Collector:
         self.servers: list[Server] = [Server(None)]
         self.route_cookies: list[Directive] = []     # Header ... BALANCER_WORKER_ROUTE
         self.hc: list[Directive] = []                # ProxyHCExpr, ProxyHCTemplate
+        self.remoteip: list[Directive] = []          # mod_remoteip's (hbfork.apache.remoteip)
         self.notes: list[Note] = []
         self.logs: list[LogLine] = []                 # LogFormat, CustomLog, TransferLog
         self.unrelated = 0
@@ -164,6 +166,10 @@ class Collector:
             self.notes.append(Note.of(earlier, f"overridden by {d.text} ({d.where}): hbfork "
                                                "has one value"))
         self.server[d.key] = d
+        return True
+
+    def on_remoteip(self, d: Directive, ctx: Context) -> bool:
+        self.remoteip.append(d)
         return True
 
     def on_log(self, d: Directive, ctx: Context) -> bool:
@@ -410,6 +416,7 @@ HANDLERS = {
     "user": Collector.on_server,
     "group": Collector.on_server,
     "sethandler": Collector.on_sethandler,
+    **dict.fromkeys(REMOTEIP_KEYS, Collector.on_remoteip),
     **dict.fromkeys(("logformat", "customlog", "transferlog", "errorlog"), Collector.on_log),
     "require": Collector.on_require,
     **dict.fromkeys(REDIRECTS, Collector.on_redirect),

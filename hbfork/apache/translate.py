@@ -33,6 +33,7 @@ from hbfork.apache.include import Walked
 from hbfork.apache.listeners import TablePlan, plan_front
 from hbfork.apache.logs import plan_logs
 from hbfork.apache.pools import PoolBook, PoolPlan
+from hbfork.apache.remoteip import apply_proxy_protocol, plan_remoteip
 from hbfork.apache.routes import UNUSABLE, RoutePlan
 from hbfork.apache.vhosts import plan_routes
 from hbfork.core.addresses import Endpoint, parse_endpoint
@@ -88,6 +89,7 @@ class Translator:
         self._heartbeat()
         self._timeouts()
         self._user()
+        self._remoteip()
         # the main server's RequestHeader/Header rules apply to every request (hbfork.apache.
         # headers); a vhost's and a Location's are their routes'
         for key, found in headers.rules([self.collected.servers[0].block]).items():
@@ -313,6 +315,22 @@ class Translator:
         d = self.server(directive)
         if d is not None and d.args:
             self._http_timeout(key, parse_duration(d.args[0]), f"{d.text} ({d.where})", 86400)
+
+    def _remoteip(self) -> None:
+        """mod_remoteip's directives (hbfork.apache.remoteip)."""
+        plan = plan_remoteip(self.collected.remoteip)
+        self.notes += plan.notes
+        for section, settings in (("proxy", plan.proxy), ("http", plan.http)):
+            for setting in settings:
+                self.set(section, setting.key, setting.value, setting.comment)
+        plain = next((s.value for s in self.sections["proxy"] if s.key == "listen"), [])
+        listens = apply_proxy_protocol(plan, self.listens, plain)
+        if plan.proxy_protocol is not None and not listens:
+            self.notes.append(Note.of(plan.proxy_protocol, "no listener to apply it to: set "
+                                                           "proxy_protocol on your [[listen]]"))
+        if listens is not self.listens:  # plain [proxy] listen became [[listen]] blocks
+            self.sections["proxy"] = [s for s in self.sections["proxy"] if s.key != "listen"]
+            self.listens = listens
 
     def _server_flags(self) -> None:
         adds = self.server("proxyaddheaders")

@@ -38,13 +38,6 @@ HARMLESS = frozenset({
 
 # Directives that change what clients or members see, and why hbfork leaves them out.
 REASONS = {
-    "remoteipheader": "hbfork logs and forwards the connecting address; it does not take the "
-                      "client from a header",
-    "remoteiptrustedproxy": "hbfork does not take the client from a header (no trusted "
-                            "proxies)",
-    "remoteipinternalproxy": "hbfork does not take the client from a header (no trusted "
-                             "proxies)",
-    "remoteipproxyprotocol": "hbfork does not read the PROXY protocol",
     "logformat": "only a server's or a <VirtualHost>'s LogFormat is translated",
     "customlog": "only a server's or a <VirtualHost>'s CustomLog is translated",
     "transferlog": "only a server's or a <VirtualHost>'s TransferLog is translated",

@@ -82,7 +82,11 @@ class Config:
     @property
     def listeners(self) -> tuple[ListenSettings, ...]:
         """Every client-facing listener: [proxy] listen (plain), then the [[listen]] ones."""
-        return tuple(ListenSettings(address=e) for e in self.proxy.listen) + self.listens
+        trusted = self.proxy.trusted_proxies  # a listener's own, else these
+        return tuple(ListenSettings(address=e, trusted_proxies=trusted)
+                     for e in self.proxy.listen) + tuple(
+            listen if listen.trusted_proxies is not None
+            else replace(listen, trusted_proxies=trusted) for listen in self.listens)
 
     @property
     def discovering(self) -> bool:
@@ -266,6 +270,10 @@ def _check(config: Config) -> None:
         raise ConfigError(path, "[heartbeat] source", f"expected \"file:PATH\", got {hb.source!r}")
 
 
+NO_PROXY_SOURCES = ("needs the sources it is taken from: proxy_protocol_from or "
+                    "trusted_proxies (\"0.0.0.0/0\" and \"::/0\" for any)")
+
+
 def check_beat_posts(config: Config) -> None:
     """[heartbeat] http_path and http_listen (hbfork.core.beat_post)."""
     hb = config.heartbeat
@@ -300,6 +308,8 @@ def check_listeners(config: Config) -> None:
             raise ConfigError(path, f"{where} redirect_https", "is for a plain listener")
         if listen.hsts and not listen.tls:
             raise ConfigError(path, f"{where} hsts", "only means something with tls = true")
+        if listen.proxy_protocol and not listen.proxy_sources(config.proxy.trusted_proxies):
+            raise ConfigError(path, f"{where} proxy_protocol", NO_PROXY_SOURCES)
         if config.proxy.mode == "tcp":  # TLS is terminated and the bytes relayed: no HTTP
             for key, value in (("redirect_https", listen.redirect_https),
                                ("hsts", listen.hsts)):
@@ -357,6 +367,8 @@ def describe(config: Config) -> str:
 
 
 def _describe_listener(listen: ListenSettings) -> str:
+    if listen.proxy_protocol:
+        return _describe_listener(replace(listen, proxy_protocol=False)) + " [PROXY protocol]"
     if listen.tls:
         return f"{listen.address} (tls" + (f", hsts {listen.hsts}s)" if listen.hsts else ")")
     if listen.redirect_https:

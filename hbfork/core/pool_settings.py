@@ -230,6 +230,9 @@ class PoolSettings:
     ajp_packet_size: int = setting(8192, integer(8192, 65536),
                                    "AJP: packet size, as Tomcat's packetSize (Apache "
                                    "ProxyIOBufferSize)")
+    proxy_protocol: str = setting("", choice("", "v1", "v2"),
+                                  "send a PROXY protocol header (\"v1\" or \"v2\") first on "
+                                  "every connection to a member; \"\" = off", '""')
     request_headers: tuple[Rule, ...] = request_setting("to this pool")
     response_headers: tuple[Rule, ...] = response_setting("from this pool")
     # The hc* keys (hbfork.core.hcheck), read beside the others; listed after them.

@@ -159,6 +159,9 @@ def _check_ajp(path: str, where: str, pool: PoolSettings) -> None:
     if pool.tls:
         raise ConfigError(path, f"{where} tls", "AJP members are spoken to in plain AJP/1.3 "
                                                 "(AJP over TLS is not supported)")
+    if pool.proxy_protocol:
+        raise ConfigError(path, f"{where} proxy_protocol", "AJP carries the client's address "
+                                                           "itself (no PROXY header before it)")
     for number, check in _checks(pool):
         if check.hcmethod not in ("none", "tcp"):
             member = f" member #{number}" if number else ""

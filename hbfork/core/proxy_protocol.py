@@ -73,6 +73,8 @@ def _parse_v1(data: bytes | bytearray) -> ProxyHeader | None:
 
 
 def _ip(text: bytes, family: int) -> str:
+    if b"%" in text:  # ipaddress takes an IPv6 scope ("fe80::1%eth0"); the spec has none
+        raise ProxyProtocolError("PROXY v1 address with a scope")
     try:
         ip = ipaddress.ip_address(text.decode("ascii"))
     except (UnicodeDecodeError, ValueError):

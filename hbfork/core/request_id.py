@@ -1,7 +1,9 @@
 """Request IDs: the `[request_id]` settings, who may choose a request's ID, and the IDs a worker
 makes. Pure (the worker gives the random prefix).
 
-Every request forwarded carries one ID field (default X-Request-ID): the client's own when the
+Off by default (`enabled`): an ID rewrites every request head and every response head, which
+the fast path otherwise forwards untouched. When on, every request forwarded carries one ID
+field (default X-Request-ID): the client's own when the
 client connects from a trusted address (`trusted`, CIDRs: a front proxy or load balancer that
 already set it) and its value is sane, otherwise a new one made here. A client outside
 `trusted` cannot choose the ID a member and the logs see. W3C `traceparent`/`tracestate` are
@@ -40,8 +42,9 @@ def _field_name(value: Any) -> str:
 
 @dataclass(frozen=True)
 class RequestIdSettings:
+    enabled: bool = setting(False, boolean, "give every forwarded request an ID field")
     header: str = setting("X-Request-ID", _field_name,
-                          "the request-ID field added to every forwarded request; \"\" = off",
+                          "the request-ID field (when `enabled`); \"\" = off",
                           '"X-Request-ID"')
     trusted: tuple[IPNetwork, ...] = setting((), network_list,
                                              "CIDRs of clients (front proxies) whose own ID "
@@ -68,7 +71,7 @@ class RequestIds:
     __slots__ = ("count", "lower", "name", "nets", "prefix", "response", "trust")
 
     def __init__(self, settings: RequestIdSettings, prefix: bytes) -> None:
-        self.name = settings.header.encode()
+        self.name = settings.header.encode() if settings.enabled else b""
         self.lower = self.name.lower()  # b"": off
         self.nets = settings.trusted
         self.response = settings.response and bool(self.name)

@@ -24,6 +24,7 @@ from hbfork.core.values import (
     endpoint,
     endpoint_list,
     grace,
+    header_name,
     integer,
     network_list,
     optional_endpoint,
@@ -75,6 +76,9 @@ class ProxySettings:
     control_socket: str | None = setting(None, optional_text,
                                          "Unix socket for `hbfork ctl` (default: next to the "
                                          "pidfile, else off)", '""')
+    trusted_proxies: tuple[IPNetwork, ...] = setting(
+        (), network_list, "CIDRs of proxies whose [http] client_ip_header (and PROXY "
+        "headers) are believed; empty = none (a [[listen]] may have its own)", "[]")
     resolve_interval: float = setting(0.0, seconds(0.5, 86400, allow_zero=True),
                                       "resolve members given by host name again this often "
                                       "(seconds); new addresses reload the config as SIGHUP "
@@ -183,6 +187,10 @@ class HttpSettings:
                                  "largest request body in bytes (413 beyond); 0 = no limit")
     forwarded_headers: bool = setting(True, boolean,
                                       "add X-Forwarded-For, -Proto and -Host")
+    client_ip_header: str = setting("X-Forwarded-For", header_name,
+                                    "the header naming the client, read only from [proxy] "
+                                    "trusted_proxies (mod_remoteip's RemoteIPHeader)",
+                                    '"X-Forwarded-For"')
     # Measured: one worker at 128 concurrent requests to one member spent 57 µs per request
     # with 32 (each response beyond them closed its member connection, and the next request
     # dialled again) and 35 with 256.

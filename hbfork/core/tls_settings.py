@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hbfork.core.addresses import Endpoint
+from hbfork.core.addresses import Endpoint, IPNetwork
 from hbfork.core.header_rules import Rule, request_setting, response_setting
 from hbfork.core.pool_settings import normalize_host_pattern
 from hbfork.core.values import (
@@ -17,6 +17,7 @@ from hbfork.core.values import (
     choice,
     endpoint,
     integer,
+    optional_network_list,
     seconds,
     setting,
     text_value,
@@ -81,3 +82,23 @@ class ListenSettings:
     hsts_subdomains: bool = setting(False, boolean, "add includeSubDomains to HSTS")
     request_headers: tuple[Rule, ...] = request_setting("on this listener")
     response_headers: tuple[Rule, ...] = response_setting("on this listener")
+    trusted_proxies: tuple[IPNetwork, ...] | None = setting(
+        None, optional_network_list, "this listener's trusted proxies (CIDRs)",
+        "(from [proxy])")
+    proxy_protocol: bool = setting(False, boolean,
+                                   "every connection starts with a PROXY protocol header (v1 or "
+                                   "v2), read before TLS; without one it is closed")
+    proxy_protocol_from: tuple[IPNetwork, ...] | None = setting(
+        None, optional_network_list, "CIDRs allowed to send that header (others are closed)",
+        "(trusted_proxies)")
+    proxy_protocol_timeout: float = setting(5.0, seconds(0, 600),
+                                            "seconds a connection has to send its PROXY header")
+
+    def proxies(self, default: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
+        """Its trusted proxies: its own, else `default` ([proxy] trusted_proxies)."""
+        return default if self.trusted_proxies is None else self.trusted_proxies
+
+    def proxy_sources(self, default: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
+        """Who may send it a PROXY header: proxy_protocol_from, else its trusted proxies."""
+        return self.proxies(default) if self.proxy_protocol_from is None \
+            else self.proxy_protocol_from

@@ -100,6 +100,20 @@ def network_list(value: Any) -> tuple[IPNetwork, ...]:
     return tuple(parse_network(item) for item in value)
 
 
+def optional_network_list(value: Any) -> tuple[IPNetwork, ...] | None:
+    return network_list(value)
+
+
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")  # an RFC 9110 token
+
+
+def header_name(value: Any) -> str:
+    text = text_value(value)
+    if not HEADER_NAME.fullmatch(text):
+        raise ValueError(f"expected an HTTP header name like \"X-Forwarded-For\", got {text!r}")
+    return text
+
+
 def worker_count(value: Any) -> int:
     if value == "auto":
         return max(1, min(os.cpu_count() or 1, MAX_WORKERS))

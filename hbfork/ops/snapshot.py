@@ -23,6 +23,7 @@ from hbfork.table.layout import (
     MC_STATUS_CLASS,
     MC_UID,
     MEMBER_COUNTERS,
+    PROXY_RESULTS,
     STATE_FREE,
     TLS_RESULTS,
     W_CODE_LOADED_US,
@@ -46,6 +47,7 @@ from hbfork.table.layout import (
     WK_NO_MEMBER,
     WK_NUMBER,
     WK_PID,
+    WK_PROXY,
     WK_QUEUE_HISTOGRAM,
     WK_REQUESTS,
     WK_RETRIES,
@@ -220,7 +222,8 @@ def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str,
             "retries": 0,
             "connect_failures": 0, "upstream_timeouts": 0, "client_errors": 0,
             "bytes_in": 0, "bytes_out": 0, "responses": dict.fromkeys(CLASSES, 0),
-            "tls": dict.fromkeys(TLS_RESULTS, 0)}
+            "tls": dict.fromkeys(TLS_RESULTS, 0),
+            "proxy_protocol": dict.fromkeys(PROXY_RESULTS, 0)}
     histograms = {"latency": [0] * HISTOGRAM_WORDS, "queue_wait": [0] * HISTOGRAM_WORDS}
     per_member: dict[int, list[int]] = {}
     uids = [table.uid(slot) for slot in range(table.capacity)]
@@ -257,6 +260,8 @@ def _workers(table: Table, now_ns: int) -> tuple[list[dict[str, Any]], dict[str,
             sums["responses"][name] += values[WK_STATUS_CLASS + i]
         for i, name in enumerate(TLS_RESULTS):
             sums["tls"][name] += values[WK_TLS + i]
+        for i, name in enumerate(PROXY_RESULTS):
+            sums["proxy_protocol"][name] += values[WK_PROXY + i]
         for name, start in (("latency", WK_HISTOGRAM), ("queue_wait", WK_QUEUE_HISTOGRAM)):
             acc = histograms[name]
             for i in range(HISTOGRAM_WORDS):

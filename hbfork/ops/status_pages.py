@@ -157,6 +157,10 @@ def render_metrics(data: dict[str, Any]) -> bytes:
              "Unix time each certificate expires (by its first name).",
              [({"name": c["names"][0] if c["names"] else c["file"]}, c["not_after"])
               for c in tls["certificates"]])
+    m.family("hbfork_proxy_protocol_headers", "counter",
+             "PROXY protocol headers received, by result (ok, local, or why the connection "
+             "was closed).",
+             [({"result": k}, v) for k, v in totals.get("proxy_protocol", {}).items()])
     m.histogram("hbfork_request_duration_seconds",
                 "Time from request head to the end of the response.", totals["latency"])
     m.histogram("hbfork_queue_wait_seconds",

@@ -15,8 +15,8 @@ from hbfork.proxy.upstreams import Target
 
 
 class MemberConnection:
-    __slots__ = ("closed", "fd", "handshaking", "on_idle_event", "pool", "pooled", "reused",
-                 "sock", "target", "timer", "tls")
+    __slots__ = ("closed", "fd", "handshaking", "on_idle_event", "pool", "pooled", "private",
+                 "reused", "sock", "target", "timer", "tls")
 
     def __init__(self, sock: socket.socket, target: Target, pool: ConnectionPool) -> None:
         self.sock = sock
@@ -28,6 +28,7 @@ class MemberConnection:
         self.tls: TlsWriter | None = None  # a TLS connection: writes go through it
         self.handshaking = False  # connected, TLS handshake not finished yet
         self.pooled = False       # idle in the pool, waiting for a request
+        self.private = False      # it told the member its client (a PROXY header): never pooled
         self.timer = pool.loop.timer(self.on_deadline)
         # Bound once: the loop calls it for any event while the connection is idle.
         self.on_idle_event = self._on_idle_event
@@ -76,7 +77,7 @@ class ConnectionPool:
             conn = conns.pop()
             conn.pooled = False
             if conn.target.uid != target.uid or (conn.tls is not None) != tls or (
-                    verify and not _still_open(conn.sock)):
+                    verify and not still_open(conn.sock)):
                 conn.close()
                 continue
             return conn
@@ -85,7 +86,7 @@ class ConnectionPool:
     def checkin(self, conn: MemberConnection) -> None:
         """Keep `conn` for the next request to its member, or close it if the pool is full."""
         conns = self.idle.setdefault(conn.target.slot, [])
-        if self.closed or len(conns) >= self.size or conn.closed:
+        if self.closed or len(conns) >= self.size or conn.closed or conn.private:
             conn.close()
             return
         conn.reused = True
@@ -112,7 +113,7 @@ class ConnectionPool:
         self.idle.clear()
 
 
-def _still_open(sock: socket.socket) -> bool:
+def still_open(sock: socket.socket) -> bool:
     try:
         peek(sock)
     except BlockingIOError:

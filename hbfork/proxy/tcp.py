@@ -20,8 +20,10 @@ import socket
 import ssl
 import time
 
+from hbfork.core.client_address import Origin
 from hbfork.proxy.context import SessionContext
 from hbfork.proxy.loop import EPOLLIN, ERROR, HANGUP, RDHUP, READ, WRITE
+from hbfork.proxy.proxy_header import send_header
 from hbfork.proxy.relay import SPLICE_AFTER, Direction
 from hbfork.proxy.upstreams import RETRIES_SPENT, Acquired, PoolView, Target, Wait
 from hbfork.system.logs import log
@@ -39,6 +41,7 @@ class TcpSession:
         "ctx",
         "down",
         "member",
+        "origin",
         "outcome",
         "queued_at",
         "reserved",
@@ -53,11 +56,12 @@ class TcpSession:
     )
 
     def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str = "-",
-                 listen: object = None) -> None:
+                 listen: object = None, origin: Origin | None = None) -> None:
         self.ctx = ctx
+        self.client_ip = client_ip  # the client: the peer, or what its PROXY header said
+        self.origin = origin  # what a PROXY header said (None: the socket's own addresses)
         self.client = client
         self.client_fd = client.fileno()
-        self.client_ip = client_ip
         self.started = ctx.loop.now
         self.member: Target | None = None  # the last member tried (the access log's)
         self.outcome = ""  # how it ended, when not by both sides closing (the access log's)
@@ -152,7 +156,10 @@ class TcpSession:
         self._connect_next()
 
     def _connected(self) -> None:
-        assert self.target is not None
+        assert self.target is not None and self.upstream is not None
+        version = self.ctx.upstreams.default.settings.proxy_protocol
+        if version and not send_header(self.upstream, version, self.origin, self.client):
+            return self._connect_failed(errno.EPIPE)  # first, before any client byte
         self.connecting = False
         self._touch()
         self._update_interest()

@@ -17,6 +17,7 @@ import socket
 import ssl
 from collections.abc import Callable
 
+from hbfork.core.client_address import Origin
 from hbfork.core.tls_settings import ListenSettings
 from hbfork.proxy.loop import ERROR, READ, WRITE, Loop
 from hbfork.table.worker_record import WorkerRecord
@@ -32,16 +33,18 @@ OnReady = Callable[["Handshake"], None]
 
 
 class Handshake:
-    __slots__ = ("client_ip", "closed", "fd", "listen", "loop", "on_ready", "record", "sock",
-                 "timer")
+    __slots__ = ("client_ip", "closed", "fd", "listen", "loop", "on_ready", "origin", "record",
+                 "sock", "timer")
 
     def __init__(self, loop: Loop, record: WorkerRecord, sock: ssl.SSLSocket, client_ip: str,
-                 listen: ListenSettings, timeout: float, on_ready: OnReady) -> None:
+                 listen: ListenSettings, timeout: float, on_ready: OnReady,
+                 origin: Origin | None = None) -> None:
         self.loop = loop
         self.record = record
         self.sock = sock
         self.fd = sock.fileno()
         self.client_ip = client_ip
+        self.origin = origin  # what a PROXY header said (None: the socket's own addresses)
         self.listen = listen
         self.on_ready = on_ready
         self.closed = False

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import setproctitle
 
 from hbfork.core import reports
+from hbfork.core.client_address import Origin
 from hbfork.core.config import Config
 from hbfork.core.http11 import Limits
 from hbfork.core.lean import LeanCache
@@ -35,6 +36,7 @@ from hbfork.proxy.http.session import HttpSession
 from hbfork.proxy.keepalive import ConnectionPool
 from hbfork.proxy.loop import READ, Loop
 from hbfork.proxy.no_answer import no_answer_watch
+from hbfork.proxy.proxy_header import ProxyHeaderReader
 from hbfork.proxy.queue import FrontQueue, Waiter
 from hbfork.proxy.status_server import StatusServer
 from hbfork.proxy.tcp import TcpSession
@@ -48,7 +50,8 @@ from hbfork.table.table import Table
 
 log = logs.log
 
-SessionFactory = Callable[[SessionContext, socket.socket, str, ListenSettings], Session]
+SessionFactory = Callable[[SessionContext, socket.socket, str, ListenSettings, Origin | None],
+                          Session]
 
 
 
@@ -172,12 +175,13 @@ class Worker:
             # Responses end in small writes (in TCP mode: whatever pieces the member sent);
             # Nagle plus the client's delayed ACK would hold each such tail for 40 ms.
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if listen.tls and self.tls is not None and self.tls.default is not None:
-                session: Session = Handshake(self.loop, self.record, wrap(self.tls.default, client),
-                                             client_ip, listen, self.config.tls.handshake_timeout,
-                                             self._handshake_done)
+            if listen.proxy_protocol:  # its PROXY header first, before TLS
+                session: Session = ProxyHeaderReader(
+                    self.loop, self.record, client, client_ip, listen,
+                    listen.proxy_sources(self.config.proxy.trusted_proxies),
+                    self._proxy_header_read)
             else:
-                session = self._new_session(self.context, client, client_ip, listen)
+                session = self._start_session(client, client_ip, listen, None)
         except Exception as err:
             # Never leave an accepted connection open and unowned.
             log.exception("cannot start a session for a new connection; closing it")
@@ -191,13 +195,36 @@ class Worker:
             self.sessions.add(session)
             self.record.set_connections(len(self.sessions))
 
+    def _start_session(self, client: socket.socket, client_ip: str, listen: ListenSettings,
+                       origin: Origin | None) -> Session:
+        if listen.tls and self.tls is not None and self.tls.default is not None:
+            return Handshake(self.loop, self.record, wrap(self.tls.default, client), client_ip,
+                             listen, self.config.tls.handshake_timeout, self._handshake_done,
+                             origin)
+        return self._new_session(self.context, client, client_ip, listen, origin)
+
+    def _proxy_header_read(self, reader: ProxyHeaderReader) -> None:
+        """A PROXY header was read: the connection goes on with the address it gave."""
+        self.sessions.discard(reader)
+        try:
+            session = self._start_session(reader.sock, reader.client_ip, reader.listen,
+                                          reader.origin)
+        except Exception:
+            log.exception("cannot start a session after a PROXY header; closing it")
+            self.loop.remove(reader.fd)
+            reader.sock.close()
+            return
+        if not session.closed:
+            self.sessions.add(session)
+        self.record.set_connections(len(self.sessions))
+
     def _handshake_done(self, handshake: Handshake) -> None:
         """A TLS handshake finished: the connection becomes a session like any other."""
         self.sessions.discard(handshake)
         sock = handshake.sock
         try:
             session = self._new_session(self.context, sock, handshake.client_ip,
-                                        handshake.listen)
+                                        handshake.listen, handshake.origin)
         except Exception:
             log.exception("cannot start a session for a TLS connection; closing it")
             self.loop.remove(sock.fileno())

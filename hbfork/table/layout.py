@@ -102,6 +102,8 @@ WK_LATENCY_COUNT = WK_LATENCY_SUM + 1
 WK_QUEUE_HISTOGRAM = 64  # time requests waited in the front queue: same buckets, sum, count
 WK_QUEUE_SUM = WK_QUEUE_HISTOGRAM + len(LATENCY_BUCKETS) + 1
 WK_QUEUE_COUNT = WK_QUEUE_SUM + 1
+WK_PROXY = 88           # 88..93: PROXY protocol headers received, by result (PROXY_RESULTS)
+PROXY_RESULTS = ("ok", "local", "malformed", "untrusted", "timeout", "closed")
 WK_MEMBERS = 96         # then capacity x MEMBER_COUNTERS words
 MEMBER_COUNTERS = 8
 MC_UID, MC_INFLIGHT, MC_STATUS_CLASS, MC_CONNECT_FAILURES = 0, 1, 2, 7  # 2..6: 1xx..5xx
@@ -129,6 +131,7 @@ WORKER_TOTALS = (WK_ACCEPTED, WK_REQUESTS, *range(WK_STATUS_CLASS, WK_STATUS_CLA
                  WK_BYTES_IN, WK_BYTES_OUT, WK_CONNECT_FAILURES, WK_NO_MEMBER, WK_RETRIES,
                  WK_UPSTREAM_TIMEOUTS, WK_CLIENT_ERRORS, WK_FAST_PATH,
                  *range(WK_TLS, WK_TLS + len(TLS_RESULTS)),
+                 *range(WK_PROXY, WK_PROXY + len(PROXY_RESULTS)),
                  *range(WK_HISTOGRAM, WK_LATENCY_COUNT + 1),
                  *range(WK_QUEUE_HISTOGRAM, WK_QUEUE_COUNT + 1))
 LOAD_MASK = 0xFFFFFFFF

@@ -27,6 +27,7 @@ from hbfork.table.layout import (
     PC_STICKY,
     PC_STICKY_LOST,
     POOL_COUNTERS,
+    PROXY_RESULTS,
     RC_ERRORS,
     RC_REQUESTS,
     ROUTE_COUNTERS,
@@ -45,6 +46,7 @@ from hbfork.table.layout import (
     WK_NO_MEMBER,
     WK_NUMBER,
     WK_PID,
+    WK_PROXY,
     WK_QUEUE_COUNT,
     WK_QUEUE_HISTOGRAM,
     WK_QUEUE_SUM,
@@ -163,6 +165,10 @@ class WorkerRecord:
     def count_tls(self, result: str) -> None:
         """One TLS handshake ended with `result` (one of TLS_RESULTS)."""
         self.words[WK_TLS + TLS_RESULTS.index(result)] += 1
+
+    def count_proxy_header(self, result: str) -> None:
+        """One PROXY protocol header read ended with `result` (one of PROXY_RESULTS)."""
+        self.words[WK_PROXY + PROXY_RESULTS.index(result)] += 1
 
     def count_request(self, status: int, pool: Indexed | None = None,
                       route: Indexed | None = None, sticky: int = 0) -> None:

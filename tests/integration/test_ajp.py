@@ -23,12 +23,12 @@ def servers() -> Iterator[list[AjpServer]]:
         server.stop()
 
 
-def start(cluster, servers, **pool):
+def start(cluster, servers, sections=None, **pool):
     members = [{"address": s.address, "route": s.route} for s in servers]
     proxy = cluster.proxy([], pool=[{"name": "tomcat", "protocol": "ajp",
                                      "ajp_secret": "s3cret", "stickysession": "JSESSIONID",
                                      "member": members, **pool}],
-                          route=[{"path": "/", "pool": "tomcat"}])
+                          route=[{"path": "/", "pool": "tomcat"}], **(sections or {}))
     for server in servers:
         beat = Process([*HBFORK, "beat", "--to", proxy.heartbeat_address, "--from", server.ip,
                         "--port", str(server.port), "--ready", "10", "--interval", "0.2"],
@@ -207,7 +207,8 @@ def test_a_head_larger_than_the_packet_size(cluster, servers):
 
 
 def test_header_rules_and_the_request_id_reach_ajp_members(cluster, servers):
-    proxy = start(cluster, servers[:1], request_headers=["set X-Env prod", "unset X-Debug"],
+    proxy = start(cluster, servers[:1], {"request_id": {"enabled": True}},
+                  request_headers=["set X-Env prod", "unset X-Debug"],
                   response_headers=["set X-Frame-Options DENY"])
     response, body, conn = get(proxy.url, "/x", headers={"X-Debug": "1"})
     seen = answer(body)

@@ -77,7 +77,8 @@ def test_rules_change_what_members_and_clients_see(cluster, http_path) -> None:
 
 
 def test_always_rules_reach_hbforks_own_503(cluster) -> None:
-    proxy = cluster.proxy([], heartbeat={"discover": True}, http=RULES)
+    proxy = cluster.proxy([], heartbeat={"discover": True}, http=RULES,
+                          request_id={"enabled": True})
     response, _, conn = get(proxy.url, "/")  # no member yet: hbfork answers itself
     conn.close()
     assert response.status == 503
@@ -87,7 +88,7 @@ def test_always_rules_reach_hbforks_own_503(cluster) -> None:
 
 
 def test_request_ids_are_made_for_each_request_and_sent_back(cluster) -> None:
-    proxy, _ = one_member(cluster)
+    proxy, _ = one_member(cluster, request_id={"enabled": True})
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     ids = []
     for response, body in requests_on_one_connection(proxy, 3, {"traceparent": parent,
@@ -102,7 +103,8 @@ def test_request_ids_are_made_for_each_request_and_sent_back(cluster) -> None:
 
 @pytest.mark.parametrize(("trusted", "kept"), [(["127.0.0.0/8"], True), (["10.0.0.0/8"], False)])
 def test_a_clients_id_is_passed_through_only_when_trusted(cluster, trusted, kept) -> None:
-    proxy, _ = one_member(cluster, request_id={"trusted": trusted, "header": "X-Trace-ID"})
+    proxy, _ = one_member(cluster, request_id={"enabled": True, "trusted": trusted,
+                                                 "header": "X-Trace-ID"})
     for response, body in requests_on_one_connection(proxy, 2, {"X-Trace-ID": "edge-42"}):
         seen = member_fields(body)
         assert (seen["x-trace-id"] == ["edge-42"]) is kept
@@ -124,3 +126,10 @@ def test_a_listeners_rules_apply_after_the_servers_and_only_there(cluster) -> No
     conn.close()
     assert member_fields(body)["x-order"] == ["http"]
     assert response.getheader("X-Listener") is None
+
+
+def test_request_ids_are_off_by_default(cluster) -> None:
+    proxy, _ = one_member(cluster)
+    for response, body in requests_on_one_connection(proxy, 2, {}):
+        assert "x-request-id" not in member_fields(body)
+        assert response.getheader("X-Request-ID") is None

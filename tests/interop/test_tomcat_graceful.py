@@ -20,7 +20,8 @@ from collections import Counter
 import pytest
 
 from tests.integration.harness import Process, Proxy, get, wait_until
-from tests.interop.test_tomcat import BEAT_PATH, STARTUP, Tomcat, require_tomcat
+from tests.interop.test_tomcat import BEAT_PATH, Tomcat
+from tests.interop.tomcat_kit import STARTUP, require_tomcat
 
 pytestmark = pytest.mark.tomcat
 

@@ -27,7 +27,7 @@ def multicast_server_xml(address: str) -> str:
         <Server port="-1" shutdown="SHUTDOWN" periodicEventDelay="1">
           <Listener className="org.apache.catalina.ha.backend.HeartbeatListener"
                     host="{address}" port="{PORT}" group="{group}"
-                    multicastPort="{group_port}" ttl="4"/>
+                    multiport="{group_port}" ttl="4"/>
           <Service name="Catalina">
             <Connector protocol="HTTP/1.1" address="{address}" port="{PORT}"
                        maxThreads="{MAX_THREADS}" connectionTimeout="20000"/>

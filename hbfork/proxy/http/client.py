@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import socket
 
-from hbfork.core.http11 import LengthBody
+from hbfork.core.client_address import Origin, address_rule
+from hbfork.core.http11 import LengthBody, RequestHead
 from hbfork.core.http_heads import hsts_line
 from hbfork.core.tls_settings import ListenSettings
 from hbfork.proxy.http.parts import MemberSide, SessionCore
@@ -35,17 +36,24 @@ PLAIN = ListenSettings()  # a plain listener's options (tests and direct use)
 
 
 class ClientConnection:
-    __slots__ = ("ctx", "eof", "extra_head", "fd", "forwarded", "hup", "inbuf", "ip", "linger_left",
-                 "linger_until", "listen", "member", "out", "parked", "s", "sock", "tls")
+    __slots__ = ("address_rule", "ctx", "eof", "extra_head", "fd", "forwarded", "hup", "inbuf",
+                 "ip", "lean_unsafe", "linger_left", "linger_until", "listen", "member", "origin",
+                 "out", "parked", "s", "sock", "tls")
 
     def __init__(self, session: SessionCore, sock: socket.socket, ip: str,
-                 listen: ListenSettings = PLAIN) -> None:
+                 listen: ListenSettings = PLAIN, origin: Origin | None = None) -> None:
         self.s = session
         self.ctx = session.ctx
         self.member: MemberSide  # the session's member leg (it sets it, once made)
         self.sock = sock
         self.fd = sock.fileno()
-        self.ip = ip
+        self.ip = ip   # the connection's client: the peer, or what its PROXY header said
+        self.origin = origin  # the PROXY header's addresses (None: the socket's own)
+        # This connection's requests name their client (hbfork.core.client_address) only if
+        # it comes from a trusted proxy; lean_unsafe: by a header the fast path cannot see.
+        rule = self.address_rule = address_rule(ip, listen.trusted_proxies,
+                                                session.ctx.http.client_ip_header)
+        self.lean_unsafe = rule is not None and not rule.lean_safe
         self.listen = listen   # the listener it came in on (TLS, HSTS, redirect to https)
         self.tls = TlsWriter() if listen.tls else None  # a TLS client: writes go through it
         self.inbuf = bytearray()  # read, not yet taken by the session
@@ -63,6 +71,14 @@ class ClientConnection:
         # lines every response gets on this listener (HSTS)
         self.extra_head = hsts_line(listen.hsts, listen.hsts_subdomains) + b"\r\n" \
             if listen.hsts else b""
+
+    def client_of(self, request: RequestHead) -> str:
+        """The client of `request`: the connection's, or the one its trusted proxy names."""
+        rule = self.address_rule
+        if rule is None:
+            return self.ip
+        name = rule.header
+        return rule.client_of(self.ip, [v for _, lower, v in request.headers if lower == name])
 
     def on_event(self, mask: int) -> None:
         """The client socket's events (the general path)."""

@@ -74,7 +74,8 @@ class FastPath:
         ctx.count_bytes(True, n)
         # One whole head and nothing after it (no body, no pipelined request).
         if view.obj.find(b"\r\n\r\n", 0, n) != n - 4 or n > ctx.limits.max_header_size + 4 or \
-                (client.tls is not None and client.sock.pending()):  # type: ignore[attr-defined]
+                (client.tls is not None and client.sock.pending()) or \
+                client.lean_unsafe:  # its client is named in a header the lean parse skips
             return self._hand_over_request(n)
         head = bytes(view[:n])
         lean = ctx.lean.request(head)

@@ -25,6 +25,7 @@ from hbfork.proxy.http.parts import SessionCore
 from hbfork.proxy.http.state import CLOSING, CONNECT, FORWARD, HIGH_WATER, TUNNEL
 from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import READ, WRITE
+from hbfork.proxy.proxy_header import introduce, keep_private
 from hbfork.proxy.relay import SPLICE_AFTER, Direction, splice_available
 from hbfork.proxy.tls import WOULD_BLOCK
 from hbfork.proxy.upstreams import Target
@@ -40,7 +41,8 @@ SPLICE_BODIES = splice_available()
 
 
 class MemberLeg:
-    __slots__ = ("body_relay", "client", "conn", "ctx", "inbuf", "inflight", "out", "s", "spare")
+    __slots__ = ("body_relay", "client", "conn", "ctx", "inbuf", "inflight", "kept", "out", "s",
+                 "spare")
 
     def __init__(self, session: SessionCore) -> None:
         self.s = session
@@ -52,6 +54,9 @@ class MemberLeg:
         self.body_relay: Direction | None = None  # a large request body spliced (after its head)
         self.inflight: Target | None = None  # the member counted as having this request
         self.spare: MemberLeg | None = None  # the session's AJP leg, kept between requests
+        # A member connection that told its member this client (a PROXY header), kept between
+        # this client's requests: never pooled, never another client's (proxy.proxy_header).
+        self.kept: MemberConnection | None = None
 
     # --- dialing
 
@@ -210,6 +215,9 @@ class MemberLeg:
                 self._handshake(conn)
             elif err := conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
                 self.connect_failed(err)
+            elif not introduce(conn, s.pool.settings.proxy_protocol, self.client.origin,
+                               self.client.sock):
+                self.connect_failed(0, "PROXY header not sent")
             elif s.pool.tls_context is not None:
                 conn.start_tls(s.pool.tls_context, s.pool.server_name or conn.target.sockaddr[0])
                 self._handshake(conn)
@@ -386,6 +394,8 @@ class MemberLeg:
             self.body_relay = None
             reusable = reusable and not relay.waiting()  # request bytes never sent: broken
             relay.close()
+        if self.kept is not None and self.s.closed:
+            self.kept = keep_private(self.ctx.loop, None, self.kept)  # the client left
         conn = self.conn
         if conn is None:
             return
@@ -394,7 +404,9 @@ class MemberLeg:
             # Bytes the member sent after its response (it must not): they belong to the
             # connection, which is closed (not reusable), never to the next exchange.
             self.inbuf.clear()
-        if reusable:
+        if reusable and conn.private:
+            self.kept = keep_private(self.ctx.loop, conn, self.kept)
+        elif reusable:
             self.ctx.conn_pool.checkin(conn)
         else:
             conn.close()

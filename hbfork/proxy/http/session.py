@@ -44,6 +44,7 @@ import socket
 import time
 
 from hbfork.core import http11, http_heads
+from hbfork.core.client_address import Origin
 from hbfork.core.errors import ProtocolError
 from hbfork.core.failures import retry_after, unavailable_answer
 from hbfork.core.http11 import ChunkedBody, LengthBody
@@ -70,6 +71,7 @@ from hbfork.proxy.http.state import (
     TUNNEL,
 )
 from hbfork.proxy.loop import RDHUP, READ, WRITE
+from hbfork.proxy.proxy_header import take_private
 from hbfork.proxy.upstreams import (
     NO_MEMBER,
     Acquired,
@@ -86,9 +88,9 @@ class HttpSession:
                  "member", "queued_at", "relay", "state", "timer")
 
     def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str,
-                 listen: ListenSettings = PLAIN) -> None:
+                 listen: ListenSettings = PLAIN, origin: Origin | None = None) -> None:
         self.ctx = ctx
-        self.client = ClientConnection(self, client, client_ip, listen)
+        self.client = ClientConnection(self, client, client_ip, listen, origin)
         self.closed = False
         self.drain_requested = False
         self.queued_at = 0.0   # when it started waiting in the front queue (0: it does not)
@@ -186,6 +188,7 @@ class HttpSession:
         ex = self.ex
         ex.exchange_started = time.monotonic()
         ex.request = request = http11.parse_request_head(head, self.ctx.limits)
+        ex.client_ip = self.client.client_of(request)  # the real client (trusted proxies)
         ex.keep_alive = request.keep_alive
         if request.chunked:
             ex.body = ChunkedBody(limit=config.max_body_size)
@@ -235,7 +238,8 @@ class HttpSession:
         # retried on a fresh one), so only the others pay a syscall to check it first.
         conn = None if request.upgrade else ctx.conn_pool.checkout(
             target, verify=not (request.idempotent and not request.has_body),
-            tls=pool.tls_context is not None)
+            tls=pool.tls_context is not None) if not pool.settings.proxy_protocol \
+            else take_private(self.member, target, pool.tls_context is not None)
         if conn is not None:
             return self.member.attached(conn)
         self.member.connect(target)

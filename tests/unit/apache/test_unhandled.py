@@ -17,7 +17,7 @@ RequestHeader set X-Env prod
 Header always set X-Frame-Options DENY
 Header unset Server
 RemoteIPHeader X-Forwarded-For
-RemoteIPTrustedProxy 10.0.0.0/8
+RemoteIPTrustedProxy proxy.internal
 LogFormat "%h %l %u %t \\"%r\\" %>s %b" common
 CustomLog /var/log/apache2/access.log common
 Protocols h2 http/1.1

@@ -25,6 +25,7 @@ def test_ajp_pool_keys() -> None:
     ('ajp_packet_size = 70000\n', "[[pool]] #1 ajp_packet_size", "65536"),
     ('ajp_ping = -1\n', "[[pool]] #1 ajp_ping", ""),
     ('tls = true\n', "[[pool]] 't' tls", "AJP over TLS"),
+    ('proxy_protocol = "v1"\n', "[[pool]] 't' proxy_protocol", "client's address"),
     ('hcmethod = "get"\n', "[[pool]] 't' hcmethod", "tcp"),
 ])
 def test_ajp_pool_errors(extra: str, key: str, problem: str) -> None:

@@ -46,6 +46,8 @@ def test_need_more(partial):
     b"PROXY TCP4 1.2.3.999 5.6.7.8 1 2\r\n", b"PROXY TCP4 ::1 5.6.7.8 1 2\r\n",
     b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n", b"PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n",
     b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", b"PROXY " + b"x" * 120,
+    b"PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n", b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n",
+    b"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n", b"PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n",
     V2_SIGNATURE + b"\x11\x11\x00\x00",            # version 1 in a v2 header
     V2_SIGNATURE + b"\x2f\x11\x00\x00",            # unknown command
     V2_SIGNATURE + b"\x21\x11\x00\x04" + b"1234",  # shorter than its addresses

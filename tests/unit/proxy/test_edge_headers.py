@@ -100,7 +100,7 @@ def test_always_rules_reach_the_proxys_own_answers_and_the_others_do_not(
     assert not session.closed
 
 
-IDS = "\n[request_id]\ntrusted = ['10.0.0.0/8']\n".replace("'", '"')
+IDS = "\n[request_id]\nenabled = true\ntrusted = ['10.0.0.0/8']\n".replace("'", '"')
 PLAIN = (b"GET /x HTTP/1.1\r\nHost: front.example\r\n"
          b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n")
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
