@@ -26,8 +26,10 @@ SMALL = 16384  # a response body up to this size is sent to the client in one pi
 
 def request_fields(head: RequestHead, member_host: bytes | None) -> list[tuple[bytes, bytes]]:
     """The request's headers for a FORWARD_REQUEST: hop-by-hop ones (and those its Connection
-    names), Proxy-*, Expect (answered by the proxy) and Transfer-Encoding (AJP frames the body
-    itself) removed; Content-Length once, as a number; `member_host` replaces the Host."""
+    names), Proxy-* and Expect (answered by the proxy) removed; Content-Length once, as a
+    number; `member_host` replaces the Host. A chunked body keeps `Transfer-Encoding: chunked`,
+    as mod_proxy_ajp sends it: AJP frames the body itself (the container ignores the field), but
+    it tells the application that a body comes although there is no Content-Length."""
     drop = HOP_BY_HOP | (head.connection_tokens - END_TO_END)
     out: list[tuple[bytes, bytes]] = []
     length_sent = False
@@ -38,6 +40,9 @@ def request_fields(head: RequestHead, member_host: bytes | None) -> list[tuple[b
                 length_sent = True
         elif lower == b"host" and member_host is not None:
             out.append((b"host", member_host))
+        elif lower == b"transfer-encoding":
+            if head.chunked and not any(n == b"transfer-encoding" for n, _ in out):
+                out.append((b"transfer-encoding", b"chunked"))
         elif lower in drop or lower in (b"transfer-encoding", b"expect") or \
                 lower.startswith(b"proxy-"):
             continue

@@ -32,9 +32,11 @@ public class Echo extends HttpServlet {
         byte[] buf = new byte[65536];
         long n = 0;
         CRC32 crc = new CRC32();
-        InputStream in = req.getInputStream();
-        int r;
-        while ((r = in.read(buf)) > 0) { n += r; crc.update(buf, 0, r); }
+        if (req.getContentLengthLong() > 0 || req.getHeader("Transfer-Encoding") != null) {
+            InputStream in = req.getInputStream();  // only a request with a body, as apps do
+            int r;
+            while ((r = in.read(buf)) > 0) { n += r; crc.update(buf, 0, r); }
+        }
         HttpSession s = req.getParameter("session") != null ? req.getSession(true)
                                                           : req.getSession(false);
         String text = "method=" + req.getMethod() + "\\nuri=" + req.getRequestURI()

@@ -88,7 +88,8 @@ def test_request_fields_drop_hop_by_hop_and_frame_the_length() -> None:
     assert request_fields(head, b"10.0.0.1:8009")[0] == (b"host", b"10.0.0.1:8009")
     chunked = http11.parse_request_head(b"PUT / HTTP/1.1\r\nHost: h\r\n"
                                         b"Transfer-Encoding: chunked\r\n\r\n", Limits())
-    assert request_fields(chunked, None) == [(b"Host", b"h")]
+    assert request_fields(chunked, None) == [(b"Host", b"h"),
+                                             (b"transfer-encoding", b"chunked")]
 
 
 def test_server_name() -> None:
