@@ -404,6 +404,7 @@ HANDLERS = {
     "proxyaddheaders": Collector.on_server,
     "proxyrequests": Collector.on_server,
     "sslproxyverify": Collector.on_server,
+    "proxyiobuffersize": Collector.on_server,
     "sslproxycacertificatefile": Collector.on_server,
     "servername": Collector.on_server_name,
     "serveralias": Collector.on_server_name,

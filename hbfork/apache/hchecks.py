@@ -117,6 +117,12 @@ def member_checks(member: Member, defs: Definitions, notes: list[Note]) -> dict[
     method = params.get("hcmethod", "none").lower()
     if method == "none":
         return {}
+    if member.ajp and method != "tcp":  # CPING (AJP's own check), or an HTTP one: by TCP
+        if method != "cping":
+            notes.append(Note.of(member.source, "an AJP member is checked by TCP (an HTTP "
+                                                "check would go to its AJP port)",
+                                 f"hcmethod={params['hcmethod']}"))
+        method = "tcp"
     if method not in METHODS:
         notes.append(Note.of(member.source, "hbfork checks by TCP, OPTIONS, HEAD or GET",
                              f"hcmethod={params['hcmethod']}"))

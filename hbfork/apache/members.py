@@ -1,8 +1,11 @@
 """One BalancerMember (or the one server a ProxyPass names) -> a [[pool.member]] [pure].
 
 The member's URL is `http[s]://HOST[:PORT][/path]` (`ws://` and `wss://` members become HTTP
-members: hbfork tunnels WebSockets over its HTTP pools). A host name is kept: hbfork resolves it
-whenever it reads its config, and its heartbeats match by the addresses it resolves to.
+members: hbfork tunnels WebSockets over its HTTP pools) or `ajp://HOST[:PORT]` (mod_proxy_ajp: a
+member of an AJP pool; its secret=, ping= and iobuffersize= are kept in `ajp_params` for
+hbfork.apache.ajp to make the pool's ajp_secret, ajp_ping and ajp_packet_size). A host name is
+kept: hbfork resolves it whenever it reads its config, and its heartbeats match by the
+addresses it resolves to.
 Parameters with an hbfork equivalent are carried over: route=, lbset=, status= flags (D and S
 disable, H is a hot standby, R a hot spare, N drains); retry=, timeout= and
 connectiontimeout= are kept in `timing` for hbfork.apache.pools to decide per pool, the hc*
@@ -24,6 +27,8 @@ from hbfork.core.values import BadSetting, build
 
 MAX_LBSET = 99                          # Apache refuses lbset outside 0-99
 TIMING = ("retry", "timeout", "connectiontimeout")
+AJP_PARAMS = ("secret", "ping", "iobuffersize")   # an ajp:// member's, for its pool
+DEFAULT_PORTS = {"http": 80, "https": 443, "ajp": 8009}
 HC_PARAMS = ("hcmethod", "hcuri", "hcinterval", "hcpasses", "hcfails", "hcexpr", "hctemplate")
 # Worker parameters that tune Apache's own connection handling: hbfork has its own.
 CONNECTION_PARAMS = {
@@ -35,7 +40,8 @@ CONNECTION_PARAMS = {
     "min": "hbfork keeps no minimum of member connections",
     "disablereuse": "hbfork always reuses member connections ([http] pool_size = 0 to stop)",
     "flushpackets": "hbfork streams responses as they arrive",
-    "ping": "hbfork has no 100-continue probe of members",
+    "ping": "hbfork has no 100-continue probe of HTTP members (an AJP member's ping= is its "
+            "CPING: ajp_ping)",
     "redirect": "hbfork has no redirect route: a down member's sessions fail over",
 }
 
@@ -48,6 +54,8 @@ class Member:
     source: Directive
     path: str = ""                     # the URL's path, prefixed to what the member is sent
     tls: bool = False                  # an https:// member
+    ajp: bool = False                  # an ajp:// member (mod_proxy_ajp)
+    ajp_params: dict[str, str] = field(default_factory=dict)  # its AJP_PARAMS
     route: str = ""
     lbset: int = 0
     standby: bool = False
@@ -75,8 +83,8 @@ def parse_member(d: Directive, url: str, params: Sequence[str],
     found = _address(d, url, notes)
     if found is None:
         return None
-    address, path, tls = found
-    member = Member(address, d, path, tls)
+    address, path, scheme = found
+    member = Member(address, d, path, scheme == "https", scheme == "ajp")
     for key, value in key_values(params):
         _param(member, key, value, notes)
     try:
@@ -87,20 +95,20 @@ def parse_member(d: Directive, url: str, params: Sequence[str],
     return member
 
 
-def _address(d: Directive, url: str, notes: list[Note]) -> tuple[str, str, bool] | None:
+def _address(d: Directive, url: str, notes: list[Note]) -> tuple[str, str, str] | None:
     note = undefined_note(d, url)
     if note is not None:
         notes.append(note)
         return None
     parts = urlsplit(url)
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme.lower(), parts.scheme.lower())
-    if scheme not in ("http", "https"):
+    if scheme not in DEFAULT_PORTS:
         notes.append(Note.of(d, f"{parts.scheme or 'no'} scheme: hbfork talks HTTP/1.1 (or "
-                                "over TLS) to members"))
+                                "over TLS) or AJP/1.3 to members"))
         return None
     host = parts.hostname or ""
     try:
-        port = parts.port or (443 if scheme == "https" else 80)
+        port = parts.port or DEFAULT_PORTS[scheme]
     except ValueError:
         notes.append(Note.of(d, f"{url!r} has an invalid port"))
         return None
@@ -110,9 +118,9 @@ def _address(d: Directive, url: str, notes: list[Note]) -> tuple[str, str, bool]
         if not is_host_name(host):
             notes.append(Note.of(d, f"{host or url!r} is neither an IP address nor a host name"))
             return None
-        return f"{host}:{port}", parts.path.rstrip("/"), scheme == "https"
+        return f"{host}:{port}", parts.path.rstrip("/"), scheme
     address = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
-    return address, parts.path.rstrip("/"), scheme == "https"
+    return address, parts.path.rstrip("/"), scheme
 
 
 def _param(member: Member, key: str, value: str, notes: list[Note]) -> None:
@@ -133,6 +141,8 @@ def _param(member: Member, key: str, value: str, notes: list[Note]) -> None:
             notes.append(Note.of(d, "not a duration", f"{key}={value}"))
         else:
             member.timing[key] = seconds
+    elif member.ajp and key in AJP_PARAMS:
+        member.ajp_params[key] = value  # hbfork.apache.pools: one value per pool
     elif key in HC_PARAMS:
         member.hc[key] = value  # hbfork.apache.hchecks, once the server's templates are known
     elif key == "loadfactor":

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from hbfork.apache.ajp import ajp_keys
 from hbfork.apache.collect import Balancer, Collector, balancer_name
 from hbfork.apache.conf import Directive, Note, parse_duration, resolve_path
 from hbfork.apache.hchecks import Definitions, apply_checks
-from hbfork.apache.members import Member, parse_member
+from hbfork.apache.members import DEFAULT_PORTS, Member, parse_member
 from hbfork.core.pool_settings import POOL_NAME, PoolSettings
 from hbfork.core.values import BadSetting, build
 
@@ -119,7 +120,9 @@ class PoolBook:
         """`scheme://IP:PORT` + the members' path, lower-cased, for each member of `pool`
         (also without the port when it is the scheme's default, as a URL may say it)."""
         plan = self.pools[pool]
-        scheme, default = ("https", 443) if plan.members[0].tls else ("http", 80)
+        first = plan.members[0]
+        scheme = "https" if first.tls else "ajp" if first.ajp else "http"
+        default = DEFAULT_PORTS[scheme]
         urls = []
         for member in plan.members:
             urls.append(f"{scheme}://{member.address}{plan.path}".lower())
@@ -141,6 +144,7 @@ class PoolBook:
             self._param(plan, key, value, d)
         self._timing(plan)
         self._tls(plan)
+        self._ajp(plan)
         self._checks(plan)
         if plan.lbmethod != "heartbeat":
             plan.comments.append(f"lbmethod={plan.lbmethod}: hbfork balances by the members' "
@@ -158,10 +162,11 @@ class PoolBook:
         d = member.source
         if any(m.address == member.address for m in plan.members):
             self.notes.append(Note.of(d, f"{member.address} is already a member"))
-        elif plan.members and member.tls != plan.members[0].tls:
-            self.notes.append(Note.of(d, f"{'https' if member.tls else 'http'} while the other "
-                                         "members are not: hbfork talks one protocol to all the "
-                                         "members of a pool"))
+        elif plan.members and (member.tls, member.ajp) != (plan.members[0].tls,
+                                                           plan.members[0].ajp):
+            scheme = "https" if member.tls else "ajp" if member.ajp else "http"
+            self.notes.append(Note.of(d, f"{scheme} while the other members are not: hbfork "
+                                         "talks one protocol to all the members of a pool"))
         elif plan.members and member.path != plan.path:
             self.notes.append(Note.of(d, f"its path {member.path or '/'} differs from the other "
                                          f"members' ({plan.path or '/'}): hbfork sends every "
@@ -273,6 +278,14 @@ class PoolBook:
             plan.set("tls_ca", resolve_path(self.server_root, ca.args[0]),
                      f"{ca.text} ({ca.where})")
 
+    def _ajp(self, plan: PoolPlan) -> None:
+        """ajp:// members: an AJP pool (hbfork.apache.ajp)."""
+        found = ajp_keys(plan.members, self.collected.server.get("proxyiobuffersize"),
+                         self.notes)
+        for key, value, comment in found.settings:
+            plan.set(key, value, comment)
+        plan.comments += found.comments
+
     def _route_cookies(self, headers: list[Directive]) -> None:
         """`Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/"`: hbfork
         sets that cookie itself (sticky_cookie) for the pools that read it."""
@@ -319,6 +332,7 @@ class PoolBook:
                              "traffic only while it sends heartbeats")
         self._timing(pool)
         self._tls(pool)
+        self._ajp(pool)
         self._checks(pool)
         self.by_server[key] = self.pools[pool.name] = pool
         return pool

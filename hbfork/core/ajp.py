@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from hbfork.core.errors import HbforkError
+from hbfork.core.http11 import HOP_BY_HOP
 
 TO_CONTAINER = b"\x12\x34"
 FROM_CONTAINER = b"AB"
@@ -46,6 +47,10 @@ RESPONSE_HEADERS = {0xA001 + i: name for i, name in enumerate((
 # request attributes
 ATTR_REMOTE_USER, ATTR_QUERY, ATTR_ROUTE, ATTR_REQ_ATTRIBUTE = 0x03, 0x05, 0x06, 0x0A
 ATTR_SECRET, ATTR_STORED_METHOD, ATTR_DONE = 0x0C, 0x0D, 0xFF
+# What AJP13 forgot, sent as request attributes (Tomcat takes them, as mod_proxy_ajp sends them)
+REMOTE_PORT_ATTRIBUTE, LOCAL_ADDR_ATTRIBUTE = b"AJP_REMOTE_PORT", b"AJP_LOCAL_ADDR"
+# Header names at least this long would read as a header code (0xA0xx) on the other side.
+MAX_NAME = 0xA000
 
 
 class AjpError(HbforkError):
@@ -81,12 +86,14 @@ class Forward:
     secret: bytes = b""      # Tomcat's `secret` (requiredSecret)
     protocol: bytes = b"HTTP/1.1"
     remote_user: bytes = b""
+    remote_port: int = 0     # AJP_REMOTE_PORT (0: not sent)
+    local_addr: bytes = b""  # AJP_LOCAL_ADDR (b"": not sent)
 
 
 def forward_request(method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]],
                     forward: Forward, packet_size: int = DEFAULT_PACKET_SIZE) -> bytes:
-    """The FORWARD_REQUEST packet; `headers` are (lower-case name, value) pairs, hop-by-hop
-    ones already removed. The query string travels as an attribute, as AJP wants it."""
+    """The FORWARD_REQUEST packet; `headers` are (name, value) pairs, hop-by-hop ones
+    already removed. The query string travels as an attribute, as AJP wants it."""
     uri, _, query = target.partition(b"?")
     code = METHODS.get(method, STORED_METHOD)
     fields = list(headers)
@@ -95,7 +102,9 @@ def forward_request(method: bytes, target: bytes, headers: Iterable[tuple[bytes,
            _string(forward.server_name), struct.pack("!H?H", forward.server_port,
                                                      forward.is_ssl, len(fields))]
     for name, value in fields:
-        known = REQUEST_HEADERS.get(name)
+        known = REQUEST_HEADERS.get(name.lower())
+        if not known and len(name) >= MAX_NAME:
+            raise AjpError("a header name too long for AJP")
         out.append(struct.pack("!H", known) if known else _string(name))
         out.append(_string(value))
     if query:
@@ -106,6 +115,12 @@ def forward_request(method: bytes, target: bytes, headers: Iterable[tuple[bytes,
         out.append(bytes((ATTR_REMOTE_USER,)) + _string(forward.remote_user))
     if forward.secret:
         out.append(bytes((ATTR_SECRET,)) + _string(forward.secret))
+    if forward.remote_port:
+        out.append(bytes((ATTR_REQ_ATTRIBUTE,)) + _string(REMOTE_PORT_ATTRIBUTE)
+                   + _string(b"%d" % forward.remote_port))
+    if forward.local_addr:
+        out.append(bytes((ATTR_REQ_ATTRIBUTE,)) + _string(LOCAL_ADDR_ATTRIBUTE)
+                   + _string(forward.local_addr))
     if code == STORED_METHOD:
         out.append(bytes((ATTR_STORED_METHOD,)) + _string(method))
     out.append(bytes((ATTR_DONE,)))
@@ -115,8 +130,21 @@ def forward_request(method: bytes, target: bytes, headers: Iterable[tuple[bytes,
 def body_packets(data: bytes, packet_size: int = DEFAULT_PACKET_SIZE) -> list[bytes]:
     """Request body bytes as data packets (each at most packet_size)."""
     room = packet_size - 6
-    return [TO_CONTAINER + struct.pack("!HH", len(piece) + 2, len(piece)) + piece
-            for piece in (data[at:at + room] for at in range(0, len(data), room))]
+    return [body_packet(data[at:at + room])
+            for at in range(0, len(data), room)]
+
+
+def body_packet(piece: bytes | bytearray | memoryview) -> bytes:
+    """One data packet; `piece` must fit what the container asked for (GET_BODY_CHUNK) and
+    its packet size, and be non-empty (an empty one is END_OF_BODY)."""
+    return TO_CONTAINER + struct.pack("!HH", len(piece) + 2, len(piece)) + bytes(piece)
+
+
+def body_room(packet_size: int, asked: int | None = None) -> int:
+    """The most body bytes one data packet may carry: what the container asked for, within
+    the packet size (6 bytes of it are the packet's and the data's lengths)."""
+    room = packet_size - 6
+    return room if asked is None else max(0, min(room, asked))
 
 
 END_OF_BODY = TO_CONTAINER + b"\x00\x00"  # an empty data packet: no more body
@@ -253,11 +281,14 @@ class _Reader:
 def http_head(event: Headers, chunked: bool, keep_alive: bool) -> bytes:
     """An HTTP/1.1 response head for what SEND_HEADERS said, as the session's response relay
     reads a member's: framed by its Content-Length, else `chunked`, else until close."""
+    if b"\r" in event.reason or b"\n" in event.reason:
+        raise AjpError("a CR or LF in an AJP status reason")
     lines = [b"HTTP/1.1 %d %s" % (event.status, event.reason)]
     for name, value in event.headers:
-        if b"\r" in name or b"\n" in name or b"\r" in value or b"\n" in value:
-            raise AjpError("a CR or LF in an AJP response header")
-        if name.lower() not in (b"transfer-encoding", b"connection"):
+        if b"\r" in name or b"\n" in name or b"\r" in value or b"\n" in value \
+                or b":" in name or not name.strip():
+            raise AjpError("an AJP response header that is not a valid HTTP field")
+        if name.lower() not in HOP_BY_HOP:
             lines.append(name + b": " + value)
     if chunked:
         lines.append(b"Transfer-Encoding: chunked")

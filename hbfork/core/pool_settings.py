@@ -218,6 +218,18 @@ class PoolSettings:
     tls_server_name: str = setting("", text_value,
                                    "the name sent as SNI and checked in the members' "
                                    "certificates (default: the member's IP)", '""')
+    protocol: str = setting("http", choice("http", "ajp"),
+                            "what the members speak: \"http\" or \"ajp\" (AJP/1.3, as "
+                            "Apache's ajp:// members; Tomcat's AJP connector)", '"http"')
+    ajp_secret: str = setting("", text_value,
+                              "AJP: the shared secret sent with every request (Tomcat's "
+                              "secret/requiredSecret, Apache's secret=)", '""')
+    ajp_ping: float = setting(0.0, seconds(0, 60, allow_zero=True),
+                              "AJP: seconds to wait for CPONG to the CPING sent before a pooled "
+                              "connection is reused (Apache ping=); 0 = no CPING")
+    ajp_packet_size: int = setting(8192, integer(8192, 65536),
+                                   "AJP: packet size, as Tomcat's packetSize (Apache "
+                                   "ProxyIOBufferSize)")
     proxy_protocol: str = setting("", choice("", "v1", "v2"),
                                   "send a PROXY protocol header (\"v1\" or \"v2\") first on "
                                   "every connection to a member; \"\" = off", '""')

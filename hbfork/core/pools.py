@@ -147,10 +147,27 @@ def check_pools(path: str, pools: tuple[PoolSettings, ...], discovering: bool) -
             if found is not None:
                 member = f" member #{number}" if number else ""
                 raise ConfigError(path, f"{where}{member} {found[0]}", found[1])
+        if pool.protocol == "ajp":
+            _check_ajp(path, where, pool)
         if pool.sticky_cookie_samesite == "None" and not pool.sticky_cookie_secure:
             raise ConfigError(path, f"{where} sticky_cookie_samesite",
                               "\"None\" needs sticky_cookie_secure = true (browsers drop it)")
     _check_member_identity(path, pools)
+
+
+def _check_ajp(path: str, where: str, pool: PoolSettings) -> None:
+    if pool.tls:
+        raise ConfigError(path, f"{where} tls", "AJP members are spoken to in plain AJP/1.3 "
+                                                "(AJP over TLS is not supported)")
+    if pool.proxy_protocol:
+        raise ConfigError(path, f"{where} proxy_protocol", "AJP carries the client's address "
+                                                           "itself (no PROXY header before it)")
+    for number, check in _checks(pool):
+        if check.hcmethod not in ("none", "tcp"):
+            member = f" member #{number}" if number else ""
+            raise ConfigError(path, f"{where}{member} hcmethod",
+                              "an AJP pool's members are checked with \"tcp\" (HTTP checks "
+                              "would go to the AJP port)")
 
 
 def _checks(pool: PoolSettings) -> list[tuple[int, HcheckSettings]]:

@@ -124,7 +124,7 @@ class ClientConnection:
             # into the buffers meanwhile would keep the queue from ever emptying, and the
             # whole body would be copied.
             return not member.out and not self.inbuf
-        return len(member.out) < HIGH_WATER
+        return member.takes_body()
 
     def read(self) -> bool:
         """Read what the client sent; False if the session ended."""

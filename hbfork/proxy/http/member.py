@@ -43,7 +43,8 @@ SPLICE_BODIES = splice_available()
 
 
 class MemberLeg:
-    __slots__ = ("body_relay", "client", "conn", "ctx", "inbuf", "inflight", "kept", "out", "s")
+    __slots__ = ("body_relay", "client", "conn", "ctx", "inbuf", "inflight", "kept", "out", "s",
+                 "spare")
 
     def __init__(self, session: SessionCore) -> None:
         self.s = session
@@ -54,6 +55,7 @@ class MemberLeg:
         self.inbuf = bytearray()   # read from the member, not yet relayed
         self.body_relay: Direction | None = None  # a large request body spliced (after its head)
         self.inflight: Target | None = None  # the member counted as having this request
+        self.spare: MemberLeg | None = None  # the session's AJP leg, kept between requests
         # A member connection that told its member this client (a PROXY header), kept between
         # this client's requests: never pooled, never another client's (proxy.proxy_header).
         self.kept: MemberConnection | None = None
@@ -137,6 +139,10 @@ class MemberLeg:
         return (type(body) is LengthBody and body.remaining >= SPLICE_AFTER and SPLICE_BODIES
                 and self.client.tls is None and conn is not None and conn.tls is None
                 and (relay is None or relay.splice))
+
+    def takes_body(self) -> bool:
+        """More of the request body may be read from the client now."""
+        return len(self.out) < HIGH_WATER
 
     def relay_request_bytes(self, n: int) -> None:
         """Request body bytes just read into the worker's buffer go straight to the member,

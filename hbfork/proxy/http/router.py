@@ -46,9 +46,11 @@ class Decision:
         # requests take the general path. Sticky pools take the fast path when the session's
         # member can take the request at once (proxy.http.fast).
         pool = self.pool
-        # A pool that sends PROXY headers takes no pooled connection (hbfork.proxy.proxy_header).
+        # A pool that sends PROXY headers takes no pooled connection (hbfork.proxy.proxy_header);
+        # an AJP pool's requests take the general path (hbfork.proxy.http.ajp_leg).
         object.__setattr__(self, "fast", pool is not None and not pool.settings.sticky_cookie
-                           and not pool.settings.proxy_protocol)
+                           and not pool.settings.proxy_protocol
+                           and pool.settings.protocol == "http")
 
 
 class Router:

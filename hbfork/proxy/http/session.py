@@ -54,6 +54,7 @@ from hbfork.core.retry import MALFORMED, TIMEOUT
 from hbfork.core.tls_settings import ListenSettings
 from hbfork.proxy.context import SessionContext
 from hbfork.proxy.http import heartbeat_post
+from hbfork.proxy.http.ajp_leg import use_leg
 from hbfork.proxy.http.client import PLAIN, ClientConnection
 from hbfork.proxy.http.exchange import Exchange
 from hbfork.proxy.http.fast import FastPath
@@ -229,6 +230,7 @@ class HttpSession:
         """Pick a member for the current request and get a connection to it."""
         ctx, ex = self.ctx, self.ex
         pool = self.pool
+        use_leg(self, pool)  # the member side that speaks the pool's protocol (HTTP, AJP)
         got = ctx.upstreams.acquire(pool, ctx.loop.now, ex.tried, ex.sticky_route,
                                     bool(self.queued_at))
         if got.sticky:

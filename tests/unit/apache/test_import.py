@@ -178,7 +178,7 @@ def test_byrequests_front_notes_what_does_not_carry_over() -> None:
     assert route_of(config, "h", "/x").reverse
     joined = "\n".join(notes(text))
     for expected in ("Listen localhost:8001", "https while the other members",
-                     "ajp scheme",
+                     "ajp while the other members",
                      "its path /app differs", "max=20", "ttl=60", "ProxyRequests On",
                      "retry=5/15", "timeout=20/unset"):
         assert expected in joined, expected

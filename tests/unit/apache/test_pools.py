@@ -110,7 +110,7 @@ def test_members_hbfork_cannot_use_are_noted() -> None:
         fake_resolve("app1.internal")[0] + ":8080", "10.0.0.4:8080", "[fd00::6]:8080"]
     found = "\n".join(notes(text))
     for expected in ("https while the other members",
-                     "ajp scheme",
+                     "ajp while the other members",
                      "max=5", "ttl=60", "10.0.0.4:8080 is already a member",
                      "its path /x differs", "a route is up to 64"):
         assert expected in found, expected

@@ -213,7 +213,7 @@ def test_a_slash_apache_doubles_is_kept_single() -> None:
 
 
 def test_an_unknown_balancer_or_unusable_members_answer_503() -> None:
-    text, config = load(POOLS + "<Proxy balancer://names>\nBalancerMember ajp://app1:8009\n"
+    text, config = load(POOLS + "<Proxy balancer://names>\nBalancerMember gopher://app1:70\n"
                         "</Proxy>\nProxyPass /n/ balancer://names/\n"
                         "ProxyPass /u/ balancer://nope/\nProxyPass / balancer://a/\n")
     assert forward(config, "h", "/n/x") == (503, "")
@@ -222,7 +222,7 @@ def test_an_unknown_balancer_or_unusable_members_answer_503() -> None:
     assert {p.name for p in config.pools} == {"a", "b"}
     found = "\n".join(notes(text))
     assert "balancer://nope has no BalancerMember (Apache answers 503 too)" in found
-    assert "ajp scheme" in found
+    assert "gopher scheme" in found
     assert "balancer://names has no member hbfork can use" in found
 
 

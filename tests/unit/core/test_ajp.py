@@ -20,7 +20,9 @@ from hbfork.core.ajp import (
     Forward,
     GetBodyChunk,
     Headers,
+    body_packet,
     body_packets,
+    body_room,
     forward_request,
     http_head,
 )
@@ -122,3 +124,56 @@ def test_any_bytes_decode_or_raise(data):
     except AjpError:
         return
     assert isinstance(events, list)
+
+
+def test_remote_port_and_local_address_travel_as_request_attributes():
+    packet = forward_request(b"GET", b"/", [(b"Host", b"h"), (b"X-Mixed-Case", b"v")],
+                             Forward(b"1.2.3.4", b"h", 80, remote_port=40123,
+                                     local_addr=b"10.0.0.1"))
+    assert b"\xa0\x0b" + s(b"h") in packet  # Host found by its lower-case name
+    assert s(b"X-Mixed-Case") + s(b"v") in packet  # other names as the client sent them
+    assert packet.endswith(b"\x0a" + s(b"AJP_REMOTE_PORT") + s(b"40123")
+                           + b"\x0a" + s(b"AJP_LOCAL_ADDR") + s(b"10.0.0.1") + b"\xff")
+
+
+def test_one_body_packet_and_its_room():
+    assert body_packet(b"abc") == b"\x12\x34\x00\x05\x00\x03abc"
+    assert body_room(8192) == 8186 and body_room(8192, 100) == 100
+    assert body_room(8192, 65000) == 8186 and body_room(65536, 65000) == 65000
+
+
+@given(st.lists(st.tuples(st.sampled_from([b"accept", b"Cookie", b"x-a", b"Host"]),
+                          st.binary(max_size=40).filter(lambda v: b"\0" not in v)),
+                max_size=8),
+       st.sampled_from([b"GET", b"POST", b"PATCH", b"MKACTIVITY"]),
+       st.binary(min_size=1, max_size=30).filter(lambda v: b"?" not in v),
+       st.binary(max_size=20), st.booleans(), st.integers(0, 65535))
+def test_forward_request_read_by_an_independent_parser(headers, method, uri, query, ssl, port):
+    """Every FORWARD_REQUEST reads back, field by field, with tests.ajp_server's parser."""
+    from tests.ajp_server import parse_forward
+    target = b"/" + uri + (b"?" + query if query else b"")
+    packet = forward_request(method, target, headers,
+                             Forward(b"192.0.2.1", b"h", 443, is_ssl=ssl, secret=b"k",
+                                     remote_port=port))
+    assert struct.unpack("!H", packet[2:4])[0] == len(packet) - 4
+    seen = parse_forward(packet[4:])
+    assert seen["uri"] == (b"/" + uri).decode("latin-1") and seen["ssl"] is ssl
+    assert seen["attributes"]["12"] == "k"
+    assert seen["attributes"].get("5", "") == query.decode("latin-1")
+    if method in (b"PATCH",):
+        assert seen["attributes"]["13"] == "PATCH"
+    assert len(seen["headers"]) == len({n.lower() for n, _ in headers})
+
+
+@given(st.lists(st.one_of(
+    st.binary(max_size=300).map(lambda d: b"\x03" + struct.pack("!H", len(d)) + d + b"\0"),
+    st.integers(0, 65535).map(lambda n: b"\x06" + struct.pack("!H", n)),
+    st.booleans().map(lambda r: b"\x05" + bytes((r,))),
+    st.just(b"\x09")), max_size=10), st.integers(1, 50))
+def test_packets_decode_the_same_however_they_are_split(payloads, step):
+    data = b"".join(from_container(p) for p in payloads)
+    whole = Decoder().feed(data)
+    decoder, pieces = Decoder(), []
+    for at in range(0, len(data), step):
+        pieces += decoder.feed(data[at:at + step])
+    assert pieces == whole and len(whole) == len(payloads) and not decoder.buffer
