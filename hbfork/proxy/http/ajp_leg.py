@@ -26,7 +26,7 @@ from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import ChunkedBody, LengthBody
 from hbfork.core.retry import MALFORMED
 from hbfork.proxy.http.member import MemberLeg
-from hbfork.proxy.http.parts import SessionCore
+from hbfork.proxy.http.parts import MemberSide, SessionCore
 from hbfork.proxy.http.state import FORWARD, HIGH_WATER
 from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import Timer
@@ -50,17 +50,17 @@ def use_leg(session: SessionCore, pool: PoolView) -> None:
         _install(session, member.http)
 
 
-def _install(session: SessionCore, leg: MemberLeg) -> None:
+def _install(session: SessionCore, leg: MemberSide) -> None:
     session.member = leg
-    session.client.member = leg  # type: ignore[attr-defined]  # ClientConnection's
-    session.relay.member = leg   # type: ignore[attr-defined]  # ResponseRelay's
+    session.client.member = leg
+    session.relay.member = leg
 
 
 class AjpLeg(MemberLeg):
     __slots__ = ("client_port", "decoder", "framer", "http", "packet_size", "pending",
                  "ping_timer", "pinging")
 
-    def __init__(self, session: SessionCore, http: MemberLeg) -> None:
+    def __init__(self, session: SessionCore, http: MemberSide) -> None:
         super().__init__(session)
         self.http = http  # the session's own leg, given back on release
         self.packet_size = ajp.DEFAULT_PACKET_SIZE

@@ -22,7 +22,7 @@ from hbfork.core.http11 import LengthBody, UntilClose
 from hbfork.core.outlier import FAILED_STATUS, GATEWAY, OK
 from hbfork.core.retry import EMPTY, MALFORMED, RESET, may_retry, race_goes_elsewhere, replayable
 from hbfork.proxy.http.gateway_log import gateway_failed
-from hbfork.proxy.http.parts import SessionCore
+from hbfork.proxy.http.parts import MemberSide, SessionCore
 from hbfork.proxy.http.slow import read_size
 from hbfork.proxy.http.state import CLOSING, CONNECT, FORWARD, HIGH_WATER, TUNNEL
 from hbfork.proxy.keepalive import MemberConnection
@@ -55,7 +55,7 @@ class MemberLeg:
         self.inbuf = bytearray()   # read from the member, not yet relayed
         self.body_relay: Direction | None = None  # a large request body spliced (after its head)
         self.inflight: Target | None = None  # the member counted as having this request
-        self.spare: MemberLeg | None = None  # the session's AJP leg, kept between requests
+        self.spare: MemberSide | None = None  # the session's AJP leg, kept between requests
         # A member connection that told its member this client (a PROXY header), kept between
         # this client's requests: never pooled, never another client's (proxy.proxy_header).
         self.kept: MemberConnection | None = None

@@ -6,9 +6,12 @@ MemberLeg (member), ResponseRelay (response), FastPath (fast)."""
 
 from __future__ import annotations
 
+import socket
 from typing import Protocol
 
+from hbfork.core.client_address import Origin
 from hbfork.core.http11 import LengthBody
+from hbfork.core.tls_settings import ListenSettings
 from hbfork.proxy.client_limits import ClientRate
 from hbfork.proxy.context import SessionContext
 from hbfork.proxy.http.exchange import Exchange
@@ -20,8 +23,12 @@ from hbfork.proxy.upstreams import PoolView, Target
 
 
 class ClientSide(Protocol):
+    sock: socket.socket    # an ssl.SSLSocket when `tls` is set
     fd: int
     ip: str
+    origin: Origin | None  # the PROXY header's addresses (None: the socket's own)
+    listen: ListenSettings  # the listener it came in on
+    member: MemberSide     # the session's member leg (swapped at dispatch: ajp_leg.use_leg)
     tls: TlsWriter | None
     inbuf: bytearray       # read from the client, not yet taken
     out: bytearray         # waiting to be written to the client
@@ -29,6 +36,7 @@ class ClientSide(Protocol):
     hup: bool
     forwarded: bytes       # X-Forwarded-* lines for this client (the fast path's)
     extra_head: bytes      # lines every response gets on its listener (HSTS)
+    lean_unsafe: bool      # its client is named by a header the fast path's parse skips
 
     def on_event(self, mask: int) -> None: ...
     def wants_read(self) -> bool: ...
@@ -44,6 +52,7 @@ class MemberSide(Protocol):
     inbuf: bytearray       # read from the member, not yet relayed
     body_relay: Direction | None
     inflight: Target | None  # the member counted as having this request in flight
+    spare: MemberSide | None  # the HTTP leg's AJP leg, kept between requests
 
     def connect(self, target: Target) -> None: ...
     def connect_failed(self, err: int, reason: str = "") -> None: ...
@@ -66,6 +75,8 @@ class MemberSide(Protocol):
 
 
 class ResponseSide(Protocol):
+    member: MemberSide
+
     def process(self) -> None: ...
     def relay_response_bytes(self, n: int) -> None: ...
     def finish(self) -> None: ...
@@ -74,9 +85,7 @@ class ResponseSide(Protocol):
 
 class SessionCore(Protocol):
     ctx: SessionContext
-    client: ClientSide
-    member: MemberSide
-    relay: ResponseSide
+    member: MemberSide     # swapped for the pool's protocol at dispatch (ajp_leg.use_leg)
     ex: Exchange           # the request being served
     state: int             # hbfork.proxy.http.state
     closed: bool
@@ -85,6 +94,12 @@ class SessionCore(Protocol):
     head_started: float    # the first byte of the head being read
     limit: ClientRate | None  # per-client request rate ([limits]; None: off)
 
+    # Read-only here (a protocol's settable attribute is invariant): the session's own are its
+    # concrete parts, made once.
+    @property
+    def client(self) -> ClientSide: ...
+    @property
+    def relay(self) -> ResponseSide: ...
     @property
     def pool(self) -> PoolView: ...
     def advance(self) -> None: ...

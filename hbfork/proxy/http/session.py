@@ -59,6 +59,7 @@ from hbfork.proxy.http.client import PLAIN, ClientConnection
 from hbfork.proxy.http.exchange import Exchange
 from hbfork.proxy.http.fast import FastPath
 from hbfork.proxy.http.member import MemberLeg
+from hbfork.proxy.http.parts import MemberSide
 from hbfork.proxy.http.response import ResponseRelay
 from hbfork.proxy.http.router import https_location
 from hbfork.proxy.http.slow import buffering_step, cut_slow, pace, start_buffering
@@ -100,7 +101,7 @@ class HttpSession:
         self.timer = ctx.loop.timer(self.on_deadline)
         self.head_started = ctx.loop.now  # the first byte of the head being read
         self.ex = Exchange(client_ip)
-        self.member = MemberLeg(self)
+        self.member: MemberSide = MemberLeg(self)  # or its AjpLeg (ajp_leg.use_leg)
         self.client.member = self.member
         self.relay = ResponseRelay(self)
         limits = ctx.client_limits
