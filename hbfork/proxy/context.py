@@ -11,6 +11,7 @@ fake one with socket pairs instead of members.
 from __future__ import annotations
 
 import socket
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Protocol
 
 from hbfork.core.http11 import Limits
@@ -32,9 +33,12 @@ class Picker(Protocol):
     pools: dict[str, PoolView]
     default: PoolView
 
-    def acquire(self, pool: PoolView, now: float, excluded: set[int] | None = None,
+    def acquire(self, pool: PoolView, now: float, excluded: AbstractSet[int] | None = None,
                 sticky_route: str | None = None, queued: bool = False,
                 failover: bool = True) -> Acquisition: ...
+    def has_other(self, pool: PoolView, tried: AbstractSet[int]) -> bool:
+        """A member of `pool` not in `tried` (slots) could take a request."""
+        ...
     def route_of(self, pool: PoolView, target: Target) -> str: ...
     def started(self, target: Target) -> None: ...
     def finished(self, target: Target, status: int) -> None: ...
@@ -67,11 +71,14 @@ class SessionContext(Protocol):
     http: HttpSettings
     limits: Limits
     lean: LeanCache          # the fast path's parses of the heads it has seen
-    upstreams: Picker
     router: Router           # HTTP mode: which pool and path each request goes to
     conn_pool: ConnectionPool
     draining: bool           # the worker is shutting down gracefully
     client_limits: ClientLimits | None  # [limits] (None: off)
+
+    # Read-only (a protocol's settable attribute is invariant): the worker's is an Upstreams.
+    @property
+    def upstreams(self) -> Picker: ...
 
     def connect(self, target: Target) -> tuple[socket.socket, int]:
         """Start a non-blocking connect: (socket, 0 or EINPROGRESS or an errno). Raises

@@ -56,7 +56,11 @@ REASONS = {"timeout": PC_QUEUE_TIMEOUT, "full": PC_QUEUE_FULL, "gone": PC_QUEUE_
 class Waiter(Protocol):
     queued_at: float
     closed: bool
-    pinned: bool      # it waits for one member (its sticky session's), not any
+
+    @property
+    def pinned(self) -> bool:
+        """It waits for one member (its sticky session's), not any."""
+        ...
 
     def try_dispatch(self) -> bool:
         """Try again; True when it no longer waits (sent to a member, or answered)."""

@@ -16,6 +16,8 @@ import socket
 import time
 from bisect import bisect_left
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
+from typing import final
 
 from hbfork.core.addresses import Endpoint
 from hbfork.core.balancer import DRAINED, EJECTED, USABLE, WEIGHT_MASK
@@ -84,6 +86,7 @@ Entry = tuple[int, int, int, int, int]  # (tier, slot, weight, capacity, at_repo
 # --- what acquire() answers
 
 
+@final
 class Wait:
     """Members are up but none has room now: the request waits in the front queue.
     `pinned`: it waits for its session's own member, not for any."""
@@ -93,6 +96,7 @@ class Wait:
         self.pinned, self.sticky = pinned, sticky
 
 
+@final
 class Unavailable:
     """No member can take the request (`reason`: NO_MEMBER, TRIED_ALL, RETRIES_SPENT or
     SESSION_DOWN)."""
@@ -111,7 +115,7 @@ class Acquiring:
 
     __slots__ = ()
 
-    def acquire(self, pool: PoolView, now: float, excluded: set[int] | None = None,
+    def acquire(self, pool: PoolView, now: float, excluded: AbstractSet[int] | None = None,
                 sticky_route: str | None = None, queued: bool = False,
                 failover: bool = True) -> Acquisition:
         """A member of `pool` for a request that tried the slots in `excluded` already
@@ -152,11 +156,11 @@ class Acquiring:
     def queue_ahead(self, pool: PoolView, now: float) -> bool:
         raise NotImplementedError
 
-    def choose(self, excluded: set[int] | None = None,
+    def choose(self, excluded: AbstractSet[int] | None = None,
                pool: PoolView | None = None) -> Target | int | None:
         raise NotImplementedError
 
-    def has_other(self, pool: PoolView, tried: set[int]) -> bool:
+    def has_other(self, pool: PoolView, tried: AbstractSet[int]) -> bool:
         raise NotImplementedError
 
 
@@ -278,7 +282,7 @@ class Upstreams(Acquiring):
 
     # --- picks
 
-    def choose(self, excluded: set[int] | None = None,
+    def choose(self, excluded: AbstractSet[int] | None = None,
                pool: PoolView | None = None) -> Target | int | None:
         """A member of `pool` (default: the default pool) with room for one more request,
         avoiding the slots in `excluded`, and already counted in flight there (reserved: call
@@ -340,7 +344,7 @@ class Upstreams(Acquiring):
         self.record[target.counters + MC_INFLIGHT] -= 1
         return False
 
-    def has_other(self, pool: PoolView, tried: set[int]) -> bool:
+    def has_other(self, pool: PoolView, tried: AbstractSet[int]) -> bool:
         """Has `pool` a member to take a request that tried the slots in `tried`?"""
         generation = self._refresh()
         if pool.built != generation:

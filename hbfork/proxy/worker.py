@@ -100,10 +100,7 @@ class Worker:
         self._signals: list[int] = []
         self._title = ""
         self._title_at = 0.0
-        # What sessions see of the worker. The ignore: SessionContext.upstreams is a plain
-        # (so invariant) protocol attribute, and ours is an Upstreams, a Picker; declaring it
-        # read-only in proxy/context.py fixes that (being refactored, issue 22 items 1-3).
-        self.context: SessionContext = self  # type: ignore[assignment]
+        self.context: SessionContext = self  # what sessions see of the worker
         self._new_session: SessionFactory = TcpSession if config.proxy.mode == "tcp" \
             else HttpSession
         self.http = http = config.http
