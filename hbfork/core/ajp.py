@@ -192,7 +192,7 @@ class Decoder:
         self.buffer = bytearray()
         self.max_packet = max_packet
 
-    def feed(self, data: bytes) -> list[Event]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
         self.buffer += data
         events: list[Event] = []
         while len(self.buffer) >= 4:

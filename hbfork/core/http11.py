@@ -25,8 +25,10 @@ Writing heads (what the member and the client are sent) is hbfork.core.http_head
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import final
 
 from hbfork.core.errors import ProtocolError
 from hbfork.core.grammar import (
@@ -201,7 +203,7 @@ def _select(headers: list[Header]) -> dict[bytes, list[bytes]]:
 
 
 def _tokens(values: list[bytes] | None) -> list[bytes]:
-    out = []
+    out: list[bytes] = []
     for value in values or ():
         out.extend(t.strip(b" \t").lower() for t in value.split(b",") if t.strip(b" \t"))
     return out
@@ -281,7 +283,7 @@ def parse_request_head(head: bytes, limits: Limits) -> RequestHead:
     length, chunked = _framing(found, version, request=True)
     if limits.max_body_size and length is not None and length > limits.max_body_size:
         raise ProtocolError(413, "request body too large")
-    hosts = found.get(b"host", ())
+    hosts: Sequence[bytes] = found.get(b"host", ())
     if len(hosts) > 1 or (version == 11 and not hosts):
         raise ProtocolError(400, "an HTTP/1.1 request needs exactly one Host header")
     if hosts and not HOST.fullmatch(hosts[0]):
@@ -319,6 +321,7 @@ def parse_response_head(head: bytes, request_method: bytes) -> ResponseHead:
     reason = line[13:]
     found = _select(headers)
     connection = frozenset(_tokens(found.get(b"connection")))
+    length: int | None  # None: until the member closes
     if status < 200 or status in (204, 304) or request_method == b"HEAD":
         length, chunked = 0, False
         if status >= 200:  # framing fields mean nothing here but must still be unambiguous
@@ -339,6 +342,7 @@ def parse_response_head(head: bytes, request_method: bytes) -> ResponseHead:
 # --- bodies
 
 
+@final  # sessions tell bodies apart with `type(body) is ...` (mypy narrows on final)
 class LengthBody:
     """A body of known length: `take(n)` says how many of n available bytes are body."""
 
@@ -357,6 +361,7 @@ class LengthBody:
         return take
 
 
+@final
 class UntilClose:
     """A response body delimited by the member closing the connection."""
 

@@ -115,7 +115,7 @@ class Direction:
         """What `sink` took of `data` now (0 when it would block)."""
         try:
             if self.writer is not None:
-                return self.writer.send(sink, data)  # type: ignore[arg-type]  # an SSLSocket
+                return self.writer.send(sink, data)
             return sink.send(data)
         except BlockingIOError:
             return 0

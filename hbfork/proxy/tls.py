@@ -131,8 +131,9 @@ class TlsWriter:
     def __init__(self) -> None:
         self.chunk = 0  # bytes of a write in progress (offered again until taken)
 
-    def send(self, sock: ssl.SSLSocket, data: bytes | bytearray | memoryview) -> int:
-        """Bytes of `data` written (0 when the socket would block)."""
+    def send(self, sock: socket.socket, data: bytes | bytearray | memoryview) -> int:
+        """Bytes of `data` written (0 when the socket would block). `sock` is an ssl.SSLSocket;
+        typed as the socket.socket the connections hold it as (only send() is used)."""
         chunk = self.chunk or min(len(data), TLS_CHUNK)
         with memoryview(data) as view:
             try:

@@ -133,7 +133,7 @@ class AjpLeg(MemberLeg):
     def _client_port(self) -> int:
         if self.client_port < 0:  # once per client connection
             try:
-                self.client_port = int(self.client.sock.getpeername()[1])  # type: ignore[attr-defined]
+                self.client_port = int(self.client.sock.getpeername()[1])
             except (OSError, IndexError, TypeError):
                 self.client_port = 0
         return self.client_port

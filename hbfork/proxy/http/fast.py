@@ -73,10 +73,13 @@ class FastPath:
             client.eof = True
             return s.advance()
         ctx.count_bytes(True, n)
-        # One whole head and nothing after it (no body, no pipelined request).
-        if view.obj.find(b"\r\n\r\n", 0, n) != n - 4 or n > ctx.limits.max_header_size + 4 or \
-                (client.tls is not None and client.sock.pending()) or \
-                client.lean_unsafe:  # its client is named in a header the lean parse skips
+        # One whole head and nothing after it (no body, no pipelined request). The ignores, no
+        # check on this path: ctx.buffer views a bytearray (typeshed's memoryview.obj is a
+        # Buffer), and a client with `tls` holds an ssl.SSLSocket (hbfork.proxy.tls.wrap).
+        if (view.obj.find(b"\r\n\r\n", 0, n) != n - 4  # type: ignore[attr-defined]
+                or n > ctx.limits.max_header_size + 4
+                or (client.tls is not None and client.sock.pending())  # type: ignore[attr-defined]
+                or client.lean_unsafe):  # its client is named in a header the lean parse skips
             return self._hand_over_request(n)
         head = bytes(view[:n])
         lean = ctx.lean.request(head)
@@ -153,8 +156,9 @@ class FastPath:
         s = self.s
         s.head_started = s.ctx.loop.now
         s.client.inbuf += s.ctx.buffer[:n]
-        if s.client.tls is not None and s.client.sock.pending() and \
-                not s.client.read():  # type: ignore[attr-defined]
+        if (s.client.tls is not None
+                and s.client.sock.pending()  # type: ignore[attr-defined]  # an SSLSocket
+                and not s.client.read()):
             return
         s.advance()
 
@@ -188,7 +192,7 @@ class FastPath:
             if not s.closed:
                 s.advance()
             return
-        end = view.obj.find(b"\r\n\r\n", 0, min(n, MAX_RESPONSE_HEAD))
+        end = view.obj.find(b"\r\n\r\n", 0, min(n, MAX_RESPONSE_HEAD))  # type: ignore[attr-defined]
         if end < 0:
             return self._hand_over_response(n)
         body_at = end + 4

@@ -78,8 +78,10 @@ class MemberLeg:
 
     def _handshake(self, conn: MemberConnection) -> None:
         """TLS to the member: one step of the handshake (connect_timeout covers it all)."""
+        sock = conn.sock
+        assert isinstance(sock, ssl.SSLSocket)  # start_tls wrapped it
         try:
-            conn.sock.do_handshake()
+            sock.do_handshake()
         except ssl.SSLWantReadError:
             self.ctx.loop.set_mask(conn.fd, READ)
             return
@@ -148,7 +150,7 @@ class MemberLeg:
         """Request body bytes just read into the worker's buffer go straight to the member,
         nothing being queued before them (no copy into the buffers)."""
         conn, body = self.conn, self.s.ex.body
-        assert conn is not None and body is not None
+        assert conn is not None and type(body) is LengthBody  # the caller's test (client.py)
         view = self.ctx.buffer
         taken = body.scan(view, 0, n)
         if taken:
@@ -429,7 +431,8 @@ class MemberLeg:
             upstreams.finished(target, status)
             if status:
                 ex = self.s.ex
-                pool = ex.decision.pool  # type: ignore[union-attr]  # it was dispatched
+                # Sound: a request in flight to a member was dispatched to a pool (a decision
+                # with a pool); no check on this per-request path (the fast path's too).
+                failed = ex.decision.pool.fail_statuses  # type: ignore[union-attr]
                 took = self.ctx.loop.now - ex.member_started if ex.member_started else 0.0
-                upstreams.observe(target, FAILED_STATUS if status in pool.fail_statuses else OK,
-                                  took)
+                upstreams.observe(target, FAILED_STATUS if status in failed else OK, took)

@@ -53,6 +53,7 @@ class MemberSide(Protocol):
     body_relay: Direction | None
     inflight: Target | None  # the member counted as having this request in flight
     spare: MemberSide | None  # the HTTP leg's AJP leg, kept between requests
+    kept: MemberConnection | None  # told its member this client (PROXY header): kept for it
 
     def connect(self, target: Target) -> None: ...
     def connect_failed(self, err: int, reason: str = "") -> None: ...

@@ -115,7 +115,7 @@ class ResponseRelay:
         ex.keep_alive = response_keeps(
             ex.keep_alive, client.eof, bool(client.inbuf), self.ctx.draining or s.drain_requested,
             response.chunked or response.content_length is not None, dechunk, ex.request_done)
-        extra = (b"Set-Cookie: " + ex.set_cookie,) if ex.set_cookie else ()
+        extra: tuple[bytes, ...] = (b"Set-Cookie: " + ex.set_cookie,) if ex.set_cookie else ()
         listen = client.listen
         if listen.hsts:
             extra += (http_heads.hsts_line(listen.hsts, listen.hsts_subdomains),)
@@ -157,7 +157,7 @@ class ResponseRelay:
         s = self.s
         ex = s.ex
         body = ex.response_body
-        assert body is not None
+        assert type(body) is LengthBody or type(body) is UntilClose  # the caller's DIRECT_BODIES
         view = self.ctx.buffer
         taken = body.scan(view, 0, n)
         ex.bytes_to_client += taken

@@ -237,7 +237,7 @@ class HttpSession:
         if got.sticky:
             ex.sticky_outcome = got.sticky
         if type(got) is not Acquired:
-            return self._not_acquired(got, pool)  # type: ignore[arg-type]
+            return self._not_acquired(got, pool)
         target = got.target
         if ex.tried:
             ctx.count_retry()

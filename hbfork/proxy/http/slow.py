@@ -63,7 +63,7 @@ def read_size(client: socket.socket, waiting: int, room: int, most: int) -> int:
     try:
         if _INT.unpack(fcntl.ioctl(fd, SIOCOUTQNSD, _ZERO))[0] >= room:
             return room  # it is behind already: the kernel holds what it has not taken
-        free = (client.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) * 5 >> 3) - \
+        free: int = (client.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) * 5 >> 3) - \
             _INT.unpack(fcntl.ioctl(fd, SIOCOUTQ, _ZERO))[0]
     except (OSError, ValueError):  # closed under us (fd -1)
         return room
@@ -116,7 +116,8 @@ def _bound(s: SessionCore, when: float) -> None:
 
 def _body_received(ex: Exchange, buffered: int) -> int:
     body, request = ex.body, ex.request
-    if type(body) is LengthBody and request is not None:
+    if type(body) is LengthBody:
+        assert request is not None  # a body's framing comes from its request's head
         return request.content_length - body.remaining + buffered
     return (body.total if body is not None else 0) + buffered
 
