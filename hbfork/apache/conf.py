@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -144,7 +144,8 @@ def logical_lines(text: str) -> Iterator[tuple[int, str]]:
 def split_args(text: str) -> list[str]:
     """Words as Apache's ap_getword_conf makes them: whitespace-separated; "..." or '...'
     quote a word (a backslash escapes the quote character inside)."""
-    words, i, n = [], 0, len(text)
+    words: list[str] = []
+    i, n = 0, len(text)
     while True:
         while i < n and text[i].isspace():
             i += 1
@@ -236,7 +237,7 @@ def resolve_path(base: str, path: str) -> str:
 # --- argument values
 
 
-def key_values(args: Sequence[str]) -> Iterator[tuple[str, str]]:
+def key_values(args: Iterable[str]) -> Iterator[tuple[str, str]]:
     """`key=value` parameters (BalancerMember, ProxySet, ProxyPass): key lower-cased."""
     for arg in args:
         key, _, value = arg.partition("=")

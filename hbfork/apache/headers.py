@@ -23,9 +23,11 @@ from hbfork.core.header_rules import parse_rule
 KEYS = {"requestheader": "request_headers", "header": "response_headers"}
 
 
-class _Context(Protocol):
-    nested: str | None
-    balancer: str | None
+class _Context(Protocol):  # read-only: collect.Context is a frozen dataclass
+    @property
+    def nested(self) -> str | None: ...
+    @property
+    def balancer(self) -> str | None: ...
 
 
 def rule_text(d: Directive) -> str | None:

@@ -194,7 +194,7 @@ def _rule(found: HttpsRedirect, rule: Directive) -> None:
 def _conditions(found: HttpsRedirect, conditions: Sequence[Directive], port: int | None) -> None:
     """Conditions that hold on a plain port, and an [OR] chain of host names."""
     names: list[str] = []
-    previous = conditions[0] if conditions else None
+    previous: Directive | None = None  # the last host condition (set with each name)
     for d in conditions:
         if len(d.args) < 2:
             found.problem = "a RewriteCond hbfork cannot read"
@@ -208,12 +208,12 @@ def _conditions(found: HttpsRedirect, conditions: Sequence[Directive], port: int
                 _port_holds(pattern, port):
             continue
         name = _host_condition(test, pattern, flags)
-        if name is None or (names and "OR" not in rewrite_flags(previous)):
+        if name is None or (previous is not None and "OR" not in rewrite_flags(previous)):
             found.problem = f"a condition hbfork cannot take: {d.text}"
             return
         names.append(name)
         previous = d
-    if names and "OR" in rewrite_flags(previous):
+    if previous is not None and "OR" in rewrite_flags(previous):
         found.problem = f"a condition hbfork cannot take: {previous.text}"
     found.names = tuple(names)
 

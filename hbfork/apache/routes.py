@@ -216,7 +216,8 @@ class RouteMaker:
                         "route")
 
     def _cookies(self, plan: RoutePlan, chain: Sequence[Block]) -> None:
-        paths, domains = [], []
+        paths: list[tuple[str, str]] = []
+        domains: list[tuple[str, str]] = []
         for block in chain:
             for kind, maps in ((paths, block.cookie_paths), (domains, block.cookie_domains)):
                 for internal, public, d in maps:

@@ -14,6 +14,7 @@ kept inside hbfork's own limits, so the result always loads.
 
 from __future__ import annotations
 
+from collections.abc import Collection  # `set` is a method's name in Translator
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,7 +197,7 @@ class Translator:
                      "no members translated: admit any heartbeat sender (list [[pool]]s and "
                      "remove this to restrict)")
 
-    def _at_most(self, pools: list[PoolPlan], used: set[str]) -> list[PoolPlan]:
+    def _at_most(self, pools: list[PoolPlan], used: Collection[str]) -> list[PoolPlan]:
         """hbfork's limit on pools: the ones routes use first; the routes to the pools left out
         are answered 503 (and noted), not sent elsewhere."""
         ranked = sorted(pools, key=lambda p: p.name not in used)  # stable: file order kept
@@ -323,7 +324,8 @@ class Translator:
         for section, settings in (("proxy", plan.proxy), ("http", plan.http)):
             for setting in settings:
                 self.set(section, setting.key, setting.value, setting.comment)
-        plain = next((s.value for s in self.sections["proxy"] if s.key == "listen"), [])
+        plain: list[str] = next(
+            (s.value for s in self.sections["proxy"] if s.key == "listen"), [])
         listens = apply_proxy_protocol(plan, self.listens, plain)
         if plan.proxy_protocol is not None and not listens:
             self.notes.append(Note.of(plan.proxy_protocol, "no listener to apply it to: set "

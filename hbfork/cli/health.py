@@ -19,6 +19,12 @@ import os
 import socket
 import sys
 
+# typing.TYPE_CHECKING without importing typing: this process imports next to nothing (see
+# above), and argparse only for the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
 EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_CONFIG = 0, 1, 2
 DEFAULT_TIMEOUT = 2.0  # below keepalived's script timeout (the recipe's is 3 s)
 USAGE = ("usage: hbfork health (-c FILE | --socket PATH) [-q] [--timeout SECONDS] "
@@ -154,9 +160,9 @@ def parse(argv: list[str]) -> dict[str, object]:
     return options
 
 
-def add_parser(sub: object) -> object:
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """The entry in `hbfork --help` (the arguments are parsed by `parse`)."""
-    parser = sub.add_parser(  # type: ignore[attr-defined]
+    parser = sub.add_parser(
         "health", help="exit 0 if this front can take traffic, else 1 (for keepalived's "
                        "vrrp_script); asks the master over its control socket")
     parser.add_argument("-c", "--config")

@@ -37,10 +37,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from hbfork.core.config import describe
 
     config = load(args.config)
-    if config.heartbeat.key_file:
+    key_file = config.resolve(config.heartbeat.key_file)  # None: not set
+    if key_file is not None:
         from hbfork.system.keyfile import read_keys
 
-        read_keys(config.resolve(config.heartbeat.key_file))
+        read_keys(key_file)
     print(describe(config))
     print("configuration OK")
     return EXIT_OK
