@@ -132,7 +132,8 @@ class ClientConnection:
         member, ex, ctx = self.member, s.ex, s.ctx
         if s.state == FORWARD and not ex.request_done and not self.inbuf and \
                 not member.out and member.body_splices():
-            return member.relay_body_bulk(ex.body)  # type: ignore[arg-type]  # LengthBody
+            # body_splices() is True only for a LengthBody
+            return member.relay_body_bulk(ex.body)  # type: ignore[arg-type]
         buffer = ctx.buffer
         try:
             n = self.sock.recv_into(buffer)
@@ -179,7 +180,7 @@ class ClientConnection:
 
     # --- writing
 
-    def send_now(self, data: memoryview) -> int:
+    def send_now(self, data: bytes | memoryview) -> int:
         """Write `data` now: the bytes taken, or -1 if the session ended."""
         try:
             sent = self.sock.send(data) if self.tls is None else self.tls.send(self.sock, data)
