@@ -161,7 +161,7 @@ class AjpLeg(MemberLeg):
         if body is not None and not ex.request_done and inbuf and \
                 len(self.pending) < HIGH_WATER:
             taken = body.scan(inbuf, 0, len(inbuf))
-            if type(body) is ChunkedBody:
+            if isinstance(body, ChunkedBody):  # the session's are Rechunkers (decode=True)
                 for start, end in body.pieces:
                     self.pending += inbuf[start:end]
             else:
