@@ -28,11 +28,14 @@ def _exchange(port: int, data: bytes, source: str = "127.0.0.1",
     sock = socket.create_connection(("127.0.0.1", port), timeout=10,
                                     source_address=(source, 0))
     try:
-        if before:
-            sock.sendall(before)
-        if wrap is not None:
-            sock = wrap.wrap_socket(sock, server_hostname="www.test")
-        sock.sendall(data)
+        try:
+            if before:
+                sock.sendall(before)
+            if wrap is not None:
+                sock = wrap.wrap_socket(sock, server_hostname="www.test")
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            return b""  # refused and closed before the rest was sent: no answer either
         out = b""
         while True:
             try:
