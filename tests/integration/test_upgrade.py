@@ -200,9 +200,11 @@ def test_an_upgrade_that_cannot_start_leaves_the_old_master_serving(
         proxy.config_path.write_text(good)
         # 2. A version whose config check rejects this config.
         loader = code / "hbfork" / "system" / "configfile.py"
+        marker = "    config = from_document("
+        assert marker in loader.read_text()  # the line this step patches is still there
         loader.write_text(loader.read_text().replace(
-            "    return from_document(", "    raise ConfigError(name, '[proxy] workers', "
-            "'stricter in this version')\n    return from_document("))
+            marker, "    raise ConfigError(name, '[proxy] workers', "
+            "'stricter in this version')\n" + marker))
         done = ctl(proxy, "upgrade")
         assert done.returncode == 1, done.stdout + done.stderr
         assert "upgrade failed: configuration error:" in done.stdout
