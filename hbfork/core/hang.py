@@ -22,8 +22,9 @@ and calls it silent when all of these hold (judge):
     pending >= no_answer_min_pending, and
     silent  >= limit = max(no_answer_after, no_answer_factor x max(usual, the pool's median)),
     while another member of the same pool works: it finished an answer less than `limit`
-    ago, or it holds nothing and answered at least as recently as this one (closed-loop
-    clients all stuck on the silent member leave the others idle, not failing).
+    ago and at least limit/2 after this one's last, or it holds nothing and answered at
+    least as recently as this one (closed-loop clients all stuck on the silent member leave
+    the others idle, not failing).
 
 A member that is merely slow still finishes answers, so it is never silent (the pick gives it
 fewer requests instead: hbfork.core.balancing.ServiceTimes); one slow request among quick
@@ -85,8 +86,13 @@ def judge(members: Sequence[Seen], settings: OutlierSettings) -> dict[int, float
 
 
 def works(other: Seen, silent: Seen, limit: float) -> bool:
-    """Does `other` show that the pool can answer while `silent` does not?"""
-    return other.silent < limit or (other.pending == 0 and other.silent <= silent.silent)
+    """Does `other` show that the pool can answer while `silent` does not? It answered within
+    `limit`, and at least half a limit after `silent` last did: members whose application
+    hung at one moment (a shared database gone) fell silent milliseconds apart, and the last
+    to go quiet must not count as the pool still answering."""
+    answered_since = other.silent <= silent.silent - limit / 2
+    return (other.silent < limit and answered_since) or \
+        (other.pending == 0 and other.silent <= silent.silent)
 
 
 class AnswerClock:

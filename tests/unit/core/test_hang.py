@@ -107,3 +107,13 @@ def test_bad_settings_are_refused(key, value, problem):
     from hbfork.core.values import BadSetting, build
     with pytest.raises(BadSetting, match=problem):
         build(OutlierSettings, {key: value})
+
+
+def test_members_that_hung_milliseconds_apart_judge_none() -> None:
+    """Every application hung at one moment: the last to go quiet (5 ms after the first) is
+    no sign that the pool still answers."""
+    settings = OutlierSettings()
+    limit = limit_for(0.01, 0.01, settings)
+    members = [Seen(slot, pending=4, silent=limit - slot * 0.005, usual=0.01)
+               for slot in range(3)]
+    assert judge(members, settings) == {}
