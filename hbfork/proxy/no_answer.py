@@ -86,10 +86,12 @@ class NoAnswerWatch:
                 looked.add(slot)
             for slot, limit in judge(members, self.settings).items():
                 found[slot] = min(limit, found.get(slot, limit))
-        # Out already (another worker's report) while this worker still waits there.
+        # Out already (another worker's report, or this one's) while this worker still waits
+        # there: once out, too few requests may be left on it for judge()'s minimum, and
+        # those must not wait for response_timeout.
         record = up.record
         for slot, target in up.targets.items():
-            if slot in looked or slot >= len(up.words) or not up.words[slot] & EJECTED or \
+            if slot in found or slot >= len(up.words) or not up.words[slot] & EJECTED or \
                     target.uid != up.uids[slot] or \
                     not record[target.counters + MC_INFLIGHT]:
                 continue
