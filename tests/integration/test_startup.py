@@ -74,7 +74,11 @@ def test_requests_from_the_first_millisecond_get_no_503(cluster: Cluster) -> Non
     assert set(results) == {"200"}, results
     assert sum(results.values()) > 20, results
     states = {m["address"]: m["state"] for m in proxy.status()["members"]}
-    assert set(states.values()) == {"startup grace"}, states  # the grace did it: no heartbeat
+    # The grace did it: no member was ever heard from. (On a loaded machine a member may
+    # also have been put "in error" by one refused or reset connect of the burst, whose
+    # request went to the other: still no heartbeat, and the client saw a 200.)
+    assert "startup grace" in states.values(), states
+    assert set(states.values()) <= {"startup grace", "in error"}, states
 
 
 def test_without_the_grace_the_same_start_answers_503(cluster: Cluster) -> None:
