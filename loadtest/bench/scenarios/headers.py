@@ -62,7 +62,7 @@ rate_limit = 0
 keepalive_timeout = 300
 client_timeout = 300
 {RULES if kind == "rules" else ""}[request_id]
-header = "{'X-Request-ID' if kind == 'rules' else ''}"
+enabled = {'true' if kind == 'rules' else 'false'}
 [status]
 listen = "127.0.0.1:{status_port}"
 [log]
