@@ -111,6 +111,7 @@ class _Load:
         self.lock = threading.Lock()
         self.started = 0
         self.done: list[tuple[float, str, str, str]] = []  # (wall end, url, outcome, backend)
+        self.failed_spans: list[list] = []  # [wall start, wall end, url, outcome] of failures
 
     def next_url(self):
         with self.lock:
@@ -129,6 +130,7 @@ class _Load:
             key = parts.netloc
             conn = conns.pop(key, None) or http.client.HTTPConnection(
                 parts.hostname, parts.port or 80, timeout=5)
+            started = time.time()
             try:
                 conn.request("GET", parts.path or "/",
                              headers={} if keepalive else {"Connection": "close"})
@@ -144,7 +146,10 @@ class _Load:
                 outcome, backend = type(err).__name__, ""
                 time.sleep(0.01)  # pace retries against a dead address, not a wait for state
             with self.lock:
-                self.done.append((time.time(), key, outcome, backend))
+                ended = time.time()
+                self.done.append((ended, key, outcome, backend))
+                if outcome != "200":
+                    self.failed_spans.append([started, ended, key, outcome])
         for conn in conns.values():
             conn.close()
 
@@ -174,6 +179,7 @@ def load(urls: list[str], seconds: float, conns: int, keepalive: bool, limit: in
         "per_url": {url: dict(counts) for url, counts in per_url.items()},
         "max_gap": max_gap, "gap_at": gap_at,
         "failures": [[t, url, o] for t, url, o, _ in done if o != "200"][:100],
+        "failed_spans": sorted(state.failed_spans)[:100],
     }
 
 
