@@ -62,7 +62,7 @@ from hbfork.proxy.http.member import MemberLeg
 from hbfork.proxy.http.parts import MemberSide
 from hbfork.proxy.http.response import ResponseRelay
 from hbfork.proxy.http.router import https_location
-from hbfork.proxy.http.slow import buffering_step, cut_slow, pace, start_buffering
+from hbfork.proxy.http.slow import PACED, buffering_step, cut_slow, pace, start_buffering
 from hbfork.proxy.http.state import (
     BUFFERING,
     CLOSING,
@@ -138,7 +138,7 @@ class HttpSession:
         """Make all progress the buffers allow, then set epoll interest to match."""
         try:
             self._step()
-            if self.state == FORWARD:
+            if self.state in PACED:
                 pace(self)  # the minimum rates of a slow client (hbfork.proxy.http.slow)
         except ProtocolError as err:
             if err.status == 502 and self.member.conn is not None and self.ex.response is None:
@@ -436,6 +436,8 @@ class HttpSession:
         self.closed = True
         ctx, ex = self.ctx, self.ex
         ctx.loop.cancel(self.timer)  # its heap entry may outlive us; it drops us
+        if ex.spool is not None:
+            ex.spool.close()  # the response's spool file (hbfork.proxy.http.spool)
         self.member.release(reusable=False)
         if ex.request is not None and not ex.accounted:
             ex.accounted = True
