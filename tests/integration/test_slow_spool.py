@@ -159,3 +159,29 @@ def test_spooled_readers_hold_little_worker_memory_each(cluster, tmp_path):
             sock.close()
     assert growth / count <= 64, f"{growth / count:.0f} KiB per spooled reader"
     wait_until(lambda: not spool_files(worker, directory), 10, message="spool files closed")
+
+
+def test_a_slow_tls_reader_is_spooled_too(cluster, tmp_path):
+    """Over TLS the file's bytes go through memory (a queue's worth at a time), not sendfile."""
+    from tests.integration.test_tls import TlsFront
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    front = TlsFront(cluster, tmp_path, proxy={"workers": 1},
+                     http={"response_spool_dir": str(directory)})
+    proxy, worker = front.proxy, front.proxy.workers()[0]["pid"]
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    raw.settimeout(20)
+    raw.connect(("127.0.0.1", front.port))
+    with front.context().wrap_socket(raw, server_hostname="www.test") as sock:
+        sock.sendall(request("GET", f"/?size={SIZE}"))
+        wait_until(lambda: in_flight(proxy) == 0, 20, message="the member free")
+        assert len(spool_files(worker, directory)) == 1
+        data = bytearray()
+        while (end := data.find(b"\r\n\r\n")) < 0 or len(data) < end + 4 + SIZE:
+            piece = sock.recv(1 << 20)
+            assert piece, f"closed after {len(data)} bytes"
+            data += piece
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert hashlib.sha256(data[end + 4:]).hexdigest() == expected_digest(SIZE)
+    wait_until(lambda: not spool_files(worker, directory), 5, message="the spool file closed")
