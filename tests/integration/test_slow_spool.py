@@ -19,6 +19,9 @@ from tests.integration.test_http import PATTERN, client, request
 from tests.integration.test_slow_clients import _rss_kib, slow_counts, start
 
 SIZE = 16 << 20
+# Where the member must stay held, more than every socket buffer on the way can take (loopback
+# autotuning lets member → worker → client hold ~14 MB): it cannot have sent all.
+HELD = 48 << 20
 
 
 def expected_digest(size: int) -> str:
@@ -94,25 +97,25 @@ def test_at_the_cap_the_member_is_held_back_again(cluster, tmp_path):
     cap = 1 << 20
     proxy, _, directory, worker = spooling(cluster, tmp_path, response_spool_max=cap)
     with client(proxy, rcvbuf=16384, timeout=20) as c:
-        c.send(request("GET", f"/?size={SIZE}"))
+        c.send(request("GET", f"/?size={HELD}"))
         wait_until(lambda: any(size >= cap for _, size in spool_files(worker, directory)), 20,
                    message="the spool file at its cap")
         assert in_flight(proxy) == 1  # the rest is back-pressure on the member, as before
         assert all(size <= cap + 65536 for _, size in spool_files(worker, directory))
         body = read_body(c, False)
-    assert hashlib.sha256(body).hexdigest() == expected_digest(SIZE)
+    assert hashlib.sha256(body).hexdigest() == expected_digest(HELD)
     wait_until(lambda: not spool_files(worker, directory), 5, message="the spool file closed")
 
 
 def test_spooling_off_holds_the_member(cluster, tmp_path):
     proxy, _, directory, worker = spooling(cluster, tmp_path, response_spool_max=0)
     with client(proxy, rcvbuf=16384, timeout=20) as c:
-        c.send(request("GET", f"/?size={SIZE}"))
+        c.send(request("GET", f"/?size={HELD}"))
         assert c.read_head().status == 200
         assert in_flight(proxy) == 1 and not spool_files(worker, directory)
         c.sock.settimeout(20)
-        body = c.read_exactly(SIZE)
-    assert hashlib.sha256(body).hexdigest() == expected_digest(SIZE)
+        body = c.read_exactly(HELD)
+    assert hashlib.sha256(body).hexdigest() == expected_digest(HELD)
 
 
 def test_a_spooled_reader_below_the_minimum_rate_is_cut_and_logged(cluster, tmp_path):
@@ -185,3 +188,17 @@ def test_a_slow_tls_reader_is_spooled_too(cluster, tmp_path):
     assert data.startswith(b"HTTP/1.1 200 ")
     assert hashlib.sha256(data[end + 4:]).hexdigest() == expected_digest(SIZE)
     wait_until(lambda: not spool_files(worker, directory), 5, message="the spool file closed")
+
+
+def test_a_spool_directory_gone_at_run_time_means_back_pressure(cluster, tmp_path):
+    """The file cannot be opened (the directory was removed after the load-time check): the
+    member is held back as without a spool, and the client still gets every byte."""
+    proxy, _, directory, _ = spooling(cluster, tmp_path)
+    directory.rmdir()
+    with client(proxy, rcvbuf=16384, timeout=20) as c:
+        c.send(request("GET", f"/?size={HELD}"))
+        assert c.read_head().status == 200
+        assert in_flight(proxy) == 1
+        body = c.read_exactly(HELD)
+    assert hashlib.sha256(body).hexdigest() == expected_digest(HELD)
+    wait_until(lambda: in_flight(proxy) == 0, 5, message="the member free after the response")

@@ -69,6 +69,8 @@ def spool_read(s: SessionCore) -> bool:
     takes = spool_takes(s)
     if takes == RELAY:
         return False
+    if takes == WAIT:
+        return True  # (wants_read said no: nothing is read)
     member, ex = s.member, s.ex
     buffer = s.ctx.buffer
     conn = member.conn
