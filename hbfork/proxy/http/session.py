@@ -20,7 +20,8 @@ States: HEAD (reading a request head) -> CONNECT (dialing a member) -> FORWARD (
 request, receiving the response) -> HEAD again for keep-alive, or CLOSING (flush) -> LINGER
 (half-closed, discarding what the client still sends for a moment, so that unread bytes do not
 make the kernel reset the connection and destroy our last response in transit) -> closed.
-Upgrade requests that get 101 switch to TUNNEL, a plain byte relay.
+Upgrade requests that get 101 switch to TUNNEL, a plain byte relay. A response a slow client
+reads from the response spool (hbfork.proxy.http.spool) ends in SPOOLED, its member freed.
 
 A client that half-closes after pipelining requests gets every complete request answered: a
 FIN is only taken as the end once the bytes before it are read.
