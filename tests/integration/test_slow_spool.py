@@ -135,7 +135,7 @@ def test_a_spooled_reader_below_the_minimum_rate_is_cut_and_logged(cluster, tmp_
     wait_until(lambda: log.exists() and log.read_text().strip(), 5, message="the log line")
     record = json.loads(log.read_text().splitlines()[-1])
     assert record["status"] == 200 and record["outcome"] == "slow_reader"
-    assert record["bytes"] == SIZE  # queued for it (the spool's too), not all taken
+    assert 0 < record["bytes"] < SIZE // 2  # what left the spool file, not what was in it
 
 
 def test_spooled_readers_hold_little_worker_memory_each(cluster, tmp_path):

@@ -437,8 +437,8 @@ class HttpSession:
         self.closed = True
         ctx, ex = self.ctx, self.ex
         ctx.loop.cancel(self.timer)  # its heap entry may outlive us; it drops us
-        if ex.spool is not None:
-            ex.spool.close()  # the response's spool file (hbfork.proxy.http.spool)
+        if ex.spool is not None:  # the response's spool file goes (hbfork.proxy.http.spool);
+            ex.bytes_to_client -= ex.spool.close()  # what never left it is not logged as sent
         self.member.release(reusable=False)
         if ex.request is not None and not ex.accounted:
             ex.accounted = True

@@ -136,11 +136,14 @@ class SpoolFile:
         except OSError:
             self.broken = True
 
-    def close(self) -> None:
-        """The response is over (or the client gone): the file and its bytes go."""
+    def close(self) -> int:
+        """The response is over (or the client gone): the file and its bytes go. Says how
+        many of them the client never got."""
+        unsent = self.pending
         BUDGET.give(self.write_at)
         self.read_at = self.write_at = 0
         self.tail.clear()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        return unsent
