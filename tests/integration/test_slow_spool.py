@@ -81,6 +81,24 @@ def test_a_slow_reader_frees_its_member_and_gets_every_byte(cluster, tmp_path, c
     assert slow_counts(proxy)["slow_reader"] == 0
 
 
+def test_a_fast_path_response_is_spooled_from_its_second_read_on(cluster, tmp_path):
+    """A GET on a pooled member connection is the fast path's; a response it does not finish
+    in its first read is the general path's from then on, which spools it."""
+    proxy, _, directory, worker = spooling(cluster, tmp_path)
+    with client(proxy, timeout=10) as c:  # leaves a member connection in the pool
+        c.send(request("GET", "/?size=10"))
+        assert c.read_response().status == 200
+    before = proxy.status()["totals"]["fast_path"]
+    with client(proxy, rcvbuf=16384, timeout=20) as c:
+        c.send(request("GET", f"/?size={SIZE}"))
+        wait_until(lambda: in_flight(proxy) == 0, 20, message="the member free")
+        assert len(spool_files(worker, directory)) == 1
+        body = read_body(c, False)
+    assert proxy.status()["totals"]["fast_path"] == before + 1  # it was the fast path's
+    assert hashlib.sha256(body).hexdigest() == expected_digest(SIZE)
+    wait_until(lambda: not spool_files(worker, directory), 5, message="the spool file closed")
+
+
 def test_the_next_request_on_the_connection_follows_the_spooled_response(cluster, tmp_path):
     proxy, _, directory, worker = spooling(cluster, tmp_path)
     with client(proxy, rcvbuf=16384, timeout=20) as c:
