@@ -12,6 +12,7 @@ from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHea
 from hbfork.core.lean import field_value
 from hbfork.core.slow_clients import BodyProbe
 from hbfork.proxy.http.router import Decision
+from hbfork.proxy.http.spool_file import SpoolFile
 from hbfork.proxy.upstreams import Target
 
 
@@ -57,6 +58,7 @@ class Exchange:
     sent_mark: int = 0              # the response bytes it had taken then
     probe: BodyProbe | None = None
     outcome: str = ""
+    spool: SpoolFile | None = None  # the response's rest, for a slow reader (http.spool)
 
     def log_fields(self, status: int, target: Target | None, now: float) -> dict[str, object]:
         """What the access log records of the request that just ended."""
