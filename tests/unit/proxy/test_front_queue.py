@@ -205,20 +205,47 @@ def test_queue_ahead_sees_long_waiters_in_any_worker_of_the_generation(table, po
 
 def test_the_worker_left_the_room_is_woken_at_once_and_serves_its_waiter(table, pool) -> None:
     """Issue 28: a place left for another worker's older waiter must not idle until that
-    worker polls. The yielding worker wakes the owner of the oldest waiter (its record
-    index), and a few milliseconds of age are enough to go first."""
+    worker polls. The worker whose request ended wakes the owner of the oldest waiter (its
+    record index) when the place is made, its own younger waiter lets the place go by, and a
+    few milliseconds of age are enough to go first."""
     room = Room()
-    a, b = worker_queues(table)
+    a, b = queues_with_pools(table, pool)
     woken: list[int] = []
     b.wake = woken.append
     old, young = FakeWaiter(room, "old"), FakeWaiter(room, "young")
     assert at(a, 1000.000).add(pool, old, [])
     assert at(b, 1000.010).add(pool, young, [])  # 10 ms younger: enough to wait its turn
     room.free = 1
-    at(b, 1000.011).dispatch()
+    at(b, 1000.011).soon()      # b's request ended: the place is made
+    b.loop._run_after()         # b's own dispatch, once the handler returned
     assert woken == [0] and not young.served  # worker 0 (a) was woken for its waiter
     at(a, 1000.011).dispatch()  # what a's eventfd handler does
     assert old.served and room.free == 0
+    assert handed_over(b, table, pool) == 1   # one place, one hand-over
+
+
+def test_a_poll_wakes_nobody(table, pool) -> None:
+    """Only a freed place is handed over: a worker whose waiters are younger, polling with no
+    place made, neither takes a place nor wakes the older waiter's worker for nothing (the
+    worker with the oldest waiter polls faster itself)."""
+    room = Room()
+    a, b = queues_with_pools(table, pool)
+    woken: list[int] = []
+    a.wake = b.wake = woken.append
+    old, young = FakeWaiter(room, "old"), FakeWaiter(room, "young")
+    assert at(a, 1000.000).add(pool, old, [])
+    assert at(b, 1000.010).add(pool, young, [])
+    room.free = 1               # room from a heartbeat: no request ended anywhere
+    at(b, 1000.011)._on_timer(1000.011)
+    assert woken == [] and not young.served and room.free == 1
+    assert handed_over(b, table, pool) == 0
+    at(a, 1000.011)._on_timer(1000.011)
+    assert old.served and room.free == 0   # the oldest waiter's own poll took it
+
+
+def handed_over(queue: FrontQueue, table: Table, pool: PoolView) -> int:
+    return int(queue.record.words[pool_counters_at(table.capacity, pool.index)
+                                  + PC_QUEUE_HANDOFFS])
 
 
 def test_waiters_within_a_millisecond_do_not_hand_the_room_back_and_forth(table, pool) -> None:
