@@ -14,15 +14,18 @@ waiters got them.
 
 One sample: (t, [(index, connections, queued, head_age_ms, dequeued,
                   ((in_flight, finished) per member slot), handed_over) per worker],
-              capacities by slot).
+              capacities by slot, (ready, at_report) by slot).
 The slots are those with a member when the trace started (handed_over: places the worker
-left to another worker's older waiter, PC_QUEUE_HANDOFFS; absent in traces before it).
+left to another worker's older waiter, PC_QUEUE_HANDOFFS; ready: the weight its last heartbeat
+gave; at_report: this front's requests in flight to it when that heartbeat came; the last
+three absent in traces before them).
 
 A place standing free while requests wait is an "idle span", from the first sample that sees
 it to the first that sees it taken. Spans of a sample or two are the time a woken worker takes
 to run (or a read between one worker's release and another's reserve); spans longer than
 LONG_IDLE are places nobody took: a worker not woken, a stale heartbeat share, or a worker
-that did not run at all (its counters frozen: CPU starvation on a loaded machine).
+that did not run at all ("frozen": no worker that had waiters when the span began finished or
+sent on a request until it ended; CPU starvation on a loaded machine).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import threading
 import time
 from typing import Any
 
+from hbfork.core.balancer import WEIGHT_MASK
 from hbfork.table.layout import (
     LOAD_MASK,
     MC_INFLIGHT,
@@ -51,7 +55,7 @@ from hbfork.table.layout import (
 )
 from hbfork.table.table import Table
 
-Sample = tuple[float, list[tuple[Any, ...]], list[int]]
+Sample = tuple[float, list[tuple[Any, ...]], list[int], list[tuple[int, int]]]
 LONG_IDLE = 0.010  # seconds: an idle span longer than the 1-5 ms queue polls
 
 
@@ -106,7 +110,9 @@ class QueueTrace:
                          round(age, 2), w[self.pool_at + PC_DEQUEUED], tuple(per_member),
                          w[self.pool_at + PC_QUEUE_HANDOFFS]))
         loads = words[table.loads_at:table.loads_at + table.capacity]
-        return (round(now, 4), rows, [loads[slot] & LOAD_MASK for slot in self.slots])
+        weights = words[table.weights_at:table.weights_at + table.capacity]
+        return (round(now, 4), rows, [loads[slot] & LOAD_MASK for slot in self.slots],
+                [(weights[slot] & WEIGHT_MASK, loads[slot] >> 32) for slot in self.slots])
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -135,21 +141,32 @@ def summary(samples: list[Sample], labels: list[str] | None = None) -> dict[str,
     idle = [0] * slots           # samples with a free place while someone waited
     spans: list[list[float]] = [[] for _ in range(slots)]   # idle spans, seconds
     opened: list[float | None] = [None] * slots
+    # per open span: the progress (finished + dequeued) of the workers that had waiters when
+    # it opened; a long span over which none of them moved is a "frozen" one (not running)
+    marks: list[dict[int, int]] = [{} for _ in range(slots)]
+    frozen = [0] * slots
+    last_progress: dict[int, int] = {}
     waiting_samples = 0
     inflight_sum = [0] * slots
     previous: dict[int, tuple[Any, ...]] = {}
-    for t, rows, caps in samples:
+    for t, rows, caps, *_ in samples:
         waiting = sum(row[2] for row in rows)
         totals = [sum(row[5][k][0] for row in rows) for k in range(slots)]
+        progress = {row[0]: row[4] + sum(m[1] for m in row[5]) for row in rows}
         for k in range(slots):
             inflight_sum[k] += totals[k]
             free = bool(waiting) and totals[k] < caps[k]
             start = opened[k]
             if free and start is None:
                 opened[k] = t
+                marks[k] = {row[0]: progress[row[0]] for row in rows if row[2]}
             elif not free and start is not None:
                 spans[k].append(t - start)
                 opened[k] = None
+                if t - start >= LONG_IDLE and marks[k] and all(
+                        last_progress.get(i) == p for i, p in marks[k].items()):
+                    frozen[k] += 1
+        last_progress = progress
         if waiting:
             waiting_samples += 1
             for k in range(slots):
@@ -196,6 +213,7 @@ def summary(samples: list[Sample], labels: list[str] | None = None) -> dict[str,
             "in_flight_mean": round(inflight_sum[k] / n, 2),
             "idle_while_waiting": round(idle[k] / max(1, waiting_samples), 3),
             **_spans(spans[k], samples[0][0], samples[-1][0]),
+            "long_idle_frozen": frozen[k],
         }
     out["waiting_share"] = round(waiting_samples / n, 3)
     return out

@@ -278,6 +278,7 @@ def show(r: dict[str, Any], where: str) -> None:
         members = " | ".join(f"{name}: in flight {m['in_flight_mean']:.1f}/{m['capacity']} "
                              f"idle-while-waiting {m['idle_while_waiting']:.0%} "
                              f"(idle spans >= 10 ms: {m.get('long_idle_spans', 0)}, "
+                             f"{m.get('long_idle_frozen', 0)} with the waiting workers frozen, "
                              f"{m.get('long_idle_share', 0):.1%} of the run, longest "
                              f"{m.get('idle_span_max_ms', 0):.0f} ms)"
                              for name, m in trace["members"].items())
