@@ -45,6 +45,15 @@ def yields(waiter: int, other: int, margin: float) -> bool:
     return bool(other) and other + margin * 1e6 < waiter
 
 
+def unanswered(owed: tuple[int, float] | None, other: int, now: float, grace: float) -> bool:
+    """Places were left for the other worker's waiter of head word `other` since `owed` =
+    (that head word, when the first was left), and its head has not moved for `grace` seconds:
+    that worker does not take them (it is not running: a loaded machine; or the places went
+    to new requests before it came). Its waiter stops holding this worker's waiters back, so
+    the places this worker frees are served instead of standing idle."""
+    return owed is not None and owed[0] == other and now - owed[1] > grace
+
+
 def place_goes(own: int, other: int, margin: float) -> str:
     """What a place freed in a worker whose own head word is `own` goes to, when the oldest
     head word of the other workers is `other` (either 0: none)."""

@@ -31,7 +31,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from hbfork.core.queue_order import HAND_OVER, head_word, is_leftover, place_goes, yields
+from hbfork.core.queue_order import (
+    HAND_OVER,
+    head_word,
+    is_leftover,
+    place_goes,
+    unanswered,
+    yields,
+)
 from hbfork.proxy.loop import Loop
 from hbfork.proxy.upstreams import PoolView
 from hbfork.table.layout import (
@@ -52,6 +59,10 @@ QUEUE_POLL_FIRST = 0.001  # ... while other workers leave us their room (a misse
 # at once, so leaving it the room costs a wake-up, not an idle poll interval. Not 0: two
 # waiters that arrived within a millisecond in two workers would hand the room back and forth.
 YIELD_MARGIN = 0.002
+# How long places left to another worker's waiter may go untaken (its head word unmoved)
+# before this worker serves its own waiters with the places it frees: the owner is not
+# running (traced on a loaded machine: places left to a starved worker idled 10-20 ms).
+HANDOVER_GRACE = 0.005
 SCAN_LIMIT = 256     # waiters tried per pool per round (bounds the work of one round)
 REASONS = {"timeout": PC_QUEUE_TIMEOUT, "full": PC_QUEUE_FULL, "gone": PC_QUEUE_GONE}
 
@@ -90,6 +101,8 @@ class FrontQueue:
         self.waiting: dict[PoolView, dict[Waiter, None]] = {}  # insertion-ordered sets
         self.timer = loop.timer(self._on_timer)
         self.first = False  # our oldest waiter is older than other workers': poll faster
+        # per pool: (the other worker's head word we leave places to, since when)
+        self.owed: dict[PoolView, tuple[int, float]] = {}
         self.due = False    # a dispatch is to run once the current handler returns
 
     def __len__(self) -> int:
@@ -137,6 +150,11 @@ class FrontQueue:
         self.first = False
         for pool, waiting in list(self.waiting.items()):
             older = self._oldest_elsewhere(pool)[0]
+            owed = self.owed.get(pool)
+            if owed is not None and owed[0] != older:
+                del self.owed[pool]  # that waiter was served (or left): its grace is over
+            elif unanswered(owed, older, self.loop.now, HANDOVER_GRACE):
+                older = 0  # its worker takes no place: ours are served, none idles
             for waiter in list(waiting)[:SCAN_LIMIT]:
                 if waiter.closed:
                     self._remove(pool, waiter)
@@ -173,9 +191,15 @@ class FrontQueue:
             else:
                 continue  # nobody else waits for this pool (the common case: two reads)
             older, owner = self._oldest_elsewhere(pool)
-            if owner >= 0 and place_goes(self.record.queue_head(pool), older,
-                                         YIELD_MARGIN) == HAND_OVER:
-                self._hand_over(pool, owner)
+            own = self.record.queue_head(pool)
+            if owner < 0 or place_goes(own, older, YIELD_MARGIN) != HAND_OVER:
+                continue
+            owed = self.owed.get(pool)
+            if owed is None or owed[0] != older:
+                self.owed[pool] = (older, self.loop.now)   # a new head to leave places to
+            elif own and unanswered(owed, older, self.loop.now, HANDOVER_GRACE):
+                continue  # its worker took none of them: our own waiter takes this one
+            self._hand_over(pool, owner)
 
     def _hand_over(self, pool: PoolView, owner: int) -> None:
         """Wake the worker of record `owner`, whose waiter the room just made is owed to."""
@@ -192,8 +216,12 @@ class FrontQueue:
 
     def _arm(self) -> None:
         if any(self.waiting.values()):
-            poll = QUEUE_POLL_FIRST if self.first else QUEUE_POLL
-            self.loop.set_timer(self.timer, self.loop.now + poll)
+            when = self.loop.now + (QUEUE_POLL_FIRST if self.first else QUEUE_POLL)
+            for pool, (_, since) in self.owed.items():
+                ends = since + HANDOVER_GRACE
+                if ends >= self.loop.now and pool in self.waiting:
+                    when = min(when, ends + 0.0005)  # look again when a hand-over's grace ends
+            self.loop.set_timer(self.timer, when)
 
     # --- arrival order across the front's workers
 

@@ -13,6 +13,7 @@ from hbfork.core.queue_order import (
     head_word,
     is_leftover,
     place_goes,
+    unanswered,
     yields,
 )
 
@@ -67,3 +68,18 @@ def test_a_waiter_lets_the_place_go_to_an_older_one_elsewhere(
 def test_a_word_older_than_any_waiter_can_be_is_a_leftover(
         arrived: float, now: float, timeout: float, leftover: bool) -> None:
     assert is_leftover(head_word(arrived), now, timeout) is leftover
+
+
+GRACE = 0.005
+
+
+@pytest.mark.parametrize(("owed", "other", "now", "expected"), [
+    (None, w(T), T + 1.0, False),                 # no place was left to anyone
+    ((w(T), T + 0.010), w(T), T + 0.012, False),  # left 2 ms ago: its worker is waking
+    ((w(T), T + 0.010), w(T), T + 0.016, True),   # 6 ms and its head has not moved
+    ((w(T), T + 0.010), w(T + 0.001), T + 0.016, False),  # it took one: another head now
+    ((w(T), T + 0.010), 0, T + 0.016, False),     # nobody waits there any more
+])
+def test_places_left_to_a_head_that_does_not_move_are_unanswered(
+        owed: tuple[int, float] | None, other: int, now: float, expected: bool) -> None:
+    assert unanswered(owed, other, now, GRACE) is expected

@@ -15,7 +15,13 @@ import pytest
 from hbfork.core.pool_settings import PoolSettings
 from hbfork.core.settings import HttpSettings
 from hbfork.proxy.loop import Loop
-from hbfork.proxy.queue import QUEUE_POLL, QUEUE_POLL_FIRST, YIELD_MARGIN, FrontQueue
+from hbfork.proxy.queue import (
+    HANDOVER_GRACE,
+    QUEUE_POLL,
+    QUEUE_POLL_FIRST,
+    YIELD_MARGIN,
+    FrontQueue,
+)
 from hbfork.proxy.upstreams import ORDER_AFTER, PoolView, Upstreams
 from hbfork.table.layout import (
     PC_QUEUE_HANDOFFS,
@@ -335,3 +341,53 @@ def test_a_room_is_offered_to_waiters_as_soon_as_the_handler_that_made_it_return
     a.loop.after(handler)
     a.loop._run_after()
     assert seen == [False] and waiter.served and not a.due
+
+
+def test_places_a_worker_does_not_take_go_to_the_next_waiter_after_the_grace(
+        table, pool) -> None:
+    """Issue 28, on a loaded machine: the worker holding the oldest waiter does not run, and
+    every place another worker frees was left for it and stood idle (traced: 10-20 ms). Once
+    its head word has not moved for HANDOVER_GRACE, the other worker's own waiters take the
+    places it frees."""
+    room = Room()
+    a, b = queues_with_pools(table, pool)
+    woken: list[int] = []
+    b.wake = woken.append
+    old, young = FakeWaiter(room, "old"), FakeWaiter(room, "young")
+    assert at(a, 1000.000).add(pool, old, [])
+    assert at(b, 1000.010).add(pool, young, [])
+    room.free = 1
+    at(b, 1000.011).soon()
+    b.loop._run_after()
+    assert woken == [0] and not young.served
+    assert b.timer.when is not None and b.timer.when <= 1000.011 + HANDOVER_GRACE + 0.001
+    at(b, 1000.011 + HANDOVER_GRACE / 2).soon()   # a second place, a still asleep
+    b.loop._run_after()
+    assert woken == [0, 0] and not young.served
+    at(b, 1000.011 + HANDOVER_GRACE + 0.001)._on_timer(b.loop.now)  # the grace is over
+    assert young.served and room.free == 0 and woken == [0, 0]
+    assert not old.served            # it waits on for the next place (in arrival order)
+
+
+def test_the_grace_starts_again_when_the_owner_takes_a_place(table, pool) -> None:
+    room = Room()
+    a, b = queues_with_pools(table, pool)
+    woken: list[int] = []
+    b.wake = woken.append
+    first, second = FakeWaiter(room, "first"), FakeWaiter(room, "second")
+    young = FakeWaiter(room, "young")
+    assert at(a, 1000.000).add(pool, first, [])
+    assert at(a, 1000.001).add(pool, second, [])
+    assert at(b, 1000.010).add(pool, young, [])
+    room.free = 1
+    at(b, 1000.011).soon()
+    b.loop._run_after()
+    at(a, 1000.012).dispatch()       # a was woken and took it: its head moved on
+    assert first.served and not young.served
+    room.free = 1
+    later = 1000.011 + HANDOVER_GRACE + 0.001
+    at(b, later).soon()              # a answers: its next waiter is still owed the place
+    b.loop._run_after()
+    assert woken == [0, 0] and not young.served and room.free == 1
+    at(a, later).dispatch()
+    assert second.served
