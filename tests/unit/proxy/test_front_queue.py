@@ -391,3 +391,19 @@ def test_the_grace_starts_again_when_the_owner_takes_a_place(table, pool) -> Non
     assert woken == [0, 0] and not young.served and room.free == 1
     at(a, later).dispatch()
     assert second.served
+
+
+def test_a_past_hand_over_does_not_make_the_timer_spin(table, pool) -> None:
+    """The timer looks again when a hand-over's grace ends, once: after that, the usual
+    poll (a hand-over long past must not arm it every half millisecond)."""
+    room = Room()
+    a, b = queues_with_pools(table, pool)
+    b.wake = lambda index: None
+    assert at(a, 1000.000).add(pool, FakeWaiter(room, "old"), [])
+    assert at(b, 1000.010).add(pool, FakeWaiter(room, "young"), [])
+    at(b, 1000.011).soon()
+    b.loop._run_after()
+    assert b.timer.when == pytest.approx(1000.011 + HANDOVER_GRACE + 0.0005)
+    later = 1000.011 + HANDOVER_GRACE + 0.001
+    at(b, later)._on_timer(later)     # the grace ended: b served its own (room 0: none)
+    assert b.timer.when == pytest.approx(later + QUEUE_POLL)
