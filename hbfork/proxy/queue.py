@@ -191,13 +191,13 @@ class FrontQueue:
             else:
                 continue  # nobody else waits for this pool (the common case: two reads)
             older, owner = self._oldest_elsewhere(pool)
-            own = self.record.queue_head(pool)
-            if owner < 0 or place_goes(own, older, YIELD_MARGIN) != HAND_OVER:
+            head = self.record.queue_head(pool)
+            if owner < 0 or place_goes(head, older, YIELD_MARGIN) != HAND_OVER:
                 continue
             owed = self.owed.get(pool)
             if owed is None or owed[0] != older:
                 self.owed[pool] = (older, self.loop.now)   # a new head to leave places to
-            elif own and unanswered(owed, older, self.loop.now, HANDOVER_GRACE):
+            elif head and unanswered(owed, older, self.loop.now, HANDOVER_GRACE):
                 continue  # its worker took none of them: our own waiter takes this one
             self._hand_over(pool, owner)
 

@@ -407,3 +407,20 @@ def test_a_past_hand_over_does_not_make_the_timer_spin(table, pool) -> None:
     later = 1000.011 + HANDOVER_GRACE + 0.001
     at(b, later)._on_timer(later)     # the grace ended: b served its own (room 0: none)
     assert b.timer.when == pytest.approx(later + QUEUE_POLL)
+
+
+def test_with_two_pools_a_worker_never_hands_a_place_to_itself(table, pool) -> None:
+    """soon() looks at every pool that queues: a worker's own waiters of the second pool are
+    its own, not another worker's to wake."""
+    other = PoolView(1, PoolSettings(name="other"), HttpSettings())
+    a, b = worker_queues(table)
+    bases = [a.record.base, b.record.base]
+    a = FrontQueue(a.loop, table.workers, a.record, lambda: bases, None, [pool, other])
+    b = FrontQueue(b.loop, table.workers, b.record, lambda: bases, None, [pool, other])
+    woken: list[int] = []
+    a.wake = b.wake = woken.append
+    room = Room()
+    assert at(b, 1000.000).add(pool, FakeWaiter(room, "b's, pool 0"), [])
+    assert at(a, 1000.001).add(other, FakeWaiter(room, "a's, pool 1"), [])
+    at(a, 1000.010).soon()   # a's request ended: b's pool-0 waiter is owed; a's own is a's
+    assert woken == [1]
