@@ -30,6 +30,7 @@ sent on a request until it ended; CPU starvation on a loaded machine).
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -57,6 +58,8 @@ from hbfork.table.table import Table
 
 Sample = tuple[float, list[tuple[Any, ...]], list[int], list[tuple[int, int]]]
 LONG_IDLE = 0.010  # seconds: an idle span longer than the 1-5 ms queue polls
+SAMPLER_LATE = 5   # a gap of that many usual intervals between samples: the sampler was
+                   # not running (a loaded machine); a span open across it is dropped
 
 
 class QueueTrace:
@@ -149,14 +152,21 @@ def summary(samples: list[Sample], labels: list[str] | None = None) -> dict[str,
     waiting_samples = 0
     inflight_sum = [0] * slots
     previous: dict[int, tuple[Any, ...]] = {}
+    steps = sorted(b[0] - a[0] for a, b in itertools.pairwise(samples))
+    step = steps[len(steps) // 2]   # the sampler's usual interval
+    last_t = samples[0][0]
     for t, rows, caps, *_ in samples:
         waiting = sum(row[2] for row in rows)
         totals = [sum(row[5][k][0] for row in rows) for k in range(slots)]
         progress = {row[0]: row[4] + sum(m[1] for m in row[5]) for row in rows}
+        blind = t - last_t > SAMPLER_LATE * step   # the sampler itself did not run
+        last_t = t
         for k in range(slots):
             inflight_sum[k] += totals[k]
             free = bool(waiting) and totals[k] < caps[k]
             start = opened[k]
+            if blind and start is not None:   # what it did meanwhile is not known
+                opened[k] = start = None
             if free and start is None:
                 opened[k] = t
                 marks[k] = {row[0]: progress[row[0]] for row in rows if row[2]}
