@@ -43,7 +43,8 @@ from hbfork.core.balancer import Picker
 FULL = -1          # members are up, but every one is at capacity or has nothing to give
 TRIES = 8          # rejection-sampling draws before every member is looked at
 WEIGHTINGS = ("corrected", "reported")
-OTHERS_REPORTS = 3  # heartbeats over which the other fronts' share of a member is the least
+OTHERS_REPORTS = 3  # heartbeats over which a small share of other fronts must be seen
+REPORT_SKEW = 1     # ... that small: what one read between a request and its refill misses
 PICKS = ("weighted", "p2c")
 
 
@@ -198,13 +199,16 @@ def at_report(flying: int, busy: int, seen: tuple[int, ...]) -> tuple[int, tuple
     front's request, and left the member one place short (effective() never gave it back) until
     the next heartbeat, a second later. Traced (issue 28): a heartbeat read our 7 of 8 in
     flight at the 80 ms member, and one of its eight places stood free for 1.0 s while
-    requests waited. So the other fronts' share counted is the smallest of the last
-    OTHERS_REPORTS reports: one read in such a gap no longer costs a place. A real rise in
-    the others' share is seen OTHERS_REPORTS - 1 heartbeats later; meanwhile this front may
-    have up to that many requests more there, never beyond the member's capacity."""
+    requests waited. So an others' share of at most REPORT_SKEW counts only as much as the
+    least of the last OTHERS_REPORTS reports said: one read in such a gap no longer costs a
+    place where this front was alone. A larger share (fronts that really share the member)
+    counts at once, as before; a small real one is seen OTHERS_REPORTS - 1 heartbeats later,
+    this front having meanwhile at most REPORT_SKEW requests more there, never beyond the
+    member's capacity."""
     others = max(0, busy - flying)
     seen = (*seen[max(0, len(seen) - OTHERS_REPORTS + 1):], others)
-    return max(flying, busy - min(seen)), seen
+    counted = others if others > REPORT_SKEW else min(seen)
+    return max(flying, busy - counted), seen
 
 
 def capacity_of(ready: int, busy: int, max_conns: int, limit: int) -> int:

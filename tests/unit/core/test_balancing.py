@@ -186,7 +186,10 @@ def test_the_average_follows_a_member_that_recovers() -> None:
     (7, 8, (0, 0), 8, (0, 0, 1)),    # ... but the last two said none: a gap in our count
     (7, 8, (0,), 8, (0, 1)),
     (4, 8, (4, 4), 4, (4, 4, 4)),    # another front holds 4, report after report
-    (4, 8, (0, 4), 8, (0, 4, 4)),    # it came a report ago: seen once more reports on
+    (4, 8, (0, 0), 4, (0, 0, 4)),    # ... and from its first report on (more than a skew)
+    (6, 7, (0, 0), 7, (0, 0, 1)),    # one, where we were alone: a gap until seen again
+    (6, 7, (1, 0), 7, (1, 0, 1)),
+    (6, 7, (1, 1), 6, (1, 1, 1)),    # one, three reports in a row: another front's
     (8, 8, (4, 4), 8, (4, 4, 0)),    # it left: ours again at once
     (9, 8, (0, 0), 9, (0, 0, 0)),    # ours started after the member counted: ours as read
     (0, 8, (8, 8), 0, (8, 8, 8)),    # none of ours there: a member busy with others
