@@ -62,9 +62,11 @@ class Request(threading.Thread):
 
 def test_a_killed_worker_leaves_no_place_owed_to_its_waiter(cluster):
     """The front's oldest waiter is in worker X; X is killed (its client loses that request).
-    The place freed in worker Y must go to Y's own waiter, not stay owed to X's dead one: with
-    queue_timeout 30 s, a place left to the dead worker's published arrival would hold Y's
-    waiter past the client's 10 s timeout."""
+    The place freed in worker Y must go to Y's own waiter, not stay owed to X's dead one (with
+    queue_timeout 30 s, places left to the dead worker's published arrival until it counts as
+    a leftover would hold Y's waiter past the client's 10 s timeout): the master frees the
+    dead worker's record, and failing that the hand-over grace serves Y's waiter; nothing
+    stays counted as waiting (the freed record)."""
     proxy, (backend,) = start(cluster, 1, delay_ms=600, balance={"queue_timeout": 30})
     by_worker = connections_by_worker(proxy)
     (x, x_conns), (_, y_conns) = list(by_worker.items())[:2]
