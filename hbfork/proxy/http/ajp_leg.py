@@ -13,8 +13,9 @@ whether the connection goes back to the pool. A pooled connection is checked wit
 it carries a request when the pool has `ajp_ping`; no CPONG in time: it is closed and the
 request goes on a fresh connection.
 
-The session uses its HTTP leg (MemberLeg) unless the request's pool speaks AJP: use_leg() swaps
-the leg in at dispatch, and the AjpLeg gives the session back its HTTP leg when it is released
+The session uses its HTTP leg (MemberLeg) unless the request's pool speaks AJP:
+hbfork.proxy.http.ajp_fast.use_leg() swaps the leg in at dispatch (an AjpFastLeg, this leg with
+the fast path's handlers), and the AjpLeg gives the session back its HTTP leg when it is released
 (the fast path knows only that one); the HTTP leg keeps the AjpLeg (`spare`) for the next.
 """
 
@@ -31,26 +32,10 @@ from hbfork.proxy.http.state import FORWARD, HIGH_WATER
 from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import Timer
 from hbfork.proxy.tls import WOULD_BLOCK
-from hbfork.proxy.upstreams import PoolView
 
 
-def use_leg(session: SessionCore, pool: PoolView) -> None:
-    """Before a request goes to `pool`'s members: the leg that speaks their protocol."""
-    member = session.member
-    wants_ajp = pool.settings.protocol == "ajp"
-    if wants_ajp == (type(member) is AjpLeg):
-        return
-    if wants_ajp:
-        leg = member.spare
-        if leg is None:
-            leg = member.spare = AjpLeg(session, member)
-        _install(session, leg)
-    else:  # an AjpLeg left in place (it gives the HTTP leg back when released)
-        assert isinstance(member, AjpLeg)
-        _install(session, member.http)
-
-
-def _install(session: SessionCore, leg: MemberSide) -> None:
+def install(session: SessionCore, leg: MemberSide) -> None:
+    """`leg` is the session's member side (hbfork.proxy.http.ajp_fast.use_leg)."""
     session.member = leg
     session.client.member = leg
     session.relay.member = leg
@@ -80,7 +65,7 @@ class AjpLeg(MemberLeg):
         self.ctx.loop.handlers[conn.fd] = self.on_event
         settings = s.pool.settings
         self.packet_size = settings.ajp_packet_size
-        self.decoder = ajp.Decoder(self.packet_size)
+        self.new_decoder()
         if conn.reused and settings.ajp_ping > 0:
             self.pinging = True
             self.framer = ResponseFramer(False)
@@ -91,6 +76,10 @@ class AjpLeg(MemberLeg):
             loop.set_timer(self.ping_timer, loop.now + settings.ajp_ping)
             return
         self._send_request()
+
+    def new_decoder(self) -> None:
+        """A decoder for a new connection (or exchange) with the pool's packet size."""
+        self.decoder = ajp.Decoder(self.packet_size)
 
     def _send_request(self) -> None:
         s = self.s
@@ -189,7 +178,7 @@ class AjpLeg(MemberLeg):
     # --- the container's packets
 
     def _read(self) -> None:
-        s, conn = self.s, self.conn
+        conn = self.conn
         assert conn is not None
         buffer = self.ctx.buffer
         try:
@@ -200,8 +189,13 @@ class AjpLeg(MemberLeg):
             n = 0
         if n == 0:
             return self.closed()
+        self.took(n)
+
+    def took(self, n: int) -> None:
+        """`n` bytes from the container were read into the worker's buffer."""
+        s = self.s
         try:
-            data = self.framer.feed(self.decoder.feed(buffer[:n]))
+            data = self.framer.feed(self.decoder.feed(self.ctx.buffer[:n]))
         except ajp.AjpError as err:
             return self._malformed(str(err))
         if self.framer.pong:
@@ -270,4 +264,4 @@ class AjpLeg(MemberLeg):
         self.pending.clear()
         self.framer = ResponseFramer(False)
         if self.s.member is self:
-            _install(self.s, self.http)
+            install(self.s, self.http)

@@ -1,0 +1,216 @@
+"""The fast path of an AJP pool's exchange (hbfork.proxy.http.fast for AJP members).
+
+The common AJP exchange is as plain as the common HTTP one: a GET whose whole head came in one
+read, an idle connection to the container in the keep-alive pool, and an answer (SEND_HEADERS,
+a body packet or a few, END_RESPONSE) that comes in one read. For those the general AJP leg
+(hbfork.proxy.http.ajp_leg) parses the head whole, encodes each field, decodes each packet into
+an event, writes an HTTP head that the session's relay parses again, and relays body and end in
+steps: three times the CPU per request of Apache's mod_proxy_ajp. Here such an exchange is two
+straight-line handlers, as in the HTTP fast path:
+
+- the request: the FastPath reads, lean-parses, routes and picks as for HTTP, then hands the
+  request to forward(), which writes the FORWARD_REQUEST in one send: its parts are what the
+  worker made of the same head before (hbfork.core.ajp_lean), joined with this client's own
+  address and port;
+- the response: one read; if it holds a whole response of the common shape with a head the
+  worker has written for a client before, the client gets head and body in one send and the
+  connection goes back to the pool at once.
+
+Anything else goes to the general AJP leg exactly as if it had done the work so far: a fresh
+connection to dial, a CPING to send first (`ajp_ping` on a reused connection), header rules or
+a request ID, a head its parse refuses (forward() calls its attached()); a response in more
+than one read, with a body of another shape, a status the pool retries, a HEAD's, one for a
+route with ProxyPassReverse (the bytes read go through its decoder and framer: took()).
+
+The AjpFastLeg is the AjpLeg every session uses (use_leg() makes it); its fast handlers are used
+only for requests the FastPath gives it.
+"""
+
+from __future__ import annotations
+
+from hbfork.core.ajp import AjpError, client_part, port_part
+from hbfork.core.ajp_http import ResponseFramer
+from hbfork.core.ajp_lean import AjpLeanCache, split_response
+from hbfork.core.http11 import IDEMPOTENT
+from hbfork.core.persistence import client_keeps
+from hbfork.proxy.http.ajp_leg import AjpLeg, install
+from hbfork.proxy.http.parts import MemberSide, SessionCore
+from hbfork.proxy.http.state import FORWARD, HEAD, HIGH_WATER
+from hbfork.proxy.loop import EPOLLIN, READ, WRITE
+from hbfork.proxy.tls import WOULD_BLOCK
+from hbfork.proxy.upstreams import PoolView, Target
+
+CACHE = AjpLeanCache()  # the worker's (each forked worker has its own)
+KEEP, CLOSE = b"\r\n", b"Connection: close\r\n\r\n"
+
+
+def use_leg(session: SessionCore, pool: PoolView) -> None:
+    """Before a request goes to `pool`'s members: the leg that speaks their protocol."""
+    member = session.member
+    wants_ajp = pool.settings.protocol == "ajp"
+    if wants_ajp == (type(member) is AjpFastLeg):
+        return
+    if wants_ajp:
+        leg = member.spare
+        if leg is None:
+            leg = member.spare = AjpFastLeg(session, member)
+        install(session, leg)
+    else:  # an AjpLeg left in place (it gives the HTTP leg back when released)
+        assert isinstance(member, AjpLeg)
+        install(session, member.http)
+
+
+def forward(session: SessionCore, found: Target, head: bytes, method: bytes) -> None:
+    """Send a FastPath request to an AJP pool's member `found` (its exchange is set up and
+    counted in flight there; FastPath._request)."""
+    decision = session.ex.decision
+    assert decision is not None and decision.pool is not None
+    use_leg(session, decision.pool)
+    leg = session.member
+    assert type(leg) is AjpFastLeg
+    leg.forward(found, head, method)
+
+
+class AjpFastLeg(AjpLeg):
+    __slots__ = ("addr_part", "member_handler", "port_part")
+
+    def __init__(self, session: SessionCore, http: MemberSide) -> None:
+        super().__init__(session, http)
+        self.addr_part = b""   # this client's address in a FORWARD_REQUEST (b"": not made yet)
+        self.port_part = b""
+        self.member_handler = self.on_fast_member  # bound once: it is set for every request
+
+    # --- the request
+
+    def forward(self, found: Target, head: bytes, method: bytes) -> None:
+        s, ctx, client = self.s, self.ctx, self.client
+        ex = s.ex
+        decision = ex.decision
+        assert decision is not None and decision.pool is not None
+        pool = decision.pool
+        self.inflight = found
+        conn = ctx.conn_pool.checkout(found, verify=method not in IDEMPOTENT)
+        if conn is None:
+            self.connect(found)  # dialing is the general path's (it parses the head whole)
+            return s.advance()
+        settings = pool.settings
+        parts = None
+        if not (conn.reused and settings.ajp_ping > 0) and not ctx.router.edge.active:
+            listen = client.listen
+            parts = CACHE.request(head, decision, conn.target.address.encode(),
+                                  listen.address.port if listen.address is not None else 0,
+                                  client.tls is not None, ctx.limits, decision.target,
+                                  decision.preserve_host, settings.ajp_secret)
+        if parts is None:
+            self.attached(conn)  # the general path's (CPING first, header rules, odd heads)
+            return s.advance()
+        if not self.addr_part:
+            self.addr_part = client_part(client.ip.encode())
+            self.port_part = port_part(self._client_port())
+        packet_size = settings.ajp_packet_size
+        try:
+            packet = parts.packet(self.addr_part, self.port_part, packet_size)
+        except AjpError:  # too big for the packet size: the general path answers 431
+            self.attached(conn)
+            return s.advance()
+        self.conn = conn
+        s.state = FORWARD
+        if self.packet_size != packet_size or self.decoder.buffer:
+            self.packet_size = packet_size
+            self.new_decoder()
+        loop = ctx.loop
+        if method == b"HEAD" or decision.reverse is not None:
+            self.framer = ResponseFramer(method == b"HEAD")
+            loop.handlers[conn.fd] = self.on_event  # the response is the general path's
+        else:
+            loop.handlers[conn.fd] = self.member_handler
+        ex.member_started = loop.now
+        loop.set_timer(s.timer, loop.now + pool.response_timeout)
+        try:
+            sent = conn.sock.send(packet)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.out += packet
+            self.write_failed()  # a retry on a fresh connection, or a 502
+            return s.advance()
+        if sent < len(packet):
+            self.out += memoryview(packet)[sent:]
+            loop.set_mask(conn.fd, READ | WRITE)
+
+    # --- the response
+
+    def on_fast_member(self, mask: int) -> None:
+        """The member socket's events while it carries a fast-path request: readable, the
+        request sent whole and nothing of the response here yet is the fast path's."""
+        s = self.s
+        if mask == EPOLLIN and s.state == FORWARD and self.conn is not None and \
+                not self.out and not self.inbuf and not self.client.out and \
+                s.ex.response is None:
+            return self._response()
+        self.on_event(mask)
+
+    def _response(self) -> None:
+        s, ctx = self.s, self.ctx
+        conn = self.conn
+        assert conn is not None
+        view = ctx.buffer
+        try:
+            n = conn.sock.recv_into(view, HIGH_WATER)  # what a slow reader may hold
+        except WOULD_BLOCK:
+            return
+        except OSError:
+            n = 0
+        if n == 0:
+            self.closed()
+            if not s.closed:
+                s.advance()
+            return
+        # The ignore, no check on this path: ctx.buffer views a bytearray (typeshed's
+        # memoryview.obj is a Buffer).
+        found = split_response(view.obj, n)  # type: ignore[arg-type]
+        if found is None:
+            return self._hand_over(n)
+        payload, spans, total, reuse = found
+        head = CACHE.response(payload)
+        ex = s.ex
+        pool = ex.decision.pool  # type: ignore[union-attr]  # a fast request's: it has one
+        if head is None or head.length != total or \
+                head.response.status in pool.retry_statuses:  # type: ignore[union-attr]
+            return self._hand_over(n)
+        ctx.count_fast_path()
+        client = self.client
+        # (the request was read whole, with nothing after it: buffered is False)
+        ex.keep_alive = keep_alive = client_keeps(ex.keep_alive, client.eof, False,
+                                                  ctx.draining or s.drain_requested)
+        response = head.response
+        ex.response = response
+        ex.status = response.status
+        ex.sent_to_client = True
+        ex.bytes_to_client = total
+        pieces: list[bytes | memoryview] = [head.head, client.extra_head,
+                                            KEEP if keep_alive else CLOSE]
+        for start, end in spans:
+            pieces.append(view[start:end])
+        out = b"".join(pieces)
+        sent = client.send_now(out)
+        if sent < 0:
+            return
+        if sent < len(out):
+            client.out += memoryview(out)[sent:]
+        framer = self.framer
+        framer.ended, framer.reuse = True, reuse  # what release() asks of an AJP answer
+        s.relay.finish()
+        if s.state != HEAD or client.out or client.inbuf:
+            return s.advance()
+        ctx.loop.set_mask(client.fd, READ)
+
+    def _hand_over(self, n: int) -> None:
+        """The `n` bytes just read are the general path's, and so is the rest."""
+        s, conn = self.s, self.conn
+        assert conn is not None
+        self.ctx.loop.handlers[conn.fd] = self.on_event
+        self.took(n)
+        if not s.closed:
+            s.advance()
+
