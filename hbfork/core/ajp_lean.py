@@ -23,6 +23,7 @@ SEND_HEADERS, SEND_BODY_CHUNK packets, one END_RESPONSE, and nothing after it.
 from __future__ import annotations
 
 import struct
+from collections.abc import Hashable
 
 from hbfork.core import http11
 from hbfork.core.ajp import (
@@ -51,11 +52,11 @@ _U16 = struct.Struct("!H")
 class RequestParts:
     """A request head's FORWARD_REQUEST parts, and what they were made for."""
 
-    __slots__ = ("after", "before", "decision", "member", "middle", "port", "ssl")
+    __slots__ = ("after", "before", "decision", "middle", "port", "ssl")
 
-    def __init__(self, decision: object, member: bytes, port: int, ssl: bool, before: bytes,
-                 middle: bytes, after: bytes) -> None:
-        self.decision, self.member, self.port, self.ssl = decision, member, port, ssl
+    def __init__(self, decision: object, port: int, ssl: bool, before: bytes, middle: bytes,
+                 after: bytes) -> None:
+        self.decision, self.port, self.ssl = decision, port, ssl
         self.before, self.middle, self.after = before, middle, after
 
     def packet(self, client: bytes, port: bytes, packet_size: int) -> bytes:
@@ -118,24 +119,32 @@ class AjpLeanCache:
     __slots__ = ("heads", "requests")
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[bytes, bytes], RequestParts] = {}  # (head, member)
+        self.requests: dict[tuple[bytes, Hashable], RequestParts] = {}  # (head, member)
         self.heads: dict[bytes, ClientHead | None] = {}
 
-    def request(self, head: bytes, decision: object, member: bytes, port: int, ssl: bool,
-                limits: Limits, member_target: bytes, preserve_host: bool,
-                secret: str) -> RequestParts | None:
-        """The parts for `head` sent to `member` on a listener (`port`, `ssl`) by the route
-        `decision` (a router's Decision: made once per Host and target, so the same object
-        means the same route, pool and settings)."""
-        key = (head, member)
+    def request(self, key: tuple[bytes, Hashable], decision: object, port: int,
+                ssl: bool) -> RequestParts | None:
+        """The parts made for `key` (the head, and the member it goes to: a worker's Target),
+        if they were made for the same route `decision` (a router's Decision: one per Host
+        and target, so the same object means the same route, pool and settings) on a listener
+        like this one (`port`, `ssl`); None: make them (add_request)."""
         found = self.requests.get(key)
         if found is not None and found.decision is decision and found.port == port \
                 and found.ssl is ssl:
             return found
+        return None
+
+    def add_request(self, key: tuple[bytes, Hashable], decision: object, port: int,
+                    ssl: bool, limits: Limits, member: bytes, member_target: bytes,
+                    preserve_host: bool, secret: str) -> RequestParts | None:
+        """request_parts() for key's head to `member` (the address of key's), remembered."""
+        head = key[0]
         parts = request_parts(head, limits, member_target, member, preserve_host, port, ssl,
                               secret.encode())
-        found = RequestParts(decision, member, port, ssl, *parts) if parts else None
-        if found is not None and len(head) <= CACHE_HEAD_MAX:
+        if parts is None:
+            return None
+        found = RequestParts(decision, port, ssl, *parts)
+        if len(head) <= CACHE_HEAD_MAX:
             if len(self.requests) >= CACHE_ENTRIES:
                 self.requests.clear()
             self.requests[key] = found

@@ -96,11 +96,12 @@ class AjpFastLeg(AjpLeg):
         settings = pool.settings
         parts = None
         if not (conn.reused and settings.ajp_ping > 0) and not ctx.router.edge.active:
-            listen = client.listen
-            parts = CACHE.request(head, decision, conn.target.address.encode(),
-                                  listen.address.port if listen.address is not None else 0,
-                                  client.tls is not None, ctx.limits, decision.target,
-                                  decision.preserve_host, settings.ajp_secret)
+            address = client.listen.address
+            port, ssl, key = address.port if address is not None else 0, client.tls is not None, \
+                (head, found)
+            parts = CACHE.request(key, decision, port, ssl) or CACHE.add_request(
+                key, decision, port, ssl, ctx.limits, found.address.encode(), decision.target,
+                decision.preserve_host, settings.ajp_secret)
         if parts is None:
             self.attached(conn)  # the general path's (CPING first, header rules, odd heads)
             return s.advance()

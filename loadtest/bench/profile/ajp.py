@@ -10,7 +10,7 @@ to one worker whose cProfile is turned on and off by SIGPROF (loadtest/bench/pro
    most own time, in µs per request (the profiler's own cost per call is not subtracted).
 
     ./scripts/profile-ajp [--seconds 6] [--rounds 2] [--connections 32] [--top 30] [--keep DIR]
-                          [--body N]
+                          [--body N] [--strace]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from loadtest.bench import tools, wrk
 from loadtest.bench.lab import loopback as lab
 from loadtest.bench.proc_stats import cpu_seconds
 from loadtest.bench.procs import children, wait_children, wait_until
+from loadtest.bench.profile import http as profile_http
 from loadtest.bench.programs import tomcat
 from loadtest.bench.scenarios import ajp as scenario
 
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=30, help="functions listed")
     parser.add_argument("--body", type=int, default=0, help="POST bodies of this many bytes")
     parser.add_argument("--keep", metavar="DIR", help="keep the raw profile there")
+    parser.add_argument("--strace", action="store_true",
+                        help="also count the worker's syscalls per request (strace -c)")
     args = parser.parse_args(argv)
     tools.require("scripts/profile-ajp", "wrk", "apache2", "java")
     reason = tomcat.unavailable_reason()
@@ -99,6 +102,13 @@ def run(stack: lab.Stack, tmp: Path, args: argparse.Namespace) -> None:
     for name, runs in results.items():
         print(f"{name:<8} median {statistics.median(r['rps'] for r in runs):8.0f} req/s, "
               f"{statistics.median(r['front_ms'] for r in runs):6.1f} front CPU ms/1000")
+    if args.strace:
+        requests, counts = profile_http.with_strace(
+            f"http://127.0.0.1:{hb_port}{scenario.PATH}", worker, args, tmp / "strace.txt")
+        print(f"\nsyscalls per request (strace -c -f, {requests} requests):")
+        for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+            if n / requests >= 0.01:
+                print(f"  {name:<16}{n / requests:8.2f}")
     target = tmp / f"worker-{worker}.prof"
     before = cpu_seconds(worker)
     os.kill(worker, signal.SIGPROF)
