@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from hbfork.core.ajp import AjpError, client_part, port_part
 from hbfork.core.ajp_http import ResponseFramer
-from hbfork.core.ajp_lean import AjpLeanCache, split_response
+from hbfork.core.ajp_lean import AjpLeanCache, RequestParts, split_response
 from hbfork.core.http11 import IDEMPOTENT
 from hbfork.core.persistence import client_keeps
 from hbfork.proxy.http.ajp_leg import AjpLeg, install
@@ -42,6 +42,7 @@ from hbfork.proxy.upstreams import PoolView, Target
 
 CACHE = AjpLeanCache()  # the worker's (each forked worker has its own)
 KEEP, CLOSE = b"\r\n", b"Connection: close\r\n\r\n"
+SESSION_PACKETS = 8  # FORWARD_REQUESTs a session keeps for its client's repeated requests
 
 
 def use_leg(session: SessionCore, pool: PoolView) -> None:
@@ -72,12 +73,15 @@ def forward(session: SessionCore, found: Target, head: bytes, method: bytes) -> 
 
 
 class AjpFastLeg(AjpLeg):
-    __slots__ = ("addr_part", "member_handler", "port_part")
+    __slots__ = ("addr_part", "member_handler", "packets", "port_part")
 
     def __init__(self, session: SessionCore, http: MemberSide) -> None:
         super().__init__(session, http)
         self.addr_part = b""   # this client's address in a FORWARD_REQUEST (b"": not made yet)
         self.port_part = b""
+        # the packets made for this client, by their parts (made for one route and pool: the
+        # packet size is theirs)
+        self.packets: dict[RequestParts, bytes] = {}
         self.member_handler = self.on_fast_member  # bound once: it is set for every request
 
     # --- the request
@@ -105,15 +109,20 @@ class AjpFastLeg(AjpLeg):
         if parts is None:
             self.attached(conn)  # the general path's (CPING first, header rules, odd heads)
             return s.advance()
-        if not self.addr_part:
-            self.addr_part = client_part(client.ip.encode())
-            self.port_part = port_part(self._client_port())
         packet_size = settings.ajp_packet_size
-        try:
-            packet = parts.packet(self.addr_part, self.port_part, packet_size)
-        except AjpError:  # too big for the packet size: the general path answers 431
-            self.attached(conn)
-            return s.advance()
+        packet = self.packets.get(parts)  # this client sent this head (to that member) before
+        if packet is None:
+            if not self.addr_part:
+                self.addr_part = client_part(client.ip.encode())
+                self.port_part = port_part(self._client_port())
+            try:
+                packet = parts.packet(self.addr_part, self.port_part, packet_size)
+            except AjpError:  # too big for the packet size: the general path answers 431
+                self.attached(conn)
+                return s.advance()
+            if len(self.packets) >= SESSION_PACKETS:
+                self.packets.clear()
+            self.packets[parts] = packet
         self.conn = conn
         s.state = FORWARD
         if self.packet_size != packet_size or self.decoder.buffer:

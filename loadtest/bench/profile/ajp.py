@@ -94,11 +94,16 @@ def run(stack: lab.Stack, tmp: Path, args: argparse.Namespace) -> None:
     results: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
     for number in range(args.rounds):
         for name in (list(ports) if number % 2 == 0 else list(reversed(ports))):
+            worker_cpu = cpu_seconds(worker)
             result = scenario.run_one(ports[name], pids[name], member_pids, args, script)
+            worker_cpu = cpu_seconds(worker) - worker_cpu
             results[name].append(result)
+            requests = result["rps"] * args.seconds
+            own = f"  (worker {worker_cpu / requests * 1e6:.1f})" \
+                if name == "hbfork" and requests else ""
             print(f"  round {number + 1} {name:<7}{result['rps']:>8.0f} req/s  front "
-                  f"{result['front_ms']:6.1f} CPU ms/1000  tomcats {result['tomcat_ms']:6.1f}",
-                  flush=True)
+                  f"{result['front_ms']:6.1f} CPU ms/1000{own}  tomcats "
+                  f"{result['tomcat_ms']:6.1f}", flush=True)
     for name, runs in results.items():
         print(f"{name:<8} median {statistics.median(r['rps'] for r in runs):8.0f} req/s, "
               f"{statistics.median(r['front_ms'] for r in runs):6.1f} front CPU ms/1000")
