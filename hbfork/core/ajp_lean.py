@@ -16,8 +16,9 @@ rewritten for the client) is done once per distinct head and remembered:
   from the SEND_HEADERS payload, or None when it is not a head the fast path sends as is (an
   interim or bodiless answer, no or a zero Content-Length, anything the general path refuses).
 
-split_response() finds, in the bytes of one read, a whole response of the common shape: one
-SEND_HEADERS, SEND_BODY_CHUNK packets, one END_RESPONSE, and nothing after it.
+split_response() finds, in the bytes read, a whole response of the common shape: one
+SEND_HEADERS, SEND_BODY_CHUNK packets, one END_RESPONSE, and nothing after it;
+response_prefix() tells the beginning of one (Tomcat may write its head before the body).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Hashable
 
 from hbfork.core import http11
 from hbfork.core.ajp import (
+    END_RESPONSE,
     SEND_BODY_CHUNK,
     SEND_HEADERS,
     Forward,
@@ -196,3 +198,24 @@ def split_response(buf: bytearray | bytes, n: int
         return None
     return payload, spans, total, reuse
 
+
+def response_prefix(buf: bytearray | bytes, n: int) -> bool:
+    """buf[:n] may be the beginning of a response split_response() takes: whole packets of
+    its shape and at most the beginning of one more (its END_RESPONSE not here yet)."""
+    at, first = 0, True
+    while at < n:
+        head = bytes(buf[at:min(n, at + 5)])
+        if not b"AB".startswith(head[:2]):
+            return False
+        if len(head) < 5:
+            return True
+        kind = head[4]
+        if kind not in ((SEND_HEADERS,) if first else (SEND_BODY_CHUNK, END_RESPONSE)):
+            return False
+        end = at + 4 + _U16.unpack_from(buf, at + 2)[0]
+        if end > n:
+            return True
+        if kind == END_RESPONSE:
+            return False  # whole: split_response() did not take it
+        at, first = end, False
+    return True

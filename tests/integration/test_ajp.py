@@ -147,6 +147,23 @@ def test_common_gets_answer_the_same_on_either_path(cluster, servers, http_path)
         assert proxy.status()["totals"]["fast_path"] == before
 
 
+def test_an_answer_written_in_pieces(cluster, servers, http_path):
+    """A container that writes its head first (Tomcat may) and the rest later: the fast path
+    holds the beginning and answers once it is whole; the general path relays as it comes."""
+    proxy = start(cluster, servers[:1])
+    response, body, conn = get(proxy.url, "/x")  # dials: the general path's
+    before = proxy.status()["totals"]["fast_path"]
+    for _ in range(3):
+        response, body, conn = get(proxy.url, "/split", conn=conn)
+        assert response.status == 200 and answer(body)["uri"] == "/split"
+        assert response.getheader("Content-Length") == str(len(body))
+    conn.close()
+    assert servers[0].connections == 1  # reused throughout
+    expected = 3 if http_path else 0
+    wait_until(lambda: proxy.status()["totals"]["fast_path"] - before == expected, 5,
+               message="the pieced answers to be counted")
+
+
 def test_a_connection_the_container_does_not_reuse_is_closed(cluster, servers):
     proxy = start(cluster, servers[:1])
     response, body, conn = get(proxy.url, "/close")

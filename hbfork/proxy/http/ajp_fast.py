@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from hbfork.core.ajp import AjpError, client_part, port_part
 from hbfork.core.ajp_http import ResponseFramer
-from hbfork.core.ajp_lean import AjpLeanCache, RequestParts, split_response
+from hbfork.core.ajp_lean import AjpLeanCache, RequestParts, response_prefix, split_response
 from hbfork.core.http11 import IDEMPOTENT
 from hbfork.core.persistence import client_keeps
 from hbfork.proxy.http.ajp_leg import AjpLeg, install
@@ -42,6 +42,7 @@ from hbfork.proxy.upstreams import PoolView, Target
 
 CACHE = AjpLeanCache()  # the worker's (each forked worker has its own)
 KEEP, CLOSE = b"\r\n", b"Connection: close\r\n\r\n"
+HELD_MAX = 16384  # the most of an answer held for the rest to come (larger: the general path)
 SESSION_PACKETS = 8  # FORWARD_REQUESTs a session keeps for its client's repeated requests
 
 
@@ -73,12 +74,13 @@ def forward(session: SessionCore, found: Target, head: bytes, method: bytes) -> 
 
 
 class AjpFastLeg(AjpLeg):
-    __slots__ = ("addr_part", "member_handler", "packets", "port_part")
+    __slots__ = ("addr_part", "held", "member_handler", "packets", "port_part")
 
     def __init__(self, session: SessionCore, http: MemberSide) -> None:
         super().__init__(session, http)
         self.addr_part = b""   # this client's address in a FORWARD_REQUEST (b"": not made yet)
         self.port_part = b""
+        self.held = bytearray()  # the beginning of an answer (its head, say), until the rest
         # the packets made for this client, by their parts (made for one route and pool: the
         # packet size is theirs)
         self.packets: dict[RequestParts, bytes] = {}
@@ -158,6 +160,10 @@ class AjpFastLeg(AjpLeg):
                 not self.out and not self.inbuf and not self.client.out and \
                 s.ex.response is None:
             return self._response()
+        if self.held and self.conn is not None:  # what it holds goes first
+            self._give_held()
+            if self.s.closed or self.conn is None:
+                return
         self.on_event(mask)
 
     def _response(self) -> None:
@@ -171,23 +177,39 @@ class AjpFastLeg(AjpLeg):
             return
         except OSError:
             n = 0
+        held = self.held
         if n == 0:
-            self.closed()
+            if held:  # the beginning of an answer: the general path's, as if it had read it
+                self._give_held()
+            if not s.closed and self.conn is not None:
+                self.closed()
             if not s.closed:
                 s.advance()
             return
         # The ignore, no check on this path: ctx.buffer views a bytearray (typeshed's
         # memoryview.obj is a Buffer).
-        found = split_response(view.obj, n)  # type: ignore[arg-type]
+        if held:
+            held += view[:n]
+            data: bytearray | memoryview = held
+            found = split_response(held, len(held))
+        else:
+            data = view
+            found = split_response(view.obj, n)  # type: ignore[arg-type]
         if found is None:
-            return self._hand_over(n)
+            if not held:
+                held += view[:n]
+            if len(held) <= HELD_MAX and response_prefix(held, len(held)):
+                return  # Tomcat wrote the head first: the rest comes (response_timeout runs)
+            return self._hand_over()
         payload, spans, total, reuse = found
         head = CACHE.response(payload)
         ex = s.ex
         pool = ex.decision.pool  # type: ignore[union-attr]  # a fast request's: it has one
         if head is None or head.length != total or \
                 head.response.status in pool.retry_statuses:  # type: ignore[union-attr]
-            return self._hand_over(n)
+            if not held:
+                held += view[:n]
+            return self._hand_over()
         ctx.count_fast_path()
         client = self.client
         # (the request was read whole, with nothing after it: buffered is False)
@@ -198,11 +220,12 @@ class AjpFastLeg(AjpLeg):
         ex.status = response.status
         ex.sent_to_client = True
         ex.bytes_to_client = total
-        pieces: list[bytes | memoryview] = [head.head, client.extra_head,
-                                            KEEP if keep_alive else CLOSE]
+        pieces: list[bytes | bytearray | memoryview] = [
+            head.head, client.extra_head, KEEP if keep_alive else CLOSE]
         for start, end in spans:
-            pieces.append(view[start:end])
+            pieces.append(data[start:end])
         out = b"".join(pieces)
+        held.clear()
         sent = client.send_now(out)
         if sent < 0:
             return
@@ -215,12 +238,20 @@ class AjpFastLeg(AjpLeg):
             return s.advance()
         ctx.loop.set_mask(client.fd, READ)
 
-    def _hand_over(self, n: int) -> None:
-        """The `n` bytes just read are the general path's, and so is the rest."""
-        s, conn = self.s, self.conn
+    def _hand_over(self) -> None:
+        """The bytes read (held) are the general path's, and so is the rest."""
+        self._give_held()
+        if not self.s.closed:
+            self.s.advance()
+
+    def _give_held(self) -> None:
+        conn = self.conn
         assert conn is not None
         self.ctx.loop.handlers[conn.fd] = self.on_event
-        self.took(n)
-        if not s.closed:
-            s.advance()
+        data = bytes(self.held)
+        self.held.clear()
+        self.took(data)
 
+    def release(self, reusable: bool) -> None:
+        self.held.clear()  # the beginning of an answer that will not end here (a timeout)
+        super().release(reusable)

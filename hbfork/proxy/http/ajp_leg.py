@@ -189,13 +189,13 @@ class AjpLeg(MemberLeg):
             n = 0
         if n == 0:
             return self.closed()
-        self.took(n)
+        self.took(buffer[:n])
 
-    def took(self, n: int) -> None:
-        """`n` bytes from the container were read into the worker's buffer."""
+    def took(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes read from the container."""
         s = self.s
         try:
-            data = self.framer.feed(self.decoder.feed(self.ctx.buffer[:n]))
+            data = self.framer.feed(self.decoder.feed(data))
         except ajp.AjpError as err:
             return self._malformed(str(err))
         if self.framer.pong:
