@@ -19,6 +19,7 @@ from hbfork.core.ajp_lean import (
     AjpLeanCache,
     client_head,
     request_parts,
+    response_prefix,
     split_response,
 )
 
@@ -228,3 +229,31 @@ def test_what_it_takes_the_decoder_reads_alike(pieces, noise):
     assert body == [data[a:b] for a, b in spans] and total == sum(map(len, body))
     assert all(isinstance(e, ajp.BodyChunk) for e in events[1:-1])
     assert events[-1] == ajp.EndResponse(reuse)
+
+
+@pytest.mark.parametrize("cut", [1, 2, 4, 5, len(packet(TOMCAT_HEADERS)),
+                                 len(packet(TOMCAT_HEADERS)) + 3, len(TOMCAT_ANSWER) - 1])
+def test_the_beginning_of_an_answer_is_held_for_the_rest(cut):
+    assert split_response(TOMCAT_ANSWER, cut) is None
+    assert response_prefix(TOMCAT_ANSWER, cut)
+
+
+@pytest.mark.parametrize("data", [
+    b"HTTP/1.1 200",                                      # not AJP
+    b"AC",
+    chunk(b"x"),                                          # no head first
+    packet(TOMCAT_HEADERS) + packet(b"\x06\x1f\xfa"),     # GET_BODY_CHUNK
+    packet(TOMCAT_HEADERS) + packet(TOMCAT_HEADERS),      # a second head
+    TOMCAT_ANSWER + b"AB",                                # something after the end
+    packet(TOMCAT_HEADERS) + packet(b"\x05\x02"),         # a whole end it does not take
+])
+def test_what_cannot_become_one_is_not_held(data):
+    assert not response_prefix(data, len(data))
+
+
+@given(st.binary(max_size=64), st.integers(0, 64))
+def test_a_prefix_of_a_taken_answer_is_a_prefix(noise, cut):
+    data = TOMCAT_ANSWER + noise
+    if split_response(data, len(data)) is not None:  # (noise empty)
+        assert response_prefix(data, min(cut, len(data) - 1))
+    assert response_prefix(TOMCAT_ANSWER, min(cut, len(TOMCAT_ANSWER) - 1))
