@@ -22,19 +22,19 @@ a request ID, a head its parse refuses (forward() calls its attached()); a respo
 than one read, with a body of another shape, a status the pool retries, a HEAD's, one for a
 route with ProxyPassReverse (the bytes read go through its decoder and framer: took()).
 
-The AjpFastLeg is the AjpLeg every session uses (use_leg() makes it); its fast handlers are used
-only for requests the FastPath gives it.
+A session's AjpLeg gets its AjpFast (the fast path's handlers, and the FORWARD_REQUESTs made
+for its client) with its first fast-path request.
 """
 
 from __future__ import annotations
 
-from hbfork.core.ajp import AjpError, client_part, port_part
+from hbfork.core.ajp import AjpError, Decoder, client_part, port_part
 from hbfork.core.ajp_http import ResponseFramer
 from hbfork.core.ajp_lean import AjpLeanCache, RequestParts, response_prefix, split_response
 from hbfork.core.http11 import IDEMPOTENT
 from hbfork.core.persistence import client_keeps
 from hbfork.proxy.http.ajp_leg import AjpLeg, install
-from hbfork.proxy.http.parts import MemberSide, SessionCore
+from hbfork.proxy.http.parts import SessionCore
 from hbfork.proxy.http.state import FORWARD, HEAD, HIGH_WATER
 from hbfork.proxy.loop import EPOLLIN, READ, WRITE
 from hbfork.proxy.tls import WOULD_BLOCK
@@ -50,12 +50,12 @@ def use_leg(session: SessionCore, pool: PoolView) -> None:
     """Before a request goes to `pool`'s members: the leg that speaks their protocol."""
     member = session.member
     wants_ajp = pool.settings.protocol == "ajp"
-    if wants_ajp == (type(member) is AjpFastLeg):
+    if wants_ajp == (type(member) is AjpLeg):
         return
     if wants_ajp:
         leg = member.spare
         if leg is None:
-            leg = member.spare = AjpFastLeg(session, member)
+            leg = member.spare = AjpLeg(session, member)
         install(session, leg)
     else:  # an AjpLeg left in place (it gives the HTTP leg back when released)
         assert isinstance(member, AjpLeg)
@@ -69,35 +69,41 @@ def forward(session: SessionCore, found: Target, head: bytes, method: bytes) -> 
     assert decision is not None and decision.pool is not None
     use_leg(session, decision.pool)
     leg = session.member
-    assert type(leg) is AjpFastLeg
-    leg.forward(found, head, method)
+    assert type(leg) is AjpLeg
+    fast = leg.fast
+    if fast is None:
+        fast = leg.fast = AjpFast(leg)
+    fast.forward(found, head, method)
 
 
-class AjpFastLeg(AjpLeg):
-    __slots__ = ("addr_part", "held", "member_handler", "packets", "port_part")
+class AjpFast:
+    """The fast path's handlers for a session's AjpLeg, and what it keeps for its client."""
 
-    def __init__(self, session: SessionCore, http: MemberSide) -> None:
-        super().__init__(session, http)
+    __slots__ = ("addr_part", "leg", "member_handler", "packets", "port_part", "s")
+
+    def __init__(self, leg: AjpLeg) -> None:
+        self.leg = leg
+        self.s = leg.s
         self.addr_part = b""   # this client's address in a FORWARD_REQUEST (b"": not made yet)
         self.port_part = b""
-        self.held = bytearray()  # the beginning of an answer (its head, say), until the rest
         # the packets made for this client, by their parts (made for one route and pool: the
         # packet size is theirs)
         self.packets: dict[RequestParts, bytes] = {}
-        self.member_handler = self.on_fast_member  # bound once: it is set for every request
+        self.member_handler = self.on_member  # bound once: it is set for every request
 
     # --- the request
 
     def forward(self, found: Target, head: bytes, method: bytes) -> None:
-        s, ctx, client = self.s, self.ctx, self.client
+        leg, s = self.leg, self.s
+        ctx, client = leg.ctx, leg.client
         ex = s.ex
         decision = ex.decision
         assert decision is not None and decision.pool is not None
         pool = decision.pool
-        self.inflight = found
+        leg.inflight = found
         conn = ctx.conn_pool.checkout(found, verify=method not in IDEMPOTENT)
         if conn is None:
-            self.connect(found)  # dialing is the general path's (it parses the head whole)
+            leg.connect(found)  # dialing is the general path's (it parses the head whole)
             return s.advance()
         settings = pool.settings
         parts = None
@@ -109,31 +115,31 @@ class AjpFastLeg(AjpLeg):
                 key, decision, port, ssl, ctx.limits, found.address.encode(), decision.target,
                 decision.preserve_host, settings.ajp_secret)
         if parts is None:
-            self.attached(conn)  # the general path's (CPING first, header rules, odd heads)
+            leg.attached(conn)  # the general path's (CPING first, header rules, odd heads)
             return s.advance()
         packet_size = settings.ajp_packet_size
         packet = self.packets.get(parts)  # this client sent this head (to that member) before
         if packet is None:
             if not self.addr_part:
                 self.addr_part = client_part(client.ip.encode())
-                self.port_part = port_part(self._client_port())
+                self.port_part = port_part(leg.remote_port())
             try:
                 packet = parts.packet(self.addr_part, self.port_part, packet_size)
             except AjpError:  # too big for the packet size: the general path answers 431
-                self.attached(conn)
+                leg.attached(conn)
                 return s.advance()
             if len(self.packets) >= SESSION_PACKETS:
                 self.packets.clear()
             self.packets[parts] = packet
-        self.conn = conn
+        leg.conn = conn
         s.state = FORWARD
-        if self.packet_size != packet_size or self.decoder.buffer:
-            self.packet_size = packet_size
-            self.new_decoder()
+        if leg.packet_size != packet_size or leg.decoder.buffer:
+            leg.packet_size = packet_size
+            leg.decoder = Decoder(packet_size)
         loop = ctx.loop
         if method == b"HEAD" or decision.reverse is not None:
-            self.framer = ResponseFramer(method == b"HEAD")
-            loop.handlers[conn.fd] = self.on_event  # the response is the general path's
+            leg.framer = ResponseFramer(method == b"HEAD")
+            loop.handlers[conn.fd] = leg.on_event  # the response is the general path's
         else:
             loop.handlers[conn.fd] = self.member_handler
         ex.member_started = loop.now
@@ -143,32 +149,32 @@ class AjpFastLeg(AjpLeg):
         except BlockingIOError:
             sent = 0
         except OSError:
-            self.out += packet
-            self.write_failed()  # a retry on a fresh connection, or a 502
+            leg.out += packet
+            leg.write_failed()  # a retry on a fresh connection, or a 502
             return s.advance()
         if sent < len(packet):
-            self.out += memoryview(packet)[sent:]
+            leg.out += memoryview(packet)[sent:]
             loop.set_mask(conn.fd, READ | WRITE)
 
     # --- the response
 
-    def on_fast_member(self, mask: int) -> None:
+    def on_member(self, mask: int) -> None:
         """The member socket's events while it carries a fast-path request: readable, the
-        request sent whole and nothing of the response here yet is the fast path's."""
-        s = self.s
-        if mask == EPOLLIN and s.state == FORWARD and self.conn is not None and \
-                not self.out and not self.inbuf and not self.client.out and \
+        request sent whole and nothing of the response relayed yet is the fast path's."""
+        leg, s = self.leg, self.s
+        if mask == EPOLLIN and s.state == FORWARD and leg.conn is not None and \
+                not leg.out and not leg.inbuf and not leg.client.out and \
                 s.ex.response is None:
             return self._response()
-        if self.held and self.conn is not None:  # what it holds goes first
-            self._give_held()
-            if self.s.closed or self.conn is None:
+        if leg.held and leg.conn is not None:  # what it holds goes first
+            self._hand_over(False)
+            if s.closed or leg.conn is None:
                 return
-        self.on_event(mask)
+        leg.on_event(mask)
 
     def _response(self) -> None:
-        s, ctx = self.s, self.ctx
-        conn = self.conn
+        leg, s = self.leg, self.s
+        ctx, conn = leg.ctx, leg.conn
         assert conn is not None
         view = ctx.buffer
         try:
@@ -177,12 +183,12 @@ class AjpFastLeg(AjpLeg):
             return
         except OSError:
             n = 0
-        held = self.held
+        held = leg.held
         if n == 0:
             if held:  # the beginning of an answer: the general path's, as if it had read it
-                self._give_held()
-            if not s.closed and self.conn is not None:
-                self.closed()
+                self._hand_over(False)
+            if not s.closed and leg.conn is not None:
+                leg.closed()
             if not s.closed:
                 s.advance()
             return
@@ -200,7 +206,7 @@ class AjpFastLeg(AjpLeg):
                 held += view[:n]
             if len(held) <= HELD_MAX and response_prefix(held, len(held)):
                 return  # Tomcat wrote the head first: the rest comes (response_timeout runs)
-            return self._hand_over()
+            return self._hand_over(True)
         payload, spans, total, reuse = found
         head = CACHE.response(payload)
         ex = s.ex
@@ -209,9 +215,9 @@ class AjpFastLeg(AjpLeg):
                 head.response.status in pool.retry_statuses:  # type: ignore[union-attr]
             if not held:
                 held += view[:n]
-            return self._hand_over()
+            return self._hand_over(True)
         ctx.count_fast_path()
-        client = self.client
+        client = leg.client
         # (the request was read whole, with nothing after it: buffered is False)
         ex.keep_alive = keep_alive = client_keeps(ex.keep_alive, client.eof, False,
                                                   ctx.draining or s.drain_requested)
@@ -231,27 +237,22 @@ class AjpFastLeg(AjpLeg):
             return
         if sent < len(out):
             client.out += memoryview(out)[sent:]
-        framer = self.framer
+        framer = leg.framer
         framer.ended, framer.reuse = True, reuse  # what release() asks of an AJP answer
         s.relay.finish()
         if s.state != HEAD or client.out or client.inbuf:
             return s.advance()
         ctx.loop.set_mask(client.fd, READ)
 
-    def _hand_over(self) -> None:
-        """The bytes read (held) are the general path's, and so is the rest."""
-        self._give_held()
-        if not self.s.closed:
-            self.s.advance()
-
-    def _give_held(self) -> None:
-        conn = self.conn
+    def _hand_over(self, advance: bool) -> None:
+        """The bytes held are the general path's (as if it had read them), and so is the
+        rest of the answer."""
+        leg = self.leg
+        conn = leg.conn
         assert conn is not None
-        self.ctx.loop.handlers[conn.fd] = self.on_event
-        data = bytes(self.held)
-        self.held.clear()
-        self.took(data)
-
-    def release(self, reusable: bool) -> None:
-        self.held.clear()  # the beginning of an answer that will not end here (a timeout)
-        super().release(reusable)
+        leg.ctx.loop.handlers[conn.fd] = leg.on_event
+        data = bytes(leg.held)
+        leg.held.clear()
+        leg.took(data)
+        if advance and not self.s.closed:
+            self.s.advance()

@@ -21,6 +21,8 @@ the fast path's handlers), and the AjpLeg gives the session back its HTTP leg wh
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from hbfork.core import ajp, http11, http_heads
 from hbfork.core.ajp_http import ResponseFramer, request_fields, server_name
 from hbfork.core.errors import ProtocolError
@@ -32,6 +34,7 @@ from hbfork.proxy.http.state import FORWARD, HIGH_WATER
 from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import Timer
 from hbfork.proxy.tls import WOULD_BLOCK
+from hbfork.proxy.upstreams import Target
 
 
 def install(session: SessionCore, leg: MemberSide) -> None:
@@ -41,9 +44,15 @@ def install(session: SessionCore, leg: MemberSide) -> None:
     session.relay.member = leg
 
 
+class FastSide(Protocol):
+    """The AJP fast path's part of a leg (hbfork.proxy.http.ajp_fast.AjpFast)."""
+
+    def forward(self, found: Target, head: bytes, method: bytes) -> None: ...
+
+
 class AjpLeg(MemberLeg):
-    __slots__ = ("client_port", "decoder", "framer", "http", "packet_size", "pending",
-                 "ping_timer", "pinging")
+    __slots__ = ("client_port", "decoder", "fast", "framer", "held", "http", "packet_size",
+                 "pending", "ping_timer", "pinging")
 
     def __init__(self, session: SessionCore, http: MemberSide) -> None:
         super().__init__(session)
@@ -55,6 +64,10 @@ class AjpLeg(MemberLeg):
         self.pinging = False
         self.ping_timer: Timer | None = None
         self.client_port = -1  # not looked up yet
+        # The fast path's (hbfork.proxy.http.ajp_fast): its handlers for this leg, and the
+        # beginning of an answer it holds until the rest comes.
+        self.fast: FastSide | None = None
+        self.held = bytearray()
 
     # --- the request
 
@@ -65,7 +78,7 @@ class AjpLeg(MemberLeg):
         self.ctx.loop.handlers[conn.fd] = self.on_event
         settings = s.pool.settings
         self.packet_size = settings.ajp_packet_size
-        self.new_decoder()
+        self.decoder = ajp.Decoder(self.packet_size)
         if conn.reused and settings.ajp_ping > 0:
             self.pinging = True
             self.framer = ResponseFramer(False)
@@ -76,10 +89,6 @@ class AjpLeg(MemberLeg):
             loop.set_timer(self.ping_timer, loop.now + settings.ajp_ping)
             return
         self._send_request()
-
-    def new_decoder(self) -> None:
-        """A decoder for a new connection (or exchange) with the pool's packet size."""
-        self.decoder = ajp.Decoder(self.packet_size)
 
     def _send_request(self) -> None:
         s = self.s
@@ -100,7 +109,7 @@ class AjpLeg(MemberLeg):
             remote_addr=client.ip.encode(),
             server_name=server_name(request.host, conn.target.address.encode()),
             server_port=port, is_ssl=client.tls is not None,
-            secret=settings.ajp_secret.encode(), remote_port=self._client_port(),
+            secret=settings.ajp_secret.encode(), remote_port=self.remote_port(),
             protocol=b"HTTP/1.1" if request.version == 11 else b"HTTP/1.0")
         fields = request_fields(request, None if decision.preserve_host
                                 else conn.target.address.encode())
@@ -119,7 +128,7 @@ class AjpLeg(MemberLeg):
             client.out += http_heads.CONTINUE
         s.set_deadline(s.pool.response_timeout if ex.request_done else ctx.http.client_timeout)
 
-    def _client_port(self) -> int:
+    def remote_port(self) -> int:
         if self.client_port < 0:  # once per client connection
             try:
                 self.client_port = int(self.client.sock.getpeername()[1])
@@ -262,6 +271,7 @@ class AjpLeg(MemberLeg):
         super().release(reusable)
         self.out.clear()  # whatever was not sent belonged to that connection
         self.pending.clear()
+        self.held.clear()  # (the fast path's: an answer that will not end here)
         self.framer = ResponseFramer(False)
         if self.s.member is self:
             install(self.s, self.http)
