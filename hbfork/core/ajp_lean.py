@@ -43,8 +43,8 @@ from hbfork.core.errors import HbforkError
 from hbfork.core.http11 import Limits, ResponseHead
 from hbfork.core.http_heads import response_head_for_client
 
-END_RESPONSE_PACKETS = {b"AB\x00\x02\x05\x01": True, b"AB\x00\x02\x05\x00": False,
-                        b"AB\x00\x01\x05": False}  # END_RESPONSE: reuse or not
+# END_RESPONSE: the connection may be reused; it may not; it may not (no flag)
+END_REUSE, END_CLOSE, END_SHORT = b"AB\x00\x02\x05\x01", b"AB\x00\x02\x05\x00", b"AB\x00\x01\x05"
 CACHE_ENTRIES = 1024   # per kind and worker
 CACHE_HEAD_MAX = 2048  # longer heads are made every time
 
@@ -171,31 +171,35 @@ def split_response(buf: bytearray | bytes, n: int
     SEND_BODY_CHUNK packets, then END_RESPONSE): (the SEND_HEADERS payload, the body data's
     (start, end) spans, their total length, whether the container will reuse the connection);
     None for anything else (the general path reads it)."""
-    if n < 5 or buf[0] != 0x41 or buf[1] != 0x42 or buf[4] != SEND_HEADERS:
+    if n < 11 or buf[0] != 0x41 or buf[1] != 0x42 or buf[4] != SEND_HEADERS:
         return None
-    size = _U16.unpack_from(buf, 2)[0]
-    at = 4 + size
-    if at > n:
+    if buf.endswith(END_REUSE, 0, n):
+        reuse, end = True, n - 6
+    elif buf.endswith(END_CLOSE, 0, n):
+        reuse, end = False, n - 6
+    elif buf.endswith(END_SHORT, 0, n):
+        reuse, end = False, n - 5
+    else:
+        return None
+    at = 4 + ((buf[2] << 8) | buf[3])
+    if at > end:
         return None
     payload = bytes(buf[4:at])
     spans = []
     total = 0
-    while at + 5 <= n and buf[at + 4] == SEND_BODY_CHUNK and buf[at] == 0x41 \
-            and buf[at + 1] == 0x42:
-        size = _U16.unpack_from(buf, at + 2)[0]
-        if at + 7 > n or size < 3:
+    while at < end:  # SEND_BODY_CHUNK packets, up to the END_RESPONSE
+        if at + 7 > end or buf[at] != 0x41 or buf[at + 1] != 0x42 or \
+                buf[at + 4] != SEND_BODY_CHUNK:
             return None
-        length = _U16.unpack_from(buf, at + 5)[0]
+        size = (buf[at + 2] << 8) | buf[at + 3]
+        length = (buf[at + 5] << 8) | buf[at + 6]
         start = at + 7
         at += 4 + size
-        if at > n or length > size - 3:
+        if at > end or length > size - 3:
             return None  # (Tomcat adds a NUL after the data: not counted)
         if length:
             spans.append((start, start + length))
             total += length
-    reuse = END_RESPONSE_PACKETS.get(bytes(buf[at:n]))
-    if reuse is None:
-        return None
     return payload, spans, total, reuse
 
 
