@@ -218,20 +218,54 @@ class Decoder:
         self.max_packet = max_packet
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        self.buffer += data
+        buf = self.buffer
+        buf += data
         events: list[Event] = []
-        while len(self.buffer) >= 4:
-            if self.buffer[:2] != FROM_CONTAINER:
+        at, n = 0, len(buf)
+        while n - at >= 4:
+            if buf[at] != 0x41 or buf[at + 1] != 0x42:  # "AB"
                 raise AjpError("the member's bytes are not AJP/1.3 packets")
-            size = struct.unpack_from("!H", self.buffer, 2)[0]
+            size = (buf[at + 2] << 8) | buf[at + 3]
             if size == 0 or size > self.max_packet - 4:
                 raise AjpError(f"AJP packet of {size} bytes")
-            if len(self.buffer) < 4 + size:
+            end = at + 4 + size
+            if end > n:
                 break
-            payload = bytes(self.buffer[4:4 + size])
-            del self.buffer[:4 + size]
-            events.append(event_of(payload))
+            # The packets of every answer are decoded here, not by event_of()
+            kind = buf[at + 4]
+            if kind == SEND_BODY_CHUNK and size >= 3:
+                length = (buf[at + 5] << 8) | buf[at + 6]
+                if length > size - 3:
+                    raise AjpError("truncated AJP packet")
+                events.append(BodyChunk(bytes(buf[at + 7:at + 7 + length])))
+            elif kind == END_RESPONSE:
+                events.append(_REUSE if size > 1 and buf[at + 5] == 1 else _NO_REUSE)
+            elif kind == SEND_HEADERS:
+                events.append(_headers(bytes(buf[at + 4:end])))
+            else:
+                events.append(event_of(bytes(buf[at + 4:end])))
+            at = end
+        if at:
+            del buf[:at]
         return events
+
+
+_REUSE, _NO_REUSE = EndResponse(True), EndResponse(False)
+_HEADS: dict[bytes, Event] = {}  # SEND_HEADERS payloads decoded (most repeat byte for byte)
+_HEADS_MAX = 1024
+
+
+def _headers(payload: bytes) -> Event:
+    try:
+        return _HEADS[payload]
+    except KeyError:
+        pass
+    event = event_of(payload)  # an AjpError is raised every time: never remembered
+    if len(payload) <= 2048:
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        _HEADS[payload] = event
+    return event
 
 
 def event_of(payload: bytes) -> Event:
