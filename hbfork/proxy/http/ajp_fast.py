@@ -33,33 +33,17 @@ from hbfork.core.ajp_http import ResponseFramer
 from hbfork.core.ajp_lean import AjpLeanCache, RequestParts, response_prefix, split_response
 from hbfork.core.http11 import IDEMPOTENT
 from hbfork.core.persistence import client_keeps
-from hbfork.proxy.http.ajp_leg import AjpLeg, install
+from hbfork.proxy.http.ajp_leg import AjpLeg, use_leg
 from hbfork.proxy.http.parts import SessionCore
 from hbfork.proxy.http.state import FORWARD, HEAD, HIGH_WATER
 from hbfork.proxy.loop import EPOLLIN, READ, WRITE
 from hbfork.proxy.tls import WOULD_BLOCK
-from hbfork.proxy.upstreams import PoolView, Target
+from hbfork.proxy.upstreams import Target
 
 CACHE = AjpLeanCache()  # the worker's (each forked worker has its own)
 KEEP, CLOSE = b"\r\n", b"Connection: close\r\n\r\n"
 HELD_MAX = 16384  # the most of an answer held for the rest to come (larger: the general path)
 SESSION_PACKETS = 8  # FORWARD_REQUESTs a session keeps for its client's repeated requests
-
-
-def use_leg(session: SessionCore, pool: PoolView) -> None:
-    """Before a request goes to `pool`'s members: the leg that speaks their protocol."""
-    member = session.member
-    wants_ajp = pool.settings.protocol == "ajp"
-    if wants_ajp == (type(member) is AjpLeg):
-        return
-    if wants_ajp:
-        leg = member.spare
-        if leg is None:
-            leg = member.spare = AjpLeg(session, member)
-        install(session, leg)
-    else:  # an AjpLeg left in place (it gives the HTTP leg back when released)
-        assert isinstance(member, AjpLeg)
-        install(session, member.http)
 
 
 def forward(session: SessionCore, found: Target, head: bytes, method: bytes) -> None:

@@ -13,10 +13,11 @@ whether the connection goes back to the pool. A pooled connection is checked wit
 it carries a request when the pool has `ajp_ping`; no CPONG in time: it is closed and the
 request goes on a fresh connection.
 
-The session uses its HTTP leg (MemberLeg) unless the request's pool speaks AJP:
-hbfork.proxy.http.ajp_fast.use_leg() swaps the leg in at dispatch (an AjpFastLeg, this leg with
-the fast path's handlers), and the AjpLeg gives the session back its HTTP leg when it is released
-(the fast path knows only that one); the HTTP leg keeps the AjpLeg (`spare`) for the next.
+The session uses its HTTP leg (MemberLeg) unless the request's pool speaks AJP: use_leg() swaps
+the leg in at dispatch, and the AjpLeg gives the session back its HTTP leg when it is released
+(the fast path knows only that one); the HTTP leg keeps the AjpLeg (`spare`) for the next. The
+fast path's requests to an AJP pool are its `fast` part's (hbfork.proxy.http.ajp_fast), which
+falls back on this leg for anything but the common exchange.
 """
 
 from __future__ import annotations
@@ -34,11 +35,26 @@ from hbfork.proxy.http.state import FORWARD, HIGH_WATER
 from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import Timer
 from hbfork.proxy.tls import WOULD_BLOCK
-from hbfork.proxy.upstreams import Target
+from hbfork.proxy.upstreams import PoolView, Target
 
 
-def install(session: SessionCore, leg: MemberSide) -> None:
-    """`leg` is the session's member side (hbfork.proxy.http.ajp_fast.use_leg)."""
+def use_leg(session: SessionCore, pool: PoolView) -> None:
+    """Before a request goes to `pool`'s members: the leg that speaks their protocol."""
+    member = session.member
+    wants_ajp = pool.settings.protocol == "ajp"
+    if wants_ajp == (type(member) is AjpLeg):
+        return
+    if wants_ajp:
+        leg = member.spare
+        if leg is None:
+            leg = member.spare = AjpLeg(session, member)
+        _install(session, leg)
+    else:  # an AjpLeg left in place (it gives the HTTP leg back when released)
+        assert isinstance(member, AjpLeg)
+        _install(session, member.http)
+
+
+def _install(session: SessionCore, leg: MemberSide) -> None:
     session.member = leg
     session.client.member = leg
     session.relay.member = leg
@@ -274,4 +290,4 @@ class AjpLeg(MemberLeg):
         self.held.clear()  # (the fast path's: an answer that will not end here)
         self.framer = ResponseFramer(False)
         if self.s.member is self:
-            install(self.s, self.http)
+            _install(self.s, self.http)

@@ -54,7 +54,7 @@ from hbfork.core.retry import MALFORMED, TIMEOUT
 from hbfork.core.tls_settings import ListenSettings
 from hbfork.proxy.context import SessionContext
 from hbfork.proxy.http import heartbeat_post
-from hbfork.proxy.http.ajp_fast import use_leg
+from hbfork.proxy.http.ajp_leg import use_leg
 from hbfork.proxy.http.client import PLAIN, ClientConnection
 from hbfork.proxy.http.exchange import Exchange
 from hbfork.proxy.http.fast import FastPath
