@@ -29,6 +29,7 @@ from collections.abc import Hashable
 from hbfork.core import http11
 from hbfork.core.ajp import (
     END_RESPONSE,
+    MAX_PACKET_SIZE,
     SEND_BODY_CHUNK,
     SEND_HEADERS,
     Forward,
@@ -165,12 +166,14 @@ class AjpLeanCache:
         return found
 
 
-def split_response(buf: bytearray | bytes, n: int
+def split_response(buf: bytearray | bytes, n: int, packet_size: int = MAX_PACKET_SIZE
                    ) -> tuple[bytes, list[tuple[int, int]], int, bool] | None:
     """In buf[:n], exactly one whole response of the common shape (SEND_HEADERS, then
-    SEND_BODY_CHUNK packets, then END_RESPONSE): (the SEND_HEADERS payload, the body data's
-    (start, end) spans, their total length, whether the container will reuse the connection);
-    None for anything else (the general path reads it)."""
+    SEND_BODY_CHUNK packets, then END_RESPONSE, none larger than `packet_size`): (the
+    SEND_HEADERS payload, the body data's (start, end) spans, their total length, whether the
+    container will reuse the connection); None for anything else (the general path reads it,
+    and refuses what its decoder refuses)."""
+    room = packet_size - 4
     if n < 11 or buf[0] != 0x41 or buf[1] != 0x42 or buf[4] != SEND_HEADERS:
         return None
     if buf.endswith(END_REUSE, 0, n):
@@ -181,8 +184,9 @@ def split_response(buf: bytearray | bytes, n: int
         reuse, end = False, n - 5
     else:
         return None
-    at = 4 + ((buf[2] << 8) | buf[3])
-    if at > end:
+    size = (buf[2] << 8) | buf[3]
+    at = 4 + size
+    if at > end or size > room:
         return None
     payload = bytes(buf[4:at])
     spans = []
@@ -195,7 +199,7 @@ def split_response(buf: bytearray | bytes, n: int
         length = (buf[at + 5] << 8) | buf[at + 6]
         start = at + 7
         at += 4 + size
-        if at > end or length > size - 3:
+        if at > end or length > size - 3 or size > room:
             return None  # (Tomcat adds a NUL after the data: not counted)
         if length:
             spans.append((start, start + length))

@@ -181,10 +181,10 @@ class AjpFast:
         if held:
             held += view[:n]
             data: bytearray | memoryview = held
-            found = split_response(held, len(held))
+            found = split_response(held, len(held), leg.packet_size)
         else:
             data = view
-            found = split_response(view.obj, n)  # type: ignore[arg-type]
+            found = split_response(view.obj, n, leg.packet_size)  # type: ignore[arg-type]
         if found is None:
             if not held:
                 held += view[:n]

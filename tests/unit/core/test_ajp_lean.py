@@ -186,6 +186,14 @@ def test_tomcats_answer_is_split():
     assert [bytes(data[a:b]) for a, b in spans] == [BODY]
 
 
+def test_a_packet_larger_than_the_packet_size_is_the_general_paths():
+    big = packet(TOMCAT_HEADERS) + chunk(b"x" * 9000) + END
+    assert split_response(big, len(big), 65536) is not None
+    assert split_response(big, len(big), 8192) is None  # its decoder refuses it: a 502
+    with pytest.raises(ajp.AjpError):
+        ajp.Decoder(8192).feed(big)
+
+
 def test_several_chunks_an_empty_flush_and_no_reuse():
     data = (packet(TOMCAT_HEADERS) + chunk(b"hello ") + chunk(b"") + chunk(b"world\n")
             + packet(b"\x05\x00"))
