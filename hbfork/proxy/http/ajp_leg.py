@@ -288,6 +288,9 @@ class AjpLeg(MemberLeg):
         self.out.clear()  # whatever was not sent belonged to that connection
         self.pending.clear()
         self.held.clear()  # (the fast path's: an answer that will not end here)
-        self.framer = ResponseFramer(False)
+        if framer.mode or framer.bodiless_request or framer.pong or framer.asked is not None:
+            self.framer = ResponseFramer(False)
+        else:  # never fed (the fast path's answers): as good as new once its end is unset
+            framer.ended = framer.reuse = False
         if self.s.member is self:
             _install(self.s, self.http)
