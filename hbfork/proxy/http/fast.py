@@ -28,6 +28,7 @@ from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import IDEMPOTENT, LengthBody
 from hbfork.core.http_heads import lean_request_for_member, lean_response_for_client
 from hbfork.core.persistence import client_keeps
+from hbfork.proxy.http.ajp_fast import forward as ajp_forward
 from hbfork.proxy.http.parts import SessionCore
 from hbfork.proxy.http.state import FORWARD, HEAD, HIGH_WATER, MAX_RESPONSE_HEAD
 from hbfork.proxy.loop import EPOLLIN, READ, WRITE
@@ -116,6 +117,8 @@ class FastPath:
         ex.decision = decision
         ex.tried = {found.slot}
         ex.target = found
+        if decision.ajp:  # its members speak AJP (hbfork.proxy.http.ajp_fast)
+            return ajp_forward(s, found, head, method)
         member = self.member
         member.inflight = found
         conn = ctx.conn_pool.checkout(found, verify=method not in IDEMPOTENT)
