@@ -323,11 +323,14 @@ def test_out_of_file_descriptors_backs_off_instead_of_spinning(cluster):
     proxy.wait_eligible(backend.address)
     worker = children_of(proxy.pid)[0]
     soft, hard = resource.prlimit(worker, resource.RLIMIT_NOFILE)
-    open_now = len(os.listdir(f"/proc/{worker}/fd"))
-    resource.prlimit(worker, resource.RLIMIT_NOFILE, (open_now + 10, hard))
+    # The limit bounds descriptor numbers, and the worker's table may have holes (it closes
+    # what it inherited and does not use): room for 10 past its highest, holes filled first.
+    numbers = [int(fd) for fd in os.listdir(f"/proc/{worker}/fd")]
+    limit = max(max(numbers) + 1, len(numbers)) + 10
+    resource.prlimit(worker, resource.RLIMIT_NOFILE, (limit, hard))
     try:
         held = []
-        for _ in range(40):
+        for _ in range(limit - len(numbers) + 30):
             held.append(socket.create_connection(("127.0.0.1", proxy.port), timeout=5))
         wait_until(lambda: "pausing accepts" in proxy.output(), 10, message="EMFILE backoff")
         cpu_before = _cpu_seconds(worker)
