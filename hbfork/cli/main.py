@@ -11,7 +11,6 @@ import sys
 
 from hbfork import __version__
 from hbfork.core.errors import ConfigError, HbforkError
-from hbfork.system.configfile import load
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
@@ -22,6 +21,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hbfork.master.adoption import Adoption
     from hbfork.master.master import Master
     from hbfork.proxy.worker import run_worker
+    from hbfork.system.configfile import load
 
     adoption = Adoption.from_environment()  # started by a running master's upgrade?
     try:
@@ -35,6 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from hbfork.core.config import describe
+    from hbfork.system.configfile import load
 
     config = load(args.config)
     key_file = config.resolve(config.heartbeat.key_file)  # None: not set
@@ -81,7 +82,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     mode=args.mode)
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands tests and labs start by the hundred: their parser alone is built, without the
+# imports every other subcommand brings (a config loader, the Apache importer).
+LIGHT_COMMANDS = frozenset({"backend", "beat"})
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser: every subcommand, or only `only` (one of LIGHT_COMMANDS)."""
     parser = argparse.ArgumentParser(
         prog="hbfork", description="Heartbeat-balanced pre-forking front proxy.")
     parser.add_argument("--version", action="version", version=f"hbfork {__version__}")
@@ -95,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", required=True)
     check.set_defaults(func=cmd_check)
 
+    if only is not None:
+        if only == "beat":
+            from hbfork.cli import beat
+
+            beat.add_parser(sub).set_defaults(func=cmd_beat)
+            return parser
     backend = sub.add_parser("backend", help="a demo/test HTTP backend that sends heartbeats")
     backend.add_argument("--listen", required=True, help="ADDR:PORT to serve on")
     backend.add_argument("--heartbeat", help="ADDR:PORT to send heartbeats to")
@@ -136,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     backend.add_argument("--no-port", action="store_true",
                          help="omit port= from heartbeats, as Apache's mod_heartbeat does")
     backend.set_defaults(func=cmd_backend)
+    if only is not None:
+        return parser
 
     from hbfork.cli import beat, health, import_apache, status
 
@@ -162,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         from hbfork.cli.health import main as health_main
 
         return health_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    only = argv[0] if argv[:1] and argv[0] in LIGHT_COMMANDS else None
+    args = build_parser(only).parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as err:
