@@ -27,6 +27,8 @@ import time
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import IDEMPOTENT, LengthBody
 from hbfork.core.http_heads import lean_request_for_member, lean_response_for_client
+from hbfork.core.outlier import FAILED_STATUS, OK
+from hbfork.proxy.http.exchange import Exchange
 from hbfork.proxy.http.fast_plan import FastPlan
 from hbfork.proxy.http.parts import SessionCore
 from hbfork.proxy.http.router import Decision
@@ -144,7 +146,11 @@ class FastPath:
             ex.headers = program
             if plan.rewrites_request:
                 forward, offered = program.request_head(forward)
-                forward += ctx.router.edge.id_line(ex, offered, client.ip)
+                ids = plan.ids
+                if ids is not None:  # EdgeHeaders.id_line(), written out
+                    request_id = ex.request_id = ids.decide(offered, client.ip) if offered \
+                        else ids.new()
+                    forward += ids.line_start + request_id + CRLF
         forwarded = client.forwarded if ctx.http.forwarded_headers else None
         if plan.plain and forwarded is not None and host:  # lean_request_for_member()'s case
             forward += forwarded + b"X-Forwarded-Host: " + host + b"\r\n\r\n"
@@ -254,9 +260,9 @@ class FastPath:
         if plan.rewrites_response:  # header rules, the request ID: the head rebuilt
             program = plan.program
             assert program is not None
-            out: bytes | memoryview = program.client_head(head) + extra + \
-                plan.response_id_line(ex.request_id) + \
-                (CRLF if keep_alive else CLOSE_END) + view[body_at:n]
+            out: bytes | memoryview = program.client_head(head) + extra + (
+                plan.id_start + ex.request_id + CRLF if plan.echo and ex.request_id else b""
+            ) + (CRLF if keep_alive else CLOSE_END) + view[body_at:n]
         elif verbatim and keep_alive and not extra:
             out = view[:n]  # forwarded exactly as received
         else:
@@ -279,19 +285,35 @@ class FastPath:
             ex.response_body = LengthBody(length - have)
             s.set_deadline(ctx.http.client_timeout)
             return s.advance()
-        # ResponseRelay.finish() and account(), written out for this case: the request was
-        # read whole, nothing of the member's came after the response.
-        member.done(status)
+        # ResponseRelay.finish() (account(), MemberLeg.done() and release()) written out for
+        # this case: the request was read whole, nothing of the member's came after the
+        # response, and no upload relay or private (PROXY header) connection is involved.
+        loop = ctx.loop
+        target = member.inflight
+        if target is not None:
+            member.inflight = None
+            upstreams = ctx.upstreams
+            upstreams.finished(target, status)
+            upstreams.observe(target, FAILED_STATUS if status in plan.fail_statuses else OK,
+                              loop.now - ex.member_started)
         ex.accounted = True
         ctx.request_done(ex, status, ex.target)
-        member.release(response.keep_alive)
-        if keep_alive:
-            s.new_exchange()
+        if member.body_relay is None and not conn.private:
+            member.conn = None
+            if response.keep_alive:
+                ctx.conn_pool.checkin(conn)
+            else:
+                conn.close()
+        else:
+            member.release(response.keep_alive)
+        if keep_alive:  # session.new_exchange() and idle_deadline() (not draining: kept)
+            s.ex = Exchange(client.ip)
+            s.head_started = loop.now
             s.state = HEAD
-            s.idle_deadline()
+            loop.set_timer(s.timer, loop.now + ctx.http.keepalive_timeout)
             if client.out or client.inbuf:  # a pipelined request is read in advance()
                 return s.advance()
-            ctx.loop.set_mask(client.fd, READ)
+            loop.set_mask(client.fd, READ)
         else:
             s.state = CLOSING
             s.advance()

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from hbfork.core.header_plan import HeaderProgram
+from hbfork.core.request_id import RequestIds
 from hbfork.core.routes import Route
 from hbfork.proxy.http.headers import EdgeHeaders
 from hbfork.proxy.upstreams import PoolView
@@ -40,18 +41,17 @@ class Decision(Protocol):
 
 
 PLANS_MAX = 8192  # (listener, Decision) plans a worker remembers (DECISION_CACHE's size)
-CRLF = b"\r\n"
 
 
 class FastPlan:
     """The fast path's view of one (listener, Decision) whose pool it may serve."""
 
-    __slots__ = ("echo", "id_start", "mapped", "member_target", "plain", "pool",
-                 "preserve_host", "program", "response_timeout", "retry_statuses",
-                 "rewrites_request", "rewrites_response", "sticky")
+    __slots__ = ("echo", "fail_statuses", "id_start", "ids", "mapped", "member_target",
+                 "plain", "pool", "preserve_host", "program", "response_timeout",
+                 "retry_statuses", "rewrites_request", "rewrites_response", "sticky")
 
     def __init__(self, decision: Decision, pool: PoolView, program: HeaderProgram | None,
-                 echo_ids: bool, id_start: bytes) -> None:
+                 ids: RequestIds) -> None:
         self.pool = pool
         self.sticky = pool.sticky
         self.member_target = decision.target        # b"": the target as it came
@@ -61,17 +61,18 @@ class FastPlan:
         self.mapped = decision.reverse is not None  # ProxyPassReverse: lean parse knows
         self.response_timeout = pool.response_timeout
         self.retry_statuses = pool.retry_statuses
+        self.fail_statuses = pool.fail_statuses
         self.program = program                      # None: no rules anywhere, IDs off
         self.rewrites_request = program is not None and program.rewrites_request
-        self.echo = program is not None and echo_ids  # the request ID goes back too
-        self.id_start = id_start                      # its field line but value and CRLF
+        # The worker's request IDs (None: off); echo: the ID goes back in the response too.
+        self.ids = ids if program is not None and ids.lower else None
+        echo_ids = ids.response
+        self.echo = program is not None and echo_ids
+        self.id_start = ids.line_start                # its field line but value and CRLF
         # The client's response head must be rebuilt (rules, or the ID line to add).
         self.rewrites_response = program is not None and (program.rewrites_response
                                                            or echo_ids)
 
-    def response_id_line(self, request_id: bytes) -> bytes:
-        """The ID line a response carries (b"": none)."""
-        return self.id_start + request_id + CRLF if self.echo and request_id else b""
 
 
 class FastPlans:
@@ -103,4 +104,4 @@ class FastPlans:
             return None
         edge = self.edge
         program = edge.program(listen, decision) if edge.active else None
-        return FastPlan(decision, pool, program, edge.ids.response, edge.ids.line_start)
+        return FastPlan(decision, pool, program, edge.ids)
