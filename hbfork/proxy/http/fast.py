@@ -44,7 +44,7 @@ class FastPath:
     # The session and its parts, each one attribute away (they never change): this is the
     # hottest code of a worker, and every lookup shows in its CPU per request.
     __slots__ = ("client", "ctx", "decided", "member", "member_handler", "plan", "rate",
-                 "relay", "s")
+                 "relay", "s", "tail", "tail_host")
 
     def __init__(self, session: SessionCore) -> None:
         self.s = session
@@ -57,6 +57,8 @@ class FastPath:
         # The plan of the last Decision a request of this session met (its routing repeats).
         self.decided: Decision | None = None
         self.plan: FastPlan | None = None
+        # The X-Forwarded-* lines and final CRLF of the last request (with Host `tail_host`).
+        self.tail = self.tail_host = b""
 
     # --- the request
 
@@ -150,10 +152,13 @@ class FastPath:
                 if ids is not None:  # EdgeHeaders.id_line(), written out
                     request_id = ex.request_id = ids.decide(offered, client.ip) if offered \
                         else ids.new()
-                    forward += ids.line_start + request_id + CRLF
+                    forward = b"".join((forward, ids.line_start, request_id, CRLF))
         forwarded = client.forwarded if ctx.http.forwarded_headers else None
         if plan.plain and forwarded is not None and host:  # lean_request_for_member()'s case
-            forward += forwarded + b"X-Forwarded-Host: " + host + b"\r\n\r\n"
+            if host != self.tail_host:  # the lines hbfork adds, the same for every request
+                self.tail = forwarded + b"X-Forwarded-Host: " + host + b"\r\n\r\n"
+                self.tail_host = host
+            forward += self.tail
         else:
             forward = lean_request_for_member(
                 forward, method, target, plan.member_target,
@@ -260,9 +265,11 @@ class FastPath:
         if plan.rewrites_response:  # header rules, the request ID: the head rebuilt
             program = plan.program
             assert program is not None
-            out: bytes | memoryview = program.client_head(head) + extra + (
-                plan.id_start + ex.request_id + CRLF if plan.echo and ex.request_id else b""
-            ) + (CRLF if keep_alive else CLOSE_END) + view[body_at:n]
+            request_id = ex.request_id if plan.echo else b""
+            out: bytes | memoryview = b"".join((
+                program.client_head(head), extra,
+                plan.id_start if request_id else b"", request_id, CRLF if request_id else b"",
+                CRLF if keep_alive else CLOSE_END, view[body_at:n]))
         elif verbatim and keep_alive and not extra:
             out = view[:n]  # forwarded exactly as received
         else:
