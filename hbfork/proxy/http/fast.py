@@ -25,7 +25,8 @@ from __future__ import annotations
 import time
 
 from hbfork.core.errors import ProtocolError
-from hbfork.core.http11 import IDEMPOTENT, LengthBody
+from hbfork.core.header_plan import HeaderProgram
+from hbfork.core.http11 import IDEMPOTENT, LengthBody, RequestHead, ResponseHead
 from hbfork.core.http_heads import lean_request_for_member, lean_response_for_client
 from hbfork.core.outlier import FAILED_STATUS, OK
 from hbfork.proxy.http.exchange import Exchange
@@ -44,7 +45,8 @@ class FastPath:
     # The session and its parts, each one attribute away (they never change): this is the
     # hottest code of a worker, and every lookup shows in its CPU per request.
     __slots__ = ("client", "ctx", "decided", "member", "member_handler", "plan", "rate",
-                 "relay", "s", "tail", "tail_host")
+                 "relay", "req_head", "req_lean", "resp_client", "resp_head", "resp_lean",
+                 "resp_plan", "ruled", "ruled_by", "ruled_from", "s", "tail", "tail_host")
 
     def __init__(self, session: SessionCore) -> None:
         self.s = session
@@ -59,6 +61,18 @@ class FastPath:
         self.plan: FastPlan | None = None
         # The X-Forwarded-* lines and final CRLF of the last request (with Host `tail_host`).
         self.tail = self.tail_host = b""
+        # The last request head and its lean parse; the head its request rules made of it;
+        # the last response head, its parse and its client head with the rules (None: not
+        # made yet). Heads repeat on a keep-alive connection: a compare instead of a
+        # hash and lookup in the worker's caches (all are pure functions of the head).
+        self.req_head = self.resp_head = b""
+        self.req_lean: tuple[RequestHead, bytes] | None = None
+        self.ruled_from = b""
+        self.ruled_by: HeaderProgram | None = None
+        self.ruled = (b"", b"")
+        self.resp_plan: FastPlan | None = None
+        self.resp_lean: tuple[ResponseHead, bool] | None = None
+        self.resp_client: bytes | None = None
 
     # --- the request
 
@@ -93,7 +107,11 @@ class FastPath:
                 or client.lean_unsafe):  # its client is named in a header the lean parse skips
             return self._hand_over_request(n)
         head = bytes(view[:n])
-        lean = ctx.lean.request(head)
+        if head == self.req_head:  # the session's last head again (keep-alive repeats)
+            lean = self.req_lean
+        else:
+            lean = self.req_lean = ctx.lean.request(head)
+            self.req_head = head
         if lean is None:
             return self._hand_over_request(n)
         request, forward = lean
@@ -147,7 +165,11 @@ class FastPath:
         if program is not None:  # header rules and the request ID, on the head as bytes
             ex.headers = program
             if plan.rewrites_request:
-                forward, offered = program.request_head(forward)
+                if forward is self.ruled_from and program is self.ruled_by:
+                    forward, offered = self.ruled
+                else:  # (a pure function of both: the last result is kept)
+                    self.ruled_from, self.ruled_by = forward, program
+                    forward, offered = self.ruled = program.request_head(forward)
                 ids = plan.ids
                 if ids is not None:  # EdgeHeaders.id_line(), written out
                     request_id = ex.request_id = ids.decide(offered, client.ip) if offered \
@@ -238,7 +260,11 @@ class FastPath:
         ex = s.ex
         plan = self.plan  # the plan _request() followed for this exchange
         assert plan is not None
-        lean = ctx.lean.response(head, plan.mapped)
+        if head == self.resp_head and plan is self.resp_plan:  # as the member's last head
+            lean = self.resp_lean
+        else:
+            lean = self.resp_lean = ctx.lean.response(head, plan.mapped)
+            self.resp_head, self.resp_plan, self.resp_client = head, plan, None
         if lean is None:
             return self._hand_over_response(n)
         response, verbatim = lean
@@ -267,7 +293,7 @@ class FastPath:
             assert program is not None
             request_id = ex.request_id if plan.echo else b""
             out: bytes | memoryview = b"".join((
-                program.client_head(head), extra,
+                self.resp_client or self._client_head(program, head), extra,
                 plan.id_start if request_id else b"", request_id, CRLF if request_id else b"",
                 CRLF if keep_alive else CLOSE_END, view[body_at:n]))
         elif verbatim and keep_alive and not extra:
@@ -324,6 +350,11 @@ class FastPath:
         else:
             s.state = CLOSING
             s.advance()
+
+    def _client_head(self, program: HeaderProgram, head: bytes) -> bytes:
+        """The rules' client head for the member's `head` (kept with its lean parse)."""
+        self.resp_client = found = program.client_head(head)
+        return found
 
     def _hand_over_response(self, n: int) -> None:
         """Hand the `n` response bytes just read to the general path."""
