@@ -46,7 +46,7 @@ class FastPath:
     # hottest code of a worker, and every lookup shows in its CPU per request.
     __slots__ = ("client", "ctx", "decided", "member", "member_handler", "plan", "rate",
                  "relay", "req_head", "req_lean", "resp_client", "resp_head", "resp_lean",
-                 "resp_plan", "ruled", "ruled_by", "ruled_from", "s", "tail", "tail_host")
+                 "resp_plan", "routed", "ruled", "ruled_by", "ruled_from", "s", "tail", "tail_host")
 
     def __init__(self, session: SessionCore) -> None:
         self.s = session
@@ -59,6 +59,7 @@ class FastPath:
         # The plan of the last Decision a request of this session met (its routing repeats).
         self.decided: Decision | None = None
         self.plan: FastPlan | None = None
+        self.routed: RequestHead | None = None  # the (lean) request `decided` is for
         # The X-Forwarded-* lines and final CRLF of the last request (with Host `tail_host`).
         self.tail = self.tail_host = b""
         # The last request head and its lean parse; the head its request rules made of it;
@@ -116,16 +117,21 @@ class FastPath:
             return self._hand_over_request(n)
         request, forward = lean
         method, target, host = request.method, request.target, request.host
-        try:
-            decision = ctx.router.decide_for(host, target)
-        except ProtocolError:
-            return self._hand_over_request(n)  # the general path answers it
-        # What this decision means here, worked out once (hbfork.proxy.http.fast_plan).
-        if decision is self.decided:
-            plan = self.plan
+        if request is self.routed:  # the same head as the last: the same routing
+            decision, plan = self.decided, self.plan
         else:
-            plan = self.plan = ctx.router.fast_plans.plan(client.listen.address, decision)
-            self.decided = decision
+            try:
+                decision = ctx.router.decide_for(host, target)
+            except ProtocolError:
+                return self._hand_over_request(n)  # the general path answers it
+            # What this decision means here, worked out once (hbfork.proxy.http.fast_plan).
+            if decision is self.decided:
+                plan = self.plan
+            else:
+                plan = self.plan = ctx.router.fast_plans.plan(client.listen.address, decision)
+                self.decided = decision
+            self.routed = request
+        assert decision is not None
         if plan is None:
             return self._hand_over_request(n)
         pool = plan.pool
