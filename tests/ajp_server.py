@@ -3,7 +3,8 @@ it parses FORWARD_REQUEST, asks for body chunks (GET_BODY_CHUNK) as Tomcat does,
 and sends SEND_HEADERS, SEND_BODY_CHUNK and END_RESPONSE with reuse.
 
 Paths: …/echo reads the whole body (elsewhere the first body packet is dropped unread, as
-Tomcat does); /stream answers without a Content-Length in three chunks;
+Tomcat does); /stream answers without a Content-Length in three chunks; /split writes its head, then
+the beginning of the next packet, then the rest;
 /close ends without reuse and closes; /garbage answers bytes that are not AJP; anything else
 answers without reading the body. Every answer is JSON: what the request carried, the
 connection's serial number and how many requests it served."""
@@ -14,6 +15,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from typing import Any
 
 METHODS = ["", "OPTIONS", "GET", "HEAD", "POST", "PUT", "DELETE", "TRACE"]
@@ -209,11 +211,12 @@ class AjpServer:
             conn.sendall(packet(b"\x05\x01"))
             return True
         reuse = uri != "/close"
-        self._send(conn, 200, answer, reuse)
+        self._send(conn, 200, answer, reuse, split=uri == "/split")
         return reuse
 
     def _send(self, conn: socket.socket, status: int, answer: dict[str, Any],
-              reuse: bool) -> None:
+              reuse: bool, split: bool = False) -> None:
+        """The answer in one write; `split`: its head, then (a moment later) the rest."""
         data = json.dumps(answer).encode()
         cookie = f"JSESSIONID=abc.{self.route}; Path=/" if self.route else "x=1"
         head = (b"\x04" + struct.pack("!H", status) + string("OK") + struct.pack("!H", 3)
@@ -225,4 +228,11 @@ class AjpServer:
             piece = data[at:at + 8000]
             out += packet(b"\x03" + struct.pack("!H", len(piece)) + piece + b"\0")
         out += packet(b"\x05" + (b"\x01" if reuse else b"\x00"))
+        if split:
+            first = len(packet(head))
+            conn.sendall(out[:first])
+            time.sleep(0.05)  # the proxy reads the head alone (what it does is the test's)
+            conn.sendall(out[first:first + 3])  # and then part of a packet
+            time.sleep(0.05)
+            out = out[first + 3:]
         conn.sendall(out)

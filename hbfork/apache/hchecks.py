@@ -21,7 +21,7 @@ from typing import Any
 from hbfork.apache.conf import Directive, Note, key_values, parse_duration
 from hbfork.apache.members import Member
 
-METHODS = {"tcp": "tcp", "options": "options", "head": "head", "get": "get",
+METHODS = {"tcp": "tcp", "cping": "cping", "options": "options", "head": "head", "get": "get",
            "options11": "options", "head11": "head", "get11": "get"}
 APACHE_INTERVAL = 30.0
 STATUS = re.compile(r"%\{REQUEST_STATUS\}\s*(-lt|-le|-gt|-ge|-eq|-ne|<=|>=|==|!=|<|>|=~)\s*(.+)")
@@ -117,18 +117,18 @@ def member_checks(member: Member, defs: Definitions, notes: list[Note]) -> dict[
     method = params.get("hcmethod", "none").lower()
     if method == "none":
         return {}
-    if member.ajp and method != "tcp":  # CPING (AJP's own check), or an HTTP one: by TCP
-        if method != "cping":
-            notes.append(Note.of(member.source, "an AJP member is checked by TCP (an HTTP "
-                                                "check would go to its AJP port)",
-                                 f"hcmethod={params['hcmethod']}"))
-        method = "tcp"
-    if method not in METHODS:
-        notes.append(Note.of(member.source, "hbfork checks by TCP, OPTIONS, HEAD or GET",
+    if member.ajp and method not in ("tcp", "cping"):  # an HTTP check to an AJP port
+        notes.append(Note.of(member.source, "an AJP member is checked by CPING (an HTTP "
+                                            "check would go to its AJP port)",
+                             f"hcmethod={params['hcmethod']}"))
+        method = "cping"
+    if (method == "cping" and not member.ajp) or method not in METHODS:
+        notes.append(Note.of(member.source, "hbfork checks by TCP, OPTIONS, HEAD or GET (CPING: "
+                                            "AJP members only)",
                              f"hcmethod={params['hcmethod']}"))
         return {}
     out: dict[str, Any] = {"hcmethod": METHODS[method]}
-    if method != "tcp":
+    if method not in ("tcp", "cping"):
         uri = params.get("hcuri", "")
         out["hcuri"] = (member.path + ("" if uri.startswith("/") or not uri else "/") + uri) \
             or "/"

@@ -68,13 +68,6 @@ def _string(value: bytes | None) -> bytes:
     return struct.pack("!H", len(value)) + value + b"\x00"
 
 
-def _packet(payload: bytes, packet_size: int) -> bytes:
-    if len(payload) > packet_size - 4:
-        raise AjpError(f"the request head does not fit an AJP packet of {packet_size} bytes "
-                       "(raise the pool's ajp_packet_size, Tomcat's packetSize)")
-    return TO_CONTAINER + struct.pack("!H", len(payload)) + payload
-
-
 @dataclass(frozen=True, slots=True)
 class Forward:
     """What a FORWARD_REQUEST carries besides the method, URI and headers."""
@@ -94,13 +87,23 @@ def forward_request(method: bytes, target: bytes, headers: Iterable[tuple[bytes,
                     forward: Forward, packet_size: int = DEFAULT_PACKET_SIZE) -> bytes:
     """The FORWARD_REQUEST packet; `headers` are (name, value) pairs, hop-by-hop ones
     already removed. The query string travels as an attribute, as AJP wants it."""
+    before, middle, after = forward_parts(method, target, headers, forward)
+    return assemble(before, client_part(forward.remote_addr), middle,
+                    port_part(forward.remote_port), after, packet_size)
+
+
+def forward_parts(method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]],
+                  forward: Forward) -> tuple[bytes, bytes, bytes]:
+    """A FORWARD_REQUEST's payload but for what names the client (its address, its port:
+    forward.remote_addr and remote_port are not read), in the three parts around them, to be
+    put together by assemble(). What a request head makes is the same for every client: a
+    worker keeps the parts of the heads it sees (hbfork.core.ajp_lean)."""
     uri, _, query = target.partition(b"?")
     code = METHODS.get(method, STORED_METHOD)
     fields = list(headers)
-    out = [bytes((FORWARD_REQUEST, code)), _string(forward.protocol), _string(uri),
-           _string(forward.remote_addr), _string(forward.remote_addr),
-           _string(forward.server_name), struct.pack("!H?H", forward.server_port,
-                                                     forward.is_ssl, len(fields))]
+    before = bytes((FORWARD_REQUEST, code)) + _string(forward.protocol) + _string(uri)
+    out = [_string(forward.server_name),
+           struct.pack("!H?H", forward.server_port, forward.is_ssl, len(fields))]
     for name, value in fields:
         known = REQUEST_HEADERS.get(name.lower())
         if not known and len(name) >= MAX_NAME:
@@ -115,16 +118,38 @@ def forward_request(method: bytes, target: bytes, headers: Iterable[tuple[bytes,
         out.append(bytes((ATTR_REMOTE_USER,)) + _string(forward.remote_user))
     if forward.secret:
         out.append(bytes((ATTR_SECRET,)) + _string(forward.secret))
-    if forward.remote_port:
-        out.append(bytes((ATTR_REQ_ATTRIBUTE,)) + _string(REMOTE_PORT_ATTRIBUTE)
-                   + _string(b"%d" % forward.remote_port))
+    after = []
     if forward.local_addr:
-        out.append(bytes((ATTR_REQ_ATTRIBUTE,)) + _string(LOCAL_ADDR_ATTRIBUTE)
-                   + _string(forward.local_addr))
+        after.append(bytes((ATTR_REQ_ATTRIBUTE,)) + _string(LOCAL_ADDR_ATTRIBUTE)
+                     + _string(forward.local_addr))
     if code == STORED_METHOD:
-        out.append(bytes((ATTR_STORED_METHOD,)) + _string(method))
-    out.append(bytes((ATTR_DONE,)))
-    return _packet(b"".join(out), packet_size)
+        after.append(bytes((ATTR_STORED_METHOD,)) + _string(method))
+    after.append(bytes((ATTR_DONE,)))
+    return before, b"".join(out), b"".join(after)
+
+
+def client_part(remote_addr: bytes) -> bytes:
+    """The client's address in a FORWARD_REQUEST (as its remote address and host)."""
+    return _string(remote_addr) * 2
+
+
+def port_part(remote_port: int) -> bytes:
+    """The client's port in a FORWARD_REQUEST (the AJP_REMOTE_PORT attribute; 0: none)."""
+    if not remote_port:
+        return b""
+    return (bytes((ATTR_REQ_ATTRIBUTE,)) + _string(REMOTE_PORT_ATTRIBUTE)
+            + _string(b"%d" % remote_port))
+
+
+def assemble(before: bytes, client: bytes, middle: bytes, port: bytes, after: bytes,
+             packet_size: int) -> bytes:
+    """The FORWARD_REQUEST packet from forward_parts() and the client's client_part() and
+    port_part()."""
+    size = len(before) + len(client) + len(middle) + len(port) + len(after)
+    if size > packet_size - 4:
+        raise AjpError(f"the request head does not fit an AJP packet of {packet_size} bytes "
+                       "(raise the pool's ajp_packet_size, Tomcat's packetSize)")
+    return b"".join((TO_CONTAINER, struct.pack("!H", size), before, client, middle, port, after))
 
 
 def body_packets(data: bytes, packet_size: int = DEFAULT_PACKET_SIZE) -> list[bytes]:
@@ -193,23 +218,58 @@ class Decoder:
         self.max_packet = max_packet
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        self.buffer += data
+        buf = self.buffer
+        buf += data
         events: list[Event] = []
-        while len(self.buffer) >= 4:
-            if self.buffer[:2] != FROM_CONTAINER:
+        at, n = 0, len(buf)
+        while n - at >= 4:
+            if buf[at] != 0x41 or buf[at + 1] != 0x42:  # "AB"
                 raise AjpError("the member's bytes are not AJP/1.3 packets")
-            size = struct.unpack_from("!H", self.buffer, 2)[0]
+            size = (buf[at + 2] << 8) | buf[at + 3]
             if size == 0 or size > self.max_packet - 4:
                 raise AjpError(f"AJP packet of {size} bytes")
-            if len(self.buffer) < 4 + size:
+            end = at + 4 + size
+            if end > n:
                 break
-            payload = bytes(self.buffer[4:4 + size])
-            del self.buffer[:4 + size]
-            events.append(_event(payload))
+            # The packets of every answer are decoded here, not by event_of()
+            kind = buf[at + 4]
+            if kind == SEND_BODY_CHUNK and size >= 3:
+                length = (buf[at + 5] << 8) | buf[at + 6]
+                if length > size - 3:
+                    raise AjpError("truncated AJP packet")
+                events.append(BodyChunk(bytes(buf[at + 7:at + 7 + length])))
+            elif kind == END_RESPONSE:
+                events.append(_REUSE if size > 1 and buf[at + 5] == 1 else _NO_REUSE)
+            elif kind == SEND_HEADERS:
+                events.append(_headers(bytes(buf[at + 4:end])))
+            else:
+                events.append(event_of(bytes(buf[at + 4:end])))
+            at = end
+        if at:
+            del buf[:at]
         return events
 
 
-def _event(payload: bytes) -> Event:
+_REUSE, _NO_REUSE = EndResponse(True), EndResponse(False)
+_HEADS: dict[bytes, Event] = {}  # SEND_HEADERS payloads decoded (most repeat byte for byte)
+_HEADS_MAX = 1024
+
+
+def _headers(payload: bytes) -> Event:
+    try:
+        return _HEADS[payload]
+    except KeyError:
+        pass
+    event = event_of(payload)  # an AjpError is raised every time: never remembered
+    if len(payload) <= 2048:
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        _HEADS[payload] = event
+    return event
+
+
+def event_of(payload: bytes) -> Event:
+    """The event one packet's payload (after \"AB\" and its length) carries."""
     reader = _Reader(payload)
     kind = reader.byte()
     if kind == SEND_HEADERS:

@@ -8,7 +8,8 @@ filled up. So every pick looks at what this front has sent since the report:
     effective(m) = ready(m) - (in_flight_now(m) - in_flight_at_report(m)),  floored at 0
 
 `ready` already counts the requests that were in flight when the member reported (they were
-busy workers then), so only the change since counts; requests that finished since then give
+busy workers then; in_flight_at_report is their number, see at_report()), so only the change
+since counts; requests that finished since then give
 capacity back (capped at ready + in_flight_at_report: what the member has in all). Every pick
 also respects the member's capacity, `ready + busy` from its last heartbeat (or a configured
 `max_conns`): a member with that many requests of ours in flight is full and is not picked.
@@ -42,6 +43,8 @@ from hbfork.core.balancer import Picker
 FULL = -1          # members are up, but every one is at capacity or has nothing to give
 TRIES = 8          # rejection-sampling draws before every member is looked at
 WEIGHTINGS = ("corrected", "reported")
+OTHERS_REPORTS = 3  # heartbeats over which a small share of other fronts must be seen
+REPORT_SKEW = 1     # ... that small: what one read between a request and its refill misses
 PICKS = ("weighted", "p2c")
 
 
@@ -184,6 +187,28 @@ def _draw(weights: list[float], r: float) -> int:
         if target < running:
             return i
     return max(range(len(weights)), key=weights.__getitem__)  # float rounding at the top
+
+
+def at_report(flying: int, busy: int, seen: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    """This front's share of a member's `busy` workers when its heartbeat came (the
+    `at_report` of effective()), from `flying` (ours in flight when the master read them) and
+    `seen` (the other fronts' share, busy - ours, in the last reports); returns it and the new
+    `seen`. The member counted its busy workers a moment before the master read ours: a
+    request of ours that ended in between (its place not yet refilled by a waiter: a worker
+    runs its queue once the handler returns, another worker once woken) looks like another
+    front's request, and left the member one place short (effective() never gave it back) until
+    the next heartbeat, a second later. Traced (issue 28): a heartbeat read our 7 of 8 in
+    flight at the 80 ms member, and one of its eight places stood free for 1.0 s while
+    requests waited. So an others' share of at most REPORT_SKEW counts only as much as the
+    least of the last OTHERS_REPORTS reports said: one read in such a gap no longer costs a
+    place where this front was alone. A larger share (fronts that really share the member)
+    counts at once, as before; a small real one is seen OTHERS_REPORTS - 1 heartbeats later,
+    this front having meanwhile at most REPORT_SKEW requests more there, never beyond the
+    member's capacity."""
+    others = max(0, busy - flying)
+    seen = (*seen[max(0, len(seen) - OTHERS_REPORTS + 1):], others)
+    counted = others if others > REPORT_SKEW else min(seen)
+    return max(flying, busy - counted), seen
 
 
 def capacity_of(ready: int, busy: int, max_conns: int, limit: int) -> int:

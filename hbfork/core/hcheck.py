@@ -3,13 +3,15 @@ the answer, and the pass/fail count. Pure: bytes and `now` in, decisions out; th
 hbfork.master.checks does the I/O, once per front.
 
 A heartbeat says a member's web server has idle workers; a check asks its application. Every
-`hcinterval` seconds the front connects to the member (hcmethod "tcp" stops there) or sends it
-one request (OPTIONS, HEAD or GET of `hcuri`, HTTP/1.1 with Connection: close) and judges the
-answer: its status must be one of `hcexpect_status` (Apache: 2xx or 3xx, a redirect is never
-followed) and, for GET, its body must contain `hcexpect_body` when one is set. No answer
-within `hctimeout`, a refused or reset connection or a malformed answer is a failed check.
-`hcfails` failures in a row take the member out, whatever its heartbeat says; `hcpasses` passes
-in a row bring it back (through the outlier slow start).
+`hcinterval` seconds the front connects to the member (hcmethod "tcp" stops there; over TLS to
+a pool with tls = true) and sends it one request (OPTIONS, HEAD or GET of `hcuri`, HTTP/1.1
+with Connection: close; to an AJP pool's member "cping", an AJP CPING that wants its CPONG, as
+mod_proxy_hcheck's CPING method) and judges the answer: its status must be one of
+`hcexpect_status` (Apache: 2xx or 3xx, a redirect is never followed) and, for GET, its body
+must contain `hcexpect_body` when one is set. No answer within `hctimeout`, a refused or reset
+connection, a failed TLS handshake or a malformed answer is a failed check. `hcfails` failures
+in a row take the member out, whatever its heartbeat says; `hcpasses` passes in a row bring it
+back (through the outlier slow start).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from hbfork.core.ajp import CPING
 from hbfork.core.retry import parse_statuses
 from hbfork.core.values import integer, seconds, setting, text_value
 
-METHODS = ("none", "tcp", "options", "head", "get")
+METHODS = ("none", "tcp", "options", "head", "get", "cping")
+CPONG = b"AB\x00\x01\x09"   # the one answer a CPING passes with (AJP13: from the container)
 MAX_HEAD = 16 * 1024     # an answer's head longer than this is malformed
 MAX_BODY = 64 * 1024     # of a body, only this much is searched for hcexpect_body
 STAGGER = 2.0            # seconds over which the first checks of a front are spread
@@ -69,7 +73,9 @@ class HcheckSettings:
 
     hcmethod: str = setting("none", _method,
                             "active check: \"tcp\" (connect only), \"options\", \"head\", "
-                            "\"get\"; \"none\" = no active checks (mod_proxy_hcheck hcmethod)")
+                            "\"get\" (over TLS where the pool has tls = true), \"cping\" "
+                            "(AJP pools); \"none\" = no active checks (mod_proxy_hcheck "
+                            "hcmethod)")
     hcuri: str = setting("/", _uri, "the path (and query) a check asks for", '"/"')
     hcinterval: float = setting(10.0, _interval,
                                 "seconds between the starts of two checks of a member (Apache: "
@@ -98,6 +104,8 @@ class HcheckSettings:
         """"GET /health" or "TCP connect", for logs and status."""
         if self.hcmethod == "tcp":
             return "TCP connect"
+        if self.hcmethod == "cping":
+            return "AJP CPING"
         return f"{self.hcmethod.upper()} {self.hcuri}"
 
 
@@ -105,13 +113,16 @@ HC_KEYS = frozenset(f.name for f in HcheckSettings.__dataclass_fields__.values()
 NO_CHECK = HcheckSettings()
 
 
-def problem(settings: HcheckSettings, tls: bool) -> tuple[str, str] | None:
-    """(key, problem) when the settings cannot work together, else None."""
+def problem(settings: HcheckSettings, ajp: bool) -> tuple[str, str] | None:
+    """(key, problem) when the settings cannot work together (in a pool speaking AJP when
+    `ajp`), else None."""
     if settings.hcexpect_body and settings.hcmethod != "get":
         return "hcexpect_body", f"needs hcmethod = \"get\" (it is {settings.hcmethod!r})"
-    if tls and settings.hcmethod not in ("none", "tcp"):
-        return "hcmethod", ("HTTP checks over TLS are not supported yet: use \"tcp\" for a "
-                            "pool with tls = true")
+    if ajp and settings.hcmethod not in ("none", "tcp", "cping"):
+        return "hcmethod", ("an AJP pool's members are checked with \"cping\" or \"tcp\" "
+                            "(HTTP checks would go to the AJP port)")
+    if not ajp and settings.hcmethod == "cping":
+        return "hcmethod", "\"cping\" is AJP's: it needs a pool with protocol = \"ajp\""
     return None
 
 
@@ -119,6 +130,8 @@ def request(settings: HcheckSettings, host: str) -> bytes:
     """The bytes of one check request (b"" for a TCP check: connecting is the check)."""
     if settings.hcmethod in ("none", "tcp"):
         return b""
+    if settings.hcmethod == "cping":
+        return CPING
     return (f"{settings.hcmethod.upper()} {settings.hcuri} HTTP/1.1\r\nHost: {host}\r\n"
             "User-Agent: hbfork-hcheck\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode()
 
@@ -134,9 +147,9 @@ def first_due(now: int, interval: float, key: str) -> int:
 
 # What a check found (stored as an index in the table, shown by describe()).
 RESULTS = ("", "passed", "status", "body", "timeout", "refused", "closed", "reset",
-           "malformed", "error")
+           "malformed", "error", "tls")
 (R_NONE, R_PASSED, R_STATUS, R_BODY, R_TIMEOUT, R_REFUSED, R_CLOSED, R_RESET, R_MALFORMED,
- R_ERROR) = range(len(RESULTS))
+ R_ERROR, R_TLS) = range(len(RESULTS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +166,8 @@ def describe(result: int, status: int) -> str:
     return {R_STATUS: f"answered {status}", R_BODY: f"answered {status} without the "
             "expected text", R_TIMEOUT: "timed out", R_REFUSED: "connect refused",
             R_CLOSED: "closed without an answer", R_RESET: "connection reset",
-            R_MALFORMED: "malformed answer", R_ERROR: "could not connect"}.get(result, "-")
+            R_MALFORMED: "malformed answer", R_ERROR: "could not connect",
+            R_TLS: "TLS handshake failed"}.get(result, "-")
 
 
 class ResponseReader:
@@ -217,6 +231,33 @@ class ResponseReader:
         if not data or complete or len(text) >= MAX_BODY or len(self.body) >= 2 * MAX_BODY:
             return Verdict(False, R_BODY, self.status)
         return None
+
+
+class CpongReader:
+    """Judges the answer to an AJP CPING: exactly a CPONG passes; anything else, or the
+    connection closing first, fails. Same interface as ResponseReader."""
+
+    __slots__ = ("_buf", "_done")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._done: Verdict | None = None
+
+    def feed(self, data: bytes) -> Verdict | None:
+        if self._done is None:
+            self._buf += data
+            if self._buf[:len(CPONG)] == CPONG:
+                self._done = Verdict(True, R_PASSED)
+            elif not data:
+                self._done = Verdict(False, R_MALFORMED if self._buf else R_CLOSED)
+            elif not CPONG.startswith(self._buf[:len(CPONG)]):
+                self._done = Verdict(False, R_MALFORMED)
+        return self._done
+
+
+def reader(settings: HcheckSettings) -> ResponseReader | CpongReader:
+    """What judges the answer to `settings`' check request."""
+    return CpongReader() if settings.hcmethod == "cping" else ResponseReader(settings)
 
 
 def dechunk(raw: bytes) -> bytes:

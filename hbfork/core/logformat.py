@@ -20,6 +20,8 @@ joins them for one record. Supported directives (mod_log_config's meaning):
     %X         "+" kept alive, "-" closed
     %{BALANCER_WORKER_NAME}e  the member that answered (or caused the answer), as a URL
     %{BALANCER_NAME}e         its pool (balancer://NAME)   %{member}e  its address
+    %{outcome}e  how it ended when not plainly: slow_head, slow_body, slow_reader (HTTP;
+                 TCP mode: closed, reset, ...); "-" when it ended plainly
     %%         a percent sign
 
 Status conditions are honoured (`%400,501{User-agent}i`, `%!200,304{Referer}i`: "-" unless
@@ -174,7 +176,8 @@ _ARGUMENTS: dict[tuple[str, str], Part] = {
     ("ms", "T"): _seconds(1e3), ("us", "T"): _seconds(1e6), ("s", "T"): _seconds(1),
     ("canonical", "p"): _field("port"), ("local", "p"): _field("port"),
     ("pid", "P"): _field("pid"),
-    ("member", "e"): _field("member"), ("BALANCER_WORKER_NAME", "e"): _field("member_url"),
+    ("member", "e"): _field("member"), ("outcome", "e"): _field("outcome"),
+    ("BALANCER_WORKER_NAME", "e"): _field("member_url"),
     ("BALANCER_NAME", "e"): _field("pool_url"),
 }
 
@@ -258,7 +261,7 @@ def uses_response_headers(text: str) -> bool:
 HTTP_FIELDS = ("time", "client", "peer", "request", "method", "path", "query", "protocol",
                "host", "status", "bytes", "referer", "user_agent", "member", "member_name",
                "pool", "upstream_seconds", "total_seconds", "keep_alive", "request_id",
-               "port", "pid", "started")
+               "port", "pid", "started", "outcome")
 TCP_FIELDS = ("time", "client", "peer", "member", "member_name", "bytes_in", "bytes_out",
               "total_seconds", "outcome", "port", "pid", "started")
 ALL_FIELDS = tuple(dict.fromkeys(HTTP_FIELDS + TCP_FIELDS))

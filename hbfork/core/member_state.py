@@ -112,6 +112,7 @@ class Member:
     max_conns: int = 0       # configured capacity; 0 = ready + busy
     capacity: int = 0        # most requests in flight to it at once (published)
     at_report: int = 0       # this front's requests in flight when its last heartbeat came
+    others_seen: tuple[int, ...] = ()  # other fronts' busy workers there, last reports
     up_since: int = 0        # monotonic ns it last became eligible after being out (ramp)
     ejected_until: int = 0   # monotonic ns; out for failing answers while now < this
     ejections: int = 0       # recent ejections (each makes the next one longer; decays)

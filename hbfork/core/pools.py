@@ -143,7 +143,7 @@ def check_pools(path: str, pools: tuple[PoolSettings, ...], discovering: bool) -
                               f"{pool.sticky_cookie!r} is set by hbfork, so stickysession must "
                               f"read it (it reads {pool.sticky_names[0]!r})")
         for number, check in _checks(pool):
-            found = problem(check, pool.tls)
+            found = problem(check, pool.protocol == "ajp")
             if found is not None:
                 member = f" member #{number}" if number else ""
                 raise ConfigError(path, f"{where}{member} {found[0]}", found[1])
@@ -162,12 +162,6 @@ def _check_ajp(path: str, where: str, pool: PoolSettings) -> None:
     if pool.proxy_protocol:
         raise ConfigError(path, f"{where} proxy_protocol", "AJP carries the client's address "
                                                            "itself (no PROXY header before it)")
-    for number, check in _checks(pool):
-        if check.hcmethod not in ("none", "tcp"):
-            member = f" member #{number}" if number else ""
-            raise ConfigError(path, f"{where}{member} hcmethod",
-                              "an AJP pool's members are checked with \"tcp\" (HTTP checks "
-                              "would go to the AJP port)")
 
 
 def _checks(pool: PoolSettings) -> list[tuple[int, HcheckSettings]]:

@@ -15,6 +15,7 @@ from hbfork.core.locations import UNIX_PATH_MAX
 from hbfork.core.logformat import access_fields, access_format
 from hbfork.core.outlier import OutlierSettings
 from hbfork.core.request_id import RequestIdSettings
+from hbfork.core.spool import spool_directory
 from hbfork.core.syslog import FACILITIES, log_destination
 from hbfork.core.tls_settings import TlsSettings
 from hbfork.core.values import (
@@ -207,6 +208,21 @@ class HttpSettings:
                                  "bytes per second a client behind must read at, per "
                                  "send_timeout window; 0 = one byte per window (nginx's "
                                  "send_timeout)")
+    # Response spooling (hbfork.core.spool, nginx's proxy_max_temp_file_size model): the rest
+    # of a response its client reads slowly goes to a nameless temporary file, so its member
+    # is free once it has sent everything.
+    response_spool_max: int = setting(1 << 30, integer(0, 1 << 50),
+                                      "most bytes of one response written to a temporary file "
+                                      "when its client reads slower than its member sends "
+                                      "(the member is then free once it has sent all); "
+                                      "beyond it the member is held back; 0 = off")
+    response_spool_total: int = setting(4 << 30, integer(0, 1 << 50),
+                                        "most bytes one worker's spool files hold together; "
+                                        "beyond it members are held back")
+    response_spool_dir: str = setting("", spool_directory,
+                                      "directory for the spool files (opened without a name: "
+                                      "nothing is ever left in it); \"\" = the system's "
+                                      "temporary directory ($TMPDIR, else /tmp)", '""')
     forwarded_headers: bool = setting(True, boolean,
                                       "add X-Forwarded-For, -Proto and -Host")
     client_ip_header: str = setting("X-Forwarded-For", header_name,

@@ -1,9 +1,11 @@
 """Active health checks, run by the master inside its one selector loop (never by workers:
 once per front, whatever the number of workers).
 
-Each check of a member is a Probe: a non-blocking socket that connects, sends the check
-request (hbfork.core.hcheck.request) with partial writes handled, and feeds what it reads to a
-ResponseReader until that reaches a verdict. Probes are registered in the master's selector
+Each check of a member is a Probe: a non-blocking socket that connects, makes its TLS
+handshake where the pool talks TLS to its members (with the pool's own client context: same CA,
+verification and server name as the requests), sends the check request
+(hbfork.core.hcheck.request) with partial writes handled, and feeds what it reads to the
+check's reader until that reaches a verdict. Probes are registered in the master's selector
 with themselves as the callback, like every other master socket; a check that hangs ends at
 its deadline, which tick() enforces and next_wakeup() puts into the master's select timeout.
 Nothing here blocks: addresses are IPs (no resolving), connects are non-blocking, and every
@@ -20,6 +22,7 @@ import errno
 import logging
 import selectors
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,14 +30,41 @@ from dataclasses import dataclass, field
 from hbfork.core import hcheck
 from hbfork.core.addresses import Endpoint
 from hbfork.core.config import Config
-from hbfork.core.hcheck import CheckState, HcheckSettings, ResponseReader, Verdict
+from hbfork.core.errors import HbforkError
+from hbfork.core.hcheck import CheckState, HcheckSettings, Verdict
 from hbfork.core.members import Member, Registry
+from hbfork.core.pool_settings import PoolSettings
+from hbfork.system.tls import client_context
 
 log = logging.getLogger("hbfork.master")
 NS = 1_000_000_000
 MAX_IN_FLIGHT = 256      # probes open at once; the rest wait for the next tick
 SCAN_EVERY = NS          # how often the member list is looked at for new or gone checks
 READ_SIZE = 16 * 1024
+CONNECTING, HANDSHAKE, SENDING, READING = range(4)  # a probe's phases
+
+
+@dataclass(frozen=True, slots=True)
+class MemberTls:
+    """How a pool talks TLS to its members: what a check over TLS must do the same way."""
+
+    pool: str
+    verify: bool
+    ca: str | None
+    server_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One active check as a probe runs it: its settings, over TLS or not."""
+
+    settings: HcheckSettings
+    tls: MemberTls | None = None
+
+
+# A context per pool's TLS settings, made when a check first needs it (None: it could not be
+# made; the check fails as a TLS failure and the reason is logged once).
+TlsContextFor = Callable[[MemberTls], "ssl.SSLContext | None"]
 
 
 @dataclass(slots=True)
@@ -48,20 +78,24 @@ class Track:
 
 
 class Probe:
-    """One check in flight: connect, send, read, judge."""
+    """One check in flight: connect, (TLS handshake,) send, read, judge."""
 
-    __slots__ = ("checks", "deadline", "key", "out", "reader", "sock", "started")
+    __slots__ = ("checks", "deadline", "key", "out", "phase", "reader", "sock", "started",
+                 "tls")
 
-    def __init__(self, checks: Checks, key: tuple[int, HcheckSettings], endpoint: Endpoint,
+    def __init__(self, checks: Checks, key: tuple[int, Check], endpoint: Endpoint,
                  now: int) -> None:
-        settings = key[1]
+        settings = key[1].settings
         self.checks, self.key, self.started = checks, key, now
         self.deadline = now + int(settings.hctimeout * NS)
-        self.reader = ResponseReader(settings)
+        self.reader = hcheck.reader(settings)
         self.out = hcheck.request(settings, str(endpoint))
         family = socket.AF_INET6 if endpoint.ip.version == 6 else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock: socket.socket = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setblocking(False)
+        # A TCP check only connects: no handshake even to a TLS pool (Apache's "tcp" either)
+        self.tls = key[1].tls if settings.hcmethod != "tcp" else None
+        self.phase = CONNECTING
 
     def start(self, endpoint: Endpoint) -> Verdict | None:
         code = self.sock.connect_ex(endpoint.sockaddr)
@@ -76,29 +110,69 @@ class Probe:
             verdict = self._step()
         except (BlockingIOError, InterruptedError):
             return
+        except ssl.SSLWantReadError:
+            return self._wait(selectors.EVENT_READ)
+        except ssl.SSLWantWriteError:
+            return self._wait(selectors.EVENT_WRITE)
+        except ssl.SSLError:
+            verdict = Verdict(False, hcheck.R_TLS if self.phase == HANDSHAKE
+                              else hcheck.R_MALFORMED)
         except ConnectionResetError:
             verdict = Verdict(False, hcheck.R_RESET)
         except OSError:
-            verdict = Verdict(False, hcheck.R_ERROR)
+            verdict = Verdict(False, hcheck.R_TLS if self.phase == HANDSHAKE
+                              else hcheck.R_ERROR)
         if verdict is not None:
             self.checks.finish(self, verdict)
 
-    def _step(self) -> Verdict | None:
-        if self.checks.selector.get_key(self.sock).events == selectors.EVENT_WRITE:
-            return self._write()
-        data = self.sock.recv(READ_SIZE)
-        return self.reader.feed(data)
+    def _wait(self, events: int) -> None:
+        if self.checks.selector.get_key(self.sock).events != events:
+            self.checks.selector.modify(self.sock, events, self.on_ready)
 
-    def _write(self) -> Verdict | None:
+    def _step(self) -> Verdict | None:
+        if self.phase == CONNECTING:
+            return self._connected()
+        if self.phase == HANDSHAKE:
+            return self._handshake()
+        if self.phase == SENDING:
+            return self._send()
+        return self.reader.feed(self.sock.recv(READ_SIZE))
+
+    def _connected(self) -> Verdict | None:
+        """The connect finished: a TCP check passes; on to the handshake or to sending."""
         code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             return _connect_failed(code)
         if not self.out:  # hcmethod tcp: connected is passed
-            return Verdict(True, hcheck.R_PASSED) if self.key[1].hcmethod == "tcp" else None
+            return Verdict(True, hcheck.R_PASSED)
+        if self.tls is None:
+            self.phase = SENDING
+            return self._send()
+        context = self.checks.tls_context(self.tls)
+        if context is None:
+            return Verdict(False, hcheck.R_TLS)
+        self.checks.selector.unregister(self.sock)
+        # The name the requests send (default: the member's IP), checked in its certificate
+        name = self.tls.server_name or self.sock.getpeername()[0]
+        self.sock = context.wrap_socket(self.sock, server_hostname=name,
+                                        do_handshake_on_connect=False)
+        self.checks.selector.register(self.sock, selectors.EVENT_WRITE, self.on_ready)
+        self.phase = HANDSHAKE
+        return self._handshake()
+
+    def _handshake(self) -> Verdict | None:
+        assert isinstance(self.sock, ssl.SSLSocket)
+        self.sock.do_handshake()  # SSLWant* go up to on_ready, which waits for that event
+        self.phase = SENDING
+        self._wait(selectors.EVENT_WRITE)
+        return self._send()
+
+    def _send(self) -> Verdict | None:
         sent = self.sock.send(self.out)
         self.out = self.out[sent:]
         if not self.out:
-            self.checks.selector.modify(self.sock, selectors.EVENT_READ, self.on_ready)
+            self.phase = READING
+            self._wait(selectors.EVENT_READ)
         return None
 
     def close(self) -> None:
@@ -107,6 +181,12 @@ class Probe:
         except (KeyError, ValueError):
             pass
         self.sock.close()
+
+
+def _member_tls(pool: PoolSettings) -> MemberTls | None:
+    if not pool.tls:
+        return None
+    return MemberTls(pool.name, pool.tls_verify, pool.tls_ca or None, pool.tls_server_name)
 
 
 def _connect_failed(code: int) -> Verdict:
@@ -121,9 +201,11 @@ class Checks:
         self.selector = selector
         self.registry = registry
         self.publish = publish
-        self.listed: dict[Endpoint, tuple[HcheckSettings, ...]] = {}
-        self.discovered: tuple[HcheckSettings, ...] = ()
-        self.tracks: dict[tuple[int, HcheckSettings], Track] = {}
+        self.listed: dict[Endpoint, tuple[Check, ...]] = {}
+        self.discovered: tuple[Check, ...] = ()
+        self.tracks: dict[tuple[int, Check], Track] = {}
+        self.contexts: dict[MemberTls, ssl.SSLContext | None] = {}
+        self.config: Config | None = None
         self.in_flight = 0
         self.next_at = 0
         self._scanned = 0
@@ -134,18 +216,33 @@ class Checks:
 
     def configure(self, config: Config) -> None:
         """The checks `config` asks for; kept state of the checks that stay the same."""
-        listed: dict[Endpoint, list[HcheckSettings]] = {}
+        listed: dict[Endpoint, list[Check]] = {}
         for pool in config.pools:
             for member in pool.members:
-                check = pool.check_of(member)
-                if check.enabled and check not in listed.setdefault(member.address, []):
+                check = Check(pool.check_of(member), _member_tls(pool))
+                if check.settings.enabled and check not in listed.setdefault(member.address, []):
                     listed[member.address].append(check)
         self.listed = {address: tuple(checks) for address, checks in listed.items() if checks}
         found = next((p for p in config.pools if p.discover), None)
-        self.discovered = (found.hcheck,) if found is not None and found.hcheck.enabled else ()
+        self.discovered = (Check(found.hcheck, _member_tls(found)),) \
+            if found is not None and found.hcheck.enabled else ()
+        self.config = config
+        self.contexts.clear()  # a reload may bring a new CA file: made again when needed
         self.next_at = 0  # scan now: checks may have come or gone
 
-    def checks_of(self, member: Member) -> tuple[HcheckSettings, ...]:
+    def tls_context(self, tls: MemberTls) -> ssl.SSLContext | None:
+        """The client context of `tls` (made once per configuration; None: it cannot be)."""
+        if tls not in self.contexts:
+            try:
+                assert self.config is not None
+                self.contexts[tls] = client_context(self.config, tls.pool, tls.verify,
+                                                    self.config.resolve(tls.ca))
+            except HbforkError as err:
+                log.warning("active checks over TLS of pool %r cannot run: %s", tls.pool, err)
+                self.contexts[tls] = None
+        return self.contexts[tls]
+
+    def checks_of(self, member: Member) -> tuple[Check, ...]:
         found = self.listed.get(member.endpoint)
         if found is not None:
             return found
@@ -163,20 +260,20 @@ class Checks:
         wanted = set()
         next_at = now + SCAN_EVERY
         for member in list(self.registry.members.values()):
-            for settings in self.checks_of(member):
-                key = (member.uid, settings)
+            for check in self.checks_of(member):
+                key = (member.uid, check)
                 wanted.add(key)
                 track = self.tracks.get(key)
                 if track is None:
-                    track = self.tracks[key] = Track(settings, due=hcheck.first_due(
-                        now, settings.hcinterval, str(member.endpoint)))
+                    track = self.tracks[key] = Track(check.settings, due=hcheck.first_due(
+                        now, check.settings.hcinterval, str(member.endpoint)))
                 self._run(track, key, member, now)
                 next_at = min(next_at, track.probe.deadline if track.probe else track.due)
         for key in [k for k in self.tracks if k not in wanted]:
             self._drop(key, now)
         self.next_at = max(next_at, now + 1_000_000)  # at most one scan a millisecond
 
-    def _run(self, track: Track, key: tuple[int, HcheckSettings], member: Member,
+    def _run(self, track: Track, key: tuple[int, Check], member: Member,
              now: int) -> None:
         if track.probe is not None:
             if now >= track.probe.deadline:
@@ -234,7 +331,7 @@ class Checks:
                             settings.hcfails, settings.hcpasses)
         self.publish()
 
-    def _drop(self, key: tuple[int, HcheckSettings], now: int) -> None:
+    def _drop(self, key: tuple[int, Check], now: int) -> None:
         """A check no longer configured (or its member gone): stop it, forget its count."""
         track = self.tracks.pop(key)
         if track.probe is not None:

@@ -16,6 +16,7 @@ import time
 from hbfork.core import heartbeat
 from hbfork.core.addresses import IPAddress, IPNetwork, ip_allowed, normalize_ip
 from hbfork.core.balancer import WEIGHT_MASK
+from hbfork.core.balancing import at_report
 from hbfork.core.config import Config
 from hbfork.core.errors import HeartbeatError
 from hbfork.core.members import Change, Member, Registry
@@ -110,7 +111,8 @@ class Monitor:
             self._records_read = now_ns
         for member in members:
             flying = self.table.workers.in_flight(member.slot, member.uid, self._records)
-            member.at_report = min(flying, LOAD_MASK)
+            share, member.others_seen = at_report(flying, member.busy, member.others_seen)
+            member.at_report = min(share, LOAD_MASK)
 
     def read_source_file(self, path: str, now_ns: int, wall: float) -> None:
         """Apply another monitor's hb.dat (`[heartbeat] source = "file:PATH"`).

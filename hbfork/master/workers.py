@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from hbfork.core.config import Config
 from hbfork.system import logs
+from hbfork.system.fd_passing import Pair, drain, make_pairs
 from hbfork.system.process import EXIT_BOOT_FAILURE
 from hbfork.table.client_table import ClientTable
 from hbfork.table.layout import STATE_READY
@@ -68,6 +69,9 @@ class Workers:
     # One eventfd per worker record, made before any fork so every worker holds all of them:
     # a worker that leaves room in the front queue to another's older waiter wakes it.
     wakeups: list[int] = field(default_factory=list)
+    # One datagram socket pair per worker record, also made before any fork: a worker above
+    # its share of connections passes what it accepts to a less loaded one (proxy.handoff).
+    handoffs: list[Pair] = field(default_factory=list)
     failures: int = 0
     clients: ClientTable | None = None  # the per-client limit table every worker shares
     next_spawn_at: float = 0.0
@@ -77,6 +81,8 @@ class Workers:
         if not self.wakeups:
             self.wakeups = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
                             for _ in range(self.table.worker_capacity)]
+        if not self.handoffs:
+            self.handoffs = make_pairs(self.table.worker_capacity)
 
     # --- queries
 
@@ -139,7 +145,7 @@ class Workers:
                     generation=generation, listeners=listeners, report=child_end,
                     death_fd=self.death_fd, master_pid=master_pid,
                     status_listener=status_listener, tls=tls, wakeups=self.wakeups,
-                    client_table=self.clients)
+                    client_table=self.clients, handoffs=self.handoffs)
             except BaseException:
                 log.exception("worker %d crashed", number)
             finally:
@@ -191,6 +197,12 @@ class Workers:
         self.unregister(worker.sock)
         worker.sock.close()
         self.table.workers.retire(worker.index)
+        if worker.index < len(self.handoffs):
+            # Connections handed to it as it exited: nobody will serve them; closed, not hung
+            lost = drain(self.handoffs[worker.index][0])
+            if lost:
+                log.warning("%s exited with %d handed-over connection(s) unread; closed them",
+                            worker.label, lost)
         if self.clients is not None:  # a killed worker could not uncount its connections
             self.clients.forget_worker(worker.index)
         lived = time.monotonic() - worker.born

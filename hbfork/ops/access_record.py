@@ -139,6 +139,8 @@ _COMPUTE: dict[str, Callable[[HttpFields], Any]] = {
     "request_id": lambda f: f.ex.request_id.decode("latin-1") or None,
     "pid": lambda f: f.pid,
     "started": _started,
+    # how it ended when not plainly (hbfork.core.slow_clients: slow_body, slow_reader...)
+    "outcome": lambda f: f.ex.outcome or None,
 }
 
 

@@ -4,7 +4,8 @@ Every worker watches the shared listeners with EPOLLEXCLUSIVE, and re-registers 
 ACCEPT_REARM accepts: that moves it to the back of the kernel's wake-up queue so connections
 spread over workers (plain EPOLLEXCLUSIVE wakes the same worker nearly every time). Accepting
 pauses at `max_connections` and resumes when a connection closes; running out of file
-descriptors pauses it for EMFILE_BACKOFF instead of spinning.
+descriptors pauses it for EMFILE_BACKOFF instead of spinning. A worker above its share of
+connections hands what it accepts to a less loaded one (hbfork.proxy.handoff).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import socket
 from collections.abc import Callable
 
 from hbfork.core.ratelimit import LogLimiter
+from hbfork.proxy.handoff import Handoff
 from hbfork.proxy.loop import Loop
 from hbfork.system.logs import log
 
@@ -30,7 +32,7 @@ OnAccepted = Callable[[socket.socket, str, int], None]
 class Acceptor:
     def __init__(self, loop: Loop, listeners: list[socket.socket], limit: int,
                  open_count: Callable[[], int], on_accepted: OnAccepted,
-                 on_count: Callable[[], None]) -> None:
+                 on_count: Callable[[], None], handoff: Handoff | None = None) -> None:
         self.loop = loop
         self.listeners = listeners
         self.limit = limit
@@ -41,6 +43,7 @@ class Acceptor:
         self.closed = False             # draining: listeners closed, never accept again
         self.paused = False             # out of fds: accepting resumes when the timer fires
         self.since_rearm = 0
+        self.handoff = handoff
         self.resume_timer = loop.timer(self._resume)
         self._log_limiter = LogLimiter(5.0)
 
@@ -84,15 +87,26 @@ class Acceptor:
                 # Out of fds or memory, or unexpected: pause rather than spin or crash.
                 self.back_off(err)
                 return
-            self.on_count()
             self.since_rearm += 1
-            self.on_accepted(client, _peer_ip(address), index)
+            ip = _peer_ip(address)
+            if self.handoff is not None and \
+                    self.handoff.hand_over(client, ip, index, self.open_count()):
+                continue
+            self.on_count()
+            self.on_accepted(client, ip, index)
+        if self.handoff is not None:
+            self.handoff.batch_done()
         if self.since_rearm >= ACCEPT_REARM and self.accepting:
             # Go to the back of the exclusive wake-up queue so the next wake-up is another
             # worker's (EPOLL_CTL_MOD cannot be used with EPOLLEXCLUSIVE).
             self.since_rearm = 0
             self.stop()
             self.start()
+
+    def adopt(self, client: socket.socket, client_ip: str, index: int) -> None:
+        """A connection another worker accepted and handed to us: ours like our own."""
+        self.on_count()
+        self.on_accepted(client, client_ip, index)
 
     def back_off(self, err: OSError) -> None:
         """Out of file descriptors: stop accepting for a moment instead of spinning."""

@@ -67,7 +67,7 @@ class Admission:
                 session: Session = ProxyHeaderReader(
                     self.loop, self.record, client, client_ip, listen,
                     listen.proxy_sources(self.config.proxy.trusted_proxies),
-                    self.proxy_header_read)
+                    self.proxy_header_read, self.unfinished_closed)
             else:
                 session = self.start_session(client, client_ip, listen, None)
         except Exception as err:
@@ -94,8 +94,15 @@ class Admission:
         if listen.tls and self.tls is not None and self.tls.default is not None:
             return Handshake(self.loop, self.record, wrap(self.tls.default, client), client_ip,
                              listen, self.config.tls.handshake_timeout, self.handshake_done,
-                             origin)
+                             origin, self.unfinished_closed)
         return self.new_session(self.context, client, client_ip, listen, origin)
+
+    def unfinished_closed(self, opening: Handshake | ProxyHeaderReader) -> None:
+        """A connection closed before it became a session (a failed or timed-out TLS
+        handshake or PROXY header, or a stop): out of the worker's set like any session."""
+        if self.client_limits is not None and isinstance(opening, Handshake):
+            self.client_limits.moved(opening, None)
+        self.context.session_closed(opening)
 
     def proxy_header_read(self, reader: ProxyHeaderReader) -> None:
         """A PROXY header was read: the connection goes on with the address it gave (the

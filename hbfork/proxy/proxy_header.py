@@ -49,18 +49,20 @@ class HasKept(Protocol):
 
 # Called with the reader once its header is read: the connection goes on (TLS or a session)
 OnHeader = Callable[["ProxyHeaderReader"], None]
+# Called with a reader that closed without a header: the worker forgets it
+OnClosed = Callable[["ProxyHeaderReader"], None]
 
 
 class ProxyHeaderReader:
     """One accepted connection until its PROXY header is read (held by the worker as a session
     meanwhile: it has `closed`, drain() and close())."""
 
-    __slots__ = ("client_ip", "closed", "fd", "got", "listen", "loop", "on_header", "origin",
-                 "record", "sock", "timer")
+    __slots__ = ("client_ip", "closed", "fd", "got", "listen", "loop", "on_closed", "on_header",
+                 "origin", "record", "sock", "timer")
 
     def __init__(self, loop: Loop, record: WorkerRecord, sock: socket.socket, client_ip: str,
                  listen: ListenSettings, sources: tuple[IPNetwork, ...],
-                 on_header: OnHeader) -> None:
+                 on_header: OnHeader, on_closed: OnClosed | None = None) -> None:
         self.loop = loop
         self.listen = listen
         self.record = record
@@ -69,6 +71,7 @@ class ProxyHeaderReader:
         self.client_ip = client_ip      # the peer's; the header's source once read
         self.origin: Origin | None = None
         self.on_header = on_header
+        self.on_closed = on_closed
         self.got = bytearray()          # header bytes taken so far
         self.closed = False
         self.timer = loop.timer(self._on_deadline)
@@ -144,6 +147,9 @@ class ProxyHeaderReader:
             self.loop.cancel(self.timer)
             self.loop.remove(self.fd)
             self.sock.close()
+            if self.on_closed is not None:
+                # Out of the worker's connection set (max_connections, graceful stop).
+                self.on_closed(self)
 
 
 def origin_of(sock: socket.socket) -> Origin | None:

@@ -9,19 +9,21 @@ A waiter whose client went away leaves at once.
 
 Each worker keeps its own waiters (they are its connections); the counts are in the shared
 table so `queue_max` and the status page see the whole front. Arrival order holds across
-workers too: each worker publishes when its oldest waiter arrived, and a worker whose own
-oldest is younger (by more than YIELD_MARGIN) than another worker's leaves the room it made
-to that worker and wakes it at once through the worker's eventfd (made by the master before
-forking, one per worker record), so the room does not idle until that worker polls. A worker
-with no waiters of its own does the same when one of its requests ends (soon()): it wakes the
-worker that holds the oldest waiter there and then, before its own client can send its next
-request (PC_QUEUE_HANDOFFS counts these wake-ups; the status page shows them as
-"handed_over"). Without
-that, room went mostly to the worker whose request had just finished, so waiters of a worker
-that accepted more connections timed out while the other worker's younger ones were served;
-and with a yield margin of 100 ms but no wake-up (the margin kept the cost of idle rooms
-down), each waiter of the worker with fewer finishing requests waited 100 ms more than it had
-to, queued one behind the other: the 700-850 ms tails of issue 28.
+workers too (the decisions: hbfork.core.queue_order): each worker publishes when its oldest
+waiter arrived. When one of a worker's requests ends (soon()), the place it made goes to the
+front's oldest waiter: its own, served as soon as the handler that made the place returns, or
+another worker's (older by more than YIELD_MARGIN), which is woken at once through its eventfd
+(made by the master before forking, one per worker record) while this worker's younger
+waiters let the place go by. PC_QUEUE_HANDOFFS counts the places so left (the status page:
+"handed_over"). Only a freed place wakes another worker: a poll of a worker whose waiters are
+younger finds no place of its own to give (the worker with the oldest waiter polls itself,
+every QUEUE_POLL_FIRST, for room that heartbeats give).
+
+Issue 28's tails (700-850 ms at 8-10x HAProxy's p99 in some closed-loop runs): a worker left
+the room to another's older waiter without waking it, with a yield margin of 100 ms, so each
+waiter of the worker with fewer finishing requests waited ~100 ms more than it had to, one
+behind the other (traced: its oldest waiter reached 105-109 ms, the other worker's 10-20 ms);
+and before the margin, room went mostly to the worker whose request had just finished.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from hbfork.core.queue_order import (
+    HAND_OVER,
+    head_word,
+    is_leftover,
+    place_goes,
+    unanswered,
+    yields,
+)
 from hbfork.proxy.loop import Loop
 from hbfork.proxy.upstreams import PoolView
 from hbfork.table.layout import (
@@ -49,6 +59,10 @@ QUEUE_POLL_FIRST = 0.001  # ... while other workers leave us their room (a misse
 # at once, so leaving it the room costs a wake-up, not an idle poll interval. Not 0: two
 # waiters that arrived within a millisecond in two workers would hand the room back and forth.
 YIELD_MARGIN = 0.002
+# How long places left to another worker's waiter may go untaken (its head word unmoved)
+# before this worker serves its own waiters with the places it frees: the owner is not
+# running (traced on a loaded machine: places left to a starved worker idled 10-20 ms).
+HANDOVER_GRACE = 0.005
 SCAN_LIMIT = 256     # waiters tried per pool per round (bounds the work of one round)
 REASONS = {"timeout": PC_QUEUE_TIMEOUT, "full": PC_QUEUE_FULL, "gone": PC_QUEUE_GONE}
 
@@ -87,6 +101,8 @@ class FrontQueue:
         self.waiting: dict[PoolView, dict[Waiter, None]] = {}  # insertion-ordered sets
         self.timer = loop.timer(self._on_timer)
         self.first = False  # our oldest waiter is older than other workers': poll faster
+        # per pool: (the other worker's head word we leave places to, since when)
+        self.owed: dict[PoolView, tuple[int, float]] = {}
         self.due = False    # a dispatch is to run once the current handler returns
 
     def __len__(self) -> int:
@@ -127,24 +143,25 @@ class FrontQueue:
         return True
 
     def dispatch(self) -> None:
-        """Let the waiting try again, oldest first (called when a request finished, and by
-        the poll timer)."""
+        """Let the waiting try again, oldest first (called when a request finished, when
+        another worker left us a place, and by the poll timer). A waiter younger than another
+        worker's oldest (by more than YIELD_MARGIN) lets the place go by: it is that worker's,
+        which soon() woke when the place was made."""
         self.first = False
         for pool, waiting in list(self.waiting.items()):
-            older, owner = self._oldest_elsewhere(pool)
-            woken = False
+            older = self._oldest_elsewhere(pool)[0]
+            owed = self.owed.get(pool)
+            if owed is not None and owed[0] != older:
+                del self.owed[pool]  # that waiter was served (or left): its grace is over
+            elif unanswered(owed, older, self.loop.now, HANDOVER_GRACE):
+                older = 0  # its worker takes no place: ours are served, none idles
             for waiter in list(waiting)[:SCAN_LIMIT]:
                 if waiter.closed:
                     self._remove(pool, waiter)
                     continue
                 queued_at = waiter.queued_at
-                if older is not None and not waiter.pinned and \
-                        older + YIELD_MARGIN < queued_at:
-                    # Another worker's waiter came first: the room is for it, now.
-                    if not woken and self.wake is not None and owner >= 0:
-                        self._hand_over(pool, owner)
-                        woken = True
-                    continue
+                if not waiter.pinned and yields(head_word(queued_at), older, YIELD_MARGIN):
+                    continue  # another worker's waiter came first: the place is its
                 if not waiter.try_dispatch():
                     if waiter.pinned:
                         continue  # it waits for its own member; others may have room
@@ -174,11 +191,15 @@ class FrontQueue:
             else:
                 continue  # nobody else waits for this pool (the common case: two reads)
             older, owner = self._oldest_elsewhere(pool)
-            if owner < 0 or older is None:
-                continue
             head = self.record.queue_head(pool)
-            if not head or older + YIELD_MARGIN < (head - 1) / 1e6:
-                self._hand_over(pool, owner)
+            if owner < 0 or place_goes(head, older, YIELD_MARGIN) != HAND_OVER:
+                continue
+            owed = self.owed.get(pool)
+            if owed is None or owed[0] != older:
+                self.owed[pool] = (older, self.loop.now)   # a new head to leave places to
+            elif head and unanswered(owed, older, self.loop.now, HANDOVER_GRACE):
+                continue  # its worker took none of them: our own waiter takes this one
+            self._hand_over(pool, owner)
 
     def _hand_over(self, pool: PoolView, owner: int) -> None:
         """Wake the worker of record `owner`, whose waiter the room just made is owed to."""
@@ -195,8 +216,12 @@ class FrontQueue:
 
     def _arm(self) -> None:
         if any(self.waiting.values()):
-            poll = QUEUE_POLL_FIRST if self.first else QUEUE_POLL
-            self.loop.set_timer(self.timer, self.loop.now + poll)
+            when = self.loop.now + (QUEUE_POLL_FIRST if self.first else QUEUE_POLL)
+            for pool, (_, since) in self.owed.items():
+                ends = since + HANDOVER_GRACE
+                if ends >= self.loop.now and pool in self.waiting:
+                    when = min(when, ends + 0.0005)  # look again when a hand-over's grace ends
+            self.loop.set_timer(self.timer, when)
 
     # --- arrival order across the front's workers
 
@@ -206,26 +231,23 @@ class FrontQueue:
         word = 0
         for waiter in self.waiting.get(pool, ()):
             if not waiter.pinned:
-                word = int(waiter.queued_at * 1e6) + 1
+                word = head_word(waiter.queued_at)
                 break
         self.record.set_queue_head(pool, word)
 
-    def _oldest_elsewhere(self, pool: PoolView) -> tuple[float | None, int]:
-        """When the oldest waiter for `pool` in another worker of this generation arrived,
-        and that worker's record index; (None, -1) when there is none. A word older than the
-        pool's queue_timeout is left over (a worker that stopped without clearing it) and
-        ignored. Notes when ours is older still."""
+    def _oldest_elsewhere(self, pool: PoolView) -> tuple[int, int]:
+        """The head word of the oldest waiter for `pool` in another worker of this generation
+        and that worker's record index; (0, -1) when there is none. A leftover word (a worker
+        that stopped without clearing it) is ignored. Notes when ours is older still (this
+        worker then polls faster: the others leave the room to it)."""
         oldest, owner = self.area.oldest_waiter(pool, self.records(), self.record.generation,
                                                 self.record.base)
-        if not oldest:
-            return None, -1
-        arrived = (oldest - 1) / 1e6
-        if arrived < self.loop.now - pool.queue_timeout - 1.0:
-            return None, -1
+        if not oldest or is_leftover(oldest, self.loop.now, pool.queue_timeout):
+            return 0, -1
         own = self.record.queue_head(pool)
-        if own and own + YIELD_MARGIN * 1e6 < oldest:
-            self.first = True  # the others leave the room to us
-        return arrived, owner
+        if own and yields(oldest, own, YIELD_MARGIN):
+            self.first = True
+        return oldest, owner
 
     def _count(self, pool: PoolView, counter: int, n: int = 1) -> None:
         self.record.count_pool(pool, counter, n)

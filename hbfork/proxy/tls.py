@@ -30,15 +30,17 @@ WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError)
 
 # Called with the finished Handshake (its sock, client_ip and listen): the session it becomes
 OnReady = Callable[["Handshake"], None]
+# Called with a Handshake that closed without finishing: the worker forgets it
+OnClosed = Callable[["Handshake"], None]
 
 
 class Handshake:
-    __slots__ = ("client_ip", "closed", "fd", "listen", "loop", "on_ready", "origin", "record",
-                 "sock", "timer")
+    __slots__ = ("client_ip", "closed", "fd", "listen", "loop", "on_closed", "on_ready", "origin",
+                 "record", "sock", "timer")
 
     def __init__(self, loop: Loop, record: WorkerRecord, sock: ssl.SSLSocket, client_ip: str,
                  listen: ListenSettings, timeout: float, on_ready: OnReady,
-                 origin: Origin | None = None) -> None:
+                 origin: Origin | None = None, on_closed: OnClosed | None = None) -> None:
         self.loop = loop
         self.record = record
         self.sock = sock
@@ -47,6 +49,7 @@ class Handshake:
         self.origin = origin  # what a PROXY header said (None: the socket's own addresses)
         self.listen = listen
         self.on_ready = on_ready
+        self.on_closed = on_closed
         self.closed = False
         self.timer = loop.timer(self._on_deadline)
         loop.add(self.fd, READ, self._on_event)
@@ -102,6 +105,10 @@ class Handshake:
             self.loop.cancel(self.timer)
             self.loop.remove(self.fd)
             self.sock.close()
+            if self.on_closed is not None:
+                # A failed handshake must leave the worker's connection set: it counts against
+                # max_connections and a graceful stop waits for the set to empty.
+                self.on_closed(self)
 
 
 def _reason(err: ssl.SSLError) -> str:

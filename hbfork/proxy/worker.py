@@ -29,6 +29,7 @@ from hbfork.proxy.admission import Admission, SessionFactory
 from hbfork.proxy.client_limits import ClientLimits
 from hbfork.proxy.connect import start_connect
 from hbfork.proxy.context import Exchange, Session, SessionContext
+from hbfork.proxy.handoff import Handoff
 from hbfork.proxy.http.router import Router
 from hbfork.proxy.http.session import HttpSession
 from hbfork.proxy.keepalive import ConnectionPool
@@ -39,6 +40,7 @@ from hbfork.proxy.status_server import StatusServer
 from hbfork.proxy.tcp import TcpSession
 from hbfork.proxy.upstreams import PoolView, Target, Upstreams
 from hbfork.system import logs
+from hbfork.system.fd_passing import Pair
 from hbfork.system.process import EXIT_BOOT_FAILURE, set_parent_death_signal
 from hbfork.system.tls import TlsContexts
 from hbfork.table.client_table import ClientTable
@@ -56,7 +58,8 @@ class Worker:
                  listeners: list[socket.socket], report: socket.socket, death_fd: int,
                  master_pid: int, status_listener: socket.socket | None = None,
                  tls: TlsContexts | None = None, wakeups: list[int] | None = None,
-                 client_table: ClientTable | None = None) -> None:
+                 client_table: ClientTable | None = None,
+                 handoffs: list[Pair] | None = None) -> None:
         self.config = config
         self.table = table
         self.index = index
@@ -112,9 +115,11 @@ class Worker:
         self.admission = Admission(self.loop, record, config, tls, self.context,
                                    self._new_session, self.sessions, self.client_limits,
                                    self._back_off)
+        self.handoff = Handoff(self.loop, table.workers, index, generation, handoffs,
+                               self._adopt) if handoffs and index < len(handoffs) else None
         self.acceptor = Acceptor(self.loop, listeners, config.proxy.max_connections,
                                  lambda: len(self.sessions), self.admission.open_session,
-                                 record.count_accepted)
+                                 record.count_accepted, self.handoff)
         self.no_answer = no_answer_watch(self.loop, self.upstreams, config, self.sessions,
                                          self._ask_ejection)
 
@@ -161,6 +166,8 @@ class Worker:
         if access:
             self.access_log = open_access_log(self.config, access)
         self.acceptor.start()
+        if self.handoff is not None:
+            self.handoff.start()
         if self.no_answer is not None:
             self.no_answer.start()
         if self.status_listener is not None:
@@ -224,6 +231,13 @@ class Worker:
         except OSError:
             pass  # another read took it: the dispatch below is what matters
         self.queue.dispatch()
+
+    def _adopt(self, client: socket.socket, client_ip: str, index: int) -> None:
+        """A connection another worker accepted and handed over (see proxy.handoff)."""
+        if index >= len(self.listens):
+            client.close()  # not a listener of ours: never happens within a generation
+            return
+        self.acceptor.adopt(client, client_ip, index)
 
     def _ask_ejection(self, target: Target, cause: int) -> None:
         """The detector says `target` fails: the master decides for the whole front."""

@@ -51,4 +51,17 @@ def load(path: str | os.PathLike[str], resolver: Resolver | None = None) -> Conf
     for warning in resolve_names(document, name, recording):
         log.warning("%s: %s", name, warning)
     config = from_document(document, name, str(Path(name).resolve().parent))
+    check_spool_dir(config)
     return replace(config, names=tuple(names.items()))
+
+
+def check_spool_dir(config: Config) -> None:
+    """[http] response_spool_dir must be a directory we can write to (when spooling is on)."""
+    where = config.http.response_spool_dir
+    if not where or config.http.response_spool_max <= 0:
+        return
+    if not os.path.isdir(where):
+        raise ConfigError(config.path, "[http] response_spool_dir", f"{where} is not a directory")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise ConfigError(config.path, "[http] response_spool_dir",
+                          f"{where} is not writable (by uid {os.getuid()})")

@@ -5,13 +5,14 @@ sessions, and failures (a member that is not AJP, a member that is gone)."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.ajp_server import AjpServer
-from tests.integration.harness import HBFORK, Process, get
+from tests.integration.harness import HBFORK, Process, get, wait_until
 
 
 @pytest.fixture
@@ -21,6 +22,15 @@ def servers() -> Iterator[list[AjpServer]]:
     yield started
     for server in started:
         server.stop()
+
+
+@pytest.fixture(params=["fast path", "general path"], autouse=True)
+def http_path(request, cluster) -> bool:
+    """Every test here runs twice: with the fast path on (common GETs take the AJP fast path,
+    hbfork.proxy.http.ajp_fast; the rest falls back) and with [http] fast_path = false."""
+    fast = request.param == "fast path"
+    cluster.http_defaults["fast_path"] = fast
+    return fast
 
 
 def start(cluster, servers, sections=None, **pool):
@@ -88,6 +98,70 @@ def test_get_post_and_reuse(cluster, servers):
     assert sum(s.connections for s in servers) <= 8, served
     assert first[0] in ("node1", "node2")
     conn.close()
+
+
+def read_raw(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One response as the client's socket received it: (head, body), by Content-Length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        part = sock.recv(65536)
+        assert part, data
+        data += part
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        part = sock.recv(65536)
+        assert part
+        body += part
+    assert len(body) == length
+    return head + b"\r\n\r\n", body
+
+
+def test_common_gets_answer_the_same_on_either_path(cluster, servers, http_path):
+    proxy = start(cluster, servers[:1])
+    before = proxy.status()["totals"]["fast_path"]
+    with socket.create_connection(("127.0.0.1", int(proxy.url.rsplit(":", 1)[1]))) as sock:
+        for number in range(6):
+            last = number == 5
+            sock.sendall(b"GET /x?n=%d HTTP/1.1\r\nHost: front\r\nUser-Agent: t\r\n%s\r\n"
+                         % (number, b"Connection: close\r\n" if last else b""))
+            head, body = read_raw(sock)
+            seen = answer(body)
+            # the container's head as it sent it (reason, order, case), our Connection
+            assert head == (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: %d\r\nSet-Cookie: JSESSIONID=abc.node1; Path=/\r\n"
+                            b"%s\r\n" % (len(body), b"Connection: close\r\n" if last else b""))
+            assert seen["uri"] == "/x" and seen["attributes"]["5"] == f"n={number}"
+            assert seen["headers"] == {"host": "front", "user-agent": "t"}
+            assert seen["remote_addr"] == "127.0.0.1" and seen["server_name"] == "front"
+            assert int(seen["attributes"]["AJP_REMOTE_PORT"]) == sock.getsockname()[1]
+            assert seen["attributes"]["12"] == "s3cret"
+        assert sock.recv(1) == b""  # closed after the answer to `Connection: close`
+    assert servers[0].connections == 1 and seen["served"] == 6  # one member connection
+    # The first request dialed (the general path's); the others found it in the pool.
+    if http_path:
+        wait_until(lambda: proxy.status()["totals"]["fast_path"] - before >= 5, 5,
+                   message="the fast path to be counted")
+    else:
+        assert proxy.status()["totals"]["fast_path"] == before
+
+
+def test_an_answer_written_in_pieces(cluster, servers, http_path):
+    """A container that writes its head first (Tomcat may) and the rest later: the fast path
+    holds the beginning and answers once it is whole; the general path relays as it comes."""
+    proxy = start(cluster, servers[:1])
+    response, body, conn = get(proxy.url, "/x")  # dials: the general path's
+    before = proxy.status()["totals"]["fast_path"]
+    for _ in range(3):
+        response, body, conn = get(proxy.url, "/split", conn=conn)
+        assert response.status == 200 and answer(body)["uri"] == "/split"
+        assert response.getheader("Content-Length") == str(len(body))
+    conn.close()
+    assert servers[0].connections == 1  # reused throughout
+    expected = 3 if http_path else 0
+    wait_until(lambda: proxy.status()["totals"]["fast_path"] - before == expected, 5,
+               message="the pieced answers to be counted")
 
 
 def test_a_connection_the_container_does_not_reuse_is_closed(cluster, servers):

@@ -167,6 +167,10 @@ def test_bad_proxy_headers_are_closed_counted_and_never_forwarded(cluster, tmp_p
     # and the listener still serves a good one
     good = encode_v1(("192.0.2.3", 1), ("192.0.2.2", 2))
     assert _exchange(port, _request(), before=good).startswith(b"HTTP/1.1 200")
+    # A refused header leaves the worker's connection set (it counts against max_connections,
+    # and a graceful stop waits for the set to empty): nothing stays open.
+    wait_until(lambda: proxy.status()["totals"]["connections"] == 0, 5,
+               message="the refused connections to leave the workers' count")
 
 
 def test_proxy_header_before_tls(cluster, tmp_path):

@@ -84,3 +84,7 @@ def test_overload_burst_waits_in_the_queue_not_503(tmp_path: Path) -> None:
     assert failures(output) == 0, output
     match = re.search(r"^front queue, pool default: (\d+) requests waited", output, re.MULTILINE)
     assert match and int(match.group(1)) > 0, output
+    # the cross-worker hand-overs are reported too (how many depends on how the kernel
+    # spread the users' connections over the workers)
+    assert re.search(r"; \d+ places a worker freed went to an older waiter of another worker",
+                     output), output

@@ -203,7 +203,9 @@ def test_waiters_of_both_workers_are_served_in_arrival_order(cluster):
     # one place at the member, 150 ms a request: ~0.9 s for the six, not an idle poll round
     # (or a 100 ms margin) more per waiter
     assert max(t for _, t in done) - started < 1.6
-    assert pool_state(proxy)["handed_over"] >= 2
+    # each of the five places that went from one worker to the other's older waiter was
+    # handed over (its worker woken for it) when the request before it ended
+    assert pool_state(proxy)["handed_over"] >= 5
     for conns in by_worker.values():
         for conn in conns:
             conn.close()

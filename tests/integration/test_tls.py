@@ -3,6 +3,7 @@ Certificates are made for each test (tests/certs.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -169,6 +170,29 @@ def test_a_stalled_handshake_is_dropped_while_others_are_served(cluster, tmp_pat
     assert time.monotonic() - started >= 0.9
     stalled.close()
     assert front.proxy.status()["tls"]["handshakes"]["timeout"] == 1
+
+
+def test_failed_handshakes_leave_the_workers_connection_count(cluster, tmp_path):
+    """A handshake that fails or times out is no connection any more: it must not count
+    against max_connections (a scanner would stop the worker accepting) nor hold a graceful
+    stop until shutdown_timeout."""
+    front = TlsFront(cluster, tmp_path, tls={"handshake_timeout": 1})
+    stalled = [socket.create_connection(("127.0.0.1", front.port), timeout=5) for _ in range(3)]
+    for sock in stalled:
+        sock.sendall(b"\x16\x03\x01")  # the start of a ClientHello, then nothing
+    for _ in range(3):  # plain HTTP to the TLS port: answered 400 and closed
+        with socket.create_connection(("127.0.0.1", front.port), timeout=5) as plain:
+            plain.sendall(b"GET / HTTP/1.1\r\nHost: www.test\r\n\r\n")
+            with contextlib.suppress(ConnectionResetError):
+                while plain.recv(4096):
+                    pass
+    wait_until(lambda: front.proxy.status()["tls"]["handshakes"]["timeout"] == 3, 10,
+               message="the stalled handshakes to time out")
+    for sock in stalled:
+        sock.close()
+    wait_until(lambda: front.proxy.status()["totals"]["connections"] == 0, 5,
+               message="failed handshakes to leave the workers' connection count")
+    assert front.proxy.status()["tls"]["handshakes"]["plain_http"] >= 3
 
 
 def test_a_thousand_handshakes_leak_nothing(front):

@@ -15,10 +15,14 @@ request goes on a fresh connection.
 
 The session uses its HTTP leg (MemberLeg) unless the request's pool speaks AJP: use_leg() swaps
 the leg in at dispatch, and the AjpLeg gives the session back its HTTP leg when it is released
-(the fast path knows only that one); the HTTP leg keeps the AjpLeg (`spare`) for the next.
+(the fast path knows only that one); the HTTP leg keeps the AjpLeg (`spare`) for the next. The
+fast path's requests to an AJP pool are its `fast` part's (hbfork.proxy.http.ajp_fast), which
+falls back on this leg for anything but the common exchange.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from hbfork.core import ajp, http11, http_heads
 from hbfork.core.ajp_http import ResponseFramer, request_fields, server_name
@@ -31,7 +35,7 @@ from hbfork.proxy.http.state import FORWARD, HIGH_WATER
 from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import Timer
 from hbfork.proxy.tls import WOULD_BLOCK
-from hbfork.proxy.upstreams import PoolView
+from hbfork.proxy.upstreams import PoolView, Target
 
 
 def use_leg(session: SessionCore, pool: PoolView) -> None:
@@ -56,9 +60,15 @@ def _install(session: SessionCore, leg: MemberSide) -> None:
     session.relay.member = leg
 
 
+class FastSide(Protocol):
+    """The AJP fast path's part of a leg (hbfork.proxy.http.ajp_fast.AjpFast)."""
+
+    def forward(self, found: Target, head: bytes, method: bytes) -> None: ...
+
+
 class AjpLeg(MemberLeg):
-    __slots__ = ("client_port", "decoder", "framer", "http", "packet_size", "pending",
-                 "ping_timer", "pinging")
+    __slots__ = ("client_port", "decoder", "fast", "framer", "held", "http", "packet_size",
+                 "pending", "ping_timer", "pinging")
 
     def __init__(self, session: SessionCore, http: MemberSide) -> None:
         super().__init__(session)
@@ -70,6 +80,10 @@ class AjpLeg(MemberLeg):
         self.pinging = False
         self.ping_timer: Timer | None = None
         self.client_port = -1  # not looked up yet
+        # The fast path's (hbfork.proxy.http.ajp_fast): its handlers for this leg, and the
+        # beginning of an answer it holds until the rest comes.
+        self.fast: FastSide | None = None
+        self.held = bytearray()
 
     # --- the request
 
@@ -111,7 +125,7 @@ class AjpLeg(MemberLeg):
             remote_addr=client.ip.encode(),
             server_name=server_name(request.host, conn.target.address.encode()),
             server_port=port, is_ssl=client.tls is not None,
-            secret=settings.ajp_secret.encode(), remote_port=self._client_port(),
+            secret=settings.ajp_secret.encode(), remote_port=self.remote_port(),
             protocol=b"HTTP/1.1" if request.version == 11 else b"HTTP/1.0")
         fields = request_fields(request, None if decision.preserve_host
                                 else conn.target.address.encode())
@@ -130,7 +144,7 @@ class AjpLeg(MemberLeg):
             client.out += http_heads.CONTINUE
         s.set_deadline(s.pool.response_timeout if ex.request_done else ctx.http.client_timeout)
 
-    def _client_port(self) -> int:
+    def remote_port(self) -> int:
         if self.client_port < 0:  # once per client connection
             try:
                 self.client_port = int(self.client.sock.getpeername()[1])
@@ -189,7 +203,7 @@ class AjpLeg(MemberLeg):
     # --- the container's packets
 
     def _read(self) -> None:
-        s, conn = self.s, self.conn
+        conn = self.conn
         assert conn is not None
         buffer = self.ctx.buffer
         try:
@@ -200,8 +214,13 @@ class AjpLeg(MemberLeg):
             n = 0
         if n == 0:
             return self.closed()
+        self.took(buffer[:n])
+
+    def took(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes read from the container."""
+        s = self.s
         try:
-            data = self.framer.feed(self.decoder.feed(buffer[:n]))
+            data = self.framer.feed(self.decoder.feed(data))
         except ajp.AjpError as err:
             return self._malformed(str(err))
         if self.framer.pong:
@@ -268,6 +287,10 @@ class AjpLeg(MemberLeg):
         super().release(reusable)
         self.out.clear()  # whatever was not sent belonged to that connection
         self.pending.clear()
-        self.framer = ResponseFramer(False)
+        self.held.clear()  # (the fast path's: an answer that will not end here)
+        if framer.mode or framer.bodiless_request or framer.pong or framer.asked is not None:
+            self.framer = ResponseFramer(False)
+        else:  # never fed (the fast path's answers): as good as new once its end is unset
+            framer.ended = framer.reuse = False
         if self.s.member is self:
             _install(self.s, self.http)

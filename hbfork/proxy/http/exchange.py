@@ -13,6 +13,7 @@ from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHea
 from hbfork.core.lean import field_value
 from hbfork.core.slow_clients import BodyProbe
 from hbfork.proxy.http.router import Decision
+from hbfork.proxy.http.spool_file import SpoolFile
 from hbfork.proxy.upstreams import Target
 
 NOT_TRIED: AbstractSet[int] = frozenset()
@@ -79,6 +80,7 @@ class Exchange:
         self.sent_mark = 0
         self.probe = None
         self.outcome = ""
+        self.spool = None
         if fields:  # tests set some at once
             for name, value in fields.items():
                 setattr(self, name, value)
@@ -97,6 +99,7 @@ class Exchange:
     sent_mark: int = 0              # the response bytes it had taken then
     probe: BodyProbe | None = None
     outcome: str = ""
+    spool: SpoolFile | None = None  # the response's rest, for a slow reader (http.spool)
 
     def log_fields(self, status: int, target: Target | None, now: float) -> dict[str, object]:
         """What the access log records of the request that just ended."""

@@ -29,6 +29,7 @@ from hbfork.core.header_plan import HeaderProgram
 from hbfork.core.http11 import IDEMPOTENT, LengthBody, RequestHead, ResponseHead
 from hbfork.core.http_heads import lean_request_for_member, lean_response_for_client
 from hbfork.core.outlier import FAILED_STATUS, OK
+from hbfork.proxy.http.ajp_fast import forward as ajp_forward
 from hbfork.proxy.http.exchange import Exchange
 from hbfork.proxy.http.fast_plan import FastPlan
 from hbfork.proxy.http.parts import SessionCore
@@ -161,6 +162,8 @@ class FastPath:
         ex.decision = decision
         ex.tried = {found.slot}
         ex.target = found
+        if decision.ajp:  # its members speak AJP (hbfork.proxy.http.ajp_fast)
+            return ajp_forward(s, found, head, method)
         member = self.member
         member.inflight = found
         conn = ctx.conn_pool.checkout(found, verify=method not in IDEMPOTENT)
@@ -326,7 +329,8 @@ class FastPath:
             return s.advance()
         # ResponseRelay.finish() (account(), MemberLeg.done() and release()) written out for
         # this case: the request was read whole, nothing of the member's came after the
-        # response, and no upload relay or private (PROXY header) connection is involved.
+        # response (no response spool: that is the general path's), and no upload relay or
+        # private (PROXY header) connection is involved.
         loop = ctx.loop
         target = member.inflight
         if target is not None:

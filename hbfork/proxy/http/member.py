@@ -21,9 +21,11 @@ from hbfork.core.failures import gateway_status
 from hbfork.core.http11 import LengthBody, UntilClose
 from hbfork.core.outlier import FAILED_STATUS, GATEWAY, OK
 from hbfork.core.retry import EMPTY, MALFORMED, RESET, may_retry, race_goes_elsewhere, replayable
+from hbfork.core.spool import RELAY
 from hbfork.proxy.http.gateway_log import gateway_failed
 from hbfork.proxy.http.parts import MemberSide, SessionCore
 from hbfork.proxy.http.slow import read_size
+from hbfork.proxy.http.spool import spool_read, spool_takes
 from hbfork.proxy.http.state import CLOSING, CONNECT, FORWARD, HIGH_WATER, TUNNEL
 from hbfork.proxy.keepalive import MemberConnection
 from hbfork.proxy.loop import READ, WRITE
@@ -247,13 +249,18 @@ class MemberLeg:
         s = self.s
         if self.conn is None or s.state not in (FORWARD, TUNNEL):
             return False
-        return len(self.client.out) < HIGH_WATER
+        if s.ex.spool is None and len(self.client.out) < HIGH_WATER:
+            return True
+        takes = spool_takes(s)  # the response spool (hbfork.proxy.http.spool)
+        return len(self.client.out) < HIGH_WATER if takes == RELAY else takes > 0
 
     def _read(self) -> None:
         s, conn = self.s, self.conn
         assert conn is not None
         buffer = self.ctx.buffer
         out = self.client.out
+        if (s.ex.spool is not None or len(out) >= HIGH_WATER) and spool_read(s):
+            return  # read into the response spool (hbfork.proxy.http.spool)
         try:
             # No more than the client can take: a slow reader holds at most ~HIGH_WATER.
             n = conn.sock.recv_into(buffer, read_size(

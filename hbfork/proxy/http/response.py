@@ -18,6 +18,7 @@ from hbfork.core.outlier import FAILED_STATUS, OK
 from hbfork.core.persistence import response_keeps
 from hbfork.core.reverse import LOCATION_HEADERS, map_location, map_set_cookie
 from hbfork.proxy.http.parts import SessionCore
+from hbfork.proxy.http.spool import hold, spool_body
 from hbfork.proxy.http.state import CLOSING, FORWARD, HEAD, HIGH_WATER, MAX_RESPONSE_HEAD, TUNNEL
 
 
@@ -175,6 +176,8 @@ class ResponseRelay:
         ex, out, upbuf = s.ex, self.client.out, self.member.inbuf
         body = ex.response_body
         assert body is not None
+        if (len(out) >= HIGH_WATER or ex.spool is not None) and spool_body(s, upbuf):
+            return  # into the response spool, or waiting behind it (hbfork.proxy.http.spool)
         if len(out) >= HIGH_WATER:
             return
         if type(body) is Rechunker:
@@ -217,6 +220,8 @@ class ResponseRelay:
         response = ex.response
         reusable = bool(response and response.keep_alive and ex.request_done
                         and not member.inbuf)
+        if ex.spool is not None and hold(s, reusable):
+            return  # the member is free; the client reads the rest from the spool
         self.account()
         member.release(reusable)
         if ex.keep_alive:  # even after a client EOF: pipelined requests may be in inbuf

@@ -41,17 +41,17 @@ class Decision:
     reverse: ReverseMap | None = None
     beat: bool = False            # [heartbeat] http_path (hbfork.proxy.http.heartbeat_post)
     fast: bool = field(default=False, init=False)  # may take the fast path (proxy.http.fast)
+    ajp: bool = field(default=False, init=False)  # its members speak AJP (proxy.http.ajp_fast)
 
     def __post_init__(self) -> None:
         # A pool that sets route cookies (sticky_cookie) answers with a rewritten head: its
         # requests take the general path. Sticky pools take the fast path when the session's
         # member can take the request at once (proxy.http.fast).
         pool = self.pool
-        # A pool that sends PROXY headers takes no pooled connection (hbfork.proxy.proxy_header);
-        # an AJP pool's requests take the general path (hbfork.proxy.http.ajp_leg).
+        # A pool that sends PROXY headers takes no pooled connection (hbfork.proxy.proxy_header).
         object.__setattr__(self, "fast", pool is not None and not pool.settings.sticky_cookie
-                           and not pool.settings.proxy_protocol
-                           and pool.settings.protocol == "http")
+                           and not pool.settings.proxy_protocol)
+        object.__setattr__(self, "ajp", pool is not None and pool.settings.protocol == "ajp")
 
 
 class Router:

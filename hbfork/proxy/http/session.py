@@ -20,7 +20,8 @@ States: HEAD (reading a request head) -> CONNECT (dialing a member) -> FORWARD (
 request, receiving the response) -> HEAD again for keep-alive, or CLOSING (flush) -> LINGER
 (half-closed, discarding what the client still sends for a moment, so that unread bytes do not
 make the kernel reset the connection and destroy our last response in transit) -> closed.
-Upgrade requests that get 101 switch to TUNNEL, a plain byte relay.
+Upgrade requests that get 101 switch to TUNNEL, a plain byte relay. A response a slow client
+reads from the response spool (hbfork.proxy.http.spool) ends in SPOOLED, its member freed.
 
 A client that half-closes after pipelining requests gets every complete request answered: a
 FIN is only taken as the end once the bytes before it are read.
@@ -62,7 +63,7 @@ from hbfork.proxy.http.member import MemberLeg
 from hbfork.proxy.http.parts import MemberSide
 from hbfork.proxy.http.response import ResponseRelay
 from hbfork.proxy.http.router import https_location
-from hbfork.proxy.http.slow import buffering_step, cut_slow, pace, start_buffering
+from hbfork.proxy.http.slow import PACED, buffering_step, cut_slow, pace, start_buffering
 from hbfork.proxy.http.state import (
     BUFFERING,
     CLOSING,
@@ -138,7 +139,7 @@ class HttpSession:
         """Make all progress the buffers allow, then set epoll interest to match."""
         try:
             self._step()
-            if self.state == FORWARD:
+            if self.state in PACED:
                 pace(self)  # the minimum rates of a slow client (hbfork.proxy.http.slow)
         except ProtocolError as err:
             if err.status == 502 and self.member.conn is not None and self.ex.response is None:
@@ -436,6 +437,8 @@ class HttpSession:
         self.closed = True
         ctx, ex = self.ctx, self.ex
         ctx.loop.cancel(self.timer)  # its heap entry may outlive us; it drops us
+        if ex.spool is not None:  # the response's spool file goes (hbfork.proxy.http.spool);
+            ex.bytes_to_client -= ex.spool.close()  # what never left it is not logged as sent
         self.member.release(reusable=False)
         if ex.request is not None and not ex.accounted:
             ex.accounted = True

@@ -40,7 +40,10 @@ from hbfork.core.slow_clients import (
 )
 from hbfork.proxy.http.exchange import Exchange
 from hbfork.proxy.http.parts import SessionCore
-from hbfork.proxy.http.state import BUFFERING, FORWARD, HEAD
+from hbfork.proxy.http.spool import feed_client
+from hbfork.proxy.http.state import BUFFERING, FORWARD, HEAD, SPOOLED
+
+PACED = (FORWARD, SPOOLED)  # the states whose client is held to minimum rates (pace)
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _INT = struct.Struct("i")
@@ -123,8 +126,9 @@ def _body_received(ex: Exchange, buffered: int) -> int:
 
 
 def pace(s: SessionCore) -> None:
-    """After a step in FORWARD: bound the session's deadline by the minimum rate of what the
-    client is doing while a member is held (sending its body, or reading the response)."""
+    """After a step in FORWARD or SPOOLED: feed the client from the response spool, and bound
+    the session's deadline by the minimum rate of what the client is doing while a member (or
+    a spool) is held for it (sending its body, or reading the response)."""
     ex = s.ex
     http = s.ctx.http
     loop = s.ctx.loop
@@ -136,16 +140,27 @@ def pace(s: SessionCore) -> None:
         when = rate_deadline(ex.body_started, _body_received(ex, len(s.client.inbuf)),
                              http.body_timeout, http.body_min_rate)
     else:
-        out = s.client.out
-        if not out or s.member.conn is None or not ex.send_window:
-            # The client keeps up (or the member is no longer held): a window starts later.
+        spool = ex.spool
+        if spool is not None and not feed_client(s):  # the client's share of the spool
+            return
+        waiting = _waiting(s)
+        if s.state == SPOOLED:  # the client taking bytes is the only progress left
+            s.set_deadline(http.client_timeout)
+        if not waiting or (s.member.conn is None and spool is None) or not ex.send_window:
+            # The client keeps up (or holds nothing): a window starts later.
             ex.send_window = loop.now
-            ex.sent_mark = sent_bytes(ex.bytes_to_client, len(out))
+            ex.sent_mark = sent_bytes(ex.bytes_to_client, waiting)
             return
         if http.send_timeout <= 0:
             return
         when = ex.send_window + http.send_timeout
     _bound(s, when)
+
+
+def _waiting(s: SessionCore) -> int:
+    """Response bytes queued for the client: in memory and in the response spool."""
+    spool = s.ex.spool
+    return len(s.client.out) + (spool.pending if spool is not None else 0)
 
 
 def cut_slow(s: SessionCore) -> bool:
@@ -159,15 +174,16 @@ def cut_slow(s: SessionCore) -> bool:
     elif state == HEAD and s.client.inbuf:
         _count(s, SLOW_HEAD)
         s.fail(408, "request head not received in time")
-    elif state == FORWARD and ex.response is not None and s.client.out and \
-            s.member.conn is not None:
+    elif state in PACED and ex.response is not None and _waiting(s) and \
+            (s.member.conn is not None or ex.spool is not None):
         http, now = s.ctx.http, s.ctx.loop.now
-        sent = sent_bytes(ex.bytes_to_client, len(s.client.out))
+        sent = sent_bytes(ex.bytes_to_client, _waiting(s))
         if http.send_timeout > 0 and now >= ex.send_window + http.send_timeout and \
                 kept_up(sent - ex.sent_mark, http.send_timeout, http.send_min_rate):
             ex.send_window, ex.sent_mark = now, sent  # fast enough: judged again later
             return True
-        # Too slow in its window, or idle for client_timeout with a member held for it.
+        # Too slow in its window, or idle for client_timeout with a member (or a spool) held
+        # for it.
         _count(s, SLOW_READER)
         s.close()  # the member connection goes with it (mid-response: not reusable)
     else:

@@ -8,6 +8,7 @@ __all__ = ["STICKY_HIT", "STICKY_LOST"]  # where the worker and tests look for t
 
 HEAD, CONNECT, FORWARD, TUNNEL, CLOSING, LINGER, QUEUED = range(7)
 BUFFERING = 7  # reading a request body into memory before a member is chosen
+SPOOLED = 8    # the member sent all and is free; the client is fed the rest from the spool
 # What may wait for a socket, per direction and connection: a side is read only while what is
 # queued for the other is below it, and no read takes more than what is left below it, so a
 # slow reader holds at most this much (issue 24: 256 KiB plus a read, ~385 KB, before; at

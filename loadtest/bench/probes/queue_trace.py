@@ -13,16 +13,29 @@ so over a run: whether freed places idled while requests waited anywhere, and wh
 waiters got them.
 
 One sample: (t, [(index, connections, queued, head_age_ms, dequeued,
-                  ((in_flight, finished) per member slot)) per worker], capacities by slot).
-The slots are those with a member when the trace started.
+                  ((in_flight, finished) per member slot), handed_over) per worker],
+              capacities by slot, (ready, at_report) by slot).
+The slots are those with a member when the trace started (handed_over: places the worker
+left to another worker's older waiter, PC_QUEUE_HANDOFFS; ready: the weight its last heartbeat
+gave; at_report: this front's requests in flight to it when that heartbeat came; the last
+three absent in traces before them).
+
+A place standing free while requests wait is an "idle span", from the first sample that sees
+it to the first that sees it taken. Spans of a sample or two are the time a woken worker takes
+to run (or a read between one worker's release and another's reserve); spans longer than
+LONG_IDLE are places nobody took: a worker not woken, a stale heartbeat share, or a worker
+that did not run at all ("frozen": no worker that had waiters when the span began finished or
+sent on a request until it ended; CPU starvation on a loaded machine).
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
 
+from hbfork.core.balancer import WEIGHT_MASK
 from hbfork.table.layout import (
     LOAD_MASK,
     MC_INFLIGHT,
@@ -30,6 +43,7 @@ from hbfork.table.layout import (
     MC_UID,
     MEMBER_COUNTERS,
     PC_DEQUEUED,
+    PC_QUEUE_HANDOFFS,
     PC_QUEUE_HEAD,
     PC_QUEUED,
     STATE_READY,
@@ -42,7 +56,10 @@ from hbfork.table.layout import (
 )
 from hbfork.table.table import Table
 
-Sample = tuple[float, list[tuple[Any, ...]], list[int]]
+Sample = tuple[float, list[tuple[Any, ...]], list[int], list[tuple[int, int]]]
+LONG_IDLE = 0.010  # seconds: an idle span longer than the 1-5 ms queue polls
+SAMPLER_LATE = 5   # a gap of that many usual intervals between samples: the sampler was
+                   # not running (a loaded machine); a span open across it is dropped
 
 
 class QueueTrace:
@@ -93,9 +110,12 @@ class QueueTrace:
                 per_member.append((w[at + MC_INFLIGHT],
                                    sum(w[at + MC_STATUS_CLASS:at + MC_STATUS_CLASS + 5])))
             rows.append((r.index, w[WK_CONNECTIONS], w[self.pool_at + PC_QUEUED],
-                         round(age, 2), w[self.pool_at + PC_DEQUEUED], tuple(per_member)))
+                         round(age, 2), w[self.pool_at + PC_DEQUEUED], tuple(per_member),
+                         w[self.pool_at + PC_QUEUE_HANDOFFS]))
         loads = words[table.loads_at:table.loads_at + table.capacity]
-        return (round(now, 4), rows, [loads[slot] & LOAD_MASK for slot in self.slots])
+        weights = words[table.weights_at:table.weights_at + table.capacity]
+        return (round(now, 4), rows, [loads[slot] & LOAD_MASK for slot in self.slots],
+                [(weights[slot] & WEIGHT_MASK, loads[slot] >> 32) for slot in self.slots])
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -122,24 +142,51 @@ def summary(samples: list[Sample], labels: list[str] | None = None) -> dict[str,
     slots = len(samples[0][2])
     labels = labels or [str(i) for i in range(slots)]
     idle = [0] * slots           # samples with a free place while someone waited
+    spans: list[list[float]] = [[] for _ in range(slots)]   # idle spans, seconds
+    opened: list[float | None] = [None] * slots
+    # per open span: the progress (finished + dequeued) of the workers that had waiters when
+    # it opened; a long span over which none of them moved is a "frozen" one (not running)
+    marks: list[dict[int, int]] = [{} for _ in range(slots)]
+    frozen = [0] * slots
+    last_progress: dict[int, int] = {}
     waiting_samples = 0
     inflight_sum = [0] * slots
     previous: dict[int, tuple[Any, ...]] = {}
-    for _, rows, caps in samples:
+    steps = sorted(b[0] - a[0] for a, b in itertools.pairwise(samples))
+    step = steps[len(steps) // 2]   # the sampler's usual interval
+    last_t = samples[0][0]
+    for t, rows, caps, *_ in samples:
         waiting = sum(row[2] for row in rows)
         totals = [sum(row[5][k][0] for row in rows) for k in range(slots)]
+        progress = {row[0]: row[4] + sum(m[1] for m in row[5]) for row in rows}
+        blind = t - last_t > SAMPLER_LATE * step   # the sampler itself did not run
+        last_t = t
         for k in range(slots):
             inflight_sum[k] += totals[k]
+            free = bool(waiting) and totals[k] < caps[k]
+            start = opened[k]
+            if blind and start is not None:   # what it did meanwhile is not known
+                opened[k] = start = None
+            if free and start is None:
+                opened[k] = t
+                marks[k] = {row[0]: progress[row[0]] for row in rows if row[2]}
+            elif not free and start is not None:
+                spans[k].append(t - start)
+                opened[k] = None
+                if t - start >= LONG_IDLE and marks[k] and all(
+                        last_progress.get(i) == p for i, p in marks[k].items()):
+                    frozen[k] += 1
+        last_progress = progress
         if waiting:
             waiting_samples += 1
             for k in range(slots):
                 if totals[k] < caps[k]:
                     idle[k] += 1
         for row in rows:
-            index, conns, queued, age, dequeued, per_member = row
+            index, conns, queued, age, dequeued, per_member = row[:6]
             w = workers.setdefault(index, {"conns": [], "depth": [], "ages": [],
                                            "dequeued": 0, "started": [0] * slots,
-                                           "finished": [0] * slots})
+                                           "finished": [0] * slots, "handed_over": 0})
             w["conns"].append(conns)
             w["depth"].append(queued)
             if queued:
@@ -147,6 +194,8 @@ def summary(samples: list[Sample], labels: list[str] | None = None) -> dict[str,
             before = previous.get(index)
             if before is not None:
                 w["dequeued"] += dequeued - before[4]
+                if len(row) > 6 and len(before) > 6:
+                    w["handed_over"] += row[6] - before[6]
                 for k in range(slots):
                     done = per_member[k][1] - before[5][k][1]
                     w["finished"][k] += done
@@ -166,12 +215,26 @@ def summary(samples: list[Sample], labels: list[str] | None = None) -> dict[str,
             "dequeued": w["dequeued"],
             "started": dict(zip(labels, w["started"], strict=True)),
             "finished": dict(zip(labels, w["finished"], strict=True)),
+            "handed_over": w["handed_over"],
         }
     for k, label in enumerate(labels):
         out["members"][label] = {
             "capacity": samples[-1][2][k],
             "in_flight_mean": round(inflight_sum[k] / n, 2),
             "idle_while_waiting": round(idle[k] / max(1, waiting_samples), 3),
+            **_spans(spans[k], samples[0][0], samples[-1][0]),
+            "long_idle_frozen": frozen[k],
         }
     out["waiting_share"] = round(waiting_samples / n, 3)
     return out
+
+
+def _spans(spans: list[float], first: float, last: float) -> dict[str, Any]:
+    """Idle spans of one member: how many, how long (ms), and the share of the run that
+    spans longer than LONG_IDLE (places nobody took) add up to."""
+    long = [span for span in spans if span >= LONG_IDLE]
+    return {"idle_spans": len(spans),
+            "idle_span_p50_ms": round(_pct(spans, 50) * 1000, 1),
+            "idle_span_max_ms": round(max(spans, default=0.0) * 1000, 1),
+            "long_idle_spans": len(long),
+            "long_idle_share": round(sum(long) / max(1e-9, last - first), 4)}

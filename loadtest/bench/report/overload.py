@@ -213,6 +213,12 @@ def _by_round(runs: list[dict[str, Any]], load: str) -> dict[int, dict[str, dict
     return {k: v for k, v in sorted(rounds.items()) if MINE in v and REF in v}
 
 
+def every_round(results: dict[str, Any]) -> list[str]:
+    """The per-round table of issue 28's targets (as in the section) for a results dict."""
+    loads = ["closed", *(f"{f:g}x" for f in results.get("factors", ()))]
+    return _every_run(results["runs"], loads)
+
+
 def _every_run(runs: list[dict[str, Any]], loads: list[str]) -> list[str]:
     """Issue 28's targets, which must hold in every round, not in the median: closed loop
     p99 <= 1.5x and goodput >= 0.9x HAProxy's in the same round with no non-2xx answer;

@@ -8,7 +8,11 @@ same round, then per worker (the trace's workers, in record order): connections,
 depth, the oldest waiter's age (p50 / p99 / max over the samples in which it had one), the
 places its requests took at each member per connection it held (a fair front gives every
 connection the same), and per member the share of the samples in which a place stood free
-while a request waited somewhere in the front.
+while a request waited somewhere in the front; then the places each worker freed and left to
+another worker's older waiter, and per member the longest span of samples in which a place
+stood free while requests waited (at a fast member on a loaded machine such spans also join
+places in transit from one request to the next; at the 80 ms member they are places nobody
+took, e.g. the 1 s of a heartbeat read in a refill gap).
 """
 
 from __future__ import annotations
@@ -52,8 +56,17 @@ def rows(label: str, results: dict[str, Any]) -> list[str]:
             + ", ".join(f"{trace['members'][m]['in_flight_mean']:.1f}/"
                         f"{trace['members'][m]['capacity']}" for m in members)
             + " | " + ", ".join(f"{trace['members'][m]['idle_while_waiting']:.0%}"
-                                for m in members) + " |")
+                                for m in members)
+            + " | " + " / ".join(str(w.get("handed_over", "-")) for w in workers)
+            + " | " + ", ".join(_longest(trace["members"][m]) for m in members) + " |")
     return out
+
+
+def _longest(member: dict[str, Any]) -> str:
+    """A member's longest idle span in ms (traces before it: -)."""
+    if "idle_span_max_ms" not in member:
+        return "-"
+    return f"{member['idle_span_max_ms']:.0f}"
 
 
 def digest(label: str, results: dict[str, Any]) -> str | None:
@@ -79,8 +92,9 @@ def digest(label: str, results: dict[str, Any]) -> str | None:
     idle = sorted(r["trace"]["members"][fast]["idle_while_waiting"] for r in runs)
     return (f"| {label} | {len(runs)} ({len(split)} split) | "
             f"{min(r['p99'] for r in runs):.0f}-{max(r['p99'] for r in runs):.0f} | "
-            f"{max(p for p, _ in ratios):.2f} | {min(g for _, g in ratios):.2f} | "
-            f"{max((w['head_age_p99_ms'] for w in fewest), default=0):.0f} | "
+            + (f"{max(p for p, _ in ratios):.2f} | {min(g for _, g in ratios):.2f} | "
+               if ratios else "- | - | ")  # no HAProxy run in those rounds
+            + f"{max((w['head_age_p99_ms'] for w in fewest), default=0):.0f} | "
             f"{max(w['head_age_max_ms'] for r in runs for w in r['trace']['workers'].values()):.0f}"
             f" | {min(fairness, default=1.0):.2f} | {idle[len(idle) // 2]:.0%} |")
 
@@ -97,7 +111,11 @@ def section(labelled: list[tuple[str, Path]]) -> str:
         "the places its requests took at each member per client connection it held (slow, "
         "fast: a front fair to every client gives every connection the same). Per member "
         "(slow, fast): mean requests in flight / capacity, and the share of samples in which "
-        "a place stood free while a request waited in some worker.",
+        "a place stood free while a request waited in some worker. Places handed over: per "
+        "worker, the places it freed and left to another worker's older waiter (woken for "
+        "it). Longest idle span: per member, the longest run of samples with a place free "
+        "while requests waited (at the 2 ms member on a loaded machine it also joins places "
+        "in transit between requests; at the 80 ms member it is a place nobody took).",
         "",
         "In short, per code (all its traced runs; split: runs in which more than one worker "
         "held connections): hbfork's p99 range, the worst p99 and goodput against HAProxy's "
@@ -117,8 +135,8 @@ def section(labelled: list[tuple[str, Path]]) -> str:
         "",
         "| code | round | hbfork p99 ms | HAProxy p99 ms | goodput / HAProxy | connections "
         "| waiters (mean) | oldest waiter age ms | places taken per connection | in flight "
-        "/ capacity | free place while waiting |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "/ capacity | free place while waiting | places handed over | longest idle span ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     sources, digests = [], []
     for label, path in labelled:

@@ -61,7 +61,10 @@ def _listening(ip: str, port: int) -> Callable[[], bool]:
 
 
 def hbfork_front(stack: lab.Stack, tomcats: list[tuple[str, int, str]],
-                 workers: int) -> tuple[int, int]:
+                 workers: int, argv: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> tuple[int, int]:
+    """hbfork's AJP pool over `tomcats` (`argv` + CONF, default `python -m hbfork run -c`):
+    (port, master pid)."""
     port = free_port()
     heartbeat_port = free_port(kind=socket.SOCK_DGRAM)
     members = "".join(f'[[pool.member]]\naddress = "{ip}:{p}"\nroute = "{route}"\n'
@@ -91,8 +94,8 @@ stickysession = "JSESSIONID|jsessionid"
 path = "/"
 pool = "tomcat"
 """)
-    pid = stack.start([sys.executable, "-m", "hbfork", "run", "-c", str(conf)],
-                      "hbfork-ajp.log").pid
+    argv = argv or [sys.executable, "-m", "hbfork", "run", "-c"]
+    pid = stack.start([*argv, str(conf)], "hbfork-ajp.log", {**os.environ, **(env or {})}).pid
     stack.beat(heartbeat_port, [(ip, p) for ip, p, _ in tomcats])
     return port, pid
 

@@ -61,7 +61,7 @@ from loadtest.bench.probes.queue_trace import QueueTrace, summary
 from loadtest.bench.programs import servers as launch
 from loadtest.bench.programs.fronts import MemberSpec, start_member
 from loadtest.bench.programs.fronts import start_front as start_lab_front
-from loadtest.bench.report.overload import section
+from loadtest.bench.report.overload import every_round, section
 from loadtest.bench.scenarios import runs
 from loadtest.bench.stats import fmt_ms
 
@@ -255,6 +255,7 @@ def run_inside(args: argparse.Namespace, argv: list[str]) -> int:
         Path(results["trace_file"]).write_text(json.dumps(trace))
     raw.write_text(json.dumps(results, indent=1))
     update_section(args.output, args.section, section(results, raw), after="simulate")
+    print("\n".join(every_round(results)), flush=True)   # issue 28's per-run table
     log(TAG, f"done in {results['elapsed_seconds']:.0f} s: {raw}, {args.output}")
     return 0
 
@@ -271,10 +272,15 @@ def show(r: dict[str, Any], where: str) -> None:
     if trace:
         workers = " | ".join(
             f"w{i}: conns {w['conns']} depth {w['depth_mean']:.1f} head p99 "
-            f"{w['head_age_p99_ms']:.0f} max {w['head_age_max_ms']:.0f} ms deq {w['dequeued']}"
+            f"{w['head_age_p99_ms']:.0f} max {w['head_age_max_ms']:.0f} ms deq {w['dequeued']} "
+            f"handed over {w.get('handed_over', 0)}"
             for i, w in trace["workers"].items())
         members = " | ".join(f"{name}: in flight {m['in_flight_mean']:.1f}/{m['capacity']} "
-                             f"idle-while-waiting {m['idle_while_waiting']:.0%}"
+                             f"idle-while-waiting {m['idle_while_waiting']:.0%} "
+                             f"(idle spans >= 10 ms: {m.get('long_idle_spans', 0)}, "
+                             f"{m.get('long_idle_frozen', 0)} with the waiting workers frozen, "
+                             f"{m.get('long_idle_share', 0):.1%} of the run, longest "
+                             f"{m.get('idle_span_max_ms', 0):.0f} ms)"
                              for name, m in trace["members"].items())
         log(TAG, f"    trace {workers} || {members}")
 

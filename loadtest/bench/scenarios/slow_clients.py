@@ -12,8 +12,10 @@ Per front, three phases of --seconds each: normal clients alone (wrk -t1 -c16, G
 then the same while `2C + extra` slow-body connections (slowhttptest -B style: a POST
 announcing 10 MB, 16 bytes a second) hold on, then while `2C + extra` slow readers (a GET of
 --reader-sizes bytes, 4 KiB receive window, 16 bytes read a second) do: 32 KiB fits what a
-front keeps per connection (the member is free at once), 1 MiB does not (hbfork holds the
-member until the reader is cut; nginx spools the response to a temporary file). A slow
+front keeps per connection (the member is free at once), 1 MiB and more (`--reader-sizes
+16777216`: larger than the kernel's socket buffers) do not: both fronts spool the rest of the
+response to a temporary file and free the member once it has sent all (hbfork's [http]
+response_spool_max, nginx's proxy_max_temp_file_size). A slow
 connection the front closes is opened again at once. Reported per phase: the normal
 clients' success % (2xx among all answers and socket errors), their p99 against the
 no-attack p99, and the front worker's RSS growth per slow connection (KiB). The issue's

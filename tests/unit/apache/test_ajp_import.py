@@ -45,12 +45,15 @@ def test_a_ping_on_an_http_member_is_noted_and_ajp_mixed_with_http_too() -> None
     assert "ping=1" in found and "ajp while the other members are not" in found
 
 
-def test_ajp_members_are_checked_by_tcp() -> None:
+def test_ajp_members_are_checked_by_cping() -> None:
     text, config = load("<Proxy balancer://t>\nBalancerMember ajp://10.0.0.1 hcmethod=CPING\n"
                         "BalancerMember ajp://10.0.0.2 hcmethod=CPING\n</Proxy>\n"
                         "ProxyPass / balancer://t/\n")
-    assert config.pool("t").hcheck.hcmethod == "tcp" and notes(text) == []
+    assert config.pool("t").hcheck.hcmethod == "cping" and notes(text) == []
     text, config = load("<Proxy balancer://t>\nBalancerMember ajp://10.0.0.1 hcmethod=GET\n"
                         "</Proxy>\nProxyPass / balancer://t/\n")
-    assert config.pool("t").hcheck.hcmethod == "tcp"
-    assert any("checked by TCP" in n and "hcmethod=GET" in n for n in notes(text))
+    assert config.pool("t").hcheck.hcmethod == "cping"
+    assert any("checked by CPING" in n and "hcmethod=GET" in n for n in notes(text))
+    text, config = load("<Proxy balancer://t>\nBalancerMember ajp://10.0.0.1 hcmethod=TCP\n"
+                        "</Proxy>\nProxyPass / balancer://t/\n")
+    assert config.pool("t").hcheck.hcmethod == "tcp" and notes(text) == []

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from hbfork.core.balancing import (
     FULL,
+    OTHERS_REPORTS,
     Members,
     ServiceTimes,
+    at_report,
     capacity_of,
     choose,
     effective,
@@ -176,3 +178,40 @@ def test_the_average_follows_a_member_that_recovers() -> None:
     for _ in range(60):
         times.observe(1, 0.002)
     assert times.seconds[1] < 0.004
+
+
+@pytest.mark.parametrize(("flying", "busy", "seen", "share", "after"), [
+    (8, 8, (), 8, (0,)),             # all the member's busy workers are ours
+    (7, 8, (), 7, (1,)),             # first report: one busy worker is someone else's
+    (7, 8, (0, 0), 8, (0, 0, 1)),    # ... but the last two said none: a gap in our count
+    (7, 8, (0,), 8, (0, 1)),
+    (4, 8, (4, 4), 4, (4, 4, 4)),    # another front holds 4, report after report
+    (4, 8, (0, 0), 4, (0, 0, 4)),    # ... and from its first report on (more than a skew)
+    (6, 7, (0, 0), 7, (0, 0, 1)),    # one, where we were alone: a gap until seen again
+    (6, 7, (1, 0), 7, (1, 0, 1)),
+    (6, 7, (1, 1), 6, (1, 1, 1)),    # one, three reports in a row: another front's
+    (8, 8, (4, 4), 8, (4, 4, 0)),    # it left: ours again at once
+    (9, 8, (0, 0), 9, (0, 0, 0)),    # ours started after the member counted: ours as read
+    (0, 8, (8, 8), 0, (8, 8, 8)),    # none of ours there: a member busy with others
+    (0, 0, (), 0, (0,)),
+])
+def test_the_share_of_a_report_that_is_ours(flying: int, busy: int, seen: tuple[int, ...],
+                                            share: int, after: tuple[int, ...]) -> None:
+    assert at_report(flying, busy, seen) == (share, after)
+
+
+def test_a_report_read_in_a_refill_gap_leaves_no_place_idle() -> None:
+    """Issue 28's trace: the 80 ms member (8 workers, all ours) reported 0 ready while the
+    master read 7 of ours in flight (one had just ended, its waiter not yet sent). With that
+    report, effective() must still give the eighth place to a waiter."""
+    share, _ = at_report(7, 8, (0,) * (OTHERS_REPORTS - 1))
+    assert effective(0, 7, share) == 1
+    assert effective(0, 7, 7) == 0      # what a report read alone gave: the place idled
+
+
+@given(st.integers(0, 64), st.integers(0, 64), st.lists(st.integers(0, 64), max_size=5))
+def test_the_share_is_at_least_ours_and_history_is_bounded(flying: int, busy: int,
+                                                           seen: list[int]) -> None:
+    share, after = at_report(flying, busy, tuple(seen))
+    assert share >= flying and share <= max(flying, busy)
+    assert len(after) <= OTHERS_REPORTS and after[-1] == max(0, busy - flying)

@@ -65,9 +65,29 @@ def test_settings_defaults_and_parsing():
 def test_problems_across_keys():
     assert hcheck.problem(HcheckSettings(hcmethod="head", hcexpect_body="x"), False)[0] == \
         "hcexpect_body"
-    assert hcheck.problem(HEAD, tls=True)[0] == "hcmethod"
-    assert hcheck.problem(HcheckSettings(hcmethod="tcp"), tls=True) is None
+    assert hcheck.problem(HEAD, ajp=True)[0] == "hcmethod"  # HTTP to an AJP port
+    assert hcheck.problem(HcheckSettings(hcmethod="tcp"), ajp=True) is None
+    assert hcheck.problem(HcheckSettings(hcmethod="cping"), ajp=True) is None
+    assert hcheck.problem(HcheckSettings(hcmethod="cping"), ajp=False)[0] == "hcmethod"
     assert hcheck.problem(GET_OK, False) is None
+
+
+@pytest.mark.parametrize(("chunks", "passed", "result"), [
+    ([b"AB\x00\x01\x09"], True, hcheck.R_PASSED),
+    ([b"AB", b"\x00\x01", b"\x09"], True, hcheck.R_PASSED),    # in pieces
+    ([b"AB\x00\x01", b""], False, hcheck.R_MALFORMED),         # closed half way
+    ([b""], False, hcheck.R_CLOSED),                            # closed at once
+    ([b"HTTP/1.1 400 Bad Request\r\n"], False, hcheck.R_MALFORMED),  # not AJP
+    ([b"AB\x00\x02\x04\x00"], False, hcheck.R_MALFORMED),       # some other packet
+])
+def test_a_cping_passes_only_with_its_cpong(chunks, passed, result):
+    settings = HcheckSettings(hcmethod="cping")
+    assert hcheck.request(settings, "10.0.0.1:8009") == b"\x12\x34\x00\x01\x0a"
+    assert settings.label == "AJP CPING"
+    reader = hcheck.reader(settings)
+    verdicts = [reader.feed(chunk) for chunk in chunks]
+    assert all(v is None for v in verdicts[:-1])
+    assert verdicts[-1] == hcheck.Verdict(passed, result)
 
 
 def test_request_bytes():
@@ -214,8 +234,8 @@ def test_checks_are_off_until_configured():
      "did you mean 'hcmethod'"),
     ('hcmethod = "head"\nhcexpect_body = "x"\nmembers = ["127.0.0.2:80"]',
      "[[pool]] 'app' hcexpect_body", "needs hcmethod = \"get\""),
-    ('hcmethod = "get"\ntls = true\nmembers = ["127.0.0.2:443"]', "[[pool]] 'app' hcmethod",
-     "over TLS"),
+    ('hcmethod = "cping"\nmembers = ["127.0.0.2:80"]', "[[pool]] 'app' hcmethod",
+     'needs a pool with protocol = "ajp"'),
     ('[[pool.member]]\naddress = "127.0.0.2:80"\nhcpasses = 0',
      "[[pool]] 'app' member #1 hcpasses", "from 1 to 1000"),
     ('hcexpect_status = ["600"]\nmembers = ["127.0.0.2:80"]', "[[pool]] #1 hcexpect_status",

@@ -47,12 +47,12 @@ def make(text: str) -> tuple[Checks, Registry, list[int]]:
 def test_each_member_gets_each_distinct_check_of_its_pools():
     checks, registry, _ = make(POOLS)
     by_address = {str(m.endpoint): checks.checks_of(m) for m in registry}
-    assert [c.hcmethod for c in by_address["127.0.0.2:80"]] == ["head"]
-    assert [c.hcmethod for c in by_address["127.0.0.3:80"]] == ["head", "tcp"]
+    assert [c.settings.hcmethod for c in by_address["127.0.0.2:80"]] == ["head"]
+    assert [c.settings.hcmethod for c in by_address["127.0.0.3:80"]] == ["head", "tcp"]
     # 127.0.0.4's own hcmethod "head" equals pool a's check: one check, not two.
     assert by_address["127.0.0.4:80"] == by_address["127.0.0.2:80"]
     discovered = registry._add(ipaddress.ip_address("127.0.0.9"), 80, False)
-    assert [c.hcmethod for c in checks.checks_of(discovered)] == ["tcp"]
+    assert [c.settings.hcmethod for c in checks.checks_of(discovered)] == ["tcp"]
     assert checks.active
 
 

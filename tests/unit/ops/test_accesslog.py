@@ -66,6 +66,23 @@ def test_json_with_chosen_fields(tmp_path):
                       "member_name": "m1", "keep_alive": True, "status": 200}
 
 
+def test_outcome_of_a_slow_client(tmp_path):
+    """How an exchange ended (a slow-client cut-off) is a JSON field and %{outcome}e; "-" /
+    null when it ended plainly."""
+    path = tmp_path / "a.log"
+    for kind, fields in (("json", ("status", "outcome")), ("%>s %{outcome}e", ())):
+        log = AccessLog(str(path), kind, fields)
+        for outcome in ("slow_reader", ""):
+            ex = _exchange()
+            ex.outcome = outcome
+            log.request(ex, 200, _target(), 100.5)
+        log.close()
+    lines = path.read_text().splitlines()
+    assert [json.loads(line) for line in lines[:2]] == [
+        {"status": 200, "outcome": "slow_reader"}, {"status": 200, "outcome": None}]
+    assert lines[2:] == ["200 slow_reader", "200 -"]
+
+
 def test_own_answer_without_a_request_head(tmp_path):
     path = tmp_path / "a.log"
     log = AccessLog(str(path), '%h "%r" %>s %{BALANCER_WORKER_NAME}e %U')
@@ -81,7 +98,7 @@ TCP = {"client": "192.0.2.9", "peer": "192.0.2.9", "member": "10.0.0.1:8080",
 
 def test_tcp_lines(tmp_path):
     path = tmp_path / "t.log"
-    for kind in ("combined+", "json", "%h %I %O %{member}e %T"):
+    for kind in ("combined+", "json", "%h %I %O %{member}e %T %{outcome}e"):
         log = AccessLog(str(path), kind)
         log.connection(dict(TCP))
         log.close()
@@ -89,7 +106,7 @@ def test_tcp_lines(tmp_path):
     assert re.fullmatch(r'192\.0\.2\.9 - - \[[^]]+\] "TCP" closed member=10\.0\.0\.1:8080 '
                         r"in=10 out=200 total=1\.500000", text)
     assert json.loads(record)["outcome"] == "closed"
-    assert fmt == "192.0.2.9 10 200 10.0.0.1:8080 1"
+    assert fmt == "192.0.2.9 10 200 10.0.0.1:8080 1 closed"
 
 
 class _Stuck:

@@ -15,7 +15,13 @@ import pytest
 from hbfork.core.pool_settings import PoolSettings
 from hbfork.core.settings import HttpSettings
 from hbfork.proxy.loop import Loop
-from hbfork.proxy.queue import QUEUE_POLL, QUEUE_POLL_FIRST, YIELD_MARGIN, FrontQueue
+from hbfork.proxy.queue import (
+    HANDOVER_GRACE,
+    QUEUE_POLL,
+    QUEUE_POLL_FIRST,
+    YIELD_MARGIN,
+    FrontQueue,
+)
 from hbfork.proxy.upstreams import ORDER_AFTER, PoolView, Upstreams
 from hbfork.table.layout import (
     PC_QUEUE_HANDOFFS,
@@ -205,20 +211,47 @@ def test_queue_ahead_sees_long_waiters_in_any_worker_of_the_generation(table, po
 
 def test_the_worker_left_the_room_is_woken_at_once_and_serves_its_waiter(table, pool) -> None:
     """Issue 28: a place left for another worker's older waiter must not idle until that
-    worker polls. The yielding worker wakes the owner of the oldest waiter (its record
-    index), and a few milliseconds of age are enough to go first."""
+    worker polls. The worker whose request ended wakes the owner of the oldest waiter (its
+    record index) when the place is made, its own younger waiter lets the place go by, and a
+    few milliseconds of age are enough to go first."""
     room = Room()
-    a, b = worker_queues(table)
+    a, b = queues_with_pools(table, pool)
     woken: list[int] = []
     b.wake = woken.append
     old, young = FakeWaiter(room, "old"), FakeWaiter(room, "young")
     assert at(a, 1000.000).add(pool, old, [])
     assert at(b, 1000.010).add(pool, young, [])  # 10 ms younger: enough to wait its turn
     room.free = 1
-    at(b, 1000.011).dispatch()
+    at(b, 1000.011).soon()      # b's request ended: the place is made
+    b.loop._run_after()         # b's own dispatch, once the handler returned
     assert woken == [0] and not young.served  # worker 0 (a) was woken for its waiter
     at(a, 1000.011).dispatch()  # what a's eventfd handler does
     assert old.served and room.free == 0
+    assert handed_over(b, table, pool) == 1   # one place, one hand-over
+
+
+def test_a_poll_wakes_nobody(table, pool) -> None:
+    """Only a freed place is handed over: a worker whose waiters are younger, polling with no
+    place made, neither takes a place nor wakes the older waiter's worker for nothing (the
+    worker with the oldest waiter polls faster itself)."""
+    room = Room()
+    a, b = queues_with_pools(table, pool)
+    woken: list[int] = []
+    a.wake = b.wake = woken.append
+    old, young = FakeWaiter(room, "old"), FakeWaiter(room, "young")
+    assert at(a, 1000.000).add(pool, old, [])
+    assert at(b, 1000.010).add(pool, young, [])
+    room.free = 1               # room from a heartbeat: no request ended anywhere
+    at(b, 1000.011)._on_timer(1000.011)
+    assert woken == [] and not young.served and room.free == 1
+    assert handed_over(b, table, pool) == 0
+    at(a, 1000.011)._on_timer(1000.011)
+    assert old.served and room.free == 0   # the oldest waiter's own poll took it
+
+
+def handed_over(queue: FrontQueue, table: Table, pool: PoolView) -> int:
+    return int(queue.record.words[pool_counters_at(table.capacity, pool.index)
+                                  + PC_QUEUE_HANDOFFS])
 
 
 def test_waiters_within_a_millisecond_do_not_hand_the_room_back_and_forth(table, pool) -> None:
@@ -308,3 +341,86 @@ def test_a_room_is_offered_to_waiters_as_soon_as_the_handler_that_made_it_return
     a.loop.after(handler)
     a.loop._run_after()
     assert seen == [False] and waiter.served and not a.due
+
+
+def test_places_a_worker_does_not_take_go_to_the_next_waiter_after_the_grace(
+        table, pool) -> None:
+    """Issue 28, on a loaded machine: the worker holding the oldest waiter does not run, and
+    every place another worker frees was left for it and stood idle (traced: 10-20 ms). Once
+    its head word has not moved for HANDOVER_GRACE, the other worker's own waiters take the
+    places it frees."""
+    room = Room()
+    a, b = queues_with_pools(table, pool)
+    woken: list[int] = []
+    b.wake = woken.append
+    old, young = FakeWaiter(room, "old"), FakeWaiter(room, "young")
+    assert at(a, 1000.000).add(pool, old, [])
+    assert at(b, 1000.010).add(pool, young, [])
+    room.free = 1
+    at(b, 1000.011).soon()
+    b.loop._run_after()
+    assert woken == [0] and not young.served
+    assert b.timer.when is not None and b.timer.when <= 1000.011 + HANDOVER_GRACE + 0.001
+    at(b, 1000.011 + HANDOVER_GRACE / 2).soon()   # a second place, a still asleep
+    b.loop._run_after()
+    assert woken == [0, 0] and not young.served
+    at(b, 1000.011 + HANDOVER_GRACE + 0.001)._on_timer(b.loop.now)  # the grace is over
+    assert young.served and room.free == 0 and woken == [0, 0]
+    assert not old.served            # it waits on for the next place (in arrival order)
+
+
+def test_the_grace_starts_again_when_the_owner_takes_a_place(table, pool) -> None:
+    room = Room()
+    a, b = queues_with_pools(table, pool)
+    woken: list[int] = []
+    b.wake = woken.append
+    first, second = FakeWaiter(room, "first"), FakeWaiter(room, "second")
+    young = FakeWaiter(room, "young")
+    assert at(a, 1000.000).add(pool, first, [])
+    assert at(a, 1000.001).add(pool, second, [])
+    assert at(b, 1000.010).add(pool, young, [])
+    room.free = 1
+    at(b, 1000.011).soon()
+    b.loop._run_after()
+    at(a, 1000.012).dispatch()       # a was woken and took it: its head moved on
+    assert first.served and not young.served
+    room.free = 1
+    later = 1000.011 + HANDOVER_GRACE + 0.001
+    at(b, later).soon()              # a answers: its next waiter is still owed the place
+    b.loop._run_after()
+    assert woken == [0, 0] and not young.served and room.free == 1
+    at(a, later).dispatch()
+    assert second.served
+
+
+def test_a_past_hand_over_does_not_make_the_timer_spin(table, pool) -> None:
+    """The timer looks again when a hand-over's grace ends, once: after that, the usual
+    poll (a hand-over long past must not arm it every half millisecond)."""
+    room = Room()
+    a, b = queues_with_pools(table, pool)
+    b.wake = lambda index: None
+    assert at(a, 1000.000).add(pool, FakeWaiter(room, "old"), [])
+    assert at(b, 1000.010).add(pool, FakeWaiter(room, "young"), [])
+    at(b, 1000.011).soon()
+    b.loop._run_after()
+    assert b.timer.when == pytest.approx(1000.011 + HANDOVER_GRACE + 0.0005)
+    later = 1000.011 + HANDOVER_GRACE + 0.001
+    at(b, later)._on_timer(later)     # the grace ended: b served its own (room 0: none)
+    assert b.timer.when == pytest.approx(later + QUEUE_POLL)
+
+
+def test_with_two_pools_a_worker_never_hands_a_place_to_itself(table, pool) -> None:
+    """soon() looks at every pool that queues: a worker's own waiters of the second pool are
+    its own, not another worker's to wake."""
+    other = PoolView(1, PoolSettings(name="other"), HttpSettings())
+    a, b = worker_queues(table)
+    bases = [a.record.base, b.record.base]
+    a = FrontQueue(a.loop, table.workers, a.record, lambda: bases, None, [pool, other])
+    b = FrontQueue(b.loop, table.workers, b.record, lambda: bases, None, [pool, other])
+    woken: list[int] = []
+    a.wake = b.wake = woken.append
+    room = Room()
+    assert at(b, 1000.000).add(pool, FakeWaiter(room, "b's, pool 0"), [])
+    assert at(a, 1000.001).add(other, FakeWaiter(room, "a's, pool 1"), [])
+    at(a, 1000.010).soon()   # a's request ended: b's pool-0 waiter is owed; a's own is a's
+    assert woken == [1]

@@ -29,3 +29,21 @@ def test_missing_file_names_the_file(tmp_path) -> None:
     assert info.value.path == str(missing)
     assert "no such file" in str(info.value)
     assert str(missing) in str(info.value)
+
+
+def test_the_response_spool_directory_must_be_a_writable_directory(tmp_path) -> None:
+    path = tmp_path / "front.toml"
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    path.write_text(MEMBER + f'[http]\nresponse_spool_dir = "{spool}"\n')
+    assert load(path).http.response_spool_dir == str(spool)
+    for where, problem in ((tmp_path / "none", "is not a directory"),
+                           (path, "is not a directory")):
+        path.write_text(MEMBER + f'[http]\nresponse_spool_dir = "{where}"\n')
+        with pytest.raises(ConfigError) as info:
+            load(path)
+        assert info.value.key == "[http] response_spool_dir" and problem in info.value.problem
+    # spooling off: the directory is not used, so not checked
+    path.write_text(MEMBER + f'[http]\nresponse_spool_dir = "{tmp_path / "none"}"\n'
+                    'response_spool_max = 0\n')
+    assert load(path).http.response_spool_max == 0

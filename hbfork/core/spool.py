@@ -1,0 +1,91 @@
+"""Response spooling, the arithmetic (nginx's proxy_max_temp_file_size model): when a client
+reads a response slower than its member sends it, the rest of the response is written to a
+temporary file of the client's connection, so the member's slot and its connection are free as
+soon as the member has sent everything; the client is then fed from the file.
+
+A response may put at most `cap` bytes in its file ([http] response_spool_max) and a worker's
+files together at most `total` ([http] response_spool_total); beyond either, the member is held
+back as it is without a spool (back-pressure). Order is kept: once bytes wait in the file,
+later bytes go after them (to the file, or they wait), never straight to the client.
+
+Pure: numbers in, decisions out (hbfork.proxy.http.spool does the I/O).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+RELAY: Final = -1  # the spool is not involved: the relay's own rules (back-pressure)
+WAIT: Final = 0    # bytes wait in the file and it takes no more: the member waits
+
+SENDFILE: Final = "sendfile"  # the file's bytes go to the socket by sendfile(2)
+READ: Final = "read"          # read this many of them into the client's queue
+NOTHING: Final = "nothing"
+
+
+def room(cap: int, written: int, budget_left: int) -> int:
+    """How many more bytes a response's file may take: what is left of its own cap (`written`
+    counts every byte it ever took, the ones already sent too) and of the worker's budget."""
+    return max(0, min(cap - written, budget_left))
+
+
+def route(pending: int, room_left: int, behind: bool) -> int:
+    """Where the member's next bytes go: RELAY (the relay's usual way), WAIT (bytes wait in the
+    file and it is full: read nothing) or the number of bytes the file takes now. `pending`:
+    bytes in the file not yet given to the client; `behind`: the client's queue is at the
+    high-water mark (without a spool the member would be held back now)."""
+    if pending:
+        return room_left  # after bytes in the file: into it, or wait
+    if behind and room_left:
+        return room_left
+    return RELAY
+
+
+def feed(queued: int, pending: int, tls: bool, low_water: int, high_water: int,
+         nudge: int = 0) -> tuple[str, int]:
+    """How the client gets the file's next bytes, given `queued` bytes in its memory queue:
+    a plain socket takes them by sendfile(2) once its queue is empty (no copy, no memory);
+    a TLS socket needs them in memory, a queue's worth at a time when it runs low. After a
+    sendfile the socket could not take whole, (READ, nudge) keeps a few bytes queued so the
+    loop watches the socket for room (the caller asks again with `nudge`)."""
+    if not pending:
+        return NOTHING, 0
+    if not tls:
+        if queued:
+            return NOTHING, 0  # its queue goes first; then sendfile
+        return (READ, min(nudge, pending)) if nudge else (SENDFILE, pending)
+    if queued < low_water:
+        return READ, min(high_water - queued, pending)
+    return NOTHING, 0
+
+
+class SpoolBudget:
+    """The bytes a worker's spool files hold together, against [http] response_spool_total
+    (the limit is read at each use: a reload brings new workers anyway)."""
+
+    __slots__ = ("used",)
+
+    def __init__(self) -> None:
+        self.used = 0
+
+    def left(self, total: int) -> int:
+        return max(0, total - self.used)
+
+    def take(self, n: int) -> None:
+        self.used += n
+
+    def give(self, n: int) -> None:
+        self.used = max(0, self.used - n)
+
+
+def spool_directory(value: object) -> str:
+    """[http] response_spool_dir: "" (the system's temporary directory) or an absolute path
+    (whether it is a writable directory is checked when the file is read:
+    hbfork.system.configfile)."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    if value and not value.startswith("/"):
+        raise ValueError(f"expected an absolute path (or \"\"), got {value!r}")
+    if "\0" in value:
+        raise ValueError("a path cannot hold a NUL byte")
+    return value

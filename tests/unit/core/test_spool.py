@@ -1,0 +1,90 @@
+"""The arithmetic of the response spool (hbfork.core.spool): how much a response's file may
+take, where the member's next bytes go, how the client is fed, the worker's budget, and the
+directory setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from hbfork.core.spool import (
+    NOTHING,
+    READ,
+    RELAY,
+    SENDFILE,
+    WAIT,
+    SpoolBudget,
+    feed,
+    room,
+    route,
+    spool_directory,
+)
+
+MIB = 1 << 20
+
+
+@pytest.mark.parametrize(("cap", "written", "budget_left", "expected"), [
+    (16 * MIB, 0, 64 * MIB, 16 * MIB),     # its own cap first
+    (16 * MIB, 10 * MIB, 64 * MIB, 6 * MIB),  # what it took counts, even once sent
+    (16 * MIB, 0, MIB, MIB),               # the worker's budget first
+    (16 * MIB, 16 * MIB, 64 * MIB, 0),     # at its cap
+    (16 * MIB, 20 * MIB, 64 * MIB, 0),     # past it (a write larger than the room): never < 0
+    (16 * MIB, 0, 0, 0),
+])
+def test_room(cap, written, budget_left, expected):
+    assert room(cap, written, budget_left) == expected
+
+
+@pytest.mark.parametrize(("pending", "room_left", "behind", "expected"), [
+    (0, 0, False, RELAY),     # nothing in the file, client keeping up: the usual relay
+    (0, MIB, False, RELAY),   # room, but the client is not behind: no need
+    (0, MIB, True, MIB),      # behind with room: spool
+    (0, 0, True, RELAY),      # behind, no room: back-pressure as without a spool
+    (10, MIB, False, MIB),    # bytes wait in the file: later ones go after them...
+    (10, 0, False, WAIT),     # ...or wait, never past them to the client
+    (10, 0, True, WAIT),
+])
+def test_route(pending, room_left, behind, expected):
+    assert route(pending, room_left, behind) == expected
+
+
+HW, LW, NUDGE = 48 * 1024, 24 * 1024, 4096
+
+
+@pytest.mark.parametrize(("queued", "pending", "tls", "nudge", "expected"), [
+    (0, 0, False, 0, (NOTHING, 0)),           # nothing in the file
+    (0, MIB, False, 0, (SENDFILE, MIB)),      # plain, queue empty: sendfile all it takes
+    (100, MIB, False, 0, (NOTHING, 0)),       # plain, queue not empty: it goes first
+    (0, MIB, False, NUDGE, (READ, NUDGE)),    # after a short sendfile: a few bytes queued
+    (0, 100, False, NUDGE, (READ, 100)),
+    (0, MIB, True, 0, (READ, HW)),            # TLS: a queue's worth, in memory
+    (30 * 1024, MIB, True, 0, (NOTHING, 0)),  # TLS above the low-water mark: later
+    (10 * 1024, MIB, True, 0, (READ, HW - 10 * 1024)),
+    (10 * 1024, 500, True, 0, (READ, 500)),
+])
+def test_feed(queued, pending, tls, nudge, expected):
+    assert feed(queued, pending, tls, LW, HW, nudge) == expected
+
+
+def test_budget():
+    budget = SpoolBudget()
+    assert budget.left(100) == 100
+    budget.take(70)
+    assert budget.left(100) == 30
+    budget.take(50)
+    assert budget.left(100) == 0  # over (a write larger than the room): none left, not < 0
+    budget.give(120)
+    assert budget.used == 0
+    budget.give(5)
+    assert budget.used == 0
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("", True), ("/var/spool/hbfork", True), ("spool", False), ("./spool", False),
+    (7, False), ("/a\0b", False),
+])
+def test_spool_directory(value, ok):
+    if ok:
+        assert spool_directory(value) == value
+    else:
+        with pytest.raises(ValueError):
+            spool_directory(value)
