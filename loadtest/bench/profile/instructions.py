@@ -106,7 +106,8 @@ def measure(tree: Path, kind: str, count: int) -> float:
                 break
             except OSError:
                 if time.monotonic() > deadline or master.poll() is not None:
-                    raise SystemExit(f"hbfork did not serve; see {base}") from None
+                    output = (base / "output-1.log").read_text(errors="replace")[-2000:]
+                    raise SystemExit(f"hbfork did not serve:\n{output}") from None
                 time.sleep(0.5)
         requests(front, 300)  # warm: caches, specialised bytecode
         workers = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True,
@@ -125,7 +126,7 @@ def measure(tree: Path, kind: str, count: int) -> float:
             if totals:
                 return max(totals) / count
             time.sleep(0.5)
-        raise SystemExit(f"no callgrind dump from the worker; see {base}")
+        raise SystemExit("no callgrind dump from the worker")
     finally:
         if beacon is not None:
             beacon.stop()
