@@ -26,7 +26,7 @@ import time
 
 from hbfork.core.errors import ProtocolError
 from hbfork.core.header_plan import HeaderProgram
-from hbfork.core.http11 import IDEMPOTENT, LengthBody, RequestHead, ResponseHead
+from hbfork.core.http11 import IDEMPOTENT, LengthBody, RequestHead
 from hbfork.core.http_heads import lean_request_for_member, lean_response_for_client
 from hbfork.core.outlier import FAILED_STATUS, OK
 from hbfork.proxy.http.ajp_fast import forward as ajp_forward
@@ -46,8 +46,8 @@ class FastPath:
     # The session and its parts, each one attribute away (they never change): this is the
     # hottest code of a worker, and every lookup shows in its CPU per request.
     __slots__ = ("client", "ctx", "decided", "member", "member_handler", "plan", "rate",
-                 "relay", "req_head", "req_lean", "resp_client", "resp_head", "resp_lean",
-                 "resp_plan", "routed", "ruled", "ruled_by", "ruled_from", "s", "tail", "tail_host")
+                 "relay", "req_lean", "routed", "ruled", "ruled_by", "ruled_from", "s", "tail",
+                 "tail_host")
 
     def __init__(self, session: SessionCore) -> None:
         self.s = session
@@ -63,18 +63,14 @@ class FastPath:
         self.routed: RequestHead | None = None  # the (lean) request `decided` is for
         # The X-Forwarded-* lines and final CRLF of the last request (with Host `tail_host`).
         self.tail = self.tail_host = b""
-        # The last request head and its lean parse; the head its request rules made of it;
-        # the last response head, its parse and its client head with the rules (None: not
-        # made yet). Heads repeat on a keep-alive connection: a compare instead of a
-        # hash and lookup in the worker's caches (all are pure functions of the head).
-        self.req_head = self.resp_head = b""
+        # The last request's lean parse, and the head its request rules made of it: heads
+        # repeat on a keep-alive connection, so a compare replaces a hash and a lookup in the
+        # worker's caches (pure functions of the head). Only objects those caches share are
+        # held: an idle connection costs no copy of a head.
         self.req_lean: tuple[RequestHead, bytes] | None = None
         self.ruled_from = b""
         self.ruled_by: HeaderProgram | None = None
         self.ruled = (b"", b"")
-        self.resp_plan: FastPlan | None = None
-        self.resp_lean: tuple[ResponseHead, bool] | None = None
-        self.resp_client: bytes | None = None
 
     # --- the request
 
@@ -109,11 +105,12 @@ class FastPath:
                 or client.lean_unsafe):  # its client is named in a header the lean parse skips
             return self._hand_over_request(n)
         head = bytes(view[:n])
-        if head == self.req_head:  # the session's last head again (keep-alive repeats)
-            lean = self.req_lean
-        else:
+        lean = self.req_lean
+        # The session's last head again (keep-alive repeats): it is its forward + CRLF when
+        # that kept the client's Connection (kept only with keep-alive), compared in place.
+        if lean is None or not lean[0].keep_alive or len(head) != len(lean[1]) + 2 \
+                or not head.startswith(lean[1]):
             lean = self.req_lean = ctx.lean.request(head)
-            self.req_head = head
         if lean is None:
             return self._hand_over_request(n)
         request, forward = lean
@@ -269,11 +266,11 @@ class FastPath:
         ex = s.ex
         plan = self.plan  # the plan _request() followed for this exchange
         assert plan is not None
-        if head == self.resp_head and plan is self.resp_plan:  # as the member's last head
-            lean = self.resp_lean
+        if head == plan.last_head:  # the last head of this plan's members (kept on the plan)
+            lean = plan.last_lean
         else:
-            lean = self.resp_lean = ctx.lean.response(head, plan.mapped)
-            self.resp_head, self.resp_plan, self.resp_client = head, plan, None
+            lean = plan.last_lean = ctx.lean.response(head, plan.mapped)
+            plan.last_head, plan.last_client = head, None
         if lean is None:
             return self._hand_over_response(n)
         response, verbatim = lean
@@ -302,7 +299,7 @@ class FastPath:
             assert program is not None
             request_id = ex.request_id if plan.echo else b""
             out: bytes | memoryview = b"".join((
-                self.resp_client or self._client_head(program, head), extra,
+                plan.last_client or plan.client_head(head), extra,
                 plan.id_start if request_id else b"", request_id, CRLF if request_id else b"",
                 CRLF if keep_alive else CLOSE_END, view[body_at:n]))
         elif verbatim and keep_alive and not extra:
@@ -360,11 +357,6 @@ class FastPath:
         else:
             s.state = CLOSING
             s.advance()
-
-    def _client_head(self, program: HeaderProgram, head: bytes) -> bytes:
-        """The rules' client head for the member's `head` (kept with its lean parse)."""
-        self.resp_client = found = program.client_head(head)
-        return found
 
     def _hand_over_response(self, n: int) -> None:
         """Hand the `n` response bytes just read to the general path."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from hbfork.core.header_plan import HeaderProgram
+from hbfork.core.http11 import ResponseHead
 from hbfork.core.request_id import RequestIds
 from hbfork.core.routes import Route
 from hbfork.proxy.http.headers import EdgeHeaders
@@ -46,9 +47,10 @@ PLANS_MAX = 8192  # (listener, Decision) plans a worker remembers (DECISION_CACH
 class FastPlan:
     """The fast path's view of one (listener, Decision) whose pool it may serve."""
 
-    __slots__ = ("echo", "fail_statuses", "id_start", "ids", "mapped", "member_target",
-                 "plain", "pool", "preserve_host", "program", "response_timeout",
-                 "retry_statuses", "rewrites_request", "rewrites_response", "sticky")
+    __slots__ = ("echo", "fail_statuses", "id_start", "ids", "last_client", "last_head",
+                 "last_lean", "mapped", "member_target", "plain", "pool", "preserve_host",
+                 "program", "response_timeout", "retry_statuses", "rewrites_request",
+                 "rewrites_response", "sticky")
 
     def __init__(self, decision: Decision, pool: PoolView, program: HeaderProgram | None,
                  ids: RequestIds) -> None:
@@ -72,6 +74,18 @@ class FastPlan:
         # The client's response head must be rebuilt (rules, or the ID line to add).
         self.rewrites_response = program is not None and (program.rewrites_response
                                                            or echo_ids)
+        # The last response head its members sent (every session's: they repeat for a
+        # second, until Date changes), its lean parse and the client head its rules make of
+        # it (None: not made yet). Pure functions of the head, kept once per plan.
+        self.last_head = b""
+        self.last_lean: tuple[ResponseHead, bool] | None = None
+        self.last_client: bytes | None = None
+
+    def client_head(self, head: bytes) -> bytes:
+        """The rules' client head for `head`, the last head (HeaderProgram.client_head)."""
+        assert self.program is not None
+        self.last_client = found = self.program.client_head(head)
+        return found
 
 
 
