@@ -46,8 +46,7 @@ class FastPath:
     # The session and its parts, each one attribute away (they never change): this is the
     # hottest code of a worker, and every lookup shows in its CPU per request.
     __slots__ = ("client", "ctx", "decided", "member", "member_handler", "plan", "rate",
-                 "relay", "req_lean", "routed", "ruled", "ruled_by", "ruled_from", "s", "tail",
-                 "tail_host")
+                 "relay", "req_lean", "routed", "ruled", "ruled_by", "ruled_from", "s")
 
     def __init__(self, session: SessionCore) -> None:
         self.s = session
@@ -61,8 +60,6 @@ class FastPath:
         self.decided: Decision | None = None
         self.plan: FastPlan | None = None
         self.routed: RequestHead | None = None  # the (lean) request `decided` is for
-        # The X-Forwarded-* lines and final CRLF of the last request (with Host `tail_host`).
-        self.tail = self.tail_host = b""
         # The last request's lean parse, and the head its request rules made of it: heads
         # repeat on a keep-alive connection, so a compare replaces a hash and a lookup in the
         # worker's caches (pure functions of the head). Only objects those caches share are
@@ -183,10 +180,7 @@ class FastPath:
                     forward = b"".join((forward, ids.line_start, request_id, CRLF))
         forwarded = client.forwarded if ctx.http.forwarded_headers else None
         if plan.plain and forwarded is not None and host:  # lean_request_for_member()'s case
-            if host != self.tail_host:  # the lines hbfork adds, the same for every request
-                self.tail = forwarded + b"X-Forwarded-Host: " + host + b"\r\n\r\n"
-                self.tail_host = host
-            forward += self.tail
+            forward = b"".join((forward, forwarded, b"X-Forwarded-Host: ", host, b"\r\n\r\n"))
         else:
             forward = lean_request_for_member(
                 forward, method, target, plan.member_target,
