@@ -7,7 +7,10 @@ the worker's CPU in bookkeeping: a field list built and re-joined per head, buff
 and cut, and a dozen steps per event. Here such an exchange is two straight-line handlers, one
 per event: the request is read into the worker's buffer, parsed lean (hbfork.core.lean),
 routed, given a member and sent; the response is read, parsed lean, and sent to the client
-with its body in one send().
+with its body in one send(). What a routing decision means here (pool, header rules, request
+IDs, target and Host, timeouts) is worked out once per listener and Decision
+(hbfork.proxy.http.fast_plan), and the session's last head, parse and routing are reused
+when the next request repeats them, so per request the path compares rather than looks up.
 
 The FastPath's handlers are the ones the loop calls for the session's sockets; each begins
 with its entry test (on_client, on_member) and otherwise passes the event to the general
