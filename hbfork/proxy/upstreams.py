@@ -146,6 +146,11 @@ class Acquiring:
             return Unavailable(TRIED_ALL if excluded else NO_MEMBER, outcome)
         return Wait(False, outcome)  # FULL
 
+    def take(self, pool: PoolView, now: float) -> Target | None:
+        """acquire(pool, now)'s member for a first try, no sticky route (None: not Acquired)."""
+        target = None if self.queue_ahead(pool, now) else self.choose(None, pool)
+        return target if type(target) is Target else None
+
     # the primitives (Upstreams' own; a test's picker has its own)
     def sticky(self, pool: PoolView, route: str) -> Target | str | None:
         raise NotImplementedError
@@ -176,6 +181,8 @@ class Upstreams(Acquiring):
         http = config.http if config is not None else HttpSettings()
         balance = config.balance if config is not None else BalanceSettings()
         self.pools = {p.name: PoolView(i, p, http, balance) for i, p in enumerate(pools)}
+        self.queue_heads = [pool_counters_at(table.capacity, i) + PC_QUEUE_HEAD  # by pool index
+                            for i in range(len(self.pools))]
         self.default = next(iter(self.pools.values()))
         if config is not None:
             self.default = self.pools.get("default", self.default)
@@ -323,7 +330,7 @@ class Upstreams(Acquiring):
         if self.words_view[W_GENERATION] != self.seen:
             self._refresh()
         words = self.words_view
-        at = pool_counters_at(self.table.capacity, pool.index) + PC_QUEUE_HEAD
+        at = self.queue_heads[pool.index]
         generation = self.record[WK_GENERATION]
         since = int((now - ORDER_AFTER) * 1e6) + 1  # the head words' encoding (µs + 1)
         for base in self.records:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import Any
 
 from hbfork.core.header_plan import HeaderProgram
 from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHead, UntilClose
@@ -15,8 +16,10 @@ from hbfork.proxy.http.router import Decision
 from hbfork.proxy.http.spool_file import SpoolFile
 from hbfork.proxy.upstreams import Target
 
+NOT_TRIED: AbstractSet[int] = frozenset()
 
-@dataclass(slots=True, eq=False)
+
+@dataclass(slots=True, eq=False, init=False)
 class Exchange:
     client_ip: str
     request: RequestHead | None = None
@@ -43,6 +46,44 @@ class Exchange:
     request_id: bytes = b""         # its ID ([request_id]; b"": none yet, or off)
     headers: HeaderProgram | None = None  # the header rules it meets (None: none anywhere)
     lean_response: bytes | None = None  # a fast-path response's head (its fields unparsed)
+
+    def __init__(self, client_ip: str, **fields: Any) -> None:
+        # Written out (not the dataclass's __init__, which takes every field as an argument
+        # with its default): one is made per request. Keep it in step with the fields.
+        self.client_ip = client_ip
+        self.request = None
+        self.lean_head = None
+        self.decision = None
+        self.body = None
+        self.request_done = False
+        self.keep_alive = False
+        self.target = None
+        self.tried = NOT_TRIED
+        self.fresh_retry = False
+        self.last_failure = None
+        self.sticky_route = None
+        self.sticky_outcome = 0
+        self.set_cookie = None
+        self.response = None
+        self.response_body = None
+        self.sent_to_client = False
+        self.status = 0
+        self.bytes_to_client = 0
+        self.exchange_started = 0.0
+        self.member_started = 0.0
+        self.accounted = False
+        self.request_id = b""
+        self.headers = None
+        self.lean_response = None
+        self.body_started = 0.0
+        self.send_window = 0.0
+        self.sent_mark = 0
+        self.probe = None
+        self.outcome = ""
+        self.spool = None
+        if fields:  # tests set some at once
+            for name, value in fields.items():
+                setattr(self, name, value)
 
     @property
     def log_client(self) -> str:

@@ -73,13 +73,13 @@ class EdgeHeaders:
             return b""
         if not ex.request_id:
             ex.request_id = ids.decide(offered, ip)
-        return ids.name + b": " + ex.request_id + CRLF
+        return ids.line_start + ex.request_id + CRLF
 
     def response_line(self, ex: Exchange) -> bytes:
         """The ID line a response carries (b"": none)."""
         if not self.ids.response or not ex.request_id:
             return b""
-        return self.ids.name + b": " + ex.request_id + CRLF
+        return self.ids.line_start + ex.request_id + CRLF
 
     def client_head(self, ex: Exchange, head: bytes, keep_alive: bool, extra: bytes
                     ) -> bytes | None:

@@ -21,6 +21,7 @@ from hbfork.core.reverse import ReverseMap, build_map
 from hbfork.core.routes import HOST_CACHE, HostRoutes, Route, compile_routes
 from hbfork.core.sticky import find_route, route_cookie
 from hbfork.core.uri import normalize_host, parse_target
+from hbfork.proxy.http.fast_plan import FastPlans
 from hbfork.proxy.http.headers import EdgeHeaders
 from hbfork.proxy.upstreams import PoolView, Target, Upstreams
 
@@ -69,6 +70,7 @@ class Router:
         self.beat = Decision(None, b"", status=405, beat=True)
         self.reverse: dict[int, ReverseMap] = {}
         self.edge = EdgeHeaders(config)  # header rules and request IDs
+        self.fast_plans = FastPlans(self.edge)  # what the fast path needs per Decision
         for route in self.table.routes:
             s = route.settings
             if s.passes and (s.reverse or s.reverse_cookie_path or s.reverse_cookie_domain):

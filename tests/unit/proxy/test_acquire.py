@@ -86,3 +86,31 @@ def test_a_new_request_goes_behind_old_waiters_unless_it_comes_from_the_queue() 
     ctx.queue.append(Waiter())
     assert type(picker.acquire(picker.default, 5.0)) is Wait
     assert type(picker.acquire(picker.default, 5.0, queued=True)) is Acquired
+
+
+@pytest.mark.parametrize(("down", "full", "waiting"), [
+    ((), (), False), ((), (1,), False), ((), (1, 2), False), ((1, 2), (), False),
+    ((), (), True)])
+def test_take_is_acquire_for_a_first_try_without_a_route(
+        down: tuple[int, ...], full: tuple[int, ...], waiting: bool) -> None:
+    # The fast path's take() gives the member acquire() would, or None where it would not
+    # answer Acquired; it reserves exactly as acquire() does.
+    results = []
+    for way in ("acquire", "take"):
+        members = [member(1), member(2)]
+        for m in members:
+            m.down, m.full = m.target.slot in down, m.target.slot in full
+        ctx = FakeContext(members, POOL.format(extra=""))
+        picker = ctx.upstreams
+        if waiting:
+            class Waiter:
+                queued_at, pinned = 1.0, False
+            ctx.queue.append(Waiter())
+        if way == "acquire":
+            got = picker.acquire(picker.default, 5.0)
+            slot = got.target.slot if type(got) is Acquired else None
+        else:
+            taken = picker.take(picker.default, 5.0)
+            slot = taken.slot if taken is not None else None
+        results.append((slot, dict(picker.in_flight)))
+    assert results[0] == results[1]

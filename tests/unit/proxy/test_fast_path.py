@@ -304,3 +304,15 @@ def test_a_sticky_session_whose_member_is_down_leaves_the_fast_path() -> None:
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"hello")
     assert ctx.counts.get("fast_path") is None   # the failover is the general path's
     assert ctx.outcomes == [0, STICKY_LOST]
+
+
+def test_an_exchange_starts_as_its_fields_defaults() -> None:
+    # Exchange.__init__ is written out for speed: every field must get its declared default.
+    import dataclasses
+
+    from hbfork.proxy.http.exchange import Exchange
+    ex = Exchange("192.0.2.1")
+    for field in dataclasses.fields(Exchange):
+        if field.name != "client_ip":
+            assert getattr(ex, field.name) == field.default, field.name
+    assert Exchange("192.0.2.1", status=7).status == 7

@@ -1,0 +1,159 @@
+"""Instructions per request of one hbfork worker on the HTTP fast path, counted by callgrind:
+an A/B measure that a shared, busy machine does not disturb (CPU time and requests/s do).
+
+A measurement, not a test. One nginx member on 127.0.0.2 (heartbeats sent for it) and one
+hbfork (one worker) run from a source tree (`--tree`, default this checkout) under
+`valgrind --tool=callgrind`; after a warm-up, the worker's counters are zeroed, one client
+connection sends N keep-alive GETs one after the other, and the counters are dumped. The figure
+is user-space instructions (Ir) of the worker per request: Python's share of the CPU, not the
+kernel's (syscalls cost the same in both arms of a comparison that sends the same requests).
+Counts repeat within about 0.5 % from run to run; a wall-clock share of the worker's time
+(timers, heartbeats) is included, so compare runs with the same N.
+
+    scripts/instructions-http [--tree DIR] [--kind none|rules|base] [--requests 2000]
+
+`--kind rules` is scripts/bench-headers' rules configuration (3 + 3 header rules and request
+IDs), `none` its plain one, `base` the plain one without the [request_id] section (for trees
+older than it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hbfork.beat.beacon import Beacon
+from loadtest.bench import tools
+from loadtest.bench.lab.loopback import NGINX
+from loadtest.bench.procs import free_port
+from loadtest.bench.programs.configs import nginx_backend_conf
+from loadtest.bench.scenarios.headers import config as headers_config
+
+MEMBER = "127.0.0.2"
+REQUEST = b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+
+
+def requests(port: int, count: int, timeout: float = 120) -> None:
+    """`count` GETs on one keep-alive connection, each answered 200 in full."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        for _ in range(count):
+            sock.sendall(REQUEST)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise OSError("closed mid-response")
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise OSError(f"answered {head[:40]!r}")
+            match = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            length = int(match.group(1)) if match else 0
+            while len(body) < length:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise OSError("closed mid-body")
+                body += chunk
+
+
+def measure(tree: Path, kind: str, count: int) -> float:
+    base = Path(tempfile.mkdtemp(prefix="instructions-"))
+    base.chmod(0o755)  # nginx's workers run unprivileged
+    procs: list[subprocess.Popen[bytes]] = []
+    beacon = None
+
+    def run(argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        out = open(base / f"output-{len(procs)}.log", "wb")  # noqa: SIM115 (the child's)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                **kwargs)  # type: ignore[call-overload]
+        procs.append(proc)
+        return proc
+
+    try:
+        member_port = free_port(MEMBER)
+        directory = base / "member"
+        directory.mkdir()
+        directory.chmod(0o755)
+        (directory / "nginx.conf").write_text(
+            nginx_backend_conf(directory, "m1", MEMBER, member_port))
+        run([NGINX, "-c", str(directory / "nginx.conf"), "-p", str(directory)])
+        front, beats, status = free_port(), free_port(kind=socket.SOCK_DGRAM), free_port()
+        text = headers_config("rules" if kind == "rules" else "none", front, beats, status,
+                              f"{MEMBER}:{member_port}", base)
+        if kind == "base":
+            text = text.replace("[request_id]\nenabled = false\n", "")
+        path = base / "hbfork.toml"
+        path.write_text(text)
+        master = run(["valgrind", "--tool=callgrind", "--trace-children=yes",
+                      f"--callgrind-out-file={base}/callgrind.%p",
+                      sys.executable, "-m", "hbfork", "run", "-c", str(path)],
+                     cwd=str(tree), env={**os.environ, "PYTHONPATH": str(tree)})
+        beacon = Beacon(("127.0.0.1", beats), port=member_port, source=MEMBER, interval=0.5)
+        beacon.start(lambda: (100, 0))
+        deadline = time.monotonic() + 240  # Python under valgrind starts slowly
+        while True:
+            try:
+                requests(front, 1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or master.poll() is not None:
+                    output = (base / "output-1.log").read_text(errors="replace")[-2000:]
+                    raise SystemExit(f"hbfork did not serve:\n{output}") from None
+                time.sleep(0.5)
+        requests(front, 300)  # warm: caches, specialised bytecode
+        workers = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True,
+                                 text=True, check=False).stdout.split()
+        for pid in workers:
+            subprocess.run(["callgrind_control", "-z", pid], capture_output=True, check=False)
+        requests(front, count)
+        for pid in workers:
+            subprocess.run(["callgrind_control", "-d", "measured", pid], capture_output=True,
+                           check=False)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            totals = [int(found[-1]) for name in glob.glob(f"{base}/callgrind.*")
+                      if "Trigger: dump measured" in (text := Path(name).read_text())
+                      and (found := re.findall(r"^summary: (\d+)", text, re.M))]
+            if totals:
+                return max(totals) / count
+            time.sleep(0.5)
+        raise SystemExit("no callgrind dump from the worker")
+    finally:
+        if beacon is not None:
+            beacon.stop()
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/instructions-http",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parents[3],
+                        help="the hbfork source tree to run (default: this checkout)")
+    parser.add_argument("--kind", choices=("none", "rules", "base"), default="none")
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args(argv)
+    tools.require("scripts/instructions-http", "nginx", "valgrind", "callgrind_control")
+    per_request = measure(args.tree.resolve(), args.kind, args.requests)
+    print(f"{args.kind} {args.tree}: {per_request:,.0f} instructions (Ir) per request "
+          f"(N={args.requests})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
