@@ -103,10 +103,13 @@ class Process:
         if self.alive():
             os.kill(self.pid, signum)
 
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0,
+             signalled: bool = False) -> int | None:
+        """Signal (unless `signalled` already) and wait; killed after `timeout`."""
         if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signum)
+            if not signalled:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signum)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -49,8 +49,8 @@ def spooling(cluster, tmp_path: Path, **http):
     directory = tmp_path / "spool"
     directory.mkdir()
     sections = {"log": http.pop("log")} if "log" in http else {}
-    proxy, backend = start(cluster, http={"response_spool_dir": str(directory), **http},
-                           **sections)
+    http = {"response_spool_dir": str(directory), "response_spool_max": 1 << 30, **http}
+    proxy, backend = start(cluster, http=http, **sections)
     return proxy, backend, directory, proxy.workers()[0]["pid"]
 
 
@@ -188,7 +188,8 @@ def test_a_slow_tls_reader_is_spooled_too(cluster, tmp_path):
     directory = tmp_path / "spool"
     directory.mkdir()
     front = TlsFront(cluster, tmp_path, proxy={"workers": 1},
-                     http={"response_spool_dir": str(directory)})
+                     http={"response_spool_dir": str(directory),
+                           "response_spool_max": 1 << 30})
     proxy, worker = front.proxy, front.proxy.workers()[0]["pid"]
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
