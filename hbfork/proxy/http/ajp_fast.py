@@ -34,9 +34,10 @@ from hbfork.core.ajp_lean import AjpLeanCache, RequestParts, response_prefix, sp
 from hbfork.core.http11 import IDEMPOTENT
 from hbfork.core.persistence import client_keeps
 from hbfork.proxy.http.ajp_leg import AjpLeg, use_leg
+from hbfork.proxy.http.first_send import send_request
 from hbfork.proxy.http.parts import SessionCore
 from hbfork.proxy.http.state import FORWARD, HEAD, HIGH_WATER
-from hbfork.proxy.loop import EPOLLIN, READ, WRITE
+from hbfork.proxy.loop import EPOLLIN, READ
 from hbfork.proxy.tls import WOULD_BLOCK
 from hbfork.proxy.upstreams import Target
 
@@ -128,17 +129,7 @@ class AjpFast:
             loop.handlers[conn.fd] = self.member_handler
         ex.member_started = loop.now
         loop.set_timer(s.timer, loop.now + pool.response_timeout)
-        try:
-            sent = conn.sock.send(packet)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            leg.out += packet
-            leg.write_failed()  # a retry on a fresh connection, or a 502
-            return s.advance()
-        if sent < len(packet):
-            leg.out += memoryview(packet)[sent:]
-            loop.set_mask(conn.fd, READ | WRITE)
+        send_request(s, leg, conn, loop, packet)
 
     # --- the response
 

@@ -35,10 +35,11 @@ from hbfork.core.outlier import FAILED_STATUS, OK
 from hbfork.proxy.http.ajp_fast import forward as ajp_forward
 from hbfork.proxy.http.exchange import Exchange
 from hbfork.proxy.http.fast_plan import FastPlan
+from hbfork.proxy.http.first_send import send_request
 from hbfork.proxy.http.parts import SessionCore
 from hbfork.proxy.http.router import Decision
 from hbfork.proxy.http.state import CLOSING, FORWARD, HEAD, HIGH_WATER, MAX_RESPONSE_HEAD
-from hbfork.proxy.loop import EPOLLIN, READ, WRITE
+from hbfork.proxy.loop import EPOLLIN, READ
 from hbfork.proxy.tls import WOULD_BLOCK
 from hbfork.proxy.upstreams import Acquired, Target
 
@@ -195,17 +196,7 @@ class FastPath:
         loop.handlers[conn.fd] = self.member_handler if method != b"HEAD" else member.on_event
         ex.member_started = loop.now
         loop.set_timer(s.timer, loop.now + plan.response_timeout)
-        try:
-            sent = conn.sock.send(forward)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            member.out += forward
-            member.write_failed()  # a retry on a fresh connection, or a 502
-            return s.advance()
-        if sent < len(forward):
-            member.out += memoryview(forward)[sent:]
-            loop.set_mask(conn.fd, READ | WRITE)
+        send_request(s, member, conn, loop, forward)
 
     def _not_acquired(self, n: int) -> None:
         """No member at once: waiting, failover or 503 are the general path's."""
