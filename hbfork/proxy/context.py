@@ -20,11 +20,13 @@ from hbfork.core.settings import HttpSettings
 from hbfork.proxy.loop import Loop
 
 if TYPE_CHECKING:
+    from hbfork.core.reopen import Reopening
+    from hbfork.proxy.acquiring import Acquisition
     from hbfork.proxy.client_limits import ClientLimits
     from hbfork.proxy.http.router import Decision, Router
     from hbfork.proxy.keepalive import ConnectionPool
     from hbfork.proxy.queue import Waiter
-    from hbfork.proxy.upstreams import Acquisition, PoolView, Target
+    from hbfork.proxy.upstreams import PoolView, Target
 
 
 class Picker(Protocol):
@@ -32,6 +34,7 @@ class Picker(Protocol):
 
     pools: dict[str, PoolView]
     default: PoolView
+    reopening: Reopening  # members re-dialled one probe at a time
 
     def acquire(self, pool: PoolView, now: float, excluded: AbstractSet[int] | None = None,
                 sticky_route: str | None = None, queued: bool = False,

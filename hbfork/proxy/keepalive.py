@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Callable
 
 from hbfork.proxy.loop import READ, Loop
 from hbfork.proxy.tls import TlsWriter, peek
@@ -16,7 +17,7 @@ from hbfork.proxy.upstreams import Target
 
 class MemberConnection:
     __slots__ = ("closed", "fd", "handshaking", "on_idle_event", "pool", "pooled", "private",
-                 "reused", "sock", "target", "timer", "tls")
+                 "probe", "reused", "sock", "target", "timer", "tls")
 
     def __init__(self, sock: socket.socket, target: Target, pool: ConnectionPool) -> None:
         self.sock = sock
@@ -29,6 +30,7 @@ class MemberConnection:
         self.handshaking = False  # connected, TLS handshake not finished yet
         self.pooled = False       # idle in the pool, waiting for a request
         self.private = False      # it told the member its client (a PROXY header): never pooled
+        self.probe = False        # dialled to a member that closed kept ones (core.reopen)
         self.timer = pool.loop.timer(self.on_deadline)
         # Bound once: the loop calls it for any event while the connection is idle.
         self.on_idle_event = self._on_idle_event
@@ -49,6 +51,7 @@ class MemberConnection:
 
     def _on_idle_event(self, mask: int) -> None:
         self.pool.discard(self)  # the member closed it, or sent what it must not
+        self.pool.member_closed(self.target.slot)
 
     def close(self) -> None:
         if not self.closed:
@@ -66,6 +69,8 @@ class ConnectionPool:
         self.size = size
         self.idle_timeout = idle_timeout
         self.closed = False  # after close_all(): connections checked in are closed
+        # Told when a member closes a connection it kept alive (hbfork.core.reopen): slot.
+        self.member_closed: Callable[[int], None] = lambda slot: None
 
     def checkout(self, target: Target, verify: bool = True,
                  tls: bool = False) -> MemberConnection | None:
@@ -76,9 +81,12 @@ class ConnectionPool:
         while conns:
             conn = conns.pop()
             conn.pooled = False
-            if conn.target.uid != target.uid or (conn.tls is not None) != tls or (
-                    verify and not still_open(conn.sock)):
+            if conn.target.uid != target.uid or (conn.tls is not None) != tls:
                 conn.close()
+                continue
+            if verify and not still_open(conn.sock):
+                conn.close()
+                self.member_closed(target.slot)
                 continue
             return conn
         return None

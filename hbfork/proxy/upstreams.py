@@ -17,7 +17,6 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from typing import final
 
 from hbfork.core.addresses import Endpoint
 from hbfork.core.balancer import DRAINED, EJECTED, USABLE, WEIGHT_MASK
@@ -29,7 +28,9 @@ from hbfork.core.failures import NO_MEMBER, RETRIES_SPENT, SESSION_DOWN, TRIED_A
 from hbfork.core.outlier import Detector
 from hbfork.core.pool_admin import POOL_DISABLED, POOL_DRAINED
 from hbfork.core.pool_settings import PoolSettings
+from hbfork.core.reopen import Reopening
 from hbfork.core.settings import BalanceSettings, HttpSettings
+from hbfork.proxy.acquiring import Acquiring, Unavailable, Wait
 from hbfork.proxy.targets import STICKY_HIT, STICKY_LOST, Acquired, PoolView, Target
 from hbfork.table.layout import (
     LATENCY_BUCKETS,
@@ -83,92 +84,6 @@ __all__ = [
 Entry = tuple[int, int, int, int, int]  # (tier, slot, weight, capacity, at_report)
 
 
-# --- what acquire() answers
-
-
-@final
-class Wait:
-    """Members are up but none has room now: the request waits in the front queue.
-    `pinned`: it waits for its session's own member, not for any."""
-    __slots__ = ("pinned", "sticky")
-
-    def __init__(self, pinned: bool, sticky: int = 0) -> None:
-        self.pinned, self.sticky = pinned, sticky
-
-
-@final
-class Unavailable:
-    """No member can take the request (`reason`: NO_MEMBER, TRIED_ALL, RETRIES_SPENT or
-    SESSION_DOWN)."""
-    __slots__ = ("reason", "sticky")
-
-    def __init__(self, reason: str, sticky: int = 0) -> None:
-        self.reason, self.sticky = reason, sticky
-
-
-Acquisition = Acquired | Wait | Unavailable
-
-
-class Acquiring:
-    """acquire(), over the picker's primitives (choose, reserve, sticky, queue_ahead): the one
-    place where a request or a TCP connection gets its member."""
-
-    __slots__ = ()
-
-    def acquire(self, pool: PoolView, now: float, excluded: AbstractSet[int] | None = None,
-                sticky_route: str | None = None, queued: bool = False,
-                failover: bool = True) -> Acquisition:
-        """A member of `pool` for a request that tried the slots in `excluded` already
-        (`queued`: it comes from the front queue; `now`: the loop's clock). A sticky session's
-        member is taken when it can serve (a busy one is waited for); when it cannot, the
-        request goes to another member unless the pool has nofailover (or `failover` is
-        False: the caller has its own way to fail over). A request that has not
-        tried yet goes behind the front queue's old waiters."""
-        if excluded and len(excluded) > pool.retries:
-            return Unavailable(RETRIES_SPENT)
-        outcome = 0
-        if sticky_route is not None:
-            found = self.sticky(pool, sticky_route)
-            if isinstance(found, Target) and (not excluded or found.slot not in excluded):
-                if not self.reserve(found):
-                    return Wait(True)  # busy: wait for it, not for another
-                return found.acquired[STICKY_HIT]
-            if found is not None:  # its member is down, or refused this very request
-                outcome = STICKY_LOST
-                if pool.settings.nofailover or not failover:
-                    return Unavailable(SESSION_DOWN, outcome)
-        if not queued and not excluded and self.queue_ahead(pool, now):
-            return Wait(False, outcome)  # others wait already: behind them, in arrival order
-        target = self.choose(excluded, pool)
-        if type(target) is Target:
-            return target.acquired[outcome]
-        if target is None:
-            return Unavailable(TRIED_ALL if excluded else NO_MEMBER, outcome)
-        return Wait(False, outcome)  # FULL
-
-    def take(self, pool: PoolView, now: float) -> Target | None:
-        """acquire(pool, now)'s member for a first try, no sticky route (None: not Acquired)."""
-        target = None if self.queue_ahead(pool, now) else self.choose(None, pool)
-        return target if type(target) is Target else None
-
-    # the primitives (Upstreams' own; a test's picker has its own)
-    def sticky(self, pool: PoolView, route: str) -> Target | str | None:
-        raise NotImplementedError
-
-    def reserve(self, target: Target) -> bool:
-        raise NotImplementedError
-
-    def queue_ahead(self, pool: PoolView, now: float) -> bool:
-        raise NotImplementedError
-
-    def choose(self, excluded: AbstractSet[int] | None = None,
-               pool: PoolView | None = None) -> Target | int | None:
-        raise NotImplementedError
-
-    def has_other(self, pool: PoolView, tried: AbstractSet[int]) -> bool:
-        raise NotImplementedError
-
-
 class Upstreams(Acquiring):
     def __init__(self, table: Table, record: memoryview, config: Config | None = None,
                  rng: random.Random | None = None) -> None:
@@ -199,6 +114,7 @@ class Upstreams(Acquiring):
         outlier = config.outlier if config is not None else None
         self.detector = Detector(outlier) if outlier is not None and outlier.enabled else None
         self.times = ServiceTimes()  # members' recent response times: the pick's speeds
+        self.reopening = Reopening()  # members re-dialled one probe at a time (core.reopen)
         # called when the detector says a member should be ejected (target, cause)
         self.on_eject: Callable[[Target, int], None] | None = None
         self.clock: Callable[[], float] = time.monotonic  # tests pass a fake one
@@ -234,6 +150,7 @@ class Upstreams(Acquiring):
                     del self.slot_of[address]
             self.discovered.discard(slot)
             self.times.forget(slot)
+            self.reopening.forget(slot)
             record = self.table.read_member(slot) if uid else None
             if record is not None:
                 self.slot_of[Endpoint(record.ip, record.port)] = slot
@@ -302,11 +219,20 @@ class Upstreams(Acquiring):
         if pool.built != generation:
             self._build(pool, generation)
         skip = set(excluded or ())
+        # Members with a probe in flight from this worker are passed by while any other can
+        # take the request (hbfork.core.reopen); when none can, they are picked after all.
+        avoided = self.reopening.avoid - skip if self.reopening.avoid else None
+        if avoided:
+            skip |= avoided
         lost_race = False
-        for _ in range(RESERVE_TRIES):
+        for _ in range(RESERVE_TRIES + 1):
             slot = choose(pool.candidates, pool.weighting, pool.pick, self.in_flight,
                           self.random, skip)
             if slot is None or slot == FULL:
+                if avoided:
+                    skip -= avoided
+                    avoided = None
+                    continue
                 return FULL if lost_race and slot is None else slot
             target = self.targets.get(slot)
             if target is None or target.uid != self.uids[slot]:

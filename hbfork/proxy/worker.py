@@ -110,6 +110,8 @@ class Worker:
         self.limits = Limits(http.max_request_line, http.max_header_size, http.max_body_size)
         self.lean = LeanCache(http.max_request_line)
         self.conn_pool = ConnectionPool(self.loop, http.pool_size, http.pool_idle_timeout)
+        reopening, loop = self.upstreams.reopening, self.loop
+        self.conn_pool.member_closed = lambda slot: reopening.closed(slot, loop.now)
         self.access_log: AccessLog | None = None
         self._log_limiter = LogLimiter(5.0)
         self.admission = Admission(self.loop, record, config, tls, self.context,

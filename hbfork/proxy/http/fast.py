@@ -332,6 +332,8 @@ class FastPath:
                 ctx.conn_pool.checkin(conn)
             else:
                 conn.close()
+                if conn.reused:  # the member closes a connection it kept (core.reopen)
+                    ctx.upstreams.reopening.closed(conn.target.slot, loop.now)
         else:
             member.release(response.keep_alive)
         if keep_alive:  # session.new_exchange() and idle_deadline() (not draining: kept)

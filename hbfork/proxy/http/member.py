@@ -72,6 +72,7 @@ class MemberLeg:
             self.ctx.resource_error(error)
             return s.fail(503, "the proxy is out of resources", (("Retry-After", "1"),))
         self.conn = conn = MemberConnection(sock, target, self.ctx.conn_pool)
+        conn.probe = self.ctx.upstreams.reopening.dialled(target.slot, self.ctx.loop.now)
         s.state = CONNECT
         self.ctx.loop.add(conn.fd, WRITE, self.on_event)
         if err not in (0, errno.EINPROGRESS):
@@ -342,6 +343,7 @@ class MemberLeg:
         ex = s.ex
         self.conn = None
         conn.close()  # the request stays counted in flight to the same member
+        self.ctx.upstreams.reopening.closed(conn.target.slot, self.ctx.loop.now)
         self.out.clear()
         self.inbuf.clear()
         ex.fresh_retry = True
@@ -435,6 +437,9 @@ class MemberLeg:
         if target is not None:
             self.inflight = None
             upstreams = self.ctx.upstreams
+            if self.conn is not None and self.conn.probe:  # before a waiter is let in
+                self.conn.probe = False
+                upstreams.reopening.over(target.slot, status > 0)
             upstreams.finished(target, status)
             if status:
                 ex = self.s.ex

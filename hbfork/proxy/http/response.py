@@ -220,6 +220,9 @@ class ResponseRelay:
         response = ex.response
         reusable = bool(response and response.keep_alive and ex.request_done
                         and not member.inbuf)
+        if response is not None and not response.keep_alive and member.conn is not None and \
+                member.conn.reused:  # the member closes a connection it kept: leaving?
+            self.ctx.upstreams.reopening.closed(member.conn.target.slot, self.ctx.loop.now)
         if ex.spool is not None and hold(s, reusable):
             return  # the member is free; the client reads the rest from the spool
         self.account()

@@ -13,6 +13,7 @@ from hbfork.core.addresses import Endpoint, parse_endpoint
 from hbfork.core.config import Config, loads
 from hbfork.core.http11 import Limits
 from hbfork.core.lean import LeanCache
+from hbfork.core.reopen import Reopening
 from hbfork.proxy.http.router import Router
 from hbfork.proxy.keepalive import ConnectionPool
 from hbfork.proxy.loop import Loop
@@ -51,6 +52,7 @@ class FakePicker(Acquiring):
         self.finished_statuses: list[tuple[int, int]] = []
         self.outcomes: list[tuple[int, int]] = []  # (slot, hbfork.core.outlier outcome)
         self.queue: list[object] = []  # the context's queue (FakeContext sets it)
+        self.reopening = Reopening()
 
     def _in(self, pool: PoolView) -> list[FakeMember]:
         listed = {address for address, _ in pool.members}
@@ -60,6 +62,8 @@ class FakePicker(Acquiring):
                pool: PoolView | None = None) -> Target | int | None:
         candidates = [m for m in self._in(pool or self.default)
                       if m.target.slot not in (excluded or ()) and not m.down]
+        # Upstreams' rule: members with a probe in flight only when no other can serve
+        candidates.sort(key=lambda m: m.target.slot in self.reopening.avoid)
         for member in candidates:
             if not member.full:
                 self.started(member.target)  # as Upstreams.choose, it reserves

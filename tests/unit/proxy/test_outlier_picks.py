@@ -136,3 +136,31 @@ def test_after_the_ejection_it_ramps_back(fronts) -> None:
     front.publish()
     weights = [front.table.weight_word(slot) & 0xFFFFFFFF for slot in range(3)]
     assert 0 < weights[BAD] < weights[0], weights  # slow start: a small weight first
+
+
+def test_a_member_with_a_probe_in_flight_is_passed_by_while_others_can_serve(fronts) -> None:
+    """hbfork.core.reopen: the member closed a kept connection and this worker is dialling it
+    again; until that probe ends, its picks go to the others (and to it when none other can)."""
+    front = fronts(False)
+    up = front.upstreams
+    up.refresh()  # the members known (a slot that changes member forgets its marks)
+    up.reopening.closed(BAD, now=front.now)
+    assert up.reopening.dialled(BAD, now=front.now)
+    picked = Counter()
+    for _ in range(300):
+        target = up.choose()
+        assert isinstance(target, Target)
+        picked[target.slot] += 1
+        up.finished(target, 200)
+    assert picked[BAD] == 0 and sum(picked.values()) == 300, picked
+    only_bad = up.choose(excluded={0, 1})
+    assert isinstance(only_bad, Target) and only_bad.slot == BAD  # nobody else: it after all
+    up.finished(only_bad, 200)
+    up.reopening.over(BAD, answered=True)
+    picked.clear()
+    for _ in range(300):
+        target = up.choose()
+        assert isinstance(target, Target)
+        picked[target.slot] += 1
+        up.finished(target, 200)
+    assert picked[BAD] > 50, picked  # its third again, about
