@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = 8
-DURATION = 6
+DURATION = 4
 
 pytestmark = [
     pytest.mark.slow,
@@ -79,7 +79,7 @@ def test_member_down_within_allowance(tmp_path: Path) -> None:
 
 
 def test_overload_burst_waits_in_the_queue_not_503(tmp_path: Path) -> None:
-    code, output = run_loadtest(tmp_path, "overload", users=16, duration=8)
+    code, output = run_loadtest(tmp_path, "overload", users=16, duration=5)
     assert code == 0, output
     assert failures(output) == 0, output
     match = re.search(r"^front queue, pool default: (\d+) requests waited", output, re.MULTILINE)
