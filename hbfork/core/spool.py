@@ -41,19 +41,21 @@ def route(pending: int, room_left: int, behind: bool) -> int:
     return RELAY
 
 
-def feed(queued: int, pending: int, tls: bool, low_water: int, high_water: int,
-         nudge: int = 0) -> tuple[str, int]:
-    """How the client gets the file's next bytes, given `queued` bytes in its memory queue:
-    a plain socket takes them by sendfile(2) once its queue is empty (no copy, no memory);
-    a TLS socket needs them in memory, a queue's worth at a time when it runs low. After a
-    sendfile the socket could not take whole, (READ, nudge) keeps a few bytes queued so the
-    loop watches the socket for room (the caller asks again with `nudge`)."""
+def feed(queued: int, pending: int, in_file: int, tls: bool, low_water: int,
+         high_water: int) -> tuple[str, int]:
+    """How the client gets the spool's next bytes, given `queued` bytes in its memory queue,
+    `pending` bytes in the spool of which `in_file` in its file (the rest: what a failed write
+    left in memory, after them): a plain socket takes the file's by sendfile(2) once its queue
+    is empty (no copy, no memory), the rest through its queue; a TLS socket needs them all in
+    memory, a queue's worth at a time when it runs low. Whatever the socket does not take now
+    it takes when it is writable again: the session watches it while the spool has bytes
+    (hbfork.proxy.http.spool.wants_write)."""
     if not pending:
         return NOTHING, 0
     if not tls:
         if queued:
             return NOTHING, 0  # its queue goes first; then sendfile
-        return (READ, min(nudge, pending)) if nudge else (SENDFILE, pending)
+        return (SENDFILE, in_file) if in_file else (READ, min(high_water, pending))
     if queued < low_water:
         return READ, min(high_water - queued, pending)
     return NOTHING, 0

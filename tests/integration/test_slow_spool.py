@@ -81,6 +81,30 @@ def test_a_slow_reader_frees_its_member_and_gets_every_byte(cluster, tmp_path, c
     assert slow_counts(proxy)["slow_reader"] == 0
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+def test_a_spooled_response_read_at_full_speed_never_stalls(cluster, tmp_path, chunked):
+    """Regression: a client that read its spooled response at full speed could wait for
+    send_timeout before the rest came (the socket took a whole queue and nothing watched it for
+    room while the file still had bytes). With send_timeout (and client_timeout) far above the
+    client's own deadline, a stall is a timeout here: a check that the feed never stops, not
+    of speed."""
+    proxy, _, directory, worker = spooling(cluster, tmp_path, send_timeout=60,
+                                           client_timeout=120)
+    query = f"/?size={SIZE}" + ("&chunked=1" if chunked else "")
+    for _ in range(3):  # the stall depended on where the socket's room ran out: a few times
+        with client(proxy, rcvbuf=16384, timeout=15) as c:
+            c.send(request("GET", query))
+            wait_until(lambda: in_flight(proxy) == 0, 20, message="the member free")
+            assert len(spool_files(worker, directory)) == 1
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # reads fast now
+            try:
+                body = read_body(c, chunked)
+            except TimeoutError:
+                pytest.fail("the spooled response stalled (15 s without a byte)")
+        assert hashlib.sha256(body).hexdigest() == expected_digest(SIZE)
+        wait_until(lambda: not spool_files(worker, directory), 5, message="the spool file closed")
+
+
 def test_a_fast_path_response_is_spooled_from_its_second_read_on(cluster, tmp_path):
     """A GET on a pooled member connection is the fast path's; a response it does not finish
     in its first read is the general path's from then on, which spools it."""

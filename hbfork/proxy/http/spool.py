@@ -16,10 +16,13 @@ Where the spool's limits are reached, or its file cannot be opened or written, t
 held back as without a spool. The fast path needs nothing of its own: a response it does not
 finish in its first read is the general path's from the next read on, which spools it.
 
-The session calls in at four points: the member leg asks whether to read (spool_takes) and
+The session calls in at five points: the member leg asks whether to read (spool_takes) and
 reads into the spool (spool_read); the relay moves what was read into the spool
 (spool_body) and, when the member is done, frees it early (hold); slow.pace feeds the client
-(feed_client).
+(feed_client) what its socket takes, and the session watches the client's socket for room
+while the spool has bytes for it (wants_write), so the feed goes on as soon as the client
+has read (in SPOOLED nothing else wakes the session: a client queue that emptied with bytes
+still in the file stalled it until its deadline).
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ from __future__ import annotations
 from hbfork.core.chunked import Rechunker
 from hbfork.core.http11 import ChunkedBody, LengthBody, UntilClose
 from hbfork.core.spool import READ, RELAY, SENDFILE, WAIT, feed, room, route
+from hbfork.proxy.http.exchange import Exchange
 from hbfork.proxy.http.parts import SessionCore
 from hbfork.proxy.http.spool_file import BUDGET, SpoolFile
 from hbfork.proxy.http.state import FORWARD, HIGH_WATER, SPOOLED
 from hbfork.proxy.tls import WOULD_BLOCK
 
 LOW_WATER = HIGH_WATER // 2  # a TLS client's queue is topped up from the file below this
-NUDGE = 4096  # bytes queued after a sendfile the socket could not take whole (see core.spool)
 
 
 def spool_takes(s: SessionCore) -> int:
@@ -147,19 +150,20 @@ def hold(s: SessionCore, reusable: bool) -> bool:
 
 
 def feed_client(s: SessionCore) -> bool:
-    """Give the client what it can take of the spool; in SPOOLED, end the exchange once all is
-    given. False when the session or the exchange ended."""
+    """Give the client what its socket takes of the spool now; in SPOOLED, end the exchange
+    once all is given. False when the session or the exchange ended."""
     ex, client = s.ex, s.client
     spool = ex.spool
     assert spool is not None
     tls = client.tls is not None
-    kind, n = feed(len(client.out), spool.pending, tls, LOW_WATER, HIGH_WATER)
+    kind, n = feed(len(client.out), spool.pending, spool.in_file, tls, LOW_WATER, HIGH_WATER)
     try:
         if kind == SENDFILE:
             sent = spool.sendfile(client.sock)
             if sent:
                 s.ctx.count_bytes(False, sent)
-            kind, n = feed(0, spool.pending, tls, LOW_WATER, HIGH_WATER, NUDGE)
+            if sent == n:  # the socket took the whole file: bytes of a failed write follow
+                kind, n = feed(0, spool.pending, spool.in_file, tls, LOW_WATER, HIGH_WATER)
         if kind == READ:
             client.out += spool.read(n)
     except OSError:  # the client is gone (or our own file failed: the response is lost)
@@ -172,3 +176,9 @@ def feed_client(s: SessionCore) -> bool:
         return False
     return True
 
+
+def wants_write(ex: Exchange) -> bool:
+    """The spool has bytes for the client: its socket is watched for room (a sendfile it did
+    not take whole, or a queue it emptied, is followed by the rest when it can take more)."""
+    spool = ex.spool
+    return spool is not None and spool.pending > 0

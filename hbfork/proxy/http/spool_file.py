@@ -67,6 +67,11 @@ class SpoolFile:
         """Bytes in it not yet given to the client."""
         return self.write_at - self.read_at + len(self.tail)
 
+    @property
+    def in_file(self) -> int:
+        """Of those, the ones in the file (sendfile can give them); `tail`'s come after."""
+        return self.write_at - self.read_at
+
     def opened(self) -> bool:
         """Open its file if it is not yet: False (and it takes nothing) if it cannot be."""
         if self.fd < 0 and not self.broken:

@@ -47,22 +47,23 @@ def test_route(pending, room_left, behind, expected):
     assert route(pending, room_left, behind) == expected
 
 
-HW, LW, NUDGE = 48 * 1024, 24 * 1024, 4096
+HW, LW = 48 * 1024, 24 * 1024
 
 
-@pytest.mark.parametrize(("queued", "pending", "tls", "nudge", "expected"), [
-    (0, 0, False, 0, (NOTHING, 0)),           # nothing in the file
-    (0, MIB, False, 0, (SENDFILE, MIB)),      # plain, queue empty: sendfile all it takes
-    (100, MIB, False, 0, (NOTHING, 0)),       # plain, queue not empty: it goes first
-    (0, MIB, False, NUDGE, (READ, NUDGE)),    # after a short sendfile: a few bytes queued
-    (0, 100, False, NUDGE, (READ, 100)),
-    (0, MIB, True, 0, (READ, HW)),            # TLS: a queue's worth, in memory
-    (30 * 1024, MIB, True, 0, (NOTHING, 0)),  # TLS above the low-water mark: later
-    (10 * 1024, MIB, True, 0, (READ, HW - 10 * 1024)),
-    (10 * 1024, 500, True, 0, (READ, 500)),
+@pytest.mark.parametrize(("queued", "pending", "in_file", "tls", "expected"), [
+    (0, 0, 0, False, (NOTHING, 0)),            # nothing in the spool
+    (0, MIB, MIB, False, (SENDFILE, MIB)),     # plain, queue empty: sendfile all it takes
+    (100, MIB, MIB, False, (NOTHING, 0)),      # plain, queue not empty: it goes first
+    (0, MIB, MIB - 10, False, (SENDFILE, MIB - 10)),  # the file's bytes before the tail's
+    (0, 10, 0, False, (READ, 10)),             # only a failed write's tail: through the queue
+    (0, MIB, 0, False, (READ, HW)),            # ...a queue's worth at a time
+    (0, MIB, MIB, True, (READ, HW)),           # TLS: a queue's worth, in memory
+    (30 * 1024, MIB, MIB, True, (NOTHING, 0)),  # TLS above the low-water mark: later
+    (10 * 1024, MIB, MIB, True, (READ, HW - 10 * 1024)),
+    (10 * 1024, 500, 500, True, (READ, 500)),
 ])
-def test_feed(queued, pending, tls, nudge, expected):
-    assert feed(queued, pending, tls, LW, HW, nudge) == expected
+def test_feed(queued, pending, in_file, tls, expected):
+    assert feed(queued, pending, in_file, tls, LW, HW) == expected
 
 
 def test_budget():
