@@ -15,7 +15,8 @@ import socket
 import tempfile
 import time
 
-from hbfork.core.spool import SpoolBudget
+from hbfork.core.spool import LagWindow, SpoolBudget
+from hbfork.proxy.loop import Timer
 
 log = logging.getLogger("hbfork.proxy")
 
@@ -48,6 +49,17 @@ def open_nameless(directory: str) -> int:
     fd, name = tempfile.mkstemp(prefix="hbfork-spool-", dir=where)
     os.unlink(name)
     return fd
+
+
+class Lag(LagWindow):
+    """An exchange's LagWindow, with the timer that looks again at a client that reads nothing
+    (no event would: its member is held back, its socket full)."""
+
+    __slots__ = ("timer",)
+
+    def __init__(self, timer: Timer) -> None:
+        super().__init__()
+        self.timer = timer
 
 
 class SpoolFile:

@@ -7,11 +7,14 @@ from __future__ import annotations
 import pytest
 
 from hbfork.core.spool import (
+    LAG_RATE,
+    LAG_WINDOW,
     NOTHING,
     READ,
     RELAY,
     SENDFILE,
     WAIT,
+    LagWindow,
     SpoolBudget,
     feed,
     room,
@@ -64,6 +67,53 @@ HW, LW = 48 * 1024, 24 * 1024
 ])
 def test_feed(queued, pending, in_file, tls, expected):
     assert feed(queued, pending, in_file, tls, LW, HW) == expected
+
+
+def test_a_client_never_behind_has_no_window():
+    lag = LagWindow()
+    assert lag.look(10.0, False, 0) == 0.0
+    assert not lag.lags(20.0, 0)
+
+
+def test_a_client_that_takes_nothing_for_a_window_lags():
+    lag = LagWindow()
+    assert lag.look(10.0, True, 500) == 10.0 + LAG_WINDOW  # when to look again
+    assert not lag.lags(10.0 + LAG_WINDOW / 2, 500)  # not a whole window yet
+    assert lag.look(10.0 + LAG_WINDOW / 2, True, 500) == 10.0 + LAG_WINDOW
+    assert lag.lags(10.0 + LAG_WINDOW, 500)
+    assert lag.look(10.0 + LAG_WINDOW, True, 500) == 10.0 + LAG_WINDOW  # it stays lagging
+    assert lag.lags(11.0 + LAG_WINDOW, 600)
+
+
+def test_a_queue_that_empties_now_and_then_does_not_reset_the_window():
+    """A socket's buffer keeps taking a little from a reader that reads nothing: its queue
+    empties at a look, but what it took over the window is what counts."""
+    lag = LagWindow()
+    lag.look(10.0, True, 0)
+    assert lag.look(10.0 + LAG_WINDOW / 2, False, 200_000) == 10.0 + LAG_WINDOW
+    assert lag.lags(10.0 + LAG_WINDOW, 250_000)
+
+
+def test_a_client_that_keeps_up_starts_a_new_window():
+    lag = LagWindow()
+    fast = int(LAG_RATE * LAG_WINDOW) * 10
+    lag.look(10.0, True, 0)
+    assert not lag.lags(10.0 + LAG_WINDOW, fast)
+    # behind again at the look: a new window from here, counting from what it took by now
+    assert lag.look(10.0 + LAG_WINDOW, True, fast) == 10.0 + 2 * LAG_WINDOW
+    assert not lag.lags(10.0 + 2 * LAG_WINDOW, 2 * fast)
+    # not behind at the look: no window until it is behind again
+    assert lag.look(10.0 + 2 * LAG_WINDOW, False, 2 * fast) == 0.0
+    assert not lag.lags(20.0, 2 * fast)
+    assert lag.look(20.0, True, 2 * fast) == 20.0 + LAG_WINDOW
+
+
+def test_a_client_that_slows_down_lags_in_its_next_window():
+    lag = LagWindow()
+    fast = int(LAG_RATE * LAG_WINDOW) * 10
+    lag.look(10.0, True, 0)
+    lag.look(10.0 + LAG_WINDOW, True, fast)
+    assert lag.lags(10.0 + 2 * LAG_WINDOW, fast + 1000)
 
 
 def test_budget():
