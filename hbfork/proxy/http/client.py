@@ -88,7 +88,7 @@ class ClientConnection:
             return self._linger()
         if s.state == QUEUED and mask & (RDHUP | ERROR):
             return s.close()  # gone before a member had room: it leaves the queue
-        if mask & WRITE:
+        if mask & WRITE and self.out:  # (room for the response spool's bytes: s.advance feeds)
             if not self.flush():
                 return
         if mask & ~WRITE:

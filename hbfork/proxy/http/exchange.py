@@ -13,7 +13,7 @@ from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHea
 from hbfork.core.lean import field_value
 from hbfork.core.slow_clients import BodyProbe
 from hbfork.proxy.http.router import Decision
-from hbfork.proxy.http.spool_file import SpoolFile
+from hbfork.proxy.http.spool_file import Lag, SpoolFile
 from hbfork.proxy.upstreams import Target
 
 NOT_TRIED: AbstractSet[int] = frozenset()
@@ -81,6 +81,7 @@ class Exchange:
         self.probe = None
         self.outcome = ""
         self.spool = None
+        self.lag = None
         if fields:  # tests set some at once
             for name, value in fields.items():
                 setattr(self, name, value)
@@ -100,6 +101,7 @@ class Exchange:
     probe: BodyProbe | None = None
     outcome: str = ""
     spool: SpoolFile | None = None  # the response's rest, for a slow reader (http.spool)
+    lag: Lag | None = None          # since when its client lags (made when it is first behind)
 
     def log_fields(self, status: int, target: Target | None, now: float) -> dict[str, object]:
         """What the access log records of the request that just ended."""

@@ -64,6 +64,7 @@ from hbfork.proxy.http.parts import MemberSide
 from hbfork.proxy.http.response import ResponseRelay
 from hbfork.proxy.http.router import https_location
 from hbfork.proxy.http.slow import PACED, buffering_step, cut_slow, pace, start_buffering
+from hbfork.proxy.http.spool import wants_write
 from hbfork.proxy.http.state import (
     BUFFERING,
     CLOSING,
@@ -282,7 +283,7 @@ class HttpSession:
             client_mask = RDHUP  # only to see it leave while it waits
         else:
             client_mask = 0
-        if client.out:
+        if client.out or wants_write(self.ex):  # or the response spool's bytes (spool.py)
             client_mask |= WRITE
         loop.set_mask(client.fd, client_mask)
         conn = member.conn

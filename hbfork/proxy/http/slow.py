@@ -40,7 +40,7 @@ from hbfork.core.slow_clients import (
 )
 from hbfork.proxy.http.exchange import Exchange
 from hbfork.proxy.http.parts import SessionCore
-from hbfork.proxy.http.spool import feed_client
+from hbfork.proxy.http.spool import feed_client, watch_lag
 from hbfork.proxy.http.state import BUFFERING, FORWARD, HEAD, SPOOLED
 
 PACED = (FORWARD, SPOOLED)  # the states whose client is held to minimum rates (pace)
@@ -126,7 +126,8 @@ def _body_received(ex: Exchange, buffered: int) -> int:
 
 
 def pace(s: SessionCore) -> None:
-    """After a step in FORWARD or SPOOLED: feed the client from the response spool, and bound
+    """After a step in FORWARD or SPOOLED: feed the client from the response spool (or see
+    whether it lags enough to start one), and bound
     the session's deadline by the minimum rate of what the client is doing while a member (or
     a spool) is held for it (sending its body, or reading the response)."""
     ex = s.ex
@@ -141,7 +142,9 @@ def pace(s: SessionCore) -> None:
                              http.body_timeout, http.body_min_rate)
     else:
         spool = ex.spool
-        if spool is not None and not feed_client(s):  # the client's share of the spool
+        if spool is None:
+            watch_lag(s)  # does it lag enough to spool the rest? (hbfork.proxy.http.spool)
+        elif not feed_client(s):  # the client's share of the spool
             return
         waiting = _waiting(s)
         if s.state == SPOOLED:  # the client taking bytes is the only progress left

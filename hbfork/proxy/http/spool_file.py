@@ -15,7 +15,8 @@ import socket
 import tempfile
 import time
 
-from hbfork.core.spool import SpoolBudget
+from hbfork.core.spool import LagWindow, SpoolBudget
+from hbfork.proxy.loop import Timer
 
 log = logging.getLogger("hbfork.proxy")
 
@@ -50,6 +51,17 @@ def open_nameless(directory: str) -> int:
     return fd
 
 
+class Lag(LagWindow):
+    """An exchange's LagWindow, with the timer that looks again at a client that reads nothing
+    (no event would: its member is held back, its socket full)."""
+
+    __slots__ = ("timer",)
+
+    def __init__(self, timer: Timer) -> None:
+        super().__init__()
+        self.timer = timer
+
+
 class SpoolFile:
     __slots__ = ("broken", "directory", "fd", "read_at", "tail", "write_at", "written")
 
@@ -66,6 +78,11 @@ class SpoolFile:
     def pending(self) -> int:
         """Bytes in it not yet given to the client."""
         return self.write_at - self.read_at + len(self.tail)
+
+    @property
+    def in_file(self) -> int:
+        """Of those, the ones in the file (sendfile can give them); `tail`'s come after."""
+        return self.write_at - self.read_at
 
     def opened(self) -> bool:
         """Open its file if it is not yet: False (and it takes nothing) if it cannot be."""

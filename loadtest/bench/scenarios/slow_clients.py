@@ -7,7 +7,8 @@ A benchmark, not a test; loopback only. Two members, `hbfork backend --capacity 
 C` on 127.0.0.2/.3 (each serves at most C requests at once and beats its true capacity to
 hbfork). Fronts, one at a time over the same members, one worker each:
   hbfork  its defaults (request_buffering 64 KiB, body 20 s + 500 B/s, send 20 s + 500 B/s),
-          and response_spool_max = 1 GiB (nginx's proxy_max_temp_file_size; off by default)
+          and response_spool_max = 1 GiB (nginx's proxy_max_temp_file_size; the default, set
+          anyway)
   nginx   proxy_request_buffering on (its default), `max_conns=C` per server
 Per front, three phases of --seconds each: normal clients alone (wrk -t1 -c16, GET of 1 KiB),
 then the same while `2C + extra` slow-body connections (slowhttptest -B style: a POST

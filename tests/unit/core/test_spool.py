@@ -7,11 +7,14 @@ from __future__ import annotations
 import pytest
 
 from hbfork.core.spool import (
+    LAG_RATE,
+    LAG_WINDOW,
     NOTHING,
     READ,
     RELAY,
     SENDFILE,
     WAIT,
+    LagWindow,
     SpoolBudget,
     feed,
     room,
@@ -47,22 +50,70 @@ def test_route(pending, room_left, behind, expected):
     assert route(pending, room_left, behind) == expected
 
 
-HW, LW, NUDGE = 48 * 1024, 24 * 1024, 4096
+HW, LW = 48 * 1024, 24 * 1024
 
 
-@pytest.mark.parametrize(("queued", "pending", "tls", "nudge", "expected"), [
-    (0, 0, False, 0, (NOTHING, 0)),           # nothing in the file
-    (0, MIB, False, 0, (SENDFILE, MIB)),      # plain, queue empty: sendfile all it takes
-    (100, MIB, False, 0, (NOTHING, 0)),       # plain, queue not empty: it goes first
-    (0, MIB, False, NUDGE, (READ, NUDGE)),    # after a short sendfile: a few bytes queued
-    (0, 100, False, NUDGE, (READ, 100)),
-    (0, MIB, True, 0, (READ, HW)),            # TLS: a queue's worth, in memory
-    (30 * 1024, MIB, True, 0, (NOTHING, 0)),  # TLS above the low-water mark: later
-    (10 * 1024, MIB, True, 0, (READ, HW - 10 * 1024)),
-    (10 * 1024, 500, True, 0, (READ, 500)),
+@pytest.mark.parametrize(("queued", "pending", "in_file", "tls", "expected"), [
+    (0, 0, 0, False, (NOTHING, 0)),            # nothing in the spool
+    (0, MIB, MIB, False, (SENDFILE, MIB)),     # plain, queue empty: sendfile all it takes
+    (100, MIB, MIB, False, (NOTHING, 0)),      # plain, queue not empty: it goes first
+    (0, MIB, MIB - 10, False, (SENDFILE, MIB - 10)),  # the file's bytes before the tail's
+    (0, 10, 0, False, (READ, 10)),             # only a failed write's tail: through the queue
+    (0, MIB, 0, False, (READ, HW)),            # ...a queue's worth at a time
+    (0, MIB, MIB, True, (READ, HW)),           # TLS: a queue's worth, in memory
+    (30 * 1024, MIB, MIB, True, (NOTHING, 0)),  # TLS above the low-water mark: later
+    (10 * 1024, MIB, MIB, True, (READ, HW - 10 * 1024)),
+    (10 * 1024, 500, 500, True, (READ, 500)),
 ])
-def test_feed(queued, pending, tls, nudge, expected):
-    assert feed(queued, pending, tls, LW, HW, nudge) == expected
+def test_feed(queued, pending, in_file, tls, expected):
+    assert feed(queued, pending, in_file, tls, LW, HW) == expected
+
+
+def test_a_client_never_behind_has_no_window():
+    lag = LagWindow()
+    assert lag.look(10.0, False, 0) == 0.0
+    assert not lag.lags(20.0, 0)
+
+
+def test_a_client_that_takes_nothing_for_a_window_lags():
+    lag = LagWindow()
+    assert lag.look(10.0, True, 500) == 10.0 + LAG_WINDOW  # when to look again
+    assert not lag.lags(10.0 + LAG_WINDOW / 2, 500)  # not a whole window yet
+    assert lag.look(10.0 + LAG_WINDOW / 2, True, 500) == 10.0 + LAG_WINDOW
+    assert lag.lags(10.0 + LAG_WINDOW, 500)
+    assert lag.look(10.0 + LAG_WINDOW, True, 500) == 10.0 + LAG_WINDOW  # it stays lagging
+    assert lag.lags(11.0 + LAG_WINDOW, 600)
+
+
+def test_a_queue_that_empties_now_and_then_does_not_reset_the_window():
+    """A socket's buffer keeps taking a little from a reader that reads nothing: its queue
+    empties at a look, but what it took over the window is what counts."""
+    lag = LagWindow()
+    lag.look(10.0, True, 0)
+    assert lag.look(10.0 + LAG_WINDOW / 2, False, 200_000) == 10.0 + LAG_WINDOW
+    assert lag.lags(10.0 + LAG_WINDOW, 250_000)
+
+
+def test_a_client_that_keeps_up_starts_a_new_window():
+    lag = LagWindow()
+    fast = int(LAG_RATE * LAG_WINDOW) * 10
+    lag.look(10.0, True, 0)
+    assert not lag.lags(10.0 + LAG_WINDOW, fast)
+    # behind again at the look: a new window from here, counting from what it took by now
+    assert lag.look(10.0 + LAG_WINDOW, True, fast) == 10.0 + 2 * LAG_WINDOW
+    assert not lag.lags(10.0 + 2 * LAG_WINDOW, 2 * fast)
+    # not behind at the look: no window until it is behind again
+    assert lag.look(10.0 + 2 * LAG_WINDOW, False, 2 * fast) == 0.0
+    assert not lag.lags(20.0, 2 * fast)
+    assert lag.look(20.0, True, 2 * fast) == 20.0 + LAG_WINDOW
+
+
+def test_a_client_that_slows_down_lags_in_its_next_window():
+    lag = LagWindow()
+    fast = int(LAG_RATE * LAG_WINDOW) * 10
+    lag.look(10.0, True, 0)
+    lag.look(10.0 + LAG_WINDOW, True, fast)
+    assert lag.lags(10.0 + 2 * LAG_WINDOW, fast + 1000)
 
 
 def test_budget():

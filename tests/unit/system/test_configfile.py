@@ -39,14 +39,13 @@ def test_the_response_spool_directory_must_be_a_writable_directory(tmp_path) -> 
     assert load(path).http.response_spool_dir == str(spool)
     for where, problem in ((tmp_path / "none", "is not a directory"),
                            (path, "is not a directory")):
-        path.write_text(MEMBER + f'[http]\nresponse_spool_dir = "{where}"\n'
-                        'response_spool_max = 1073741824\n')  # spooling on (off by default)
-        with pytest.raises(ConfigError) as info:
-            load(path)
-        assert info.value.key == "[http] response_spool_dir" and problem in info.value.problem
-    # spooling off (the default, or 0): the directory is not used, so not checked
+        for on in ("", "response_spool_max = 1073741824\n"):  # spooling on: the default
+            path.write_text(MEMBER + f'[http]\nresponse_spool_dir = "{where}"\n' + on)
+            with pytest.raises(ConfigError) as info:
+                load(path)
+            assert info.value.key == "[http] response_spool_dir" and \
+                problem in info.value.problem
+    # spooling off (0): the directory is not used, so not checked
     path.write_text(MEMBER + f'[http]\nresponse_spool_dir = "{tmp_path / "none"}"\n'
                     'response_spool_max = 0\n')
-    assert load(path).http.response_spool_max == 0
-    path.write_text(MEMBER + f'[http]\nresponse_spool_dir = "{tmp_path / "none"}"\n')
     assert load(path).http.response_spool_max == 0
