@@ -35,6 +35,8 @@ class StatusServer:
         self.listener = listener
         self.allow = allow
         self.limits = limits
+        self.open = 0  # connections accepted and not closed yet (a draining worker waits)
+        self.accepting = True
         loop.add(listener.fileno(), READ, self._on_accept)
 
     def _on_accept(self, mask: int) -> None:
@@ -59,8 +61,12 @@ class StatusServer:
             health.verdict(snapshot(table, self.config), max_age, alive), method)
 
     def close(self) -> None:
-        self.loop.remove(self.listener.fileno())
-        self.listener.close()
+        """Accept no more (this worker's copy of the shared listener: the others, and the
+        next generation, go on accepting); the connections open finish."""
+        if self.accepting:
+            self.accepting = False
+            self.loop.remove(self.listener.fileno())
+            self.listener.close()
 
 
 class _StatusConnection:
@@ -73,6 +79,7 @@ class _StatusConnection:
         self.inbuf = bytearray()
         self.out = b""
         self.timer = self.loop.timer(self.on_deadline)
+        server.open += 1
         self.loop.add(sock.fileno(), READ, self._on_event)
         self.loop.set_timer(self.timer, self.loop.now + STATUS_TIMEOUT)
 
@@ -117,6 +124,9 @@ class _StatusConnection:
             self.close()
 
     def close(self) -> None:
+        if self.sock.fileno() < 0:
+            return
+        self.server.open -= 1
         self.loop.cancel(self.timer)
         self.loop.remove(self.sock.fileno())
         self.sock.close()

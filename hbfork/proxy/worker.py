@@ -69,6 +69,7 @@ class Worker:
         self.death_fd = death_fd
         self.master_pid = master_pid
         self.status_listener = status_listener
+        self.status_server: StatusServer | None = None
         self.tls = tls
         self.listens = config.listeners  # what each listener is (the same order)
         self.record = record = table.workers.record(index)
@@ -173,8 +174,9 @@ class Worker:
         if self.no_answer is not None:
             self.no_answer.start()
         if self.status_listener is not None:
-            StatusServer(self.loop, self.table, self.status_listener, self.config.status.allow,
-                         self.limits, self.config, self.tls)
+            self.status_server = StatusServer(
+                self.loop, self.table, self.status_listener, self.config.status.allow,
+                self.limits, self.config, self.tls)
         self.record.set_state(STATE_READY)
         self._update_title()
 
@@ -323,6 +325,10 @@ class Worker:
         self.drain_deadline = self.loop.now + self.config.proxy.shutdown_timeout
         self.record.set_state(STATE_DRAINING)
         self.acceptor.close(self.config.proxy.backlog)
+        if self.status_server is not None:
+            # A status request this worker accepted while it drains would be cut when it
+            # exits (a reset, seen by a client polling /status.json across a reload).
+            self.status_server.close()
         for session in list(self.sessions):
             session.drain()
         self.conn_pool.close_all()
@@ -338,7 +344,8 @@ class Worker:
         if self.stopping:
             return True
         if self.draining:
-            return not self.sessions or self.loop.now >= self.drain_deadline
+            answering = self.status_server is not None and self.status_server.open
+            return (not self.sessions and not answering) or self.loop.now >= self.drain_deadline
         return False
 
     # --- periodic

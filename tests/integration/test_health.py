@@ -133,3 +133,38 @@ def test_health_asks_the_master_and_a_stuck_master_is_unhealthy(cluster: Cluster
         os.kill(proxy.pid, signal.SIGCONT)
     assert done.returncode == 1
     assert done.stdout == "unhealthy: the master did not answer within 0.5s\n"
+
+
+def test_the_status_page_answers_every_poll_across_reloads(cluster: Cluster) -> None:
+    """A draining worker stops accepting status requests (the new generation answers them):
+    before, one it had accepted as it exited was cut (a reset, seen by a test polling
+    /status.json right after a reload on a loaded machine)."""
+    proxy = cluster.proxy([{"address": "127.0.0.9:9"}])
+    stop = threading.Event()
+    outcomes: Counter[str] = Counter()
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                status = proxy.status()
+                outcomes["ok" if "members" in status else "odd"] += 1
+            except (OSError, http.client.HTTPException, ValueError) as err:
+                outcomes[type(err).__name__] += 1
+
+    threads = [threading.Thread(target=poll) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for generation in (2, 3, 4):
+            proxy.send_signal(signal.SIGHUP)
+            wait_until(lambda g=generation: proxy.status()["master"]["config_generation"] == g,
+                       10, message=f"reload {generation}")
+            # until the old workers are gone: their exit is where a poll was cut
+            wait_until(lambda: all(w["generation"] == generation
+                                   for w in proxy.status()["workers"]), 15,
+                       message="the old workers to exit")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert set(outcomes) == {"ok"} and outcomes["ok"] > 20, outcomes

@@ -320,7 +320,7 @@ def test_stuck_worker_is_killed_and_replaced(cluster):
     victim = proxy.workers()[0]["pid"]
     os.kill(victim, signal.SIGSTOP)  # alive but never ticks again
     wait_until(lambda: victim not in {w["pid"] for w in _serving_workers(proxy)}
-               and len(_serving_workers(proxy)) == 2, 15, message="the stuck worker replaced")
+               and len(_serving_workers(proxy)) == 2, 30, message="the stuck worker replaced")
     assert "has not ticked" in proxy.output()
     wait_until(lambda: not pid_alive(victim), 5, message="the stuck worker to be gone")
 

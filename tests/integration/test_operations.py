@@ -63,6 +63,14 @@ def test_metrics_parse_with_prometheus_client(cluster):
     backend = cluster.backend("m", 5, heartbeat=proxy.heartbeat_address)
     proxy.wait_eligible(backend.address)
     spread(proxy.url, 20)
+
+    def answered() -> float:  # a worker counts a request just after it has answered it
+        _, _, page = _status_page(proxy, "/metrics")
+        return sum(s.value for f in text_string_to_metric_families(page.decode())
+                   if f.name == "hbfork_requests" for s in f.samples
+                   if s.labels.get("member") == backend.address)
+
+    wait_until(lambda: answered() >= 20, 5, message="the 20 requests counted")
     code, content_type, body = _status_page(proxy, "/metrics")
     assert code == 200 and content_type.startswith("text/plain; version=0.0.4")
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
