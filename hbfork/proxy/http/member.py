@@ -204,7 +204,8 @@ class MemberLeg:
                 taken = body.relay(inbuf, len(inbuf), self.out)  # re-framed (core.chunked)
             else:
                 taken = body.scan(inbuf, 0, len(inbuf))
-                self.out += inbuf[:taken]
+                # All of it, usually (a buffered body): no slice, which would be a copy more.
+                self.out += inbuf if taken == len(inbuf) else inbuf[:taken]
             del inbuf[:taken]
         if body.done:
             ex.request_done = True
