@@ -128,7 +128,10 @@ class Loop:
     def next_timeout(self, cap: float) -> float:
         if not self._heap:
             return cap
-        return max(0.0, min(cap, self._heap[0][0] - time.monotonic()))
+        # Compared, not max(0.0, min(cap, left)): the builtins parse their arguments as any
+        # call with keywords does, ~9x the instructions of this, twice per loop turn.
+        left = self._heap[0][0] - time.monotonic()
+        return cap if left > cap else left if left > 0.0 else 0.0
 
     def run_once(self, cap: float) -> None:
         events = self.epoll.poll(self.next_timeout(cap), 512)

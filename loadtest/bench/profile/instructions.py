@@ -10,11 +10,19 @@ kernel's (syscalls cost the same in both arms of a comparison that sends the sam
 Counts repeat within about 0.5 % from run to run; a wall-clock share of the worker's time
 (timers, heartbeats) is included, so compare runs with the same N.
 
-    scripts/instructions-http [--tree DIR] [--kind none|rules|base] [--requests 2000]
+    scripts/instructions-http [--tree DIR] [--kind none|rules|base] [--requests N] [--upload]
+                              [--http LINES]
 
 `--kind rules` is scripts/bench-headers' rules configuration (3 + 3 header rules and request
 IDs), `none` its plain one, `base` the plain one without the [request_id] section (for trees
 older than it).
+
+`--upload` sends 1 MiB POST bodies instead (to the member's /upload, which reads each body
+whole before it answers), N=100 by default: the general path's request body relay (request
+buffering, then splice). Under callgrind the worker is far slower than the client, so each
+body is mostly in the socket already when the worker reads: the regime of a benchmark whose
+worker is the bottleneck (scripts/bench-bodies). `--http "request_buffering = 0"` adds lines to
+the configuration's [http] table.
 """
 
 from __future__ import annotations
@@ -35,18 +43,22 @@ from hbfork.beat.beacon import Beacon
 from loadtest.bench import tools
 from loadtest.bench.lab.loopback import NGINX
 from loadtest.bench.procs import free_port
-from loadtest.bench.programs.configs import nginx_backend_conf
+from loadtest.bench.programs.configs import UPLOAD, nginx_backend_conf
 from loadtest.bench.scenarios.headers import config as headers_config
 
 MEMBER = "127.0.0.2"
 REQUEST = b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+UPLOAD_SIZE = 1 << 20
+UPLOAD_REQUEST = (f"POST {UPLOAD} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {UPLOAD_SIZE}\r\n"
+                  "Content-Type: application/octet-stream\r\n\r\n").encode() + bytes(UPLOAD_SIZE)
 
 
-def requests(port: int, count: int, timeout: float = 120) -> None:
-    """`count` GETs on one keep-alive connection, each answered 200 in full."""
+def requests(port: int, count: int, timeout: float = 120, upload: bool = False) -> None:
+    """`count` GETs (or 1 MiB uploads) on one keep-alive connection, each answered 200 in
+    full."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         for _ in range(count):
-            sock.sendall(REQUEST)
+            sock.sendall(UPLOAD_REQUEST if upload else REQUEST)
             data = b""
             while b"\r\n\r\n" not in data:
                 chunk = sock.recv(65536)
@@ -65,7 +77,7 @@ def requests(port: int, count: int, timeout: float = 120) -> None:
                 body += chunk
 
 
-def measure(tree: Path, kind: str, count: int) -> float:
+def measure(tree: Path, kind: str, count: int, upload: bool = False, http: str = "") -> float:
     base = Path(tempfile.mkdtemp(prefix="instructions-"))
     base.chmod(0o755)  # nginx's workers run unprivileged
     procs: list[subprocess.Popen[bytes]] = []
@@ -91,6 +103,7 @@ def measure(tree: Path, kind: str, count: int) -> float:
                               f"{MEMBER}:{member_port}", base)
         if kind == "base":
             text = text.replace("[request_id]\nenabled = false\n", "")
+        text = text.replace("[http]\n", f"[http]\n{http}\n" if http else "[http]\n", 1)
         path = base / "hbfork.toml"
         path.write_text(text)
         master = run(["valgrind", "--tool=callgrind", "--trace-children=yes",
@@ -109,12 +122,12 @@ def measure(tree: Path, kind: str, count: int) -> float:
                     output = (base / "output-1.log").read_text(errors="replace")[-2000:]
                     raise SystemExit(f"hbfork did not serve:\n{output}") from None
                 time.sleep(0.5)
-        requests(front, 300)  # warm: caches, specialised bytecode
+        requests(front, 20 if upload else 300, upload=upload)  # warm: caches, bytecode
         workers = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True,
                                  text=True, check=False).stdout.split()
         for pid in workers:
             subprocess.run(["callgrind_control", "-z", pid], capture_output=True, check=False)
-        requests(front, count)
+        requests(front, count, upload=upload)
         for pid in workers:
             subprocess.run(["callgrind_control", "-d", "measured", pid], capture_output=True,
                            check=False)
@@ -146,12 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parents[3],
                         help="the hbfork source tree to run (default: this checkout)")
     parser.add_argument("--kind", choices=("none", "rules", "base"), default="none")
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, help="N (default 2000, 100 with --upload)")
+    parser.add_argument("--upload", action="store_true", help="1 MiB POST bodies, not GETs")
+    parser.add_argument("--http", default="", help="lines added to the [http] table")
     args = parser.parse_args(argv)
     tools.require("scripts/instructions-http", "nginx", "valgrind", "callgrind_control")
-    per_request = measure(args.tree.resolve(), args.kind, args.requests)
-    print(f"{args.kind} {args.tree}: {per_request:,.0f} instructions (Ir) per request "
-          f"(N={args.requests})")
+    count = args.requests or (100 if args.upload else 2000)
+    per_request = measure(args.tree.resolve(), args.kind, count, args.upload, args.http)
+    what = "1 MiB upload" if args.upload else "request"
+    print(f"{args.kind} {args.tree}{f' [http] {args.http!r}' if args.http else ''}: "
+          f"{per_request:,.0f} instructions (Ir) per {what} (N={count})")
     return 0
 
 

@@ -146,17 +146,23 @@ http {{
         listen {address}:{port};
         root {docs};
         location / {{ add_header X-Backend "{name}" always; }}
-        # mirror_request_body: the whole body is read (into memory) before the answer; a bare
-        # `return` would answer first and discard the body after, which fronts that stream
-        # the body take as the member ending the exchange early.
+        # The whole body is read (into memory) before the answer: proxy_pass buffers a request
+        # body before it goes on (its body is not passed). A `return` here would answer at once
+        # (it runs before mirror or any body reading), and fronts that stream the body take
+        # that as the member ending the exchange early: the client's connection is closed.
         location = {UPLOAD} {{
             client_body_buffer_size 2m;
-            mirror /read;
-            mirror_request_body on;
+            proxy_pass http://unix:{directory}/sink.sock:/;
+            proxy_method GET;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Read $content_length;
             add_header X-Backend "{name}" always;
-            return 200 "read $content_length\\n";
         }}
-        location = /read {{ internal; return 204; }}
+    }}
+    server {{
+        listen unix:{directory}/sink.sock;
+        location / {{ return 200 "read $http_x_read\\n"; }}
     }}
 }}
 """

@@ -202,3 +202,28 @@ def test_a_steadily_slow_member_still_gets_most_of_the_body_spliced(splices) -> 
     ctx.run_until(lambda: reply.poll().endswith(b"ok"), serve=serve, timeout=20)
     assert backend.requests[0][1] == body
     assert sum(splices) >= 2 * (len(body) - PIPE_SIZE), sum(splices)
+
+
+def test_request_buffering_reads_no_more_than_it_needs_and_the_rest_is_spliced(splices) -> None:
+    """A body is buffered before its member is chosen (request_buffering), but a client that
+    is ahead (its socket holds far more) must not have more than that copied: the rest goes
+    through the pipe, as it would without buffering."""
+    ctx = FakeContext([member(1)])
+    ctx.buffer = memoryview(bytearray(256 * 1024))  # the worker's: larger than the limit
+    session, client = start(ctx)
+    limit = ctx.http.request_buffering
+    body = os.urandom(2 * PIPE_SIZE)
+    head = post(body)[:-len(body)]
+    client.sendall(head)
+    ctx.run_until(lambda: session.client.inbuf == b"" and session.ex.request is not None)
+    client.setblocking(False)
+    sent = client.send(body[:4 * limit])  # what the socket takes: more than the limit
+    assert sent > 2 * limit
+    backend = Member(ctx, 1)
+    reply = Reader(client)
+    send_all(ctx, client, body[sent:], backend.serve)
+    ctx.run_until(lambda: reply.poll().endswith(b"ok"), serve=backend.serve)
+    assert backend.requests[0][1] == body
+    # Into the pipe and out of it: all but the buffered part.
+    spliced, size = sum(splices), len(body)
+    assert spliced >= 2 * (size - limit)
