@@ -160,7 +160,7 @@ def test_the_status_page_answers_every_poll_across_reloads(cluster: Cluster) -> 
             wait_until(lambda g=generation: proxy.status()["master"]["config_generation"] == g,
                        10, message=f"reload {generation}")
             # until the old workers are gone: their exit is where a poll was cut
-            wait_until(lambda: all(w["generation"] == generation
+            wait_until(lambda g=generation: all(w["generation"] == g
                                    for w in proxy.status()["workers"]), 15,
                        message="the old workers to exit")
     finally:
