@@ -69,7 +69,8 @@ class ConnectionPool:
         self.size = size
         self.idle_timeout = idle_timeout
         self.closed = False  # after close_all(): connections checked in are closed
-        # Told when a member closes a connection it kept alive (hbfork.core.reopen): slot.
+        # Told when a member closes a connection it kept alive, by the pool and by the sessions
+        # (an answer saying close, a reused connection found closed): slot. hbfork.core.reopen.
         self.member_closed: Callable[[int], None] = lambda slot: None
 
     def checkout(self, target: Target, verify: bool = True,

@@ -73,6 +73,19 @@ def start(cluster, bad_extra=(), good_delay=0.0, names=("a", "b")):
     return proxy, good, bad
 
 
+def stop_under_load(load: Load, leaving, name: str) -> int:
+    """Once `name` has answered 20 requests, SIGTERM it, wait for it to exit and for 200
+    more answers; how many requests had ended when the signal went."""
+    wait_until(lambda: load.outcomes()[name] >= 20, 10, message="traffic to every member")
+    before = len(load.results)
+    leaving.send_signal(signal.SIGTERM)
+    wait_until(lambda: not leaving.alive(), 10, message="the member to exit")
+    answered = sum(load.outcomes().values())
+    wait_until(lambda: sum(load.outcomes().values()) >= answered + 200, 10,
+               message="more requests after the member left")
+    return before
+
+
 def ejected_for(proxy, address: str) -> str:
     member = proxy.member(address)
     return member["eject_reason"] if member["state"] == "ejected" else ""
@@ -144,12 +157,7 @@ def test_a_member_stopping_gracefully_costs_the_clients_nothing(cluster):
     proxy, _, leaving = start(cluster, ("--stop", "graceful", "--stop-drain", "1"),
                               good_delay=2)
     with Load(proxy.url) as load:
-        wait_until(lambda: load.outcomes()["bad"] >= 20, 10, message="traffic to every member")
-        leaving.send_signal(signal.SIGTERM)
-        wait_until(lambda: not leaving.alive(), 10, message="the member to exit")
-        answered = sum(load.outcomes().values())
-        wait_until(lambda: sum(load.outcomes().values()) >= answered + 200, 10,
-                   message="more requests after the member left")
+        stop_under_load(load, leaving, "bad")
     counts = load.outcomes()
     assert set(counts) == {"a", "b", "bad"}, counts  # not one failure, 502 or 504
     assert load.longest() < RESPONSE_TIMEOUT - 1, load.longest()

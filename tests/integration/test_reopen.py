@@ -8,10 +8,7 @@ The no-answer rule is off here, so nothing else could have freed those clients s
 
 from __future__ import annotations
 
-import signal
-
-from tests.integration.harness import wait_until
-from tests.integration.test_no_answer import RESPONSE_TIMEOUT, Load
+from tests.integration.test_no_answer import RESPONSE_TIMEOUT, Load, stop_under_load
 
 DRAIN = 2.0     # seconds the leaving member's listener completes connections it never accepts
 WORKERS = 2
@@ -29,14 +26,7 @@ def test_a_member_leaving_gracefully_holds_at_most_one_client_per_worker(cluster
                               extra=("--stop", "graceful", "--stop-drain", str(DRAIN)))
     proxy.wait_eligible(*(b.address for b in (*good, leaving)))
     with Load(proxy.url, clients=8) as load:
-        wait_until(lambda: load.outcomes()["leaving"] >= 20, 10,
-                   message="traffic to every member")
-        before = len(load.results)
-        leaving.send_signal(signal.SIGTERM)
-        wait_until(lambda: not leaving.alive(), 10, message="the member to exit")
-        answered = sum(load.outcomes().values())
-        wait_until(lambda: sum(load.outcomes().values()) >= answered + 200, 10,
-                   message="more requests after the member left")
+        before = stop_under_load(load, leaving, "leaving")
     counts = load.outcomes()
     assert set(counts) == {"a", "b", "leaving"}, counts  # not one failure, 502 or 504
     # A request that sat on the leaving member's backlog took about DRAIN (then it was reset

@@ -335,7 +335,7 @@ class FastPath:
             else:
                 conn.close()
                 if conn.reused:  # the member closes a connection it kept (core.reopen)
-                    ctx.upstreams.reopening.closed(conn.target.slot, loop.now)
+                    ctx.conn_pool.member_closed(conn.target.slot)
         else:
             member.release(response.keep_alive)
         if keep_alive:  # session.new_exchange() and idle_deadline() (not draining: kept)

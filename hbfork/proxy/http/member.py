@@ -343,7 +343,7 @@ class MemberLeg:
         ex = s.ex
         self.conn = None
         conn.close()  # the request stays counted in flight to the same member
-        self.ctx.upstreams.reopening.closed(conn.target.slot, self.ctx.loop.now)
+        self.ctx.conn_pool.member_closed(conn.target.slot)
         self.out.clear()
         self.inbuf.clear()
         ex.fresh_retry = True

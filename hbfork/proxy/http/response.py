@@ -222,7 +222,7 @@ class ResponseRelay:
                         and not member.inbuf)
         if response is not None and not response.keep_alive and member.conn is not None and \
                 member.conn.reused:  # the member closes a connection it kept: leaving?
-            self.ctx.upstreams.reopening.closed(member.conn.target.slot, self.ctx.loop.now)
+            self.ctx.conn_pool.member_closed(member.conn.target.slot)
         if ex.spool is not None and hold(s, reusable):
             return  # the member is free; the client reads the rest from the spool
         self.account()
