@@ -2,9 +2,9 @@
 model): a client that reads a response slower than its member sends it no longer holds the
 member for the rest of it.
 
-When the client lags (its queue was at the high-water mark, where the member is held back, a
-second ago and is again, and it took little meanwhile: hbfork.core.spool.LagWindow), the member goes
-on being read, at its own pace, into a nameless temporary file of the response
+When the client lags (its queue was at the high-water mark, where the member is held back,
+LAG_WINDOW (0.25 s) ago and is again, and it took little meanwhile: hbfork.core.spool.LagWindow),
+the member goes on being read, at its own pace, into a nameless temporary file of the response
 (hbfork.proxy.http.spool_file), up to [http] response_spool_max bytes and within the worker's
 response_spool_total; a plain client's queue moves into the file too, so a reader that does not
 read holds no response bytes in memory. Once the member has sent everything, its in-flight
