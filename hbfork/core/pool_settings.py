@@ -205,6 +205,9 @@ class PoolSettings:
                                           "(from [balance])")
     queue_max: int | None = setting(None, integer(0, 1_000_000),
                                     "this pool's [balance] queue_max", "(from [balance])")
+    queue_fresh_offset: float | None = setting(None, seconds(0, 3600, allow_zero=True),
+                                               "this pool's [balance] queue_fresh_offset",
+                                               "(from [balance])")
     upgrade: tuple[str, ...] = setting(DEFAULT_ALLOWED, _upgrades,
                                        "protocols a client's Upgrade may switch to through "
                                        "this pool (Apache upgrade=); \"*\" any; h2c never",

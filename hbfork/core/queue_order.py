@@ -1,9 +1,19 @@
-"""Arrival order of the front queue across a front's workers: the decisions, pure.
+"""Rank order of the front queue across a front's workers: the decisions, pure.
+
+A waiter's rank is when it arrived plus its offset (HAProxy's `set-priority-offset`): 0 for a
+request on a connection with a record of quick exchanges (a returning client), the pool's
+`queue_fresh_offset` ([balance], 1 s by default) for one on a connection that has none yet (a
+new connection, or one whose last response lagged: hbfork.core.spool.LagWindow.lagged). The
+front serves the lowest rank first: a returning client goes before fresh connections that
+arrived up to the offset before it, so slow readers that open connection after connection
+(each a first request, their responses spooled) cannot fill the queue ahead of the clients
+that read what they are sent. With an offset of 0, or no fresh waiter, rank is arrival: FIFO.
+Queue timeouts count from the real arrival.
 
 Each worker keeps its own waiters (their connections are its own) and publishes one word per
-pool in the shared table: when its oldest waiter that any member may take arrived, as
+pool in the shared table: the rank of its first waiter that any member may take, as
 CLOCK_MONOTONIC microseconds + 1 (0: none). From its own word and the others' a worker decides
-what to do with a place that one of its requests just freed:
+what to do with a place that one of its requests just freed ("oldest" below: lowest rank):
 
     SERVE       its own oldest waiter takes it (it is the oldest of the front, or within
                 `margin` of the oldest: two waiters a millisecond apart in two workers must
@@ -23,18 +33,32 @@ LEFTOVER_GRACE = 1.0  # seconds past queue_timeout after which a head word is a 
 
 
 def head_word(arrived: float) -> int:
-    """The table word for a waiter that arrived at `arrived` (monotonic seconds)."""
+    """The table word for a waiter that arrived at `arrived` (monotonic seconds) and ranks by
+    its arrival (offset 0)."""
     return int(arrived * 1e6) + 1
 
 
+def rank_word(arrived: float, offset: float) -> int:
+    """The head word of a waiter that arrived at `arrived` (monotonic seconds) with queue
+    offset `offset` (queue_offset): its rank, the order in which the front serves it."""
+    return head_word(arrived + offset)
+
+
+def queue_offset(returning: bool, fresh_offset: float) -> float:
+    """How much later than its arrival a request ranks: not at all on a connection whose last
+    exchange went well (`returning`), `fresh_offset` on one with no such record."""
+    return 0.0 if returning else fresh_offset
+
+
 def head_time(word: int) -> float:
-    """When the waiter of a (non-zero) head word arrived, in monotonic seconds."""
+    """The rank of a (non-zero) head word in monotonic seconds: when its waiter arrived, plus
+    its offset."""
     return (word - 1) / 1e6
 
 
 def is_leftover(word: int, now: float, queue_timeout: float) -> bool:
-    """A head word older than any waiter can be (queue_timeout, plus a grace): left by a
-    worker that stopped without clearing it, and ignored."""
+    """A head word older than any waiter can be (queue_timeout, plus a grace; a rank is never
+    before its arrival): left by a worker that stopped without clearing it, and ignored."""
     return head_time(word) < now - queue_timeout - LEFTOVER_GRACE
 
 

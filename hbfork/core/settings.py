@@ -265,6 +265,12 @@ class BalanceSettings:
     queue_max: int = setting(10000, integer(0, 1_000_000),
                              "requests (TCP mode: connections) waiting per pool, counted "
                              "over all workers, before 503 \"queue full\"")
+    queue_fresh_offset: float = setting(1.0, seconds(0, 3600, allow_zero=True),
+                                        "seconds later than its arrival an HTTP request "
+                                        "ranks in the front queue when its connection has no "
+                                        "quick exchange behind it (a new connection, or its "
+                                        "last response lagged); 0 = arrival order (FIFO), as "
+                                        "TCP mode always is")
     max_capacity: int = setting(10000, integer(1, 1_000_000),
                                 "cap on a member's capacity (ready + busy from its heartbeat, "
                                 "or max_conns)")

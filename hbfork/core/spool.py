@@ -83,13 +83,16 @@ class LagWindow:
     keeps taking a little from a client that reads nothing (its queue empties now and then),
     and a client that keeps up takes a window's worth in milliseconds. The session looks after
     each step (look) and asks before opening a spool (lags), which it does only while the
-    client's queue is full."""
+    client's queue is full. A client found lagging once keeps `lagged`: its exchange did not
+    go well, and the front queue ranks its connection's next request as a new connection's
+    (hbfork.core.queue_order)."""
 
-    __slots__ = ("mark", "since")
+    __slots__ = ("lagged", "mark", "since")
 
     def __init__(self) -> None:
         self.since = 0.0  # when the current window began (0: none open)
         self.mark = 0     # the response bytes the client had taken then
+        self.lagged = False  # lags() was true once
 
     def look(self, now: float, behind: bool, taken: int) -> float:
         """The client is `behind` (its queue full) or not, having taken `taken` bytes of the
@@ -104,10 +107,13 @@ class LagWindow:
         return self.since + LAG_WINDOW
 
     def lags(self, now: float, taken: int) -> bool:
-        """A whole window has passed, and the client took less than LAG_RATE a second in it."""
+        """A whole window has passed, and the client took less than LAG_RATE a second in it
+        (remembered: `lagged`)."""
         elapsed = now - self.since
-        return self.since > 0 and elapsed >= LAG_WINDOW and \
-            taken - self.mark < LAG_RATE * elapsed
+        if self.since > 0 and elapsed >= LAG_WINDOW and taken - self.mark < LAG_RATE * elapsed:
+            self.lagged = True
+            return True
+        return False
 
 
 class SpoolBudget:

@@ -9,6 +9,7 @@ from collections.abc import Set as AbstractSet
 from typing import final
 
 from hbfork.core.failures import NO_MEMBER, RETRIES_SPENT, SESSION_DOWN, TRIED_ALL
+from hbfork.core.queue_order import queue_offset
 from hbfork.proxy.targets import STICKY_HIT, STICKY_LOST, Acquired, PoolView, Target
 
 
@@ -43,13 +44,15 @@ class Acquiring:
 
     def acquire(self, pool: PoolView, now: float, excluded: AbstractSet[int] | None = None,
                 sticky_route: str | None = None, queued: bool = False,
-                failover: bool = True) -> Acquisition:
+                failover: bool = True, returning: bool = True) -> Acquisition:
         """A member of `pool` for a request that tried the slots in `excluded` already
         (`queued`: it comes from the front queue; `now`: the loop's clock). A sticky session's
         member is taken when it can serve (a busy one is waited for); when it cannot, the
         request goes to another member unless the pool has nofailover (or `failover` is
         False: the caller has its own way to fail over). A request that has not
-        tried yet goes behind the front queue's old waiters."""
+        tried yet goes behind the front queue's waiters that rank well ahead of it (it ranks
+        by its arrival, now, when `returning`, else the pool's queue_fresh_offset later:
+        hbfork.core.queue_order)."""
         if excluded and len(excluded) > pool.retries:
             return Unavailable(RETRIES_SPENT)
         outcome = 0
@@ -63,8 +66,9 @@ class Acquiring:
                 outcome = STICKY_LOST
                 if pool.settings.nofailover or not failover:
                     return Unavailable(SESSION_DOWN, outcome)
-        if not queued and not excluded and self.queue_ahead(pool, now):
-            return Wait(False, outcome)  # others wait already: behind them, in arrival order
+        if not queued and not excluded and \
+                self.queue_ahead(pool, now + queue_offset(returning, pool.queue_fresh_offset)):
+            return Wait(False, outcome)  # others wait already: behind them, in rank order
         target = self.choose(excluded, pool)
         if type(target) is Target:
             return target.acquired[outcome]
@@ -72,8 +76,10 @@ class Acquiring:
             return Unavailable(TRIED_ALL if excluded else NO_MEMBER, outcome)
         return Wait(False, outcome)  # FULL
 
-    def take(self, pool: PoolView, now: float) -> Target | None:
+    def take(self, pool: PoolView, now: float, returning: bool = True) -> Target | None:
         """acquire(pool, now)'s member for a first try, no sticky route (None: not Acquired)."""
+        if not returning:  # queue_offset(), written out: the fast path's
+            now += pool.queue_fresh_offset
         target = None if self.queue_ahead(pool, now) else self.choose(None, pool)
         return target if type(target) is Target else None
 
@@ -84,7 +90,7 @@ class Acquiring:
     def reserve(self, target: Target) -> bool:
         raise NotImplementedError
 
-    def queue_ahead(self, pool: PoolView, now: float) -> bool:
+    def queue_ahead(self, pool: PoolView, rank: float) -> bool:
         raise NotImplementedError
 
     def choose(self, excluded: AbstractSet[int] | None = None,

@@ -1,16 +1,24 @@
 """The front queue: requests (TCP mode: connections) that wait for a member to have room.
 
 When every member of a pool that is up is full (its capacity all in flight, or nothing to give
-by its heartbeats), a request waits here instead of getting a 503, in arrival order, for up to
-the pool's `queue_timeout`; at most `queue_max` per pool wait across the front's workers. A
+by its heartbeats), a request waits here instead of getting a 503, in rank order, for up to
+the pool's `queue_timeout` from its arrival; at most `queue_max` per pool wait across the
+front's workers. A waiter's rank is its arrival plus its offset (hbfork.core.queue_order): 0
+for a request on a connection whose last exchange went well, the pool's `queue_fresh_offset`
+on a new connection or one whose last response lagged (HAProxy's set-priority-offset). A
 request that finished, or a poll every QUEUE_POLL seconds while anything waits (a heartbeat
-with room, another worker's finished request), lets the waiting ones try again, oldest first.
-A waiter whose client went away leaves at once.
+with room, another worker's finished request), lets the waiting ones try again, lowest rank
+("oldest") first. A waiter whose client went away leaves at once.
+
+A pool's waiters in a worker are a Line: one insertion-ordered set per offset (each in rank
+order, since its waiters joined in arrival order), merged only when two offsets wait at once,
+so a queue of one kind of waiter (the common case; TCP mode, where every connection ranks by
+its arrival; `queue_fresh_offset = 0`) costs what a plain FIFO does.
 
 Each worker keeps its own waiters (they are its connections); the counts are in the shared
-table so `queue_max` and the status page see the whole front. Arrival order holds across
-workers too (the decisions: hbfork.core.queue_order): each worker publishes when its oldest
-waiter arrived. When one of a worker's requests ends (soon()), the place it made goes to the
+table so `queue_max` and the status page see the whole front. Rank order holds across
+workers too (the decisions: hbfork.core.queue_order): each worker publishes the rank of its
+first waiter. When one of a worker's requests ends (soon()), the place it made goes to the
 front's oldest waiter: its own, served as soon as the handler that made the place returns, or
 another worker's (older by more than YIELD_MARGIN), which is woken at once through its eventfd
 (made by the master before forking, one per worker record) while this worker's younger
@@ -28,14 +36,18 @@ and before the margin, room went mostly to the worker whose request had just fin
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable
+from itertools import islice
+from operator import attrgetter
 from typing import Protocol
 
 from hbfork.core.queue_order import (
     HAND_OVER,
-    head_word,
     is_leftover,
     place_goes,
+    queue_offset,
+    rank_word,
     unanswered,
     yields,
 )
@@ -68,8 +80,16 @@ REASONS = {"timeout": PC_QUEUE_TIMEOUT, "full": PC_QUEUE_FULL, "gone": PC_QUEUE_
 
 
 class Waiter(Protocol):
-    queued_at: float
+    queued_at: float  # set by the queue: when it joined (its queue_timeout counts from then)
+    queue_rank: int   # set by the queue: its rank, as a head word (queue_order.rank_word)
     closed: bool
+
+    @property
+    def returning(self) -> bool:
+        """Ranked by its arrival: its connection's last exchange went well (HTTP), or it is
+        a TCP connection (all alike: FIFO). Else it ranks the pool's queue_fresh_offset
+        later."""
+        ...
 
     @property
     def pinned(self) -> bool:
@@ -79,6 +99,61 @@ class Waiter(Protocol):
     def try_dispatch(self) -> bool:
         """Try again; True when it no longer waits (sent to a member, or answered)."""
         ...
+
+
+_RANK = attrgetter("queue_rank")
+
+
+class Line:
+    """One pool's waiters in this worker, lowest rank first: by offset, runs of waiters in
+    arrival order (insertion-ordered dicts used as sets), which are in rank order too."""
+
+    __slots__ = ("runs",)
+
+    def __init__(self) -> None:
+        self.runs: dict[float, dict[Waiter, None]] = {}  # by offset; no empty run
+
+    def __len__(self) -> int:
+        return sum(len(run) for run in self.runs.values())
+
+    def __bool__(self) -> bool:
+        return bool(self.runs)
+
+    def join(self, waiter: Waiter, offset: float) -> None:
+        run = self.runs.get(offset)
+        if run is None:
+            run = self.runs[offset] = {}
+        run[waiter] = None
+
+    def leave(self, waiter: Waiter) -> bool:
+        """Take `waiter` out; False when it was not in the line."""
+        for offset, run in self.runs.items():
+            if waiter in run:
+                del run[waiter]
+                if not run:
+                    del self.runs[offset]
+                return True
+        return False
+
+    def first(self, n: int) -> Iterable[Waiter]:
+        """The first `n` waiters, lowest rank first, from copies of the runs (they may leave
+        meanwhile); merged as they are taken (a dispatch mostly stops at the first)."""
+        runs = self.runs
+        if len(runs) == 1:  # one kind of waiter: its run is the order (a FIFO's cost)
+            for run in runs.values():
+                return list(run)[:n]
+        return islice(heapq.merge(*[list(run) for run in runs.values()], key=_RANK), n)
+
+    def head(self) -> int:
+        """The rank word of its first waiter that any member may take (0: none)."""
+        best = 0
+        for run in self.runs.values():
+            for waiter in run:
+                if not waiter.pinned:
+                    if not best or waiter.queue_rank < best:
+                        best = waiter.queue_rank
+                    break
+        return best
 
 
 class FrontQueue:
@@ -98,7 +173,7 @@ class FrontQueue:
         # (pool, the word of its queue head in any record) for the pools that queue
         self.queueing = [(pool, pool_counters_at(area.capacity, pool.index) + PC_QUEUE_HEAD)
                          for pool in pools if pool.queue_timeout > 0]
-        self.waiting: dict[PoolView, dict[Waiter, None]] = {}  # insertion-ordered sets
+        self.waiting: dict[PoolView, Line] = {}  # no empty line
         self.timer = loop.timer(self._on_timer)
         self.first = False  # our oldest waiter is older than other workers': poll faster
         # per pool: (the other worker's head word we leave places to, since when)
@@ -109,17 +184,24 @@ class FrontQueue:
         return sum(len(w) for w in self.waiting.values())
 
     def add(self, pool: PoolView, waiter: Waiter, records: list[int]) -> bool:
-        """Queue `waiter`; False when the pool's queue is full (counted) or queueing is off."""
+        """Queue `waiter`, ranked by its arrival (now) plus its offset; False when the pool's
+        queue is full (counted) or queueing is off."""
         if pool.queue_timeout <= 0:
             return False
         if self.depth(pool, records) >= pool.queue_max:
             self._count(pool, PC_QUEUE_FULL)
             return False
-        waiting = self.waiting.setdefault(pool, {})
-        waiting[waiter] = None
-        waiter.queued_at = self.loop.now
+        line = self.waiting.get(pool)
+        if line is None:
+            line = self.waiting[pool] = Line()
+        now = self.loop.now
+        offset = queue_offset(waiter.returning, pool.queue_fresh_offset)
+        waiter.queued_at = now
+        rank = waiter.queue_rank = rank_word(now, offset)
+        line.join(waiter, offset)
         self._count(pool, PC_QUEUED)
-        if len(waiting) == 1 or not self.record.queue_head(pool):
+        head = self.record.queue_head(pool)
+        if not head or rank < head:  # the first of this worker's line now (or none was)
             self._publish(pool)
         self._arm()
         return True
@@ -134,41 +216,40 @@ class FrontQueue:
             self._count(pool, REASONS[reason])
 
     def _remove(self, pool: PoolView, waiter: Waiter) -> bool:
-        waiting = self.waiting.get(pool)
-        if waiting is None or waiter not in waiting:
+        line = self.waiting.get(pool)
+        if line is None or not line.leave(waiter):
             return False
-        del waiting[waiter]
         self._count(pool, PC_QUEUED, -1)
         self._publish(pool)
         return True
 
     def dispatch(self) -> None:
-        """Let the waiting try again, oldest first (called when a request finished, when
-        another worker left us a place, and by the poll timer). A waiter younger than another
-        worker's oldest (by more than YIELD_MARGIN) lets the place go by: it is that worker's,
+        """Let the waiting try again, lowest rank first (called when a request finished, when
+        another worker left us a place, and by the poll timer). A waiter ranked after another
+        worker's first (by more than YIELD_MARGIN) lets the place go by: it is that worker's,
         which soon() woke when the place was made."""
         self.first = False
-        for pool, waiting in list(self.waiting.items()):
+        for pool, line in list(self.waiting.items()):
             older = self._oldest_elsewhere(pool)[0]
             owed = self.owed.get(pool)
             if owed is not None and owed[0] != older:
                 del self.owed[pool]  # that waiter was served (or left): its grace is over
             elif unanswered(owed, older, self.loop.now, HANDOVER_GRACE):
                 older = 0  # its worker takes no place: ours are served, none idles
-            for waiter in list(waiting)[:SCAN_LIMIT]:
+            for waiter in line.first(SCAN_LIMIT):
                 if waiter.closed:
                     self._remove(pool, waiter)
                     continue
                 queued_at = waiter.queued_at
-                if not waiter.pinned and yields(head_word(queued_at), older, YIELD_MARGIN):
-                    continue  # another worker's waiter came first: the place is its
+                if not waiter.pinned and yields(waiter.queue_rank, older, YIELD_MARGIN):
+                    continue  # another worker's waiter ranks first: the place is its
                 if not waiter.try_dispatch():
                     if waiter.pinned:
                         continue  # it waits for its own member; others may have room
-                    break  # no room for the oldest: none for the younger ones either
+                    break  # no room for the first: none for the later ones either
                 if self._remove(pool, waiter):
                     self._waited(pool, self.loop.now - queued_at)
-            if not waiting:
+            if not line.runs:
                 del self.waiting[pool]
         self._arm()
 
@@ -223,17 +304,13 @@ class FrontQueue:
                     when = min(when, ends + 0.0005)  # look again when a hand-over's grace ends
             self.loop.set_timer(self.timer, when)
 
-    # --- arrival order across the front's workers
+    # --- rank order across the front's workers
 
     def _publish(self, pool: PoolView) -> None:
-        """Say when this worker's oldest waiter for `pool` that any member may take arrived
+        """Say the rank of this worker's first waiter for `pool` that any member may take
         (a pinned one waits for its own member: others must not hold back for it)."""
-        word = 0
-        for waiter in self.waiting.get(pool, ()):
-            if not waiter.pinned:
-                word = head_word(waiter.queued_at)
-                break
-        self.record.set_queue_head(pool, word)
+        line = self.waiting.get(pool)
+        self.record.set_queue_head(pool, line.head() if line is not None else 0)
 
     def _oldest_elsewhere(self, pool: PoolView) -> tuple[int, int]:
         """The head word of the oldest waiter for `pool` in another worker of this generation

@@ -54,9 +54,10 @@ class PoolView:
 
     __slots__ = ("built", "candidates", "connect_timeout", "cookie_bytes", "cookie_name",
                  "discover", "fail_statuses", "index", "members", "name", "param_bytes",
-                 "param_name", "pick", "queue_max", "queue_timeout", "response_timeout",
-                 "retries", "retry_ms", "retry_on", "retry_statuses", "routes", "separator",
-                 "server_name", "settings", "sticky", "tls_context", "upgrades", "weighting")
+                 "param_name", "pick", "queue_fresh_offset", "queue_max", "queue_timeout",
+                 "response_timeout", "retries", "retry_ms", "retry_on", "retry_statuses",
+                 "routes", "separator", "server_name", "settings", "sticky", "tls_context",
+                 "upgrades", "weighting")
 
     def __init__(self, index: int, settings: PoolSettings, http: HttpSettings,
                  balance: BalanceSettings | None = None) -> None:
@@ -72,6 +73,7 @@ class PoolView:
         self.pick = settings.pick or balance.pick
         self.queue_timeout = _or(settings.queue_timeout, balance.queue_timeout)
         self.queue_max = _or(settings.queue_max, balance.queue_max)
+        self.queue_fresh_offset = _or(settings.queue_fresh_offset, balance.queue_fresh_offset)
         self.name = settings.name
         self.settings = settings
         self.members = [(m.address, m.tier) for m in settings.members]

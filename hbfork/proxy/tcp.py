@@ -43,6 +43,7 @@ class TcpSession:
         "member",
         "origin",
         "outcome",
+        "queue_rank",
         "queued_at",
         "reserved",
         "started",
@@ -54,6 +55,9 @@ class TcpSession:
         "upstream",
         "upstream_fd",
     )
+    # The front queue ranks every connection by its arrival (plain FIFO): each is a new one,
+    # with no exchanges to tell them apart (HTTP ranks new connections queue_fresh_offset later).
+    returning = True
 
     def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str = "-",
                  listen: object = None, origin: Origin | None = None) -> None:
@@ -72,6 +76,7 @@ class TcpSession:
         self.connecting = False
         self.closed = False
         self.queued_at = 0.0   # waiting in the front queue since (0: not waiting)
+        self.queue_rank = 0    # its rank there (hbfork.core.queue_order), set by the queue
         self.reserved = False  # counted in flight to self.target
         self.timer = ctx.loop.timer(self.on_deadline)
         self.tls = isinstance(client, ssl.SSLSocket)

@@ -52,8 +52,9 @@ from hbfork.table.layout import (
 from hbfork.table.table import Table
 
 # A new request goes behind the requests waiting in the front queue (queue_ahead) once one of
-# them has waited this long; before that it may take a place that has just freed up. Between
-# workers, the queue itself keeps arrival order within 2 ms and wakes the worker owed a place
+# them ranks this far ahead of it (of requests with one offset: has waited this long); before
+# that it may take a place that has just freed up. Between workers, the queue itself keeps
+# rank order within 2 ms and wakes the worker owed a place
 # (proxy.queue), so no waiter is held back by this. Measured (issue 28): at 2 ms instead,
 # every new request took the slow way through the queue and closed-loop goodput fell to
 # 0.79-0.87x HAProxy's; with the queue's wake-ups the oldest waiter never passed 30 ms.
@@ -249,18 +250,20 @@ class Upstreams(Acquiring):
             lost_race = True
         return FULL
 
-    def queue_ahead(self, pool: PoolView, now: float) -> bool:
-        """A request of `pool` has waited in the front queue, in any worker of this
-        generation, for ORDER_AFTER or longer (`now`: monotonic seconds) for a place any member
-        may give (pinned ones, waiting for their own member, do not count). A new request then
-        goes behind the waiters instead of taking a place that has just freed up: without
-        that, arrivals overtook waiters and the oldest timed out (bench-overload at 3x)."""
+    def queue_ahead(self, pool: PoolView, rank: float) -> bool:
+        """A request of `pool` waits in the front queue, in any worker of this generation,
+        for a place any member may give (pinned ones, waiting for their own member, do not
+        count), ranked ORDER_AFTER or more ahead of a new request of rank `rank` (monotonic
+        seconds: its arrival, now, plus its offset; hbfork.core.queue_order): among waiters
+        of the same offset, one that has waited ORDER_AFTER. The new request then goes behind
+        the waiters instead of taking a place that has just freed up: without that, arrivals
+        overtook waiters and the oldest timed out (bench-overload at 3x)."""
         if self.words_view[W_GENERATION] != self.seen:
             self._refresh()
         words = self.words_view
         at = self.queue_heads[pool.index]
         generation = self.record[WK_GENERATION]
-        since = int((now - ORDER_AFTER) * 1e6) + 1  # the head words' encoding (µs + 1)
+        since = int((rank - ORDER_AFTER) * 1e6) + 1  # the head words' encoding (µs + 1)
         for base in self.records:
             head = words[base + at]
             if head and head <= since and words[base + WK_GENERATION] == generation:

@@ -142,13 +142,14 @@ class FastPath:
         route = ctx.router.sticky_route_lean(decision, head, target) if plan.sticky else None
         found: Target | None
         if route is not None:
-            got = ctx.upstreams.acquire(pool, ctx.loop.now, None, route, False, False)
+            got = ctx.upstreams.acquire(pool, ctx.loop.now, None, route, False, False,
+                                        s.returning)
             if type(got) is not Acquired:
                 return self._not_acquired(n)
             ex.sticky_route, ex.sticky_outcome = route, got.sticky
             found = got.target
         else:
-            found = ctx.upstreams.take(pool, ctx.loop.now)  # acquire() without a route
+            found = ctx.upstreams.take(pool, ctx.loop.now, s.returning)  # acquire(), no route
             if found is None:
                 return self._not_acquired(n)
         # From here the request is counted in flight to `found`; it is this exchange's.
@@ -339,6 +340,7 @@ class FastPath:
         else:
             member.release(response.keep_alive)
         if keep_alive:  # session.new_exchange() and idle_deadline() (not draining: kept)
+            s.returning = True  # read in one go: its next request ranks by its arrival
             s.ex = Exchange(client.ip)
             s.head_started = loop.now
             s.state = HEAD

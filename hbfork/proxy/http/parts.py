@@ -93,6 +93,7 @@ class SessionCore(Protocol):
     timer: Timer
     drain_requested: bool
     head_started: float    # the first byte of the head being read
+    returning: bool        # its last exchange went well (its rank in the front queue)
     limit: ClientRate | None  # per-client request rate ([limits]; None: off)
 
     # Read-only here (a protocol's settable attribute is invariant): the session's own are its

@@ -228,6 +228,10 @@ class ResponseRelay:
         self.account()
         member.release(reusable)
         if ex.keep_alive:  # even after a client EOF: pipelined requests may be in inbuf
+            # Read without lagging: its next request ranks by its arrival in the front queue
+            # (hbfork.core.queue_order); a spooled one's, as a new connection's.
+            lag = ex.lag
+            s.returning = lag is None or not lag.lagged
             s.new_exchange()
             s.state = HEAD
             s.idle_deadline()

@@ -78,20 +78,15 @@ from hbfork.proxy.http.state import (
 )
 from hbfork.proxy.loop import RDHUP, READ, WRITE
 from hbfork.proxy.proxy_header import take_private
-from hbfork.proxy.upstreams import (
-    NO_MEMBER,
-    Acquired,
-    PoolView,
-    Unavailable,
-    Wait,
-)
+from hbfork.proxy.upstreams import NO_MEMBER, Acquired, PoolView, Unavailable, Wait
 
 __all__ = ["PLAIN", "HttpSession"]
 
 
 class HttpSession:
     __slots__ = ("client", "closed", "ctx", "drain_requested", "ex", "fast", "head_started",
-                 "limit", "member", "queued_at", "relay", "state", "timer")
+                 "limit", "member", "queue_rank", "queued_at", "relay", "returning", "state",
+                 "timer")
 
     def __init__(self, ctx: SessionContext, client: socket.socket, client_ip: str,
                  listen: ListenSettings = PLAIN, origin: Origin | None = None) -> None:
@@ -100,6 +95,10 @@ class HttpSession:
         self.closed = False
         self.drain_requested = False
         self.queued_at = 0.0   # when it started waiting in the front queue (0: it does not)
+        self.queue_rank = 0    # its rank there (hbfork.core.queue_order), set by the queue
+        # Its connection's last exchange went well (a member's response it read without lagging:
+        # response.finish): it ranks by its arrival in the queue, not queue_fresh_offset later.
+        self.returning = False
         self.timer = ctx.loop.timer(self.on_deadline)
         self.head_started = ctx.loop.now  # the first byte of the head being read
         self.ex = Exchange(client_ip)
@@ -235,7 +234,7 @@ class HttpSession:
         pool = self.pool
         use_leg(self, pool)  # the member side that speaks the pool's protocol (HTTP, AJP)
         got = ctx.upstreams.acquire(pool, ctx.loop.now, ex.tried, ex.sticky_route,
-                                    bool(self.queued_at))
+                                    bool(self.queued_at), returning=self.returning)
         if got.sticky:
             ex.sticky_outcome = got.sticky
         if type(got) is not Acquired:

@@ -13,6 +13,7 @@ from hbfork.core.addresses import Endpoint, parse_endpoint
 from hbfork.core.config import Config, loads
 from hbfork.core.http11 import Limits
 from hbfork.core.lean import LeanCache
+from hbfork.core.queue_order import queue_offset
 from hbfork.core.reopen import Reopening
 from hbfork.proxy.http.router import Router
 from hbfork.proxy.keepalive import ConnectionPool
@@ -73,11 +74,14 @@ class FakePicker(Acquiring):
     def has_other(self, pool: PoolView, tried: set[int]) -> bool:
         return any(m.target.slot not in tried and not m.down for m in self._in(pool))
 
-    def queue_ahead(self, pool: PoolView, now: float) -> bool:
-        """Others have waited in the front queue for any member (the context's queue) for
-        ORDER_AFTER or longer."""
-        return any(not getattr(w, "pinned", False) and w.queued_at <= now - ORDER_AFTER
-                   for w in self.queue)
+    def queue_ahead(self, pool: PoolView, rank: float) -> bool:
+        """Others wait in the front queue for any member (the context's queue), ranked
+        ORDER_AFTER or more ahead of `rank` (a waiter ranks by when it was queued, plus its
+        offset: hbfork.core.queue_order)."""
+        offset = pool.queue_fresh_offset
+        return any(not getattr(w, "pinned", False) and
+                   w.queued_at + queue_offset(getattr(w, "returning", True), offset)
+                   <= rank - ORDER_AFTER for w in self.queue)
 
     def reserve(self, target: Target) -> bool:
         if next(m for m in self.members if m.target is target).full:

@@ -37,11 +37,14 @@ class Room:
 
 
 class FakeWaiter:
-    def __init__(self, room: Room, name: str, pinned: bool = False) -> None:
+    def __init__(self, room: Room, name: str, pinned: bool = False,
+                 returning: bool = True) -> None:
         self.room = room
         self.name = name
         self.pinned = pinned
+        self.returning = returning
         self.queued_at = 0.0
+        self.queue_rank = 0
         self.closed = False
         self.served = False
 
