@@ -1,4 +1,4 @@
-"""The front queue's arrival-order decisions across workers (hbfork.core.queue_order)."""
+"""The front queue's rank-order decisions across workers (hbfork.core.queue_order)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from hbfork.core.queue_order import (
     head_word,
     is_leftover,
     place_goes,
+    queue_offset,
+    rank_word,
     unanswered,
     yields,
 )
@@ -83,3 +85,71 @@ GRACE = 0.005
 def test_places_left_to_a_head_that_does_not_move_are_unanswered(
         owed: tuple[int, float] | None, other: int, now: float, expected: bool) -> None:
     assert unanswered(owed, other, now, GRACE) is expected
+
+
+# --- ranks: arrival plus the waiter's offset (HAProxy's set-priority-offset)
+
+OFFSET = 1.0
+
+
+@pytest.mark.parametrize(("returning", "fresh_offset", "offset"), [
+    (True, 1.0, 0.0),    # a returning client ranks by its arrival
+    (False, 1.0, 1.0),   # a new connection (or one whose last response lagged): 1 s later
+    (False, 0.25, 0.25),  # the pool's own offset
+    (False, 0.0, 0.0),   # offset 0: everybody by arrival (FIFO)
+    (True, 0.0, 0.0),
+])
+def test_the_offset_of_a_waiter(returning: bool, fresh_offset: float, offset: float) -> None:
+    assert queue_offset(returning, fresh_offset) == offset
+
+
+@pytest.mark.parametrize(("arrived", "offset", "word"), [
+    (T, 0.0, w(T)),                # offset 0: the head word of its arrival, as before ranks
+    (T, 1.0, w(T + 1.0)),
+    (T + 0.5, 0.25, w(T + 0.75)),
+])
+def test_a_rank_word_is_the_head_word_of_arrival_plus_offset(
+        arrived: float, offset: float, word: int) -> None:
+    assert rank_word(arrived, offset) == word
+    assert head_time(rank_word(arrived, offset)) == pytest.approx(arrived + offset, abs=1e-6)
+
+
+# (arrival, returning) of each waiter, in arrival order -> the order they are served in
+@pytest.mark.parametrize(("waiters", "fresh_offset", "served"), [
+    # a returning client passes the new connections that came less than the offset before it
+    ([(T, False), (T + 0.1, True)], OFFSET, [1, 0]),
+    ([(T, False), (T + 0.5, False), (T + 0.9, True)], OFFSET, [2, 0, 1]),
+    # ... but not one that has waited longer than the offset already
+    ([(T, False), (T + 1.5, True)], OFFSET, [0, 1]),
+    # among waiters of one kind, arrival order (FIFO)
+    ([(T, False), (T + 0.1, False), (T + 0.2, False)], OFFSET, [0, 1, 2]),
+    ([(T, True), (T + 0.1, True)], OFFSET, [0, 1]),
+    # offset 0: plain arrival order whatever the connections did
+    ([(T, False), (T + 0.1, True), (T + 0.2, False)], 0.0, [0, 1, 2]),
+])
+def test_waiters_are_served_lowest_rank_first(
+        waiters: list[tuple[float, bool]], fresh_offset: float, served: list[int]) -> None:
+    ranks = [rank_word(arrived, queue_offset(returning, fresh_offset))
+             for arrived, returning in waiters]
+    assert sorted(range(len(waiters)), key=lambda i: (ranks[i], i)) == served
+
+
+@pytest.mark.parametrize(("own", "other", "goes"), [
+    # our fresh waiter came 100 ms before the other worker's returning one: theirs ranks first
+    (rank_word(T, OFFSET), rank_word(T + 0.1, 0.0), HAND_OVER),
+    # our returning waiter ranks before their fresh one that came first
+    (rank_word(T + 0.1, 0.0), rank_word(T, OFFSET), SERVE),
+    # two fresh ones: arrival order, as ever
+    (rank_word(T + 0.1, OFFSET), rank_word(T, OFFSET), HAND_OVER),
+])
+def test_across_workers_the_lowest_rank_goes_first(own: int, other: int, goes: str) -> None:
+    assert place_goes(own, other, MARGIN) == goes
+
+
+def test_a_fresh_waiters_word_is_never_a_leftover_while_it_may_wait() -> None:
+    # its word is later than its arrival, never earlier: what is not a leftover by arrival
+    # is not one by rank either
+    timeout = 5.0
+    assert not is_leftover(rank_word(T, OFFSET), T + timeout, timeout)
+    assert is_leftover(rank_word(T, OFFSET), T + OFFSET + timeout + LEFTOVER_GRACE + 0.01,
+                       timeout)

@@ -116,6 +116,35 @@ def test_a_client_that_slows_down_lags_in_its_next_window():
     assert lag.lags(10.0 + 2 * LAG_WINDOW, fast + 1000)
 
 
+FAST = int(LAG_RATE * LAG_WINDOW) * 10  # far more than a lagging client takes in a window
+
+
+# (now, behind, taken) looks in turn -> whether it was found lagging once (`lagged`: its
+# connection's next request ranks as a new connection's in the front queue)
+@pytest.mark.parametrize(("looks", "lagged"), [
+    ([], False),                                                # never behind
+    ([(10.0, True, 0)], False),                                 # behind, the window open
+    ([(10.0, True, 0), (10.0 + LAG_WINDOW / 2, True, 10)], False),  # not a whole window
+    ([(10.0, True, 0), (10.0 + LAG_WINDOW, True, 500)], True),  # took nothing for a window
+    ([(10.0, True, 0), (10.0 + LAG_WINDOW, True, FAST)], False),  # kept up: a new window
+    ([(10.0, True, 0), (10.0 + LAG_WINDOW, True, 500),           # lagged, then caught up:
+      (10.0 + 2 * LAG_WINDOW, True, 100 * FAST)], True),         # lagged it stays
+])
+def test_a_client_found_lagging_once_keeps_lagged(looks, lagged):
+    lag = LagWindow()
+    for now, behind, taken in looks:
+        lag.look(now, behind, taken)
+    assert lag.lagged is lagged
+
+
+def test_lags_true_marks_lagged_too():
+    """The spool opens on lags() (hbfork.proxy.http.spool.spool_takes), maybe before a look."""
+    lag = LagWindow()
+    lag.look(10.0, True, 0)
+    assert not lag.lags(10.0 + LAG_WINDOW / 2, 0) and not lag.lagged
+    assert lag.lags(10.0 + LAG_WINDOW, 0) and lag.lagged
+
+
 def test_budget():
     budget = SpoolBudget()
     assert budget.left(100) == 100

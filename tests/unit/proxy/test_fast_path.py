@@ -316,3 +316,18 @@ def test_an_exchange_starts_as_its_fields_defaults() -> None:
         if field.name != "client_ip":
             assert getattr(ex, field.name) == field.default, field.name
     assert Exchange("192.0.2.1", status=7).status == 7
+
+
+def test_a_new_connection_the_fast_path_served_becomes_returning() -> None:
+    """Issue 24: a new connection has no quick exchange behind it (its requests rank
+    queue_fresh_offset later in the front queue); one the fast path served went well."""
+    ctx = FakeContext([member(1)])
+    first, client, reply = start(ctx)
+    serve = Member(ctx, 1, OK, OK)
+    assert not first.returning
+    warm(ctx, client, reply, serve)    # the general path's (it dials): it went well too
+    assert first.returning
+    second, client2, reply2 = start(ctx)
+    assert not second.returning
+    exchange(ctx, client2, reply2, serve, GET, b"hello")
+    assert ctx.counts["fast_path"] == 1 and second.returning

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from hbfork.core.pool_settings import PoolSettings
+from hbfork.core.queue_order import rank_word
 from hbfork.core.settings import HttpSettings
 from hbfork.proxy.loop import Loop
 from hbfork.proxy.queue import (
@@ -427,3 +428,124 @@ def test_with_two_pools_a_worker_never_hands_a_place_to_itself(table, pool) -> N
     assert at(a, 1000.001).add(other, FakeWaiter(room, "a's, pool 1"), [])
     at(a, 1000.010).soon()   # a's request ended: b's pool-0 waiter is owed; a's own is a's
     assert woken == [1]
+
+
+# --- ranks (issue 24): a waiter on a connection with no quick exchange behind it ranks the
+# pool's queue_fresh_offset (1 s by default) after its arrival (hbfork.core.queue_order)
+
+def served_order(room: Room, queue: FrontQueue, waiters: list[FakeWaiter], now: float) -> list:
+    """Free one place at a time and dispatch: the names in the order they were served."""
+    order = []
+    for _ in waiters:
+        room.free = 1
+        at(queue, now).dispatch()
+        order += [w.name for w in waiters if w.served and w.name not in order]
+    return order
+
+
+def test_a_returning_waiter_passes_a_fresh_one_that_came_first(table, pool) -> None:
+    room = Room()
+    (a,) = worker_queues(table, 1)
+    fresh = FakeWaiter(room, "fresh", returning=False)
+    back = FakeWaiter(room, "back")
+    assert at(a, 1000.0).add(pool, fresh, [])
+    assert a.record.queue_head(pool) == rank_word(1000.0, 1.0)  # published: its rank
+    assert at(a, 1000.3).add(pool, back, [])
+    assert a.record.queue_head(pool) == rank_word(1000.3, 0.0)  # the returning one is first now
+    assert fresh.queued_at == 1000.0 and back.queued_at == 1000.3  # arrivals, for timeouts
+    assert served_order(room, a, [fresh, back], 1000.4) == ["back", "fresh"]
+    assert len(a) == 0 and a.record.queue_head(pool) == 0
+
+
+def test_a_fresh_waiter_that_waited_past_the_offset_goes_first(table, pool) -> None:
+    room = Room()
+    (a,) = worker_queues(table, 1)
+    fresh = FakeWaiter(room, "fresh", returning=False)
+    back = FakeWaiter(room, "back")
+    at(a, 1000.0).add(pool, fresh, [])
+    at(a, 1001.5).add(pool, back, [])   # 1.5 s later: the fresh one's rank (1001.0) is lower
+    assert served_order(room, a, [fresh, back], 1001.6) == ["fresh", "back"]
+
+
+def test_waiters_of_each_kind_keep_their_arrival_order(table, pool) -> None:
+    room = Room()
+    (a,) = worker_queues(table, 1)
+    waiters = [FakeWaiter(room, "f1", returning=False), FakeWaiter(room, "r1"),
+               FakeWaiter(room, "f2", returning=False), FakeWaiter(room, "r2"),
+               FakeWaiter(room, "f3", returning=False)]
+    for i, waiter in enumerate(waiters):
+        at(a, 1000.0 + i * 0.1).add(pool, waiter, [])
+    assert served_order(room, a, waiters, 1000.5) == ["r1", "r2", "f1", "f2", "f3"]
+
+
+def test_offset_zero_is_plain_arrival_order(table) -> None:
+    room = Room()
+    fifo = PoolView(0, PoolSettings(name="default", queue_fresh_offset=0.0), HttpSettings())
+    (a,) = worker_queues(table, 1)
+    waiters = [FakeWaiter(room, "f1", returning=False), FakeWaiter(room, "r1"),
+               FakeWaiter(room, "f2", returning=False)]
+    for i, waiter in enumerate(waiters):
+        at(a, 1000.0 + i * 0.1).add(fifo, waiter, [])
+    assert waiters[0].queue_rank == rank_word(1000.0, 0.0)
+    assert served_order(room, a, waiters, 1000.5) == ["f1", "r1", "f2"]
+
+
+def test_the_published_head_skips_pinned_waiters_of_either_kind(table, pool) -> None:
+    room = Room()
+    (a,) = worker_queues(table, 1)
+    at(a, 1000.0).add(pool, FakeWaiter(room, "pinned back", pinned=True), [])
+    at(a, 1000.1).add(pool, FakeWaiter(room, "pinned fresh", pinned=True, returning=False), [])
+    assert a.record.queue_head(pool) == 0
+    at(a, 1000.2).add(pool, FakeWaiter(room, "fresh", returning=False), [])
+    assert a.record.queue_head(pool) == rank_word(1000.2, 1.0)
+    at(a, 1000.3).add(pool, FakeWaiter(room, "back"), [])
+    assert a.record.queue_head(pool) == rank_word(1000.3, 0.0)
+
+
+def test_a_closed_waiter_leaves_from_a_mixed_line(table, pool) -> None:
+    room = Room()
+    (a,) = worker_queues(table, 1)
+    fresh, back = FakeWaiter(room, "fresh", returning=False), FakeWaiter(room, "back")
+    at(a, 1000.0).add(pool, fresh, [])
+    at(a, 1000.1).add(pool, back, [])
+    back.closed = True
+    room.free = 1
+    at(a, 1000.2).dispatch()
+    assert fresh.served and len(a) == 0 and pool not in a.waiting
+
+
+def test_a_place_goes_to_another_workers_returning_waiter_before_our_fresh_one(
+        table, pool) -> None:
+    """The rank, not the arrival, is what crosses workers: worker a's fresh waiter came first,
+    worker b's returning one ranks first; the place a frees is handed over to b."""
+    room = Room()
+    a, b = queues_with_pools(table, pool)
+    woken: list[int] = []
+    a.wake = woken.append
+    fresh, back = FakeWaiter(room, "fresh", returning=False), FakeWaiter(room, "back")
+    assert at(a, 1000.0).add(pool, fresh, [])
+    assert at(b, 1000.3).add(pool, back, [])
+    room.free = 1
+    at(a, 1000.4).soon()        # a's request ended: the place is b's waiter's
+    a.loop._run_after()         # a's own dispatch lets it go by
+    assert woken == [1] and not fresh.served
+    at(b, 1000.4).dispatch()    # b's eventfd handler
+    assert back.served
+    room.free = 1
+    at(a, 1000.5).dispatch()
+    assert fresh.served
+
+
+def test_queue_ahead_compares_ranks(table, pool) -> None:
+    """A new request goes behind waiters that rank ORDER_AFTER or more ahead of it: a new
+    connection's request (ranked the offset later) behind a returning waiter at once; a
+    returning one behind a fresh waiter only once that has waited the offset and more."""
+    room = Room()
+    a, b = worker_queues(table, 2)
+    table.bump_generation()
+    picker = Upstreams(table, b.record.words)
+    own = picker.pools["default"]
+    at(a, 1000.0).add(pool, FakeWaiter(room, "fresh", returning=False), [])
+    assert not picker.queue_ahead(own, 1000.5)               # returning request, at 1000.5
+    assert picker.queue_ahead(own, 1000.5 + 1.0)             # fresh request, at 1000.5
+    assert picker.queue_ahead(own, 1000.0 + 1.0 + ORDER_AFTER)  # returning, 1.1 s later

@@ -12,6 +12,8 @@ import socket
 import pytest
 
 from hbfork.proxy.http.session import HttpSession
+from hbfork.proxy.http.spool_file import Lag
+from hbfork.proxy.http.state import HEAD
 from tests.unit.proxy.fakes import FakeContext, Reader, member
 
 GET = b"GET /x HTTP/1.1\r\nHost: front.example\r\n\r\n"
@@ -190,6 +192,36 @@ def test_a_malformed_request_is_400_and_the_connection_closes() -> None:
 
 
 # --- the front queue
+
+
+def test_a_connection_returns_after_an_exchange_that_went_well() -> None:
+    """Issue 24: a new connection's request ranks queue_fresh_offset later in the front queue;
+    once a response was read without lagging, the next ranks by its arrival."""
+    ctx = FakeContext([member(1)])
+    session, client = start(ctx)
+    assert not session.returning
+    got: list[bytes] = []
+    reply = Reader(client)
+    client.sendall(GET)
+    ctx.run_until(lambda: reply.poll().endswith(b"hello"), serve=serve_one(ctx, 1, OK, got))
+    ctx.run_until(lambda: session.returning)
+
+
+def test_a_connection_whose_response_lagged_ranks_as_a_new_one() -> None:
+    ctx = FakeContext([member(1)])
+    session, client = start(ctx)
+    session.returning = True        # as after a quick exchange
+    reply = Reader(client)
+    client.sendall(GET)
+    ctx.run_until(lambda: ctx.connects == [1])
+    lag = session.ex.lag = Lag(ctx.loop.timer(lambda now: None))
+    lag.lagged = True               # what LagWindow.lags() leaves on a reader too slow
+    ctx.run_until(lambda: reply.poll().endswith(b"hello"), serve=serve_one(ctx, 1, OK, []))
+    ctx.run_until(lambda: session.state == HEAD)
+    assert not session.returning
+    client.sendall(GET)             # read at once: returning again
+    ctx.run_until(lambda: reply.poll().count(b"hello") == 2, serve=serve_one(ctx, 1, OK, []))
+    ctx.run_until(lambda: session.returning)
 
 
 def test_a_request_waits_while_every_member_is_full_then_goes() -> None:
