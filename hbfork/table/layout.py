@@ -120,8 +120,9 @@ STICKY_HIT = 1           # a request's sticky outcome (hbfork.proxy.http.state's
 PC_QUEUED = 8            # waiting now (a gauge: the worker's own queue)
 PC_QUEUE_TIMEOUT, PC_QUEUE_FULL, PC_QUEUE_GONE = 9, 10, 11  # 503s, and clients that left
 PC_DEQUEUED = 12         # requests that waited, then went to a member
-PC_QUEUE_HEAD = 13       # a gauge: when the worker's oldest waiter that any member may take
-                         # arrived (CLOCK_MONOTONIC µs + 1; 0: none), for FIFO across workers
+PC_QUEUE_HEAD = 13       # a gauge: the rank of the worker's first waiter any member may take
+                         # (its arrival plus its offset: hbfork.core.queue_order; CLOCK_MONOTONIC
+                         # µs + 1; 0: none), for rank order across workers
 PC_QUEUE_HANDOFFS = 14   # rooms this worker made and left to another worker's older waiter
                          # (that worker woken through its eventfd)
 MAX_ROUTES = 1024

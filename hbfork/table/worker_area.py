@@ -93,9 +93,9 @@ class WorkerArea:
 
     def oldest_waiter(self, pool: Indexed, bases: list[int], generation: int,
                       skip: int) -> tuple[int, int]:
-        """The oldest queue head word (WorkerRecord.queue_head) for `pool` among the workers
-        of `generation` at `bases` but `skip`, and the index of the worker record that has
-        it; (0, -1) when none has a waiter."""
+        """The lowest (first-ranked) queue head word (WorkerRecord.queue_head) for `pool`
+        among the workers of `generation` at `bases` but `skip`, and the index of the worker
+        record that has it; (0, -1) when none has a waiter."""
         words = self.words
         at = members_end(self.capacity) + pool.index * POOL_COUNTERS + PC_QUEUE_HEAD
         oldest, owner = 0, -1

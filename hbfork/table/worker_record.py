@@ -213,7 +213,8 @@ class WorkerRecord:
         words[self._pools + pool.index * POOL_COUNTERS + PC_DEQUEUED] += 1
 
     def queue_head(self, pool: Indexed) -> int:
-        """When this worker's oldest waiter for `pool` arrived (monotonic µs + 1; 0: none)."""
+        """The rank of this worker's first waiter for `pool` (its arrival plus its offset,
+        monotonic µs + 1; 0: none)."""
         return self.words[self._pools + pool.index * POOL_COUNTERS + PC_QUEUE_HEAD]
 
     def set_queue_head(self, pool: Indexed, word: int) -> None:

@@ -5,9 +5,10 @@
 
 Every `interval` seconds (a thread; reads only, through hbfork.table's readers) it records,
 for each live worker of the newest generation: its connections, its waiters (PC_QUEUED of the
-pool), the age of its oldest waiter (PC_QUEUE_HEAD), how many waiters it has sent on so far
-(PC_DEQUEUED), and per member its requests in flight and its finished requests (the status
-classes); and per member the capacity the heartbeats give. From two samples in a row one sees
+pool), the age of its first waiter's rank (PC_QUEUE_HEAD: its arrival plus its offset, so
+queue_fresh_offset less than its age for a new connection's), how many waiters it has sent
+on so far (PC_DEQUEUED), and per member its requests in flight and its finished requests (the
+status classes); and per member the capacity the heartbeats give. From two samples in a row one sees
 who freed a place (finished += 1) and who took one (started = in-flight delta + finished),
 so over a run: whether freed places idled while requests waited anywhere, and which worker's
 waiters got them.
