@@ -565,3 +565,18 @@ def test_heartbeat_http_path_and_listeners() -> None:
           "need [heartbeat] allow")
     assert load('[heartbeat]\ndiscover = true\nhttp_path = "/hb"\nallow = ["10.0.0.0/8"]\n'
                 ).heartbeat.http_path == "/hb"
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("-1", "at most 3600"), ("4000", "at most 3600"), ('"1s"', "seconds"),
+])
+def test_queue_fresh_offset_is_seconds_from_0_to_an_hour(text: str, problem: str) -> None:
+    error(MEMBER + f"[balance]\nqueue_fresh_offset = {text}\n", "[balance] queue_fresh_offset",
+          problem)
+
+
+def test_queue_fresh_offset_defaults_to_a_second_and_a_pool_may_set_its_own() -> None:
+    assert load(MEMBER).balance.queue_fresh_offset == 1.0
+    cfg = load(MEMBER + '[[pool]]\nname = "p"\nmembers = ["10.0.0.12:8080"]\n'
+               "queue_fresh_offset = 2.5\n")
+    assert next(p for p in cfg.pools if p.name == "p").queue_fresh_offset == 2.5

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from hbfork.core.config import loads
 from hbfork.core.pool_settings import PoolSettings
 from hbfork.core.queue_order import rank_word
 from hbfork.core.settings import HttpSettings
@@ -549,3 +550,12 @@ def test_queue_ahead_compares_ranks(table, pool) -> None:
     assert not picker.queue_ahead(own, 1000.5)               # returning request, at 1000.5
     assert picker.queue_ahead(own, 1000.5 + 1.0)             # fresh request, at 1000.5
     assert picker.queue_ahead(own, 1000.0 + 1.0 + ORDER_AFTER)  # returning, 1.1 s later
+
+
+def test_a_pools_offset_is_its_own_or_the_balance_sections() -> None:
+    cfg = loads('[[member]]\naddress = "10.0.0.11:8080"\n[balance]\nqueue_fresh_offset = 0\n'
+                '[[pool]]\nname = "p"\nmembers = ["10.0.0.12:8080"]\nqueue_fresh_offset = 2.5\n'
+                '[[pool]]\nname = "q"\nmembers = ["10.0.0.13:8080"]\n')
+    views = {p.name: PoolView(0, p, cfg.http, cfg.balance) for p in cfg.pools}
+    assert views["p"].queue_fresh_offset == 2.5
+    assert views["q"].queue_fresh_offset == 0.0   # from [balance]: plain arrival order
