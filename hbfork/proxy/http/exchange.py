@@ -82,6 +82,7 @@ class Exchange:
         self.outcome = ""
         self.spool = None
         self.lag = None
+        self.send_credit = 0
         if fields:  # tests set some at once
             for name, value in fields.items():
                 setattr(self, name, value)
@@ -102,6 +103,7 @@ class Exchange:
     outcome: str = ""
     spool: SpoolFile | None = None  # the response's rest, for a slow reader (http.spool)
     lag: Lag | None = None          # since when its client lags (made when it is first behind)
+    send_credit: int = 0            # what its client's socket surely still takes (slow.read_size)
 
     def log_fields(self, status: int, target: Target | None, now: float) -> dict[str, object]:
         """What the access log records of the request that just ended."""

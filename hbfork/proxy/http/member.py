@@ -265,7 +265,7 @@ class MemberLeg:
         try:
             room = HIGH_WATER - len(out)  # a slow reader holds ~HIGH_WATER at most (no max())
             n = conn.sock.recv_into(buffer, read_size(
-                self.client.sock, len(out), room if room > 4096 else 4096, len(buffer)))
+                s.ex, self.client.sock, len(out), room if room > 4096 else 4096, len(buffer)))
         except WOULD_BLOCK:
             return
         except OSError:
