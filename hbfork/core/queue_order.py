@@ -2,8 +2,9 @@
 
 A waiter's rank is when it arrived plus its offset (HAProxy's `set-priority-offset`): 0 for a
 request on a connection with a record of quick exchanges (a returning client), the pool's
-`queue_fresh_offset` ([balance], 1 s by default) for one on a connection that has none yet (a
-new connection, or one whose last response lagged: hbfork.core.spool.LagWindow.lagged). The
+`queue_fresh_offset` ([balance]; 0 by default: arrival order) for one on a connection that
+has none yet (a new connection, or one whose last response lagged: hbfork.core.spool.
+LagWindow.lagged). The
 front serves the lowest rank first: a returning client goes before fresh connections that
 arrived up to the offset before it, so slow readers that open connection after connection
 (each a first request, their responses spooled) cannot fill the queue ahead of the clients

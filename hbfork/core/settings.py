@@ -265,7 +265,7 @@ class BalanceSettings:
     queue_max: int = setting(10000, integer(0, 1_000_000),
                              "requests (TCP mode: connections) waiting per pool, counted "
                              "over all workers, before 503 \"queue full\"")
-    queue_fresh_offset: float = setting(1.0, seconds(0, 3600, allow_zero=True),
+    queue_fresh_offset: float = setting(0.0, seconds(0, 3600, allow_zero=True),
                                         "seconds later than its arrival an HTTP request "
                                         "ranks in the front queue when its connection has no "
                                         "quick exchange behind it (a new connection, or its "

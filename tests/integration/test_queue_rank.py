@@ -62,7 +62,8 @@ def queue_behind_a_held_member(proxy, backend) -> tuple[Request, Request, Reques
 
 
 def test_a_returning_connection_is_served_before_a_new_one_that_queued_first(cluster):
-    proxy, (backend,) = start(cluster, 1, delay_ms=0, proxy=ONE_WORKER)
+    proxy, (backend,) = start(cluster, 1, delay_ms=0, proxy=ONE_WORKER,
+                              balance={"queue_fresh_offset": 1.0})
     hold, fresh, returning = queue_behind_a_held_member(proxy, backend)
     assert (hold.status, fresh.status, returning.status) == (200, 200, 200)
     # the member serves one at a time: the returning request went when the place freed, the
@@ -73,10 +74,9 @@ def test_a_returning_connection_is_served_before_a_new_one_that_queued_first(clu
 
 
 def test_with_offset_zero_the_queue_is_first_come_first_served(cluster):
-    """The same sequence with queue_fresh_offset = 0: arrival order (what makes the test above
-    able to fail)."""
-    proxy, (backend,) = start(cluster, 1, delay_ms=0, proxy=ONE_WORKER,
-                              balance={"queue_fresh_offset": 0})
+    """The same sequence with queue_fresh_offset = 0, the default: arrival order (what makes
+    the test above able to fail)."""
+    proxy, (backend,) = start(cluster, 1, delay_ms=0, proxy=ONE_WORKER)
     hold, fresh, returning = queue_behind_a_held_member(proxy, backend)
     assert (hold.status, fresh.status, returning.status) == (200, 200, 200)
     assert fresh.done_at < returning.done_at

@@ -575,8 +575,8 @@ def test_queue_fresh_offset_is_seconds_from_0_to_an_hour(text: str, problem: str
           problem)
 
 
-def test_queue_fresh_offset_defaults_to_a_second_and_a_pool_may_set_its_own() -> None:
-    assert load(MEMBER).balance.queue_fresh_offset == 1.0
+def test_queue_fresh_offset_defaults_to_arrival_order_and_a_pool_may_set_its_own() -> None:
+    assert load(MEMBER).balance.queue_fresh_offset == 0.0
     cfg = load(MEMBER + '[[pool]]\nname = "p"\nmembers = ["10.0.0.12:8080"]\n'
                "queue_fresh_offset = 2.5\n")
     assert next(p for p in cfg.pools if p.name == "p").queue_fresh_offset == 2.5

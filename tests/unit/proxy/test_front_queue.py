@@ -69,7 +69,7 @@ def table() -> Iterator[Table]:
 
 @pytest.fixture
 def pool() -> PoolView:
-    return PoolView(0, PoolSettings(name="default"), HttpSettings())
+    return PoolView(0, PoolSettings(name="default", queue_fresh_offset=1.0), HttpSettings())
 
 
 def worker_queues(table: Table, count: int = 2,
@@ -432,7 +432,8 @@ def test_with_two_pools_a_worker_never_hands_a_place_to_itself(table, pool) -> N
 
 
 # --- ranks (issue 24): a waiter on a connection with no quick exchange behind it ranks the
-# pool's queue_fresh_offset (1 s by default) after its arrival (hbfork.core.queue_order)
+# pool's queue_fresh_offset (1 s in these tests; 0 by default) after its arrival
+# (hbfork.core.queue_order)
 
 def served_order(room: Room, queue: FrontQueue, waiters: list[FakeWaiter], now: float) -> list:
     """Free one place at a time and dispatch: the names in the order they were served."""
