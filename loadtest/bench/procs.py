@@ -22,11 +22,26 @@ from typing import Any
 STOP_TIMEOUT = 15.0
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
-    """A port nothing listens on now (the kernel's pick; a race only with other binders)."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on now and that this process has not handed out before.
+
+    The kernel may give the same ephemeral port to two binds in a row once the first socket is
+    closed, so two ports asked for one config (a listener and the status page) could be equal;
+    what was given out is remembered and the kernel asked again. A race remains only with
+    other binders.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(100):
+        with socket.socket(family, kind) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no port not handed out before in 100 tries")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str,

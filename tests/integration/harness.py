@@ -22,15 +22,9 @@ from typing import Any
 
 from hbfork.table.layout import segment_name
 from hbfork.table.table import Table
+from loadtest.bench.procs import free_port
 
 HBFORK = [sys.executable, "-m", "hbfork"]
-
-
-def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, kind) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
