@@ -36,7 +36,7 @@ from hbfork.proxy.upstreams import Target
 
 # Bodies whose bytes can go from the worker's buffer straight to the other side: their
 # framing needs no parsing that could fail (chunked bodies take the queued path).
-DIRECT_BODIES = (LengthBody, UntilClose)
+DIRECT_BODIES = (LengthBody, UntilClose, Rechunker)  # relayed from the read buffer
 # A request body of known length with at least SPLICE_AFTER bytes still to come goes from the
 # client's socket to the member's through a kernel pipe (splice(2)), never through Python
 # buffers: uploads took twice the CPU per MiB of downloads when copied (scripts/bench,

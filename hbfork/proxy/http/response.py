@@ -154,12 +154,25 @@ class ResponseRelay:
 
     def relay_response_bytes(self, n: int) -> None:
         """Body bytes just read into the worker's buffer go straight to the client, nothing
-        being queued before them (no copy into the buffers)."""
+        being queued before them (no copy into the member's buffer; a chunked body is
+        re-framed from the read buffer into the client's queue, hbfork.core.chunked)."""
         s = self.s
         ex = s.ex
         body = ex.response_body
-        assert type(body) is LengthBody or type(body) is UntilClose  # the caller's DIRECT_BODIES
         view = self.ctx.buffer
+        if type(body) is Rechunker:
+            data = view.obj
+            assert isinstance(data, bytearray)  # (find() is the bytearray's)
+            try:  # into the client's queue, empty (the caller's condition)
+                taken = body.relay(data, n, self.client.out)
+            except ProtocolError as err:  # a bad framing: as advance() fails a response
+                s.fail(err.status, err.detail)
+                return
+            ex.bytes_to_client += taken
+            if taken < n:
+                self.member.inbuf += view[taken:n]  # a split framing line, or what follows
+            return
+        assert type(body) is LengthBody or type(body) is UntilClose  # the caller's DIRECT_BODIES
         taken = body.scan(view, 0, n)
         ex.bytes_to_client += taken
         if taken:

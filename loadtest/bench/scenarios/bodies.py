@@ -1,20 +1,24 @@
 """Large bodies through HTTP mode, both directions: throughput, CPU per MiB and worker RSS.
 
-A benchmark, not a test. Two nginx members (127.0.0.2/.3, one process) serve a 1 MiB and a
-100 MiB file and take uploads on /upload: a member reads the whole body (nginx buffers it in
-/dev/shm before answering through an internal location, so the answer comes after the last
-byte, as an application's would) and answers 200. In front, one worker each: hbfork in HTTP
-mode from this tree (optionally also from --baseline DIR as "hbfork-base") and nginx as an HTTP
-reverse proxy set to stream, not spool (proxy_request_buffering off, proxy_max_temp_file_size
-0: the configuration a large-body proxy is given), and "direct" (to one member: the ceiling).
+A benchmark, not a test. Two nginx members (127.0.0.2/.3, one process) serve a 1 MiB and a 100
+MiB file, the same files chunked on /chunked/ (nginx's SSI filter drops the length: 32 KiB
+chunks, as an application that streams its answer sends them) and take uploads on /upload: a
+member reads the whole body (nginx buffers it in /dev/shm before answering through an internal
+location, so the answer comes after the last byte, as an application's would) and answers 200.
+In front, one worker each: hbfork in HTTP mode from this tree (optionally also from --baseline
+DIR as "hbfork-base") and nginx as an HTTP reverse proxy set to stream, not spool
+(proxy_request_buffering off, proxy_max_temp_file_size 0: the configuration a large-body proxy
+is given), and "direct" (to one member: the ceiling).
 
-Downloads: wrk over keep-alive (-c2 for 1 MiB, -c1 for 100 MiB). Uploads: a client in this
-process sends each body with sendfile(2) from a file over one keep-alive connection (two for
-1 MiB), as many as --seconds allows. Rounds interleave the contenders; ratios are taken
-within a round. The RSS of hbfork's worker is sampled every 20 ms during the 100 MiB runs;
-growth = the highest sample less the RSS just before (issue 14: < 16 MiB).
+Downloads and chunked downloads: wrk over keep-alive (-c2 for 1 MiB, -c1 for 100 MiB). Uploads:
+a client in this process sends each body with sendfile(2) from a file over one keep-alive
+connection (two for 1 MiB), as many as --seconds allows. Rounds interleave the contenders;
+ratios are taken within a round. The RSS of hbfork's worker is sampled every 20 ms during the
+100 MiB runs; growth = the highest sample less the RSS just before (issue 14: < 16 MiB). With
+--baseline, "x base" is the median of the same-round ratios hbfork / hbfork-base (MiB/s, and
+CPU per MiB).
 
-    ./scripts/bench-bodies [--rounds 3] [--seconds 6] [--baseline DIR]
+    ./scripts/bench-bodies [--rounds 3] [--seconds 6] [--baseline DIR] [--kinds chunked,upload]
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from loadtest.bench.procs import children, free_port, wait_children, wait_http
 
 SIZES = {"1MiB": 1 << 20, "100MiB": 100 << 20}
 CONNECTIONS = {"1MiB": 2, "100MiB": 1}
-KINDS = ("download", "upload")
+KINDS = ("download", "chunked", "upload")
 
 
 def upload_members(stack: lab.Stack, files: dict[str, bytes]) -> list[tuple[str, int]]:
@@ -58,7 +62,8 @@ http {{ access_log off; keepalive_requests 1000000; sendfile on;
   server {{ listen 127.0.0.1:{sink}; root {root}; location / {{ }} }}
   server {{ {listens} root {root};
     location = /upload {{ proxy_pass http://127.0.0.1:{sink}/ok; proxy_method GET;
-      proxy_pass_request_body off; proxy_set_header Content-Length ""; }} }} }}""")
+      proxy_pass_request_body off; proxy_set_header Content-Length ""; }}
+    location /chunked/ {{ alias {root}/; ssi on; ssi_types *; }} }} }}""")
     members = [(ip, port) for ip in lab.MEMBER_IPS]
     for ip, p in members:
         wait_http(ip, p, "/" + next(iter(files)))
@@ -146,9 +151,10 @@ def run_one(kind: str, address: tuple[str, int], size: str, body: Path, pids: li
     if sampler:
         sampler.start()
     cpu = cpu_seconds(*pids)
-    if kind == "download":
+    if kind != "upload":
         host, port = address
-        result = wrk.run(f"http://{host}:{port}/{size}", CONNECTIONS[size], seconds, threads=1,
+        path = f"/chunked/{size}" if kind == "chunked" else f"/{size}"
+        result = wrk.run(f"http://{host}:{port}{path}", CONNECTIONS[size], seconds, threads=1,
                          check=True)
         mib_s, errors = result["rps"] * SIZES[size] / (1 << 20), wrk.error_count(result)
         moved = result["requests"] * SIZES[size] / (1 << 20)
@@ -171,7 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6.0, help="per run")
     parser.add_argument("--baseline", metavar="DIR", help="also hbfork from this source tree")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help=f"comma-separated, of {', '.join(KINDS)}")
     args = parser.parse_args(argv)
+    args.kinds = [kind for kind in KINDS if kind in args.kinds.split(",")]
+    if not args.kinds:
+        parser.error(f"--kinds: none of {', '.join(KINDS)}")
     tools.require("scripts/bench-bodies", "wrk", "nginx")
     with tempfile.TemporaryDirectory(prefix="bench-bodies-") as tmp:
         stack = lab.Stack(Path(tmp))
@@ -211,7 +222,7 @@ def run(stack: lab.Stack, args: argparse.Namespace) -> None:
     names = list(addresses)
     for number in range(args.rounds):
         order = names[number % len(names):] + names[:number % len(names)]
-        for kind in KINDS:
+        for kind in args.kinds:
             for size in SIZES:
                 for name in order:
                     result = run_one(kind, addresses[name], size, bodies[size], pids[name],
@@ -224,28 +235,42 @@ def run(stack: lab.Stack, args: argparse.Namespace) -> None:
                           f"{result['mib_s']:>8.0f} MiB/s {result['cpu_ms_per_mib']:6.2f} "
                           f"CPU ms/MiB{rss}" + ("  (errors!)" if result["errors"] else ""),
                           flush=True)
-    report(results, names, args.rounds)
+    report(results, names, args.rounds, args.kinds)
+
+
+def _paired(runs: list[dict[str, float]], ref: list[dict[str, float]], key: str) -> float:
+    """The median of the same-round ratios runs / ref of `key`."""
+    return statistics.median(r[key] / ref[i][key] for i, r in enumerate(runs) if ref[i][key])
 
 
 def report(results: dict[tuple[str, str, str], list[dict[str, float]]], names: list[str],
-           rounds: int) -> None:
+           rounds: int, kinds: list[str]) -> None:
+    base = "hbfork-base" in names
     print(f"\n{'kind':<10}{'size':<8}{'contender':<13}{'MiB/s':>8}{'min-max':>14}"
-          f"{'CPU ms/MiB':>12}{'x nginx':>9}{'RSS growth':>12}")
-    for kind in KINDS:
+          f"{'CPU ms/MiB':>12}{'x nginx':>9}{'RSS growth':>12}"
+          + (f"{'x base':>8}{'CPU x base':>12}" if base else ""))
+    for kind in kinds:
         for size in SIZES:
             for name in names:
                 runs = results[(name, kind, size)]
                 mib = [r["mib_s"] for r in runs]
                 ref = results[("nginx", kind, size)]
-                ratio = statistics.median(r["mib_s"] / ref[i]["mib_s"]
-                                          for i, r in enumerate(runs) if ref[i]["mib_s"])
+                ratio = _paired(runs, ref, "mib_s")
                 rss = [r["rss_growth_mib"] for r in runs if "rss_growth_mib" in r]
+                against_base = ""
+                if base and name == "hbfork":
+                    prior = results[("hbfork-base", kind, size)]
+                    against_base = (f"{_paired(runs, prior, 'mib_s'):>8.2f}"
+                                    f"{_paired(runs, prior, 'cpu_ms_per_mib'):>12.2f}")
                 print(f"{kind:<10}{size:<8}{name:<13}{statistics.median(mib):>8.0f}"
                       f"{f'{min(mib):.0f}-{max(mib):.0f}':>14}"
                       f"{statistics.median(r['cpu_ms_per_mib'] for r in runs):>12.2f}"
-                      f"{ratio:>9.2f}{f'{max(rss):.1f} MiB' if rss else '-':>12}")
+                      f"{ratio:>9.2f}{f'{max(rss):.1f} MiB' if rss else '-':>12}"
+                      f"{against_base}")
     print(f"(medians of {rounds} rounds; x nginx: median of the same-round ratios; RSS growth:"
-          " the largest over the rounds; issue 14: >= 0.9x nginx, growth < 16 MiB)")
+          " the largest over the rounds; issue 14: >= 0.9x nginx, growth < 16 MiB"
+          + ("; x base: median of the same-round hbfork / hbfork-base ratios" if base else "")
+          + ")")
 
 
 if __name__ == "__main__":

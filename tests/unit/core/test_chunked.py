@@ -85,3 +85,44 @@ def test_a_limit_is_kept():
     with pytest.raises(ProtocolError) as err:
         body.relay(bytearray(b"4\r\nabcd\r\n"), 9, bytearray())
     assert err.value.status == 413
+
+
+CLEAN = b"1a\r\n" + b"x" * 26 + b"\r\n3\r\nabc\r\n0\r\nX-Sum: 9\r\n\r\n"
+
+
+def test_a_clean_framing_goes_on_byte_for_byte_whatever_the_reads():
+    for step in (1, 2, 5, len(CLEAN)):
+        out, left, done = relay_all(CLEAN, step)
+        assert (out, left, done) == (CLEAN, 0, True), step
+
+
+def test_clean_and_tolerated_chunks_mix_at_chunk_boundaries_only():
+    sent = b"3\r\nabc\r\n4;ext=1\r\ndefg\r\n2\r\nhi\r\n0003\r\njkl\r\n0;x\r\nT: 1\r\n\r\n"
+    whole, _, _ = relay_all(sent, len(sent))
+    assert whole == b"3\r\nabc\r\n4\r\ndefg\r\n2\r\nhi\r\n3\r\njkl\r\n0\r\nT: 1\r\n\r\n"
+    for step in range(1, 12):
+        out, left, done = relay_all(sent, step)
+        assert done and left == 0
+        assert unchunk(out) == b"abcdefghijkl", step
+        assert out.startswith(b"3\r\nabc\r\n") and out.endswith(b"0\r\nT: 1\r\n\r\n")
+        # every size line that goes out is clean
+        assert all(line == b"%x" % int(line, 16) for line in _size_lines(out)), (step, out)
+
+
+def _size_lines(framed: bytes) -> list[bytes]:
+    lines, position = [], 0
+    while True:
+        line_end = framed.index(b"\r\n", position)
+        lines.append(framed[position:line_end])
+        size = int(framed[position:line_end], 16)
+        if not size:
+            return lines
+        position = line_end + 2 + size + 2
+
+
+def test_what_came_before_a_bad_chunk_has_gone_on_and_nothing_of_it():
+    body = Rechunker(status=502)
+    out = bytearray()
+    with pytest.raises(ProtocolError):
+        body.relay(bytearray(b"2\r\nab\r\n3;e\r\ncde\r\nzz\r\n"), 22, out)
+    assert bytes(out) == b"2\r\nab\r\n3\r\ncde\r\n"  # as is, re-framed, then "zz": none

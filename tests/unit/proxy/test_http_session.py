@@ -177,6 +177,54 @@ def test_a_member_that_closes_without_answering_is_502(method: bytes) -> None:
     assert ctx.done == [(502, 1)]  # the member that caused it is named (issue 25 item 7)
 
 
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def _chunks_in_reads(ctx: FakeContext, reads: list[bytes], reply: Reader):
+    """A member side that answers the request with `reads`, one send each, each once the
+    client has the end of the one before it (so every one is a read of its own)."""
+    waiting = list(reads)
+    last = b""
+
+    def serve() -> None:
+        nonlocal last
+        peers = ctx.members[1].peers
+        if not peers or not waiting:
+            return
+        if not last and b"\r\n\r\n" not in Reader(peers[-1]).poll():
+            return  # the request head first
+        if not last or reply.poll().endswith(last):
+            data = waiting.pop(0)
+            peers[-1].sendall(data)
+            last = data[-3:]
+
+    return serve
+
+
+def test_a_clean_chunked_body_reaches_the_client_byte_for_byte_across_reads() -> None:
+    ctx = FakeContext([member(1)])
+    _, client = start(ctx)
+    client.sendall(GET)
+    reply = Reader(client)
+    reads = [CHUNKED_HEAD + b"5\r\nhello\r\n", b"6\r\n world\r\n", b"0\r\n\r\n"]
+    ctx.run_until(lambda: reply.poll().endswith(b"0\r\n\r\n"),
+                  serve=_chunks_in_reads(ctx, reads, reply))
+    assert reply.data.endswith(b"\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    assert ctx.done == [(200, 1)]
+
+
+def test_a_bad_chunk_in_a_later_read_ends_the_response_and_the_connection() -> None:
+    ctx = FakeContext([member(1)])
+    session, client = start(ctx)
+    client.sendall(GET)
+    reply = Reader(client)
+    reads = [CHUNKED_HEAD + b"5\r\nhello\r\n", b"zz\r\nbad\r\n"]
+    ctx.run_until(lambda: session.closed, serve=_chunks_in_reads(ctx, reads, reply))
+    data = reply.poll()
+    assert data.endswith(b"5\r\nhello\r\n")  # what came before it, and nothing of it
+    assert b"zz" not in data and b"bad" not in data
+
+
 def test_a_malformed_request_is_400_and_the_connection_closes() -> None:
     ctx = FakeContext([member(1)])
     session, client = start(ctx)
