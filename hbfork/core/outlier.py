@@ -14,7 +14,11 @@ of a pool that may be out at once (Envoy's model, and what HAProxy's `observe la
                                  the response head, response timeout, malformed response
     failure_rate                 the share of failures of either kind over the last
                                  `failure_rate_window` seconds, once at least
-                                 `failure_rate_min_requests` requests were seen
+                                 `failure_rate_min_requests` requests were seen; and over
+                                 the most recent stretch of it that holds
+                                 `failure_rate_recent_requests`, so a busy member that starts
+                                 failing is judged on what it does now, not diluted by
+                                 seconds of healthy history
     no_answer_after              a member that holds requests and finishes none for this
                                  long (or longer, see hbfork.core.hang) while the rest of
                                  its pool answers: out well before response_timeout
@@ -63,6 +67,10 @@ class OutlierSettings:
     failure_rate_min_requests: int = setting(20, integer(1, 1_000_000),
                                              "requests a worker must have seen in the window "
                                              "before failure_rate judges")
+    failure_rate_recent_requests: int = setting(100, integer(0, 1_000_000),
+                                                "failure_rate also judges the most recent "
+                                                "part of the window holding this many "
+                                                "requests (a worker's; 0 = off)")
     eject_time: float = setting(30.0, seconds(0, 86400),
                                 "seconds a first ejection lasts; each repeat adds as much")
     max_eject_time: float = setting(300.0, seconds(0, 86400),
@@ -93,7 +101,8 @@ OK, FAILED_STATUS, GATEWAY = 0, 1, 2
 CAUSES = ("", "consecutive 5xx", "consecutive gateway failures", "failure rate",
           "active check", "no answer while its pool answers")
 CAUSE_5XX, CAUSE_GATEWAY, CAUSE_RATE, CAUSE_CHECK, CAUSE_NO_ANSWER = 1, 2, 3, 4, 5
-BUCKETS = 10          # the failure-rate window in this many buckets
+BUCKETS = 50          # the failure-rate window in this many buckets (0.2 s of 10 s: the
+                      # grain of the recent stretch)
 QUIET = 1.0           # seconds a worker waits before reporting the same member again
 
 
@@ -164,10 +173,26 @@ class Detector:
             if requests >= s.failure_rate_min_requests and \
                     sum(track.failures) >= s.failure_rate * requests:
                 return CAUSE_RATE
+            recent = s.failure_rate_recent_requests
+            if recent and requests > recent and recent_share(track, recent) >= s.failure_rate:
+                return CAUSE_RATE
         return 0
 
     def forget(self, slot: int) -> None:
         self.tracks.pop(slot, None)
+
+
+def recent_share(track: Track, least: int) -> float:
+    """The share of failures in the newest buckets that together hold at least `least`
+    requests (the whole window when it holds fewer)."""
+    requests = failures = 0
+    at = track.bucket
+    for back in range(BUCKETS):
+        requests += track.requests[(at - back) % BUCKETS]
+        failures += track.failures[(at - back) % BUCKETS]
+        if requests >= least:
+            break
+    return failures / requests if requests else 0.0
 
 
 def ejection_seconds(settings: OutlierSettings, ejections: int) -> float:

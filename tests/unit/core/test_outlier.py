@@ -67,6 +67,34 @@ def test_failure_rate_forgets_outcomes_older_than_the_window():
     assert not any(run(d, [OK] * 10 + [FAILED_STATUS], start=T + 11))
 
 
+def _busy_member_turns_bad(d: Detector, rate: float = 200.0) -> float:
+    """10 s of successes at `rate` requests/s, then 3 of every 10 fail: the seconds from the
+    change to the report (inf if none within 5 s)."""
+    step = 1 / rate
+    run(d, [OK] * int(10 * rate), step=step)
+    change = T + 10
+    pattern = [OK, FAILED_STATUS, OK, OK, FAILED_STATUS, OK, OK, OK, FAILED_STATUS, OK]
+    for i in range(int(5 * rate)):
+        if d.observe(0, 1, pattern[i % 10], change + i * step):
+            return i * step
+    return float("inf")
+
+
+def test_a_busy_member_that_starts_failing_is_judged_on_its_recent_requests():
+    # 30 % failures after 10 s of health: the whole window's share reaches 25 % only after
+    # ~50 s; the newest 100 requests (a worker's share at 1,000 requests/s over 3 members and
+    # 2 workers is ~170/s) show it within a second.
+    rules = {"consecutive_5xx": 0, "consecutive_gateway_failures": 0}
+    assert _busy_member_turns_bad(detector(**rules)) < 1.0
+    assert _busy_member_turns_bad(detector(**rules, failure_rate_recent_requests=0)) > 5
+
+
+def test_steady_failures_under_the_rate_never_trip_the_recent_rule():
+    d = detector(consecutive_5xx=0, consecutive_gateway_failures=0)
+    pattern = [FAILED_STATUS] + [OK] * 5  # 17 %, evenly spread, at 500 requests/s for 30 s
+    assert not any(run(d, pattern * 2500, step=0.002))
+
+
 def test_after_a_report_the_member_is_judged_afresh_and_quiet_for_a_while():
     d = detector()
     assert run(d, [FAILED_STATUS] * 5)[-1] == CAUSE_5XX
