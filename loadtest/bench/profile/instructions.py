@@ -10,8 +10,8 @@ kernel's (syscalls cost the same in both arms of a comparison that sends the sam
 Counts repeat within about 0.5 % from run to run; a wall-clock share of the worker's time
 (timers, heartbeats) is included, so compare runs with the same N.
 
-    scripts/instructions-http [--tree DIR] [--kind none|rules|base] [--requests N] [--upload]
-                              [--http LINES]
+    scripts/instructions-http [--tree DIR] [--kind none|rules|base] [--requests N]
+                              [--upload | --chunked] [--http LINES]
 
 `--kind rules` is scripts/bench-headers' rules configuration (3 + 3 header rules and request
 IDs), `none` its plain one, `base` the plain one without the [request_id] section (for trees
@@ -23,6 +23,9 @@ buffering, then splice). Under callgrind the worker is far slower than the clien
 body is mostly in the socket already when the worker reads: the regime of a benchmark whose
 worker is the bottleneck (scripts/bench-bodies). `--http "request_buffering = 0"` adds lines to
 the configuration's [http] table.
+
+`--chunked` GETs a 1 MiB file as a chunked response instead (the member's SSI filter sends it in
+32 KiB chunks), N=100 by default: the general path's chunked response relay (re-framing).
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ from pathlib import Path
 
 from hbfork.beat.beacon import Beacon
 from loadtest.bench import tools
+from loadtest.bench.kinds import KINDS
 from loadtest.bench.lab.loopback import NGINX
 from loadtest.bench.procs import free_port
-from loadtest.bench.programs.configs import UPLOAD, nginx_backend_conf
+from loadtest.bench.programs.configs import CHUNKED, UPLOAD, nginx_backend_conf
 from loadtest.bench.scenarios.headers import config as headers_config
 
 MEMBER = "127.0.0.2"
@@ -51,14 +55,17 @@ REQUEST = b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\n
 UPLOAD_SIZE = 1 << 20
 UPLOAD_REQUEST = (f"POST {UPLOAD} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {UPLOAD_SIZE}\r\n"
                   "Content-Type: application/octet-stream\r\n\r\n").encode() + bytes(UPLOAD_SIZE)
+CHUNKED_REQUEST = (f"GET {CHUNKED}{KINDS['1m-down'].path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "User-Agent: bench\r\n\r\n").encode()
+ENDS = {"get": REQUEST, "upload": UPLOAD_REQUEST, "chunked": CHUNKED_REQUEST}
 
 
-def requests(port: int, count: int, timeout: float = 120, upload: bool = False) -> None:
-    """`count` GETs (or 1 MiB uploads) on one keep-alive connection, each answered 200 in
-    full."""
+def requests(port: int, count: int, timeout: float = 120, what: str = "get") -> None:
+    """`count` GETs (or 1 MiB uploads, or chunked 1 MiB GETs: `what`) on one keep-alive
+    connection, each answered 200 in full."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         for _ in range(count):
-            sock.sendall(UPLOAD_REQUEST if upload else REQUEST)
+            sock.sendall(ENDS[what])
             data = b""
             while b"\r\n\r\n" not in data:
                 chunk = sock.recv(65536)
@@ -68,6 +75,14 @@ def requests(port: int, count: int, timeout: float = 120, upload: bool = False) 
             head, _, body = data.partition(b"\r\n\r\n")
             if not head.startswith(b"HTTP/1.1 200"):
                 raise OSError(f"answered {head[:40]!r}")
+            if re.search(rb"(?i)\r\ntransfer-encoding: *chunked", head):
+                tail = body[-7:]  # only the end matters: the last chunk (nginx sends no trailers)
+                while tail != b"\r\n0\r\n\r\n":
+                    chunk = sock.recv(262144)
+                    if not chunk:
+                        raise OSError("closed mid-body")
+                    tail = (tail + chunk)[-7:]
+                continue
             match = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
             length = int(match.group(1)) if match else 0
             while len(body) < length:
@@ -77,7 +92,7 @@ def requests(port: int, count: int, timeout: float = 120, upload: bool = False) 
                 body += chunk
 
 
-def measure(tree: Path, kind: str, count: int, upload: bool = False, http: str = "") -> float:
+def measure(tree: Path, kind: str, count: int, what: str = "get", http: str = "") -> float:
     base = Path(tempfile.mkdtemp(prefix="instructions-"))
     base.chmod(0o755)  # nginx's workers run unprivileged
     procs: list[subprocess.Popen[bytes]] = []
@@ -122,12 +137,12 @@ def measure(tree: Path, kind: str, count: int, upload: bool = False, http: str =
                     output = (base / "output-1.log").read_text(errors="replace")[-2000:]
                     raise SystemExit(f"hbfork did not serve:\n{output}") from None
                 time.sleep(0.5)
-        requests(front, 20 if upload else 300, upload=upload)  # warm: caches, bytecode
+        requests(front, 300 if what == "get" else 20, what=what)  # warm: caches, bytecode
         workers = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True,
                                  text=True, check=False).stdout.split()
         for pid in workers:
             subprocess.run(["callgrind_control", "-z", pid], capture_output=True, check=False)
-        requests(front, count, upload=upload)
+        requests(front, count, what=what)
         for pid in workers:
             subprocess.run(["callgrind_control", "-d", "measured", pid], capture_output=True,
                            check=False)
@@ -160,13 +175,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="the hbfork source tree to run (default: this checkout)")
     parser.add_argument("--kind", choices=("none", "rules", "base"), default="none")
     parser.add_argument("--requests", type=int, help="N (default 2000, 100 with --upload)")
-    parser.add_argument("--upload", action="store_true", help="1 MiB POST bodies, not GETs")
+    one = parser.add_mutually_exclusive_group()
+    one.add_argument("--upload", action="store_true", help="1 MiB POST bodies, not GETs")
+    one.add_argument("--chunked", action="store_true", help="1 MiB chunked responses")
     parser.add_argument("--http", default="", help="lines added to the [http] table")
     args = parser.parse_args(argv)
     tools.require("scripts/instructions-http", "nginx", "valgrind", "callgrind_control")
-    count = args.requests or (100 if args.upload else 2000)
-    per_request = measure(args.tree.resolve(), args.kind, count, args.upload, args.http)
-    what = "1 MiB upload" if args.upload else "request"
+    what = "upload" if args.upload else "chunked" if args.chunked else "get"
+    count = args.requests or (2000 if what == "get" else 100)
+    per_request = measure(args.tree.resolve(), args.kind, count, what, args.http)
+    what = {"upload": "1 MiB upload", "chunked": "1 MiB chunked response"}.get(what, "request")
     print(f"{args.kind} {args.tree}{f' [http] {args.http!r}' if args.http else ''}: "
           f"{per_request:,.0f} instructions (Ir) per {what} (N={count})")
     return 0

@@ -28,6 +28,7 @@ GROUP = "239.0.0.1:27999"
 NOFILE = 65536   # wanted; a container without CAP_SYS_RESOURCE may cap it lower (see below)
 MODULES = Path("/usr/lib/apache2/modules")
 UPLOAD = KINDS["1m-up"].path
+CHUNKED = "/chunked"  # nginx_backend_conf: every file again, as a chunked response
 
 
 def nofile_limit() -> int:
@@ -146,6 +147,8 @@ http {{
         listen {address}:{port};
         root {docs};
         location / {{ add_header X-Backend "{name}" always; }}
+        # The same files chunked: the SSI filter drops the length (32 KiB chunks).
+        location {CHUNKED}/ {{ alias {docs}/; ssi on; ssi_types *; }}
         # The whole body is read (into memory) before the answer: proxy_pass buffers a request
         # body before it goes on (its body is not passed). A `return` here would answer at once
         # (it runs before mirror or any body reading), and fronts that stream the body take
