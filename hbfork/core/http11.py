@@ -1,12 +1,11 @@
 """HTTP/1.1 message framing and validation for a proxy. Pure: bytes in, heads and counts out.
 
-Theory of operation
--------------------
 A proxy needs less than a server: it must find where each message's head ends, decide exactly
 how long the body is (RFC 9112 §6.3), refuse anything ambiguous, and rewrite a few headers.
 Bodies are never copied into objects: a body scanner is told how many bytes are available and
-answers how many belong to the current message, so the I/O layer forwards raw bytes as they
-are (chunked framing included) and knows when the message ended.
+answers how many belong to the current message, so the I/O layer forwards the bytes (a chunked
+framing is validated, and re-framed where unclean, by hbfork.core.chunked) and knows when the
+message ended. Writing heads is hbfork.core.http_heads's job.
 
 Everything here raises ProtocolError(status, detail) for bad input, and nothing else:
 
@@ -18,8 +17,6 @@ Everything here raises ProtocolError(status, detail) for bad input, and nothing 
 * 414 request line longer than the limit; 431 head larger than the limit; 413 body over the
   limit; 501 CONNECT (a reverse proxy tunnels nowhere); 505 an HTTP version other than 1.0
   and 1.1.
-
-Writing heads (what the member and the client are sent) is hbfork.core.http_heads's job.
 """
 
 from __future__ import annotations
@@ -37,7 +34,6 @@ from hbfork.core.grammar import (
     DIGITS,
     FIELD,
     FIELDS,
-    HEX,
     HOST,
     STATUS_LINE,
     TARGET,
@@ -373,76 +369,3 @@ class UntilClose:
 
     def scan(self, buf: bytes | bytearray | memoryview, start: int, end: int) -> int:
         return end - start
-
-
-_SIZE, _DATA, _DATA_CRLF, _TRAILER, _DONE = range(5)
-MAX_CHUNK_LINE = 4096
-
-
-class ChunkedBody:
-    """Validates chunked framing while it streams past; counts bytes, copies none.
-
-    scan() consumes whole framing lines only, so a size line split across reads is left for
-    the next call (the caller keeps unconsumed bytes). With `decode`, the data ranges are
-    collected in `pieces` for a client that cannot take chunked (HTTP/1.0)."""
-
-    __slots__ = ("decode", "limit", "pieces", "remaining", "state", "status", "total")
-
-    def __init__(self, limit: int = 0, decode: bool = False, status: int = 400) -> None:
-        self.state = _SIZE
-        self.remaining = 0
-        self.total = 0
-        self.limit = limit
-        self.decode = decode
-        self.pieces: list[tuple[int, int]] = []
-        self.status = status  # 400 for a client's body, 502 for a member's
-
-    @property
-    def done(self) -> bool:
-        return self.state == _DONE
-
-    def scan(self, buf: bytes | bytearray, start: int, end: int) -> int:
-        position = start
-        self.pieces = []
-        while position < end and self.state != _DONE:
-            if self.state == _DATA:
-                take = end - position if end - position < self.remaining else self.remaining
-                if self.decode:
-                    self.pieces.append((position, position + take))
-                position += take
-                self.remaining -= take
-                if not self.remaining:
-                    self.state = _DATA_CRLF
-                continue
-            line_end = buf.find(CRLF, position, end if end < position + MAX_CHUNK_LINE
-                                else position + MAX_CHUNK_LINE)
-            if line_end < 0:
-                if end - position >= MAX_CHUNK_LINE:
-                    raise ProtocolError(self.status, "chunk line too long")
-                break  # wait for the rest of the line
-            line = bytes(buf[position:line_end])
-            position = line_end + 2
-            self._line(line)
-        return position - start
-
-    def _line(self, line: bytes) -> None:
-        if self.state == _DATA_CRLF:
-            if line:
-                raise ProtocolError(self.status, "chunk data longer than its size")
-            self.state = _SIZE
-        elif self.state == _SIZE:
-            size_text = line.split(b";", 1)[0].rstrip(b" \t")
-            if not HEX.fullmatch(size_text) or CONTROL.search(line) or b"\r" in line:
-                raise ProtocolError(self.status, "invalid chunk size")
-            size = int(size_text, 16)
-            self.total += size
-            if self.limit and self.total > self.limit:
-                raise ProtocolError(413, "request body too large")
-            self.remaining = size
-            self.state = _DATA if size else _TRAILER
-        elif self.state == _TRAILER:
-            if not line:
-                self.state = _DONE
-            elif (line[0] in b" \t" or not TOKEN.fullmatch(line.partition(b":")[0])
-                  or b":" not in line or CONTROL.search(line)):
-                raise ProtocolError(self.status, "invalid trailer field")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from hbfork.core.http11 import ChunkedBody
+from hbfork.core.chunked import ChunkedBody
 
 # The kinds of slow-client cut-off, counted apart (hbfork.table.layout.SLOW_KINDS) and named in
 # an exchange's outcome (the access log).

@@ -26,8 +26,9 @@ from typing import Protocol
 
 from hbfork.core import ajp, http11, http_heads
 from hbfork.core.ajp_http import ResponseFramer, request_fields, server_name
+from hbfork.core.chunked import ChunkedBody
 from hbfork.core.errors import ProtocolError
-from hbfork.core.http11 import ChunkedBody, LengthBody
+from hbfork.core.http11 import LengthBody
 from hbfork.core.retry import MALFORMED
 from hbfork.proxy.http.member import MemberLeg
 from hbfork.proxy.http.parts import MemberSide, SessionCore

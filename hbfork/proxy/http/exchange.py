@@ -8,8 +8,9 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
+from hbfork.core.chunked import ChunkedBody
 from hbfork.core.header_plan import HeaderProgram
-from hbfork.core.http11 import ChunkedBody, LengthBody, RequestHead, ResponseHead, UntilClose
+from hbfork.core.http11 import LengthBody, RequestHead, ResponseHead, UntilClose
 from hbfork.core.lean import field_value
 from hbfork.core.slow_clients import BodyProbe
 from hbfork.proxy.http.router import Decision

@@ -9,9 +9,9 @@ from __future__ import annotations
 import socket
 
 from hbfork.core import http11, http_heads
-from hbfork.core.chunked import Rechunker
+from hbfork.core.chunked import ChunkedBody, Rechunker
 from hbfork.core.errors import ProtocolError
-from hbfork.core.http11 import ChunkedBody, LengthBody, ResponseHead, UntilClose
+from hbfork.core.http11 import LengthBody, ResponseHead, UntilClose
 from hbfork.core.http_heads import HeaderMap
 from hbfork.core.http_upgrade import switch_matches
 from hbfork.core.outlier import FAILED_STATUS, OK

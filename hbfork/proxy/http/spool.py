@@ -30,8 +30,8 @@ client queue that emptied with bytes still in the file stalled it until its dead
 
 from __future__ import annotations
 
-from hbfork.core.chunked import Rechunker
-from hbfork.core.http11 import ChunkedBody, LengthBody, UntilClose
+from hbfork.core.chunked import ChunkedBody, Rechunker
+from hbfork.core.http11 import LengthBody, UntilClose
 from hbfork.core.slow_clients import sent_bytes
 from hbfork.core.spool import READ, RELAY, SENDFILE, WAIT, feed, room, route
 from hbfork.proxy.http.exchange import Exchange

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hbfork.core.chunked import ChunkedBody
 from hbfork.core.errors import ProtocolError
 from hbfork.core.http11 import (
-    ChunkedBody,
     LengthBody,
     Limits,
     RequestHead,
