@@ -62,6 +62,7 @@ ORDER_AFTER = 0.100
 RESERVE_TRIES = 4  # picks a request makes when other workers keep taking the last places
 # made once (a range() per pick costs ~1,000 instructions); +1: a pick that passed members by
 RESERVE_DRAWS = range(RESERVE_TRIES + 1)
+NOTHING: frozenset[int] = frozenset()
 
 # sticky() when the session's member is known but cannot serve it now
 STICKY_DOWN = "down"
@@ -221,19 +222,21 @@ class Upstreams(Acquiring):
             self._refresh()
         if pool.built != generation:
             self._build(pool, generation)
-        skip = set(excluded or ())
+        # A first try with no member avoided (the usual case) skips nothing and makes no set.
+        skip: set[int] | frozenset[int] = set(excluded) if excluded else NOTHING
         # Members with a probe in flight from this worker are passed by while any other can
         # take the request (hbfork.core.reopen); when none can, they are picked after all.
-        avoided = self.reopening.avoid - skip if self.reopening.avoid else None
+        avoid = self.reopening.avoid
+        avoided = avoid - skip if avoid else None
         if avoided:
-            skip |= avoided
+            skip = skip | avoided
         lost_race = False
         for _ in RESERVE_DRAWS:
             slot = choose(pool.candidates, pool.weighting, pool.pick, self.in_flight,
                           self.random, skip)
             if slot is None or slot == FULL:
                 if avoided:
-                    skip -= avoided
+                    skip = skip - avoided
                     avoided = None
                     continue
                 return FULL if lost_race and slot is None else slot
@@ -242,11 +245,11 @@ class Upstreams(Acquiring):
                 target = self._load(slot)
                 if target is None:
                     # The master freed the slot after this pool was built: pick again.
-                    skip.add(slot)
+                    skip = skip | {slot}
                     continue
             if self.reserve(target):
                 return target
-            skip.add(slot)  # another worker took its last place meanwhile
+            skip = skip | {slot}  # another worker took its last place meanwhile
             lost_race = True
         return FULL
 
@@ -276,7 +279,7 @@ class Upstreams(Acquiring):
         once see each other (then both try elsewhere) instead of both going."""
         if self.words_view[W_GENERATION] != self.seen:
             self._refresh()
-        self.started(target)
+        self.record[target.counters + MC_INFLIGHT] += 1  # started(), written out
         if self.in_flight(target.slot) <= self.loads[target.slot] & LOAD_MASK:
             return True
         self.record[target.counters + MC_INFLIGHT] -= 1
