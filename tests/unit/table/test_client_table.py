@@ -54,20 +54,29 @@ def test_key_hash_is_nonzero_and_stable() -> None:
 
 def test_one_client_charged_from_two_processes_is_counted_exactly() -> None:
     """Two processes charge the same client 30,000 times each at one instant: exactly the
-    bucket's size gets through, as if one process had done it all (no lost update)."""
-    table = ClientTable(1024)
+    bucket's size gets through, as if one process had done it all (no lost update). A busy
+    machine may run the two one after the other (30,000 + 10,000: nothing raced); the count
+    must hold in every attempt, and at least one of five must have raced."""
     bucket = Bucket.of(1.0, 40_000)
     key = key_hash("192.0.2.7")
-    allowed = os.pipe()
+    raced = 0
+    for _ in range(5):
+        table = ClientTable(1024)
+        allowed = os.pipe()
 
-    def work(i: int) -> None:
-        got = sum(1 for _ in range(30_000) if table.charge(key, T0, bucket)[1] == 0)
-        os.write(allowed[1], got.to_bytes(4, "little"))
+        def work(i: int, table: ClientTable = table, allowed: tuple[int, int] = allowed) -> None:
+            got = sum(1 for _ in range(30_000) if table.charge(key, T0, bucket)[1] == 0)
+            os.write(allowed[1], got.to_bytes(4, "little"))
 
-    in_children(2, work)
-    counts = [int.from_bytes(os.read(allowed[0], 4), "little") for _ in range(2)]
-    assert sum(counts) == 40_000
-    assert min(counts) > 10_000  # they ran at once (one after the other: 30,000 + 10,000)
+        in_children(2, work)
+        counts = [int.from_bytes(os.read(allowed[0], 4), "little") for _ in range(2)]
+        os.close(allowed[0])
+        os.close(allowed[1])
+        assert sum(counts) == 40_000, counts
+        if min(counts) > 10_000:  # they ran at once
+            raced += 1
+            break
+    assert raced, "the two processes never charged at the same time in five attempts"
 
 
 def test_connections_opened_and_closed_from_two_processes_balance() -> None:
