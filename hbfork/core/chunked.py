@@ -84,18 +84,21 @@ class ChunkedBody:
             size_text = line.split(b";", 1)[0].rstrip(b" \t")
             if not HEX.fullmatch(size_text) or CONTROL.search(line) or b"\r" in line:
                 raise ProtocolError(self.status, "invalid chunk size")
-            size = int(size_text, 16)
-            self.total += size
-            if self.limit and self.total > self.limit:
-                raise ProtocolError(413, "request body too large")
-            self.remaining = size
-            self.state = _DATA if size else _TRAILER
+            self._sized(int(size_text, 16))
         elif self.state == _TRAILER:
             if not line:
                 self.state = _DONE
             elif (line[0] in b" \t" or not TOKEN.fullmatch(line.partition(b":")[0])
                   or b":" not in line or CONTROL.search(line)):
                 raise ProtocolError(self.status, "invalid trailer field")
+
+    def _sized(self, size: int) -> None:
+        """A chunk of `size` bytes follows (0: the last chunk, trailer fields next)."""
+        self.total += size
+        if self.limit and self.total > self.limit:
+            raise ProtocolError(413, "request body too large")
+        self.remaining = size
+        self.state = _DATA if size else _TRAILER
 
 
 class Rechunker(ChunkedBody):
@@ -148,16 +151,11 @@ class Rechunker(ChunkedBody):
                         run = line_end + 2  # each re-framed run was closed already
                 elif state == _SIZE:
                     line = bytes(buf[position:line_end])
-                    if HEX.fullmatch(line):  # (the usual size line: parsed here, cheaper)
-                        size = int(line, 16)
-                        self.total += size
-                        if self.limit and self.total > self.limit:
-                            raise ProtocolError(413, "request body too large")
-                        self.remaining = size
-                        self.state = _DATA if size else _TRAILER
+                    if HEX.fullmatch(line):  # (the usual size line: no split, no search)
+                        self._sized(int(line, 16))
                     else:
                         self._line(line)  # tolerated forms, or ProtocolError
-                        size = self.remaining
+                    size = self.remaining
                     self.verbatim = line == b"%x" % size
                     if not self.verbatim:
                         if run < position:

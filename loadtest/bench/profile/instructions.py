@@ -57,7 +57,9 @@ UPLOAD_REQUEST = (f"POST {UPLOAD} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length:
                   "Content-Type: application/octet-stream\r\n\r\n").encode() + bytes(UPLOAD_SIZE)
 CHUNKED_REQUEST = (f"GET {CHUNKED}{KINDS['1m-down'].path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                    "User-Agent: bench\r\n\r\n").encode()
-ENDS = {"get": REQUEST, "upload": UPLOAD_REQUEST, "chunked": CHUNKED_REQUEST}
+# By what is measured: what the client sends, and what one of it is called in the result.
+SENDS = {"get": REQUEST, "upload": UPLOAD_REQUEST, "chunked": CHUNKED_REQUEST}
+UNITS = {"get": "request", "upload": "1 MiB upload", "chunked": "1 MiB chunked response"}
 
 
 def requests(port: int, count: int, timeout: float = 120, what: str = "get") -> None:
@@ -65,7 +67,7 @@ def requests(port: int, count: int, timeout: float = 120, what: str = "get") -> 
     connection, each answered 200 in full."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         for _ in range(count):
-            sock.sendall(ENDS[what])
+            sock.sendall(SENDS[what])
             data = b""
             while b"\r\n\r\n" not in data:
                 chunk = sock.recv(65536)
@@ -184,9 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     what = "upload" if args.upload else "chunked" if args.chunked else "get"
     count = args.requests or (2000 if what == "get" else 100)
     per_request = measure(args.tree.resolve(), args.kind, count, what, args.http)
-    what = {"upload": "1 MiB upload", "chunked": "1 MiB chunked response"}.get(what, "request")
     print(f"{args.kind} {args.tree}{f' [http] {args.http!r}' if args.http else ''}: "
-          f"{per_request:,.0f} instructions (Ir) per {what} (N={count})")
+          f"{per_request:,.0f} instructions (Ir) per {UNITS[what]} (N={count})")
     return 0
 
 

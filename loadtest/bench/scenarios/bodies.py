@@ -38,6 +38,7 @@ from loadtest.bench import tools, wrk
 from loadtest.bench.lab import loopback as lab
 from loadtest.bench.proc_stats import RssSampler, cpu_seconds, rss_kib
 from loadtest.bench.procs import children, free_port, wait_children, wait_http
+from loadtest.bench.programs.configs import CHUNKED
 
 SIZES = {"1MiB": 1 << 20, "100MiB": 100 << 20}
 CONNECTIONS = {"1MiB": 2, "100MiB": 1}
@@ -63,7 +64,7 @@ http {{ access_log off; keepalive_requests 1000000; sendfile on;
   server {{ {listens} root {root};
     location = /upload {{ proxy_pass http://127.0.0.1:{sink}/ok; proxy_method GET;
       proxy_pass_request_body off; proxy_set_header Content-Length ""; }}
-    location /chunked/ {{ alias {root}/; ssi on; ssi_types *; }} }} }}""")
+    location {CHUNKED}/ {{ alias {root}/; ssi on; ssi_types *; }} }} }}""")
     members = [(ip, port) for ip in lab.MEMBER_IPS]
     for ip, p in members:
         wait_http(ip, p, "/" + next(iter(files)))
@@ -153,7 +154,7 @@ def run_one(kind: str, address: tuple[str, int], size: str, body: Path, pids: li
     cpu = cpu_seconds(*pids)
     if kind != "upload":
         host, port = address
-        path = f"/chunked/{size}" if kind == "chunked" else f"/{size}"
+        path = f"{CHUNKED}/{size}" if kind == "chunked" else f"/{size}"
         result = wrk.run(f"http://{host}:{port}{path}", CONNECTIONS[size], seconds, threads=1,
                          check=True)
         mib_s, errors = result["rps"] * SIZES[size] / (1 << 20), wrk.error_count(result)
