@@ -64,7 +64,8 @@ def test_tcp_sender_beats_make_a_member_eligible(cluster, fast_path):
     proxy.wait_eligible(backend.address)
     assert proxy.member(backend.address)["ready"] == 7
     assert proxy.status()["heartbeats"]["accepted"] >= before + 3
-    response, _, _ = get(proxy.url, "/app")
+    response, _, conn = get(proxy.url, "/app")
+    conn.close()  # an idle keep-alive client holds the front's drain at teardown (2 s)
     assert response.status == 200 and response.getheader("X-Backend") == "tomcat1"
 
 
@@ -72,10 +73,12 @@ def test_other_methods_bad_bodies_and_strangers_are_answered_as_apache(cluster):
     backend = cluster.backend("tomcat1", 8, heartbeat=None)
     proxy = cluster.proxy([{"address": backend.address}],
                           heartbeat={"http_path": PATH, "allow": [f"{backend.ip}/32"]})
-    response, _, _ = get(proxy.url, PATH)
+    response, _, conn = get(proxy.url, PATH)
+    conn.close()  # an idle keep-alive client holds the front's drain at teardown (2 s)
     assert response.status == 405 and response.getheader("Allow") == "POST"
     assert response.getheader("X-Backend") is None  # answered by hbfork, not forwarded
-    response, _, _ = get(proxy.url, PATH + "?x=1", method="PUT", body=b"v=1&ready=1&busy=0")
+    response, _, conn = get(proxy.url, PATH + "?x=1", method="PUT", body=b"v=1&ready=1&busy=0")
+    conn.close()
     assert response.status == 405
     with _tcp_sender(proxy.port, backend.ip) as sock:
         assert _post(sock, b"v=1&ready=3").startswith(b"HTTP/1.1 400 ")
@@ -87,7 +90,8 @@ def test_other_methods_bad_bodies_and_strangers_are_answered_as_apache(cluster):
     wait_until(lambda: proxy.status()["heartbeats"].get("not_allowed", 0) == before + 1, 5,
                message="the refused beat to be counted")
     # A path next to the heartbeat location is routed as usual (a GET there is not a 405).
-    response, _, _ = get(proxy.url, PATH + "X")
+    response, _, conn = get(proxy.url, PATH + "X")
+    conn.close()
     assert response.status != 405
 
 

@@ -37,7 +37,7 @@ from tests.integration.harness import (
 )
 from tests.integration.test_lifecycle import LoadClient
 
-UPGRADES = 5
+UPGRADES = 4  # two of each way in (ctl upgrade, SIGUSR2)
 SOAK_SECONDS = float(os.environ.get("HBFORK_UPGRADE_SOAK", "0"))
 
 

@@ -71,11 +71,13 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: Callable[[], s
 
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM,
-                 timeout: float = STOP_TIMEOUT) -> int:
-    """Signal one process by its pid, wait for it, SIGKILL it if it outstays `timeout`."""
+                 timeout: float = STOP_TIMEOUT, signalled: bool = False) -> int:
+    """Signal one process by its pid (unless `signalled` already), wait for it, SIGKILL it if
+    it outstays `timeout`."""
     if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, sig)
+        if not signalled:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -113,9 +115,17 @@ class Service:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self) -> None:
+    def signal_stop(self) -> bool:
+        """SIGTERM now if it runs, for a stop(signalled=True) to wait for; whether it ran."""
+        if not self.running:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+        return True
+
+    def stop(self, signalled: bool = False) -> None:
         if self.proc is not None:
-            stop_process(self.proc)
+            stop_process(self.proc, signalled=signalled)
 
     def output(self) -> str:
         """Its logs, for assertion messages."""
@@ -260,7 +270,8 @@ def patch(text: str, section: str, values: dict[str, Any]) -> str:
 
 
 class Launcher:
-    """Starts services in the lab and stops all of them, newest first, by pid."""
+    """Starts services in the lab and stops all of them by pid, signalled newest first and
+    waited for together."""
 
     def __init__(self, lab: netlab.Lab, workdir: Path) -> None:
         self.lab = lab
@@ -301,8 +312,10 @@ class Launcher:
     def close(self) -> list[str]:
         """Stop everything; return the problems found (shared memory left behind)."""
         problems = []
+        # All signalled first, then waited for: they stop side by side, not one after another.
+        signalled = [service for service in reversed(self.services) if service.signal_stop()]
         for service in reversed(self.services):
-            service.stop()
+            service.stop(signalled=service in signalled)
             if isinstance(service, Hbfork) and (name := service.leftover_segment()):
                 unlink_segment(name)
                 problems.append(f"{service.name} left /dev/shm/{name} behind after exiting")

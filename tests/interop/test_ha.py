@@ -109,6 +109,13 @@ def load_result(proc: subprocess.Popen[str]) -> dict:
     return json.loads(out)
 
 
+def finish_load(proc: subprocess.Popen[str]) -> dict:
+    """Ends a load before its time (the test has what it needed from it) and reads its result;
+    `seconds` stays the upper bound that a slow machine still fits in."""
+    proc.send_signal(signal.SIGTERM)
+    return load_result(proc)
+
+
 def vrrp_pair(launcher: Launcher) -> tuple[list[str], Hbfork, Hbfork, list]:
     """Two fronts with keepalived; (members, active, standby, their keepaliveds). Which front
     wins the first election depends on whose health checks pass first (both start BACKUP)."""
@@ -146,7 +153,7 @@ def test_vrrp_pair_survives_a_killed_master_without_503s(ha_launcher: Launcher,
     while time.monotonic() < watch_until:
         assert vip_owners(lab) == [standby.host.name], "the VIP moved back (flapping)"
         time.sleep(0.1)  # sampling the owner over a window, not waiting for a state
-    result = load_result(load)
+    result = finish_load(load)
     print(f"\nVRRP SIGKILL failover: VIP moved {moved_at - killed_at:.2f}s after the kill; "
           f"client outage {result['max_gap']:.2f}s; {result['requests']} requests, "
           f"statuses {result['statuses']}, errors {result['errors']}")
@@ -172,7 +179,7 @@ def test_planned_handover_loses_no_request(ha_launcher: Launcher, keepalived: No
     wait_owner(lab, standby.host.name, 10, "hand-over after drain-front")
     moved_at = time.time()
     assert active.proc is not None and active.proc.wait(20) == 0  # drained, then exited
-    result = load_result(load)
+    result = finish_load(load)
     print(f"\nplanned hand-over: VIP moved {moved_at - began:.2f}s after drain-front; "
           f"longest wait for a response {result['max_gap']:.2f}s; {result['requests']} "
           f"requests, statuses {result['statuses']}, errors {result['errors']}")
@@ -231,7 +238,7 @@ def test_three_fronts_see_a_member_die_together(ha_launcher: Launcher) -> None:
     for name in ("backend-b3", "beat-b3"):
         os.kill(services[name].pid, signal.SIGKILL)
     seen = seen_out(fronts, members["b3"], died)
-    result = load_result(load)
+    result = finish_load(load)
     print("\nmember killed under load: out of the pick after "
           + ", ".join(f"{f} {t * 1000:.0f} ms" for f, t in seen.items())
           + f"; client errors {result['errors']}, statuses {result['statuses']}")
