@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from loadtest.bench.scenarios.runs import figures
-from loadtest.bench.stats import fmt_ms, median, pct, spread
+from loadtest.bench.stats import abba_ratio, bootstrap_median, fmt_ms, median, pct, spread
 
 
 def test_pct_is_nearest_rank_rounding_down() -> None:
@@ -45,3 +45,20 @@ def test_openloop_figures_count_failures_and_non_2xx_as_errors() -> None:
     assert out["p50"] == 4.0 and out["max"] == 10_000.0
     assert out["first_error_at"] == 0.5
     assert figures({"failed": "boom"}) == {"failed": "boom"}
+
+
+def test_an_abba_block_cancels_a_linear_drift() -> None:
+    # A and B equal, the machine 10 % slower at each step: A1 B1 B2 A2 = 100 110 120 130.
+    assert abba_ratio(100, 110, 120, 130) == 1.0
+    assert abba_ratio(90, 100, 100, 90) == 0.9
+
+
+def test_the_bootstrap_interval_holds_the_median_and_narrows_with_more_blocks() -> None:
+    few = [0.90, 1.00, 1.10, 0.95, 1.05]
+    low, high = bootstrap_median(few)
+    assert low <= median(few) <= high and low >= min(few) and high <= max(few)
+    many = few * 8
+    many_low, many_high = bootstrap_median(many)
+    assert many_high - many_low < high - low
+    assert bootstrap_median(many) == (many_low, many_high)  # seeded: the same report twice
+    assert all(math.isnan(x) for x in bootstrap_median([]))  # nothing to say
