@@ -9,7 +9,10 @@ drift of the machine that is linear over the block. The report is the median of 
 ratios with a 95 % bootstrap interval: the interval, not the point, says whether a target
 such as "≥ 0.97x" is met.
 
-    scripts/ab-http --a DIR --b DIR [--blocks 24] [--seconds 2]
+    scripts/ab-http --a DIR --b DIR [--blocks 24] [--seconds 2] [--a-extra TOML] [--b-extra TOML]
+
+`--a-extra` / `--b-extra` append TOML to one side's configuration ("\\n" for a line break),
+e.g. `--a . --b . --b-extra '[outlier]\\nenabled = false'`: what a feature costs, one tree.
 
 Why not bench-http's ratio of medians: there A and B run seconds apart with other targets
 between them, and identical trees came out ±10 % apart on these machines.
@@ -43,7 +46,7 @@ PATH = "/index.html"
 class Front:
     """One hbfork (one worker) run from `tree`, beating for the member itself."""
 
-    def __init__(self, tree: Path, home: Path, member: str) -> None:
+    def __init__(self, tree: Path, home: Path, member: str, extra: str = "") -> None:
         home.mkdir(mode=0o755)
         self.tree = tree
         self.port, beats, status = (free_port(), free_port(kind=socket.SOCK_DGRAM),
@@ -52,7 +55,7 @@ class Front:
         # Trees older than request IDs do not know the section (its default is off anyway).
         if not (tree / "hbfork" / "core" / "request_id.py").exists():
             text = text.replace("[request_id]\nenabled = false\n", "")
-        (home / "hbfork.toml").write_text(text)
+        (home / "hbfork.toml").write_text(f"{text}\n{extra}\n" if extra else text)
         with open(home / "output.log", "wb") as out:
             self.master = subprocess.Popen(
                 [sys.executable, "-m", "hbfork", "run", "-c", str(home / "hbfork.toml")],
@@ -91,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--b", type=Path, required=True, help="source tree B (the reference)")
     parser.add_argument("--blocks", type=int, default=24)
     parser.add_argument("--seconds", type=float, default=2.0, help="per wrk run")
+    parser.add_argument("--a-extra", default="", help="TOML appended to A's configuration")
+    parser.add_argument("--b-extra", default="", help="TOML appended to B's configuration")
     args = parser.parse_args(argv)
     tools.require("scripts/ab-http", "nginx", "wrk")
     work = Path(tempfile.mkdtemp(prefix="ab-http-"))
@@ -104,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         (home / "nginx.conf").write_text(nginx_backend_conf(home, "m1", MEMBER, member_port))
         nginx = subprocess.Popen([NGINX, "-c", str(home / "nginx.conf"), "-p", str(home)])
         member = f"{MEMBER}:{member_port}"
-        fronts = [Front(args.a.resolve(), work / "a", member),
-                  Front(args.b.resolve(), work / "b", member)]
+        fronts = [Front(args.a.resolve(), work / "a", member,
+                        args.a_extra.replace("\\n", "\n")),
+                  Front(args.b.resolve(), work / "b", member,
+                        args.b_extra.replace("\\n", "\n"))]
         a, b = fronts
         a.run(args.seconds), b.run(args.seconds)  # warm: caches, bytecode, pooled connections
         rates: list[float] = []
@@ -120,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"A/B {rates[-1]:.3f} req/s, {cpus[-1]:.3f} CPU", flush=True)
         low, high = bootstrap_median(rates)
         cpu_low, cpu_high = bootstrap_median(cpus)
-        print(f"A = {args.a}, B = {args.b}: {args.blocks} ABBA blocks of {args.seconds:g}-s runs")
+        print(f"A = {args.a} {args.a_extra!r}, B = {args.b} {args.b_extra!r}: {args.blocks} "
+              f"ABBA blocks of {args.seconds:g}-s runs")
         print(f"A/B requests/s {median(rates):.3f} (95 % interval {low:.3f}-{high:.3f}); "
               f"CPU per request {median(cpus):.3f} ({cpu_low:.3f}-{cpu_high:.3f})")
     finally:
