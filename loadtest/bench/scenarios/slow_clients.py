@@ -1,7 +1,7 @@
 """Slow clients against hbfork and nginx on the same members (issue 24): does a slow-client
 attack keep normal clients from being served, and what does each slow connection cost?
 
-    scripts/bench-slow-clients [--capacity 10] [--extra 100] [--seconds 20] [--quick]
+    scripts/bench-slow-clients [--capacity 10] [--extra 100] [--seconds 20] [--quick] [--trace]
 
 A benchmark, not a test; loopback only. Two members, `hbfork backend --capacity C --workers
 C` on 127.0.0.2/.3 (each serves at most C requests at once and beats its true capacity to
@@ -23,6 +23,10 @@ clients' success % (2xx among all answers and socket errors), their p99 against 
 no-attack p99, and the front worker's RSS growth per slow connection (KiB). The issue's
 targets: success >= 99 %, p99 <= 2x, <= 64 KiB.
 
+--trace samples hbfork's front queue every 100 ms from the attack's start to the end of its
+phase (loadtest/bench/probes/queue_trace.py) and prints when requests waited and for how long:
+the 16 MiB readers' damage is a transient, the first wave of spools, and this shows it.
+
 The slow clients are this script's Python (loadtest/bench/clients/slow.py), not slowhttptest.
 On a shared two-core machine, take the figures alone: a smoke run (--quick) shows the shape.
 """
@@ -41,6 +45,7 @@ from typing import Any
 from loadtest.bench import tools, wrk
 from loadtest.bench.clients.slow import BODY, READER, SlowClients
 from loadtest.bench.lab import loopback as lab
+from loadtest.bench.probes.queue_trace import QueueTrace, Sample
 from loadtest.bench.proc_stats import rss_kib
 from loadtest.bench.procs import free_port, raise_nofile, wait_children, wait_http
 
@@ -61,7 +66,7 @@ def members(stack: lab.Stack, capacity: int, heartbeat_port: int) -> list[tuple[
 
 
 def hbfork_front(stack: lab.Stack, backends: list[tuple[str, int]],
-                 heartbeat_port: int) -> tuple[int, int]:
+                 heartbeat_port: int) -> tuple[int, int, int]:
     port = free_port()
     conf = stack.tmp / "hbfork-slow.toml"
     member_lines = "".join(f'[[member]]\naddress = "{ip}:{p}"\n' for ip, p in backends)
@@ -84,7 +89,7 @@ level = "warning"
     master = stack.start([sys.executable, "-m", "hbfork", "run", "-c", str(conf)],
                          "hbfork-slow.log").pid
     wait_http("127.0.0.1", port, NORMAL_PATH, timeout=20)
-    return port, wait_children(master)[-1]
+    return port, wait_children(master)[-1], master
 
 
 def nginx_front(stack: lab.Stack, backends: list[tuple[str, int]],
@@ -112,12 +117,18 @@ def normal(port: int, seconds: float) -> dict[str, Any]:
 
 
 def phase(port: int, worker: int, kind: str, count: int, seconds: float,
-          size: int = 0) -> dict[str, Any]:
+          size: int = 0, trace_master: int = 0) -> dict[str, Any]:
+    """One attack while the normal clients run; `trace_master`: hbfork's master, whose queue
+    is sampled meanwhile (0: none)."""
     before = rss_kib(worker)
+    trace = QueueTrace(trace_master, interval=0.1).start() if trace_master else None
     slow = SlowClients("127.0.0.1", port, kind, count,
                        response_path=f"/?size={size}").start()
-    time.sleep(min(3.0, seconds / 4))  # let them settle in (the load, not a synchronisation)
+    settle = min(3.0, seconds / 4)
+    time.sleep(settle)  # let them settle in (the load, not a synchronisation)
     result = normal(port, seconds)
+    if trace is not None:
+        print(queue_timeline(trace.stop(), settle), flush=True)
     held = rss_kib(worker)
     result.update(open=slow.open_now(), opened=slow.opened, cut=slow.cut, answers=slow.answers,
                   rss_per_conn_kib=(held - before) / max(count, 1), rss_kib=held)
@@ -126,14 +137,35 @@ def phase(port: int, worker: int, kind: str, count: int, seconds: float,
     return result
 
 
+def queue_timeline(samples: list[Sample], normal_at: float) -> str:
+    """The front queue over an attack, a line per half second while anything waited: the
+    waiters in all workers, the oldest one's age (its rank's: a new connection's includes
+    queue_fresh_offset), the requests in flight per member."""
+    if not samples:
+        return "  queue: no samples"
+    start = samples[0][0]
+    lines, last = [], -1.0
+    for t, rows, *_ in samples:
+        queued = sum(row[2] for row in rows)
+        if queued and t - last >= 0.5:
+            last = t
+            head = max(row[3] for row in rows)
+            inflight = [sum(row[5][i][0] for row in rows) for i in range(len(rows[0][5]))]
+            lines.append(f"  +{t - start:4.1f} s: {queued:4} waiting, oldest {head:7.0f} ms, "
+                         f"in flight {inflight}")
+    waited = [t - start for t, rows, *_ in samples if any(row[2] for row in rows)]
+    end = f"last waiter seen +{max(waited):.1f} s" if waited else "nothing waited"
+    return "\n".join([f"  queue (normal clients from +{normal_at:.1f} s): {end}", *lines])
+
+
 def run_front(name: str, port: int, worker: int, count: int, seconds: float,
-              sizes: list[int]) -> list[str]:
+              sizes: list[int], trace_master: int = 0) -> list[str]:
     base = normal(port, seconds)
     rows = [f"| {name} | none | {base['success']:.1f} % | {base.get('p99', 0):.1f} ms | 1.00x "
             f"| - | {rss_kib(worker) / 1024:.1f} MiB |"]
     attacks = [(BODY, 0), *((READER, size) for size in sizes)]
     for kind, size in attacks:
-        r = phase(port, worker, kind, count, seconds, size)
+        r = phase(port, worker, kind, count, seconds, size, trace_master)
         what = f"{count} slow {kind}" + (f" ({size // 1024} KiB)" if size else "")
         ratio = r.get("p99", 0) / base["p99"] if base.get("p99") else 0
         rows.append(f"| {name} | {what} | {r['success']:.1f} % | "
@@ -151,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 5 s phases")
+    parser.add_argument("--trace", action="store_true",
+                        help="sample hbfork's front queue during each attack and print it")
     parser.add_argument("--fronts", default="hbfork,nginx")
     parser.add_argument("--reader-sizes", default="32768,1048576",
                         help="response sizes the slow readers ask for (bytes, comma-separated)")
@@ -172,12 +206,14 @@ def main(argv: list[str] | None = None) -> int:
                 heartbeat_port = free_port(kind=socket.SOCK_DGRAM)
                 if front == "hbfork":
                     backends = members(stack, args.capacity, heartbeat_port)
-                    port, worker = hbfork_front(stack, backends, heartbeat_port)
+                    port, worker, master = hbfork_front(stack, backends, heartbeat_port)
                 else:
                     backends = members(stack, args.capacity, heartbeat_port)
                     port, worker = nginx_front(stack, backends, args.capacity)
+                    master = 0
                 rows += run_front(front, port, worker, count, args.seconds,
-                                  [int(x) for x in args.reader_sizes.split(",") if x])
+                                  [int(x) for x in args.reader_sizes.split(",") if x],
+                                  master if args.trace else 0)
             finally:
                 stack.stop()
     print("\n" + "\n".join(rows))
