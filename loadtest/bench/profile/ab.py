@@ -27,7 +27,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from hbfork.beat.beacon import Beacon
@@ -35,9 +34,7 @@ from loadtest.bench import tools, wrk
 from loadtest.bench.lab.loopback import NGINX
 from loadtest.bench.proc_stats import cpu_seconds
 from loadtest.bench.procs import free_port, wait_children
-from loadtest.bench.profile.instructions import MEMBER, requests
-from loadtest.bench.programs.configs import nginx_backend_conf
-from loadtest.bench.scenarios.headers import config as headers_config
+from loadtest.bench.profile.instructions import front_config, member_config, wait_serving
 from loadtest.bench.stats import abba_ratio, bootstrap_median, median
 
 PATH = "/index.html"
@@ -51,10 +48,9 @@ class Front:
         self.tree = tree
         self.port, beats, status = (free_port(), free_port(kind=socket.SOCK_DGRAM),
                                     free_port())
-        text = headers_config("none", self.port, beats, status, member, home)
-        # Trees older than request IDs do not know the section (its default is off anyway).
-        if not (tree / "hbfork" / "core" / "request_id.py").exists():
-            text = text.replace("[request_id]\nenabled = false\n", "")
+        # Trees older than request IDs do not know their section.
+        kind = "none" if (tree / "hbfork" / "core" / "request_id.py").exists() else "base"
+        text = front_config(kind, self.port, beats, status, member, home)
         (home / "hbfork.toml").write_text(f"{text}\n{extra}\n" if extra else text)
         with open(home / "output.log", "wb") as out:
             self.master = subprocess.Popen(
@@ -64,15 +60,7 @@ class Front:
         host, port = member.rsplit(":", 1)
         self.beacon = Beacon(("127.0.0.1", beats), port=int(port), source=host, interval=0.5)
         self.beacon.start(lambda: (100, 0))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests(self.port, 1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.master.poll() is not None:
-                    raise SystemExit(f"hbfork from {tree} did not serve: see {home}") from None
-                time.sleep(0.2)
+        wait_serving(self.port, self.master, 30, lambda: f"from {tree}: see {home}")
         self.worker = wait_children(self.master.pid)[0]
 
     def run(self, seconds: float) -> tuple[float, float]:
@@ -103,12 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     nginx = None
     fronts: list[Front] = []
     try:
-        member_port = free_port(MEMBER)
-        home = work / "member"
-        home.mkdir(mode=0o755)
-        (home / "nginx.conf").write_text(nginx_backend_conf(home, "m1", MEMBER, member_port))
-        nginx = subprocess.Popen([NGINX, "-c", str(home / "nginx.conf"), "-p", str(home)])
-        member = f"{MEMBER}:{member_port}"
+        conf, member = member_config(work)
+        nginx = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(conf.parent)])
         fronts = [Front(args.a.resolve(), work / "a", member,
                         args.a_extra.replace("\\n", "\n")),
                   Front(args.b.resolve(), work / "b", member,

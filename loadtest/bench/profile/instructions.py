@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hbfork.beat.beacon import Beacon
@@ -94,6 +95,42 @@ def requests(port: int, count: int, timeout: float = 120, what: str = "get") -> 
                 body += chunk
 
 
+def member_config(base: Path) -> tuple[Path, str]:
+    """An nginx member on MEMBER, its directory made under `base`: (its nginx.conf, the
+    member's address)."""
+    member_port = free_port(MEMBER)
+    directory = base / "member"
+    directory.mkdir()
+    directory.chmod(0o755)
+    conf = directory / "nginx.conf"
+    conf.write_text(nginx_backend_conf(directory, "m1", MEMBER, member_port))
+    return conf, f"{MEMBER}:{member_port}"
+
+
+def front_config(kind: str, front: int, beats: int, status: int, member: str,
+                 base: Path) -> str:
+    """scripts/bench-headers' configuration of `kind`: "rules", "none", or "base" (none
+    without the [request_id] section, for trees older than it; its default is off)."""
+    text = headers_config("rules" if kind == "rules" else "none", front, beats, status,
+                          member, base)
+    return text.replace("[request_id]\nenabled = false\n", "") if kind == "base" else text
+
+
+def wait_serving(port: int, proc: subprocess.Popen[bytes], timeout: float,
+                 why: Callable[[], str]) -> None:
+    """Until the front on `port` answers a GET 200; SystemExit with `why()` if it has not
+    within `timeout` s or its process ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            requests(port, 1)
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"hbfork did not serve: {why()}") from None
+            time.sleep(0.5)
+
+
 def measure(tree: Path, kind: str, count: int, what: str = "get", http: str = "") -> float:
     base = Path(tempfile.mkdtemp(prefix="instructions-"))
     base.chmod(0o755)  # nginx's workers run unprivileged
@@ -108,18 +145,10 @@ def measure(tree: Path, kind: str, count: int, what: str = "get", http: str = ""
         return proc
 
     try:
-        member_port = free_port(MEMBER)
-        directory = base / "member"
-        directory.mkdir()
-        directory.chmod(0o755)
-        (directory / "nginx.conf").write_text(
-            nginx_backend_conf(directory, "m1", MEMBER, member_port))
-        run([NGINX, "-c", str(directory / "nginx.conf"), "-p", str(directory)])
+        conf, member = member_config(base)
+        run([NGINX, "-c", str(conf), "-p", str(conf.parent)])
         front, beats, status = free_port(), free_port(kind=socket.SOCK_DGRAM), free_port()
-        text = headers_config("rules" if kind == "rules" else "none", front, beats, status,
-                              f"{MEMBER}:{member_port}", base)
-        if kind == "base":
-            text = text.replace("[request_id]\nenabled = false\n", "")
+        text = front_config(kind, front, beats, status, member, base)
         text = text.replace("[http]\n", f"[http]\n{http}\n" if http else "[http]\n", 1)
         path = base / "hbfork.toml"
         path.write_text(text)
@@ -127,18 +156,12 @@ def measure(tree: Path, kind: str, count: int, what: str = "get", http: str = ""
                       f"--callgrind-out-file={base}/callgrind.%p",
                       sys.executable, "-m", "hbfork", "run", "-c", str(path)],
                      cwd=str(tree), env={**os.environ, "PYTHONPATH": str(tree)})
-        beacon = Beacon(("127.0.0.1", beats), port=member_port, source=MEMBER, interval=0.5)
+        beacon = Beacon(("127.0.0.1", beats), port=int(member.rsplit(":", 1)[1]),
+                        source=MEMBER, interval=0.5)
         beacon.start(lambda: (100, 0))
-        deadline = time.monotonic() + 240  # Python under valgrind starts slowly
-        while True:
-            try:
-                requests(front, 1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or master.poll() is not None:
-                    output = (base / "output-1.log").read_text(errors="replace")[-2000:]
-                    raise SystemExit(f"hbfork did not serve:\n{output}") from None
-                time.sleep(0.5)
+        # Python under valgrind starts slowly.
+        wait_serving(front, master, 240, lambda: "\n" + (base / "output-1.log").read_text(
+            errors="replace")[-2000:])
         requests(front, 300 if what == "get" else 20, what=what)  # warm: caches, bytecode
         workers = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True,
                                  text=True, check=False).stdout.split()
